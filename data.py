@@ -1,0 +1,375 @@
+"""Read any supported source into train/validation/test, build the label space, tokenize once, batch by length.
+
+Sources: a Hugging Face dataset id, a local folder with ``train``/``validation`` (or ``dev``, ``valid``,
+``val``)/``test`` files, or one local file; formats parquet, csv, tsv, json, jsonl. Names of integer labels come
+from the dataset's ``ClassLabel`` feature or a ``labels.json`` (``{"<label_column>": [names...]}``) beside the files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from utils import UsageError, logger
+
+SPLIT_ALIASES = {
+    "train": ("train",),
+    "validation": ("validation", "dev", "valid", "val"),
+    "test": ("test",),
+}
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+# Rows per mega-batch, in batches: large enough that sorted batches have nearly equal lengths, small enough that
+# batch composition still changes from epoch to epoch (the value transformers' LengthGroupedSampler uses).
+MEGA_BATCH_MULT = 50
+
+
+@dataclass
+class SplitData:
+    """Normalised splits (columns ``text`` [, ``text_pair``], ``label`` as int id, ``idx``) and their label names."""
+
+    splits: dict[str, Any]
+    label_names: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading sources
+
+
+def _split_files(folder: Path) -> dict[str, list[Path]]:
+    """Map split names to the data files in ``folder`` named after them (``train.csv``, ``dev-00000.parquet``...)."""
+    found: dict[str, list[Path]] = {}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+    for split, aliases in SPLIT_ALIASES.items():
+        for alias in aliases:
+            matches = [p for p in files if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_"))]
+            if matches:
+                found[split] = matches
+                break
+    return found
+
+
+def _load_files(files: list[Path]) -> Any:
+    """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too)."""
+    import datasets
+
+    suffixes = {p.suffix.lower() for p in files}
+    if len(suffixes) != 1:
+        raise UsageError(f"mixed file formats for one split: {', '.join(map(str, files))}; use one format per split.")
+    suffix = suffixes.pop()
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    try:
+        return datasets.load_dataset(FORMATS[suffix], data_files=[str(p) for p in files], split="train", **kwargs)
+    except Exception as err:  # pyarrow, pandas and json raise many types; all mean "cannot read this file"
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}.") from err
+
+
+def _labels_json(folder: Path, label_column: str) -> list[str] | None:
+    """Label names from ``labels.json`` beside the data: ``{"label": [...]}`` or a plain list."""
+    path = folder / "labels.json"
+    if not path.is_file():
+        return None
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UsageError(f"cannot parse {path}: {err}.") from err
+    if isinstance(content, list):
+        return [str(x) for x in content]
+    if isinstance(content, dict) and label_column in content:
+        return [str(x) for x in content[label_column]]
+    return None
+
+
+def load_raw_splits(dataset: str, label_column: str) -> tuple[dict[str, Any], list[str] | None]:
+    """The available splits of ``dataset`` as ``datasets.Dataset`` objects, and label names if the source has them."""
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        files = _split_files(path)
+        if "train" not in files:
+            raise UsageError(
+                f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that folder."
+            )
+        return {split: _load_files(paths) for split, paths in files.items()}, _labels_json(path, label_column)
+    if path.is_file():
+        if path.suffix.lower() not in FORMATS:
+            raise UsageError(f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}.")
+        return {"train": _load_files([path])}, _labels_json(path.parent, label_column)
+    if path.suffix.lower() in FORMATS or dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
+        raise UsageError(f"--dataset {dataset}: no such file or folder.")
+    return _load_hub(dataset, label_column)
+
+
+def _load_hub(dataset: str, label_column: str) -> tuple[dict[str, Any], list[str] | None]:
+    """Load a hub dataset id (needs network or the local HF cache)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(dataset)
+    except Exception as err:  # offline mode, unknown id, auth: one line is more useful than the stack
+        raise UsageError(
+            f"--dataset {dataset}: not a local file or folder, and loading it from the Hugging Face hub failed "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Pass a local folder or file instead."
+        ) from err
+    splits = {}
+    for split, aliases in SPLIT_ALIASES.items():
+        for alias in aliases:
+            if alias in loaded:
+                splits[split] = loaded[alias]
+                break
+    if "train" not in splits:
+        raise UsageError(f"--dataset {dataset}: it has no train split (splits: {', '.join(loaded)}).")
+    feature = splits["train"].features.get(label_column)
+    names = list(feature.names) if hasattr(feature, "names") else None
+    return splits, names
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Normalising columns and labels
+
+
+def _check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
+    """Raise a UsageError naming each missing column, with close matches from the file's columns."""
+    for flag, column in wanted.items():
+        if column not in ds.column_names:
+            close = difflib.get_close_matches(column, ds.column_names, n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise UsageError(
+                f"--{flag} {column!r} is not a column of the {split} split (columns: {', '.join(ds.column_names)}).{hint}"
+            )
+
+
+def _is_integer(value: Any) -> bool:
+    """True for ints and numpy ints, but not bools."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
+    """Label names and the map from raw label values to ids, decided from the train split."""
+    if names is not None:
+        if all(_is_integer(v) for v in train_labels):
+            bad = sorted({int(v) for v in train_labels if not 0 <= v < len(names)})
+            if bad:
+                raise UsageError(f"label ids {bad[:5]} are out of range for the {len(names)} label names given; fix the labels or labels.json.")
+            return names, {i: i for i in range(len(names))}
+        return names, {name: i for i, name in enumerate(names)}
+    values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
+    if not all(_is_integer(v) or isinstance(v, str) for v in values):
+        kinds = sorted({type(v).__name__ for v in values})
+        raise UsageError(f"labels must be strings or integers, found {', '.join(kinds)}; check --label_column.")
+    return [str(v) for v in values], {v: i for i, v in enumerate(values)}
+
+
+def _encode_labels(ds: Any, split: str, value_to_id: dict[Any, int], label_column: str) -> Any:
+    """Replace raw label values by ids, refusing unseen labels."""
+    raw = list(ds[label_column])
+    unknown = Counter(v for v in raw if v not in value_to_id)
+    if unknown:
+        shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
+        raise UsageError(
+            f"the {split} split has labels not seen in train: {shown}. Add examples of them to train or remove those rows."
+        )
+    return ds.remove_columns(label_column).add_column("label", [value_to_id[v] for v in raw])
+
+
+def _carve_validation(train: Any, ratio: float, seed: int) -> tuple[Any, Any, str]:
+    """Split a stratified validation set off train (plain random split when a class has fewer than 2 rows)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = list(train["label"])
+    indices = np.arange(len(train))
+    counts = Counter(labels)
+    stratify = labels if min(counts.values()) >= 2 and len(train) * ratio >= len(counts) else None
+    train_idx, val_idx = train_test_split(indices, test_size=ratio, random_state=seed, stratify=stratify)
+    how = "stratified" if stratify is not None else "random (a class has too few rows to stratify)"
+    note = f"no validation split: carved {len(val_idx)} of {len(train)} train rows as validation ({how}, seed {seed})"
+    return train.select(sorted(train_idx)), train.select(sorted(val_idx)), note
+
+
+def prepare_splits(
+    dataset: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str | None = None,
+    validation_split_ratio: float = 0.1,
+    seed: int = 42,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> SplitData:
+    """Load, check and normalise the data; every bad-input error is raised here, before any model is built."""
+    raw, names = load_raw_splits(dataset, label_column)
+    notes: list[str] = []
+    wanted = {"text_column": text_column, "label_column": label_column}
+    if text_pair_column:
+        wanted["text_pair_column"] = text_pair_column
+    renames = {text_column: "text", **({text_pair_column: "text_pair"} if text_pair_column else {})}
+    splits: dict[str, Any] = {}
+    for split, ds in raw.items():
+        _check_columns(ds, split, wanted)
+        if len(ds) == 0:
+            raise UsageError(f"the {split} split of {dataset} is empty.")
+        labels = list(ds[label_column])
+        nulls = sum(v is None for v in labels)
+        if nulls:
+            raise UsageError(f"the {split} split has {nulls} rows with no label in {label_column!r}; fill or drop them.")
+        ds = ds.select_columns(list(wanted.values())).rename_columns({k: v for k, v in renames.items() if k != v})
+        text_cols = ["text"] + (["text_pair"] if text_pair_column else [])
+        keep = [all(isinstance(t, str) and t.strip() for t in texts) for texts in zip(*(ds[c] for c in text_cols))]
+        empty = len(keep) - sum(keep)
+        if empty:
+            ds = ds.select([i for i, ok in enumerate(keep) if ok])
+            notes.append(f"dropped {empty} rows of the {split} split with empty text")
+            if len(ds) == 0:
+                raise UsageError(f"every row of the {split} split has empty text; check --text_column.")
+        splits[split] = ds
+    label_names, value_to_id = build_label_space(list(splits["train"][label_column]), names)
+    splits = {split: _encode_labels(ds, split, value_to_id, label_column) for split, ds in splits.items()}
+    if "validation" not in splits:
+        splits["train"], splits["validation"], note = _carve_validation(splits["train"], validation_split_ratio, seed)
+        notes.append(note)
+    if "test" not in splits:
+        notes.append("no test split: test metrics will be skipped")
+    limits = {"train": max_train_samples, "validation": max_eval_samples, "test": max_eval_samples}
+    for split, limit in limits.items():
+        if split in splits and limit is not None and limit < len(splits[split]):
+            splits[split] = splits[split].select(range(limit))
+    # idx lets evaluation restore the original row order after length-sorted, sharded batching.
+    splits = {split: ds.add_column("idx", list(range(len(ds)))) for split, ds in splits.items()}
+    return SplitData(splits=splits, label_names=label_names, notes=notes)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tokenization, batching
+
+
+def tokenize_splits(splits: dict[str, Any], tokenizer: Any, max_seq_length: int) -> dict[str, Any]:
+    """Tokenize every split once (batched, cached by ``datasets``), no padding; adds a ``length`` column."""
+    input_names = list(tokenizer.model_input_names)
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        pair = batch.get("text_pair")
+        out = tokenizer(batch["text"], pair, truncation=True, max_length=max_seq_length)
+        encoded = {name: out[name] for name in input_names if name in out}
+        encoded["length"] = [len(ids) for ids in out["input_ids"]]
+        return encoded
+
+    tokenized = {}
+    for split, ds in splits.items():
+        drop = [c for c in ds.column_names if c not in ("label", "idx")]
+        tokenized[split] = ds.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {split}")
+    return tokenized
+
+
+class LengthGroupedBatchSampler:
+    """Training batches of similar lengths: shuffle, sort inside mega-batches, cut batches, shuffle batch order.
+
+    The batch holding the longest example comes first (an out-of-memory error shows at step 1, not hours in) and
+    the one short batch last (so sharding across processes hands every rank whole batches). Seeded by
+    ``seed + epoch``; call ``set_epoch`` before each epoch.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, group_by_length: bool = True):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self.drop_last = False
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose permutation ``__iter__`` yields."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches of dataset indices."""
+        rng = np.random.default_rng(self.seed + self.epoch)
+        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        if self.group_by_length:
+            mega = self.batch_size * MEGA_BATCH_MULT
+            # Stable sort, longest first, inside each mega-batch.
+            order = np.concatenate(
+                [chunk[np.argsort(-self.lengths[chunk], kind="stable")] for chunk in np.split(order, range(mega, len(order), mega))]
+            )
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        if not (self.shuffle and self.group_by_length):
+            return batches
+        short = batches.pop() if len(batches[-1]) < self.batch_size else None
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        if batches:
+            longest = int(np.argmax([self.lengths[b].max() for b in batches]))
+            batches.insert(0, batches.pop(longest))
+        return batches + ([short] if short is not None else [])
+
+    def __iter__(self):
+        yield from self.batches()
+
+
+class SortedBatchSampler:
+    """Evaluation batches in descending length order (least padding); ``idx`` restores the row order later."""
+
+    def __init__(self, lengths: list[int], batch_size: int):
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        self.batch_size = batch_size
+        self.drop_last = False
+        self._batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def __iter__(self):
+        yield from self._batches
+
+
+class PadCollator:
+    """Pad token ids to the longest row of the batch (optionally to a multiple of 8 for tensor cores)."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(r["length"] for r in rows)
+        if self.pad_to_multiple_of:
+            width = math.ceil(width / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = {}
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            if key in rows[0]:
+                fill = self.pad_token_id if key == "input_ids" else 0
+                tensor = torch.full((len(rows), width), fill, dtype=torch.long)  # (batch, seq)
+                for i, r in enumerate(rows):
+                    tensor[i, : len(r[key])] = torch.as_tensor(r[key])
+                batch[key] = tensor
+        batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=torch.long)
+        batch["idx"] = torch.tensor([r["idx"] for r in rows], dtype=torch.long)
+        return batch
+
+
+def padding_ratio(lengths: list[int], batches: list[list[int]]) -> float:
+    """Padded tokens computed over real tokens for a list of batches (1.0 means no padding)."""
+    lengths_arr = np.asarray(lengths)
+    padded = sum(len(b) * lengths_arr[b].max() for b in batches)
+    return float(padded / lengths_arr.sum())
+
+
+def train_dataloader(ds: Any, collate: PadCollator, batch_size: int, seed: int, group_by_length: bool) -> DataLoader:
+    """Shuffled training batches, grouped by length unless ``group_by_length`` is False."""
+    sampler = LengthGroupedBatchSampler(ds["length"], batch_size, seed=seed, group_by_length=group_by_length)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
+
+
+def eval_dataloader(ds: Any, collate: PadCollator, batch_size: int) -> DataLoader:
+    """Length-sorted evaluation batches."""
+    return DataLoader(ds, batch_sampler=SortedBatchSampler(ds["length"], batch_size), collate_fn=collate)

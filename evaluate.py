@@ -1,0 +1,243 @@
+"""Score a split with the best model of a run, reproducing the data settings the run was trained with.
+
+    python evaluate.py --split test                         # the latest run (outputs/LATEST)
+    python evaluate.py --split validation --run_dir RUN     # reproduces results.json's validation score
+    python evaluate.py --split test --max_samples 500
+
+Writes ``eval_<split>.json`` (metrics and a per-class report), ``predictions_<split>.jsonl`` (text, gold, pred,
+probability, per-example loss) and ``confusion_<split>.png`` into the run directory; the last stdout line is
+the metrics JSON. ``evaluate()`` and ``compute_metrics()`` are what train.py calls during training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from config import ConfigError, _field, parse_config
+from utils import UsageError, atomic_write_json, atomic_write_text, logger, read_latest_pointer, run_cli, setup_logging
+
+# Metrics that may select the best model; all higher-is-better except loss.
+SELECTABLE_METRICS = ("macro_f1", "accuracy", "micro_f1", "weighted_f1", "macro_precision", "macro_recall", "loss")
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    """Whether ``value`` improves on ``best`` for ``metric`` (strictly, so ties keep the earlier step)."""
+    if best is None:
+        return True
+    return value < best if metric == "loss" else value > best
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataloader: Any, accelerator: Any) -> dict[str, np.ndarray]:
+    """Logits and gold labels for every example exactly once, in the dataset's row order, on every process."""
+    model.eval()
+    idx_parts, logit_parts, label_parts = [], [], []
+    for batch in dataloader:
+        idx = batch.pop("idx")
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        idx, logits, labels = accelerator.gather_for_metrics((idx, logits, labels))
+        idx_parts.append(idx.cpu())
+        logit_parts.append(logits.float().cpu())
+        label_parts.append(labels.cpu())
+    idx = torch.cat(idx_parts).numpy()
+    # Sharding pads the last round of batches with repeated rows; keeping the first copy of each idx makes the
+    # count exact whatever the number of processes, and sorting by idx undoes the length-sorted batch order.
+    _, first = np.unique(idx, return_index=True)
+    order = first[np.argsort(idx[first])]
+    return {
+        "idx": idx[order],
+        "logits": torch.cat(logit_parts).numpy()[order],
+        "labels": torch.cat(label_parts).numpy()[order],
+    }
+
+
+def compute_metrics(labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """Accuracy, F1 (macro/micro/weighted), macro precision/recall, mean loss, count and a per-class report."""
+    from sklearn.metrics import accuracy_score, classification_report, precision_recall_fscore_support
+
+    logits = logits.astype(np.float64)
+    log_probs = logits - logits.max(axis=1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    preds = log_probs.argmax(axis=1)
+    per_example_loss = -log_probs[np.arange(len(labels)), labels]
+    macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(labels, preds, average="macro", zero_division=0)
+    report = classification_report(
+        labels,
+        preds,
+        labels=list(range(len(label_names))),
+        target_names=label_names,
+        output_dict=True,
+        zero_division=0,
+    )
+    return {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "macro_f1": float(macro_f1),
+        "micro_f1": float(precision_recall_fscore_support(labels, preds, average="micro", zero_division=0)[2]),
+        "weighted_f1": float(precision_recall_fscore_support(labels, preds, average="weighted", zero_division=0)[2]),
+        "macro_precision": float(macro_p),
+        "macro_recall": float(macro_r),
+        "loss": float(per_example_loss.mean()),
+        "num_samples": int(len(labels)),
+        "per_class": {name: report[name] for name in label_names},
+    }
+
+
+def evaluate(model: torch.nn.Module, dataloader: Any, accelerator: Any, label_names: list[str]) -> dict[str, Any]:
+    """Run the model over ``dataloader`` on every process and return plain-float metrics."""
+    out = predict(model, dataloader, accelerator)
+    return compute_metrics(out["labels"], out["logits"], label_names)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs
+
+
+def predictions_rows(raw: Any, out: dict[str, np.ndarray], label_names: list[str]) -> list[dict[str, Any]]:
+    """One record per example: text, gold, pred, probability of pred, probability of gold, loss."""
+    logits = out["logits"].astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    texts = raw["text"]
+    pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
+    rows = []
+    for row, (i, gold) in enumerate(zip(out["idx"], out["labels"], strict=True)):
+        pred = int(probs[row].argmax())
+        record = {"idx": int(i), "text": texts[int(i)]}
+        if pairs is not None:
+            record["text_pair"] = pairs[int(i)]
+        record |= {
+            "gold": label_names[int(gold)],
+            "pred": label_names[pred],
+            "probability": float(probs[row, pred]),
+            "gold_probability": float(probs[row, int(gold)]),
+            "loss": float(-np.log(max(probs[row, int(gold)], 1e-300))),
+        }
+        rows.append(record)
+    return rows
+
+
+def plot_confusion(labels: np.ndarray, logits: np.ndarray, label_names: list[str], path: Path, title: str) -> None:
+    """Save a confusion-matrix PNG (rows: gold, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(5.0, 0.45 * len(label_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        logits.argmax(axis=1),
+        labels=list(range(len(label_names))),
+        display_labels=label_names,
+        ax=ax,
+        colorbar=False,
+        xticks_rotation=90 if len(label_names) > 8 else 45,
+        include_values=len(label_names) <= 20,
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+@dataclass
+class EvalConfig:
+    """Score one split of a run's data with its best model."""
+
+    split: str = _field("test", "Split to score: train, validation or test.")
+    run_dir: str | None = _field(None, "Run directory (default: the latest run recorded under --runs_root).")
+    runs_root: str = _field("outputs", "Where to find the LATEST pointer when --run_dir is not given.")
+    max_samples: int | None = _field(None, "Score only the first N rows (default: the run's --max_eval_samples for validation/test).")
+    batch_size: int | None = _field(None, "Evaluation batch size per process (default: the run's).")
+
+    def validate(self) -> None:
+        """Check the split name and sizes."""
+        if self.split not in ("train", "validation", "test"):
+            raise ConfigError(f"--split {self.split!r} is unknown; choose train, validation or test.")
+        for name in ("max_samples", "batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be a positive integer.")
+
+
+def load_run_config(run_dir: Path) -> dict[str, Any]:
+    """The config.json of a run, with a clear error when the folder is not a finished run."""
+    if not (run_dir / "config.json").is_file():
+        raise UsageError(f"{run_dir} is not a run directory (no config.json); pass --run_dir of a training run.")
+    if not (run_dir / "best_model" / "config.json").is_file():
+        raise UsageError(f"{run_dir} has no best_model/ yet; the run has not finished its first evaluation.")
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """CLI entry point: evaluate a split and write its metrics, predictions and confusion matrix."""
+    from accelerate import Accelerator
+    from transformers import AutoTokenizer
+
+    from config import TrainConfig
+    from data import PadCollator, eval_dataloader, prepare_splits, tokenize_splits
+    from model import EncoderClassifier
+
+    cfg: EvalConfig = parse_config(argv, EvalConfig)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else read_latest_pointer(Path(cfg.runs_root))
+    run = load_run_config(run_dir)
+    train_cfg = TrainConfig(**run["user_config"])
+    resolved = run["resolved"]
+    # The training run's precision and batch shapes, so the validation score reproduces bit for bit.
+    accelerator = Accelerator(mixed_precision=resolved.get("mixed_precision", "no"))
+    setup_logging(None, accelerator.is_main_process)
+
+    limit = cfg.max_samples
+    if limit is None and cfg.split != "train":
+        limit = train_cfg.max_eval_samples
+    data = prepare_splits(
+        resolved["dataset"],
+        text_column=train_cfg.text_column,
+        label_column=train_cfg.label_column,
+        text_pair_column=train_cfg.text_pair_column,
+        validation_split_ratio=train_cfg.validation_split_ratio,
+        seed=train_cfg.seed,
+        max_train_samples=limit if cfg.split == "train" else train_cfg.max_train_samples,
+        max_eval_samples=limit,
+    )
+    if cfg.split not in data.splits:
+        raise UsageError(f"the dataset {resolved['dataset']} has no {cfg.split} split.")
+    model_dir = run_dir / "best_model"
+    model = EncoderClassifier.from_pretrained(model_dir)
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if label_names != data.label_names:
+        raise UsageError(f"the data's labels {data.label_names} differ from the model's {label_names}; was the dataset changed?")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    raw = data.splits[cfg.split]
+    tokenized = tokenize_splits({cfg.split: raw}, tokenizer, train_cfg.max_seq_length)[cfg.split]
+    collate = PadCollator(tokenizer.pad_token_id, resolved.get("pad_to_multiple_of"))
+    loader = eval_dataloader(tokenized, collate, cfg.batch_size or train_cfg.per_device_eval_batch_size)
+    model, loader = accelerator.prepare(model, loader)
+
+    out = predict(model, loader, accelerator)
+    metrics = compute_metrics(out["labels"], out["logits"], label_names)
+    if accelerator.is_main_process:
+        atomic_write_json(run_dir / f"eval_{cfg.split}.json", {"split": cfg.split, "run_dir": str(run_dir), **metrics})
+        rows = predictions_rows(raw, out, label_names)
+        atomic_write_text(run_dir / f"predictions_{cfg.split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        plot_confusion(out["labels"], out["logits"], label_names, run_dir / f"confusion_{cfg.split}.png", f"{cfg.split} ({run_dir.name})")
+        logger.info("wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", cfg.split, cfg.split, cfg.split, run_dir)
+        summary = {k: v for k, v in metrics.items() if k != "per_class"}
+        print(json.dumps({"split": cfg.split, **summary}))
+    return metrics
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,194 @@
+"""The classifier: an encoder backbone, a pooling and a head, saved and reloaded as one self-contained model.
+
+Adding a pooling or a head is one small ``nn.Module`` plus one line in ``POOLERS`` or ``HEADS``::
+
+    class LastTokenPooling(nn.Module):
+        def __init__(self, hidden_size: int):
+            super().__init__()
+            self.output_dim = hidden_size
+
+        def forward(self, hidden, mask):  # (batch, seq, hidden), (batch, seq) -> (batch, hidden)
+            last = mask.sum(dim=1) - 1
+            return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+
+    POOLERS["last"] = LastTokenPooling
+
+This file imports only torch and transformers: ``save_pretrained`` copies it into ``best_model/`` so that
+``AutoModelForSequenceClassification.from_pretrained(best_model, trust_remote_code=True)`` works anywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pooling: (batch, seq, hidden) token vectors + (batch, seq) attention mask -> (batch, output_dim)
+
+
+class ClsPooling(nn.Module):
+    """The first token's vector ([CLS] / <s>)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.output_dim = hidden_size
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return hidden[:, 0]
+
+
+class MeanPooling(nn.Module):
+    """The average of the real (unmasked) token vectors."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.output_dim = hidden_size
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+POOLERS: dict[str, type[nn.Module]] = {"cls": ClsPooling, "mean": MeanPooling}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Heads: (batch, input_dim) -> (batch, num_labels)
+
+
+class LinearHead(nn.Module):
+    """Dropout then one linear layer."""
+
+    def __init__(self, input_dim: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(input_dim, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(pooled))
+
+
+HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class EncoderClassifierConfig(PretrainedConfig):
+    """Backbone config (embedded as a dict, so no backbone directory is needed to rebuild), pooling, head, labels."""
+
+    model_type = "encoder_classifier"
+
+    def __init__(
+        self,
+        backbone_config: dict | None = None,
+        pooling: str = "cls",
+        head: str = "linear",
+        classifier_dropout: float = 0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.backbone_config = dict(backbone_config or {})
+        self.pooling = pooling
+        self.head = head
+        self.classifier_dropout = classifier_dropout
+
+
+class EncoderClassifier(PreTrainedModel):
+    """Encoder backbone -> pooling -> head. ``__init__`` only builds; ``from_backbone`` loads pretrained weights."""
+
+    config_class = EncoderClassifierConfig
+    base_model_prefix = "classifier_model"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def __init__(self, config: EncoderClassifierConfig):
+        super().__init__(config)
+        backbone_config = AutoConfig.for_model(**config.backbone_config)
+        self.backbone = AutoModel.from_config(backbone_config)
+        # The classifier pools last_hidden_state itself; a backbone pooler would be parameters without gradients
+        # (DDP's "unused parameters" error) and weights saved for nothing.
+        if getattr(self.backbone, "pooler", None) is not None:
+            self.backbone.pooler = None
+        self.pooler = POOLERS[config.pooling](backbone_config.hidden_size)
+        self.head = HEADS[config.head](self.pooler.output_dim, config.num_labels, config.classifier_dropout)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise head layers (the backbone's own are overwritten by pretrained weights or the checkpoint)."""
+        if isinstance(module, nn.Linear):
+            module.weight.data.normal_(mean=0.0, std=0.02)
+            if module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.data.fill_(1.0)
+            if module.bias is not None:
+                module.bias.data.zero_()
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone_name_or_path: str,
+        id2label: dict[int, str],
+        pooling: str = "cls",
+        head: str = "linear",
+        classifier_dropout: float = 0.1,
+    ) -> EncoderClassifier:
+        """Build the classifier and load the pretrained backbone weights: the one place they are read, for training."""
+        pretrained = AutoModel.from_pretrained(backbone_name_or_path)
+        config = EncoderClassifierConfig(
+            backbone_config=pretrained.config.to_dict(),
+            pooling=pooling,
+            head=head,
+            classifier_dropout=classifier_dropout,
+            id2label={int(i): name for i, name in id2label.items()},
+            label2id={name: int(i) for i, name in id2label.items()},
+            problem_type="single_label_classification",
+        )
+        model = cls(config)
+        missing, unexpected = model.backbone.load_state_dict(pretrained.state_dict(), strict=False)
+        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+        if missing or unexpected:
+            raise RuntimeError(f"backbone weights do not match its config: missing={missing} unexpected={unexpected}")
+        return model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """Logits (batch, num_labels) and, with ``labels``, the mean cross-entropy."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        # Only BERT-style backbones take token_type_ids; DistilBERT and ModernBERT reject the argument.
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        pooled = self.pooler(hidden, attention_mask)  # (batch, pooled_dim)
+        logits = self.head(pooled)  # (batch, num_labels)
+        loss = None
+        if labels is not None:
+            # float32 loss even under autocast: the log-softmax of bf16 logits loses the small differences.
+            loss = F.cross_entropy(logits.float(), labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+# Local registration (``AutoModelForSequenceClassification.from_pretrained(best_model)`` in this process) and
+# auto_map registration (the saved folder carries this file for ``trust_remote_code=True`` elsewhere).
+AutoConfig.register(EncoderClassifierConfig.model_type, EncoderClassifierConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(EncoderClassifierConfig, EncoderClassifier, exist_ok=True)
+EncoderClassifierConfig.register_for_auto_class()
+EncoderClassifier.register_for_auto_class("AutoModelForSequenceClassification")

