@@ -47,7 +47,8 @@ class TrainConfig:
     max_train_samples: int | None = _field(None, "Use only the first N training rows (quick runs).")
     max_eval_samples: int | None = _field(None, "Use only the first N rows of validation and test (quick runs).")
     group_by_length: bool = _field(
-        True, "Batch training examples of similar length together (far less padding); --no-group_by_length for random batches."
+        True,
+        "Batch training examples of similar length together (far less padding); --no-group_by_length for random batches.",
     )
     # --- model ---
     model_name_or_path: str = _field(
@@ -74,7 +75,9 @@ class TrainConfig:
     max_grad_norm: float = _field(1.0, "Clip the gradient norm to this value (0 disables clipping).")
     # --- evaluation, selection, logging ---
     eval_steps: int | None = _field(None, "Evaluate every N optimizer steps (default: at the end of each epoch).")
-    metric_for_best_model: str = _field("macro_f1", "Validation metric that selects the best model (higher is better, except loss).")
+    metric_for_best_model: str = _field(
+        "macro_f1", "Validation metric that selects the best model (higher is better, except loss)."
+    )
     early_stopping_patience: int | None = _field(None, "Stop after N evaluations without improvement (default: never).")
     logging_steps: int = _field(10, "Log loss, learning rate and gradient norm every N optimizer steps.")
     seed: int = _field(42, "Random seed for initialisation, shuffling and the validation carve.")
@@ -153,7 +156,9 @@ def _parse_bool(text: str) -> bool:
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     """An argparse parser with one flag per dataclass field, help taken from the field metadata."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", default=None, help="YAML or JSON file of flag values; command-line flags override it.")
+    parser.add_argument(
+        "--config", default=None, help="YAML or JSON file of flag values; command-line flags override it."
+    )
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = _base_type(hints[f.name])
@@ -163,9 +168,13 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
             parser.add_argument(
                 f"--{f.name}", nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text
             )
-            parser.add_argument(f"--no-{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            parser.add_argument(
+                f"--no-{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
         else:
-            parser.add_argument(f"--{f.name}", type=tp, default=argparse.SUPPRESS, help=f"{help_text} (default: {f.default})")
+            parser.add_argument(
+                f"--{f.name}", type=tp, default=argparse.SUPPRESS, help=f"{help_text} (default: {f.default})"
+            )
     return parser
 
 

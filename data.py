@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from utils import UsageError, logger
+from utils import UsageError
 
 SPLIT_ALIASES = {
     "train": ("train",),
@@ -51,7 +51,9 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
     for split, aliases in SPLIT_ALIASES.items():
         for alias in aliases:
-            matches = [p for p in files if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_"))]
+            matches = [
+                p for p in files if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_"))
+            ]
             if matches:
                 found[split] = matches
                 break
@@ -71,7 +73,9 @@ def _load_files(files: list[Path]) -> Any:
         return datasets.load_dataset(FORMATS[suffix], data_files=[str(p) for p in files], split="train", **kwargs)
     except Exception as err:  # pyarrow, pandas and json raise many types; all mean "cannot read this file"
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}.") from err
+        raise UsageError(
+            f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}."
+        ) from err
 
 
 def _labels_json(folder: Path, label_column: str) -> list[str] | None:
@@ -102,7 +106,9 @@ def load_raw_splits(dataset: str, label_column: str) -> tuple[dict[str, Any], li
         return {split: _load_files(paths) for split, paths in files.items()}, _labels_json(path, label_column)
     if path.is_file():
         if path.suffix.lower() not in FORMATS:
-            raise UsageError(f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}.")
+            raise UsageError(
+                f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}."
+            )
         return {"train": _load_files([path])}, _labels_json(path.parent, label_column)
     if path.suffix.lower() in FORMATS or dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
         raise UsageError(f"--dataset {dataset}: no such file or folder.")
@@ -159,7 +165,9 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
         if all(_is_integer(v) for v in train_labels):
             bad = sorted({int(v) for v in train_labels if not 0 <= v < len(names)})
             if bad:
-                raise UsageError(f"label ids {bad[:5]} are out of range for the {len(names)} label names given; fix the labels or labels.json.")
+                raise UsageError(
+                    f"label ids {bad[:5]} are out of range for the {len(names)} label names given; fix the labels or labels.json."
+                )
             return names, {i: i for i in range(len(names))}
         return names, {name: i for i, name in enumerate(names)}
     values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
@@ -220,10 +228,15 @@ def prepare_splits(
         labels = list(ds[label_column])
         nulls = sum(v is None for v in labels)
         if nulls:
-            raise UsageError(f"the {split} split has {nulls} rows with no label in {label_column!r}; fill or drop them.")
+            raise UsageError(
+                f"the {split} split has {nulls} rows with no label in {label_column!r}; fill or drop them."
+            )
         ds = ds.select_columns(list(wanted.values())).rename_columns({k: v for k, v in renames.items() if k != v})
         text_cols = ["text"] + (["text_pair"] if text_pair_column else [])
-        keep = [all(isinstance(t, str) and t.strip() for t in texts) for texts in zip(*(ds[c] for c in text_cols))]
+        keep = [
+            all(isinstance(t, str) and t.strip() for t in texts)
+            for texts in zip(*(ds[c] for c in text_cols), strict=True)
+        ]
         empty = len(keep) - sum(keep)
         if empty:
             ds = ds.select([i for i, ok in enumerate(keep) if ok])
@@ -277,7 +290,9 @@ class LengthGroupedBatchSampler:
     ``seed + epoch``; call ``set_epoch`` before each epoch.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, group_by_length: bool = True):
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, group_by_length: bool = True
+    ):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -301,7 +316,10 @@ class LengthGroupedBatchSampler:
             mega = self.batch_size * MEGA_BATCH_MULT
             # Stable sort, longest first, inside each mega-batch.
             order = np.concatenate(
-                [chunk[np.argsort(-self.lengths[chunk], kind="stable")] for chunk in np.split(order, range(mega, len(order), mega))]
+                [
+                    chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+                    for chunk in np.split(order, range(mega, len(order), mega))
+                ]
             )
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         if not (self.shuffle and self.group_by_length):

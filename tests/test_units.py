@@ -1,0 +1,236 @@
+"""Unit tests: config parsing, label space, bad input, weight-decay groups, metrics, samplers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from config import ConfigError, TrainConfig, parse_config
+from conftest import REPO, SHARED_DATA, make_tiny_model, tiny_args, write_csv
+from data import LengthGroupedBatchSampler, SortedBatchSampler, build_label_space, padding_ratio, prepare_splits
+from evaluate import compute_metrics
+from model import EncoderClassifier
+from utils import UsageError
+
+# ---- config ------------------------------------------------------------------------------------------------------
+
+
+def test_config_file_then_cli_override(tmp_path):
+    (tmp_path / "run.yaml").write_text("learning_rate: 1.0e-4\nseed: 3\ngroup_by_length: false\n")
+    cfg = parse_config(["--config", str(tmp_path / "run.yaml"), "--seed", "9"])
+    assert (cfg.learning_rate, cfg.seed, cfg.group_by_length) == (1e-4, 9, False)
+    (tmp_path / "run.json").write_text(json.dumps({"max_steps": 5}))
+    assert parse_config(["--config", str(tmp_path / "run.json"), "--no-group_by_length"]).max_steps == 5
+    assert parse_config([]) == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--learning_rate", "0"], "--learning_rate must be > 0"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be a positive integer"),
+        (["--warmup_ratio", "1.5"], "--warmup_ratio"),
+        (["--pooling", "attention"], "--pooling 'attention' is unknown; choose one of: cls, mean"),
+        (["--metric_for_best_model", "f1"], "--metric_for_best_model 'f1' is unknown"),
+    ],
+)
+def test_config_validation_names_the_flag(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(argv)
+
+
+def test_config_file_unknown_key_suggests(tmp_path):
+    (tmp_path / "bad.yaml").write_text("learning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rat \\(did you mean learning_rate\\?\\)"):
+        parse_config(["--config", str(tmp_path / "bad.yaml")])
+
+
+# ---- data and labels ---------------------------------------------------------------------------------------------
+
+
+def test_label_space_rules():
+    assert build_label_space(["pos", "neg", "pos"], None) == (["neg", "pos"], {"neg": 0, "pos": 1})
+    assert build_label_space([3, 1, 3], None) == (["1", "3"], {1: 0, 3: 1})
+    assert build_label_space([0, 2], ["a", "b", "c"]) == (["a", "b", "c"], {0: 0, 1: 1, 2: 2})
+    assert build_label_space(["b"], ["a", "b"])[1] == {"a": 0, "b": 1}
+    with pytest.raises(UsageError, match="out of range for the 2 label names"):
+        build_label_space([0, 5], ["a", "b"])
+
+
+def test_real_data_with_labels_json():
+    data = prepare_splits(str(SHARED_DATA / "emotion"), max_train_samples=50, max_eval_samples=20)
+    assert data.label_names == ["sadness", "joy", "love", "anger", "fear", "surprise"]
+    assert [len(data.splits[s]) for s in ("train", "validation", "test")] == [50, 20, 20]
+    assert data.splits["train"][0]["text"] == "i didnt feel humiliated" and data.splits["train"][0]["label"] == 0
+
+
+def test_carved_validation_is_stratified_seeded_and_disjoint(tmp_path):
+    rows = [(f"text number {i}", "common" if i % 4 else "rare") for i in range(200)]
+    path = write_csv(tmp_path / "all.csv", rows)
+    a = prepare_splits(str(path), validation_split_ratio=0.2, seed=1)
+    b = prepare_splits(str(path), validation_split_ratio=0.2, seed=1)
+    c = prepare_splits(str(path), validation_split_ratio=0.2, seed=2)
+    val = a.splits["validation"]
+    assert len(val) == 40 and sum(1 for y in val["label"] if a.label_names[y] == "rare") == 10  # 25% as in train
+    assert set(val["text"]).isdisjoint(a.splits["train"]["text"]) and len(a.splits["train"]) == 160
+    assert list(val["text"]) == list(b.splits["validation"]["text"]) != list(c.splits["validation"]["text"])
+    assert any("carved 40 of 200" in n for n in a.notes) and "test" not in a.splits
+
+
+def test_folder_with_dev_split_and_empty_text(tmp_path):
+    write_csv(tmp_path / "train.csv", [("good", "pos"), ("bad", "neg"), ("   ", "pos"), ("fine", "pos")])
+    write_csv(tmp_path / "dev.csv", [("nice", "pos"), ("awful", "neg")])
+    data = prepare_splits(str(tmp_path))
+    assert len(data.splits["train"]) == 3 and len(data.splits["validation"]) == 2
+    assert "dropped 1 rows of the train split with empty text" in data.notes
+
+
+@pytest.mark.parametrize(
+    "setup, flags, message",
+    [
+        (
+            "missing_column",
+            ["--text_column", "txt"],
+            "--text_column 'txt' is not a column of the train split .* Did you mean text",
+        ),
+        ("unknown_label", [], "the test split has labels not seen in train: 'neutral' \\(1x\\)"),
+        ("missing_path", [], "no such file or folder"),
+        ("null_label", [], "rows with no label"),
+        ("corrupt", [], "cannot read"),
+        ("too_long", ["--max_seq_length", "4096"], "--max_seq_length 4096 exceeds the model's limit of 128"),
+    ],
+)
+def test_bad_input_fails_before_any_model_is_built(setup, flags, message, tiny_bert, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    write_csv(data / "train.csv", [("good", "pos"), ("bad", "neg")] * 4)
+    write_csv(data / "test.csv", [("good", "pos"), ("meh", "neutral")])
+    if setup == "missing_path":
+        data = tmp_path / "nowhere"
+    elif setup == "null_label":
+        (data / "train.csv").write_text("text,label\ngood,pos\nbad,\n")
+    elif setup == "corrupt":
+        (data / "train.parquet").write_bytes(b"not a parquet file")
+        (data / "train.csv").unlink()
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match=message):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--dataset",
+            str(tmp_path / "missing.csv"),
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: --dataset {tmp_path / 'missing.csv'}: no such file or folder."]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), "--run_dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "is not a run directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- model and optimizer -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["bert", "modernbert"])
+def test_no_weight_decay_on_biases_and_norms_by_module_type(arch, tmp_path):
+    model = EncoderClassifier.from_backbone(str(make_tiny_model(tmp_path / arch, arch)), {0: "a", 1: "b"})
+    no_decay = train.no_decay_parameter_names(model)
+    norm_params = {
+        f"{m}.{p}"
+        for m, mod in model.named_modules()
+        if isinstance(mod, torch.nn.LayerNorm)
+        for p, _ in mod.named_parameters(recurse=False)
+    }
+    assert norm_params and norm_params <= no_decay
+    if arch == "modernbert":  # its norms are named attn_norm / mlp_norm / final_norm, not LayerNorm
+        assert {n for n in no_decay if "attn_norm" in n or "mlp_norm" in n or "final_norm" in n}
+    for name, _ in model.named_parameters():
+        expected_no_decay = name.endswith("bias") or name in norm_params
+        assert (name in no_decay) == expected_no_decay, name
+    optimizer = train.build_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu"))
+    decay_group, no_decay_group = optimizer.param_groups
+    assert (decay_group["weight_decay"], no_decay_group["weight_decay"]) == (0.1, 0.0)
+    assert len(decay_group["params"]) + len(no_decay_group["params"]) == len(list(model.parameters()))
+
+
+def test_backbone_weights_loaded_and_pooler_dropped(tiny_bert):
+    from transformers import AutoModel
+
+    model = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"})
+    reference = AutoModel.from_pretrained(tiny_bert).state_dict()
+    state = model.backbone.state_dict()
+    assert not any(k.startswith("pooler") for k in state)
+    assert all(torch.equal(v, reference[k]) for k, v in state.items())
+
+
+# ---- metrics -----------------------------------------------------------------------------------------------------
+
+
+def test_metrics_against_hand_computed_values():
+    labels = np.array([0, 0, 1, 1, 2])
+    logits = np.log(np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]]))
+    m = compute_metrics(labels, logits, ["a", "b", "c"])
+    # preds 0,1,1,1,2: class a P=1 R=.5 F1=2/3; b P=2/3 R=1 F1=.8; c F1=1.
+    assert m["accuracy"] == pytest.approx(0.8)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 1) / 3)
+    assert m["micro_f1"] == pytest.approx(0.8)
+    assert m["weighted_f1"] == pytest.approx((2 * 2 / 3 + 2 * 0.8 + 1) / 5)
+    assert m["macro_precision"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert m["loss"] == pytest.approx(-np.mean(np.log([0.8, 0.2, 0.8, 0.6, 0.6])))
+    assert m["num_samples"] == 5 and m["per_class"]["b"]["recall"] == 1.0
+
+
+# ---- samplers ----------------------------------------------------------------------------------------------------
+
+
+def test_length_grouped_batches_cover_everything_once_longest_first():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 100, size=1001).tolist()
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=32, seed=3)
+    sampler.set_epoch(0)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1001))
+    assert max(lengths[i] for i in batches[0]) == max(lengths)
+    assert [len(b) for b in batches[:-1]] == [32] * 31 and len(batches[-1]) == 1001 % 32
+    assert batches == list(sampler)  # same epoch, same order
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    assert len(sampler) == len(batches)
+
+
+def test_eval_batches_sorted_longest_first():
+    lengths = [3, 9, 1, 7, 5]
+    batches = list(SortedBatchSampler(lengths, batch_size=2))
+    assert batches == [[1, 3], [4, 0], [2]]
+
+
+@pytest.mark.parametrize("name", ["emotion", "sst2"])
+def test_length_grouping_padding_ratio_on_real_data(name, minilm_path):
+    from transformers import AutoTokenizer
+
+    from data import tokenize_splits
+
+    data = prepare_splits(str(SHARED_DATA / name), max_train_samples=16000)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    lengths = tokenize_splits({"train": data.splits["train"]}, tokenizer, 128)["train"]["length"]
+    grouped = LengthGroupedBatchSampler(lengths, 32, seed=0)
+    random = LengthGroupedBatchSampler(lengths, 32, seed=0, group_by_length=False)
+    assert padding_ratio(lengths, list(grouped)) <= 1.05
+    assert padding_ratio(lengths, list(random)) >= 1.8  # what the common recipe pays
