@@ -87,6 +87,20 @@ class TrainConfig:
     )
     runs_root: str = _field("outputs", "Folder for default run directories and the LATEST pointer.")
     overwrite_output_dir: bool = _field(False, "Allow writing into an output directory that holds another run.")
+    # --- robustness ---
+    checkpointing_steps: str | None = _field(
+        None, "Write a resumable checkpoint every N optimizer steps, or 'epoch' for the end of each epoch."
+    )
+    save_total_limit: int | None = _field(
+        None, "Keep only the newest K checkpoints (the one holding the best state is never deleted)."
+    )
+    resume_from_checkpoint: str | None = _field(
+        None, "'latest' (newest checkpoint of --output_dir, or of the latest run) or a checkpoint folder."
+    )
+    nan_policy: str = _field("stop", "On a NaN/inf loss or gradient: 'stop' the run, or 'skip' that optimizer step.")
+    empty_text: str = _field(
+        "drop", "Rows whose text is empty or whitespace: 'drop' them (counted in the log) or 'error'."
+    )
 
     def validate(self) -> None:
         """Check values and combinations; raise ConfigError naming the flag and the fix."""
@@ -120,6 +134,21 @@ class TrainConfig:
             raise ConfigError(f"--classifier_dropout must be in [0, 1), got {self.classifier_dropout}.")
         if self.max_grad_norm < 0:
             raise ConfigError(f"--max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
+        if self.checkpointing_steps is not None and not (
+            self.checkpointing_steps == "epoch"
+            or (self.checkpointing_steps.isdigit() and int(self.checkpointing_steps) > 0)
+        ):
+            raise ConfigError(
+                f"--checkpointing_steps must be a positive integer or 'epoch', got {self.checkpointing_steps!r}."
+            )
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ConfigError(f"--save_total_limit must be >= 1, got {self.save_total_limit}.")
+        for flag, value, choices in [
+            ("nan_policy", self.nan_policy, ("stop", "skip")),
+            ("empty_text", self.empty_text, ("drop", "error")),
+        ]:
+            if value not in choices:
+                raise ConfigError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}.")
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             raise ConfigError("--text_pair_column must differ from --text_column.")
         # Registries live in model.py; imported here lazily so config.py stays free of torch at import time.

@@ -212,6 +212,7 @@ def prepare_splits(
     seed: int = 42,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    empty_text: str = "drop",
 ) -> SplitData:
     """Load, check and normalise the data; every bad-input error is raised here, before any model is built."""
     raw, names = load_raw_splits(dataset, label_column)
@@ -238,6 +239,10 @@ def prepare_splits(
             for texts in zip(*(ds[c] for c in text_cols), strict=True)
         ]
         empty = len(keep) - sum(keep)
+        if empty and empty_text == "error":
+            raise UsageError(
+                f"the {split} split has {empty} rows with empty or whitespace-only text; remove them or pass --empty_text drop."
+            )
         if empty:
             ds = ds.select([i for i, ok in enumerate(keep) if ok])
             notes.append(f"dropped {empty} rows of the {split} split with empty text")
@@ -385,9 +390,12 @@ def padding_ratio(lengths: list[int], batches: list[list[int]]) -> float:
 def train_dataloader(ds: Any, collate: PadCollator, batch_size: int, seed: int, group_by_length: bool) -> DataLoader:
     """Shuffled training batches, grouped by length unless ``group_by_length`` is False."""
     sampler = LengthGroupedBatchSampler(ds["length"], batch_size, seed=seed, group_by_length=group_by_length)
-    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
+    # A private generator: creating a loader iterator then draws its seed from here, not from the global RNG, so a
+    # resumed run's dropout masks match the uninterrupted run's.
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(seed))
 
 
 def eval_dataloader(ds: Any, collate: PadCollator, batch_size: int) -> DataLoader:
     """Length-sorted evaluation batches."""
-    return DataLoader(ds, batch_sampler=SortedBatchSampler(ds["length"], batch_size), collate_fn=collate)
+    sampler = SortedBatchSampler(ds["length"], batch_size)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(0))

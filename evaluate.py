@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seed=train_cfg.seed,
         max_train_samples=limit if cfg.split == "train" else train_cfg.max_train_samples,
         max_eval_samples=limit,
+        empty_text=train_cfg.empty_text,
     )
     if cfg.split not in data.splits:
         raise UsageError(f"the dataset {resolved['dataset']} has no {cfg.split} split.")

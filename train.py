@@ -13,7 +13,12 @@ run directory, reloads it at the end and scores validation and test into ``resul
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import shutil
+import signal
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +37,7 @@ from utils import (
     atomic_write_dir,
     atomic_write_json,
     logger,
+    read_latest_pointer,
     resolve_model_path,
     run_cli,
     setup_logging,
@@ -118,6 +124,112 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
     accelerator.wait_for_everyone()
 
 
+CHECKPOINT_PREFIX = "step_"
+
+
+class TrainingError(RuntimeError):
+    """The run cannot continue (non-finite loss); reported as one line, earlier outputs left intact."""
+
+
+class StopRequested:
+    """Turns SIGTERM/SIGINT into a flag that the loop checks after each optimizer step."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequested:
+        """Catch SIGTERM and SIGINT (main thread only; elsewhere they keep their default behaviour)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Give the signals back to their previous handlers."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def any_rank(self, accelerator: Any) -> bool:
+        """True on every rank as soon as any rank got a signal (so all ranks stop at the same step)."""
+        flag = self.signal_name is not None
+        if accelerator.num_processes == 1:
+            return flag
+        return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), "sum").item())
+
+
+def check_finite(grad_norm: torch.Tensor, accelerator: Any, policy: str, step: int) -> bool:
+    """Whether to apply this optimizer step: False to skip a non-finite one, TrainingError to stop the run."""
+    # The norm is all-reduced, so every rank sees the same value and decides the same. fp16's loss scaler handles
+    # its own overflows (it skips the step and lowers the scale), so those are not errors.
+    if accelerator.mixed_precision == "fp16" or torch.isfinite(grad_norm):
+        return True
+    if policy == "stop":
+        raise TrainingError(
+            f"non-finite loss/gradient at optimizer step {step}; best_model/ and the checkpoints are intact. "
+            "Lower --learning_rate or --max_grad_norm, check the data, or pass --nan_policy skip."
+        )
+    logger.warning("non-finite gradient at optimizer step %d: update skipped (--nan_policy skip)", step)
+    return False
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """``name=value`` pairs of the float metrics for the log."""
+    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Finished checkpoints of a run, oldest first."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "meta.json").is_file()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def find_checkpoint(spec: str, run_dir: Path) -> Path:
+    """Resolve --resume_from_checkpoint: 'latest' in ``run_dir``, or a checkpoint folder."""
+    if spec == "latest":
+        found = checkpoint_dirs(run_dir)
+        if not found:
+            raise UsageError(f"--resume_from_checkpoint latest: no checkpoint in {run_dir / 'checkpoints'}.")
+        return found[-1]
+    path = Path(spec)
+    if not (path / "meta.json").is_file():
+        raise UsageError(f"--resume_from_checkpoint {spec}: not a checkpoint folder (no meta.json).")
+    return path
+
+
+def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep: int | None) -> Path:
+    """``accelerator.save_state`` plus meta.json into a temporary folder, renamed when complete; prune old ones."""
+    root = run_dir / "checkpoints"
+    final = root / f"{CHECKPOINT_PREFIX}{meta['step']:06d}"
+    tmp = root / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # every rank: model, optimizer, scheduler, its own RNG states
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / "meta.json", meta)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        if keep is not None:
+            existing = checkpoint_dirs(run_dir)
+            protected = {f"{CHECKPOINT_PREFIX}{meta['best_step']:06d}"} if meta["best_step"] is not None else set()
+            for old in existing[:-keep]:
+                if old.name not in protected:
+                    shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, keep the best validation state, reload it and score validation and test; returns results.json."""
     from accelerate import Accelerator
@@ -130,10 +242,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     hf_logging.disable_progress_bar()
 
     # ---- run directory: one name for all ranks, never clobber another run -------------------------------------
-    run_dir = [Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)]
-    broadcast_object_list(run_dir)  # timestamps differ between ranks; rank 0's name wins
-    run_dir = run_dir[0]
-    check_output_dir(run_dir, cfg.overwrite_output_dir)
+    if cfg.output_dir:
+        run_dir = Path(cfg.output_dir)
+    elif cfg.resume_from_checkpoint == "latest":
+        run_dir = read_latest_pointer(Path(cfg.runs_root))
+    else:
+        run_dir = [default_run_dir(cfg)]
+        broadcast_object_list(run_dir)  # timestamps differ between ranks; rank 0's name wins
+        run_dir = run_dir[0]
+    resume_dir = find_checkpoint(cfg.resume_from_checkpoint, run_dir) if cfg.resume_from_checkpoint else None
+    if resume_dir is None:
+        check_output_dir(run_dir, cfg.overwrite_output_dir)
     setup_logging(None, accelerator.is_main_process)
     set_seed(cfg.seed)
 
@@ -160,11 +279,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seed=cfg.seed,
         max_train_samples=cfg.max_train_samples,
         max_eval_samples=cfg.max_eval_samples,
+        empty_text=cfg.empty_text,
     )
     label_names = data.label_names
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # only reached with --overwrite_output_dir
+        if resume_dir is None:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # only reached with --overwrite_output_dir
     accelerator.wait_for_everyone()
     setup_logging(run_dir / "train.log", accelerator.is_main_process)
     for note in data.notes:
@@ -220,6 +341,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "warmup_steps": warmup_steps,
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
+
+    # ---- state that a checkpoint carries beyond accelerate's own (model, optimizer, scheduler, RNG) ------------
+    state = {"step": 0, "best_score": None, "best_step": None, "best_metrics": None, "bad_evals": 0}
+    if resume_dir is not None:
+        meta = json.loads((resume_dir / "meta.json").read_text())
+        if meta["steps_per_epoch"] != steps_per_epoch or meta["max_steps"] != max_steps:
+            raise UsageError(
+                f"--resume_from_checkpoint {resume_dir}: it was written with {meta['steps_per_epoch']} steps per epoch "
+                f"and {meta['max_steps']} in all, this run has {steps_per_epoch} and {max_steps}; resume with the "
+                "same data, batch size, accumulation, epochs and number of processes."
+            )
+        accelerator.load_state(str(resume_dir))
+        state = {k: meta[k] for k in state}
+        logger.info("resumed from %s at step %d", resume_dir, state["step"])
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
         write_latest_pointer(Path(cfg.runs_root), run_dir)
@@ -245,90 +380,120 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if accelerator.is_main_process:
             append_jsonl(run_dir / "metrics.jsonl", record)
 
-    # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe stop ---------------------------------
+    def checkpoint() -> Path:
+        """Write a resumable checkpoint of the current step."""
+        meta = {
+            **state,
+            "epoch": state["step"] / steps_per_epoch,
+            "steps_per_epoch": steps_per_epoch,
+            "max_steps": max_steps,
+        }
+        path = save_checkpoint(accelerator, run_dir, meta, cfg.save_total_limit)
+        logger.info("checkpoint written: %s", path)
+        return path
+
+    # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe checkpoint -> maybe stop ---------------
     from tqdm.auto import tqdm
 
     metric = cfg.metric_for_best_model
-    global_step, best_score, best_step, best_metrics, bad_evals = 0, None, None, None, 0
+    start_epoch = state["step"] // steps_per_epoch
+    # Micro-batches of the current epoch already consumed before the checkpoint (whole accumulation groups).
+    skip_batches = (state["step"] % steps_per_epoch) * cfg.gradient_accumulation_steps
     running_loss, running_micro = torch.zeros((), device=accelerator.device), 0
     window_samples, window_tokens, window_start = 0, torch.zeros((), device=accelerator.device), time.perf_counter()
-    train_start = time.perf_counter()
-    grad_norm = torch.zeros(())
-    stop = False
-    progress = tqdm(total=max_steps, desc="train", disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-    for epoch in range(num_epochs):
-        train_sampler.set_epoch(epoch)
-        model.train()
-        for batch in train_dl:
-            batch.pop("idx")
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            running_loss += loss.detach()
-            running_micro += 1
-            window_samples += batch["labels"].numel()
-            window_tokens += batch["attention_mask"].sum()
-            if not accelerator.sync_gradients:
-                continue
-            if not accelerator.optimizer_step_was_skipped:  # fp16 overflow steps leave the schedule where it was
-                scheduler.step()
-            global_step += 1
-            progress.update(1)
-            last_step = global_step >= max_steps
-
-            if global_step % cfg.logging_steps == 0 or last_step:
-                elapsed = time.perf_counter() - window_start
-                record = {
-                    "step": global_step,
-                    "epoch": round(global_step / steps_per_epoch, 4),
-                    "loss": accelerator.reduce(running_loss / running_micro, "mean").item(),
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": float(grad_norm),
-                    "samples_per_s": window_samples * accelerator.num_processes / elapsed,
-                    "tokens_per_s": accelerator.reduce(window_tokens, "sum").item() / elapsed,
-                }
-                log_event(record)
-                progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-                running_loss.zero_()
-                running_micro, window_samples, window_start = 0, 0, time.perf_counter()
-                window_tokens.zero_()
-
-            epoch_end = global_step % steps_per_epoch == 0
-            if (global_step % cfg.eval_steps == 0 if cfg.eval_steps else epoch_end) or last_step:
-                val = evaluate(model, eval_dls["validation"], accelerator, label_names)
-                model.train()
-                summary = {k: v for k, v in val.items() if k != "per_class"}
-                log_event(
-                    {
-                        "step": global_step,
-                        "epoch": round(global_step / steps_per_epoch, 4),
-                        **{f"eval_{k}": v for k, v in summary.items()},
-                    }
-                )
-                logger.info(
-                    "step %d: validation %s",
-                    global_step,
-                    " ".join(f"{k}={v:.4f}" for k, v in summary.items() if k != "num_samples"),
-                )
-                # Every rank holds the same gathered metrics, so every rank takes the same branch.
-                if is_better(metric, val[metric], best_score):
-                    best_score, best_step, best_metrics, bad_evals = val[metric], global_step, val, 0
-                    save_best_model(accelerator, model, tokenizer, run_dir / "best_model")
-                    logger.info("new best %s %.4f at step %d: saved best_model/", metric, best_score, best_step)
-                else:
-                    bad_evals += 1
-                    if cfg.early_stopping_patience and bad_evals >= cfg.early_stopping_patience:
-                        logger.info("early stopping: no %s improvement in %d evaluations", metric, bad_evals)
-                        stop = True
-            if last_step or stop:
+    train_start, trained_samples = time.perf_counter(), 0
+    grad_norm, apply_update = torch.zeros(()), True
+    last_step = state["step"] >= max_steps
+    early_stop, checkpointed_step = False, None
+    stopper = StopRequested()
+    progress = tqdm(total=max_steps, initial=state["step"], desc="train", disable=not accelerator.is_local_main_process)
+    with stopper, progress:
+        for epoch in range(start_epoch, num_epochs):
+            if last_step or early_stop:
                 break
-        if last_step or stop:
-            break
-    progress.close()
+            train_sampler.set_epoch(epoch)
+            model.train()
+            loader = train_dl
+            if epoch == start_epoch and skip_batches:
+                loader = accelerator.skip_first_batches(train_dl, skip_batches)
+            for batch in loader:
+                batch.pop("idx")
+                with accelerator.accumulate(model):
+                    loss = model(**batch).loss
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+                        apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state["step"] + 1)
+                    if apply_update:
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                running_loss += loss.detach()
+                running_micro += 1
+                window_samples += batch["labels"].numel()
+                window_tokens += batch["attention_mask"].sum()
+                if not accelerator.sync_gradients:
+                    continue
+                if not accelerator.optimizer_step_was_skipped:  # fp16 overflow steps leave the schedule where it was
+                    scheduler.step()
+                state["step"] += 1
+                step = state["step"]
+                progress.update(1)
+                last_step = step >= max_steps
+
+                if step % cfg.logging_steps == 0 or last_step:
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "step": step,
+                        "epoch": round(step / steps_per_epoch, 4),
+                        "loss": accelerator.reduce(running_loss / running_micro, "mean").item(),
+                        "lr": scheduler.get_last_lr()[0],
+                        "grad_norm": float(grad_norm),
+                        "samples_per_s": window_samples * accelerator.num_processes / elapsed,
+                        "tokens_per_s": accelerator.reduce(window_tokens, "sum").item() / elapsed,
+                    }
+                    log_event(record)
+                    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                    trained_samples += window_samples * accelerator.num_processes
+                    running_loss.zero_()
+                    window_tokens.zero_()
+                    running_micro, window_samples, window_start = 0, 0, time.perf_counter()
+
+                epoch_end = step % steps_per_epoch == 0
+                if (step % cfg.eval_steps == 0 if cfg.eval_steps else epoch_end) or last_step:
+                    val = evaluate(model, eval_dls["validation"], accelerator, label_names)
+                    model.train()
+                    summary = {k: v for k, v in val.items() if k != "per_class"}
+                    epoch_frac = round(step / steps_per_epoch, 4)
+                    log_event({"step": step, "epoch": epoch_frac, **{f"eval_{k}": v for k, v in summary.items()}})
+                    logger.info("step %d: validation %s", step, format_metrics(summary))
+                    # Every rank holds the same gathered metrics, so every rank takes the same branch.
+                    if is_better(metric, val[metric], state["best_score"]):
+                        state.update(best_score=val[metric], best_step=step, best_metrics=val, bad_evals=0)
+                        save_best_model(accelerator, model, tokenizer, run_dir / "best_model")
+                        logger.info("new best %s %.4f at step %d: saved best_model/", metric, val[metric], step)
+                    else:
+                        state["bad_evals"] += 1
+                        patience = cfg.early_stopping_patience
+                        early_stop = bool(patience and state["bad_evals"] >= patience)
+                        if early_stop:
+                            logger.info("early stopping: no %s improvement in %d evaluations", metric, patience)
+
+                every = cfg.checkpointing_steps
+                if every and not last_step and (epoch_end if every == "epoch" else step % int(every) == 0):
+                    checkpointed_step = step
+                    checkpoint()
+                if stopper.any_rank(accelerator):
+                    if checkpointed_step != step:
+                        checkpoint()
+                    logger.error(
+                        "%s received: stopped after step %d with a checkpoint; "
+                        "continue with --resume_from_checkpoint latest",
+                        stopper.signal_name or "a stop signal (on another rank)",
+                        step,
+                    )
+                    raise SystemExit(143 if stopper.signal_name == "SIGTERM" else 130)
+                if last_step or early_stop:
+                    break
     train_runtime = time.perf_counter() - train_start
 
     # ---- reload the best state from disk and score it -------------------------------------------------------------
@@ -336,24 +501,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     accelerator.free_memory(model, optimizer)
     best = accelerator.prepare_model(EncoderClassifier.from_pretrained(run_dir / "best_model"), evaluation_mode=True)
     reloaded = {split: evaluate(best, dl, accelerator, label_names) for split, dl in eval_dls.items()}
-    if reloaded["validation"][metric] != best_metrics[metric]:
+    if reloaded["validation"][metric] != state["best_metrics"][metric]:
         logger.warning(
             "reloaded best_model/ scores validation %s %.6f, recorded %.6f at step %d",
             metric,
             reloaded["validation"][metric],
-            best_metrics[metric],
-            best_step,
+            state["best_metrics"][metric],
+            state["best_step"],
         )
     results = {
-        "best_step": best_step,
+        "best_step": state["best_step"],
         "metric": metric,
-        "validation": best_metrics,
+        "validation": state["best_metrics"],
         "test": reloaded.get("test"),
         "validation_reloaded": reloaded["validation"],
-        "global_step": global_step,
-        "stopped_early": stop,
+        "global_step": state["step"],
+        "stopped_early": early_stop,
         "train_runtime_s": train_runtime,
-        "train_samples_per_s": global_step * resolved["effective_batch_size"] / train_runtime,
+        "train_samples_per_s": trained_samples / train_runtime,
     }
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "results.json", results)
@@ -361,8 +526,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logger.info(
         "done: best validation %s %.4f at step %d; %s; results in %s",
         metric,
-        best_score,
-        best_step,
+        state["best_score"],
+        state["best_step"],
         test_text,
         run_dir / "results.json",
     )

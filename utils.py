@@ -133,3 +133,9 @@ def run_cli(main: Callable[[list[str] | None], Any]) -> None:
     except (UsageError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as err:
+        # TrainingError (non-finite loss) is expected and explained in one line; other errors keep their traceback.
+        if type(err).__name__ != "TrainingError":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,203 @@
+"""Never lose work: checkpoints, exact resume, preemption, non-finite losses, and two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, SHARED_DATA, tiny_args
+from safetensors.torch import load_file
+
+import evaluate
+import train
+
+# 48 sample rows, 4 per micro-batch, 2 micro-batches per step: 6 optimizer steps an epoch, 18 in all.
+RESUME_FLAGS = [
+    "--num_train_epochs",
+    "3",
+    "--per_device_train_batch_size",
+    "4",
+    "--gradient_accumulation_steps",
+    "2",
+    "--eval_steps",
+    "4",
+    "--checkpointing_steps",
+    "5",
+    "--logging_steps",
+    "1",
+]
+
+
+def weights(run):
+    return load_file(run / "best_model" / "model.safetensors")
+
+
+def test_sigterm_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path, monkeypatch):
+    full = train.main(tiny_args(tiny_bert, tmp_path / "full", None, *RESUME_FLAGS))
+
+    # Deliver a real SIGTERM to this process right after the first checkpoint (step 5, mid-epoch) is written.
+    real_save = train.save_checkpoint
+
+    def save_then_signal(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return path
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_signal)
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(SystemExit) as stopped:
+        train.main(tiny_args(tiny_bert, interrupted, None, *RESUME_FLAGS))
+    assert stopped.value.code == 143
+    assert [p.name for p in train.checkpoint_dirs(interrupted)] == ["step_000005"]
+    meta = json.loads((interrupted / "checkpoints" / "step_000005" / "meta.json").read_text())
+    assert meta["step"] == 5 and meta["best_step"] == 4 and not (interrupted / "results.json").exists()
+    assert "SIGTERM received: stopped after step 5" in (interrupted / "train.log").read_text()
+    monkeypatch.undo()
+
+    resumed = train.main(tiny_args(tiny_bert, interrupted, None, *RESUME_FLAGS, "--resume_from_checkpoint", "latest"))
+    assert resumed["global_step"] == full["global_step"] == 18
+    assert resumed["best_step"] == full["best_step"]
+    assert resumed["validation"]["macro_f1"] == full["validation"]["macro_f1"]
+    a, b = weights(tmp_path / "full"), weights(interrupted)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # The resumed run continued the same metrics.jsonl: every step logged once before or after the interruption.
+    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(s for s in steps if s) == sorted(
+        json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    )
+
+
+def test_save_total_limit_keeps_the_best_checkpoint(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    # lr ~0: the first evaluation (step 2) stays the best while checkpoints pile up every 2 steps.
+    train.main(
+        tiny_args(
+            tiny_bert,
+            out,
+            None,
+            "--max_steps",
+            "12",
+            "--eval_steps",
+            "2",
+            "--checkpointing_steps",
+            "2",
+            "--save_total_limit",
+            "2",
+            "--learning_rate",
+            "1e-12",
+            "--classifier_dropout",
+            "0",
+        )
+    )
+    names = [p.name for p in train.checkpoint_dirs(out)]
+    assert names == ["step_000002", "step_000008", "step_000010"]  # the last step needs no checkpoint
+    assert not list((out / "checkpoints").glob(".*tmp"))
+
+
+def test_resume_refuses_a_changed_setup(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, None, "--max_steps", "4", "--checkpointing_steps", "2"))
+    with pytest.raises(ValueError, match="same data, batch size"):
+        train.main(
+            tiny_args(
+                tiny_bert,
+                out,
+                None,
+                "--max_steps",
+                "4",
+                "--per_device_train_batch_size",
+                "4",
+                "--resume_from_checkpoint",
+                "latest",
+            )
+        )
+    with pytest.raises(ValueError, match="no checkpoint in"):
+        train.main(tiny_args(tiny_bert, tmp_path / "empty", None, "--resume_from_checkpoint", "latest"))
+
+
+def test_non_finite_loss_stops_with_a_clear_error_or_is_skipped(tiny_bert, tmp_path, monkeypatch):
+    from model import EncoderClassifier
+
+    real_forward = EncoderClassifier.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        calls["n"] += self.training
+        if self.training and calls["n"] == 8:  # step 8: after the first evaluation saved best_model/
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(EncoderClassifier, "forward", poisoned)
+    out = tmp_path / "stop"
+    with pytest.raises(train.TrainingError, match="non-finite loss/gradient at optimizer step 8"):
+        train.main(tiny_args(tiny_bert, out, None, "--eval_steps", "6", "--checkpointing_steps", "6"))
+    assert (out / "best_model" / "model.safetensors").is_file() and (out / "checkpoints" / "step_000006").is_dir()
+
+    calls["n"] = 0
+    results = train.main(tiny_args(tiny_bert, tmp_path / "skip", None, "--eval_steps", "6", "--nan_policy", "skip"))
+    assert results["global_step"] == 12
+    assert "update skipped" in (tmp_path / "skip" / "train.log").read_text()
+    assert all(torch.isfinite(t).all() for t in weights(tmp_path / "skip").values())
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one_process_evaluation(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_args(
+        tiny_bert,
+        out,
+        SHARED_DATA / "emotion",
+        "--max_train_samples",
+        "96",
+        "--max_eval_samples",
+        "97",
+        "--num_train_epochs",
+        "1",
+        "--per_device_eval_batch_size",
+        "8",
+    )
+    # `accelerate launch --cpu --num_processes 2` starts one process on a GPU-less machine; this starts two (gloo).
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(REPO / "train.py"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"]["num_processes"] == 2
+    results = json.loads((out / "results.json").read_text())
+    assert results["validation"]["num_samples"] == 97 and results["test"]["num_samples"] == 97
+    single = evaluate.main(["--split", "validation", "--run_dir", str(out)])
+    assert single["num_samples"] == 97
+    assert single["macro_f1"] == results["validation"]["macro_f1"]
+    assert single["accuracy"] == results["validation"]["accuracy"]
+    # Only the main process writes: one log line per event, no duplicates.
+    steps = [
+        json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if "eval_macro_f1" in line
+    ]
+    assert steps == [results["best_step"]]
