@@ -50,6 +50,9 @@ class TrainConfig:
         True,
         "Batch training examples of similar length together (far less padding); --no-group_by_length for random batches.",
     )
+    torch_compile: bool = _field(
+        False, "Compile the model with torch.compile (inductor); batch lengths are bucketed to multiples of 32."
+    )
     # --- model ---
     model_name_or_path: str = _field(
         DEFAULT_MODEL,
@@ -59,6 +62,12 @@ class TrainConfig:
     pooling: str = _field("cls", "How token vectors become one vector: see model.POOLERS.")
     head: str = _field("linear", "Classifier head on the pooled vector: see model.HEADS.")
     classifier_dropout: float = _field(0.1, "Dropout before the classifier.")
+    freeze: str = _field("none", "Freeze parameters: none, embeddings, or backbone (train only pooling + head).")
+    freeze_layers: int = _field(0, "Freeze the embeddings and the first K encoder layers.")
+    layer_lr_decay: float = _field(
+        1.0, "Layer-wise learning-rate decay: layer k from the top trains at lr * decay^k (1.0 = off)."
+    )
+    head_learning_rate: float | None = _field(None, "Learning rate of pooling + head (default: --learning_rate).")
     # --- optimisation ---
     per_device_train_batch_size: int = _field(32, "Training batch size per process.")
     per_device_eval_batch_size: int = _field(128, "Evaluation batch size per process.")
@@ -132,6 +141,16 @@ class TrainConfig:
             raise ConfigError(f"--validation_split_ratio must be in (0, 1), got {self.validation_split_ratio}.")
         if not 0 <= self.classifier_dropout < 1:
             raise ConfigError(f"--classifier_dropout must be in [0, 1), got {self.classifier_dropout}.")
+        if self.freeze not in ("none", "embeddings", "backbone"):
+            raise ConfigError(f"--freeze must be none, embeddings or backbone, got {self.freeze!r}.")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"--freeze_layers must be >= 0, got {self.freeze_layers}.")
+        if self.freeze == "backbone" and self.freeze_layers:
+            raise ConfigError("--freeze backbone already freezes every layer; drop --freeze_layers.")
+        if not 0 < self.layer_lr_decay <= 1:
+            raise ConfigError(f"--layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}.")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise ConfigError(f"--head_learning_rate must be > 0, got {self.head_learning_rate}.")
         if self.max_grad_norm < 0:
             raise ConfigError(f"--max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
         if self.checkpointing_steps is not None and not (

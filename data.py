@@ -280,10 +280,25 @@ def tokenize_splits(splits: dict[str, Any], tokenizer: Any, max_seq_length: int)
         encoded["length"] = [len(ids) for ids in out["input_ids"]]
         return encoded
 
+    import datasets
+    from datasets.fingerprint import Hasher
+
+    # The cache key is the split's content fingerprint + tokenizer + length limit, so a second run (or evaluate.py)
+    # on the same data reads the token ids from disk instead of tokenizing again.
+    cache_dir = Path(datasets.config.HF_DATASETS_CACHE) / "tokenized"
+    cache_dir.mkdir(parents=True, exist_ok=True)
     tokenized = {}
     for split, ds in splits.items():
         drop = [c for c in ds.column_names if c not in ("label", "idx")]
-        tokenized[split] = ds.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {split}")
+        key = Hasher.hash((ds._fingerprint, Hasher.hash(tokenizer), max_seq_length, input_names, "v1"))
+        tokenized[split] = ds.map(
+            encode,
+            batched=True,
+            remove_columns=drop,
+            desc=f"Tokenizing {split}",
+            new_fingerprint=key,
+            cache_file_name=str(cache_dir / f"{key}.arrow"),
+        )
     return tokenized
 
 

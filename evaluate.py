@@ -33,7 +33,7 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
     return value < best if metric == "loss" else value > best
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: torch.nn.Module, dataloader: Any, accelerator: Any) -> dict[str, np.ndarray]:
     """Logits and gold labels for every example exactly once, in the dataset's row order, on every process."""
     model.eval()

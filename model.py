@@ -60,7 +60,36 @@ class MeanPooling(nn.Module):
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
-POOLERS: dict[str, type[nn.Module]] = {"cls": ClsPooling, "mean": MeanPooling}
+class MaxPooling(nn.Module):
+    """The element-wise maximum over the real tokens (padding never wins)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.output_dim = hidden_size
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        masked = hidden.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min)  # (batch, seq, hidden)
+        return masked.max(dim=1).values
+
+
+class ClsMeanPooling(nn.Module):
+    """The first token's vector concatenated with the masked mean: (batch, 2 * hidden)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.output_dim = 2 * hidden_size
+        self.cls, self.mean = ClsPooling(hidden_size), MeanPooling(hidden_size)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.cls(hidden, mask), self.mean(hidden, mask)], dim=-1)
+
+
+POOLERS: dict[str, type[nn.Module]] = {
+    "cls": ClsPooling,
+    "mean": MeanPooling,
+    "max": MaxPooling,
+    "cls_mean": ClsMeanPooling,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -79,7 +108,25 @@ class LinearHead(nn.Module):
         return self.classifier(self.dropout(pooled))
 
 
-HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead}
+class MLPHead(nn.Module):
+    """A residual MLP block on the pooled vector (LayerNorm -> dropout -> Linear -> GELU -> Linear, added back),
+    then dropout and the classifier."""
+
+    def __init__(self, input_dim: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(input_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.up = nn.Linear(input_dim, input_dim)
+        self.act = nn.GELU()
+        self.down = nn.Linear(input_dim, input_dim)
+        self.classifier = nn.Linear(input_dim, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        hidden = pooled + self.down(self.act(self.up(self.dropout(self.norm(pooled)))))  # (batch, input_dim)
+        return self.classifier(self.dropout(hidden))
+
+
+HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "mlp": MLPHead}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -138,6 +185,33 @@ class EncoderClassifier(PreTrainedModel):
             module.weight.data.fill_(1.0)
             if module.bias is not None:
                 module.bias.data.zero_()
+
+    def encoder_layers(self) -> nn.ModuleList:
+        """The backbone's stack of transformer layers, found by shape (the longest ModuleList of one layer type), so
+        BERT's ``encoder.layer``, DistilBERT's ``transformer.layer`` and ModernBERT's ``layers`` all work."""
+        stacks = [
+            m
+            for m in self.backbone.modules()
+            if isinstance(m, nn.ModuleList) and len(m) and len({type(x) for x in m}) == 1
+        ]
+        if not stacks:
+            raise ValueError(f"no stack of layers found in {type(self.backbone).__name__}")
+        return max(stacks, key=len)
+
+    def embeddings(self) -> nn.Module:
+        """The backbone's embedding block (word, position, type embeddings and their norm)."""
+        return getattr(self.backbone, "embeddings", None) or self.backbone.get_input_embeddings()
+
+    def parameter_depths(self) -> dict[str, int]:
+        """Depth of each parameter for layer-wise learning rates: embeddings 0, layer k k+1, the rest of the
+        backbone (e.g. a final norm) num_layers + 1, pooling and head num_layers + 2."""
+        layers = self.encoder_layers()
+        top = len(layers) + 1
+        owner = {id(p): 0 for p in self.embeddings().parameters()}
+        for k, layer in enumerate(layers):
+            owner.update({id(p): k + 1 for p in layer.parameters()})
+        backbone = {id(p) for p in self.backbone.parameters()}
+        return {name: owner.get(id(p), top if id(p) in backbone else top + 1) for name, p in self.named_parameters()}
 
     @classmethod
     def from_backbone(

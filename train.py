@@ -63,20 +63,52 @@ def no_decay_parameter_names(model: nn.Module) -> set[str]:
     return names
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with weight decay on weight matrices only; the fused kernel on CUDA."""
+def apply_freezing(model: EncoderClassifier, freeze: str, freeze_layers: int) -> int:
+    """Freeze the embeddings, the first ``freeze_layers`` layers, or the whole backbone; returns frozen parameters."""
+    frozen: list[nn.Module] = []
+    if freeze == "backbone":
+        frozen = [model.backbone]
+    elif freeze == "embeddings" or freeze_layers:
+        frozen = [model.embeddings(), *model.encoder_layers()[:freeze_layers]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if not p.requires_grad)
+
+
+def parameter_learning_rates(model: EncoderClassifier, cfg: TrainConfig) -> dict[str, float]:
+    """Per-parameter learning rates: the top encoder layer (and anything above it in the backbone) at lr, each layer
+    below at ``layer_lr_decay`` times the one above, the embeddings last; pooling + head at ``head_learning_rate``."""
+    depths = model.parameter_depths()
+    num_layers = len(model.encoder_layers())
+    head_lr = cfg.head_learning_rate or cfg.learning_rate
+    return {
+        name: head_lr
+        if depth == num_layers + 2
+        else cfg.learning_rate * cfg.layer_lr_decay ** max(0, num_layers - depth)
+        for name, depth in depths.items()
+    }
+
+
+def build_optimizer(
+    model: EncoderClassifier, cfg: TrainConfig, device: torch.device, fused: bool | None = None
+) -> torch.optim.Optimizer:
+    """AdamW over trainable parameters only (frozen ones get no state), grouped by (weight decay, learning rate):
+    no decay on biases and norms; the fused kernel on CUDA and CPU."""
     no_decay = no_decay_parameter_names(model)
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in params if n not in no_decay], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in params if n in no_decay], "weight_decay": 0.0},
-    ]
+    lrs = parameter_learning_rates(model, cfg)
+    grouped: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            decay = 0.0 if name in no_decay else cfg.weight_decay
+            grouped.setdefault((decay, lrs[name]), []).append(param)
+    groups = [{"params": ps, "weight_decay": wd, "lr": lr} for (wd, lr), ps in grouped.items()]
     return torch.optim.AdamW(
         groups,
         lr=cfg.learning_rate,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         eps=cfg.adam_epsilon,
-        fused=device.type == "cuda",
+        # One fused kernel instead of a dozen foreach passes: 4.5x faster on a 2-core CPU for MiniLM's 22M params.
+        fused=device.type in ("cuda", "cpu") if fused is None else fused,
     )
 
 
@@ -108,6 +140,30 @@ def max_model_length(tokenizer: Any, model_path: str) -> int:
     if limit is not None and limit < 1_000_000:  # tokenizers without a limit report a huge sentinel
         return int(limit)
     return int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 512))
+
+
+def backbone_num_layers(model_path: str) -> int:
+    """Number of encoder layers from the backbone's config (BERT-style, DistilBERT and ModernBERT names)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", 0))
+
+
+def pad_multiple_for(accelerator: Any, compiled: bool) -> int | None:
+    """Batch widths: multiples of 32 under torch.compile (a bounded set of shapes to compile), of 8 for tensor cores
+    under GPU mixed precision, else exact (on a CPU any padding is pure waste)."""
+    if compiled:
+        return 32
+    return 8 if accelerator.device.type == "cuda" and accelerator.mixed_precision != "no" else None
+
+
+def set_cpu_threads(accelerator: Any) -> None:
+    """On CPU, split the cores between the local processes instead of letting each use all of them."""
+    if accelerator.device.type != "cpu" or "OMP_NUM_THREADS" in os.environ or accelerator.num_processes == 1:
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Path) -> None:
@@ -238,8 +294,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     cfg = parse_config(argv, TrainConfig, __doc__)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        dynamo_backend="inductor" if cfg.torch_compile else None,
+    )
     hf_logging.disable_progress_bar()
+    set_cpu_threads(accelerator)
 
     # ---- run directory: one name for all ranks, never clobber another run -------------------------------------
     if cfg.output_dir:
@@ -269,6 +329,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UsageError(
             f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."
         )
+    if cfg.freeze_layers > (num_layers := backbone_num_layers(model_path)):
+        raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {num_layers} layers.")
     dataset = str(Path(cfg.dataset).resolve()) if Path(cfg.dataset).exists() else cfg.dataset
     data = prepare_splits(
         dataset,
@@ -293,8 +355,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with accelerator.main_process_first():  # rank 0 fills the tokenization cache, the others read it
         tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length)
 
-    # Multiples of 8 let tensor cores run at full speed under mixed precision; on CPU it would be pure waste.
-    pad_multiple = 8 if accelerator.device.type == "cuda" and accelerator.mixed_precision != "no" else None
+    pad_multiple = pad_multiple_for(accelerator, cfg.torch_compile)
     collate = PadCollator(tokenizer.pad_token_id, pad_multiple)
     train_dl = train_dataloader(
         tokenized["train"], collate, cfg.per_device_train_batch_size, cfg.seed, cfg.group_by_length
@@ -310,6 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = EncoderClassifier.from_backbone(
         model_path, dict(enumerate(label_names)), cfg.pooling, cfg.head, cfg.classifier_dropout
     )
+    frozen = apply_freezing(model, cfg.freeze, cfg.freeze_layers)
     optimizer = build_optimizer(model, cfg, accelerator.device)
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dls = {split: accelerator.prepare(dl) for split, dl in eval_dls.items()}
@@ -340,6 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "num_epochs": num_epochs,
         "warmup_steps": warmup_steps,
         "num_parameters": sum(p.numel() for p in model.parameters()),
+        "frozen_parameters": frozen,
     }
 
     # ---- state that a checkpoint carries beyond accelerate's own (model, optimizer, scheduler, RNG) ------------

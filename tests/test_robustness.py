@@ -10,11 +10,11 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, SHARED_DATA, tiny_args
 from safetensors.torch import load_file
 
 import evaluate
 import train
+from conftest import REPO, SHARED_DATA, tiny_args
 
 # 48 sample rows, 4 per micro-batch, 2 micro-batches per step: 6 optimizer steps an epoch, 18 in all.
 RESUME_FLAGS = [

@@ -1,0 +1,136 @@
+"""Pooling and head registries, freezing, layer-wise learning rates, and the self-contained best_model/."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+import train
+from config import TrainConfig
+from conftest import make_tiny_model, tiny_args
+from model import HEADS, POOLERS, EncoderClassifier
+
+
+@pytest.fixture(scope="module", params=["bert", "modernbert"])
+def backbone(request, tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp(request.param), request.param)
+
+
+def batch():
+    ids = torch.tensor([[2, 10, 11, 12, 3], [2, 13, 3, 0, 0]])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+@pytest.mark.parametrize("pooling", sorted(POOLERS))
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_every_pooling_and_head_trains_saves_and_reloads(pooling, head, backbone, tmp_path):
+    model = EncoderClassifier.from_backbone(str(backbone), {0: "a", 1: "b", 2: "c"}, pooling=pooling, head=head)
+    out = model(**batch(), labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("backbone.embeddings"))
+    model.save_pretrained(tmp_path)
+    reloaded = EncoderClassifier.from_pretrained(tmp_path)
+    assert (reloaded.config.pooling, reloaded.config.head) == (pooling, head)
+    model.eval(), reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch()).logits, reloaded(**batch()).logits)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "cls_mean"])
+def test_pooling_ignores_padding(pooling):
+    layer = POOLERS[pooling](4)
+    hidden = torch.randn(1, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    garbage = hidden.clone()
+    garbage[:, 3:] = 1e4  # whatever sits at padded positions must not matter
+    assert torch.allclose(layer(hidden, mask), layer(garbage, mask))
+    assert torch.allclose(layer(hidden, mask), layer(hidden[:, :3], torch.ones(1, 3, dtype=torch.long)))
+    assert layer(hidden, mask).shape == (1, layer.output_dim)
+
+
+def test_layer_discovery_without_bert_names(tmp_path):
+    for arch, n in [("bert", 2), ("roberta", 2), ("distilbert", 2), ("modernbert", 2)]:
+        model = EncoderClassifier.from_backbone(str(make_tiny_model(tmp_path / arch, arch)), {0: "a", 1: "b"})
+        assert len(model.encoder_layers()) == n
+        depths = model.parameter_depths()
+        assert {depths[n] for n in depths if n.startswith("head.")} == {4}
+        assert min(depths.values()) == 0
+
+
+def test_layer_lr_decay_and_head_learning_rate(backbone):
+    model = EncoderClassifier.from_backbone(str(backbone), {0: "a", 1: "b"})
+    cfg = TrainConfig(learning_rate=1e-4, layer_lr_decay=0.5, head_learning_rate=1e-3)
+    lrs = train.parameter_learning_rates(model, cfg)
+    layers = model.encoder_layers()
+    names = {id(p): n for n, p in model.named_parameters()}
+    top = {lrs[names[id(p)]] for p in layers[-1].parameters()}
+    below = {lrs[names[id(p)]] for p in layers[0].parameters()}
+    embeddings = {lrs[names[id(p)]] for p in model.embeddings().parameters()}
+    assert top == {1e-4} and below == {5e-5} and embeddings == {2.5e-5}
+    assert {lrs[n] for n in lrs if n.startswith("head.")} == {1e-3}
+    optimizer = train.build_optimizer(model, cfg, torch.device("cpu"))
+    assert {g["lr"] for g in optimizer.param_groups} == {1e-4, 5e-5, 2.5e-5, 1e-3}
+
+
+@pytest.mark.parametrize(
+    "freeze, flags",
+    [
+        ("embeddings", ["--freeze", "embeddings"]),
+        ("layers", ["--freeze_layers", "1"]),
+        ("backbone", ["--freeze", "backbone"]),
+    ],
+)
+def test_frozen_parameters_stay_bit_identical(freeze, flags, tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", *flags))
+    saved = load_file(out / "best_model" / "model.safetensors")
+    pretrained = AutoModel.from_pretrained(tiny_bert).state_dict()
+    frozen_prefix = {"embeddings": ("embeddings.",), "layers": ("embeddings.", "encoder.layer.0."), "backbone": ("",)}[
+        freeze
+    ]
+    frozen = [k for k in pretrained if k.startswith(frozen_prefix) and not k.startswith("pooler")]
+    trained = [k for k in pretrained if not k.startswith(frozen_prefix) and not k.startswith("pooler")]
+    assert frozen and all(torch.equal(saved[f"backbone.{k}"], pretrained[k]) for k in frozen)
+    assert all(not torch.equal(saved[f"backbone.{k}"], pretrained[k]) for k in trained if k.endswith("weight"))
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["frozen_parameters"] == sum(pretrained[k].numel() for k in frozen)
+
+
+def test_frozen_parameters_get_no_optimizer_state(tiny_bert):
+    model = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"})
+    train.apply_freezing(model, "none", 1)
+    optimizer = train.build_optimizer(model, TrainConfig(), torch.device("cpu"))
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert all((id(p) in in_optimizer) == p.requires_grad for p in model.parameters())
+    assert not any(p.requires_grad for p in model.embeddings().parameters())
+
+
+def test_freeze_layers_beyond_the_backbone_is_a_usage_error(tiny_bert, tmp_path):
+    with pytest.raises(ValueError, match="--freeze_layers 5 exceeds the backbone's 2 layers"):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--freeze_layers", "5"))
+
+
+def test_best_model_loads_with_trust_remote_code_outside_the_repository(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--pooling", "mean", "--head", "mlp"))
+    script = textwrap.dedent(f"""
+        import importlib.util
+        assert importlib.util.find_spec("train") is None  # this repository is not importable here
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+        model = AutoModelForSequenceClassification.from_pretrained({str(out / "best_model")!r}, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained({str(out / "best_model")!r})
+        print(pipeline("text-classification", model=model, tokenizer=tokenizer)("the striker scored a goal")[0]["label"])
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] in {"food", "sports", "technology", "weather"}
