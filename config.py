@@ -89,6 +89,7 @@ class TrainConfig:
     )
     early_stopping_patience: int | None = _field(None, "Stop after N evaluations without improvement (default: never).")
     logging_steps: int = _field(10, "Log loss, learning rate and gradient norm every N optimizer steps.")
+    report_to: str = _field("none", "Experiment tracker: none, tensorboard, wandb, swanlab, or all (those installed).")
     seed: int = _field(42, "Random seed for initialisation, shuffling and the validation carve.")
     # --- outputs ---
     output_dir: str | None = _field(
@@ -163,6 +164,7 @@ class TrainConfig:
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ConfigError(f"--save_total_limit must be >= 1, got {self.save_total_limit}.")
         for flag, value, choices in [
+            ("report_to", self.report_to, ("none", "tensorboard", "wandb", "swanlab", "all")),
             ("nan_policy", self.nan_policy, ("stop", "skip")),
             ("empty_text", self.empty_text, ("drop", "error")),
         ]:

@@ -390,7 +390,8 @@ class PadCollator:
                 for i, r in enumerate(rows):
                     tensor[i, : len(r[key])] = torch.as_tensor(r[key])
                 batch[key] = tensor
-        batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=torch.long)
+        if "label" in rows[0]:  # absent for unlabeled input (evaluate.py --input)
+            batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=torch.long)
         batch["idx"] = torch.tensor([r["idx"] for r in rows], dtype=torch.long)
         return batch
 

@@ -35,27 +35,23 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataloader: Any, accelerator: Any) -> dict[str, np.ndarray]:
-    """Logits and gold labels for every example exactly once, in the dataset's row order, on every process."""
+    """Logits (and gold labels, when the data has them) for every example exactly once, in the dataset's row
+    order, on every process."""
     model.eval()
-    idx_parts, logit_parts, label_parts = [], [], []
+    parts: dict[str, list[torch.Tensor]] = {"idx": [], "logits": [], "labels": []}
     for batch in dataloader:
-        idx = batch.pop("idx")
-        labels = batch.pop("labels")
-        logits = model(**batch).logits
-        idx, logits, labels = accelerator.gather_for_metrics((idx, logits, labels))
-        idx_parts.append(idx.cpu())
-        logit_parts.append(logits.float().cpu())
-        label_parts.append(labels.cpu())
-    idx = torch.cat(idx_parts).numpy()
+        gathered = {"idx": batch.pop("idx")}
+        if "labels" in batch:
+            gathered["labels"] = batch.pop("labels")
+        gathered["logits"] = model(**batch).logits.float()
+        for key, value in accelerator.gather_for_metrics(gathered).items():
+            parts[key].append(value.cpu())
+    idx = torch.cat(parts["idx"]).numpy()
     # Sharding pads the last round of batches with repeated rows; keeping the first copy of each idx makes the
     # count exact whatever the number of processes, and sorting by idx undoes the length-sorted batch order.
     _, first = np.unique(idx, return_index=True)
     order = first[np.argsort(idx[first])]
-    return {
-        "idx": idx[order],
-        "logits": torch.cat(logit_parts).numpy()[order],
-        "labels": torch.cat(label_parts).numpy()[order],
-    }
+    return {key: torch.cat(values).numpy()[order] for key, values in parts.items() if values}
 
 
 def compute_metrics(labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
@@ -101,9 +97,7 @@ def evaluate(model: torch.nn.Module, dataloader: Any, accelerator: Any, label_na
 
 def predictions_rows(raw: Any, out: dict[str, np.ndarray], label_names: list[str]) -> list[dict[str, Any]]:
     """One record per example: text, gold, pred, probability of pred, probability of gold, loss."""
-    logits = out["logits"].astype(np.float64)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = probabilities(out["logits"])
     texts = raw["text"]
     pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
     rows = []
@@ -164,12 +158,17 @@ class EvalConfig:
         None, "Score only the first N rows (default: the run's --max_eval_samples for validation/test)."
     )
     batch_size: int | None = _field(None, "Evaluation batch size per process (default: the run's).")
+    input: str | None = _field(
+        None, "Predict labels for an unlabeled csv/tsv/jsonl/json/parquet file (its text column as in training)."
+    )
+    output: str | None = _field(None, "Where --input predictions go (default: RUN/predictions_<input name>.jsonl).")
+    top_k: int = _field(3, "Number of most probable labels listed per row for --input.")
 
     def validate(self) -> None:
         """Check the split name and sizes."""
         if self.split not in ("train", "validation", "test"):
             raise ConfigError(f"--split {self.split!r} is unknown; choose train, validation or test.")
-        for name in ("max_samples", "batch_size"):
+        for name in ("max_samples", "batch_size", "top_k"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer.")
 
@@ -183,8 +182,55 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "config.json").read_text())
 
 
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64."""
+    logits = logits.astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def unlabeled_rows(raw: Any, out: dict[str, np.ndarray], label_names: list[str], top_k: int) -> list[dict[str, Any]]:
+    """One record per input row: text, predicted label, its probability and the top-k labels."""
+    probs = probabilities(out["logits"])
+    texts = raw["text"]
+    rows = []
+    for row, i in enumerate(out["idx"]):
+        ranked = np.argsort(-probs[row])[:top_k]
+        rows.append(
+            {
+                "idx": int(i),
+                "text": texts[int(i)],
+                "label": label_names[int(ranked[0])],
+                "probability": float(probs[row, ranked[0]]),
+                "top_k": [{"label": label_names[int(j)], "probability": float(probs[row, j])} for j in ranked],
+            }
+        )
+    return rows
+
+
+def load_unlabeled(path: str, text_column: str, text_pair_column: str | None, limit: int | None) -> Any:
+    """An unlabeled file as a dataset with ``text`` (, ``text_pair``) and ``idx`` columns."""
+    from data import FORMATS, _check_columns, _load_files
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--input {path}: no such file.")
+    if file.suffix.lower() not in FORMATS:
+        raise UsageError(f"--input {path}: unsupported file type {file.suffix!r}; use one of {', '.join(FORMATS)}.")
+    ds = _load_files([file])
+    wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
+    _check_columns(ds, "input", wanted)
+    ds = ds.select_columns(list(wanted.values()))
+    ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
+    # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input.
+    ds = ds.map(lambda r: {"text": r["text"] or ""})
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.add_column("idx", list(range(len(ds))))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """CLI entry point: evaluate a split and write its metrics, predictions and confusion matrix."""
+    """CLI entry point: evaluate a split (metrics, predictions, confusion matrix) or predict an unlabeled file."""
     from accelerate import Accelerator
     from transformers import AutoTokenizer
 
@@ -201,54 +247,62 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     accelerator = Accelerator(mixed_precision=resolved.get("mixed_precision", "no"))
     setup_logging(None, accelerator.is_main_process)
 
-    limit = cfg.max_samples
-    if limit is None and cfg.split != "train":
-        limit = train_cfg.max_eval_samples
-    data = prepare_splits(
-        resolved["dataset"],
-        text_column=train_cfg.text_column,
-        label_column=train_cfg.label_column,
-        text_pair_column=train_cfg.text_pair_column,
-        validation_split_ratio=train_cfg.validation_split_ratio,
-        seed=train_cfg.seed,
-        max_train_samples=limit if cfg.split == "train" else train_cfg.max_train_samples,
-        max_eval_samples=limit,
-        empty_text=train_cfg.empty_text,
-    )
-    if cfg.split not in data.splits:
-        raise UsageError(f"the dataset {resolved['dataset']} has no {cfg.split} split.")
+    if cfg.input:
+        raw = load_unlabeled(cfg.input, train_cfg.text_column, train_cfg.text_pair_column, cfg.max_samples)
+        label_names = None
+    else:
+        limit = cfg.max_samples
+        if limit is None and cfg.split != "train":
+            limit = train_cfg.max_eval_samples
+        data = prepare_splits(
+            resolved["dataset"],
+            text_column=train_cfg.text_column,
+            label_column=train_cfg.label_column,
+            text_pair_column=train_cfg.text_pair_column,
+            validation_split_ratio=train_cfg.validation_split_ratio,
+            seed=train_cfg.seed,
+            max_train_samples=limit if cfg.split == "train" else train_cfg.max_train_samples,
+            max_eval_samples=limit,
+            empty_text=train_cfg.empty_text,
+        )
+        if cfg.split not in data.splits:
+            raise UsageError(f"the dataset {resolved['dataset']} has no {cfg.split} split.")
+        raw, label_names = data.splits[cfg.split], data.label_names
     model_dir = run_dir / "best_model"
     model = EncoderClassifier.from_pretrained(model_dir)
-    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    if label_names != data.label_names:
+    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if label_names is not None and label_names != model_labels:
         raise UsageError(
-            f"the data's labels {data.label_names} differ from the model's {label_names}; was the dataset changed?"
+            f"the data's labels {label_names} differ from the model's {model_labels}; was the dataset changed?"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    raw = data.splits[cfg.split]
-    tokenized = tokenize_splits({cfg.split: raw}, tokenizer, train_cfg.max_seq_length)[cfg.split]
+    tokenized = tokenize_splits({"eval": raw}, tokenizer, train_cfg.max_seq_length)["eval"]
     collate = PadCollator(tokenizer.pad_token_id, resolved.get("pad_to_multiple_of"))
     loader = eval_dataloader(tokenized, collate, cfg.batch_size or train_cfg.per_device_eval_batch_size)
     model, loader = accelerator.prepare(model, loader)
-
     out = predict(model, loader, accelerator)
-    metrics = compute_metrics(out["labels"], out["logits"], label_names)
+
+    if cfg.input:
+        destination = Path(cfg.output) if cfg.output else run_dir / f"predictions_{Path(cfg.input).stem}.jsonl"
+        summary = {"input": cfg.input, "num_predictions": len(out["idx"]), "output": str(destination)}
+        if accelerator.is_main_process:
+            rows = unlabeled_rows(raw, out, model_labels, cfg.top_k)
+            atomic_write_text(destination, "".join(json.dumps(r) + "\n" for r in rows))
+            logger.info("wrote %d predictions to %s", len(rows), destination)
+            print(json.dumps(summary))
+        return summary
+
+    metrics = compute_metrics(out["labels"], out["logits"], model_labels)
     if accelerator.is_main_process:
-        atomic_write_json(run_dir / f"eval_{cfg.split}.json", {"split": cfg.split, "run_dir": str(run_dir), **metrics})
-        rows = predictions_rows(raw, out, label_names)
-        atomic_write_text(run_dir / f"predictions_{cfg.split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        plot_confusion(
-            out["labels"],
-            out["logits"],
-            label_names,
-            run_dir / f"confusion_{cfg.split}.png",
-            f"{cfg.split} ({run_dir.name})",
-        )
-        logger.info(
-            "wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", cfg.split, cfg.split, cfg.split, run_dir
-        )
+        split = cfg.split
+        atomic_write_json(run_dir / f"eval_{split}.json", {"split": split, "run_dir": str(run_dir), **metrics})
+        rows = predictions_rows(raw, out, model_labels)
+        atomic_write_text(run_dir / f"predictions_{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        title = f"{split} ({run_dir.name})"
+        plot_confusion(out["labels"], out["logits"], model_labels, run_dir / f"confusion_{split}.png", title)
+        logger.info("wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", split, split, split, run_dir)
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
-        print(json.dumps({"split": cfg.split, **summary}))
+        print(json.dumps({"split": split, **summary}))
     return metrics
 
 

@@ -150,6 +150,26 @@ def backbone_num_layers(model_path: str) -> int:
     return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", 0))
 
 
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "swanlab": "swanlab"}
+
+
+def resolve_trackers(report_to: str) -> list[str]:
+    """Tracker names for Accelerate; a tracker whose package is missing is a usage error naming the install."""
+    import importlib.util
+
+    if report_to == "none":
+        return []
+    installed = [t for t, pkg in TRACKER_PACKAGES.items() if importlib.util.find_spec(pkg) is not None]
+    if report_to == "all":
+        return installed
+    if report_to not in installed:
+        raise UsageError(
+            f"--report_to {report_to}: the {TRACKER_PACKAGES[report_to]} package is not installed; "
+            f"pip install {TRACKER_PACKAGES[report_to]}, or use --report_to none."
+        )
+    return [report_to]
+
+
 def pad_multiple_for(accelerator: Any, compiled: bool) -> int | None:
     """Batch widths: multiples of 32 under torch.compile (a bounded set of shapes to compile), of 8 for tensor cores
     under GPU mixed precision, else exact (on a CPU any padding is pure waste)."""
@@ -294,9 +314,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     cfg = parse_config(argv, TrainConfig, __doc__)
+    trackers = resolve_trackers(cfg.report_to)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         dynamo_backend="inductor" if cfg.torch_compile else None,
+        log_with=trackers or None,
+        project_dir=cfg.output_dir,
     )
     hf_logging.disable_progress_bar()
     set_cpu_threads(accelerator)
@@ -421,6 +444,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
         write_latest_pointer(Path(cfg.runs_root), run_dir)
+    if trackers:
+        accelerator.project_configuration.set_directories(str(run_dir))  # tensorboard logs land in the run dir
+        run_name = f"{short_name(cfg.dataset)}/{short_name(cfg.model_name_or_path)}/{run_dir.name}"
+        scalars = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, int | float | str | bool)}
+        accelerator.init_trackers(
+            "encoder-classify",
+            config=scalars,
+            init_kwargs={"wandb": {"name": run_name}, "swanlab": {"experiment_name": run_name}},
+        )
     logger.info("run directory: %s", run_dir)
     logger.info(
         "%d train / %d validation / %s test rows, %d labels; %d processes, mixed precision %s, %d optimizer steps "

@@ -1,0 +1,155 @@
+"""Turn a hub dataset or a local file/folder into the unified layout train.py reads, with a short data report.
+
+    python scripts/prepare_data.py reviews.jsonl data/reviews --text_column review --label_column stars
+    python scripts/prepare_data.py dair-ai/emotion data/emotion --val_ratio 0.1 --test_ratio 0.1
+
+Writes ``OUT/train.parquet``, ``OUT/validation.parquet``, ``OUT/test.parquet`` (columns ``text`` [, ``text_pair``],
+``label`` as an integer id), ``OUT/labels.json`` (``{"label": [names]}``), and ``OUT/report.md`` /
+``OUT/report.json`` / ``OUT/lengths.png``: rows and label distribution per split and token-length percentiles for
+``--tokenizer``. Missing validation/test splits are carved from train, stratified by label and seeded. An
+existing OUT is refused unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from data import load_raw_splits  # noqa: E402
+from utils import UsageError, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
+
+
+def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any]:
+    """Split ``ratio`` of ``ds`` off, stratified by label when every class has at least two rows."""
+    from sklearn.model_selection import train_test_split
+
+    labels = list(ds[label_column])
+    counts = Counter(labels)
+    stratify = labels if min(counts.values()) >= 2 and len(ds) * ratio >= len(counts) else None
+    keep, held = train_test_split(list(range(len(ds))), test_size=ratio, random_state=seed, stratify=stratify)
+    return ds.select(sorted(keep)), ds.select(sorted(held))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Prepare the folder and return the report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="Hub dataset id, local folder or local file.")
+    parser.add_argument("out", help="Output folder.")
+    parser.add_argument("--text_column", default="text")
+    parser.add_argument("--text_pair_column", default=None)
+    parser.add_argument("--label_column", default="label")
+    parser.add_argument("--val_ratio", type=float, default=0.1, help="Fraction carved as validation when missing.")
+    parser.add_argument("--test_ratio", type=float, default=0.1, help="Fraction carved as test when missing.")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--tokenizer", default="sentence-transformers/all-MiniLM-L6-v2", help="For length stats.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace the files of an existing OUT.")
+    args = parser.parse_args(argv)
+    for name in ("val_ratio", "test_ratio"):
+        if not 0 < getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be in (0, 1).")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise UsageError(f"{out} is not empty; choose another folder or pass --overwrite.")
+
+    from data import _check_columns, build_label_space
+
+    raw, names = load_raw_splits(args.source, args.label_column)
+    wanted = {"text_column": args.text_column, "label_column": args.label_column}
+    if args.text_pair_column:
+        wanted["text_pair_column"] = args.text_pair_column
+    for split, ds in raw.items():
+        _check_columns(ds, split, wanted)
+        raw[split] = ds.select_columns(list(wanted.values()))
+    notes = []
+    # Carve test first, then validation from what is left, so both ratios are of the original train size.
+    test_carved = "test" not in raw
+    if test_carved:
+        raw["train"], raw["test"] = carve(raw["train"], args.test_ratio, args.seed, args.label_column)
+        notes.append(f"test carved from train ({args.test_ratio:.0%}, stratified, seed {args.seed})")
+    if "validation" not in raw:
+        ratio = args.val_ratio / (1 - args.test_ratio) if test_carved else args.val_ratio
+        raw["train"], raw["validation"] = carve(raw["train"], ratio, args.seed, args.label_column)
+        notes.append(f"validation carved from train ({args.val_ratio:.0%}, stratified, seed {args.seed})")
+
+    label_names, value_to_id = build_label_space(list(raw["train"][args.label_column]), names)
+    renames = {args.text_column: "text", args.label_column: "label"}
+    if args.text_pair_column:
+        renames[args.text_pair_column] = "text_pair"
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"source": args.source, "notes": notes, "labels": label_names, "splits": {}}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
+    lengths_by_split = {}
+    for split in ("train", "validation", "test"):
+        ds = raw[split]
+        unknown = {v for v in ds[args.label_column] if v not in value_to_id}
+        if unknown:
+            raise UsageError(f"the {split} split has labels not seen in train: {sorted(map(str, unknown))[:5]}.")
+        ds = ds.map(lambda r: {"__label": value_to_id[r[args.label_column]]})
+        ds = ds.remove_columns(args.label_column).rename_column("__label", args.label_column)
+        ds = ds.rename_columns({k: v for k, v in renames.items() if k != v})
+        ds.to_parquet(str(out / f"{split}.parquet"))
+        pair = ds["text_pair"] if "text_pair" in ds.column_names else None
+        lengths = [len(ids) for ids in tokenizer(list(ds["text"]), pair)["input_ids"]]
+        lengths_by_split[split] = lengths
+        counts = Counter(ds["label"])
+        report["splits"][split] = {
+            "rows": len(ds),
+            "label_distribution": {label_names[i]: counts.get(i, 0) / len(ds) for i in range(len(label_names))},
+            "token_length_percentiles": percentiles(lengths),
+        }
+    atomic_write_json(out / "labels.json", {"label": label_names})
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.md", report_markdown(report))
+    plot_lengths(lengths_by_split, out / "lengths.png", args.tokenizer)
+    print(report_markdown(report))
+    return report
+
+
+def percentiles(lengths: list[int]) -> dict[str, float]:
+    """Token-length percentiles (50/90/95/99/max)."""
+    import numpy as np
+
+    arr = np.asarray(lengths)
+    return {f"p{q}": float(np.percentile(arr, q)) for q in (50, 90, 95, 99)} | {"max": int(arr.max())}
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """Rows, label proportions and token-length percentiles per split."""
+    lines = [f"# Data report: {report['source']}", ""] + [f"- {n}" for n in report["notes"]] + [""]
+    lines += ["| split | rows | " + " | ".join(report["labels"]) + " | p50 | p95 | max tokens |"]
+    lines += ["|" + "---|" * (len(report["labels"]) + 5)]
+    for split, info in report["splits"].items():
+        dist = " | ".join(f"{info['label_distribution'][n]:.1%}" for n in report["labels"])
+        p = info["token_length_percentiles"]
+        lines.append(f"| {split} | {info['rows']} | {dist} | {p['p50']:.0f} | {p['p95']:.0f} | {p['max']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_lengths(lengths_by_split: dict[str, list[int]], path: Path, tokenizer: str) -> None:
+    """Histogram of token lengths per split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for split, lengths in lengths_by_split.items():
+        ax.hist(lengths, bins=50, alpha=0.5, label=split, density=True)
+    ax.set_xlabel(f"tokens ({tokenizer})")
+    ax.set_ylabel("density")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    run_cli(main)

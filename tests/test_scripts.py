@@ -1,0 +1,219 @@
+"""scripts/: the datasets x models matrix and its table, data preparation, inference on new data, the benchmark."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+import evaluate
+import train
+from conftest import REPO, SHARED_DATA, tiny_args, write_csv
+
+SCRIPTS = REPO / "scripts"
+
+
+def run_script(name, *args, cwd=None):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_matrix_then_report_then_nothing_retrained(tiny_bert, tmp_path):
+    out = tmp_path / "matrix"
+    config = tmp_path / "matrix.yaml"
+    config.write_text(
+        f"""
+datasets:
+  - path: {SHARED_DATA / "emotion"}
+  - {{path: {SHARED_DATA / "trec"}, label_column: label_coarse}}
+models: [{tiny_bert}]
+seeds: [1, 2]
+train_args: {{max_train_samples: 64, max_eval_samples: 32, num_train_epochs: 1, max_seq_length: 32, per_device_train_batch_size: 16}}
+"""
+    )
+    first = run_script("run_matrix.py", "--config", config, "--output_dir", out)
+    assert "4 trained, 0 skipped, 0 failed of 4 runs" in first
+    runs = sorted(p.parent.relative_to(out).as_posix() for p in out.rglob("results.json"))
+    model = tiny_bert.name
+    assert runs == [f"{d}/{model}/seed{s}" for d in ("emotion", "trec-label_coarse") for s in (1, 2)]
+    trec = json.loads((out / "trec-label_coarse" / model / "seed1" / "config.json").read_text())
+    assert trec["resolved"]["label_names"] == ["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"]
+
+    table = run_script("report.py", out, "--baseline", model)
+    md = (out / "results.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith(("| emotion", "| trec"))]
+    assert len(rows) == 2 and all(" ± " in r for r in rows) and "**" in rows[0]
+    with open(out / "results.csv") as handle:
+        records = list(csv.DictReader(handle))
+    assert [(r["dataset"], r["seeds"]) for r in records] == [("emotion", "2"), ("trec-label_coarse", "2")]
+    seed_scores = [
+        json.loads((out / "emotion" / model / f"seed{s}" / "results.json").read_text())["test"]["macro_f1"]
+        for s in (1, 2)
+    ]
+    assert float(records[0]["test_macro_f1_mean"]) == pytest.approx(sum(seed_scores) / 2)
+    assert float(records[0]["delta_test_macro_f1"]) == 0.0
+    assert (out / "heatmap_test_macro_f1.png").is_file() and (
+        out / "emotion" / model / "seed1" / "curves.png"
+    ).is_file()
+    assert "results.md" in table
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("best_model/model.safetensors")}
+    again = run_script("run_matrix.py", "--config", config, "--output_dir", out)
+    assert "0 trained, 4 skipped, 0 failed of 4 runs" in again
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.rglob("best_model/model.safetensors")}
+
+
+def test_matrix_keeps_going_after_a_failure_and_reports_it(tiny_bert, tmp_path):
+    out = tmp_path / "matrix"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "run_matrix.py"),
+            "--datasets",
+            str(tmp_path / "missing"),
+            str(REPO / "sample_data"),
+            "--models",
+            str(tiny_bert),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "1",
+            "--max_seq_length",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "1 trained, 0 skipped, 1 failed of 2 runs" in proc.stdout
+    assert (
+        "failed (exit 2)" in proc.stdout
+        and (out / "sample_data" / tiny_bert.name / "seed42" / "results.json").is_file()
+    )
+
+
+def test_prepare_data_carves_stratified_splits_with_a_report(tmp_path):
+    rows = [{"review": f"review number {i}", "stars": "good" if i % 5 else "bad"} for i in range(500)]
+    source = tmp_path / "reviews.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "prepared"
+    run_script(
+        "prepare_data.py",
+        source,
+        out,
+        "--text_column",
+        "review",
+        "--label_column",
+        "stars",
+        "--val_ratio",
+        "0.1",
+        "--test_ratio",
+        "0.2",
+    )
+    tables = {s: pq.read_table(out / f"{s}.parquet").to_pydict() for s in ("train", "validation", "test")}
+    assert {s: len(t["text"]) for s, t in tables.items()} == {"train": 350, "validation": 50, "test": 100}
+    labels = json.loads((out / "labels.json").read_text())["label"]
+    assert labels == ["bad", "good"]
+    for table in tables.values():
+        share_bad = Counter(table["label"])[0] / len(table["label"])
+        assert share_bad == pytest.approx(0.2)  # the source's proportion, in every split
+    assert set().union(*[set(t["text"]) for t in tables.values()]) == {r["review"] for r in rows}
+    report = json.loads((out / "report.json").read_text())
+    assert report["splits"]["test"]["rows"] == 100 and report["splits"]["train"]["token_length_percentiles"]["max"] > 3
+    assert (out / "report.md").is_file() and (out / "lengths.png").is_file()
+    # The result is a dataset train.py reads as is.
+    data = __import__("data").prepare_splits(str(out))
+    assert data.label_names == ["bad", "good"] and len(data.splits["validation"]) == 50
+
+
+def test_prepare_data_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "prepare_data.py"), str(REPO / "sample_data"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "is not empty" in proc.stderr
+
+
+def test_evaluate_input_predicts_every_row_of_unlabeled_text(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1"))
+    texts = ["Rain all day tomorrow.", "The new laptop is fast.", "", "A goal in the last minute!"]
+    source = write_csv(tmp_path / "new.csv", [(t,) for t in texts], header=("text",))
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(source), "--top_k", "2"])
+    lines = [json.loads(line) for line in (out / "predictions_new.jsonl").read_text().splitlines()]
+    assert summary["num_predictions"] == len(lines) == 4
+    assert [row["text"] for row in lines] == [
+        "Rain all day tomorrow.",
+        "The new laptop is fast.",
+        "",
+        "A goal in the last minute!",
+    ]
+    for row in lines:
+        assert row["label"] in {"food", "sports", "technology", "weather"} and len(row["top_k"]) == 2
+        assert (
+            row["top_k"][0]["label"] == row["label"]
+            and row["top_k"][0]["probability"] >= row["top_k"][1]["probability"]
+        )
+    with pytest.raises(ValueError, match="--text_column 'text' is not a column of the input split"):
+        evaluate.main(
+            ["--run_dir", str(out), "--input", str(write_csv(tmp_path / "bad.csv", [("x",)], header=("sentence",)))]
+        )
+
+
+def test_report_to_a_missing_tracker_is_a_clear_error(tiny_bert, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ValueError, match="the wandb package is not installed; pip install wandb"):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--report_to", "wandb"))
+
+
+@pytest.mark.slow
+def test_benchmark_prints_both_recipes_and_the_speedup(tiny_bert):
+    stdout = run_script(
+        "benchmark.py",
+        "--dataset",
+        REPO / "sample_data",
+        "--model_name_or_path",
+        tiny_bert,
+        "--train_steps",
+        "2",
+        "--untimed_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--baseline",
+        "--rounds",
+        "1",
+        "--max_seq_length",
+        "32",
+    )
+    result = json.loads(stdout.strip().splitlines()[-1])
+    for key in (
+        "train_samples_per_s",
+        "train_tokens_per_s",
+        "padding_ratio",
+        "eval_samples_per_s",
+        "peak_rss_mb",
+        "mfu",
+        "val_macro_f1",
+    ):
+        assert key in result and key in result["baseline"], key
+    assert result["baseline"]["mixed_precision"] == "no"
+    assert result["padding_ratio"] <= result["baseline"]["padding_ratio"]
+    assert result["speedup"]["train_samples_per_s"] == pytest.approx(
+        result["train_samples_per_s"] / result["baseline"]["train_samples_per_s"]
+    )
