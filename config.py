@@ -39,7 +39,28 @@ class TrainConfig:
     )
     text_column: str = _field("text", "Column holding the text.")
     text_pair_column: str | None = _field(None, "Optional second text column (sentence-pair tasks).")
-    label_column: str = _field("label", "Column holding the label (class name or integer id).")
+    label_column: str = _field(
+        "label", "Column holding the label: a class name or integer id, or a list of them (multi-label)."
+    )
+    label_columns: list[str] | None = _field(
+        None,
+        "Several label columns: coarse-to-fine levels of a hierarchy (e.g. label_coarse label_fine), or with "
+        "--multi_label one 0/1 column per label.",
+    )
+    multi_label: bool = _field(
+        False, "Multi-label: --label_columns are 0/1 columns (a label column of lists is detected by itself)."
+    )
+    level_loss_weights: list[float] | None = _field(
+        None, "Hierarchical: weight of each level's loss, coarse to fine (default: 1 each)."
+    )
+    consistent_decoding: bool = _field(
+        False, "Hierarchical: predict the best fine label inside the predicted coarse one (levels always agree)."
+    )
+    teacher_column: str | None = _field(
+        None, "Distillation: column of teacher probability lists (one per label); rows without one use plain CE."
+    )
+    distill_alpha: float = _field(0.5, "Distillation: weight of the KL term (1 - alpha goes to cross-entropy).")
+    distill_temperature: float = _field(2.0, "Distillation: softmax temperature of teacher and student.")
     max_seq_length: int = _field(128, "Truncate inputs to this many tokens (padding is per batch).")
     validation_split_ratio: float = _field(
         0.1, "Fraction of train carved (stratified, seeded) as validation when the data has no validation split."
@@ -170,6 +191,20 @@ class TrainConfig:
         ]:
             if value not in choices:
                 raise ConfigError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}.")
+        if self.multi_label and self.label_columns is not None and len(self.label_columns) < 2:
+            raise ConfigError("--multi_label with --label_columns needs at least two 0/1 columns.")
+        if self.label_columns is not None and not self.multi_label and len(self.label_columns) < 2:
+            raise ConfigError("--label_columns needs at least two levels (coarse to fine); for one use --label_column.")
+        if self.level_loss_weights is not None and (
+            self.label_columns is None or self.multi_label or len(self.level_loss_weights) != len(self.label_columns)
+        ):
+            raise ConfigError("--level_loss_weights needs one weight per hierarchical --label_columns level.")
+        if self.teacher_column is not None and (self.label_columns is not None or self.multi_label):
+            raise ConfigError("--teacher_column works with single-label classification only.")
+        if not 0 <= self.distill_alpha <= 1:
+            raise ConfigError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}.")
+        if self.distill_temperature <= 0:
+            raise ConfigError(f"--distill_temperature must be > 0, got {self.distill_temperature}.")
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             raise ConfigError("--text_pair_column must differ from --text_column.")
         # Registries live in model.py; imported here lazily so config.py stays free of torch at import time.
@@ -220,6 +255,10 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
             )
             parser.add_argument(
                 f"--no-{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
+        elif getattr(tp, "__origin__", None) is list:
+            parser.add_argument(
+                f"--{f.name}", nargs="+", type=tp.__args__[0], default=argparse.SUPPRESS, help=help_text
             )
         else:
             parser.add_argument(

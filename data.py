@@ -39,6 +39,7 @@ class SplitData:
     splits: dict[str, Any]
     label_names: list[str]
     notes: list[str] = field(default_factory=list)
+    spec: Any = None  # LabelSpec: problem type, label columns, levels and their names
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -78,24 +79,25 @@ def _load_files(files: list[Path]) -> Any:
         ) from err
 
 
-def _labels_json(folder: Path, label_column: str) -> list[str] | None:
-    """Label names from ``labels.json`` beside the data: ``{"label": [...]}`` or a plain list."""
+def _labels_json(folder: Path) -> dict[str, list[str]]:
+    """Label names from ``labels.json`` beside the data: ``{"<column>": [...], ...}``, or a plain list ("")."""
     path = folder / "labels.json"
     if not path.is_file():
-        return None
+        return {}
     try:
         content = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise UsageError(f"cannot parse {path}: {err}.") from err
     if isinstance(content, list):
-        return [str(x) for x in content]
-    if isinstance(content, dict) and label_column in content:
-        return [str(x) for x in content[label_column]]
-    return None
+        return {"": [str(x) for x in content]}
+    return (
+        {k: [str(x) for x in v] for k, v in content.items() if isinstance(v, list)} if isinstance(content, dict) else {}
+    )
 
 
-def load_raw_splits(dataset: str, label_column: str) -> tuple[dict[str, Any], list[str] | None]:
-    """The available splits of ``dataset`` as ``datasets.Dataset`` objects, and label names if the source has them."""
+def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The available splits of ``dataset`` as ``datasets.Dataset`` objects, and the label names the source gives
+    per column (``labels.json`` or ``ClassLabel`` features; key "" for a plain list)."""
     path = Path(dataset).expanduser()
     if path.is_dir():
         files = _split_files(path)
@@ -103,19 +105,19 @@ def load_raw_splits(dataset: str, label_column: str) -> tuple[dict[str, Any], li
             raise UsageError(
                 f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that folder."
             )
-        return {split: _load_files(paths) for split, paths in files.items()}, _labels_json(path, label_column)
+        return {split: _load_files(paths) for split, paths in files.items()}, _labels_json(path)
     if path.is_file():
         if path.suffix.lower() not in FORMATS:
             raise UsageError(
                 f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}."
             )
-        return {"train": _load_files([path])}, _labels_json(path.parent, label_column)
+        return {"train": _load_files([path])}, _labels_json(path.parent)
     if path.suffix.lower() in FORMATS or dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
         raise UsageError(f"--dataset {dataset}: no such file or folder.")
-    return _load_hub(dataset, label_column)
+    return _load_hub(dataset)
 
 
-def _load_hub(dataset: str, label_column: str) -> tuple[dict[str, Any], list[str] | None]:
+def _load_hub(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Load a hub dataset id (needs network or the local HF cache)."""
     import datasets
 
@@ -134,9 +136,8 @@ def _load_hub(dataset: str, label_column: str) -> tuple[dict[str, Any], list[str
                 break
     if "train" not in splits:
         raise UsageError(f"--dataset {dataset}: it has no train split (splits: {', '.join(loaded)}).")
-    feature = splits["train"].features.get(label_column)
-    names = list(feature.names) if hasattr(feature, "names") else None
-    return splits, names
+    features = splits["train"].features
+    return splits, {name: list(f.names) for name, f in features.items() if hasattr(f, "names")}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -177,30 +178,116 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
     return [str(v) for v in values], {v: i for i, v in enumerate(values)}
 
 
-def _encode_labels(ds: Any, split: str, value_to_id: dict[Any, int], label_column: str) -> Any:
-    """Replace raw label values by ids, refusing unseen labels."""
-    raw = list(ds[label_column])
-    unknown = Counter(v for v in raw if v not in value_to_id)
+def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:
+    """Refuse labels that train never showed: a model cannot predict them and metrics would silently lie."""
+    unknown = Counter(v for v in values if v not in value_to_id)
     if unknown:
         shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
         raise UsageError(
-            f"the {split} split has labels not seen in train: {shown}. Add examples of them to train or remove those rows."
+            f"the {split} split has labels not seen in train in {column!r}: {shown}. "
+            "Add examples of them to train or remove those rows."
         )
-    return ds.remove_columns(label_column).add_column("label", [value_to_id[v] for v in raw])
 
 
-def _carve_validation(train: Any, ratio: float, seed: int) -> tuple[Any, Any, str]:
+def _carve_validation(train: Any, strata: list[Any], ratio: float, seed: int) -> tuple[Any, Any, str]:
     """Split a stratified validation set off train (plain random split when a class has fewer than 2 rows)."""
     from sklearn.model_selection import train_test_split
 
-    labels = list(train["label"])
     indices = np.arange(len(train))
-    counts = Counter(labels)
-    stratify = labels if min(counts.values()) >= 2 and len(train) * ratio >= len(counts) else None
+    counts = Counter(strata)
+    ok = min(counts.values()) >= 2 and len(train) * ratio >= len(counts)
+    stratify = strata if ok else None
     train_idx, val_idx = train_test_split(indices, test_size=ratio, random_state=seed, stratify=stratify)
     how = "stratified" if stratify is not None else "random (a class has too few rows to stratify)"
     note = f"no validation split: carved {len(val_idx)} of {len(train)} train rows as validation ({how}, seed {seed})"
     return train.select(sorted(train_idx)), train.select(sorted(val_idx)), note
+
+
+@dataclass
+class LabelSpec:
+    """How labels are read and encoded: the problem type and, per level (hierarchical) or once, the label names."""
+
+    problem_type: str  # single_label_classification | multi_label_classification | hierarchical_classification
+    columns: list[str]
+    levels: list[dict[str, Any]]  # [{"name": column, "labels": [names]}], coarse to fine; one entry otherwise
+    parents: list[list[int]] = field(default_factory=list)  # per level >= 1: parent id of each label id
+
+
+def _label_spec(
+    train: Any, label_column: str, label_columns: list[str] | None, multi_label: bool, names: dict
+) -> tuple[LabelSpec, list[dict]]:
+    """Decide the problem type and label spaces from train; also return the value->id maps per level."""
+    if label_columns and multi_label:  # one 0/1 column per label
+        return LabelSpec(
+            "multi_label_classification", label_columns, [{"name": "labels", "labels": list(label_columns)}]
+        ), []
+    if label_columns:  # hierarchical, coarse to fine
+        levels, maps = [], []
+        for column in label_columns:
+            level_names, value_to_id = build_label_space(list(train[column]), names.get(column))
+            levels.append({"name": column, "labels": level_names})
+            maps.append(value_to_id)
+        return LabelSpec("hierarchical_classification", label_columns, levels), maps
+    values = list(train[label_column])
+    given = names.get(label_column) or names.get("")
+    if any(isinstance(v, list) for v in values):  # a column of label lists: multi-label
+        flat = [x for v in values for x in (v or [])]
+        level_names, value_to_id = build_label_space(flat, given)
+        return LabelSpec(
+            "multi_label_classification", [label_column], [{"name": label_column, "labels": level_names}]
+        ), [value_to_id]
+    level_names, value_to_id = build_label_space(values, given)
+    return LabelSpec("single_label_classification", [label_column], [{"name": label_column, "labels": level_names}]), [
+        value_to_id
+    ]
+
+
+def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
+    """Replace the raw label column(s) by one ``label`` column: an id, a list of level ids, or a multi-hot list."""
+    columns = {c: list(ds[c]) for c in spec.columns}
+    if spec.problem_type == "single_label_classification":
+        _check_known(columns[spec.columns[0]], maps[0], split, spec.columns[0])
+        encoded = [maps[0][v] for v in columns[spec.columns[0]]]
+    elif spec.problem_type == "hierarchical_classification":
+        for column, value_to_id in zip(spec.columns, maps, strict=True):
+            _check_known(columns[column], value_to_id, split, column)
+        encoded = [[m[v] for m, v in zip(maps, row, strict=True)] for row in zip(*columns.values(), strict=True)]
+    elif maps:  # a column of label lists
+        lists = [v or [] for v in columns[spec.columns[0]]]
+        _check_known([x for v in lists for x in v], maps[0], split, spec.columns[0])
+        size = len(spec.levels[0]["labels"])
+        encoded = [[1.0 if i in {maps[0][x] for x in v} else 0.0 for i in range(size)] for v in lists]
+    else:  # 0/1 columns
+        bad = {c for c, vals in columns.items() if any(v not in (0, 1, True, False) for v in vals)}
+        if bad:
+            raise UsageError(
+                f"--multi_label columns must hold 0/1 values; {', '.join(sorted(bad))} in the {split} split do not."
+            )
+        encoded = [[float(v) for v in row] for row in zip(*columns.values(), strict=True)]
+    return ds.remove_columns(spec.columns).add_column("label", encoded)
+
+
+def _level_parents(train_labels: list[list[int]], levels: list[dict]) -> list[list[int]]:
+    """For each finer level, the parent (coarser-level id) each label co-occurs with most in train."""
+    parents = []
+    for level in range(1, len(levels)):
+        pairs = Counter((row[level], row[level - 1]) for row in train_labels)
+        best: dict[int, tuple[int, int]] = {}
+        for (child, parent), n in pairs.items():
+            if n > best.get(child, (-1, 0))[1]:
+                best[child] = (parent, n)
+        parents.append([best.get(i, (0, 0))[0] for i in range(len(levels[level]["labels"]))])
+    return parents
+
+
+def _check_teacher(ds: Any, split: str, num_labels: int) -> None:
+    """Teacher probability lists must have one non-negative entry per label (or be missing)."""
+    for i, probs in enumerate(ds["teacher"]):
+        if probs is not None and (len(probs) != num_labels or min(probs) < 0):
+            raise UsageError(
+                f"row {i} of the {split} split: --teacher_column needs {num_labels} non-negative probabilities, "
+                f"got {probs!r:.80}."
+            )
 
 
 def prepare_splits(
@@ -213,26 +300,33 @@ def prepare_splits(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     empty_text: str = "drop",
+    label_columns: list[str] | None = None,
+    multi_label: bool = False,
+    teacher_column: str | None = None,
 ) -> SplitData:
     """Load, check and normalise the data; every bad-input error is raised here, before any model is built."""
-    raw, names = load_raw_splits(dataset, label_column)
+    raw, names = load_raw_splits(dataset)
     notes: list[str] = []
-    wanted = {"text_column": text_column, "label_column": label_column}
+    wanted = {"text_column": text_column}
     if text_pair_column:
         wanted["text_pair_column"] = text_pair_column
+    for i, column in enumerate(label_columns or [label_column]):
+        wanted[f"label_columns[{i}]" if label_columns else "label_column"] = column
     renames = {text_column: "text", **({text_pair_column: "text_pair"} if text_pair_column else {})}
     splits: dict[str, Any] = {}
     for split, ds in raw.items():
-        _check_columns(ds, split, wanted)
+        teacher = {"teacher_column": teacher_column} if teacher_column and split == "train" else {}
+        _check_columns(ds, split, wanted | teacher)
         if len(ds) == 0:
             raise UsageError(f"the {split} split of {dataset} is empty.")
-        labels = list(ds[label_column])
-        nulls = sum(v is None for v in labels)
-        if nulls:
-            raise UsageError(
-                f"the {split} split has {nulls} rows with no label in {label_column!r}; fill or drop them."
-            )
-        ds = ds.select_columns(list(wanted.values())).rename_columns({k: v for k, v in renames.items() if k != v})
+        for column in label_columns or [label_column]:
+            nulls = sum(v is None for v in ds[column])
+            if nulls:
+                raise UsageError(f"the {split} split has {nulls} rows with no label in {column!r}; fill or drop them.")
+        ds = ds.select_columns(list((wanted | teacher).values()))
+        ds = ds.rename_columns(
+            {k: v for k, v in renames.items() if k != v} | ({teacher_column: "teacher"} if teacher else {})
+        )
         text_cols = ["text"] + (["text_pair"] if text_pair_column else [])
         keep = [
             all(isinstance(t, str) and t.strip() for t in texts)
@@ -249,10 +343,28 @@ def prepare_splits(
             if len(ds) == 0:
                 raise UsageError(f"every row of the {split} split has empty text; check --text_column.")
         splits[split] = ds
-    label_names, value_to_id = build_label_space(list(splits["train"][label_column]), names)
-    splits = {split: _encode_labels(ds, split, value_to_id, label_column) for split, ds in splits.items()}
+    spec, maps = _label_spec(splits["train"], label_column, label_columns, multi_label, names)
+    splits = {split: _encode(ds, split, spec, maps) for split, ds in splits.items()}
+    if spec.problem_type == "hierarchical_classification":
+        spec.parents = _level_parents(list(splits["train"]["label"]), spec.levels)
+    if teacher_column:
+        _check_teacher(splits["train"], "train", len(spec.levels[-1]["labels"]))
     if "validation" not in splits:
-        splits["train"], splits["validation"], note = _carve_validation(splits["train"], validation_split_ratio, seed)
+        labels = list(splits["train"]["label"])
+        # Stratify by the label, the finest level of a hierarchy, or (multi-label) the label set.
+        strata = [
+            row[-1]
+            if spec.problem_type == "hierarchical_classification"
+            else tuple(row)
+            if isinstance(row, list)
+            else row
+            for row in labels
+        ]
+        train, val, note = _carve_validation(splits["train"], strata, validation_split_ratio, seed)
+        splits["train"], splits["validation"] = (
+            train,
+            val.remove_columns([c for c in ("teacher",) if c in val.column_names]),
+        )
         notes.append(note)
     if "test" not in splits:
         notes.append("no test split: test metrics will be skipped")
@@ -262,7 +374,7 @@ def prepare_splits(
             splits[split] = splits[split].select(range(limit))
     # idx lets evaluation restore the original row order after length-sorted, sharded batching.
     splits = {split: ds.add_column("idx", list(range(len(ds)))) for split, ds in splits.items()}
-    return SplitData(splits=splits, label_names=label_names, notes=notes)
+    return SplitData(splits=splits, label_names=spec.levels[-1]["labels"], notes=notes, spec=spec)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -289,7 +401,7 @@ def tokenize_splits(splits: dict[str, Any], tokenizer: Any, max_seq_length: int)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tokenized = {}
     for split, ds in splits.items():
-        drop = [c for c in ds.column_names if c not in ("label", "idx")]
+        drop = [c for c in ds.column_names if c not in ("label", "idx", "teacher")]
         key = Hasher.hash((ds._fingerprint, Hasher.hash(tokenizer), max_seq_length, input_names, "v1"))
         tokenized[split] = ds.map(
             encode,
@@ -391,7 +503,13 @@ class PadCollator:
                     tensor[i, : len(r[key])] = torch.as_tensor(r[key])
                 batch[key] = tensor
         if "label" in rows[0]:  # absent for unlabeled input (evaluate.py --input)
-            batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=torch.long)
+            # ids -> long (batch,) or (batch, levels); multi-hot floats -> float (batch, num_labels)
+            batch["labels"] = torch.tensor([r["label"] for r in rows])
+        teachers = [r.get("teacher") for r in rows]
+        width = next((len(t) for t in teachers if t is not None), None)
+        if width is not None:  # distillation: rows without teacher probabilities fall back to cross-entropy
+            batch["teacher"] = torch.tensor([t if t is not None else [0.0] * width for t in teachers])
+            batch["teacher_mask"] = torch.tensor([t is not None for t in teachers])
         batch["idx"] = torch.tensor([r["idx"] for r in rows], dtype=torch.long)
         return batch
 

@@ -20,6 +20,8 @@ This file imports only torch and transformers: ``save_pretrained`` copies it int
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +145,11 @@ class EncoderClassifierConfig(PretrainedConfig):
         pooling: str = "cls",
         head: str = "linear",
         classifier_dropout: float = 0.1,
+        levels: list[dict] | None = None,
+        level_parents: list[list[int]] | None = None,
+        level_loss_weights: list[float] | None = None,
+        consistent_decoding: bool = False,
+        thresholds: list[float] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -150,6 +157,13 @@ class EncoderClassifierConfig(PretrainedConfig):
         self.pooling = pooling
         self.head = head
         self.classifier_dropout = classifier_dropout
+        # Hierarchical: [{"name": column, "labels": [...]}] coarse to fine; id2label holds the finest level.
+        self.levels = levels or []
+        self.level_parents = level_parents or []
+        self.level_loss_weights = level_loss_weights or [1.0] * len(self.levels)
+        self.consistent_decoding = consistent_decoding
+        # Multi-label: per-label decision thresholds on the sigmoid, tuned on validation after training.
+        self.thresholds = thresholds
 
 
 class EncoderClassifier(PreTrainedModel):
@@ -172,7 +186,14 @@ class EncoderClassifier(PreTrainedModel):
         # Only BERT-style backbones take token_type_ids; DistilBERT and ModernBERT reject the argument.
         self._takes_token_types = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
         self.pooler = POOLERS[config.pooling](backbone_config.hidden_size)
-        self.head = HEADS[config.head](self.pooler.output_dim, config.num_labels, config.classifier_dropout)
+        if config.problem_type == "hierarchical_classification":
+            # One head per level, all reading the same pooled vector.
+            self.heads = nn.ModuleList(
+                HEADS[config.head](self.pooler.output_dim, len(level["labels"]), config.classifier_dropout)
+                for level in config.levels
+            )
+        else:
+            self.head = HEADS[config.head](self.pooler.output_dim, config.num_labels, config.classifier_dropout)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -221,8 +242,11 @@ class EncoderClassifier(PreTrainedModel):
         pooling: str = "cls",
         head: str = "linear",
         classifier_dropout: float = 0.1,
+        problem_type: str = "single_label_classification",
+        **task: Any,
     ) -> EncoderClassifier:
-        """Build the classifier and load the pretrained backbone weights: the one place they are read, for training."""
+        """Build the classifier and load the pretrained backbone weights: the one place they are read, for training.
+        ``task`` holds the hierarchical settings (levels, level_parents, level_loss_weights, consistent_decoding)."""
         pretrained = AutoModel.from_pretrained(backbone_name_or_path)
         config = EncoderClassifierConfig(
             backbone_config=pretrained.config.to_dict(),
@@ -231,7 +255,8 @@ class EncoderClassifier(PreTrainedModel):
             classifier_dropout=classifier_dropout,
             id2label={int(i): name for i, name in id2label.items()},
             label2id={name: int(i) for i, name in id2label.items()},
-            problem_type="single_label_classification",
+            problem_type=problem_type,
+            **task,
         )
         model = cls(config)
         missing, unexpected = model.backbone.load_state_dict(pretrained.state_dict(), strict=False)
@@ -247,19 +272,59 @@ class EncoderClassifier(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput:
-        """Logits (batch, num_labels) and, with ``labels``, the mean cross-entropy."""
+    ) -> ClassifierOutput:
+        """Logits (batch, num_labels; the finest level's for a hierarchy) and, with ``labels``, the task's loss:
+        cross-entropy, binary cross-entropy (multi-label) or the weighted sum of per-level cross-entropies."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._takes_token_types else {}
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         pooled = self.pooler(hidden, attention_mask)  # (batch, pooled_dim)
+        problem = self.config.problem_type
+        # Losses in float32 even under autocast: the log-softmax of bf16 logits loses the small differences.
+        if problem == "hierarchical_classification":
+            per_level = [head(pooled) for head in self.heads]  # each (batch, labels of that level)
+            loss = None
+            if labels is not None:  # (batch, levels)
+                weights = self.config.level_loss_weights
+                loss = sum(
+                    w * F.cross_entropy(z.float(), labels[:, i])
+                    for i, (w, z) in enumerate(zip(weights, per_level, strict=True))
+                )
+            return ClassifierOutput(loss=loss, logits=per_level[-1], level_logits=torch.cat(per_level, dim=-1))
         logits = self.head(pooled)  # (batch, num_labels)
         loss = None
-        if labels is not None:
-            # float32 loss even under autocast: the log-softmax of bf16 logits loses the small differences.
+        if labels is not None and problem == "multi_label_classification":
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        elif labels is not None:
             loss = F.cross_entropy(logits.float(), labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return ClassifierOutput(loss=loss, logits=logits)
+
+
+@dataclass
+class ClassifierOutput(SequenceClassifierOutput):
+    """SequenceClassifierOutput plus, for a hierarchy, every level's logits side by side (batch, sum of levels)."""
+
+    level_logits: torch.Tensor | None = None
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    has_teacher: torch.Tensor,
+    alpha: float,
+    temperature: float,
+) -> torch.Tensor:
+    """Mean over rows of ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``; rows without a teacher
+    get plain CE. The teacher's probabilities are softened like logits: ``p^(1/T)`` renormalised."""
+    logits = logits.float()
+    ce = F.cross_entropy(logits, labels, reduction="none")  # (batch,)
+    soft = teacher_probs.float().clamp_min(1e-12) ** (1.0 / temperature)
+    soft = soft / soft.sum(dim=-1, keepdim=True)  # (batch, num_labels)
+    log_student = F.log_softmax(logits / temperature, dim=-1)
+    kl = (soft * (soft.log() - log_student)).sum(dim=-1) * temperature**2  # (batch,)
+    return torch.where(has_teacher, alpha * kl + (1 - alpha) * ce, ce).mean()
 
 
 # Local registration (``AutoModelForSequenceClassification.from_pretrained(best_model)`` in this process) and

@@ -29,13 +29,14 @@ from torch import nn
 
 from config import TrainConfig, parse_config
 from data import PadCollator, eval_dataloader, prepare_splits, tokenize_splits, train_dataloader
-from evaluate import evaluate, is_better
-from model import EncoderClassifier
+from evaluate import evaluate, is_better, predict, tune_thresholds
+from model import EncoderClassifier, distillation_loss
 from utils import (
     UsageError,
     append_jsonl,
     atomic_write_dir,
     atomic_write_json,
+    atomic_write_text,
     logger,
     read_latest_pointer,
     resolve_model_path,
@@ -242,7 +243,8 @@ def check_finite(grad_norm: torch.Tensor, accelerator: Any, policy: str, step: i
     """Whether to apply this optimizer step: False to skip a non-finite one, TrainingError to stop the run."""
     # The norm is all-reduced, so every rank sees the same value and decides the same. fp16's loss scaler handles
     # its own overflows (it skips the step and lowers the scale), so those are not errors.
-    if accelerator.mixed_precision == "fp16" or torch.isfinite(grad_norm):
+    # DeepSpeed clips inside its own engine and returns no norm.
+    if grad_norm is None or accelerator.mixed_precision == "fp16" or torch.isfinite(grad_norm):
         return True
     if policy == "stop":
         raise TrainingError(
@@ -254,8 +256,9 @@ def check_finite(grad_norm: torch.Tensor, accelerator: Any, policy: str, step: i
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """``name=value`` pairs of the float metrics for the log."""
-    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    """``name=value`` pairs of the float metrics for the log (of each hierarchy level, only its macro-F1)."""
+    shown = {k: v for k, v in metrics.items() if isinstance(v, float) and ("." not in k or k.endswith(".macro_f1"))}
+    return " ".join(f"{k}={v:.4f}" for k, v in shown.items())
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -365,6 +368,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         max_train_samples=cfg.max_train_samples,
         max_eval_samples=cfg.max_eval_samples,
         empty_text=cfg.empty_text,
+        label_columns=cfg.label_columns,
+        multi_label=cfg.multi_label,
+        teacher_column=cfg.teacher_column,
     )
     label_names = data.label_names
     if accelerator.is_main_process:
@@ -391,8 +397,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
+    spec = data.spec
+    hierarchy = (
+        {
+            "levels": spec.levels,
+            "level_parents": spec.parents,
+            "level_loss_weights": cfg.level_loss_weights,
+            "consistent_decoding": cfg.consistent_decoding,
+        }
+        if spec.problem_type == "hierarchical_classification"
+        else {}
+    )
     model = EncoderClassifier.from_backbone(
-        model_path, dict(enumerate(label_names)), cfg.pooling, cfg.head, cfg.classifier_dropout
+        model_path,
+        dict(enumerate(label_names)),
+        cfg.pooling,
+        cfg.head,
+        cfg.classifier_dropout,
+        problem_type=spec.problem_type,
+        **hierarchy,
     )
     frozen = apply_freezing(model, cfg.freeze, cfg.freeze_layers)
     optimizer = build_optimizer(model, cfg, accelerator.device)
@@ -412,6 +435,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model_path": model_path,
         "label_names": label_names,
         "num_labels": len(label_names),
+        "problem_type": spec.problem_type,
+        "levels": spec.levels,
         "split_sizes": {split: len(ds) for split, ds in data.splits.items()},
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
@@ -513,8 +538,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 loader = accelerator.skip_first_batches(train_dl, skip_batches)
             for batch in loader:
                 batch.pop("idx")
+                teacher, teacher_mask = batch.pop("teacher", None), batch.pop("teacher_mask", None)
                 with accelerator.accumulate(model):
-                    loss = model(**batch).loss
+                    if teacher is None:
+                        loss = model(**batch).loss
+                    else:
+                        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+                        loss = distillation_loss(
+                            logits, batch["labels"], teacher, teacher_mask, cfg.distill_alpha, cfg.distill_temperature
+                        )
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
@@ -542,7 +574,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "epoch": round(step / steps_per_epoch, 4),
                         "loss": accelerator.reduce(running_loss / running_micro, "mean").item(),
                         "lr": scheduler.get_last_lr()[0],
-                        "grad_norm": float(grad_norm),
+                        "grad_norm": float(grad_norm) if grad_norm is not None else None,
                         "samples_per_s": window_samples * accelerator.num_processes / elapsed,
                         "tokens_per_s": accelerator.reduce(window_tokens, "sum").item() / elapsed,
                     }
@@ -595,8 +627,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     accelerator.free_memory(model, optimizer)
     best = accelerator.prepare_model(EncoderClassifier.from_pretrained(run_dir / "best_model"), evaluation_mode=True)
+    tuned = spec.problem_type == "multi_label_classification"
+    if tuned:
+        # Per-label thresholds tuned on validation and saved in best_model/config.json, so evaluate.py and
+        # pipelines decide the same way; validation scores at these thresholds are optimistic by construction.
+        val_out = predict(best, eval_dls["validation"], accelerator)
+        best_config = accelerator.unwrap_model(best).config
+        best_config.thresholds = tune_thresholds(val_out["labels"], val_out["logits"])
+        if accelerator.is_main_process:
+            atomic_write_text(run_dir / "best_model" / "config.json", best_config.to_json_string())
+        logger.info("thresholds tuned on validation: %s", dict(zip(label_names, best_config.thresholds, strict=True)))
     reloaded = {split: evaluate(best, dl, accelerator, label_names) for split, dl in eval_dls.items()}
-    if reloaded["validation"][metric] != state["best_metrics"][metric]:
+    if not tuned and reloaded["validation"][metric] != state["best_metrics"][metric]:
         logger.warning(
             "reloaded best_model/ scores validation %s %.6f, recorded %.6f at step %d",
             metric,
@@ -607,9 +649,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = {
         "best_step": state["best_step"],
         "metric": metric,
-        "validation": state["best_metrics"],
+        "validation": reloaded["validation"] if tuned else state["best_metrics"],
         "test": reloaded.get("test"),
         "validation_reloaded": reloaded["validation"],
+        **({"validation_at_best_step": state["best_metrics"], "thresholds": best_config.thresholds} if tuned else {}),
         "global_step": state["step"],
         "stopped_early": early_stop,
         "train_runtime_s": train_runtime,

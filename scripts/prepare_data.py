@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from data import _check_columns, build_label_space
 
-    raw, names = load_raw_splits(args.source, args.label_column)
+    raw, names = load_raw_splits(args.source)
     wanted = {"text_column": args.text_column, "label_column": args.label_column}
     if args.text_pair_column:
         wanted["text_pair_column"] = args.text_pair_column
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw["train"], raw["validation"] = carve(raw["train"], ratio, args.seed, args.label_column)
         notes.append(f"validation carved from train ({args.val_ratio:.0%}, stratified, seed {args.seed})")
 
-    label_names, value_to_id = build_label_space(list(raw["train"][args.label_column]), names)
+    given = names.get(args.label_column) or names.get("")
+    label_names, value_to_id = build_label_space(list(raw["train"][args.label_column]), given)
     renames = {args.text_column: "text", args.label_column: "label"}
     if args.text_pair_column:
         renames[args.text_pair_column] = "text_pair"

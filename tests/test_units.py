@@ -99,7 +99,7 @@ def test_folder_with_dev_split_and_empty_text(tmp_path):
             ["--text_column", "txt"],
             "--text_column 'txt' is not a column of the train split .* Did you mean text",
         ),
-        ("unknown_label", [], "the test split has labels not seen in train: 'neutral' \\(1x\\)"),
+        ("unknown_label", [], "the test split has labels not seen in train in .label.: 'neutral' \\(1x\\)"),
         ("missing_path", [], "no such file or folder"),
         ("null_label", [], "rows with no label"),
         ("corrupt", [], "cannot read"),
