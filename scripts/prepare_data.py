@@ -21,19 +21,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from data import _carve_validation as carve_split  # noqa: E402
 from data import load_raw_splits  # noqa: E402
 from utils import UsageError, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
 
 
 def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any]:
-    """Split ``ratio`` of ``ds`` off, stratified by label when every class has at least two rows."""
-    from sklearn.model_selection import train_test_split
-
-    labels = list(ds[label_column])
-    counts = Counter(labels)
-    stratify = labels if min(counts.values()) >= 2 and len(ds) * ratio >= len(counts) else None
-    keep, held = train_test_split(list(range(len(ds))), test_size=ratio, random_state=seed, stratify=stratify)
-    return ds.select(sorted(keep)), ds.select(sorted(held))
+    """Split ``ratio`` of ``ds`` off, stratified by label (as train.py carves a missing validation split)."""
+    keep, held, _ = carve_split(ds, list(ds[label_column]), ratio, seed)
+    return keep, held
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
