@@ -73,6 +73,10 @@ def _load_files(files: list[Path]) -> Any:
     try:
         return datasets.load_dataset(FORMATS[suffix], data_files=[str(p) for p in files], split="train", **kwargs)
     except Exception as err:  # pyarrow, pandas and json raise many types; all mean "cannot read this file"
+        if "corresponds to no data" in str(err):  # a header-only csv, an empty jsonl
+            raise UsageError(
+                f"{', '.join(map(str, files))} holds no rows (an empty split); add rows or remove the file."
+            ) from err
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(
             f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}."
@@ -170,6 +174,12 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
                     f"label ids {bad[:5]} are out of range for the {len(names)} label names given; fix the labels or labels.json."
                 )
             return names, {i: i for i in range(len(names))}
+        strange = sorted({repr(v) for v in train_labels if v not in names})
+        if strange:
+            raise UsageError(
+                f"labels {', '.join(strange[:5])} are neither integer ids nor names from the label names given "
+                f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}); fix the labels or labels.json."
+            )
         return names, {name: i for i, name in enumerate(names)}
     values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
     if not all(_is_integer(v) or isinstance(v, str) for v in values):

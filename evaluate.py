@@ -20,7 +20,16 @@ import numpy as np
 import torch
 
 from config import ConfigError, _field, parse_config
-from utils import UsageError, atomic_write_json, atomic_write_text, logger, read_latest_pointer, run_cli, setup_logging
+from utils import (
+    UsageError,
+    atomic_savefig,
+    atomic_write_json,
+    atomic_write_text,
+    logger,
+    read_latest_pointer,
+    run_cli,
+    setup_logging,
+)
 
 # Metrics that may select the best model; all higher-is-better except loss.
 SELECTABLE_METRICS = ("macro_f1", "accuracy", "micro_f1", "weighted_f1", "macro_precision", "macro_recall", "loss")
@@ -292,7 +301,7 @@ def plot_confusion(labels: np.ndarray, logits: np.ndarray, label_names: list[str
     )
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -77,6 +77,14 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+def atomic_savefig(fig: Any, path: Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure as PNG under a temporary name, then rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+
+
 def append_jsonl(path: Path, obj: dict) -> None:
     """Append one JSON object as a line (metrics.jsonl)."""
     with open(path, "a") as handle:

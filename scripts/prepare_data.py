@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from data import _carve_validation as carve_split  # noqa: E402
 from data import load_raw_splits  # noqa: E402
-from utils import UsageError, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
+from utils import UsageError, atomic_savefig, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
 
 
 def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any]:
@@ -144,7 +144,7 @@ def plot_lengths(lengths_by_split: dict[str, list[int]], path: Path, tokenizer: 
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path)
     plt.close(fig)
 
 

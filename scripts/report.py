@@ -25,8 +25,22 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from utils import atomic_write_text, short_name  # noqa: E402
+from utils import atomic_savefig, atomic_write_text, short_name  # noqa: E402
 
+# Flags that never change what a run learns: runs differing only in these are the same experiment (seeds vary).
+NOT_SETTINGS = {
+    "seed",
+    "output_dir",
+    "runs_root",
+    "overwrite_output_dir",
+    "resume_from_checkpoint",
+    "report_to",
+    "logging_steps",
+    "checkpointing_steps",
+    "save_total_limit",
+    "dataset",
+    "model_name_or_path",
+}
 COLUMNS = [
     ("val_macro_f1", "validation", "macro_f1"),
     ("val_accuracy", "validation", "accuracy"),
@@ -48,8 +62,10 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         dataset = short_name(user["dataset"])
         if user.get("label_column", "label") != "label":
             dataset = f"{dataset}-{user['label_column']}"
+        settings = {k: v for k, v in user.items() if k not in NOT_SETTINGS}
         record = {
             "run_dir": run_dir,
+            "settings": settings,
             "dataset": dataset,
             "model": short_name(user["model_name_or_path"]),
             "seed": user["seed"],
@@ -64,21 +80,32 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation of the non-missing values (std 0 for a single value)."""
+    """Mean and sample standard deviation of the non-missing values (no std for a single value)."""
     present = [v for v in values if v is not None]
     if not present:
         return None, None
-    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else 0.0
+    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
 
 
 def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str, Any]]:
     """One row per (dataset, model): metric means/stds over seeds, gap, steps, time, throughput, winner flag."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    by_pair: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["dataset"], run["model"]), []).append(run)
+        by_pair.setdefault((run["dataset"], run["model"]), []).append(run)
+    # Runs of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named by the
+    # settings that differ between them; only seeds are averaged.
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (dataset, model), members in by_pair.items():
+        varying = sorted(
+            k for k in members[0]["settings"] if len({json.dumps(m["settings"].get(k)) for m in members}) > 1
+        )
+        for m in members:
+            variant = ", ".join(f"{k}={m['settings'].get(k)}" for k in varying)
+            name = f"{model} ({variant})" if variant else model
+            groups.setdefault((dataset, name), []).append(m)
     rows = []
     for (dataset, model), members in sorted(groups.items()):
-        row: dict[str, Any] = {"dataset": dataset, "model": model, "seeds": len(members)}
+        row: dict[str, Any] = {"dataset": dataset, "model": model, "seeds": len({m["seed"] for m in members})}
         for column, _, _ in COLUMNS:
             row[f"{column}_mean"], row[f"{column}_std"] = mean_std([m[column] for m in members])
         if row["val_macro_f1_mean"] is not None and row["test_macro_f1_mean"] is not None:
@@ -131,7 +158,7 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
             cells.append("-" if delta is None else f"{delta:+.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     note = (
-        "\nMean ± sample standard deviation over seeds. Bold: the model with the best mean validation macro-F1 on "
+        "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation macro-F1 on "
         "that dataset (selected on validation, not on test). Gap: mean validation minus mean test macro-F1.\n"
     )
     return "\n".join(lines) + "\n" + note
@@ -173,7 +200,7 @@ def plot_curves(run_dir: Path) -> Path | None:
     fig.suptitle(str(run_dir), fontsize=8)
     fig.tight_layout()
     out = run_dir / "curves.png"
-    fig.savefig(out, dpi=90)
+    atomic_savefig(fig, out, dpi=90)
     plt.close(fig)
     return out
 
@@ -192,17 +219,22 @@ def plot_heatmap(rows: list[dict[str, Any]], path: Path) -> None:
     for r in rows:
         if r["test_macro_f1_mean"] is not None:
             grid[datasets.index(r["dataset"]), models.index(r["model"])] = r["test_macro_f1_mean"]
-    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(models), 1.5 + 0.6 * len(datasets)))
+    import textwrap
+
+    labels = [textwrap.fill(m, 22) for m in models]
+    label_lines = max(label.count("\n") + 1 for label in labels)
+    fig, ax = plt.subplots(figsize=(3 + 2.0 * len(models), 1.5 + 0.6 * len(datasets) + 0.2 * label_lines))
     image = ax.imshow(grid, cmap="viridis", vmin=np.nanmin(grid) if np.isfinite(grid).any() else 0, aspect="auto")
-    ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+    ax.set_xticks(range(len(models)), labels, fontsize=8)
     ax.set_yticks(range(len(datasets)), datasets)
     for i in range(len(datasets)):
         for j in range(len(models)):
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="white")
-    fig.colorbar(image, ax=ax, label="test macro-F1 (mean over seeds)")
+    fig.colorbar(image, ax=ax, label="test macro-F1")
+    ax.set_title("test macro-F1, mean over seeds")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path)
     plt.close(fig)
 
 

@@ -217,3 +217,35 @@ def test_benchmark_prints_both_recipes_and_the_speedup(tiny_bert):
     assert result["speedup"]["train_samples_per_s"] == pytest.approx(
         result["train_samples_per_s"] / result["baseline"]["train_samples_per_s"]
     )
+
+
+def test_report_separates_settings_and_averages_only_seeds(tmp_path):
+    def fake_run(name, seed, lr, f1):
+        run = tmp_path / name
+        run.mkdir()
+        user = {
+            "dataset": "/data/emotion",
+            "model_name_or_path": "/m/minilm",
+            "seed": seed,
+            "learning_rate": lr,
+            "label_column": "label",
+            "output_dir": str(run),
+        }
+        (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+        metrics = {"macro_f1": f1, "accuracy": f1}
+        (run / "results.json").write_text(json.dumps({"best_step": 10, "validation": metrics, "test": metrics}))
+
+    fake_run("a1", 1, 1e-4, 0.6)
+    fake_run("a2", 2, 1e-4, 0.8)
+    fake_run("b1", 1, 5e-5, 0.5)
+    run_script("report.py", tmp_path, "--no_plots")
+    with open(tmp_path / "results.csv") as handle:
+        rows = {r["model"]: r for r in csv.DictReader(handle)}
+    assert set(rows) == {"minilm (learning_rate=0.0001)", "minilm (learning_rate=5e-05)"}
+    assert float(rows["minilm (learning_rate=0.0001)"]["test_macro_f1_mean"]) == pytest.approx(0.7)
+    assert float(rows["minilm (learning_rate=0.0001)"]["test_macro_f1_std"]) == pytest.approx(0.1414, abs=1e-4)
+    assert (
+        rows["minilm (learning_rate=5e-05)"]["seeds"] == "1"
+        and rows["minilm (learning_rate=5e-05)"]["test_macro_f1_std"] == ""
+    )
+    assert "**minilm (learning_rate=0.0001)**" in (tmp_path / "results.md").read_text()

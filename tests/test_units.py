@@ -104,6 +104,11 @@ def test_folder_with_dev_split_and_empty_text(tmp_path):
         ("null_label", [], "rows with no label"),
         ("corrupt", [], "cannot read"),
         ("too_long", ["--max_seq_length", "4096"], "--max_seq_length 4096 exceeds the model's limit of 128"),
+        ("no_train", [], "no train file found"),
+        ("empty_split", [], "test.csv holds no rows \\(an empty split\\)"),
+        ("blank_text", ["--empty_text", "error"], "the train split has 1 rows with empty or whitespace-only text"),
+        ("out_of_range", [], "label ids \\[7\\] are out of range for the 2 label names"),
+        ("not_an_id", [], "labels .*1.5 are neither integer ids nor names"),
     ],
 )
 def test_bad_input_fails_before_any_model_is_built(setup, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -114,6 +119,18 @@ def test_bad_input_fails_before_any_model_is_built(setup, flags, message, tiny_b
         data = tmp_path / "nowhere"
     elif setup == "null_label":
         (data / "train.csv").write_text("text,label\ngood,pos\nbad,\n")
+    elif setup == "no_train":
+        (data / "train.csv").rename(data / "training_data.csv")
+    elif setup == "empty_split":
+        (data / "test.csv").write_text("text,label\n")
+    elif setup == "blank_text":
+        (data / "train.csv").write_text("text,label\ngood,pos\n   ,neg\nbad,neg\n")
+    elif setup in ("out_of_range", "not_an_id"):
+        (data / "labels.json").write_text('{"label": ["neg", "pos"]}')
+        (data / "train.csv").write_text(
+            "text,label\ngood,1\nbad,0\n" + ("odd,7\n" if setup == "out_of_range" else "odd,1.5\n")
+        )
+        (data / "test.csv").write_text("text,label\ngood,1\n")
     elif setup == "corrupt":
         (data / "train.parquet").write_bytes(b"not a parquet file")
         (data / "train.csv").unlink()
