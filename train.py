@@ -191,7 +191,10 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
     """Save the model (state dict gathered on every rank, FSDP/DeepSpeed-safe) and tokenizer atomically."""
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
+        # Under --torch_compile the state dict keys carry the compile wrapper's "_orig_mod." prefix; the saved
+        # model must load into a plain EncoderClassifier.
+        state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+        unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
 
         def write(tmp: Path) -> None:
             unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)

@@ -215,3 +215,18 @@ def test_other_backbones_train(arch, tmp_path):
     model = make_tiny_model(tmp_path / arch, arch)
     results = train.main(tiny_args(model, tmp_path / "run", None, "--num_train_epochs", "1"))
     assert results["test"]["num_samples"] == 16
+
+
+def test_best_model_of_a_compiled_model_reloads(tiny_bert, tmp_path):
+    from accelerate import Accelerator
+    from transformers import AutoTokenizer
+
+    from model import EncoderClassifier
+
+    model = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"})
+    compiled = torch.compile(model)  # lazy: nothing is compiled until a forward pass
+    train.save_best_model(Accelerator(), compiled, AutoTokenizer.from_pretrained(tiny_bert), tmp_path / "best_model")
+    saved = load_file(tmp_path / "best_model" / "model.safetensors")
+    assert not any(k.startswith("_orig_mod.") for k in saved)
+    reloaded = EncoderClassifier.from_pretrained(tmp_path / "best_model")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in reloaded.state_dict().items())

@@ -249,3 +249,40 @@ def test_report_separates_settings_and_averages_only_seeds(tmp_path):
         and rows["minilm (learning_rate=5e-05)"]["test_macro_f1_std"] == ""
     )
     assert "**minilm (learning_rate=0.0001)**" in (tmp_path / "results.md").read_text()
+
+
+def test_batch_train_and_eval_shell_recipes(tiny_bert, tmp_path):
+    import os
+
+    env = {
+        **os.environ,
+        "LAUNCH": sys.executable,
+        "RUNS_ROOT": str(tmp_path / "out"),
+        "SEED": "3",
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        "bash",
+        str(SCRIPTS / "batch_train.sh"),
+        str(REPO / "sample_data"),
+        str(tiny_bert),
+        "8",
+        "--num_train_epochs",
+        "1",
+        "--max_seq_length",
+        "32",
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_dir = tmp_path / "out" / "sample_data" / tiny_bert.name / "seed3"
+    assert json.loads((run_dir / "config.json").read_text())["user_config"]["per_device_train_batch_size"] == 8
+    second = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert second.returncode == 0 and "skip" in second.stdout
+    evaluated = subprocess.run(
+        ["bash", str(SCRIPTS / "batch_eval.sh"), str(tmp_path / "out"), "validation"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert (run_dir / "eval_validation.json").is_file() and (tmp_path / "out" / "results.md").is_file()
