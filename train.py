@@ -376,12 +376,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         teacher_column=cfg.teacher_column,
     )
     label_names = data.label_names
+    stale = [run_dir / n for n in ("results.json", "metrics.jsonl", "checkpoints")] if resume_dir is None else []
+    stale = [p for p in stale if p.exists()]  # only non-empty with --overwrite_output_dir (checked above)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_dir is None:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # only reached with --overwrite_output_dir
+        for path in stale:  # an old results.json or checkpoint would pass for this run's if it stopped early
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     accelerator.wait_for_everyone()
     setup_logging(run_dir / "train.log", accelerator.is_main_process)
+    if stale:
+        logger.info("--overwrite_output_dir: removed the previous run's %s", ", ".join(p.name for p in stale))
     for note in data.notes:
         logger.info(note)
     with accelerator.main_process_first():  # rank 0 fills the tokenization cache, the others read it

@@ -230,3 +230,17 @@ def test_best_model_of_a_compiled_model_reloads(tiny_bert, tmp_path):
     assert not any(k.startswith("_orig_mod.") for k in saved)
     reloaded = EncoderClassifier.from_pretrained(tmp_path / "best_model")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in reloaded.state_dict().items())
+
+
+def test_overwrite_output_dir_replaces_the_previous_run(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    train.main(
+        tiny_args(tiny_bert, out, None, "--max_steps", "4", "--checkpointing_steps", "2", "--logging_steps", "1")
+    )
+    assert (out / "checkpoints").is_dir()
+    results = train.main(
+        tiny_args(tiny_bert, out, None, "--max_steps", "2", "--overwrite_output_dir", "--logging_steps", "1")
+    )
+    assert results["global_step"] == 2 and not (out / "checkpoints").exists()
+    assert max(r["step"] for r in read_jsonl(out / "metrics.jsonl")) == 2
+    assert "removed the previous run's results.json, metrics.jsonl, checkpoints" in (out / "train.log").read_text()
