@@ -89,14 +89,13 @@ def test_layer_lr_decay_and_head_learning_rate(backbone):
         ("backbone", ["--freeze", "backbone"]),
     ],
 )
-def test_frozen_parameters_stay_bit_identical(freeze, flags, tiny_bert, tmp_path):
+def test_frozen_parameters_stay_bit_identical(freeze, flags, backbone, tmp_path):
     out = tmp_path / "run"
-    train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", *flags))
+    train.main(tiny_args(backbone, out, None, "--num_train_epochs", "1", *flags))
     saved = load_file(out / "best_model" / "model.safetensors")
-    pretrained = AutoModel.from_pretrained(tiny_bert).state_dict()
-    frozen_prefix = {"embeddings": ("embeddings.",), "layers": ("embeddings.", "encoder.layer.0."), "backbone": ("",)}[
-        freeze
-    ]
+    pretrained = AutoModel.from_pretrained(backbone).state_dict()
+    first_layer = "layers.0." if "modernbert" in backbone.name else "encoder.layer.0."
+    frozen_prefix = {"embeddings": ("embeddings.",), "layers": ("embeddings.", first_layer), "backbone": ("",)}[freeze]
     frozen = [k for k in pretrained if k.startswith(frozen_prefix) and not k.startswith("pooler")]
     trained = [k for k in pretrained if not k.startswith(frozen_prefix) and not k.startswith("pooler")]
     assert frozen and all(torch.equal(saved[f"backbone.{k}"], pretrained[k]) for k in frozen)
