@@ -179,9 +179,16 @@ def pad_multiple_for(accelerator: Any, compiled: bool) -> int | None:
     return 8 if accelerator.device.type == "cuda" and accelerator.mixed_precision != "no" else None
 
 
-def set_cpu_threads(accelerator: Any) -> None:
-    """On CPU, split the cores between the local processes instead of letting each use all of them."""
-    if accelerator.device.type != "cpu" or "OMP_NUM_THREADS" in os.environ or accelerator.num_processes == 1:
+def tune_cpu(accelerator: Any) -> None:
+    """CPU settings: split the cores between the local processes instead of letting each use all of them, and
+    bound oneDNN's cache of bf16 kernels (one per batch shape; length-grouped batches have many shapes)."""
+    if accelerator.device.type != "cpu":
+        return
+    if accelerator.mixed_precision == "bf16":
+        # Measured on MiniLM/emotion over 500 steps: peak RSS 2346 MB with the default capacity (1024), 1937 MB
+        # with 64 (the fp32 recipe: 2034 MB), for 164 instead of 174 samples/s. oneDNN reads it at its first kernel.
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+    if "OMP_NUM_THREADS" in os.environ or accelerator.num_processes == 1:
         return
     local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
@@ -328,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         project_dir=cfg.output_dir,
     )
     hf_logging.disable_progress_bar()
-    set_cpu_threads(accelerator)
+    tune_cpu(accelerator)
 
     # ---- run directory: one name for all ranks, never clobber another run -------------------------------------
     if cfg.output_dir:

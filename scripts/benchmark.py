@@ -107,7 +107,7 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     from data import PadCollator, eval_dataloader, padding_ratio, prepare_splits, tokenize_splits, train_dataloader
     from evaluate import compute_metrics, predict
     from model import EncoderClassifier
-    from train import build_optimizer, pad_multiple_for
+    from train import build_optimizer, pad_multiple_for, tune_cpu
     from utils import resolve_model_path
 
     hf_logging.disable_progress_bar()
@@ -115,6 +115,8 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     precision = (auto_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision) if ours else "no"
     compiled = ours and cfg.torch_compile
     accelerator = Accelerator(mixed_precision=precision, dynamo_backend="inductor" if compiled else None)
+    if ours:
+        tune_cpu(accelerator)
     set_seed(cfg.seed)
     model_path = resolve_model_path(cfg.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
