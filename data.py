@@ -396,6 +396,7 @@ def tokenize_splits(splits: dict[str, Any], tokenizer: Any, max_seq_length: int)
     input_names = list(tokenizer.model_input_names)
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
+        """Token ids of a batch of rows (no padding) and their lengths."""
         pair = batch.get("text_pair")
         out = tokenizer(batch["text"], pair, truncation=True, max_length=max_seq_length)
         encoded = {name: out[name] for name in input_names if name in out}

@@ -204,6 +204,7 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
         unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
 
         def write(tmp: Path) -> None:
+            """Weights, config (+ model.py for remote code) and tokenizer into the temporary folder."""
             unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
 

@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, total_steps)
     model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)
 
-    def batches():
+    def batches() -> Iterator[dict[str, Any]]:
         """Training batches across as many epochs as the step budget needs."""
         epoch = 0
         while True:
