@@ -27,9 +27,11 @@ SPLIT_ALIASES = {
     "test": ("test",),
 }
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
-# Rows per mega-batch, in batches: large enough that sorted batches have nearly equal lengths, small enough that
-# batch composition still changes from epoch to epoch (the value transformers' LengthGroupedSampler uses).
-MEGA_BATCH_MULT = 50
+# Batches per mega-batch (sorted by length inside). transformers' LengthGroupedSampler uses 50; on MiniLM/emotion
+# (150 steps, seeds 42/1/2/3) 50 gave validation macro-F1 0.024 below random batches on average and padding 1.03,
+# while 200 gave parity (-0.001) and padding 1.01. Ties in length stay in random order, so batches still change
+# from epoch to epoch even when the whole dataset fits in one mega-batch.
+MEGA_BATCH_MULT = 200
 
 
 @dataclass
