@@ -13,6 +13,7 @@ run directory, reloads it at the end and scores validation and test into ``resul
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -640,7 +641,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # ---- reload the best state from disk and score it -------------------------------------------------------------
     accelerator.wait_for_everyone()
-    accelerator.free_memory(model, optimizer)
+    # Drop the DDP-wrapped model now: if it outlived end_training's process-group teardown, its reducer's
+    # destructor would deadlock on the destroyed gloo group when main() returns (seen with 2 CPU processes).
+    model, optimizer = accelerator.free_memory(model, optimizer)
+    gc.collect()
     best = accelerator.prepare_model(EncoderClassifier.from_pretrained(run_dir / "best_model"), evaluation_mode=True)
     tuned = spec.problem_type == "multi_label_classification"
     if tuned:
