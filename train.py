@@ -30,7 +30,7 @@ from torch import nn
 
 from config import TrainConfig, parse_config
 from data import PadCollator, eval_dataloader, prepare_splits, tokenize_splits, train_dataloader
-from evaluate import evaluate, is_better, predict, tune_thresholds
+from evaluate import compute_metrics, evaluate, is_better, predict, tune_thresholds
 from model import EncoderClassifier, distillation_loss
 from utils import (
     UsageError,
@@ -646,17 +646,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, optimizer = accelerator.free_memory(model, optimizer)
     gc.collect()
     best = accelerator.prepare_model(EncoderClassifier.from_pretrained(run_dir / "best_model"), evaluation_mode=True)
+    outputs = {split: predict(best, dl, accelerator) for split, dl in eval_dls.items()}
+    best_config = accelerator.unwrap_model(best).config
     tuned = spec.problem_type == "multi_label_classification"
     if tuned:
         # Per-label thresholds tuned on validation and saved in best_model/config.json, so evaluate.py and
         # pipelines decide the same way; validation scores at these thresholds are optimistic by construction.
-        val_out = predict(best, eval_dls["validation"], accelerator)
-        best_config = accelerator.unwrap_model(best).config
-        best_config.thresholds = tune_thresholds(val_out["labels"], val_out["logits"])
+        best_config.thresholds = tune_thresholds(outputs["validation"]["labels"], outputs["validation"]["logits"])
         if accelerator.is_main_process:
             atomic_write_text(run_dir / "best_model" / "config.json", best_config.to_json_string())
         logger.info("thresholds tuned on validation: %s", dict(zip(label_names, best_config.thresholds, strict=True)))
-    reloaded = {split: evaluate(best, dl, accelerator, label_names) for split, dl in eval_dls.items()}
+    reloaded = {
+        split: compute_metrics(out["labels"], out["logits"], label_names, best_config) for split, out in outputs.items()
+    }
     if not tuned and reloaded["validation"][metric] != state["best_metrics"][metric]:
         logger.warning(
             "reloaded best_model/ scores validation %s %.6f, recorded %.6f at step %d",
