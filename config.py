@@ -57,7 +57,10 @@ class TrainConfig:
         False, "Hierarchical: predict the best fine label inside the predicted coarse one (levels always agree)."
     )
     teacher_column: str | None = _field(
-        None, "Distillation: column of teacher probability lists (one per label); rows without one use plain CE."
+        None,
+        "Distillation: column of teacher probability lists, one per label in label-id order (the sorted label names "
+        "for string labels, else the order of labels.json or the ClassLabel feature); rows without one use plain CE. "
+        "A teacher with another order: list its label names as teacher_labels in labels.json (they are reordered).",
     )
     distill_alpha: float = _field(0.5, "Distillation: weight of the KL term (1 - alpha goes to cross-entropy).")
     distill_temperature: float = _field(2.0, "Distillation: softmax temperature of teacher and student.")
@@ -287,6 +290,65 @@ def load_config_file(path: str) -> dict[str, Any]:
     return values
 
 
+_TYPE_WORDS = {str: "a string", int: "an int", float: "a float", bool: "true or false"}
+_PLURAL_WORDS = {str: "strings", int: "ints", float: "floats", bool: "true/false values"}
+
+
+def _convert_scalar(value: Any, tp: type) -> Any:
+    """One file value as ``tp``, converted as the command line would convert its text; ValueError if it cannot be."""
+    if tp not in _TYPE_WORDS:  # a type this parser has no text conversion for: passed on as the file gave it
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str | int):  # "yes", "false", 1, 0: what --flag VALUE accepts
+            return _parse_bool(str(value))
+    elif isinstance(value, bool):
+        pass  # YAML reads yes/no/on/off as booleans: refused rather than turned into 1 or "True"
+    elif tp is str:
+        if isinstance(value, str | int | float):  # checkpointing_steps: 500 means "500"
+            return str(value)
+    elif tp in (int, float) and isinstance(value, str | int | float):
+        # Through str, as argparse does: "5e-5" -> 5e-5 (PyYAML reads 5e-5 as a string), but 2.5 is no int.
+        return tp(str(value).strip())
+    raise ValueError(value)
+
+
+def _describe(value: Any) -> str:
+    """A file value as the user wrote it: null for None, repr otherwise."""
+    return "null" if value is None else repr(value)
+
+
+def convert_file_values(values: dict[str, Any], cls: type, source: str) -> dict[str, Any]:
+    """Convert ``--config`` file values to their fields' types; ConfigError naming the key and the expected type."""
+    hints = get_type_hints(cls)
+    converted = {}
+    for name, value in values.items():
+        annotation = hints[name]
+        optional = type(None) in getattr(annotation, "__args__", ())
+        tp = _base_type(annotation)
+        is_list = getattr(tp, "__origin__", None) is list
+        item = tp.__args__[0] if is_list else tp
+        words = _PLURAL_WORDS.get(item, getattr(item, "__name__", str(item)))
+        expected = f"a list of {words}" if is_list else _TYPE_WORDS.get(item, f"a {words}")
+        try:
+            if value is None:
+                if not optional:
+                    raise ValueError(value)
+                converted[name] = None
+            elif is_list:
+                if not isinstance(value, list):
+                    raise ValueError(value)
+                converted[name] = [_convert_scalar(v, item) for v in value]
+            else:
+                converted[name] = _convert_scalar(value, tp)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise ConfigError(
+                f"--config {source}: {name}: expected {expected}{' or null' if optional else ''}, got {_describe(value)}"
+            ) from None
+    return converted
+
+
 def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: str = "") -> Any:
     """Parse flags (and ``--config FILE``) into a validated ``cls`` instance."""
     parser = build_parser(cls, description or (cls.__doc__ or ""))
@@ -304,6 +366,8 @@ def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: s
         hints = [difflib.get_close_matches(u, known, n=1) for u in unknown]
         suggestion = "; ".join(f"{u} (did you mean {h[0]}?)" if h else u for u, h in zip(unknown, hints, strict=True))
         raise ConfigError(f"--config {config_file}: unknown keys: {suggestion}.")
+    if config_file:  # command-line values were already converted by argparse; file values get the same treatment
+        values |= convert_file_values({k: v for k, v in values.items() if k not in args}, cls, config_file)
     config = cls(**values)
     if hasattr(config, "validate"):
         config.validate()

@@ -2,7 +2,9 @@
 
 Sources: a Hugging Face dataset id, a local folder with ``train``/``validation`` (or ``dev``, ``valid``,
 ``val``)/``test`` files, or one local file; formats parquet, csv, tsv, json, jsonl. Names of integer labels come
-from the dataset's ``ClassLabel`` feature or a ``labels.json`` (``{"<label_column>": [names...]}``) beside the files.
+from the dataset's ``ClassLabel`` feature or a ``labels.json`` (``{"<label_column>": [names...]}``) beside the files;
+its optional ``teacher_labels`` list gives the order of ``--teacher_column`` probabilities. In csv/tsv only an empty
+cell is missing ("NA", "None" are text), and cached rows are keyed on the files' content, not their mtime.
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+def content_hash(files: list[Path]) -> str:
+    """A digest of the files' bytes (read in chunks), so caches follow what a file holds, not its path and mtime."""
+    import xxhash  # a dependency of datasets, and far faster than hashlib on large files
+
+    digest = xxhash.xxh3_128()
+    for path in files:
+        # The size delimits each file, so moving bytes from one file to the next changes the digest.
+        digest.update(f"{path.stat().st_size}:".encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _load_files(files: list[Path]) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too)."""
     import datasets
@@ -71,9 +87,19 @@ def _load_files(files: list[Path]) -> Any:
     if len(suffixes) != 1:
         raise UsageError(f"mixed file formats for one split: {', '.join(map(str, files))}; use one format per split.")
     suffix = suffixes.pop()
-    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    if FORMATS[suffix] == "csv":
+        # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
+        # "None" becomes a null label. Only an empty cell is missing here.
+        kwargs |= {"keep_default_na": False, "na_values": [""]}
+    # datasets keys its cache (and so every fingerprint downstream, our token cache included) on path + mtime; a file
+    # edited with its mtime kept (cp -p, rsync -a, tar x) would come back stale. The content digest as the config
+    # name gives changed bytes a new cache entry, while unchanged files still hit the old one.
+    name = f"content-{content_hash(files)}"
     try:
-        return datasets.load_dataset(FORMATS[suffix], data_files=[str(p) for p in files], split="train", **kwargs)
+        return datasets.load_dataset(
+            FORMATS[suffix], name=name, data_files=[str(p) for p in files], split="train", **kwargs
+        )
     except Exception as err:  # pyarrow, pandas and json raise many types; all mean "cannot read this file"
         if "corresponds to no data" in str(err):  # a header-only csv, an empty jsonl
             raise UsageError(
@@ -302,6 +328,22 @@ def _check_teacher(ds: Any, split: str, num_labels: int) -> None:
             )
 
 
+def _align_teacher(ds: Any, teacher_labels: list[str] | None, label_names: list[str]) -> tuple[Any, str]:
+    """Teacher probabilities in label-id order: checked against labels.json's ``teacher_labels`` (the order the
+    teacher wrote them in) and reordered to the label ids when that lists the same names in another order."""
+    if teacher_labels is None:
+        return ds, (
+            f"teacher probabilities are taken in label-id order {label_names}; "
+            "list the teacher's order as teacher_labels in labels.json to have it checked"
+        )
+    if teacher_labels == label_names:
+        return ds, "teacher probabilities follow teacher_labels of labels.json, which is the label-id order"
+    perm = [teacher_labels.index(name) for name in label_names]  # label id -> position in the teacher's list
+    reordered = [None if probs is None else [probs[j] for j in perm] for probs in ds["teacher"]]
+    note = f"teacher probabilities reordered from teacher_labels order {teacher_labels} to label-id order {label_names}"
+    return ds.remove_columns("teacher").add_column("teacher", reordered), note
+
+
 def prepare_splits(
     dataset: str,
     text_column: str = "text",
@@ -360,7 +402,18 @@ def prepare_splits(
     if spec.problem_type == "hierarchical_classification":
         spec.parents = _level_parents(list(splits["train"]["label"]), spec.levels)
     if teacher_column:
-        _check_teacher(splits["train"], "train", len(spec.levels[-1]["labels"]))
+        label_names = spec.levels[-1]["labels"]
+        teacher_labels = names.get("teacher_labels")
+        if teacher_labels is not None and (
+            sorted(teacher_labels) != sorted(label_names) or len(set(teacher_labels)) != len(teacher_labels)
+        ):
+            raise UsageError(
+                f"labels.json's teacher_labels {teacher_labels} are not the label names {label_names} (label-id "
+                "order); list each label name once in teacher_labels, in the order of the teacher's probabilities."
+            )
+        _check_teacher(splits["train"], "train", len(label_names))
+        splits["train"], note = _align_teacher(splits["train"], teacher_labels, label_names)
+        notes.append(note)
     if "validation" not in splits:
         labels = list(splits["train"]["label"])
         # Stratify by the label, the finest level of a hierarchy, or (multi-label) the label set.

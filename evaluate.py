@@ -394,9 +394,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw = load_unlabeled(cfg.input, train_cfg.text_column, train_cfg.text_pair_column, cfg.max_samples)
         label_names = None
     else:
-        limit = cfg.max_samples
-        if limit is None and cfg.split != "train":
-            limit = train_cfg.max_eval_samples
+        # The splits exactly as the run drew them (train after the validation carve and --max_train_samples, so
+        # --split train scores the rows it trained on); --max_samples then keeps the first N of the scored split.
+        max_train, max_eval = train_cfg.max_train_samples, train_cfg.max_eval_samples
+        if cfg.max_samples is not None and cfg.split == "train":
+            max_train = min(cfg.max_samples, max_train or cfg.max_samples)
+        elif cfg.max_samples is not None:
+            max_eval = cfg.max_samples
         data = prepare_splits(
             resolved["dataset"],
             text_column=train_cfg.text_column,
@@ -404,8 +408,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             text_pair_column=train_cfg.text_pair_column,
             validation_split_ratio=train_cfg.validation_split_ratio,
             seed=train_cfg.seed,
-            max_train_samples=limit if cfg.split == "train" else train_cfg.max_train_samples,
-            max_eval_samples=limit,
+            max_train_samples=max_train,
+            max_eval_samples=max_eval,
             empty_text=train_cfg.empty_text,
             label_columns=train_cfg.label_columns,
             multi_label=train_cfg.multi_label,

@@ -153,7 +153,11 @@ class EncoderClassifierConfig(PretrainedConfig):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.backbone_config = dict(backbone_config or {})
+        # Master weights are fp32 whatever dtype the backbone checkpoint was stored in: mixed precision is autocast
+        # only. A bf16/fp16 dtype left here would make from_config build (and reloads cast to) half precision.
+        self.dtype = "float32"
+        self.backbone_config = {**(backbone_config or {}), "dtype": "float32"}
+        self.backbone_config.pop("torch_dtype", None)
         self.pooling = pooling
         self.head = head
         self.classifier_dropout = classifier_dropout
@@ -178,7 +182,7 @@ class EncoderClassifier(PreTrainedModel):
     def __init__(self, config: EncoderClassifierConfig):
         super().__init__(config)
         backbone_config = AutoConfig.for_model(**config.backbone_config)
-        self.backbone = AutoModel.from_config(backbone_config)
+        self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32)
         # The classifier pools last_hidden_state itself; a backbone pooler would be parameters without gradients
         # (DDP's "unused parameters" error) and weights saved for nothing.
         if getattr(self.backbone, "pooler", None) is not None:
@@ -247,7 +251,8 @@ class EncoderClassifier(PreTrainedModel):
     ) -> EncoderClassifier:
         """Build the classifier and load the pretrained backbone weights: the one place they are read, for training.
         ``task`` holds the hierarchical settings (levels, level_parents, level_loss_weights, consistent_decoding)."""
-        pretrained = AutoModel.from_pretrained(backbone_name_or_path)
+        # transformers loads a checkpoint in its stored dtype; training needs fp32 master weights.
+        pretrained = AutoModel.from_pretrained(backbone_name_or_path, dtype=torch.float32)
         config = EncoderClassifierConfig(
             backbone_config=pretrained.config.to_dict(),
             pooling=pooling,

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import importlib.util
 import json
 import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -157,8 +160,6 @@ TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "swanlab": "
 
 def resolve_trackers(report_to: str) -> list[str]:
     """Tracker names for Accelerate; a tracker whose package is missing is a usage error naming the install."""
-    import importlib.util
-
     if report_to == "none":
         return []
     installed = [t for t, pkg in TRACKER_PACKAGES.items() if importlib.util.find_spec(pkg) is not None]
@@ -195,8 +196,12 @@ def tune_cpu(accelerator: Any) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
-def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Path) -> None:
-    """Save the model (state dict gathered on every rank, FSDP/DeepSpeed-safe) and tokenizer atomically."""
+BEST_RECORD = "best.json"  # inside best_model/: the step, metric and validation scores of the state it holds
+
+
+def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Path, record: dict[str, Any]) -> None:
+    """Save the model (state dict gathered on every rank, FSDP/DeepSpeed-safe), tokenizer and ``best.json`` (which
+    step and score these weights are) atomically."""
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         # Under --torch_compile the state dict keys carry the compile wrapper's "_orig_mod." prefix; the saved
@@ -205,12 +210,19 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
         unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
 
         def write(tmp: Path) -> None:
-            """Weights, config (+ model.py for remote code) and tokenizer into the temporary folder."""
+            """Weights, config (+ model.py for remote code), tokenizer and the best-state record."""
             unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
+            atomic_write_json(tmp / BEST_RECORD, record)
 
         atomic_write_dir(path, write)
     accelerator.wait_for_everyone()
+
+
+def read_best_record(best_dir: Path) -> dict[str, Any] | None:
+    """The ``best.json`` of a best_model/ folder, or None when the folder (or its record) is missing."""
+    path = best_dir / BEST_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 CHECKPOINT_PREFIX = "step_"
@@ -241,7 +253,9 @@ class StopRequested:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.signal_name = signal.Signals(signum).name
+        # The first signal names the stop: Ctrl-C under `accelerate launch` is followed by the SIGTERM of the
+        # launcher's death, and the exit code should still say 130.
+        self.signal_name = self.signal_name or signal.Signals(signum).name
 
     def any_rank(self, accelerator: Any) -> bool:
         """True on every rank as soon as any rank got a signal (so all ranks stop at the same step)."""
@@ -249,6 +263,62 @@ class StopRequested:
         if accelerator.num_processes == 1:
             return flag
         return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), "sum").item())
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process stopped by it (143 SIGTERM, 130 SIGINT)."""
+        return 130 if self.signal_name == "SIGINT" else 143
+
+
+def stop_with_the_launcher() -> None:
+    """Under ``accelerate launch`` with one process, turn the launcher's death into a SIGTERM for this process."""
+    # accelerate's single-process launcher runs train.py as a child and forwards no signal: `kill <launcher pid>`,
+    # a container stop or a scheduler's preemption would kill the launcher and leave this process training on,
+    # orphaned, until something kills it without a checkpoint. The kernel's parent-death signal closes that gap.
+    # torchrun's agent (several processes) forwards signals itself; a plain `python train.py` has no launcher.
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" in os.environ:
+        return
+    parent = os.getppid()
+    try:
+        argv = Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return
+    names = {Path(arg).name for arg in argv[:3]}
+    if "accelerate.commands.launch" not in argv and not names & {"accelerate", "accelerate-launch"}:
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        logger.warning("could not ask to follow the launcher's death: stop this run by signalling train.py itself")
+    elif os.getppid() != parent:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def check_distributed_engine(accelerator: Any) -> None:
+    """Refuse to train when the accelerate config asks for FSDP or DeepSpeed and another engine is in effect."""
+    # Accelerate falls back to plain data parallel (or to one process) without a word when it cannot use the
+    # requested engine, e.g. FSDP on CPU processes: the run would not be the one the user configured.
+    from accelerate.utils import DistributedType
+
+    for engine, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED")):
+        wanted = os.environ.get(env, "false").lower() in ("1", "true", "yes")
+        if wanted and accelerator.distributed_type != DistributedType[engine]:
+            raise UsageError(
+                f"the accelerate config asks for {engine} but {accelerator.distributed_type.value} is in effect "
+                f"(device {accelerator.device.type}, {accelerator.num_processes} processes); launch on GPUs with "
+                f"that config, or use a config without {engine} (e.g. accelerate_configs/ddp_multi_gpu.yaml)."
+            )
+
+
+def check_engine_installed() -> None:
+    """A DeepSpeed config without the deepspeed package is one line, not an ImportError deep in Accelerate."""
+    wanted = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true", "yes")
+    if wanted and importlib.util.find_spec("deepspeed") is None:
+        raise UsageError(
+            "the accelerate config asks for DEEPSPEED but the deepspeed package is not installed; "
+            "pip install deepspeed, or use a config without DeepSpeed."
+        )
 
 
 def check_finite(grad_norm: torch.Tensor, accelerator: Any, policy: str, step: int) -> bool:
@@ -284,21 +354,51 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
-def find_checkpoint(spec: str, run_dir: Path) -> Path:
-    """Resolve --resume_from_checkpoint: 'latest' in ``run_dir``, or a checkpoint folder."""
+def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
+    """The run folder (None: a new default one) and the checkpoint to resume from, as the flags ask."""
+    spec, output_dir = cfg.resume_from_checkpoint, Path(cfg.output_dir) if cfg.output_dir else None
+    if spec is None:
+        return output_dir, None
     if spec == "latest":
+        run_dir = output_dir or read_latest_pointer(Path(cfg.runs_root))
         found = checkpoint_dirs(run_dir)
         if not found:
             raise UsageError(f"--resume_from_checkpoint latest: no checkpoint in {run_dir / 'checkpoints'}.")
-        return found[-1]
-    path = Path(spec)
-    if not (path / "meta.json").is_file():
+        return run_dir, found[-1]
+    checkpoint = Path(spec)
+    if not (checkpoint / "meta.json").is_file():
         raise UsageError(f"--resume_from_checkpoint {spec}: not a checkpoint folder (no meta.json).")
-    return path
+    # A checkpoint belongs to the run folder it was written in (RUN/checkpoints/step_N): best_model/, metrics and
+    # results continue there. A copied checkpoint elsewhere needs --output_dir to say where the run lives.
+    owner = checkpoint.resolve().parent.parent if checkpoint.resolve().parent.name == "checkpoints" else None
+    if owner is None and output_dir is None:
+        raise UsageError(
+            f"--resume_from_checkpoint {spec} is not inside a run's checkpoints/ folder; pass --output_dir RUN."
+        )
+    if owner is not None and output_dir is not None and output_dir.resolve() != owner:
+        raise UsageError(
+            f"--resume_from_checkpoint {spec} belongs to the run {owner}, not to --output_dir {output_dir}; "
+            "drop --output_dir (the run continues in its own folder) or pass that run's folder."
+        )
+    return owner or output_dir, checkpoint
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy a folder as hard links (no extra disk; the files are never modified in place), or plainly if needed."""
+    shutil.copytree(src, dst, copy_function=_link_or_copy)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link a file, falling back to a copy across filesystems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep: int | None) -> Path:
-    """``accelerator.save_state`` plus meta.json into a temporary folder, renamed when complete; prune old ones."""
+    """``accelerator.save_state``, meta.json and the current best_model/ (hard links) into a temporary folder,
+    renamed when complete; prune old ones."""
     root = run_dir / "checkpoints"
     final = root / f"{CHECKPOINT_PREFIX}{meta['step']:06d}"
     tmp = root / f".{final.name}.tmp"
@@ -308,6 +408,10 @@ def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep:
     accelerator.save_state(str(tmp))  # every rank: model, optimizer, scheduler, its own RNG states
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        # The best model as of this step travels with the checkpoint, so a resume restores the pair exactly even
+        # when the run crashed after saving a newer best_model/ (or inside its swap).
+        if (run_dir / "best_model").is_dir():
+            link_tree(run_dir / "best_model", tmp / "best_model")
         atomic_write_json(tmp / "meta.json", meta)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -321,6 +425,105 @@ def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep:
     return final
 
 
+# Settings that never change what a run computes: a resume may change them. Every other setting (and the resolved
+# data, model, process count and precision) must match the checkpoint's.
+RESUME_FREE = frozenset(
+    {
+        "output_dir",
+        "runs_root",
+        "overwrite_output_dir",
+        "resume_from_checkpoint",
+        "report_to",
+        "logging_steps",
+        "checkpointing_steps",
+        "save_total_limit",
+        "nan_policy",
+        "dataset",  # compared resolved, with the data's fingerprint, below
+        "model_name_or_path",  # compared resolved
+    }
+)
+
+
+def run_settings(cfg: TrainConfig, resolved: dict[str, Any], train_fingerprint: str) -> dict[str, Any]:
+    """Everything that decides what a run computes, as JSON values (saved in each checkpoint's meta.json)."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}
+    keys = ("dataset", "model_path", "num_processes", "mixed_precision", "split_sizes", "steps_per_epoch", "max_steps")
+    settings |= {k: resolved[k] for k in keys} | {"train_data_fingerprint": train_fingerprint}
+    return json.loads(json.dumps(settings))
+
+
+def check_resume_settings(checkpoint: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Refuse a resume whose settings differ from the checkpoint's, naming each difference."""
+    saved = meta.get("settings") or {k: meta[k] for k in ("steps_per_epoch", "max_steps")}
+    changed = [k for k in sorted(set(saved) | set(settings)) if k in saved and saved[k] != settings.get(k)]
+    if changed:
+        shown = "; ".join(f"{k}: checkpoint {saved[k]!r:.60}, now {settings.get(k)!r:.60}" for k in changed)
+        raise UsageError(
+            f"--resume_from_checkpoint {checkpoint} was written with other settings ({shown}); resume with the same "
+            "settings, data, number of processes and precision, or start a new run."
+        )
+
+
+def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -> str | None:
+    """Make run_dir/best_model/ the best state the checkpoint knows; returns what was done, for the log."""
+    best_dir = run_dir / "best_model"
+    record = read_best_record(best_dir)
+    if (record or {}).get("step") == best_step and best_step is not None:
+        return None
+    # A newer best_model/ (saved after this checkpoint, then a crash) or none at all (a crash inside its swap):
+    # either way the checkpoint's own copy is the state this resume continues from.
+    for stale in (best_dir, best_dir.with_name(".best_model.tmp"), best_dir.with_name(".best_model.old")):
+        shutil.rmtree(stale, ignore_errors=True)
+    if best_step is None:
+        return "removed a best_model/ written after the checkpoint (no evaluation before it)"
+    if not (checkpoint / "best_model").is_dir():
+        raise UsageError(
+            f"--resume_from_checkpoint {checkpoint}: best_model/ does not hold step {best_step}'s state and the "
+            "checkpoint has no copy of it (written by an older version); start the run again."
+        )
+    link_tree(checkpoint / "best_model", best_dir)
+    return f"restored best_model/ of step {best_step} from the checkpoint"
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics.jsonl records after ``step`` (logged by a run that went on past its last checkpoint)."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+        if len(kept) != len(lines):
+            atomic_write_text(path, "".join(kept))
+
+
+def train_batches(
+    train_dl: Any, sampler: Any, accelerator: Any, start_step: int, steps_per_epoch: int, num_epochs: int
+) -> Iterator[tuple[dict[str, torch.Tensor], float]]:
+    """Micro-batches from ``start_step`` to the end of the last epoch, with the factor that makes the loss of an
+    epoch's last, shorter accumulation group weigh like a full group's."""
+    accumulation, per_epoch = accelerator.gradient_accumulation_steps, len(train_dl)
+    start_epoch = start_step // steps_per_epoch
+    for epoch in range(start_epoch, num_epochs):
+        # Set the epoch on the prepared loader: with one process accelerate keeps this sampler and, at each pass,
+        # sets its own pass counter on it, which restarts at 0 in a resumed process.
+        train_dl.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        skip = (start_step % steps_per_epoch) * accumulation if epoch == start_epoch else 0
+        loader = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+        for index, batch in enumerate(loader, start=skip):
+            batch.pop("idx")
+            # accelerate divides every micro-batch's loss by the accumulation count; a group cut short by the end
+            # of the epoch has fewer micro-batches, so scale them up to weigh each example as in a full group.
+            group = min(accumulation, per_epoch - index // accumulation * accumulation)
+            yield batch, accumulation / group
+
+
+def release_training_state(accelerator: Any, model: nn.Module, optimizer: Any, finished: bool) -> None:
+    """Drop accelerate's references to the (DDP-wrapped) model and optimizer before the process group goes away."""
+    # If the DDP wrapper outlived end_training's process-group teardown, its reducer's destructor would deadlock on
+    # the destroyed gloo group when main() returns (seen with 2 CPU processes).
+    accelerator.free_memory(model, optimizer)
+    gc.collect()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, keep the best validation state, reload it and score validation and test; returns results.json."""
     from accelerate import Accelerator
@@ -329,7 +532,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     cfg = parse_config(argv, TrainConfig, __doc__)
+    stop_with_the_launcher()
     trackers = resolve_trackers(cfg.report_to)
+    check_engine_installed()
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         dynamo_backend="inductor" if cfg.torch_compile else None,
@@ -337,18 +542,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         project_dir=cfg.output_dir,
     )
     hf_logging.disable_progress_bar()
+    check_distributed_engine(accelerator)
     tune_cpu(accelerator)
 
     # ---- run directory: one name for all ranks, never clobber another run -------------------------------------
-    if cfg.output_dir:
-        run_dir = Path(cfg.output_dir)
-    elif cfg.resume_from_checkpoint == "latest":
-        run_dir = read_latest_pointer(Path(cfg.runs_root))
-    else:
+    run_dir, resume_dir = resolve_run_dir(cfg)
+    if run_dir is None:
         run_dir = [default_run_dir(cfg)]
         broadcast_object_list(run_dir)  # timestamps differ between ranks; rank 0's name wins
         run_dir = run_dir[0]
-    resume_dir = find_checkpoint(cfg.resume_from_checkpoint, run_dir) if cfg.resume_from_checkpoint else None
     if resume_dir is None:
         check_output_dir(run_dir, cfg.overwrite_output_dir)
     setup_logging(None, accelerator.is_main_process)
@@ -385,7 +587,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         teacher_column=cfg.teacher_column,
     )
     label_names = data.label_names
-    stale = [run_dir / n for n in ("results.json", "metrics.jsonl", "checkpoints")] if resume_dir is None else []
+    stale = [run_dir / n for n in ("results.json", "metrics.jsonl", "checkpoints", "best_model")]
+    stale = stale if resume_dir is None else []
     stale = [p for p in stale if p.exists()]  # only non-empty with --overwrite_output_dir (checked above)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -468,19 +671,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "frozen_parameters": frozen,
     }
+    settings = run_settings(cfg, resolved, tokenized["train"]._fingerprint)
 
     # ---- state that a checkpoint carries beyond accelerate's own (model, optimizer, scheduler, RNG) ------------
-    state = {"step": 0, "best_score": None, "best_step": None, "best_metrics": None, "bad_evals": 0}
+    # ``window`` is the logging window in progress (summed over ranks), so a resumed run logs the same averages.
+    state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": None, "best_metrics": None, "bad_evals": 0}
+    state |= {
+        "train_samples": 0,
+        "train_runtime_s": 0.0,
+        "window": {"loss": 0.0, "micro": 0, "samples": 0, "tokens": 0},
+    }
     if resume_dir is not None:
         meta = json.loads((resume_dir / "meta.json").read_text())
-        if meta["steps_per_epoch"] != steps_per_epoch or meta["max_steps"] != max_steps:
-            raise UsageError(
-                f"--resume_from_checkpoint {resume_dir}: it was written with {meta['steps_per_epoch']} steps per epoch "
-                f"and {meta['max_steps']} in all, this run has {steps_per_epoch} and {max_steps}; resume with the "
-                "same data, batch size, accumulation, epochs and number of processes."
-            )
+        check_resume_settings(resume_dir, meta, settings)
         accelerator.load_state(str(resume_dir))
-        state = {k: meta[k] for k in state}
+        state |= {k: meta[k] for k in state if k in meta}
+        if accelerator.is_main_process:
+            done = restore_best_model(run_dir, resume_dir, state["best_step"])
+            if done:
+                logger.info("resume: %s", done)
+            truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+        accelerator.wait_for_everyone()
         logger.info("resumed from %s at step %d", resume_dir, state["step"])
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
@@ -516,14 +727,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if accelerator.is_main_process:
             append_jsonl(run_dir / "metrics.jsonl", record)
 
-    def checkpoint() -> Path:
-        """Write a resumable checkpoint of the current step."""
-        meta = {
-            **state,
-            "epoch": state["step"] / steps_per_epoch,
-            "steps_per_epoch": steps_per_epoch,
-            "max_steps": max_steps,
+    # The logging window lives in tensors on the device (no host sync per micro-batch); the part carried over from a
+    # checkpoint is added once, on the main process, so the sums over ranks stay right.
+    carried = state["window"] if accelerator.is_main_process else {"loss": 0.0, "samples": 0, "tokens": 0}
+    window = torch.tensor([carried["loss"], carried["samples"], carried["tokens"]], device=accelerator.device)
+    window_micro, window_start = state["window"]["micro"], time.perf_counter()
+
+    def window_totals() -> tuple[float, int, int]:
+        """(loss summed over micro-batches, averaged over ranks; samples; real tokens) of the current window."""
+        loss_sum, samples, tokens = accelerator.reduce(window.clone(), "sum").tolist()
+        return loss_sum / accelerator.num_processes, int(samples), int(tokens)
+
+    def flush_window(step: int, grad_norm: Any) -> None:
+        """Log the window's mean loss, lr, grad norm and throughput, then start a new window."""
+        nonlocal window_micro, window_start
+        loss_sum, samples, tokens = window_totals()
+        elapsed = time.perf_counter() - window_start
+        record = {
+            "step": step,
+            "epoch": round(step / steps_per_epoch, 4),
+            "loss": loss_sum / window_micro,
+            "lr": scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
+            "samples_per_s": samples / elapsed,
+            "tokens_per_s": tokens / elapsed,
         }
+        log_event(record)
+        progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        state["train_samples"] += samples
+        window.zero_()
+        window_micro, window_start = 0, time.perf_counter()
+
+    def checkpoint() -> Path:
+        """Write a resumable checkpoint of the current step (with the open logging window and the clock)."""
+        loss_sum, samples, tokens = window_totals()
+        state["window"] = {"loss": loss_sum, "micro": window_micro, "samples": samples, "tokens": tokens}
+        state["train_runtime_s"] = runtime_before + time.perf_counter() - train_start
+        meta = {**state, "epoch": state["step"] / steps_per_epoch, "settings": settings}
+        meta |= {"steps_per_epoch": steps_per_epoch, "max_steps": max_steps}
         path = save_checkpoint(accelerator, run_dir, meta, cfg.save_total_limit)
         logger.info("checkpoint written: %s", path)
         return path
@@ -531,121 +772,111 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe checkpoint -> maybe stop ---------------
     from tqdm.auto import tqdm
 
-    metric = cfg.metric_for_best_model
-    start_epoch = state["step"] // steps_per_epoch
-    # Micro-batches of the current epoch already consumed before the checkpoint (whole accumulation groups).
-    skip_batches = (state["step"] % steps_per_epoch) * cfg.gradient_accumulation_steps
-    running_loss, running_micro = torch.zeros((), device=accelerator.device), 0
-    window_samples, window_tokens, window_start = 0, torch.zeros((), device=accelerator.device), time.perf_counter()
-    train_start, trained_samples = time.perf_counter(), 0
-    grad_norm, apply_update = torch.zeros(()), True
+    metric, patience = cfg.metric_for_best_model, cfg.early_stopping_patience
+    runtime_before, train_start = state["train_runtime_s"], time.perf_counter()
+    grad_norm, apply_update = None, True
     last_step = state["step"] >= max_steps
-    early_stop, checkpointed_step = False, None
-    stopper = StopRequested()
+    # A run resumed from the checkpoint of the step it stopped early at stays stopped.
+    early_stop = bool(patience and state["bad_evals"] >= patience)
+    checkpointed_step, stopper, stopped = state["step"] if resume_dir else None, StopRequested(), False
     progress = tqdm(total=max_steps, initial=state["step"], desc="train", disable=not accelerator.is_local_main_process)
+    batches = train_batches(train_dl, train_sampler, accelerator, state["step"], steps_per_epoch, num_epochs)
+    model.train()
     with stopper, progress:
-        for epoch in range(start_epoch, num_epochs):
-            if last_step or early_stop:
-                break
-            train_sampler.set_epoch(epoch)
-            model.train()
-            loader = train_dl
-            if epoch == start_epoch and skip_batches:
-                loader = accelerator.skip_first_batches(train_dl, skip_batches)
-            for batch in loader:
-                batch.pop("idx")
-                teacher, teacher_mask = batch.pop("teacher", None), batch.pop("teacher_mask", None)
-                with accelerator.accumulate(model):
-                    if teacher is None:
-                        loss = model(**batch).loss
-                    else:
-                        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-                        loss = distillation_loss(
-                            logits, batch["labels"], teacher, teacher_mask, cfg.distill_alpha, cfg.distill_temperature
-                        )
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-                        apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state["step"] + 1)
-                    if apply_update:
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                running_loss += loss.detach()
-                running_micro += 1
-                window_samples += batch["labels"].numel()
-                window_tokens += batch["attention_mask"].sum()
-                if not accelerator.sync_gradients:
-                    continue
-                if not accelerator.optimizer_step_was_skipped:  # fp16 overflow steps leave the schedule where it was
-                    scheduler.step()
-                state["step"] += 1
-                step = state["step"]
-                progress.update(1)
-                last_step = step >= max_steps
+        for batch, loss_scale in batches if not (last_step or early_stop) else ():
+            teacher, teacher_mask = batch.pop("teacher", None), batch.pop("teacher_mask", None)
+            with accelerator.accumulate(model):
+                if teacher is None:
+                    loss = model(**batch).loss
+                else:
+                    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+                    loss = distillation_loss(
+                        logits, batch["labels"], teacher, teacher_mask, cfg.distill_alpha, cfg.distill_temperature
+                    )
+                accelerator.backward(loss * loss_scale)
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+                    apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state["step"] + 1)
+                if apply_update:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            # Examples are rows of the batch (not label entries: a multi-label row has one per label).
+            window[0] += loss.detach().float()
+            window[1] += len(batch["input_ids"])
+            window[2] += batch["attention_mask"].sum()
+            window_micro += 1
+            if not accelerator.sync_gradients:
+                continue
+            if not accelerator.optimizer_step_was_skipped:  # fp16 overflow steps leave the schedule where it was
+                scheduler.step()
+            state["step"] += 1
+            step = state["step"]
+            progress.update(1)
+            last_step = step >= max_steps
 
-                if step % cfg.logging_steps == 0 or last_step:
-                    elapsed = time.perf_counter() - window_start
-                    record = {
+            if step % cfg.logging_steps == 0 or last_step:
+                flush_window(step, grad_norm)
+
+            epoch_end = step % steps_per_epoch == 0
+            if (step % cfg.eval_steps == 0 if cfg.eval_steps else epoch_end) or last_step:
+                val = evaluate(model, eval_dls["validation"], accelerator, label_names)
+                model.train()
+                summary = {k: v for k, v in val.items() if k != "per_class"}
+                log_event(
+                    {
                         "step": step,
                         "epoch": round(step / steps_per_epoch, 4),
-                        "loss": accelerator.reduce(running_loss / running_micro, "mean").item(),
-                        "lr": scheduler.get_last_lr()[0],
-                        "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                        "samples_per_s": window_samples * accelerator.num_processes / elapsed,
-                        "tokens_per_s": accelerator.reduce(window_tokens, "sum").item() / elapsed,
+                        **{f"eval_{k}": v for k, v in summary.items()},
                     }
-                    log_event(record)
-                    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-                    trained_samples += window_samples * accelerator.num_processes
-                    running_loss.zero_()
-                    window_tokens.zero_()
-                    running_micro, window_samples, window_start = 0, 0, time.perf_counter()
+                )
+                logger.info("step %d: validation %s", step, format_metrics(summary))
+                # Every rank holds the same gathered metrics, so every rank takes the same branch.
+                if is_better(metric, val[metric], state["best_score"]):
+                    state.update(best_score=val[metric], best_step=step, best_metrics=val, bad_evals=0)
+                    record = {"step": step, "metric": metric, "score": val[metric], "validation": val}
+                    save_best_model(accelerator, model, tokenizer, run_dir / "best_model", record)
+                    logger.info("new best %s %.4f at step %d: saved best_model/", metric, val[metric], step)
+                else:
+                    state["bad_evals"] += 1
+                    early_stop = bool(patience and state["bad_evals"] >= patience)
+                    if early_stop:
+                        logger.info("early stopping: no %s improvement in %d evaluations", metric, patience)
+                        if window_micro:  # the steps since the last log line are logged too
+                            flush_window(step, grad_norm)
 
-                epoch_end = step % steps_per_epoch == 0
-                if (step % cfg.eval_steps == 0 if cfg.eval_steps else epoch_end) or last_step:
-                    val = evaluate(model, eval_dls["validation"], accelerator, label_names)
-                    model.train()
-                    summary = {k: v for k, v in val.items() if k != "per_class"}
-                    epoch_frac = round(step / steps_per_epoch, 4)
-                    log_event({"step": step, "epoch": epoch_frac, **{f"eval_{k}": v for k, v in summary.items()}})
-                    logger.info("step %d: validation %s", step, format_metrics(summary))
-                    # Every rank holds the same gathered metrics, so every rank takes the same branch.
-                    if is_better(metric, val[metric], state["best_score"]):
-                        state.update(best_score=val[metric], best_step=step, best_metrics=val, bad_evals=0)
-                        save_best_model(accelerator, model, tokenizer, run_dir / "best_model")
-                        logger.info("new best %s %.4f at step %d: saved best_model/", metric, val[metric], step)
-                    else:
-                        state["bad_evals"] += 1
-                        patience = cfg.early_stopping_patience
-                        early_stop = bool(patience and state["bad_evals"] >= patience)
-                        if early_stop:
-                            logger.info("early stopping: no %s improvement in %d evaluations", metric, patience)
-
-                every = cfg.checkpointing_steps
-                if every and not last_step and (epoch_end if every == "epoch" else step % int(every) == 0):
-                    checkpointed_step = step
+            every = cfg.checkpointing_steps
+            if every and not last_step and (epoch_end if every == "epoch" else step % int(every) == 0):
+                checkpointed_step = step
+                checkpoint()
+            if stopper.any_rank(accelerator):
+                if checkpointed_step != step:
                     checkpoint()
-                if stopper.any_rank(accelerator):
-                    if checkpointed_step != step:
-                        checkpoint()
-                    logger.error(
-                        "%s received: stopped after step %d with a checkpoint; "
-                        "continue with --resume_from_checkpoint latest",
-                        stopper.signal_name or "a stop signal (on another rank)",
-                        step,
-                    )
-                    raise SystemExit(143 if stopper.signal_name == "SIGTERM" else 130)
-                if last_step or early_stop:
-                    break
-    train_runtime = time.perf_counter() - train_start
+                logger.error(
+                    "%s received: stopped after step %d with a checkpoint; "
+                    "continue with --resume_from_checkpoint latest",
+                    stopper.signal_name or "a stop signal (on another rank)",
+                    step,
+                )
+                stopped = True
+                break
+            if last_step or early_stop:
+                break
+    batches.close()
+    train_runtime = runtime_before + time.perf_counter() - train_start
+
+    # ---- stopped by a signal: free the process group cleanly, then exit with the signal's code ---------------------
+    accelerator.wait_for_everyone()
+    finished = not stopped
+    release_training_state(accelerator, model, optimizer, finished=finished)
+    del model, optimizer
+    gc.collect()
+    if not finished:
+        accelerator.end_training()
+        raise SystemExit(stopper.exit_code)
 
     # ---- reload the best state from disk and score it -------------------------------------------------------------
-    accelerator.wait_for_everyone()
-    # Drop the DDP-wrapped model now: if it outlived end_training's process-group teardown, its reducer's
-    # destructor would deadlock on the destroyed gloo group when main() returns (seen with 2 CPU processes).
-    model, optimizer = accelerator.free_memory(model, optimizer)
-    gc.collect()
-    best = accelerator.prepare_model(EncoderClassifier.from_pretrained(run_dir / "best_model"), evaluation_mode=True)
+    best = EncoderClassifier.from_pretrained(run_dir / "best_model", dtype=torch.float32)
+    best = accelerator.prepare_model(best, evaluation_mode=True)
     outputs = {split: predict(best, dl, accelerator) for split, dl in eval_dls.items()}
     best_config = accelerator.unwrap_model(best).config
     tuned = spec.problem_type == "multi_label_classification"
@@ -677,7 +908,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "global_step": state["step"],
         "stopped_early": early_stop,
         "train_runtime_s": train_runtime,
-        "train_samples_per_s": trained_samples / train_runtime,
+        "train_samples": state["train_samples"],
+        "train_samples_per_s": state["train_samples"] / train_runtime,
     }
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "results.json", results)

@@ -147,3 +147,85 @@ def run_cli(main: Callable[[list[str] | None], Any]) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+# ---- run identity: shared by scripts/run_matrix.py (and so batch_train.sh) and scripts/report.py ---------------
+
+# user_config keys that never change what a run learns or how it is scored (where it is written, how it is logged,
+# how often it checkpoints). Every other key is part of a run's identity.
+BOOKKEEPING_SETTINGS = frozenset(
+    {
+        "output_dir",
+        "runs_root",
+        "overwrite_output_dir",
+        "resume_from_checkpoint",
+        "report_to",
+        "logging_steps",
+        "checkpointing_steps",
+        "save_total_limit",
+    }
+)
+
+
+# The settings that, with the dataset path, say which task is learned from it (trec coarse and fine are two).
+LABEL_SETTINGS = ("label_column", "label_columns", "multi_label")
+
+
+def label_suffix(settings: dict[str, Any]) -> str:
+    """What a dataset's name adds for the labels learned (``label_coarse`` for trec's coarse column), else ``""``."""
+    if settings.get("label_columns"):
+        return "+".join(map(str, settings["label_columns"]))
+    return "" if settings.get("label_column") in (None, "label") else str(settings["label_column"])
+
+
+def source_key(name_or_path: str) -> str:
+    """The identity of a dataset or model reference: an existing local path made absolute, else the id as given."""
+    text = str(name_or_path).rstrip("/") or str(name_or_path)
+    path = Path(text).expanduser()
+    # Resolving makes `data/emotion` and `./data/emotion/` one dataset; a hub id is not a local path and stays as is.
+    return str(path.resolve()) if path.exists() else text
+
+
+def short_hash(text: str, length: int = 8) -> str:
+    """A short, stable hex digest of ``text`` (for folder names that must stay apart)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def unique_names(items: list[tuple[str, str, str]]) -> list[str]:
+    """Distinct readable names for ``(path, suffix, identity)`` items, in order: the last path component (plus
+    ``-suffix``), with parent components added where two identities share it, and a short hash of the identity
+    where the path cannot tell them apart. Equal identities get equal names."""
+    info: dict[str, tuple[list[str], str]] = {}
+    for path, suffix, identity in items:
+        parts = Path(str(path).rstrip("/") or str(path)).parts
+        parts = parts[1:] if parts and Path(parts[0]).anchor == parts[0] else parts  # drop the root "/"
+        info.setdefault(identity, ([p.replace(":", "_") for p in parts] or ["run"], suffix))
+    depth = dict.fromkeys(info, 1)
+    hashed: set[str] = set()
+
+    def name(identity: str) -> str:
+        """The name at the identity's current depth."""
+        parts, suffix = info[identity]
+        base = "-".join(parts[-depth[identity] :]) + (f"-{suffix}" if suffix else "")
+        return f"{base}-{short_hash(identity)}" if identity in hashed else base
+
+    # Every round lengthens or hashes the names of each clash; depths are bounded, so the rounds end.
+    progress = True
+    while progress:
+        groups: dict[str, list[str]] = {}
+        for identity in info:
+            groups.setdefault(name(identity), []).append(identity)
+        progress = False
+        for group in (g for g in groups.values() if len(g) > 1):
+            for identity in group:
+                # Same path and suffix as another member (other settings): no parent component can help.
+                same_path = any(info[other] == info[identity] for other in group if other != identity)
+                if not same_path and depth[identity] < len(info[identity][0]):
+                    depth[identity] += 1
+                    progress = True
+                elif identity not in hashed:
+                    hashed.add(identity)
+                    progress = True
+    return [name(identity) for _, _, identity in items]

@@ -6,13 +6,15 @@
 Writes ``OUT/train.parquet``, ``OUT/validation.parquet``, ``OUT/test.parquet`` (columns ``text`` [, ``text_pair``],
 ``label`` as an integer id), ``OUT/labels.json`` (``{"label": [names]}``), and ``OUT/report.md`` /
 ``OUT/report.json`` / ``OUT/lengths.png``: rows and label distribution per split and token-length percentiles for
-``--tokenizer``. Missing validation/test splits are carved from train, stratified by label and seeded. An
-existing OUT is refused unless ``--overwrite``.
+``--tokenizer``. Missing validation/test splits are carved from train, seeded and stratified by label when every
+class has at least 2 rows and the carved split has a row for each class, else at random; the report says which
+(``notes``, and ``carved`` in report.json). An existing OUT is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,10 +28,17 @@ from data import load_raw_splits  # noqa: E402
 from utils import UsageError, atomic_savefig, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
 
 
-def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any]:
-    """Split ``ratio`` of ``ds`` off, stratified by label (as train.py carves a missing validation split)."""
-    keep, held, _ = carve_split(ds, list(ds[label_column]), ratio, seed)
-    return keep, held
+def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any, str]:
+    """Split ``ratio`` of ``ds`` off as train.py carves a missing validation split; also say how it was split."""
+    keep, held, note = carve_split(ds, list(ds[label_column]), ratio, seed)
+    return keep, held, split_method(note)
+
+
+def split_method(note: str) -> str:
+    """``stratified`` or ``random (why)``, read from the note of data._carve_validation (the one place that knows)."""
+    match = re.search(r"\((stratified|random(?: \([^)]*\))?)", note)
+    # A reworded note is passed on whole rather than guessed at: the report must never claim a stratification.
+    return match.group(1) if match else note
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -62,16 +71,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for split, ds in raw.items():
         _check_columns(ds, split, wanted)
         raw[split] = ds.select_columns(list(wanted.values()))
-    notes = []
+    notes, carved = [], {}
     # Carve test first, then validation from what is left, so both ratios are of the original train size.
     test_carved = "test" not in raw
     if test_carved:
-        raw["train"], raw["test"] = carve(raw["train"], args.test_ratio, args.seed, args.label_column)
-        notes.append(f"test carved from train ({args.test_ratio:.0%}, stratified, seed {args.seed})")
+        raw["train"], raw["test"], how = carve(raw["train"], args.test_ratio, args.seed, args.label_column)
+        carved["test"] = {"ratio": args.test_ratio, "method": how, "seed": args.seed}
+        notes.append(f"test carved from train ({args.test_ratio:.0%}, {how}, seed {args.seed})")
     if "validation" not in raw:
         ratio = args.val_ratio / (1 - args.test_ratio) if test_carved else args.val_ratio
-        raw["train"], raw["validation"] = carve(raw["train"], ratio, args.seed, args.label_column)
-        notes.append(f"validation carved from train ({args.val_ratio:.0%}, stratified, seed {args.seed})")
+        raw["train"], raw["validation"], how = carve(raw["train"], ratio, args.seed, args.label_column)
+        carved["validation"] = {"ratio": args.val_ratio, "method": how, "seed": args.seed}
+        notes.append(f"validation carved from train ({args.val_ratio:.0%}, {how}, seed {args.seed})")
 
     given = names.get(args.label_column) or names.get("")
     label_names, value_to_id = build_label_space(list(raw["train"][args.label_column]), given)
@@ -79,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.text_pair_column:
         renames[args.text_pair_column] = "text_pair"
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"source": args.source, "notes": notes, "labels": label_names, "splits": {}}
+    report: dict[str, Any] = {"source": args.source, "notes": notes, "carved": carved, "labels": label_names}
+    report["splits"] = {}
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))

@@ -2,10 +2,19 @@
 
     python scripts/report.py outputs/matrix
     python scripts/report.py outputs/matrix --baseline all-MiniLM-L6-v2     # adds Δ test macro-F1 columns
+    (the baseline is a model name as the table shows it, or its full path)
 
 Writes ``results.csv`` (one row per dataset x model, numeric columns) and ``results.md`` (the same table for
 reading, the per-dataset winner in bold) into the folder, ``curves.png`` into each run directory (loss, learning
 rate, gradient norm and the validation metric from ``metrics.jsonl``), and ``heatmap_test_macro_f1.png``.
+
+A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
+that changes what is learned (``results.csv`` lists them in ``dataset_path``, ``model_path`` and ``settings``); only
+seeds are averaged. Names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
+and get their parent folders (``v1-reviews``, ``org1-bert-base``) or a short hash when two paths share a short name;
+runs of one dataset and model with other settings are told apart by those settings (``minilm (learning_rate=1e-05)``).
+A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
+``results.json`` is kept and a warning names the folders.
 
 The winner of a dataset is the model with the best mean *validation* macro-F1, the number a researcher may select
 on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
@@ -25,22 +34,19 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from utils import atomic_savefig, atomic_write_text, short_name  # noqa: E402
+from utils import (  # noqa: E402
+    BOOKKEEPING_SETTINGS,
+    LABEL_SETTINGS,
+    atomic_savefig,
+    atomic_write_text,
+    label_suffix,
+    source_key,
+    unique_names,
+)
 
-# Flags that never change what a run learns: runs differing only in these are the same experiment (seeds vary).
-NOT_SETTINGS = {
-    "seed",
-    "output_dir",
-    "runs_root",
-    "overwrite_output_dir",
-    "resume_from_checkpoint",
-    "report_to",
-    "logging_steps",
-    "checkpointing_steps",
-    "save_total_limit",
-    "dataset",
-    "model_name_or_path",
-}
+# Keys that are not a row's "other settings": bookkeeping never changes what a run learns, seeds are what a row
+# averages over, and the dataset and model paths are keyed on separately (resolved).
+NOT_SETTINGS = BOOKKEEPING_SETTINGS | {"seed", "dataset", "model_name_or_path"}
 COLUMNS = [
     ("val_macro_f1", "validation", "macro_f1"),
     ("val_accuracy", "validation", "accuracy"),
@@ -58,17 +64,22 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         if not config_path.is_file():
             continue
         results = json.loads(results_path.read_text())
-        user = json.loads(config_path.read_text())["user_config"]
-        dataset = short_name(user["dataset"])
-        if user.get("label_column", "label") != "label":
-            dataset = f"{dataset}-{user['label_column']}"
+        config = json.loads(config_path.read_text())
+        user, resolved = config["user_config"], config.get("resolved") or {}
         settings = {k: v for k, v in user.items() if k not in NOT_SETTINGS}
+        # train.py records the local dataset resolved to an absolute path, so a relative path given from another
+        # working directory still names the same folder; the model is resolved here when it is a local path.
+        dataset = source_key(resolved.get("dataset") or user["dataset"])
+        model = source_key(user["model_name_or_path"])
         record = {
             "run_dir": run_dir,
             "settings": settings,
-            "dataset": dataset,
-            "model": short_name(user["model_name_or_path"]),
+            "dataset_path": dataset,
+            "labels": label_suffix(user),
+            "model_path": model,
+            "identity": json.dumps([dataset, model, settings], sort_keys=True, default=str),
             "seed": user["seed"],
+            "finished": results_path.stat().st_mtime_ns,
             "best_step": results["best_step"],
             "train_runtime_s": results.get("train_runtime_s"),
             "train_samples_per_s": results.get("train_samples_per_s"),
@@ -76,7 +87,42 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         for column, split, key in COLUMNS:
             record[column] = (results.get(split) or {}).get(key)
         runs.append(record)
+    name_runs(runs)
     return runs
+
+
+def name_runs(runs: list[dict[str, Any]]) -> None:
+    """Set each run's display ``dataset`` and ``model``: short, unless two different paths share the short name."""
+    datasets = [
+        (
+            r["dataset_path"],
+            r["labels"],
+            json.dumps([r["dataset_path"], *(r["settings"].get(k) for k in LABEL_SETTINGS)]),
+        )
+        for r in runs
+    ]
+    models = [(r["model_path"], "", r["model_path"]) for r in runs]
+    for run, dataset, model in zip(runs, unique_names(datasets), unique_names(models), strict=True):
+        run["dataset"], run["model"] = dataset, model
+
+
+def one_run_per_seed(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of one row, one per seed: a seed trained twice keeps its newest result, with a warning."""
+    by_seed: dict[Any, list[dict[str, Any]]] = {}
+    for run in members:
+        by_seed.setdefault(run["seed"], []).append(run)
+    kept = []
+    for seed, runs in by_seed.items():
+        runs.sort(key=lambda r: (r["finished"], str(r["run_dir"])))  # the folder name breaks mtime ties
+        kept.append(runs[-1])
+        if len(runs) > 1:
+            print(
+                f"warning: {runs[-1]['dataset']} / {runs[-1]['model']} seed {seed} was trained {len(runs)} times with "
+                f"the same settings ({', '.join(str(r['run_dir']) for r in runs)}); using {runs[-1]['run_dir']} "
+                "(newest results.json). Delete the others to silence this.",
+                file=sys.stderr,
+            )
+    return kept
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -87,46 +133,68 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
 
 
+def find_baseline(rows: list[dict[str, Any]], baseline: str) -> dict[str, Any] | None:
+    """The row of ``baseline`` among one dataset's rows: by the name the table shows, else by the full model path."""
+    named = [r for r in rows if r["model"] == baseline]
+    by_path = [r for r in rows if r["model_path"] in (baseline, source_key(baseline))]
+    matches = named or by_path
+    return matches[0] if len(matches) == 1 else None
+
+
 def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str, Any]]:
-    """One row per (dataset, model): metric means/stds over seeds, gap, steps, time, throughput, winner flag."""
-    by_pair: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """One row per experiment (all settings but the seed): metric means/stds over seeds, gap, steps, time, winner."""
+    by_identity: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        by_pair.setdefault((run["dataset"], run["model"]), []).append(run)
-    # Runs of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named by the
-    # settings that differ between them; only seeds are averaged.
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for (dataset, model), members in by_pair.items():
-        varying = sorted(
-            k for k in members[0]["settings"] if len({json.dumps(m["settings"].get(k)) for m in members}) > 1
-        )
-        for m in members:
-            variant = ", ".join(f"{k}={m['settings'].get(k)}" for k in varying)
-            name = f"{model} ({variant})" if variant else model
-            groups.setdefault((dataset, name), []).append(m)
+        by_identity.setdefault(run["identity"], []).append(run)
+    # Experiments of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named
+    # by the settings that differ between them.
+    by_pair: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
+    for members in by_identity.values():
+        by_pair.setdefault((members[0]["dataset"], members[0]["model"]), []).append(members)
     rows = []
-    for (dataset, model), members in sorted(groups.items()):
-        row: dict[str, Any] = {"dataset": dataset, "model": model, "seeds": len({m["seed"] for m in members})}
-        for column, _, _ in COLUMNS:
-            row[f"{column}_mean"], row[f"{column}_std"] = mean_std([m[column] for m in members])
-        if row["val_macro_f1_mean"] is not None and row["test_macro_f1_mean"] is not None:
-            row["val_test_gap"] = row["val_macro_f1_mean"] - row["test_macro_f1_mean"]
-        else:
-            row["val_test_gap"] = None
-        for key in ("best_step", "train_runtime_s", "train_samples_per_s"):
-            row[key] = mean_std([m[key] for m in members])[0]
-        rows.append(row)
+    for (dataset, model), experiments in by_pair.items():
+        keys = sorted({k for members in experiments for k in members[0]["settings"]})
+        varying = [k for k in keys if len({json.dumps(e[0]["settings"].get(k)) for e in experiments}) > 1]
+        for members in experiments:
+            first = members[0]
+            variant = ", ".join(f"{k}={first['settings'].get(k)}" for k in varying)
+            members = one_run_per_seed(members)
+            row: dict[str, Any] = {
+                "dataset": dataset,
+                "model": f"{model} ({variant})" if variant else model,
+                "seeds": len(members),
+            }
+            for column, _, _ in COLUMNS:
+                row[f"{column}_mean"], row[f"{column}_std"] = mean_std([m[column] for m in members])
+            if row["val_macro_f1_mean"] is not None and row["test_macro_f1_mean"] is not None:
+                row["val_test_gap"] = row["val_macro_f1_mean"] - row["test_macro_f1_mean"]
+            else:
+                row["val_test_gap"] = None
+            for key in ("best_step", "train_runtime_s", "train_samples_per_s"):
+                row[key] = mean_std([m[key] for m in members])[0]
+            # The full identity, so a row can always be traced to exactly what was trained.
+            row["dataset_path"], row["model_path"] = first["dataset_path"], first["model_path"]
+            row["settings"] = json.dumps(first["settings"], sort_keys=True, default=str)
+            row["run_dirs"] = " ".join(sorted(str(m["run_dir"]) for m in members))
+            rows.append(row)
+    rows.sort(key=lambda r: (r["dataset"], r["model"]))
+    baseline_found = False
     for dataset in {r["dataset"] for r in rows}:
         same = [r for r in rows if r["dataset"] == dataset and r["val_macro_f1_mean"] is not None]
         best = max(same, key=lambda r: r["val_macro_f1_mean"], default=None)
         for r in same:
             r["winner"] = r is best
-        base = next((r for r in same if r["model"] == baseline), None)
+        base = find_baseline(same, baseline) if baseline is not None else None
+        baseline_found |= base is not None
         for r in same:
             if baseline is not None:
                 has = (
                     base is not None and r["test_macro_f1_mean"] is not None and base["test_macro_f1_mean"] is not None
                 )
                 r["delta_test_macro_f1"] = r["test_macro_f1_mean"] - base["test_macro_f1_mean"] if has else None
+    if baseline is not None and not baseline_found:
+        names = ", ".join(sorted({r["model"] for r in rows}))
+        print(f"warning: --baseline {baseline} matches none of the models in the table ({names}).", file=sys.stderr)
     return rows
 
 

@@ -16,15 +16,28 @@ matrix.yaml::
     seeds: [1, 2]
     train_args: {max_train_samples: 64, num_train_epochs: 1}
 
-Runs go to ``<output_dir>/<dataset>/<model>/seed<k>/``. A run whose ``results.json`` exists is skipped, so running
-the matrix again retrains nothing; an interrupted run with checkpoints resumes from them; one that failed before
-its first checkpoint starts over. A failed run does not stop the others; the failures are listed at the end and
-the exit code is 1.
+Runs go to ``<output_dir>/<dataset>/<model>/seed<k>/``. A run's identity is all of its settings, so folder names
+never merge two datasets or models: a folder is named after the last path component (``emotion``; a dataset with
+another label column gets it appended, ``trec-label_coarse``), with parent folders added when two entries of the
+matrix share that name (``org1-bert-base`` and ``org2-bert-base``), a short hash of the entry when even the full path
+is shared (one model with two learning rates), and a short hash of the full path when the folder already holds runs
+of another dataset or model from an earlier matrix. ``name:`` in an entry sets the folder name.
+
+A run whose ``results.json`` exists is skipped, so running the matrix again retrains nothing; an interrupted run with
+checkpoints resumes from them; one that failed before its first checkpoint starts over. Before anything runs, each
+planned run is compared with the ``config.json`` of a run already in its folder (finished or not): if a setting that
+changes what is learned differs (say ``train_args`` were edited), the matrix refuses with exit code 2 rather than
+report the old results as the new settings' or resume them with other settings; use another ``--output_dir``, give
+the entry its own ``name:``, or delete the folder. A failed run does not stop the others; the failures are listed at
+the end and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import io
 import json
 import shlex
 import subprocess
@@ -37,31 +50,66 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from config import load_config_file  # noqa: E402
-from utils import UsageError, short_name  # noqa: E402
+from config import TrainConfig, build_parser, load_config_file  # noqa: E402
+from utils import (  # noqa: E402
+    BOOKKEEPING_SETTINGS,
+    LABEL_SETTINGS,
+    UsageError,
+    label_suffix,
+    short_hash,
+    source_key,
+    unique_names,
+)
 
 
 @dataclass
 class Entry:
-    """One dataset or model of the matrix: what to pass, the name used in paths, and its own train.py flags."""
+    """One dataset or model of the matrix: what to pass, the folder name the user gave (if any), its train.py flags."""
 
     path: str
-    name: str
+    name: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """The entry as one string: its resolved path and its own flags."""
+        return json.dumps([source_key(self.path), self.args], sort_keys=True, default=str)
+
+
+@dataclass
+class Run:
+    """One planned run: its folder, its train.py flags and the user_config they parse to."""
+
+    run_dir: Path
+    argv: list[str]
+    settings: dict[str, Any]
 
 
 def parse_entry(item: str | dict[str, Any], kind: str) -> Entry:
     """A plain string, or a mapping with ``path`` (and optional ``name``) plus per-entry train.py flags."""
     if isinstance(item, str):
-        return Entry(path=item, name=short_name(item))
+        return Entry(path=item)
     if not isinstance(item, dict) or "path" not in item:
         raise UsageError(f"each of {kind} must be a string or a mapping with a 'path' key, got {item!r}.")
     args = {k: v for k, v in item.items() if k not in ("path", "name")}
-    name = item.get("name") or short_name(item["path"])
-    # Two uses of one dataset (say trec's coarse and fine labels) need different folder names.
-    if "name" not in item and args.get("label_column") not in (None, "label"):
-        name = f"{name}-{args['label_column']}"
-    return Entry(path=item["path"], name=name, args=args)
+    return Entry(path=str(item["path"]), name=item.get("name") or None, args=args)
+
+
+def entry_names(entries: list[Entry], kind: str) -> list[str]:
+    """Folder names: a given ``name`` as is, else the short name, made distinct between entries (utils.unique_names)."""
+    suffix = label_suffix if kind == "datasets" else (lambda args: "")
+    auto = [(source_key(e.path), suffix(e.args), e.identity) for e in entries if e.name is None]
+    derived = iter(unique_names(auto))
+    names = [e.name if e.name is not None else next(derived) for e in entries]
+    owners: dict[str, Entry] = {}
+    for entry, name in zip(entries, names, strict=True):
+        other = owners.setdefault(name, entry)
+        if other.identity != entry.identity:
+            raise UsageError(
+                f"two {kind} would share the folder {name!r} ({other.path} and {entry.path}, or their flags differ); "
+                "give each its own 'name:'."
+            )
+    return names
 
 
 def flags(args: dict[str, Any]) -> list[str]:
@@ -77,24 +125,118 @@ def flags(args: dict[str, Any]) -> list[str]:
     return out
 
 
-def plan(cfg: dict[str, Any], extra: list[str]) -> list[tuple[Path, list[str]]]:
-    """Every (run directory, train.py arguments) pair of the matrix."""
+def planned_settings(argv: list[str]) -> dict[str, Any]:
+    """The user_config train.py will record for ``argv``; an unknown flag or a bad value type is an error up front."""
+    # train.py's own parser, but not TrainConfig.validate: that imports the model registries (torch, ~5 s), and
+    # train.py validates each run anyway; the matrix driver stays light on a login node.
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):  # argparse prints usage and exits; keep only its last line
+            values = vars(build_parser(TrainConfig, "").parse_args(argv))
+    except SystemExit:
+        message = (stderr.getvalue().strip().splitlines() or ["invalid flags"])[-1].split("error: ", 1)[-1]
+        raise UsageError(f"train.py flags of the matrix: {message}; see python train.py --help.") from None
+    values.pop("config", None)
+    return dataclasses.asdict(TrainConfig(**values))
+
+
+def recorded_settings(run_dir: Path) -> dict[str, Any] | None:
+    """The user_config a run folder's config.json recorded, or None when there is no readable one."""
+    try:
+        return json.loads((run_dir / "config.json").read_text())["user_config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def same_dataset(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two user_configs train on one dataset with one label space (what a dataset folder stands for)."""
+    return source_key(a["dataset"]) == source_key(b["dataset"]) and all(a.get(k) == b.get(k) for k in LABEL_SETTINGS)
+
+
+def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two user_configs start from one model."""
+    return source_key(a["model_name_or_path"]) == source_key(b["model_name_or_path"])
+
+
+def free_name(parent: Path, name: str, levels: int, settings: dict[str, Any], kind: str) -> str:
+    """``name``, or ``name-<hash of the full path>`` when ``parent/name`` already holds runs of another dataset or
+    model (kind ``dataset`` or ``model``), from an earlier matrix or batch_train.sh. Reruns find the same folder."""
+    if kind == "dataset":
+        same, identity = same_dataset, [source_key(settings["dataset"]), *(settings.get(k) for k in LABEL_SETTINGS)]
+    else:
+        same, identity = same_model, [source_key(settings["model_name_or_path"])]
+    hashed = f"{name}-{short_hash(json.dumps(identity))}"
+
+    def runs_in(folder: Path) -> list[dict[str, Any]]:
+        """The recorded user_configs of the runs ``levels`` folders below ``folder``."""
+        found = (recorded_settings(p.parent) for p in folder.glob("/".join(["*"] * levels + ["config.json"])))
+        return [r for r in found if r and "dataset" in r and "model_name_or_path" in r]
+
+    if any(same(r, settings) for r in runs_in(parent / hashed)):
+        return hashed
+    return name if all(same(r, settings) for r in runs_in(parent / name)) else hashed
+
+
+def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
+    """Every run of the matrix: its folder, its train.py arguments and the settings they mean."""
     datasets = [parse_entry(d, "datasets") for d in cfg.get("datasets") or []]
     models = [parse_entry(m, "models") for m in cfg.get("models") or []]
     seeds = cfg.get("seeds") or [42]
     if not datasets or not models:
         raise UsageError("the matrix needs at least one dataset and one model (--datasets/--models or the config).")
     root = Path(cfg.get("output_dir") or "outputs/matrix")
+    dataset_names, model_names = entry_names(datasets, "datasets"), entry_names(models, "models")
     runs = []
-    for dataset in datasets:
-        for model in models:
+    for dataset, dataset_name in zip(datasets, dataset_names, strict=True):
+        for model, model_name in zip(models, model_names, strict=True):
+            args = {**(cfg.get("train_args") or {}), **dataset.args, **model.args}
+            args |= {"dataset": dataset.path, "model_name_or_path": model.path}
             for seed in seeds:
-                run_dir = root / dataset.name / model.name / f"seed{seed}"
-                args = {**(cfg.get("train_args") or {}), **dataset.args, **model.args}
-                args |= {"dataset": dataset.path, "model_name_or_path": model.path, "seed": seed}
-                args |= {"output_dir": str(run_dir), "runs_root": str(root)}
-                runs.append((run_dir, flags(args) + extra))
+                settings = planned_settings([*flags(args | {"seed": seed}), *extra])
+                # A train.py flag among the extra ones (or an abbreviation such as --model) would silently win over
+                # the matrix's own value and put another experiment in this folder.
+                own = {"dataset": dataset.path, "model_name_or_path": model.path, "seed": seed}
+                if overridden := [k for k, v in own.items() if str(settings[k]) != str(v)]:
+                    raise UsageError(
+                        f"the train.py flags given to the matrix set {', '.join(overridden)}, which the matrix sets "
+                        "for each run; use --datasets, --models and --seeds (or the config's lists) instead."
+                    )
+                # Derived names also avoid folders that runs of another dataset/model already hold; given ones don't.
+                data_dir = dataset_name if dataset.name else free_name(root, dataset_name, 2, settings, "dataset")
+                model_dir = model_name if model.name else free_name(root / data_dir, model_name, 1, settings, "model")
+                run_dir = root / data_dir / model_dir / f"seed{seed}"
+                run_args = args | {"seed": seed, "output_dir": str(run_dir), "runs_root": str(root)}
+                runs.append(Run(run_dir, flags(run_args) + extra, settings))
     return runs
+
+
+def differences(recorded: dict[str, Any], planned: dict[str, Any]) -> list[str]:
+    """Settings (not bookkeeping) where a recorded user_config differs from the planned one, one phrase each."""
+    diffs = []
+    # Keys only one side knows (a field added to train.py since that run) cannot be compared and are left out.
+    for key in sorted((recorded.keys() & planned.keys()) - BOOKKEEPING_SETTINGS):
+        before, after = recorded[key], planned[key]
+        if key in ("dataset", "model_name_or_path"):
+            before, after = source_key(before), source_key(after)
+        if before != after:
+            diffs.append(f"{key} {json.dumps(before)} there, {json.dumps(after)} planned")
+    return diffs
+
+
+def check_existing_runs(runs: list[Run]) -> None:
+    """Refuse, before anything runs, a plan that would skip or resume a run trained with other settings."""
+    clashes = []
+    for run in runs:
+        recorded = recorded_settings(run.run_dir)
+        if recorded is not None and (diffs := differences(recorded, run.settings)):
+            clashes.append(f"{run.run_dir} ({'; '.join(diffs)})")
+    if clashes:
+        more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
+        raise UsageError(
+            f"{len(clashes)} planned run(s) would reuse a folder trained with other settings: {clashes[0]}{more}. "
+            "A run's identity is all of its settings: use another --output_dir, give the entry its own 'name:', "
+            "or delete the folder to retrain it."
+        )
 
 
 def resume_flags(run_dir: Path) -> list[str]:
@@ -108,7 +250,10 @@ def resume_flags(run_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the matrix; returns the number of failed runs."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # No abbreviations: --seed or --dataset meant for train.py must not be taken for --seeds or --datasets.
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--config", help="YAML/JSON with datasets, models, seeds, train_args, output_dir.")
     parser.add_argument("--datasets", nargs="+", help="Datasets (train.py --dataset values).")
     parser.add_argument("--models", nargs="+", help="Models (train.py --model_name_or_path values).")
@@ -123,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg[key] = getattr(args, key)
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     runs = plan(cfg, extra)
+    check_existing_runs(runs)
     failed, skipped, done = [], 0, 0
-    for i, (run_dir, run_args) in enumerate(runs, 1):
+    for i, run in enumerate(runs, 1):
+        run_dir, run_args = run.run_dir, run.argv
         if (run_dir / "results.json").is_file():
             skipped += 1
             print(f"[{i}/{len(runs)}] skip {run_dir} (results.json exists)", flush=True)

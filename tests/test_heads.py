@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+import evaluate
 import train
 from config import TrainConfig
 from conftest import make_tiny_model, tiny_args
@@ -118,18 +119,28 @@ def test_freeze_layers_beyond_the_backbone_is_a_usage_error(tiny_bert, tmp_path)
         train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--freeze_layers", "5"))
 
 
+TEXTS = ["the striker scored a goal", "rain is expected tomorrow", "a new phone was released", "fresh bread and soup"]
+
+
 def test_best_model_loads_with_trust_remote_code_outside_the_repository(tiny_bert, tmp_path):
     out = tmp_path / "run"
     train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--pooling", "mean", "--head", "mlp"))
     script = textwrap.dedent(f"""
-        import importlib.util
+        import importlib.util, json
         assert importlib.util.find_spec("train") is None  # this repository is not importable here
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
         model = AutoModelForSequenceClassification.from_pretrained({str(out / "best_model")!r}, trust_remote_code=True)
         tokenizer = AutoTokenizer.from_pretrained({str(out / "best_model")!r})
-        print(pipeline("text-classification", model=model, tokenizer=tokenizer)("the striker scored a goal")[0]["label"])
+        classify = pipeline("text-classification", model=model, tokenizer=tokenizer)
+        print(json.dumps([classify(t)[0]["label"] for t in {TEXTS!r}]))
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] in {"food", "sports", "technology", "weather"}
+    piped = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The README's promise: for a single-label model the pipeline picks the class evaluate.py predicts.
+    (tmp_path / "new.csv").write_text("text\n" + "\n".join(TEXTS) + "\n")
+    evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "new.csv")])
+    rows = [json.loads(line) for line in (out / "predictions_new.jsonl").read_text().splitlines()]
+    assert piped == [row["pred"] for row in rows]
+    assert set(piped) <= {"food", "sports", "technology", "weather"}

@@ -225,7 +225,9 @@ def test_best_model_of_a_compiled_model_reloads(tiny_bert, tmp_path):
 
     model = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"})
     compiled = torch.compile(model)  # lazy: nothing is compiled until a forward pass
-    train.save_best_model(Accelerator(), compiled, AutoTokenizer.from_pretrained(tiny_bert), tmp_path / "best_model")
+    train.save_best_model(
+        Accelerator(), compiled, AutoTokenizer.from_pretrained(tiny_bert), tmp_path / "best_model", {"step": 0}
+    )
     saved = load_file(tmp_path / "best_model" / "model.safetensors")
     assert not any(k.startswith("_orig_mod.") for k in saved)
     reloaded = EncoderClassifier.from_pretrained(tmp_path / "best_model")

@@ -1,0 +1,265 @@
+"""Numbers users can trust: fp32 master weights whatever the stored dtype, honest resume guards, early stopping that
+survives a resume, sample counts, accumulation that weighs every example alike, a best model that describes
+itself, and a refusal when the requested distributed engine is not the one in effect."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import train_probe
+from safetensors.torch import load_file
+
+import evaluate
+import train
+from conftest import REPO, make_tiny_model, tiny_args
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def probe():
+    """train.py's test hooks, removed after the test."""
+    yield train_probe
+    train_probe.uninstall()
+
+
+# ---- master weights are fp32 whatever dtype the backbone was stored in -------------------------------------------
+
+
+@pytest.mark.parametrize("stored", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_half_precision_backbone_trains_fp32_master_weights(stored, precision, tmp_path, monkeypatch, probe):
+    from transformers import AutoModel
+
+    backbone = make_tiny_model(tmp_path / "tiny", "bert")
+    AutoModel.from_pretrained(backbone, dtype=torch.float32).to(stored).save_pretrained(backbone)
+    assert next(iter(load_file(backbone / "model.safetensors").values())).dtype == stored
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", precision)
+    dtypes = {}
+
+    def record(accelerator, model, optimizer, finished):
+        dtypes.update({n: p.dtype for n, p in accelerator.unwrap_model(model).named_parameters()})
+        return train_probe.ORIGINALS["release"](accelerator, model, optimizer, finished)
+
+    monkeypatch.setattr(train, "release_training_state", record)
+    out = tmp_path / "run"
+    results = train.main(tiny_args(backbone, out, None, "--max_steps", "3", "--eval_steps", "3"))
+    assert set(dtypes.values()) == {torch.float32}
+    saved = load_file(out / "best_model" / "model.safetensors")
+    assert {t.dtype for t in saved.values()} == {torch.float32}
+    # One AdamW step moves every trainable entry of fp32 master weights (a bf16 weight swallows small updates).
+    initial = load_file(backbone / "model.safetensors")
+    pretrained = {k: v for k, v in initial.items() if not k.startswith("pooler.")}  # the classifier pools itself
+    moved = [(saved[f"backbone.{k}"].float() != v.float()).float().mean().item() for k, v in pretrained.items()]
+    assert min(moved) > 0.9
+    # The reload is the validated model: same dtype, same score, in a fresh evaluation.
+    assert json.loads((out / "best_model" / "config.json").read_text()).get("dtype") in (None, "float32")
+    again = evaluate.main(["--split", "validation", "--run_dir", str(out)])
+    assert again["loss"] == pytest.approx(results["validation"]["loss"], rel=1e-6)
+
+
+# ---- resume guards ------------------------------------------------------------------------------------------------
+
+GUARD_FLAGS = ["--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"]
+
+
+@pytest.fixture
+def interrupted_run(tiny_bert, tmp_path, probe):
+    """A run stopped by SIGTERM right after its checkpoint at step 5 (of 12)."""
+    out = tmp_path / "interrupted"
+    probe.install(block_at=5, self_signal=True)
+    with pytest.raises(SystemExit):
+        train.main(tiny_args(tiny_bert, out, None, *GUARD_FLAGS, "--checkpointing_steps", "5"))
+    probe.uninstall()
+    return out
+
+
+@pytest.mark.parametrize(
+    "changed, named",
+    [
+        (["--learning_rate", "2e-3"], ["learning_rate"]),
+        # Same steps per epoch (8 rows per step either way), so a step-count check alone accepts it.
+        (["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1"], ["gradient_accumulation_steps"]),
+        (["--seed", "7"], ["seed"]),
+        (["--max_seq_length", "16"], ["max_seq_length"]),
+    ],
+)
+def test_resume_refuses_changed_settings_and_names_them(interrupted_run, tiny_bert, changed, named):
+    args = tiny_args(tiny_bert, interrupted_run, None, *GUARD_FLAGS, *changed, "--resume_from_checkpoint", "latest")
+    with pytest.raises(ValueError, match="--resume_from_checkpoint") as err:
+        train.main(args)
+    assert all(name in str(err.value) for name in named), str(err.value)
+
+
+def test_resume_from_a_checkpoint_path_continues_in_its_run_folder(interrupted_run, tiny_bert, tmp_path):
+    checkpoint = interrupted_run / "checkpoints" / "step_000005"
+    args = tiny_args(tiny_bert, interrupted_run, None, *GUARD_FLAGS)
+    at = args.index("--output_dir")
+    del args[at : at + 2]  # no --output_dir: the checkpoint says which run it belongs to
+    results = train.main([*args, "--resume_from_checkpoint", str(checkpoint)])
+    assert results["global_step"] == 12
+    assert json.loads((interrupted_run / "results.json").read_text())["global_step"] == 12
+    steps = [r["step"] for r in read_jsonl(interrupted_run / "metrics.jsonl") if "loss" in r]
+    assert steps == [10, 12]
+    # Another --output_dir than the checkpoint's own run is refused, not trained into.
+    with pytest.raises(ValueError, match="belongs to the run"):
+        train.main(
+            [
+                *tiny_args(tiny_bert, tmp_path / "elsewhere", None, *GUARD_FLAGS),
+                "--resume_from_checkpoint",
+                str(checkpoint),
+            ]
+        )
+
+
+# ---- early stopping survives a resume -----------------------------------------------------------------------------
+
+
+def test_resumed_early_stopped_run_stays_stopped(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    flags = ["--max_steps", "20", "--eval_steps", "2", "--checkpointing_steps", "2", "--learning_rate", "1e-12"]
+    flags += ["--early_stopping_patience", "1", "--classifier_dropout", "0"]
+    first = train.main(tiny_args(tiny_bert, out, None, *flags))
+    assert first["stopped_early"] and first["global_step"] == 4
+    # A crash after the stop decision (the checkpoint of step 4 holds it) and before results.json: resume.
+    (out / "results.json").unlink()
+    again = train.main(tiny_args(tiny_bert, out, None, *flags, "--resume_from_checkpoint", "latest"))
+    assert again["stopped_early"] and again["global_step"] == 4 and again["best_step"] == 2
+
+
+# ---- sample counts ------------------------------------------------------------------------------------------------
+
+
+def multi_label_data(folder: Path) -> Path:
+    """60 rows tagged with one or two of three labels, in train/validation/test jsonl files."""
+    folder.mkdir(parents=True)
+    topics = [("goal", "sports"), ("rain", "weather"), ("chip", "tech")]
+    rows = []
+    for i in range(60):
+        a, b = topics[i % 3], topics[(i // 3) % 3]
+        rows.append({"text": f"{a[0]} {b[0]} number {i}", "tags": sorted({a[1], b[1]})})
+    for split, part in [("train", rows[:40]), ("validation", rows[40:50]), ("test", rows[50:])]:
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    return folder
+
+
+@pytest.mark.parametrize("task", ["multi_label", "hierarchical", "early_stop"])
+def test_throughput_counts_examples_not_label_entries(task, tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    if task == "multi_label":
+        args = tiny_args(tiny_bert, out, multi_label_data(tmp_path / "ml"), "--label_column", "tags")
+        expected, last = 2 * 40, 10  # 2 epochs of 40 rows; 5 steps an epoch
+    elif task == "hierarchical":
+        trec = REPO.parent / "shared" / "data" / "trec"
+        args = tiny_args(tiny_bert, out, trec, "--label_columns", "label_coarse", "label_fine")
+        args += ["--max_train_samples", "40", "--max_eval_samples", "16"]
+        expected, last = 2 * 40, 10
+    else:
+        args = tiny_args(tiny_bert, out, None, "--max_steps", "20", "--eval_steps", "2", "--learning_rate", "1e-12")
+        args += ["--early_stopping_patience", "1", "--classifier_dropout", "0", "--logging_steps", "3"]
+        expected, last = 4 * 8, 4  # stopped at step 4 of batch 8; step 4 is in an unfinished logging window
+    results = train.main(args)
+    assert results["global_step"] == last
+    assert results["train_samples_per_s"] * results["train_runtime_s"] == pytest.approx(expected, rel=1e-6)
+    logged = [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+    assert logged[-1] == last  # the last (possibly partial) logging window is logged too
+
+
+# ---- accumulation weighs the last, partial group like a full one --------------------------------------------------
+
+
+def test_partial_accumulation_group_matches_one_big_batch(tmp_path, probe):
+    backbone = make_tiny_model(tmp_path / "tiny", "bert")
+    config = json.loads((backbone / "config.json").read_text())
+    # No dropout anywhere: the two runs draw different masks otherwise.
+    (backbone / "config.json").write_text(
+        json.dumps(config | {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    )
+    # 40 rows; batches 4 x accumulation 4 = groups of 4, 4, 2 micro-batches; the same rows as batches of 16 (16, 16,
+    # 8) without accumulation, since random (ungrouped) batches of 4 are the batches of 16 cut in four.
+    common = ["--max_train_samples", "40", "--num_train_epochs", "2", "--no-group_by_length"]
+    common += ["--classifier_dropout", "0", "--logging_steps", "1", "--max_grad_norm", "0"]
+    finals = {}
+    for name, flags in [
+        ("accumulated", ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "4"]),
+        ("big", ["--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1"]),
+    ]:
+        probe.install(final=str(tmp_path / f"{name}.pt"))
+        data = REPO.parent / "shared" / "data" / "emotion"
+        train.main(tiny_args(backbone, tmp_path / name, data, *common, *flags, "--max_eval_samples", "16"))
+        finals[name] = torch.load(tmp_path / f"{name}.pt")
+    for key, big in finals["big"].items():
+        assert torch.allclose(finals["accumulated"][key], big, atol=2e-6), key
+    losses = [[r["loss"] for r in read_jsonl(tmp_path / n / "metrics.jsonl") if "loss" in r] for n in finals]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+# ---- best_model/ describes itself; a resume reconciles it with the checkpoint --------------------------------------
+
+
+def test_best_model_is_self_describing_and_reconciled_on_resume(tiny_bert, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    flags = ["--max_steps", "10", "--eval_steps", "2", "--checkpointing_steps", "4", "--metric_for_best_model", "loss"]
+    real_save = train.save_best_model
+    saves = []
+
+    def save_then_crash(accelerator, model, tokenizer, path, record):
+        real_save(accelerator, model, tokenizer, path, record)
+        saves.append(record["step"])
+        if record["step"] == 6:  # a hard crash right after a new best_model/, after the checkpoint of step 4
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_best_model", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(tiny_args(tiny_bert, out, None, *flags))
+    monkeypatch.undo()
+    described = json.loads((out / "best_model" / "best.json").read_text())
+    assert described["step"] == 6 and described["metric"] == "loss" and "validation" in described
+
+    # The replay after the resume does not reproduce step 6's score exactly (as on GPUs, where kernels are not
+    # deterministic): here every later evaluation looks worse, so best_model/ is never saved again.
+    real_evaluate = train.evaluate
+
+    def worse(*args, **kwargs):
+        metrics = real_evaluate(*args, **kwargs)
+        return metrics | {"loss": metrics["loss"] + 10.0}
+
+    monkeypatch.setattr(train, "evaluate", worse)
+    results = train.main(tiny_args(tiny_bert, out, None, *flags, "--resume_from_checkpoint", "latest"))
+    described = json.loads((out / "best_model" / "best.json").read_text())
+    assert results["best_step"] == described["step"] <= 4
+    # What results.json says about validation is what the saved best model scores.
+    again = evaluate.main(["--split", "validation", "--run_dir", str(out)])
+    assert again["loss"] == pytest.approx(results["validation"]["loss"], rel=1e-6)
+
+
+def test_missing_best_model_after_a_crash_mid_swap_is_restored_on_resume(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    flags = ["--max_steps", "8", "--eval_steps", "2", "--checkpointing_steps", "4", "--metric_for_best_model", "loss"]
+    train.main(tiny_args(tiny_bert, out, None, *flags))
+    reference = json.loads((out / "results.json").read_text())
+    # The window of a directory swap: the old copy moved away, the new one not yet in place.
+    shutil.move(out / "best_model", out / ".best_model.old")
+    (out / "results.json").unlink()
+    for late in train.checkpoint_dirs(out)[1:]:
+        shutil.rmtree(late)
+    results = train.main(tiny_args(tiny_bert, out, None, *flags, "--resume_from_checkpoint", "latest"))
+    assert results["best_step"] == reference["best_step"]
+    assert results["validation"]["loss"] == pytest.approx(reference["validation"]["loss"], rel=1e-6)
+
+
+# ---- the distributed engine asked for is the one in effect ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_requested_engine_that_is_not_in_effect_is_refused(engine, tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv(f"ACCELERATE_USE_{engine}", "true")
+    with pytest.raises(ValueError, match=engine):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--max_steps", "1"))
+    assert not (tmp_path / "run" / "best_model").exists()

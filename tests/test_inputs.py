@@ -1,0 +1,217 @@
+"""Inputs read the way the user wrote them: typed config files, literal CSV text, edited files, teacher label order."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+import evaluate
+import train
+from config import ConfigError, TrainConfig, parse_config
+from conftest import REPO, tiny_args, write_csv
+from data import prepare_splits, tokenize_splits
+from utils import UsageError, run_cli
+
+# ---------------------------------------------------------------------------------------------------------------
+# --config files: every value converted with its field's type, as the command line would
+
+
+def test_config_file_values_get_the_field_types(tmp_path):
+    yaml_file = tmp_path / "run.yaml"
+    # PyYAML (YAML 1.1) reads 5e-5 as a string and 500 as an int; both must land as the fields' types.
+    yaml_file.write_text(
+        "learning_rate: 5e-5\n"
+        "checkpointing_steps: 500\n"
+        "max_steps: '40'\n"
+        "num_train_epochs: 2\n"
+        "group_by_length: 'false'\n"
+        "warmup_steps: null\n"
+        "label_columns: [coarse, fine]\n"
+        "level_loss_weights: ['1', 0.5]\n"
+    )
+    cfg = parse_config(["--config", str(yaml_file)])
+    assert cfg.learning_rate == 5e-5 and isinstance(cfg.learning_rate, float)
+    assert cfg.checkpointing_steps == "500"
+    assert cfg.max_steps == 40 and cfg.num_train_epochs == 2.0 and isinstance(cfg.num_train_epochs, float)
+    assert cfg.group_by_length is False and cfg.warmup_steps is None
+    assert cfg.label_columns == ["coarse", "fine"] and cfg.level_loss_weights == [1.0, 0.5]
+    # JSON files take the same path; command-line flags still win over the file.
+    json_file = tmp_path / "run.json"
+    json_file.write_text(json.dumps({"learning_rate": "1e-4", "eval_steps": "7", "seed": 3}))
+    cfg = parse_config(["--config", str(json_file), "--seed", "5"])
+    assert (cfg.learning_rate, cfg.eval_steps, cfg.seed) == (1e-4, 7, 5)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("learning_rate: abc", "learning_rate: expected a float, got 'abc'"),
+        ("max_steps: 2.5", "max_steps: expected an int or null, got 2.5"),
+        ("seed: null", "seed: expected an int, got null"),
+        ("multi_label: maybe", "multi_label: expected true or false, got 'maybe'"),
+        ("label_columns: coarse", "label_columns: expected a list of strings or null, got 'coarse'"),
+        ("level_loss_weights: [1, x]", "level_loss_weights: expected a list of floats or null, got [1, 'x']"),
+    ],
+)
+def test_bad_config_file_value_is_a_config_error_naming_key_and_type(tmp_path, line, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(["--config", str(path)])
+    assert str(err.value) == f"--config {path}: {message}"
+
+
+def test_bad_config_file_value_is_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("learning_rate: abc\n")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--config", str(path)])
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(train.main)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == f"error: --config {path}: learning_rate: expected a float, got 'abc'\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluate.py --split train scores the rows the run trained on
+
+
+def test_evaluate_train_split_uses_the_runs_max_train_samples(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, None, "--max_train_samples", "12", "--num_train_epochs", "1"))
+    trained_on = prepare_splits(str(REPO / "sample_data"), max_train_samples=12).splits["train"]["text"]
+
+    metrics = evaluate.main(["--run_dir", str(out), "--split", "train"])
+    assert metrics["num_samples"] == 12
+    scored = [json.loads(line)["text"] for line in (out / "predictions_train.jsonl").read_text().splitlines()]
+    assert scored == trained_on
+    # --max_samples narrows it further, still to the first rows the run trained on.
+    assert evaluate.main(["--run_dir", str(out), "--split", "train", "--max_samples", "5"])["num_samples"] == 5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CSV/TSV: only an empty cell is missing; "NA", "None", "null" are text and class names
+
+
+NA_ROWS = [
+    ("NA", "None"),
+    ("None", "None"),
+    ("null", "None"),
+    ("N/A", "None"),
+    ("NaN", "None"),
+    ("the weather is fine", "weather"),
+    ("rain again today", "weather"),
+    ("", "weather"),  # truly empty: dropped as empty text
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_na_like_strings_in_csv_are_text_and_labels(tmp_path, suffix):
+    import pandas as pd
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    sep = "\t" if suffix == ".tsv" else ","
+    for split in ("train", "validation"):
+        pd.DataFrame(NA_ROWS, columns=["text", "label"]).to_csv(folder / f"{split}{suffix}", sep=sep, index=False)
+    data = prepare_splits(str(folder))
+    assert data.label_names == ["None", "weather"]
+    assert data.splits["train"]["text"] == [
+        "NA",
+        "None",
+        "null",
+        "N/A",
+        "NaN",
+        "the weather is fine",
+        "rain again today",
+    ]
+    assert "dropped 1 rows of the train split with empty text" in data.notes
+
+
+def test_na_like_strings_in_unlabeled_input_are_text(tmp_path):
+    path = write_csv(tmp_path / "new.csv", [("NA",), ("None",), ("",), ("sunny",)], header=("text",))
+    ds = evaluate.load_unlabeled(str(path), "text", None, None)
+    assert ds["text"] == ["NA", "None", "", "sunny"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A data file edited in place with its mtime kept is read again; an unchanged one hits the caches
+
+
+def test_edited_file_with_restored_mtime_is_not_served_from_cache(tiny_bert, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    folder = tmp_path / "data"
+    train_csv = folder / "train.csv"
+    old = [(f"sunny day {i}", "weather") if i % 2 else (f"match won {i}", "sports") for i in range(10)]
+    write_csv(train_csv, old)
+    write_csv(folder / "validation.csv", old[:4])
+    data = prepare_splits(str(folder))
+    tokenized = tokenize_splits(data.splits, tokenizer, 32)
+    assert data.splits["train"]["text"][0] == "match won 0"
+
+    # Unchanged data: the second load reads the cached token ids rather than writing them again.
+    cache_file = tokenized["train"].cache_files[0]["filename"]
+    written = os.stat(cache_file).st_mtime_ns
+    again = tokenize_splits(prepare_splits(str(folder)).splits, tokenizer, 32)
+    assert again["train"].cache_files[0]["filename"] == cache_file and os.stat(cache_file).st_mtime_ns == written
+
+    # Same size, new texts and swapped labels, mtime restored (what cp -p, rsync -a and tar x do).
+    stat = os.stat(train_csv)
+    new = [(f"rainy day {i}", "sports") if i % 2 else (f"match tied{i}", "weather") for i in range(10)]
+    write_csv(train_csv, new)
+    assert os.stat(train_csv).st_size == stat.st_size
+    os.utime(train_csv, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    data = prepare_splits(str(folder))
+    assert data.splits["train"]["text"] == [text for text, _ in new]
+    assert [data.label_names[i] for i in data.splits["train"]["label"]] == [label for _, label in new]
+    tokenized = tokenize_splits(data.splits, tokenizer, 32)
+    expected = tokenizer(list(data.splits["train"]["text"]), truncation=True, max_length=32)["input_ids"]
+    assert tokenized["train"]["input_ids"] == expected
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Distillation: teacher probabilities follow the label ids; labels.json's teacher_labels declares the teacher's order
+
+
+def _teacher_data(folder, teacher_labels=None):
+    """jsonl with labels neg/pos (ids: sorted names, neg=0, pos=1) and teacher probabilities, one row without."""
+    folder.mkdir()
+    rows = [
+        {"text": f"{'great fun' if i % 2 else 'awful bore'} {i}", "label": "pos" if i % 2 else "neg", "teacher": None}
+        for i in range(12)
+    ]
+    for i, row in enumerate(rows[1:], 1):
+        row["teacher"] = [0.3, 0.7] if i % 2 else [0.9, 0.1]
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    (folder / "train.jsonl").write_text(lines)
+    (folder / "validation.jsonl").write_text(lines)
+    if teacher_labels is not None:
+        (folder / "labels.json").write_text(json.dumps({"label": ["neg", "pos"], "teacher_labels": teacher_labels}))
+    return folder
+
+
+def test_teacher_column_help_says_the_probability_order():
+    help_text = TrainConfig.__dataclass_fields__["teacher_column"].metadata["help"]
+    assert "sorted label names" in help_text and "teacher_labels" in help_text
+
+
+def test_teacher_labels_order_is_checked_and_reordered_to_label_ids(tmp_path):
+    same = prepare_splits(str(_teacher_data(tmp_path / "same", ["neg", "pos"])), teacher_column="teacher")
+    assert same.splits["train"]["teacher"][:3] == [None, [0.3, 0.7], [0.9, 0.1]]
+    data = prepare_splits(str(_teacher_data(tmp_path / "swapped", ["pos", "neg"])), teacher_column="teacher")
+    # The teacher said [p(pos), p(neg)]: id 0 is neg, so each list is flipped.
+    assert data.splits["train"]["teacher"][:3] == [None, [0.7, 0.3], [0.1, 0.9]]
+    assert any("teacher_labels" in note for note in data.notes)
+
+
+def test_teacher_labels_with_other_names_are_refused(tmp_path):
+    folder = _teacher_data(tmp_path / "d", ["negative", "positive"])
+    with pytest.raises(UsageError) as err:
+        prepare_splits(str(folder), teacher_column="teacher")
+    message = str(err.value)
+    assert "['negative', 'positive']" in message and "['neg', 'pos']" in message and "labels.json" in message

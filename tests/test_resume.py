@@ -1,0 +1,218 @@
+"""Exact resume: an interrupted and resumed run ends with the same final weights, losses and metrics as an
+uninterrupted one, mid-epoch and at an epoch boundary, in one process and in two, stopped by a signal sent to
+the launcher's pid the way a scheduler or a container stop sends it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+import train_probe
+
+import train
+from conftest import REPO, tiny_args
+
+# 48 sample rows, 4 per micro-batch, 2 micro-batches per step: one process runs 6 optimizer steps an epoch (18 in
+# all), two processes 3 an epoch (9 in all).
+FLAGS = [
+    "--num_train_epochs",
+    "3",
+    "--per_device_train_batch_size",
+    "4",
+    "--gradient_accumulation_steps",
+    "2",
+    "--eval_steps",
+    "4",
+    "--logging_steps",
+    "1",
+]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def losses(run: Path) -> dict[int, float]:
+    """Logged training loss per optimizer step; every step must be logged exactly once."""
+    records = [r for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
+    steps = [r["step"] for r in records]
+    assert len(steps) == len(set(steps)), f"steps logged twice: {steps}"
+    return {r["step"]: r["loss"] for r in records}
+
+
+def assert_same_run(reference: Path, resumed: Path, ref_final: Path, resumed_final: Path) -> None:
+    """Same loss at every step, same final weights, same best step and scores."""
+    a, b = losses(reference), losses(resumed)
+    assert a.keys() == b.keys()
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), f"loss differs at step {step}"
+    wa, wb = torch.load(ref_final), torch.load(resumed_final)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=1e-5), f"final weight {key} differs"
+    ra, rb = (json.loads((run / "results.json").read_text()) for run in (reference, resumed))
+    assert ra["best_step"] == rb["best_step"] and ra["global_step"] == rb["global_step"]
+    for split in ("validation", "test"):
+        assert rb[split]["macro_f1"] == pytest.approx(ra[split]["macro_f1"], abs=1e-6)
+        assert rb[split]["loss"] == pytest.approx(ra[split]["loss"], rel=1e-4)
+
+
+@pytest.fixture
+def probe():
+    """train.py's test hooks, removed after the test."""
+    yield train_probe
+    train_probe.uninstall()
+
+
+@pytest.mark.parametrize("stop_at", [5, 6, 8], ids=["mid-epoch-0", "epoch-boundary", "mid-epoch-1"])
+def test_resume_in_process_matches_uninterrupted(tiny_bert, tmp_path, probe, stop_at):
+    ref = tmp_path / "reference"
+    train_probe.install(final=str(tmp_path / "ref.pt"), epochs=str(tmp_path / "ref_epochs"))
+    train.main(tiny_args(tiny_bert, ref, None, *FLAGS))
+
+    run = tmp_path / "interrupted"
+    flags = [*FLAGS, "--checkpointing_steps", str(stop_at)]
+    train_probe.install(block_at=stop_at, self_signal=True, final=str(tmp_path / "run.pt"), epochs=str(tmp_path / "ep"))
+    with pytest.raises(SystemExit) as stopped:
+        train.main(tiny_args(tiny_bert, run, None, *flags))
+    assert stopped.value.code == 143
+    assert [p.name for p in train.checkpoint_dirs(run)] == [f"step_{stop_at:06d}"]
+    assert not (run / "results.json").exists()
+    train.main(tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", "latest"))
+    # Sampler passes: the epochs started before the stop, then the resumed ones continue from the stop's epoch.
+    ref_epochs = (tmp_path / "ref_epochs").read_text().split()
+    assert ref_epochs == ["0", "1", "2"]
+    started = -(-stop_at // 6)
+    assert (tmp_path / "ep").read_text().split() == ref_epochs[:started] + ref_epochs[stop_at // 6 :]
+    assert_same_run(ref, run, tmp_path / "ref.pt", tmp_path / "run.pt")
+
+
+# ---- launched as users launch it, the signal sent to the launcher's pid -----------------------------------------
+
+LAUNCHERS = {
+    "python": lambda script: [sys.executable, str(script)],
+    "accelerate-1": lambda script: [
+        *ACCELERATE,
+        "--num_processes",
+        "1",
+        str(script),
+    ],
+    "accelerate-2": lambda script: [
+        *ACCELERATE,
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        str(script),
+    ],
+    "torchrun-2": lambda script: [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",  # a free port on localhost, chosen by the c10d rendezvous
+        "--nproc_per_node",
+        "2",
+        str(script),
+    ],
+}
+ACCELERATE = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
+PROBE = REPO / "tests" / "train_probe.py"
+
+
+def launch(mode: str, args: list[str], env_extra: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """Start train_probe.py under ``mode``'s launcher, in its own session so stray children can be found."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env_extra}
+    if mode.endswith("-2"):
+        env["ACCELERATE_USE_CPU"] = "true"  # two gloo ranks on a CPU-only machine
+    return subprocess.Popen(
+        [*LAUNCHERS[mode](PROBE), *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    """Wait for the launcher and return its output."""
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def wait_gone(pids: list[int], timeout: float = 120) -> None:
+    """Wait until every process of the run has exited (an orphaned trainer keeps running after its launcher)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"processes {alive} still running {timeout}s after the stop signal")
+
+
+# Exit status of the launcher after SIGTERM to its pid: python train.py exits 143 itself; accelerate's
+# single-process launcher dies of the signal (the shell shows 143) while train.py checkpoints and exits; with
+# several processes torchrun's agent forwards the signal, waits for its workers, then exits 1.
+LAUNCHER_EXIT = {"python": 143, "accelerate-1": -signal.SIGTERM, "accelerate-2": 1, "torchrun-2": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(LAUNCHERS))
+def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_path, mode):
+    processes = 2 if mode.endswith("-2") else 1
+    steps_per_epoch = 6 // processes
+    stop_at = steps_per_epoch + 1  # mid-epoch 1: the resumed run crosses the boundary into epoch 2
+    flags = [*FLAGS, "--checkpointing_steps", str(stop_at)]
+
+    ref = tmp_path / "reference"
+    proc = launch(mode, tiny_args(tiny_bert, ref, None, *flags), {"PROBE_FINAL": str(tmp_path / "ref.pt")}, tmp_path)
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+
+    run = tmp_path / "interrupted"
+    ready = tmp_path / "ready"
+    env = {"PROBE_BLOCK_AT": str(stop_at), "PROBE_READY": str(ready), "PROBE_FINAL": str(tmp_path / "run.pt")}
+    proc = launch(mode, tiny_args(tiny_bert, run, None, *flags), env, tmp_path)
+    deadline = time.monotonic() + 240
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), finish(proc)[-3000:]
+    family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    os.kill(proc.pid, signal.SIGTERM)  # the launcher's pid, as `kill PID` or a container stop does
+    out = finish(proc)
+    wait_gone(family)
+    assert proc.returncode == LAUNCHER_EXIT[mode], out[-3000:]
+    assert "forcefully" not in out.lower(), out[-3000:]  # no worker had to be SIGKILLed
+    log = (run / "train.log").read_text()
+    assert f"SIGTERM received: stopped after step {stop_at}" in log
+    assert [p.name for p in train.checkpoint_dirs(run)] == [f"step_{stop_at:06d}"]
+    assert not (run / "results.json").exists()
+
+    proc = launch(
+        mode,
+        tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", "latest"),
+        env | {"PROBE_BLOCK_AT": ""},
+        tmp_path,
+    )
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert_same_run(ref, run, tmp_path / "ref.pt", tmp_path / "run.pt")

@@ -1,0 +1,258 @@
+"""A run's identity is all of its settings: run_matrix.py, batch_train.sh and report.py never let two runs that
+differ in a setting (dataset path, label column, model path, hyper-parameters) share a folder or a table row; an
+interrupted batch run continues; prepare_data.py reports the split it really made."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import train_probe
+
+import train
+from config import TrainConfig, parse_config
+from conftest import REPO, write_csv
+
+SCRIPTS = REPO / "scripts"
+
+
+def script(name: str, *args: object, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one of scripts/ (python or bash) and return the finished process."""
+    runner = ["bash"] if name.endswith(".sh") else [sys.executable]
+    return subprocess.run([*runner, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True, env=env)
+
+
+def output_dirs(stdout: str) -> list[str]:
+    """The --output_dir of every train.py command run_matrix.py printed."""
+    return re.findall(r"--output_dir (\S+)", stdout)
+
+
+def planned_argv(stdout: str) -> list[str]:
+    """The train.py flags of the single command a --dry_run printed."""
+    [line] = [line for line in stdout.splitlines() if str(REPO / "train.py") in line]
+    words = shlex.split(line.split("] ", 1)[1])
+    return words[words.index(str(REPO / "train.py")) + 1 :]
+
+
+def fake_finished_run(run_dir: Path, argv: list[str], f1: float = 0.5) -> None:
+    """A finished run folder as train.py leaves it: config.json (user_config = the parsed flags) and results.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    user = dataclasses.asdict(parse_config(argv, TrainConfig))
+    (run_dir / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+    metrics = {"macro_f1": f1, "accuracy": f1}
+    (run_dir / "results.json").write_text(json.dumps({"best_step": 6, "validation": metrics, "test": metrics}))
+
+
+def report_rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "results.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_report_run(folder: Path, dataset: str, model: str, seed: int, f1: float, **settings: object) -> Path:
+    """A minimal finished run for report.py: only the files it reads."""
+    folder.mkdir(parents=True)
+    user = {"dataset": dataset, "model_name_or_path": model, "seed": seed, "label_column": "label", **settings}
+    (folder / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+    metrics = {"macro_f1": f1, "accuracy": f1}
+    (folder / "results.json").write_text(json.dumps({"best_step": 10, "validation": metrics, "test": metrics}))
+    return folder
+
+
+# ---- report.py: rows keyed on the full identity, one run per seed ----------------------------------------------
+
+
+def test_report_keeps_datasets_with_one_short_name_apart(tmp_path):
+    # The reviewer's case: two versions of a dataset, both folders called "reviews", averaged as if they were seeds.
+    for version, scores in (("v1", (0.90, 0.92)), ("v2", (0.50, 0.52))):
+        for seed, f1 in enumerate(scores, 1):
+            write_report_run(tmp_path / version / f"s{seed}", f"/data/{version}/reviews", "/m/minilm", seed, f1)
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["dataset"]: r for r in report_rows(tmp_path)}
+    assert set(rows) == {"v1-reviews", "v2-reviews"}
+    assert float(rows["v1-reviews"]["test_macro_f1_mean"]) == pytest.approx(0.91)
+    assert float(rows["v2-reviews"]["test_macro_f1_mean"]) == pytest.approx(0.51)
+    assert rows["v1-reviews"]["seeds"] == rows["v2-reviews"]["seeds"] == "2"
+    assert rows["v1-reviews"]["dataset_path"] == "/data/v1/reviews"
+
+
+def test_report_keeps_models_with_one_short_name_apart_and_compares_them(tmp_path):
+    write_report_run(tmp_path / "a", "/data/emotion", "org1/bert-base", 1, 0.6)
+    write_report_run(tmp_path / "b", "/data/emotion", "org2/bert-base", 1, 0.8)
+    # Another label column of one dataset is another task: its own row, never averaged with the first.
+    write_report_run(tmp_path / "c", "/data/emotion", "org1/bert-base", 1, 0.3, label_column="label_fine")
+    proc = script("report.py", tmp_path, "--no_plots", "--baseline", "org1-bert-base")
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["dataset"], r["model"]): r for r in report_rows(tmp_path)}
+    assert set(rows) == {
+        ("emotion", "org1-bert-base"),
+        ("emotion", "org2-bert-base"),
+        ("emotion-label_fine", "org1-bert-base"),
+    }
+    assert rows["emotion", "org2-bert-base"]["model_path"] == "org2/bert-base"
+    assert float(rows["emotion", "org2-bert-base"]["delta_test_macro_f1"]) == pytest.approx(0.2)
+    assert float(rows["emotion-label_fine", "org1-bert-base"]["test_macro_f1_mean"]) == pytest.approx(0.3)
+
+
+def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
+    older = write_report_run(tmp_path / "first", "/data/emotion", "/m/minilm", 1, 0.6)
+    newer = write_report_run(tmp_path / "again", "/data/emotion", "/m/minilm", 1, 0.8)
+    os.utime(older / "results.json", (1_000_000, 1_000_000))
+    os.utime(newer / "results.json", (2_000_000, 2_000_000))
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    [row] = report_rows(tmp_path)
+    # One seed is one run: the most recent result, no made-up standard deviation.
+    assert row["seeds"] == "1" and row["test_macro_f1_std"] == ""
+    assert float(row["test_macro_f1_mean"]) == pytest.approx(0.8)
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and str(older) in warning[0] and str(newer) in warning[0]
+
+
+# ---- run_matrix.py: unique folders, and a refusal instead of reusing a run made with other settings ----------------
+
+
+def test_matrix_gives_colliding_short_names_their_own_folders(tmp_path):
+    models = [str(tmp_path / org / "bert-base") for org in ("org1", "org2")]
+    datasets = [str(tmp_path / "data" / v / "reviews") for v in ("v1", "v2")]
+    out = tmp_path / "out"
+    proc = script(
+        "run_matrix.py", "--datasets", *datasets, "--models", *models, "--seeds", "1", "--output_dir", out, "--dry_run"
+    )
+    assert proc.returncode == 0, proc.stderr
+    dirs = [Path(d).relative_to(out).as_posix() for d in output_dirs(proc.stdout)]
+    assert dirs == [f"{v}-reviews/{org}-bert-base/seed1" for v in ("v1", "v2") for org in ("org1", "org2")]
+
+
+def test_matrix_refuses_a_folder_trained_with_other_settings(tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    base = ["--datasets", REPO / "sample_data", "--models", tiny_bert, "--seeds", "1", "--output_dir", out]
+    base += ["--num_train_epochs", "1", "--max_seq_length", "32"]
+    planned = script("run_matrix.py", *base, "--dry_run")
+    [run_dir] = map(Path, output_dirs(planned.stdout))
+    fake_finished_run(run_dir, planned_argv(planned.stdout))
+    stamp = (run_dir / "results.json").stat().st_mtime_ns
+
+    same = script("run_matrix.py", *base)
+    assert same.returncode == 0 and "0 trained, 1 skipped, 0 failed of 1 runs" in same.stdout, same.stderr
+
+    changed = script("run_matrix.py", *base, "--learning_rate", "1e-3")
+    assert changed.returncode == 2, changed.stdout
+    [line] = changed.stderr.strip().splitlines()
+    assert line.startswith("error:") and str(run_dir) in line and "learning_rate" in line
+    assert "skip" not in changed.stdout and (run_dir / "results.json").stat().st_mtime_ns == stamp
+
+    # A partly trained run is refused as well: resuming it with other settings would mix two experiments.
+    (run_dir / "results.json").unlink()
+    (run_dir / "checkpoints" / "step_000003").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step_000003" / "meta.json").write_text("{}")
+    resumed = script("run_matrix.py", *base, "--max_seq_length", "16", "--dry_run")
+    assert resumed.returncode == 2 and "max_seq_length" in resumed.stderr, resumed.stdout
+
+
+def test_matrix_trains_another_model_with_the_same_short_name_in_its_own_folder(tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    first, second = (shutil.copytree(tiny_bert, tmp_path / org / "tiny") for org in ("org1", "org2"))
+    base = ["--datasets", REPO / "sample_data", "--seeds", "1", "--output_dir", out, "--num_train_epochs", "1"]
+    planned = script("run_matrix.py", *base, "--models", first, "--dry_run")
+    [run_dir] = map(Path, output_dirs(planned.stdout))
+    assert run_dir == out / "sample_data" / "tiny" / "seed1"
+    fake_finished_run(run_dir, planned_argv(planned.stdout))
+
+    other = script("run_matrix.py", *base, "--models", second, "--dry_run")
+    assert other.returncode == 0, other.stderr
+    assert not re.search(r"\bskip\b", other.stdout)  # the other model's results are not this one's
+    [other_dir] = map(Path, output_dirs(other.stdout))
+    assert other_dir != run_dir and other_dir.parent.parent == run_dir.parent.parent
+
+
+# ---- batch_train.sh: resumes an interrupted run, collision-free folders ----------------------------------------
+
+
+def batch_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "LAUNCH": sys.executable, "RUNS_ROOT": str(tmp_path / "out"), "SEED": "3"}
+
+
+BATCH_FLAGS = ["--num_train_epochs", "1", "--max_seq_length", "32", "--checkpointing_steps", "2"]
+
+
+def batch_train_argv(model: Path, run_dir: Path) -> list[str]:
+    """The train.py flags batch_train.sh passes for sample_data, batch 8, SEED=3."""
+    argv = ["--dataset", str(REPO / "sample_data"), "--model_name_or_path", str(model)]
+    argv += ["--per_device_train_batch_size", "8", "--seed", "3", "--output_dir", str(run_dir)]
+    return [*argv, "--runs_root", str(run_dir.parents[2]), *BATCH_FLAGS]
+
+
+@pytest.fixture
+def probe():
+    """train.py's test hooks, removed after the test."""
+    yield train_probe
+    train_probe.uninstall()
+
+
+def test_batch_train_resumes_an_interrupted_run(tiny_bert, tmp_path, probe):
+    run_dir = tmp_path / "out" / "sample_data" / tiny_bert.name / "seed3"
+    probe.install(block_at=2, self_signal=True)
+    with pytest.raises(SystemExit):
+        train.main(batch_train_argv(tiny_bert, run_dir))
+    probe.uninstall()
+    assert not (run_dir / "results.json").exists() and (run_dir / "checkpoints" / "step_000002").is_dir()
+
+    command = [REPO / "sample_data", tiny_bert, "8", *BATCH_FLAGS]
+    proc = script("batch_train.sh", *command, env=batch_env(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (run_dir / "results.json").is_file()
+    assert "resumed from" in (run_dir / "train.log").read_text()
+
+
+def test_batch_train_starts_over_a_run_that_stopped_before_its_first_checkpoint(tiny_bert, tmp_path):
+    run_dir = tmp_path / "out" / "sample_data" / tiny_bert.name / "seed3"
+    fake_finished_run(run_dir, batch_train_argv(tiny_bert, run_dir))
+    (run_dir / "results.json").unlink()  # died before it finished and before any checkpoint
+    command = [REPO / "sample_data", tiny_bert, "8", *BATCH_FLAGS]
+    proc = script("batch_train.sh", *command, env=batch_env(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 6
+
+
+def test_batch_train_gives_models_with_one_basename_their_own_folders(tiny_bert, tmp_path):
+    first, second = (shutil.copytree(tiny_bert, tmp_path / org / "tiny") for org in ("org1", "org2"))
+    taken = tmp_path / "out" / "sample_data" / "tiny" / "seed3"
+    fake_finished_run(taken, batch_train_argv(first, taken))
+    proc = script("batch_train.sh", REPO / "sample_data", second, "8", *BATCH_FLAGS, env=batch_env(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert not re.search(r"\bskip\b", proc.stdout)
+    runs = {
+        json.loads(p.read_text())["user_config"]["model_name_or_path"]: p.parent
+        for p in (tmp_path / "out").glob("sample_data/*/seed3/config.json")
+    }
+    assert set(runs) == {str(first), str(second)} and (runs[str(second)] / "results.json").is_file()
+
+
+# ---- prepare_data.py: the report says how the split was made -----------------------------------------------------
+
+
+def test_prepare_data_reports_a_random_split_when_a_class_is_too_small(tiny_bert, tmp_path):
+    # 12 classes of 5 rows: 10% of 60 rows is fewer test rows than classes, so the carve cannot be stratified.
+    rows = [(f"text {c} number {i}", f"class{c:02d}") for c in range(12) for i in range(5)]
+    source = write_csv(tmp_path / "many.csv", rows)
+    proc = script("prepare_data.py", source, tmp_path / "many", "--tokenizer", tiny_bert, "--seed", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = json.loads((tmp_path / "many" / "report.json").read_text())["notes"]
+    assert len(notes) == 2 and all("random" in n and "stratified" not in n for n in notes)
+    assert "stratified" not in (tmp_path / "many" / "report.md").read_text()
+
+    balanced = write_csv(tmp_path / "two.csv", [(f"text {i}", "ab"[i % 2]) for i in range(100)])
+    proc = script("prepare_data.py", balanced, tmp_path / "two", "--tokenizer", tiny_bert)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = json.loads((tmp_path / "two" / "report.json").read_text())["notes"]
+    assert len(notes) == 2 and all("stratified" in n and "random" not in n for n in notes)
