@@ -142,5 +142,5 @@ def test_best_model_loads_with_trust_remote_code_outside_the_repository(tiny_ber
     (tmp_path / "new.csv").write_text("text\n" + "\n".join(TEXTS) + "\n")
     evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "new.csv")])
     rows = [json.loads(line) for line in (out / "predictions_new.jsonl").read_text().splitlines()]
-    assert piped == [row["pred"] for row in rows]
+    assert piped == [row["label"] for row in rows]
     assert set(piped) <= {"food", "sports", "technology", "weather"}
