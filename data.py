@@ -5,6 +5,9 @@ Sources: a Hugging Face dataset id, a local folder with ``train``/``validation``
 from the dataset's ``ClassLabel`` feature or a ``labels.json`` (``{"<label_column>": [names...]}``) beside the files;
 its optional ``teacher_labels`` list gives the order of ``--teacher_column`` probabilities. In csv/tsv only an empty
 cell is missing ("NA", "None" are text), and cached rows are keyed on the files' content, not their mtime.
+
+The path through this file: ``load_splits(cfg)`` -> ``tokenize_splits(...)`` -> ``build_dataloaders(...)``;
+``load_unlabeled(...)`` reads the files that ``evaluate.py --input`` labels.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from config import TrainConfig
 from utils import UsageError
 
 SPLIT_ALIASES = {
@@ -79,7 +83,7 @@ def content_hash(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _load_files(files: list[Path]) -> Any:
+def load_files(files: list[Path]) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too)."""
     import datasets
 
@@ -137,13 +141,13 @@ def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]
             raise UsageError(
                 f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that folder."
             )
-        return {split: _load_files(paths) for split, paths in files.items()}, _labels_json(path)
+        return {split: load_files(paths) for split, paths in files.items()}, _labels_json(path)
     if path.is_file():
         if path.suffix.lower() not in FORMATS:
             raise UsageError(
                 f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}."
             )
-        return {"train": _load_files([path])}, _labels_json(path.parent)
+        return {"train": load_files([path])}, _labels_json(path.parent)
     if path.suffix.lower() in FORMATS or dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
         raise UsageError(f"--dataset {dataset}: no such file or folder.")
     return _load_hub(dataset)
@@ -176,7 +180,7 @@ def _load_hub(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
 # Normalising columns and labels
 
 
-def _check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
+def check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
     """Raise a UsageError naming each missing column, with close matches from the file's columns."""
     for flag, column in wanted.items():
         if column not in ds.column_names:
@@ -227,7 +231,7 @@ def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, col
         )
 
 
-def _carve_validation(train: Any, strata: list[Any], ratio: float, seed: int) -> tuple[Any, Any, str]:
+def carve_validation(train: Any, strata: list[Any], ratio: float, seed: int) -> tuple[Any, Any, str]:
     """Split a stratified validation set off train (plain random split when a class has fewer than 2 rows)."""
     from sklearn.model_selection import train_test_split
 
@@ -251,11 +255,10 @@ class LabelSpec:
     parents: list[list[int]] = field(default_factory=list)  # per level >= 1: parent id of each label id
 
 
-def _label_spec(
-    train: Any, label_column: str, label_columns: list[str] | None, multi_label: bool, names: dict
-) -> tuple[LabelSpec, list[dict]]:
+def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, list[dict]]:
     """Decide the problem type and label spaces from train; also return the value->id maps per level."""
-    if label_columns and multi_label:  # one 0/1 column per label
+    label_column, label_columns = cfg.label_column, cfg.label_columns
+    if label_columns and cfg.multi_label:  # one 0/1 column per label
         return LabelSpec(
             "multi_label_classification", label_columns, [{"name": "labels", "labels": list(label_columns)}]
         ), []
@@ -344,75 +347,73 @@ def _align_teacher(ds: Any, teacher_labels: list[str] | None, label_names: list[
     return ds.remove_columns("teacher").add_column("teacher", reordered), note
 
 
-def prepare_splits(
-    dataset: str,
-    text_column: str = "text",
-    label_column: str = "label",
-    text_pair_column: str | None = None,
-    validation_split_ratio: float = 0.1,
-    seed: int = 42,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
-    empty_text: str = "drop",
-    label_columns: list[str] | None = None,
-    multi_label: bool = False,
-    teacher_column: str | None = None,
-) -> SplitData:
-    """Load, check and normalise the data; every bad-input error is raised here, before any model is built."""
-    raw, names = load_raw_splits(dataset)
+def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | None]:
+    """One split's configured columns renamed to ``text`` [, ``text_pair``] [, ``teacher``], rows with empty text
+    dropped (or refused with --empty_text error); also the note saying how many were dropped."""
+    wanted = {"text_column": cfg.text_column}
+    if cfg.text_pair_column:
+        wanted["text_pair_column"] = cfg.text_pair_column
+    for i, column in enumerate(cfg.label_columns or [cfg.label_column]):
+        wanted[f"label_columns[{i}]" if cfg.label_columns else "label_column"] = column
+    # Teacher probabilities only matter for training; validation and test files need not carry them.
+    teacher = {"teacher_column": cfg.teacher_column} if cfg.teacher_column and split == "train" else {}
+    check_columns(ds, split, wanted | teacher)
+    if len(ds) == 0:
+        raise UsageError(f"the {split} split of {cfg.dataset} is empty.")
+    for column in cfg.label_columns or [cfg.label_column]:
+        nulls = sum(v is None for v in ds[column])
+        if nulls:
+            raise UsageError(f"the {split} split has {nulls} rows with no label in {column!r}; fill or drop them.")
+    renames = {cfg.text_column: "text", **({cfg.text_pair_column: "text_pair"} if cfg.text_pair_column else {})}
+    ds = ds.select_columns(list((wanted | teacher).values()))
+    ds = ds.rename_columns(
+        {k: v for k, v in renames.items() if k != v} | ({cfg.teacher_column: "teacher"} if teacher else {})
+    )
+    text_cols = ["text"] + (["text_pair"] if cfg.text_pair_column else [])
+    keep = [
+        all(isinstance(t, str) and t.strip() for t in texts) for texts in zip(*(ds[c] for c in text_cols), strict=True)
+    ]
+    empty = len(keep) - sum(keep)
+    if not empty:
+        return ds, None
+    if cfg.empty_text == "error":
+        raise UsageError(
+            f"the {split} split has {empty} rows with empty or whitespace-only text; remove them or pass --empty_text drop."
+        )
+    ds = ds.select([i for i, ok in enumerate(keep) if ok])
+    if len(ds) == 0:
+        raise UsageError(f"every row of the {split} split has empty text; check --text_column.")
+    return ds, f"dropped {empty} rows of the {split} split with empty text"
+
+
+def _attach_teacher(train: Any, teacher_labels: list[str] | None, label_names: list[str]) -> tuple[Any, str]:
+    """Check train's teacher probabilities and put them in label-id order; also the note saying which order."""
+    if teacher_labels is not None and (
+        sorted(teacher_labels) != sorted(label_names) or len(set(teacher_labels)) != len(teacher_labels)
+    ):
+        raise UsageError(
+            f"labels.json's teacher_labels {teacher_labels} are not the label names {label_names} (label-id "
+            "order); list each label name once in teacher_labels, in the order of the teacher's probabilities."
+        )
+    _check_teacher(train, "train", len(label_names))
+    return _align_teacher(train, teacher_labels, label_names)
+
+
+def load_splits(cfg: TrainConfig) -> SplitData:
+    """Load, check and normalise the data ``cfg`` describes (source, columns, label kind, validation carve, row
+    limits); every bad-input error is raised here, before any model is built."""
+    raw, names = load_raw_splits(cfg.dataset)
     notes: list[str] = []
-    wanted = {"text_column": text_column}
-    if text_pair_column:
-        wanted["text_pair_column"] = text_pair_column
-    for i, column in enumerate(label_columns or [label_column]):
-        wanted[f"label_columns[{i}]" if label_columns else "label_column"] = column
-    renames = {text_column: "text", **({text_pair_column: "text_pair"} if text_pair_column else {})}
     splits: dict[str, Any] = {}
     for split, ds in raw.items():
-        teacher = {"teacher_column": teacher_column} if teacher_column and split == "train" else {}
-        _check_columns(ds, split, wanted | teacher)
-        if len(ds) == 0:
-            raise UsageError(f"the {split} split of {dataset} is empty.")
-        for column in label_columns or [label_column]:
-            nulls = sum(v is None for v in ds[column])
-            if nulls:
-                raise UsageError(f"the {split} split has {nulls} rows with no label in {column!r}; fill or drop them.")
-        ds = ds.select_columns(list((wanted | teacher).values()))
-        ds = ds.rename_columns(
-            {k: v for k, v in renames.items() if k != v} | ({teacher_column: "teacher"} if teacher else {})
-        )
-        text_cols = ["text"] + (["text_pair"] if text_pair_column else [])
-        keep = [
-            all(isinstance(t, str) and t.strip() for t in texts)
-            for texts in zip(*(ds[c] for c in text_cols), strict=True)
-        ]
-        empty = len(keep) - sum(keep)
-        if empty and empty_text == "error":
-            raise UsageError(
-                f"the {split} split has {empty} rows with empty or whitespace-only text; remove them or pass --empty_text drop."
-            )
-        if empty:
-            ds = ds.select([i for i, ok in enumerate(keep) if ok])
-            notes.append(f"dropped {empty} rows of the {split} split with empty text")
-            if len(ds) == 0:
-                raise UsageError(f"every row of the {split} split has empty text; check --text_column.")
-        splits[split] = ds
-    spec, maps = _label_spec(splits["train"], label_column, label_columns, multi_label, names)
+        splits[split], note = _normalise_split(ds, split, cfg)
+        notes += [note] if note else []
+    spec, maps = _label_spec(splits["train"], cfg, names)
     splits = {split: _encode(ds, split, spec, maps) for split, ds in splits.items()}
     if spec.problem_type == "hierarchical_classification":
         spec.parents = _level_parents(list(splits["train"]["label"]), spec.levels)
-    if teacher_column:
-        label_names = spec.levels[-1]["labels"]
-        teacher_labels = names.get("teacher_labels")
-        if teacher_labels is not None and (
-            sorted(teacher_labels) != sorted(label_names) or len(set(teacher_labels)) != len(teacher_labels)
-        ):
-            raise UsageError(
-                f"labels.json's teacher_labels {teacher_labels} are not the label names {label_names} (label-id "
-                "order); list each label name once in teacher_labels, in the order of the teacher's probabilities."
-            )
-        _check_teacher(splits["train"], "train", len(label_names))
-        splits["train"], note = _align_teacher(splits["train"], teacher_labels, label_names)
+    if cfg.teacher_column:
+        splits["train"], note = _attach_teacher(splits["train"], names.get("teacher_labels"), spec.levels[-1]["labels"])
         notes.append(note)
     if "validation" not in splits:
         labels = list(splits["train"]["label"])
@@ -425,7 +426,7 @@ def prepare_splits(
             else row
             for row in labels
         ]
-        train, val, note = _carve_validation(splits["train"], strata, validation_split_ratio, seed)
+        train, val, note = carve_validation(splits["train"], strata, cfg.validation_split_ratio, cfg.seed)
         splits["train"], splits["validation"] = (
             train,
             val.remove_columns([c for c in ("teacher",) if c in val.column_names]),
@@ -433,13 +434,34 @@ def prepare_splits(
         notes.append(note)
     if "test" not in splits:
         notes.append("no test split: test metrics will be skipped")
-    limits = {"train": max_train_samples, "validation": max_eval_samples, "test": max_eval_samples}
+    limits = {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples, "test": cfg.max_eval_samples}
     for split, limit in limits.items():
         if split in splits and limit is not None and limit < len(splits[split]):
             splits[split] = splits[split].select(range(limit))
     # idx lets evaluation restore the original row order after length-sorted, sharded batching.
     splits = {split: ds.add_column("idx", list(range(len(ds)))) for split, ds in splits.items()}
     return SplitData(splits=splits, label_names=spec.levels[-1]["labels"], notes=notes, spec=spec)
+
+
+def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
+    """An unlabeled file (evaluate.py --input) as a dataset with ``text`` (, ``text_pair``) and ``idx`` columns,
+    read with the run's text columns; ``limit`` keeps the first rows."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--input {path}: no such file.")
+    if file.suffix.lower() not in FORMATS:
+        raise UsageError(f"--input {path}: unsupported file type {file.suffix!r}; use one of {', '.join(FORMATS)}.")
+    ds = load_files([file])
+    text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
+    wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
+    check_columns(ds, "input", wanted)
+    ds = ds.select_columns(list(wanted.values()))
+    ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
+    # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input.
+    ds = ds.map(lambda r: {"text": r["text"] or ""})
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.add_column("idx", list(range(len(ds))))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -488,13 +510,10 @@ class LengthGroupedBatchSampler:
     ``seed + epoch``; call ``set_epoch`` before each epoch.
     """
 
-    def __init__(
-        self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, group_by_length: bool = True
-    ):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
-        self.shuffle = shuffle
         self.group_by_length = group_by_length
         self.drop_last = False
         self.epoch = 0
@@ -509,7 +528,7 @@ class LengthGroupedBatchSampler:
     def batches(self) -> list[list[int]]:
         """This epoch's batches of dataset indices."""
         rng = np.random.default_rng(self.seed + self.epoch)
-        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        order = rng.permutation(len(self.lengths))
         if self.group_by_length:
             mega = self.batch_size * MEGA_BATCH_MULT
             # Stable sort, longest first, inside each mega-batch.
@@ -520,7 +539,7 @@ class LengthGroupedBatchSampler:
                 ]
             )
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
-        if not (self.shuffle and self.group_by_length):
+        if not self.group_by_length:
             return batches
         short = batches.pop() if len(batches[-1]) < self.batch_size else None
         batches = [batches[i] for i in rng.permutation(len(batches))]
@@ -599,3 +618,30 @@ def eval_dataloader(ds: Any, collate: PadCollator, batch_size: int) -> DataLoade
     """Length-sorted evaluation batches."""
     sampler = SortedBatchSampler(ds["length"], batch_size)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(0))
+
+
+def build_dataloaders(
+    tokenized: dict[str, Any],
+    tokenizer: Any,
+    cfg: TrainConfig,
+    pad_multiple: int | None,
+    train: bool = True,
+    eval_batch_size: int | None = None,
+) -> tuple[DataLoader | None, dict[str, DataLoader]]:
+    """The training loader (the "train" split, when ``train``) and an evaluation loader for every other split;
+    with ``train=False`` every split is evaluated and the training loader is None."""
+    collate = PadCollator(tokenizer.pad_token_id, pad_multiple)
+    train_dl = None
+    if train:
+        train_dl = train_dataloader(
+            tokenized["train"], collate, cfg.per_device_train_batch_size, cfg.seed, cfg.group_by_length
+        )
+    # Validation before test whatever order the splits were read in (a carved validation is added last).
+    order = [s for s in SPLIT_ALIASES if s in tokenized] + [s for s in tokenized if s not in SPLIT_ALIASES]
+    batch_size = eval_batch_size or cfg.per_device_eval_batch_size
+    eval_dls = {
+        split: eval_dataloader(tokenized[split], collate, batch_size)
+        for split in order
+        if not (train and split == "train")
+    }
+    return train_dl, eval_dls

@@ -6,11 +6,16 @@
 
 Writes ``eval_<split>.json`` (metrics and a per-class report), ``predictions_<split>.jsonl`` (text, gold, pred,
 probability, per-example loss) and ``confusion_<split>.png`` into the run directory; the last stdout line is
-the metrics JSON. ``evaluate()`` and ``compute_metrics()`` are what train.py calls during training.
+the metrics JSON. ``evaluate()`` and ``compute_metrics()`` are what train.py calls during training, and
+``score_best_model()`` what it calls at the end, so a reloaded best model is scored by one code path.
+
+Each problem type is one ``Task`` class (metrics, predictions in words, gold labels in words, confusion-matrix
+data) and one line in ``TASKS``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +23,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer
 
-from config import ConfigError, _field, parse_config
+from config import METRICS, TrainConfig, option, parse_config
+from data import build_dataloaders, load_splits, load_unlabeled, tokenize_splits
+from model import EncoderClassifier, EncoderClassifierConfig
 from utils import (
+    BEST_MODEL,
+    RUNS_ROOT,
+    ConfigError,
     UsageError,
     atomic_savefig,
     atomic_write_json,
@@ -31,15 +44,12 @@ from utils import (
     setup_logging,
 )
 
-# Metrics that may select the best model; all higher-is-better except loss.
-SELECTABLE_METRICS = ("macro_f1", "accuracy", "micro_f1", "weighted_f1", "macro_precision", "macro_recall", "loss")
-
 
 def is_better(metric: str, value: float, best: float | None) -> bool:
     """Whether ``value`` improves on ``best`` for ``metric`` (strictly, so ties keep the earlier step)."""
     if best is None:
         return True
-    return value < best if metric == "loss" else value > best
+    return value > best if METRICS[metric] == "max" else value < best
 
 
 @torch.inference_mode()
@@ -66,14 +76,20 @@ def predict(model: torch.nn.Module, dataloader: Any, accelerator: Any) -> dict[s
     return {key: torch.cat(values).numpy()[order] for key, values in parts.items() if values}
 
 
-def compute_metrics(labels: np.ndarray, logits: np.ndarray, label_names: list[str], task: Any = None) -> dict[str, Any]:
-    """Metrics for the model's problem type (``task``: its config; None means single-label)."""
-    problem = getattr(task, "problem_type", None)
-    if problem == "multi_label_classification":
-        return multi_label_metrics(labels, logits, label_names, task.thresholds)
-    if problem == "hierarchical_classification":
-        return hierarchical_metrics(labels, logits, task)
-    return single_label_metrics(labels, logits, label_names)
+# ----------------------------------------------------------------------------------------------------------------
+# Scores from logits, all in float64
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise sigmoid in float64."""
+    return 1 / (1 + np.exp(-logits.astype(np.float64)))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64."""
+    logits = logits.astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -83,10 +99,17 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def single_label_metrics(
+def split_levels(logits: np.ndarray, levels: list[dict[str, Any]]) -> list[np.ndarray]:
+    """A hierarchy's side-by-side logits cut into one (rows, labels of the level) block per level."""
+    sizes = [len(level["labels"]) for level in levels]
+    return np.split(logits, np.cumsum(sizes)[:-1], axis=1)
+
+
+def class_metrics(
     labels: np.ndarray, logits: np.ndarray, label_names: list[str], preds: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """Accuracy, F1 (macro/micro/weighted), macro precision/recall, mean loss, count and a per-class report."""
+    """One-of-n labels: accuracy, F1 (macro/micro/weighted), macro precision/recall, mean cross-entropy, count and
+    a per-class report; ``preds`` replaces the argmax (a hierarchy's constrained decoding)."""
     from sklearn.metrics import accuracy_score, classification_report, precision_recall_fscore_support
 
     log_probs = log_softmax(logits)
@@ -114,39 +137,10 @@ def single_label_metrics(
     }
 
 
-def multi_label_metrics(
-    labels: np.ndarray, logits: np.ndarray, label_names: list[str], thresholds: list[float] | None = None
-) -> dict[str, Any]:
-    """Multi-label: ``accuracy`` is subset accuracy (every label right); F1s over labels; mean BCE; per-label report."""
-    from sklearn.metrics import classification_report, precision_recall_fscore_support
-
-    labels = labels.astype(int)
-    probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
-    preds = (probs >= np.asarray(thresholds if thresholds is not None else [0.5] * len(label_names))).astype(int)
-    eps = 1e-12
-    bce = -(labels * np.log(probs + eps) + (1 - labels) * np.log(1 - probs + eps)).mean()
-    scores = {
-        avg: precision_recall_fscore_support(labels, preds, average=avg, zero_division=0)
-        for avg in ("macro", "micro", "weighted")
-    }
-    report = classification_report(labels, preds, target_names=label_names, output_dict=True, zero_division=0)
-    return {
-        "accuracy": float((preds == labels).all(axis=1).mean()),
-        "macro_f1": float(scores["macro"][2]),
-        "micro_f1": float(scores["micro"][2]),
-        "weighted_f1": float(scores["weighted"][2]),
-        "macro_precision": float(scores["macro"][0]),
-        "macro_recall": float(scores["macro"][1]),
-        "loss": float(bce),
-        "num_samples": len(labels),
-        "per_class": {name: report[name] for name in label_names},
-    }
-
-
 def tune_thresholds(labels: np.ndarray, logits: np.ndarray, grid: np.ndarray | None = None) -> list[float]:
     """Per label, the sigmoid threshold with the best F1 on these rows (ties: the one closest to 0.5)."""
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if grid is None else grid
-    probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    probs = sigmoid(logits)
     best = []
     for j in range(labels.shape[1]):
         gold = labels[:, j].astype(bool)
@@ -175,25 +169,201 @@ def decode_levels(level_logits: list[np.ndarray], parents: list[list[int]], cons
     return preds
 
 
-def hierarchical_metrics(labels: np.ndarray, logits: np.ndarray, task: Any) -> dict[str, Any]:
-    """Per level ``<level>.<metric>``; top-level metrics are the finest level's (``loss`` is the weighted sum of the
-    levels' losses, as in training); ``level_consistency`` is the share of rows whose predicted levels agree."""
-    sizes = [len(level["labels"]) for level in task.levels]
-    level_logits = np.split(logits, np.cumsum(sizes)[:-1], axis=1)
-    preds = decode_levels(level_logits, task.level_parents, task.consistent_decoding)
-    metrics: dict[str, Any] = {}
-    per_level = []
-    for i, level in enumerate(task.levels):
-        m = single_label_metrics(labels[:, i], level_logits[i], level["labels"], preds=preds[i])
-        per_level.append(m)
-        metrics |= {f"{level['name']}.{k}": v for k, v in m.items() if k != "per_class"}
-    agree = np.ones(len(labels), dtype=bool)
-    for level in range(1, len(sizes)):
-        agree &= np.asarray(task.level_parents[level - 1])[preds[level]] == preds[level - 1]
-    finest = per_level[-1]
-    top = {k: v for k, v in finest.items() if k != "per_class"}
-    top["loss"] = float(sum(w * m["loss"] for w, m in zip(task.level_loss_weights, per_level, strict=True)))
-    return top | metrics | {"level_consistency": float(agree.mean()), "per_class": finest["per_class"]}
+# ----------------------------------------------------------------------------------------------------------------
+# Problem types: a new one is one Task subclass plus one line in TASKS
+
+
+class Task:
+    """How a problem type turns logits into metrics and words. ``config`` is the model's config (problem_type,
+    thresholds, levels...); methods take the label names (the finest level's for a hierarchy)."""
+
+    def __init__(self, config: Any = None):
+        self.config = config
+
+    def metrics(self, labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """Plain-float metrics (``loss`` and the selectable ones of config.METRICS) and a ``per_class`` report."""
+        raise NotImplementedError
+
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+        """Per row, the prediction in words (``pred`` and its probabilities)."""
+        raise NotImplementedError
+
+    def gold(self, gold: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """The gold label(s) of one row in words (``gold``), with whatever else the row's logits tell about it."""
+        raise NotImplementedError
+
+    def confusion(self, labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Gold and predicted label ids for a confusion matrix over the label names; None when no single one fits."""
+        return None
+
+    def tune(self, labels: np.ndarray, logits: np.ndarray) -> bool:
+        """Fit decision parameters on these (validation) rows into the config; False when the type has none."""
+        return False
+
+
+class SingleLabel(Task):
+    """One label per row: argmax of a softmax, cross-entropy loss."""
+
+    def metrics(self, labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """Accuracy, F1 (macro/micro/weighted), macro precision/recall, mean loss, count and a per-class report."""
+        return class_metrics(labels, logits, label_names)
+
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+        """The most probable label, its probability and the top k labels with theirs."""
+        rows = []
+        for p in softmax(logits):
+            ranked = np.argsort(-p)[:top_k]
+            rows.append(
+                {
+                    "pred": label_names[int(ranked[0])],
+                    "probability": float(p[ranked[0]]),
+                    "top_k": [{"label": label_names[int(j)], "probability": float(p[j])} for j in ranked],
+                }
+            )
+        return rows
+
+    def gold(self, gold: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """The gold label, the probability the model gave it and the row's loss."""
+        log_p = log_softmax(logits[None])[0]
+        return {
+            "gold": label_names[int(gold)],
+            "gold_probability": float(np.exp(log_p[int(gold)])),
+            "loss": float(-log_p[int(gold)]),
+        }
+
+    def confusion(self, labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gold ids and argmax predictions."""
+        return labels, logits.argmax(axis=1)
+
+
+class MultiLabel(Task):
+    """Any set of labels per row: one sigmoid per label against its threshold, binary cross-entropy loss."""
+
+    def thresholds(self, num_labels: int) -> np.ndarray:
+        """The per-label decision thresholds (tuned on validation after training; 0.5 before)."""
+        thresholds = getattr(self.config, "thresholds", None)
+        return np.asarray(thresholds if thresholds is not None else [0.5] * num_labels)
+
+    def metrics(self, labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """``accuracy`` is subset accuracy (every label right); F1s over labels; mean BCE; per-label report."""
+        from sklearn.metrics import classification_report, precision_recall_fscore_support
+
+        labels = labels.astype(int)
+        probs = sigmoid(logits)
+        preds = (probs >= self.thresholds(len(label_names))).astype(int)
+        eps = 1e-12
+        bce = -(labels * np.log(probs + eps) + (1 - labels) * np.log(1 - probs + eps)).mean()
+        scores = {
+            avg: precision_recall_fscore_support(labels, preds, average=avg, zero_division=0)
+            for avg in ("macro", "micro", "weighted")
+        }
+        report = classification_report(labels, preds, target_names=label_names, output_dict=True, zero_division=0)
+        return {
+            "accuracy": float((preds == labels).all(axis=1).mean()),
+            "macro_f1": float(scores["macro"][2]),
+            "micro_f1": float(scores["micro"][2]),
+            "weighted_f1": float(scores["weighted"][2]),
+            "macro_precision": float(scores["macro"][0]),
+            "macro_recall": float(scores["macro"][1]),
+            "loss": float(bce),
+            "num_samples": len(labels),
+            "per_class": {name: report[name] for name in label_names},
+        }
+
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+        """The labels over their thresholds and every label's probability."""
+        thresholds = self.thresholds(len(label_names))
+        return [
+            {
+                "pred": [label_names[j] for j in np.flatnonzero(p >= thresholds)],
+                "probabilities": {name: float(x) for name, x in zip(label_names, p, strict=True)},
+            }
+            for p in sigmoid(logits)
+        ]
+
+    def gold(self, gold: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """The gold label set."""
+        return {"gold": [label_names[j] for j in np.flatnonzero(gold)]}
+
+    def tune(self, labels: np.ndarray, logits: np.ndarray) -> bool:
+        """Per-label thresholds with the best F1 on these rows, stored in the config."""
+        self.config.thresholds = tune_thresholds(labels, logits)
+        return True
+
+
+class Hierarchical(Task):
+    """One label per level, coarse to fine, from side-by-side level logits; top-level metrics are the finest's."""
+
+    def decode(self, logits: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The logits per level and the predicted ids per level (top-down with consistent_decoding)."""
+        level_logits = split_levels(logits, self.config.levels)
+        return level_logits, decode_levels(level_logits, self.config.level_parents, self.config.consistent_decoding)
+
+    def metrics(self, labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """Per level ``<level>.<metric>``; top-level metrics are the finest level's (``loss`` is the weighted sum of
+        the levels' losses, as in training); ``level_consistency`` is the share of rows whose levels agree."""
+        levels, parents = self.config.levels, self.config.level_parents
+        level_logits, preds = self.decode(logits)
+        metrics: dict[str, Any] = {}
+        per_level = []
+        for i, level in enumerate(levels):
+            m = class_metrics(labels[:, i], level_logits[i], level["labels"], preds=preds[i])
+            per_level.append(m)
+            metrics |= {f"{level['name']}.{k}": v for k, v in m.items() if k != "per_class"}
+        agree = np.ones(len(labels), dtype=bool)
+        for level in range(1, len(levels)):
+            agree &= np.asarray(parents[level - 1])[preds[level]] == preds[level - 1]
+        finest = per_level[-1]
+        top = {k: v for k, v in finest.items() if k != "per_class"}
+        weights = self.config.level_loss_weights
+        top["loss"] = float(sum(w * m["loss"] for w, m in zip(weights, per_level, strict=True)))
+        return top | metrics | {"level_consistency": float(agree.mean()), "per_class": finest["per_class"]}
+
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+        """One label per level and the finest prediction's probability."""
+        level_logits, preds = self.decode(logits)
+        finest = softmax(level_logits[-1])
+        return [
+            {
+                "pred": {
+                    level["name"]: level["labels"][int(p[r])]
+                    for level, p in zip(self.config.levels, preds, strict=True)
+                },
+                "probability": float(finest[r, preds[-1][r]]),
+            }
+            for r in range(len(logits))
+        ]
+
+    def gold(self, gold: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+        """The gold label of every level."""
+        levels = self.config.levels
+        return {"gold": {level["name"]: level["labels"][int(g)] for level, g in zip(levels, gold, strict=True)}}
+
+    def confusion(self, labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The finest level's gold and predicted ids."""
+        return labels[:, -1], self.decode(logits)[1][-1]
+
+
+TASKS: dict[str, type[Task]] = {
+    "single_label_classification": SingleLabel,
+    "multi_label_classification": MultiLabel,
+    "hierarchical_classification": Hierarchical,
+}
+
+
+def task_for(config: Any) -> Task:
+    """The Task of a model config's problem type (no config or no problem type: single-label)."""
+    problem = getattr(config, "problem_type", None) or "single_label_classification"
+    if problem not in TASKS:
+        raise ValueError(f"problem_type {problem!r} has no evaluation; add a Task for it to evaluate.TASKS.")
+    return TASKS[problem](config)
+
+
+def compute_metrics(
+    labels: np.ndarray, logits: np.ndarray, label_names: list[str], task_config: Any = None
+) -> dict[str, Any]:
+    """Metrics for the model's problem type (``task_config``: the model's config; None means single-label)."""
+    return task_for(task_config).metrics(labels, logits, label_names)
 
 
 def evaluate(model: torch.nn.Module, dataloader: Any, accelerator: Any, label_names: list[str]) -> dict[str, Any]:
@@ -202,84 +372,57 @@ def evaluate(model: torch.nn.Module, dataloader: Any, accelerator: Any, label_na
     return compute_metrics(out["labels"], out["logits"], label_names, accelerator.unwrap_model(model).config)
 
 
+def score_best_model(
+    run_dir: Path, loaders: dict[str, DataLoader], accelerator: Any, tune_thresholds: bool = False
+) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]], Any]:
+    """Reload ``run_dir``'s best model, predict every (prepared) loader once and score the labeled splits; with
+    ``tune_thresholds`` the decision thresholds of a multi-label model are first tuned on validation and saved with
+    the model. Every process runs it. Returns (metrics per split, predict() outputs per split, the model config)."""
+    model_dir = run_dir / BEST_MODEL
+    model = EncoderClassifier.from_pretrained(model_dir, dtype=torch.float32)
+    model = accelerator.prepare_model(model, evaluation_mode=True)
+    outputs = {split: predict(model, dl, accelerator) for split, dl in loaders.items()}
+    config = accelerator.unwrap_model(model).config
+    # prepare_model keeps a reference to the model in the accelerator: drop both so its memory goes now.
+    accelerator.free_memory(model)
+    del model
+    task = task_for(config)
+    label_names = [config.id2label[i] for i in range(config.num_labels)]
+    if tune_thresholds and task.tune(outputs["validation"]["labels"], outputs["validation"]["logits"]):
+        # Saved in best_model/config.json so evaluate.py and pipelines decide the same way; validation scores at
+        # these thresholds are optimistic by construction.
+        if accelerator.is_main_process:
+            atomic_write_text(model_dir / "config.json", config.to_json_string())
+        logger.info("thresholds tuned on validation: %s", dict(zip(label_names, config.thresholds, strict=True)))
+    metrics = {
+        split: task.metrics(out["labels"], out["logits"], label_names)
+        for split, out in outputs.items()
+        if "labels" in out
+    }
+    return metrics, outputs, config
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Outputs
 
 
-def describe_predictions(logits: np.ndarray, label_names: list[str], task: Any, top_k: int = 3) -> list[dict[str, Any]]:
-    """Per row, the prediction in words: label and probability (with the top k), the labels over their thresholds
-    (multi-label), or one label per level (hierarchical)."""
-    problem = getattr(task, "problem_type", None)
-    if problem == "multi_label_classification":
-        probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
-        thresholds = np.asarray(task.thresholds or [0.5] * len(label_names))
-        return [
-            {
-                "pred": [label_names[j] for j in np.flatnonzero(p >= thresholds)],
-                "probabilities": {name: float(x) for name, x in zip(label_names, p, strict=True)},
-            }
-            for p in probs
-        ]
-    if problem == "hierarchical_classification":
-        sizes = [len(level["labels"]) for level in task.levels]
-        level_logits = np.split(logits, np.cumsum(sizes)[:-1], axis=1)
-        preds = decode_levels(level_logits, task.level_parents, task.consistent_decoding)
-        finest = probabilities(level_logits[-1])
-        return [
-            {
-                "pred": {
-                    level["name"]: level["labels"][int(p[r])] for level, p in zip(task.levels, preds, strict=True)
-                },
-                "probability": float(finest[r, preds[-1][r]]),
-            }
-            for r in range(len(logits))
-        ]
-    probs = probabilities(logits)
-    rows = []
-    for p in probs:
-        ranked = np.argsort(-p)[:top_k]
-        rows.append(
-            {
-                "pred": label_names[int(ranked[0])],
-                "probability": float(p[ranked[0]]),
-                "top_k": [{"label": label_names[int(j)], "probability": float(p[j])} for j in ranked],
-            }
-        )
-    return rows
-
-
-def gold_fields(gold: np.ndarray, logits: np.ndarray, label_names: list[str], task: Any) -> dict[str, Any]:
-    """The gold label(s) of one row in words; for single-label also its probability and the row's loss."""
-    problem = getattr(task, "problem_type", None)
-    if problem == "multi_label_classification":
-        return {"gold": [label_names[j] for j in np.flatnonzero(gold)]}
-    if problem == "hierarchical_classification":
-        return {"gold": {level["name"]: level["labels"][int(g)] for level, g in zip(task.levels, gold, strict=True)}}
-    log_p = log_softmax(logits[None])[0]
-    return {
-        "gold": label_names[int(gold)],
-        "gold_probability": float(np.exp(log_p[int(gold)])),
-        "loss": float(-log_p[int(gold)]),
-    }
-
-
 def predictions_rows(
-    raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Any = None, top_k: int = 3
+    raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Task, top_k: int = 3
 ) -> list[dict[str, Any]]:
     """One record per example: idx, text (and pair), gold, prediction, probabilities, loss (single-label)."""
     texts = raw["text"]
     pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
-    described = describe_predictions(out["logits"], label_names, task, top_k)
+    described = task.describe(out["logits"], label_names, top_k)
     rows = []
     for row, i in enumerate(out["idx"]):
         record = {"idx": int(i), "text": texts[int(i)]} | ({"text_pair": pairs[int(i)]} if pairs is not None else {})
         if "labels" in out:
-            record |= gold_fields(out["labels"][row], out["logits"][row], label_names, task)
+            record |= task.gold(out["labels"][row], out["logits"][row], label_names)
         rows.append(record | described[row])
     return rows
 
 
-def plot_confusion(labels: np.ndarray, logits: np.ndarray, label_names: list[str], path: Path, title: str) -> None:
+def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], path: Path, title: str) -> None:
     """Save a confusion-matrix PNG (rows: gold, columns: predicted)."""
     import matplotlib
 
@@ -290,8 +433,8 @@ def plot_confusion(labels: np.ndarray, logits: np.ndarray, label_names: list[str
     size = max(5.0, 0.45 * len(label_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(
-        labels,
-        logits.argmax(axis=1),
+        gold,
+        preds,
         labels=list(range(len(label_names))),
         display_labels=label_names,
         ax=ax,
@@ -313,18 +456,18 @@ def plot_confusion(labels: np.ndarray, logits: np.ndarray, label_names: list[str
 class EvalConfig:
     """Score one split of a run's data with its best model."""
 
-    split: str = _field("test", "Split to score: train, validation or test.")
-    run_dir: str | None = _field(None, "Run directory (default: the latest run recorded under --runs_root).")
-    runs_root: str = _field("outputs", "Where to find the LATEST pointer when --run_dir is not given.")
-    max_samples: int | None = _field(
+    split: str = option("test", "Split to score: train, validation or test.")
+    run_dir: str | None = option(None, "Run directory (default: the latest run recorded under --runs_root).")
+    runs_root: str = option(RUNS_ROOT, "Where to find the LATEST pointer when --run_dir is not given.")
+    max_samples: int | None = option(
         None, "Score only the first N rows (default: the run's --max_eval_samples for validation/test)."
     )
-    batch_size: int | None = _field(None, "Evaluation batch size per process (default: the run's).")
-    input: str | None = _field(
+    batch_size: int | None = option(None, "Evaluation batch size per process (default: the run's).")
+    input: str | None = option(
         None, "Predict labels for an unlabeled csv/tsv/jsonl/json/parquet file (its text column as in training)."
     )
-    output: str | None = _field(None, "Where --input predictions go (default: RUN/predictions_<input name>.jsonl).")
-    top_k: int = _field(3, "Number of most probable labels listed per row for --input.")
+    output: str | None = option(None, "Where --input predictions go (default: RUN/predictions_<input name>.jsonl).")
+    top_k: int = option(3, "Number of most probable labels listed per row for --input.")
 
     def validate(self) -> None:
         """Check the split name and sizes."""
@@ -339,48 +482,32 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
     """The config.json of a run, with a clear error when the folder is not a finished run."""
     if not (run_dir / "config.json").is_file():
         raise UsageError(f"{run_dir} is not a run directory (no config.json); pass --run_dir of a training run.")
-    if not (run_dir / "best_model" / "config.json").is_file():
-        raise UsageError(f"{run_dir} has no best_model/ yet; the run has not finished its first evaluation.")
+    if not (run_dir / BEST_MODEL / "config.json").is_file():
+        raise UsageError(f"{run_dir} has no {BEST_MODEL}/ yet; the run has not finished its first evaluation.")
     return json.loads((run_dir / "config.json").read_text())
 
 
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64."""
-    logits = logits.astype(np.float64)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return probs / probs.sum(axis=1, keepdims=True)
-
-
-def load_unlabeled(path: str, text_column: str, text_pair_column: str | None, limit: int | None) -> Any:
-    """An unlabeled file as a dataset with ``text`` (, ``text_pair``) and ``idx`` columns."""
-    from data import FORMATS, _check_columns, _load_files
-
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--input {path}: no such file.")
-    if file.suffix.lower() not in FORMATS:
-        raise UsageError(f"--input {path}: unsupported file type {file.suffix!r}; use one of {', '.join(FORMATS)}.")
-    ds = _load_files([file])
-    wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
-    _check_columns(ds, "input", wanted)
-    ds = ds.select_columns(list(wanted.values()))
-    ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
-    # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input.
-    ds = ds.map(lambda r: {"text": r["text"] or ""})
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    return ds.add_column("idx", list(range(len(ds))))
+def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, dataset: str) -> tuple[Any, list[str]]:
+    """The rows of ``cfg.split`` exactly as the run drew them, and the data's label names."""
+    # Train after the validation carve and --max_train_samples, so --split train scores the rows the run trained on;
+    # --max_samples then keeps the first N of the scored split.
+    max_train, max_eval = train_cfg.max_train_samples, train_cfg.max_eval_samples
+    if cfg.max_samples is not None and cfg.split == "train":
+        max_train = min(cfg.max_samples, max_train or cfg.max_samples)
+    elif cfg.max_samples is not None:
+        max_eval = cfg.max_samples
+    # Scoring needs no teacher probabilities, so a distillation run's data is read without them.
+    data_cfg = dataclasses.replace(
+        train_cfg, dataset=dataset, max_train_samples=max_train, max_eval_samples=max_eval, teacher_column=None
+    )
+    data = load_splits(data_cfg)
+    if cfg.split not in data.splits:
+        raise UsageError(f"the dataset {dataset} has no {cfg.split} split.")
+    return data.splits[cfg.split], data.label_names
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI entry point: evaluate a split (metrics, predictions, confusion matrix) or predict an unlabeled file."""
-    from accelerate import Accelerator
-    from transformers import AutoTokenizer
-
-    from config import TrainConfig
-    from data import PadCollator, eval_dataloader, prepare_splits, tokenize_splits
-    from model import EncoderClassifier
-
     cfg: EvalConfig = parse_config(argv, EvalConfig)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else read_latest_pointer(Path(cfg.runs_root))
     run = load_run_config(run_dir)
@@ -391,46 +518,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_logging(None, accelerator.is_main_process)
 
     if cfg.input:
-        raw = load_unlabeled(cfg.input, train_cfg.text_column, train_cfg.text_pair_column, cfg.max_samples)
-        label_names = None
+        name, label_names = "input", None
+        raw = load_unlabeled(cfg.input, train_cfg, cfg.max_samples)
     else:
-        # The splits exactly as the run drew them (train after the validation carve and --max_train_samples, so
-        # --split train scores the rows it trained on); --max_samples then keeps the first N of the scored split.
-        max_train, max_eval = train_cfg.max_train_samples, train_cfg.max_eval_samples
-        if cfg.max_samples is not None and cfg.split == "train":
-            max_train = min(cfg.max_samples, max_train or cfg.max_samples)
-        elif cfg.max_samples is not None:
-            max_eval = cfg.max_samples
-        data = prepare_splits(
-            resolved["dataset"],
-            text_column=train_cfg.text_column,
-            label_column=train_cfg.label_column,
-            text_pair_column=train_cfg.text_pair_column,
-            validation_split_ratio=train_cfg.validation_split_ratio,
-            seed=train_cfg.seed,
-            max_train_samples=max_train,
-            max_eval_samples=max_eval,
-            empty_text=train_cfg.empty_text,
-            label_columns=train_cfg.label_columns,
-            multi_label=train_cfg.multi_label,
-        )
-        if cfg.split not in data.splits:
-            raise UsageError(f"the dataset {resolved['dataset']} has no {cfg.split} split.")
-        raw, label_names = data.splits[cfg.split], data.label_names
-    model_dir = run_dir / "best_model"
-    model = EncoderClassifier.from_pretrained(model_dir)
-    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    task = model.config
+        name = cfg.split
+        raw, label_names = load_scored_split(cfg, train_cfg, resolved["dataset"])
+    model_dir = run_dir / BEST_MODEL
+    model_config = EncoderClassifierConfig.from_pretrained(model_dir)
+    model_labels = [model_config.id2label[i] for i in range(model_config.num_labels)]
     if label_names is not None and label_names != model_labels:
         raise UsageError(
             f"the data's labels {label_names} differ from the model's {model_labels}; was the dataset changed?"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenized = tokenize_splits({"eval": raw}, tokenizer, train_cfg.max_seq_length)["eval"]
-    collate = PadCollator(tokenizer.pad_token_id, resolved.get("pad_to_multiple_of"))
-    loader = eval_dataloader(tokenized, collate, cfg.batch_size or train_cfg.per_device_eval_batch_size)
-    model, loader = accelerator.prepare(model, loader)
-    out = predict(model, loader, accelerator)
+    tokenized = tokenize_splits({name: raw}, tokenizer, train_cfg.max_seq_length)
+    pad_multiple = resolved.get("pad_to_multiple_of")
+    _, loaders = build_dataloaders(
+        tokenized, tokenizer, train_cfg, pad_multiple, train=False, eval_batch_size=cfg.batch_size
+    )
+    loaders = {split: accelerator.prepare(dl) for split, dl in loaders.items()}
+    metrics, outputs, config = score_best_model(run_dir, loaders, accelerator)
+    out, task = outputs[name], task_for(config)
 
     if cfg.input:
         destination = Path(cfg.output) if cfg.output else run_dir / f"predictions_{Path(cfg.input).stem}.jsonl"
@@ -444,26 +552,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(json.dumps(summary))
         return summary
 
-    metrics = compute_metrics(out["labels"], out["logits"], model_labels, task)
+    split, metrics = cfg.split, metrics[name]
     if accelerator.is_main_process:
-        split = cfg.split
         atomic_write_json(run_dir / f"eval_{split}.json", {"split": split, "run_dir": str(run_dir), **metrics})
         rows = predictions_rows(raw, out, model_labels, task)
         atomic_write_text(run_dir / f"predictions_{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        title = f"{split} ({run_dir.name})"
-        if task.problem_type == "hierarchical_classification":  # the finest level's matrix
-            preds = describe_predictions(out["logits"], model_labels, task)
-            finest = task.levels[-1]["name"]
-            fine_pred = np.asarray([model_labels.index(p["pred"][finest]) for p in preds])
-            plot_confusion(
-                out["labels"][:, -1],
-                np.eye(len(model_labels))[fine_pred],
-                model_labels,
-                run_dir / f"confusion_{split}.png",
-                title,
-            )
-        elif task.problem_type != "multi_label_classification":  # (multi-label: see per_class instead)
-            plot_confusion(out["labels"], out["logits"], model_labels, run_dir / f"confusion_{split}.png", title)
+        # A hierarchy plots its finest level; multi-label has no single matrix (see per_class instead).
+        if (confusion := task.confusion(out["labels"], out["logits"])) is not None:
+            plot_confusion(*confusion, model_labels, run_dir / f"confusion_{split}.png", f"{split} ({run_dir.name})")
         logger.info("wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", split, split, split, run_dir)
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
         print(json.dumps({"split": split, **summary}))

@@ -1,6 +1,8 @@
 """The classifier: an encoder backbone, a pooling and a head, saved and reloaded as one self-contained model.
 
-Adding a pooling or a head is one small ``nn.Module`` plus one line in ``POOLERS`` or ``HEADS``::
+Adding a pooling or a head is one small ``nn.Module`` plus one line in ``POOLERS`` or ``HEADS`` (a head's own
+hyperparameter is one more field in config.py's TrainConfig, marked ``model=True``: it is stored in the model config,
+where the head reads it, and saved with the model)::
 
     class LastTokenPooling(nn.Module):
         def __init__(self, hidden_size: int):
@@ -95,15 +97,16 @@ POOLERS: dict[str, type[nn.Module]] = {
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Heads: (batch, input_dim) -> (batch, num_labels)
+# Heads: (batch, input_dim) -> (batch, num_labels), built from (input_dim, num_labels, model config); a head reads
+# its hyperparameters from the config (classifier_dropout, or a field of its own).
 
 
 class LinearHead(nn.Module):
     """Dropout then one linear layer."""
 
-    def __init__(self, input_dim: int, num_labels: int, dropout: float):
+    def __init__(self, input_dim: int, num_labels: int, config: PretrainedConfig):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(input_dim, num_labels)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -114,10 +117,10 @@ class MLPHead(nn.Module):
     """A residual MLP block on the pooled vector (LayerNorm -> dropout -> Linear -> GELU -> Linear, added back),
     then dropout and the classifier."""
 
-    def __init__(self, input_dim: int, num_labels: int, dropout: float):
+    def __init__(self, input_dim: int, num_labels: int, config: PretrainedConfig):
         super().__init__()
         self.norm = nn.LayerNorm(input_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.classifier_dropout)
         self.up = nn.Linear(input_dim, input_dim)
         self.act = nn.GELU()
         self.down = nn.Linear(input_dim, input_dim)
@@ -129,6 +132,81 @@ class MLPHead(nn.Module):
 
 
 HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "mlp": MLPHead}
+
+# ----------------------------------------------------------------------------------------------------------------
+# Problem types: each one's loss, from the heads' logits (one tensor per head: one head, or one per hierarchy level).
+# ``teacher``/``teacher_mask`` are the distillation inputs (single-label only); every loss is computed in float32,
+# even under autocast: the log-softmax of bf16 logits loses the small differences.
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    has_teacher: torch.Tensor,
+    alpha: float,
+    temperature: float,
+) -> torch.Tensor:
+    """Mean over rows of ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``; rows without a teacher
+    get plain CE. The teacher's probabilities are softened like logits: ``p^(1/T)`` renormalised."""
+    logits = logits.float()
+    ce = F.cross_entropy(logits, labels, reduction="none")  # (batch,)
+    soft = teacher_probs.float().clamp_min(1e-12) ** (1.0 / temperature)
+    soft = soft / soft.sum(dim=-1, keepdim=True)  # (batch, num_labels)
+    log_student = F.log_softmax(logits / temperature, dim=-1)
+    kl = (soft * (soft.log() - log_student)).sum(dim=-1) * temperature**2  # (batch,)
+    return torch.where(has_teacher, alpha * kl + (1 - alpha) * ce, ce).mean()
+
+
+def single_label_loss(
+    logits: list[torch.Tensor],
+    labels: torch.Tensor,
+    config: PretrainedConfig,
+    teacher: Any = None,
+    teacher_mask: Any = None,
+) -> torch.Tensor:
+    """Cross-entropy; with teacher probabilities, the distillation mix (rows without a teacher: plain CE)."""
+    if teacher is not None:
+        return distillation_loss(
+            logits[0], labels, teacher, teacher_mask, config.distill_alpha, config.distill_temperature
+        )
+    return F.cross_entropy(logits[0].float(), labels)
+
+
+def multi_label_loss(
+    logits: list[torch.Tensor], labels: torch.Tensor, config: PretrainedConfig, **_: Any
+) -> torch.Tensor:
+    """Binary cross-entropy over every label."""
+    return F.binary_cross_entropy_with_logits(logits[0].float(), labels.float())
+
+
+def hierarchical_loss(
+    logits: list[torch.Tensor], labels: torch.Tensor, config: PretrainedConfig, **_: Any
+) -> torch.Tensor:
+    """The weighted sum of the levels' cross-entropies (labels: (batch, levels))."""
+    weights = config.level_loss_weights
+    return sum(
+        w * F.cross_entropy(z.float(), labels[:, i]) for i, (w, z) in enumerate(zip(weights, logits, strict=True))
+    )
+
+
+# Problem type -> its loss. A new problem type is one loss here (plus its metrics object in evaluate.py).
+LOSSES = {
+    "single_label_classification": single_label_loss,
+    "multi_label_classification": multi_label_loss,
+    "hierarchical_classification": hierarchical_loss,
+}
+
+# The model settings' defaults, in one place: config.py's flags take them from here (this file is copied into
+# best_model/ and cannot import config.py).
+MODEL_DEFAULTS: dict[str, Any] = {
+    "pooling": "cls",
+    "head": "linear",
+    "classifier_dropout": 0.1,
+    "distill_alpha": 0.5,
+    "distill_temperature": 2.0,
+    "consistent_decoding": False,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,16 +220,20 @@ class EncoderClassifierConfig(PretrainedConfig):
     def __init__(
         self,
         backbone_config: dict | None = None,
-        pooling: str = "cls",
-        head: str = "linear",
-        classifier_dropout: float = 0.1,
+        pooling: str = MODEL_DEFAULTS["pooling"],
+        head: str = MODEL_DEFAULTS["head"],
+        classifier_dropout: float = MODEL_DEFAULTS["classifier_dropout"],
         levels: list[dict] | None = None,
         level_parents: list[list[int]] | None = None,
         level_loss_weights: list[float] | None = None,
-        consistent_decoding: bool = False,
+        consistent_decoding: bool = MODEL_DEFAULTS["consistent_decoding"],
         thresholds: list[float] | None = None,
+        distill_alpha: float = MODEL_DEFAULTS["distill_alpha"],
+        distill_temperature: float = MODEL_DEFAULTS["distill_temperature"],
         **kwargs,
     ):
+        # kwargs also carry a head's own settings (TrainConfig fields marked model=True): PretrainedConfig keeps
+        # unknown keys as attributes and saves them in config.json, so the head finds them again on reload.
         super().__init__(**kwargs)
         # Master weights are fp32 whatever dtype the backbone checkpoint was stored in: mixed precision is autocast
         # only. A bf16/fp16 dtype left here would make from_config build (and reloads cast to) half precision.
@@ -168,14 +250,16 @@ class EncoderClassifierConfig(PretrainedConfig):
         self.consistent_decoding = consistent_decoding
         # Multi-label: per-label decision thresholds on the sigmoid, tuned on validation after training.
         self.thresholds = thresholds
+        # Distillation (single-label with teacher probabilities): the KL weight and the temperature.
+        self.distill_alpha = distill_alpha
+        self.distill_temperature = distill_temperature
 
 
 class EncoderClassifier(PreTrainedModel):
     """Encoder backbone -> pooling -> head. ``__init__`` only builds; ``from_backbone`` loads pretrained weights."""
 
     config_class = EncoderClassifierConfig
-    base_model_prefix = "classifier_model"
-    supports_gradient_checkpointing = True
+    base_model_prefix = "backbone"  # model.base_model is the encoder
     _supports_sdpa = True
     _supports_flash_attn = True
 
@@ -193,15 +277,16 @@ class EncoderClassifier(PreTrainedModel):
         if config.problem_type == "hierarchical_classification":
             # One head per level, all reading the same pooled vector.
             self.heads = nn.ModuleList(
-                HEADS[config.head](self.pooler.output_dim, len(level["labels"]), config.classifier_dropout)
-                for level in config.levels
+                HEADS[config.head](self.pooler.output_dim, len(level["labels"]), config) for level in config.levels
             )
         else:
-            self.head = HEADS[config.head](self.pooler.output_dim, config.num_labels, config.classifier_dropout)
+            self.head = HEADS[config.head](self.pooler.output_dim, config.num_labels, config)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise head layers (the backbone's own are overwritten by pretrained weights or the checkpoint)."""
+        """Initialise Linear (normal, std 0.02, zero bias) and LayerNorm (1, 0) layers of pooling and heads, as BERT
+        does; any other parameter a head creates keeps the value its own ``__init__`` gave it. (The backbone's
+        weights are then overwritten by the pretrained ones or by the checkpoint.)"""
         if isinstance(module, nn.Linear):
             module.weight.data.normal_(mean=0.0, std=0.02)
             if module.bias is not None:
@@ -238,30 +323,80 @@ class EncoderClassifier(PreTrainedModel):
         backbone = {id(p) for p in self.backbone.parameters()}
         return {name: owner.get(id(p), top if id(p) in backbone else top + 1) for name, p in self.named_parameters()}
 
+    def freeze(self, freeze: str = "none", freeze_layers: int = 0) -> int:
+        """Freeze the embeddings, the first ``freeze_layers`` layers, or the whole backbone; returns the number of
+        frozen parameters."""
+        frozen: list[nn.Module] = []
+        if freeze == "backbone":
+            frozen = [self.backbone]
+        elif freeze == "embeddings" or freeze_layers:
+            frozen = [self.embeddings(), *self.encoder_layers()[:freeze_layers]]
+        for module in frozen:
+            module.requires_grad_(False)
+        return sum(p.numel() for p in self.parameters() if not p.requires_grad)
+
+    def no_decay_parameter_names(self) -> set[str]:
+        """Biases and every parameter owned by a normalization module (chosen by type, not by name)."""
+        norm_types = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, getattr(nn, "RMSNorm", nn.LayerNorm))
+        names = set()
+        for module_name, module in self.named_modules():
+            # Custom norms (T5LayerNorm, the *RMSNorm classes of newer backbones) are not nn.LayerNorm subclasses.
+            is_norm = isinstance(module, norm_types) or type(module).__name__.lower().endswith(("norm", "layernorm"))
+            for param_name, _ in module.named_parameters(recurse=False):
+                if is_norm or param_name == "bias":
+                    names.add(f"{module_name}.{param_name}" if module_name else param_name)
+        return names
+
+    def parameter_learning_rates(
+        self, learning_rate: float, layer_lr_decay: float = 1.0, head_learning_rate: float | None = None
+    ) -> dict[str, float]:
+        """Per-parameter learning rates: the top encoder layer (and anything above it in the backbone) at
+        ``learning_rate``, each layer below at ``layer_lr_decay`` times the one above, the embeddings last; pooling
+        and heads at ``head_learning_rate`` (default: ``learning_rate``)."""
+        num_layers = len(self.encoder_layers())
+        head_lr = head_learning_rate or learning_rate
+        return {
+            name: head_lr if depth == num_layers + 2 else learning_rate * layer_lr_decay ** max(0, num_layers - depth)
+            for name, depth in self.parameter_depths().items()
+        }
+
+    def parameter_groups(
+        self,
+        learning_rate: float,
+        weight_decay: float,
+        layer_lr_decay: float = 1.0,
+        head_learning_rate: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Optimizer parameter groups of the trainable parameters (frozen ones get no optimizer state), one per
+        (weight decay, learning rate): no decay on biases and norms, layer-wise learning rates."""
+        no_decay = self.no_decay_parameter_names()
+        lrs = self.parameter_learning_rates(learning_rate, layer_lr_decay, head_learning_rate)
+        grouped: dict[tuple[float, float], list[nn.Parameter]] = {}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                decay = 0.0 if name in no_decay else weight_decay
+                grouped.setdefault((decay, lrs[name]), []).append(param)
+        return [{"params": ps, "weight_decay": wd, "lr": lr} for (wd, lr), ps in grouped.items()]
+
     @classmethod
     def from_backbone(
         cls,
         backbone_name_or_path: str,
         id2label: dict[int, str],
-        pooling: str = "cls",
-        head: str = "linear",
-        classifier_dropout: float = 0.1,
         problem_type: str = "single_label_classification",
-        **task: Any,
+        **settings: Any,
     ) -> EncoderClassifier:
         """Build the classifier and load the pretrained backbone weights: the one place they are read, for training.
-        ``task`` holds the hierarchical settings (levels, level_parents, level_loss_weights, consistent_decoding)."""
+        ``settings`` are EncoderClassifierConfig fields (pooling, head, classifier_dropout, a hierarchy's levels...)
+        and any head's own settings."""
         # transformers loads a checkpoint in its stored dtype; training needs fp32 master weights.
         pretrained = AutoModel.from_pretrained(backbone_name_or_path, dtype=torch.float32)
         config = EncoderClassifierConfig(
             backbone_config=pretrained.config.to_dict(),
-            pooling=pooling,
-            head=head,
-            classifier_dropout=classifier_dropout,
             id2label={int(i): name for i, name in id2label.items()},
             label2id={name: int(i) for i, name in id2label.items()},
             problem_type=problem_type,
-            **task,
+            **settings,
         )
         model = cls(config)
         missing, unexpected = model.backbone.load_state_dict(pretrained.state_dict(), strict=False)
@@ -276,34 +411,26 @@ class EncoderClassifier(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        teacher: torch.Tensor | None = None,
+        teacher_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> ClassifierOutput:
-        """Logits (batch, num_labels; the finest level's for a hierarchy) and, with ``labels``, the task's loss:
-        cross-entropy, binary cross-entropy (multi-label) or the weighted sum of per-level cross-entropies."""
+        """Logits (batch, num_labels; the finest level's for a hierarchy) and, with ``labels``, the problem type's
+        loss (LOSSES); ``teacher`` (batch, num_labels) probabilities and ``teacher_mask`` (batch,) add distillation."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._takes_token_types else {}
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         pooled = self.pooler(hidden, attention_mask)  # (batch, pooled_dim)
-        problem = self.config.problem_type
-        # Losses in float32 even under autocast: the log-softmax of bf16 logits loses the small differences.
-        if problem == "hierarchical_classification":
-            per_level = [head(pooled) for head in self.heads]  # each (batch, labels of that level)
-            loss = None
-            if labels is not None:  # (batch, levels)
-                weights = self.config.level_loss_weights
-                loss = sum(
-                    w * F.cross_entropy(z.float(), labels[:, i])
-                    for i, (w, z) in enumerate(zip(weights, per_level, strict=True))
-                )
-            return ClassifierOutput(loss=loss, logits=per_level[-1], level_logits=torch.cat(per_level, dim=-1))
-        logits = self.head(pooled)  # (batch, num_labels)
+        heads = self.heads if hasattr(self, "heads") else [self.head]  # one head per hierarchy level, else one
+        logits = [head(pooled) for head in heads]  # each (batch, labels of its level)
         loss = None
-        if labels is not None and problem == "multi_label_classification":
-            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        elif labels is not None:
-            loss = F.cross_entropy(logits.float(), labels)
-        return ClassifierOutput(loss=loss, logits=logits)
+        if labels is not None:
+            extra = {"teacher": teacher, "teacher_mask": teacher_mask} if teacher is not None else {}
+            loss = LOSSES[self.config.problem_type](logits, labels, self.config, **extra)
+        # A hierarchy's metrics need every level: level_logits holds them side by side.
+        level_logits = torch.cat(logits, dim=-1) if len(logits) > 1 else None
+        return ClassifierOutput(loss=loss, logits=logits[-1], level_logits=level_logits)
 
 
 @dataclass
@@ -311,25 +438,6 @@ class ClassifierOutput(SequenceClassifierOutput):
     """SequenceClassifierOutput plus, for a hierarchy, every level's logits side by side (batch, sum of levels)."""
 
     level_logits: torch.Tensor | None = None
-
-
-def distillation_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    teacher_probs: torch.Tensor,
-    has_teacher: torch.Tensor,
-    alpha: float,
-    temperature: float,
-) -> torch.Tensor:
-    """Mean over rows of ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``; rows without a teacher
-    get plain CE. The teacher's probabilities are softened like logits: ``p^(1/T)`` renormalised."""
-    logits = logits.float()
-    ce = F.cross_entropy(logits, labels, reduction="none")  # (batch,)
-    soft = teacher_probs.float().clamp_min(1e-12) ** (1.0 / temperature)
-    soft = soft / soft.sum(dim=-1, keepdim=True)  # (batch, num_labels)
-    log_student = F.log_softmax(logits / temperature, dim=-1)
-    kl = (soft * (soft.log() - log_student)).sum(dim=-1) * temperature**2  # (batch,)
-    return torch.where(has_teacher, alpha * kl + (1 - alpha) * ce, ce).mean()
 
 
 # Local registration (``AutoModelForSequenceClassification.from_pretrained(best_model)`` in this process) and

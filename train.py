@@ -24,89 +24,54 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, broadcast_object_list, set_seed
 from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers.utils import logging as hf_logging
 
-from config import TrainConfig, parse_config
-from data import PadCollator, eval_dataloader, prepare_splits, tokenize_splits, train_dataloader
-from evaluate import compute_metrics, evaluate, is_better, predict, tune_thresholds
-from model import EncoderClassifier, distillation_loss
+from config import TrainConfig, model_settings, parse_config
+from data import build_dataloaders, load_splits, tokenize_splits
+from evaluate import evaluate, is_better, score_best_model
+from model import EncoderClassifier
 from utils import (
+    BEST_MODEL,
+    BOOKKEEPING_SETTINGS,
+    CHECKPOINTS,
+    TrainingError,
     UsageError,
     append_jsonl,
     atomic_write_dir,
     atomic_write_json,
     atomic_write_text,
+    checkpoint_dirs,
+    checkpoint_name,
+    default_run_dir,
     logger,
+    pad_multiple_for,
     read_latest_pointer,
     resolve_model_path,
     run_cli,
     setup_logging,
     short_name,
+    tune_cpu,
     write_latest_pointer,
 )
 
 # Files whose presence means a folder already holds a run that must not be overwritten silently.
-RUN_MARKERS = ("config.json", "results.json", "best_model", "metrics.jsonl")
+RUN_MARKERS = ("config.json", "results.json", BEST_MODEL, "metrics.jsonl")
 
 
-def no_decay_parameter_names(model: nn.Module) -> set[str]:
-    """Names of biases and of every parameter owned by a normalization module (chosen by type, not by name)."""
-    norm_types = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, getattr(nn, "RMSNorm", nn.LayerNorm))
-    names = set()
-    for module_name, module in model.named_modules():
-        # Custom norms (e.g. T5LayerNorm, *RMSNorm classes of newer backbones) are not nn.LayerNorm subclasses.
-        is_norm = isinstance(module, norm_types) or type(module).__name__.lower().endswith(("norm", "layernorm"))
-        for param_name, _ in module.named_parameters(recurse=False):
-            full = f"{module_name}.{param_name}" if module_name else param_name
-            if is_norm or param_name == "bias":
-                names.add(full)
-    return names
-
-
-def apply_freezing(model: EncoderClassifier, freeze: str, freeze_layers: int) -> int:
-    """Freeze the embeddings, the first ``freeze_layers`` layers, or the whole backbone; returns frozen parameters."""
-    frozen: list[nn.Module] = []
-    if freeze == "backbone":
-        frozen = [model.backbone]
-    elif freeze == "embeddings" or freeze_layers:
-        frozen = [model.embeddings(), *model.encoder_layers()[:freeze_layers]]
-    for module in frozen:
-        module.requires_grad_(False)
-    return sum(p.numel() for p in model.parameters() if not p.requires_grad)
-
-
-def parameter_learning_rates(model: EncoderClassifier, cfg: TrainConfig) -> dict[str, float]:
-    """Per-parameter learning rates: the top encoder layer (and anything above it in the backbone) at lr, each layer
-    below at ``layer_lr_decay`` times the one above, the embeddings last; pooling + head at ``head_learning_rate``."""
-    depths = model.parameter_depths()
-    num_layers = len(model.encoder_layers())
-    head_lr = cfg.head_learning_rate or cfg.learning_rate
-    return {
-        name: head_lr
-        if depth == num_layers + 2
-        else cfg.learning_rate * cfg.layer_lr_decay ** max(0, num_layers - depth)
-        for name, depth in depths.items()
-    }
-
-
-def build_optimizer(
-    model: EncoderClassifier, cfg: TrainConfig, device: torch.device, fused: bool | None = None
-) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters only (frozen ones get no state), grouped by (weight decay, learning rate):
-    no decay on biases and norms; the fused kernel on CUDA and CPU."""
-    no_decay = no_decay_parameter_names(model)
-    lrs = parameter_learning_rates(model, cfg)
-    grouped: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            decay = 0.0 if name in no_decay else cfg.weight_decay
-            grouped.setdefault((decay, lrs[name]), []).append(param)
-    groups = [{"params": ps, "weight_decay": wd, "lr": lr} for (wd, lr), ps in grouped.items()]
+def build_optimizer(model: EncoderClassifier, cfg: TrainConfig, device: Any, fused: bool | None = None) -> Any:
+    """AdamW over the model's parameter groups (model.parameter_groups); the fused kernel on CUDA and CPU."""
+    groups = model.parameter_groups(cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay, cfg.head_learning_rate)
     return torch.optim.AdamW(
         groups,
         lr=cfg.learning_rate,
@@ -114,14 +79,6 @@ def build_optimizer(
         eps=cfg.adam_epsilon,
         # One fused kernel instead of a dozen foreach passes: 4.5x faster on a 2-core CPU for MiniLM's 22M params.
         fused=device.type in ("cuda", "cpu") if fused is None else fused,
-    )
-
-
-def default_run_dir(cfg: TrainConfig) -> Path:
-    """``<runs_root>/<dataset>/<model>/<timestamp>-seed<k>``."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return (
-        Path(cfg.runs_root) / short_name(cfg.dataset) / short_name(cfg.model_name_or_path) / f"{stamp}-seed{cfg.seed}"
     )
 
 
@@ -139,8 +96,6 @@ def check_output_dir(run_dir: Path, overwrite: bool) -> None:
 
 def max_model_length(tokenizer: Any, model_path: str) -> int:
     """The longest input the backbone accepts (tokenizer limit, else position embeddings)."""
-    from transformers import AutoConfig
-
     limit = getattr(tokenizer, "model_max_length", None)
     if limit is not None and limit < 1_000_000:  # tokenizers without a limit report a huge sentinel
         return int(limit)
@@ -149,8 +104,6 @@ def max_model_length(tokenizer: Any, model_path: str) -> int:
 
 def backbone_num_layers(model_path: str) -> int:
     """Number of encoder layers from the backbone's config (BERT-style, DistilBERT and ModernBERT names)."""
-    from transformers import AutoConfig
-
     config = AutoConfig.from_pretrained(model_path)
     return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", 0))
 
@@ -171,29 +124,6 @@ def resolve_trackers(report_to: str) -> list[str]:
             f"pip install {TRACKER_PACKAGES[report_to]}, or use --report_to none."
         )
     return [report_to]
-
-
-def pad_multiple_for(accelerator: Any, compiled: bool) -> int | None:
-    """Batch widths: multiples of 32 under torch.compile (a bounded set of shapes to compile), of 8 for tensor cores
-    under GPU mixed precision, else exact (on a CPU any padding is pure waste)."""
-    if compiled:
-        return 32
-    return 8 if accelerator.device.type == "cuda" and accelerator.mixed_precision != "no" else None
-
-
-def tune_cpu(accelerator: Any) -> None:
-    """CPU settings: split the cores between the local processes instead of letting each use all of them, and
-    bound oneDNN's cache of bf16 kernels (one per batch shape; length-grouped batches have many shapes)."""
-    if accelerator.device.type != "cpu":
-        return
-    if accelerator.mixed_precision == "bf16":
-        # Measured on MiniLM/emotion over 500 steps: peak RSS 2346 MB with the default capacity (1024), 1937 MB
-        # with 64 (the fp32 recipe: 2034 MB), for 164 instead of 174 samples/s. oneDNN reads it at its first kernel.
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
-    if "OMP_NUM_THREADS" in os.environ or accelerator.num_processes == 1:
-        return
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 BEST_RECORD = "best.json"  # inside best_model/: the step, metric and validation scores of the state it holds
@@ -223,13 +153,6 @@ def read_best_record(best_dir: Path) -> dict[str, Any] | None:
     """The ``best.json`` of a best_model/ folder, or None when the folder (or its record) is missing."""
     path = best_dir / BEST_RECORD
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-CHECKPOINT_PREFIX = "step_"
-
-
-class TrainingError(RuntimeError):
-    """The run cannot continue (non-finite loss); reported as one line, earlier outputs left intact."""
 
 
 class StopRequested:
@@ -299,8 +222,6 @@ def check_distributed_engine(accelerator: Any) -> None:
     """Refuse to train when the accelerate config asks for FSDP or DeepSpeed and another engine is in effect."""
     # Accelerate falls back to plain data parallel (or to one process) without a word when it cannot use the
     # requested engine, e.g. FSDP on CPU processes: the run would not be the one the user configured.
-    from accelerate.utils import DistributedType
-
     for engine, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED")):
         wanted = os.environ.get(env, "false").lower() in ("1", "true", "yes")
         if wanted and accelerator.distributed_type != DistributedType[engine]:
@@ -343,17 +264,6 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in shown.items())
 
 
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Finished checkpoints of a run, oldest first."""
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [
-        p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "meta.json").is_file()
-    ]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-
 def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
     """The run folder (None: a new default one) and the checkpoint to resume from, as the flags ask."""
     spec, output_dir = cfg.resume_from_checkpoint, Path(cfg.output_dir) if cfg.output_dir else None
@@ -370,7 +280,7 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
         raise UsageError(f"--resume_from_checkpoint {spec}: not a checkpoint folder (no meta.json).")
     # A checkpoint belongs to the run folder it was written in (RUN/checkpoints/step_N): best_model/, metrics and
     # results continue there. A copied checkpoint elsewhere needs --output_dir to say where the run lives.
-    owner = checkpoint.resolve().parent.parent if checkpoint.resolve().parent.name == "checkpoints" else None
+    owner = checkpoint.resolve().parent.parent if checkpoint.resolve().parent.name == CHECKPOINTS else None
     if owner is None and output_dir is None:
         raise UsageError(
             f"--resume_from_checkpoint {spec} is not inside a run's checkpoints/ folder; pass --output_dir RUN."
@@ -399,8 +309,8 @@ def _link_or_copy(src: str, dst: str) -> None:
 def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep: int | None) -> Path:
     """``accelerator.save_state``, meta.json and the current best_model/ (hard links) into a temporary folder,
     renamed when complete; prune old ones."""
-    root = run_dir / "checkpoints"
-    final = root / f"{CHECKPOINT_PREFIX}{meta['step']:06d}"
+    root = run_dir / CHECKPOINTS
+    final = root / checkpoint_name(meta["step"])
     tmp = root / f".{final.name}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -410,14 +320,14 @@ def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep:
     if accelerator.is_main_process:
         # The best model as of this step travels with the checkpoint, so a resume restores the pair exactly even
         # when the run crashed after saving a newer best_model/ (or inside its swap).
-        if (run_dir / "best_model").is_dir():
-            link_tree(run_dir / "best_model", tmp / "best_model")
+        if (run_dir / BEST_MODEL).is_dir():
+            link_tree(run_dir / BEST_MODEL, tmp / BEST_MODEL)
         atomic_write_json(tmp / "meta.json", meta)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         if keep is not None:
             existing = checkpoint_dirs(run_dir)
-            protected = {f"{CHECKPOINT_PREFIX}{meta['best_step']:06d}"} if meta["best_step"] is not None else set()
+            protected = {checkpoint_name(meta["best_step"])} if meta["best_step"] is not None else set()
             for old in existing[:-keep]:
                 if old.name not in protected:
                     shutil.rmtree(old)
@@ -427,21 +337,11 @@ def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep:
 
 # Settings that never change what a run computes: a resume may change them. Every other setting (and the resolved
 # data, model, process count and precision) must match the checkpoint's.
-RESUME_FREE = frozenset(
-    {
-        "output_dir",
-        "runs_root",
-        "overwrite_output_dir",
-        "resume_from_checkpoint",
-        "report_to",
-        "logging_steps",
-        "checkpointing_steps",
-        "save_total_limit",
-        "nan_policy",
-        "dataset",  # compared resolved, with the data's fingerprint, below
-        "model_name_or_path",  # compared resolved
-    }
-)
+RESUME_FREE = BOOKKEEPING_SETTINGS | {
+    "nan_policy",
+    "dataset",  # compared resolved, with the data's fingerprint, below
+    "model_name_or_path",  # compared resolved
+}
 
 
 def run_settings(cfg: TrainConfig, resolved: dict[str, Any], train_fingerprint: str) -> dict[str, Any]:
@@ -466,7 +366,7 @@ def check_resume_settings(checkpoint: Path, meta: dict[str, Any], settings: dict
 
 def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -> str | None:
     """Make run_dir/best_model/ the best state the checkpoint knows; returns what was done, for the log."""
-    best_dir = run_dir / "best_model"
+    best_dir = run_dir / BEST_MODEL
     record = read_best_record(best_dir)
     if (record or {}).get("step") == best_step and best_step is not None:
         return None
@@ -476,12 +376,12 @@ def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -
         shutil.rmtree(stale, ignore_errors=True)
     if best_step is None:
         return "removed a best_model/ written after the checkpoint (no evaluation before it)"
-    if not (checkpoint / "best_model").is_dir():
+    if not (checkpoint / BEST_MODEL).is_dir():
         raise UsageError(
             f"--resume_from_checkpoint {checkpoint}: best_model/ does not hold step {best_step}'s state and the "
             "checkpoint has no copy of it (written by an older version); start the run again."
         )
-    link_tree(checkpoint / "best_model", best_dir)
+    link_tree(checkpoint / BEST_MODEL, best_dir)
     return f"restored best_model/ of step {best_step} from the checkpoint"
 
 
@@ -524,14 +424,8 @@ def release_training_state(accelerator: Any, model: nn.Module, optimizer: Any, f
     gc.collect()
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Train, keep the best validation state, reload it and score validation and test; returns results.json."""
-    from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, set_seed
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
-    from transformers.utils import logging as hf_logging
-
-    cfg = parse_config(argv, TrainConfig, __doc__)
+def start_accelerator(cfg: TrainConfig) -> tuple[Any, list[str]]:
+    """The Accelerator for this run (and its trackers), after refusing engines and trackers that cannot work."""
     stop_with_the_launcher()
     trackers = resolve_trackers(cfg.report_to)
     check_engine_installed()
@@ -544,19 +438,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     hf_logging.disable_progress_bar()
     check_distributed_engine(accelerator)
     tune_cpu(accelerator)
+    return accelerator, trackers
 
-    # ---- run directory: one name for all ranks, never clobber another run -------------------------------------
+
+def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | None]:
+    """The run folder (one name for all ranks) and the checkpoint to resume from; never another run's folder."""
     run_dir, resume_dir = resolve_run_dir(cfg)
     if run_dir is None:
-        run_dir = [default_run_dir(cfg)]
-        broadcast_object_list(run_dir)  # timestamps differ between ranks; rank 0's name wins
-        run_dir = run_dir[0]
+        stamp = [datetime.now().strftime("%Y%m%d-%H%M%S")]
+        broadcast_object_list(stamp)  # clocks differ between ranks; rank 0's name wins
+        run_dir = default_run_dir(cfg.runs_root, cfg.dataset, cfg.model_name_or_path, cfg.seed, stamp[0])
     if resume_dir is None:
         check_output_dir(run_dir, cfg.overwrite_output_dir)
-    setup_logging(None, accelerator.is_main_process)
-    set_seed(cfg.seed)
+    return run_dir, resume_dir
 
-    # ---- data: every bad-input check happens here, before a model is built --------------------------------------
+
+def resolved_dataset(dataset: str) -> str:
+    """A local dataset as an absolute path (evaluate.py finds it from anywhere), a hub id unchanged."""
+    return str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
+
+
+def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any]:
+    """The model path, its tokenizer and the data: every bad-input check, before a model is built."""
     model_path = resolve_model_path(cfg.model_name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -571,91 +474,264 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     if cfg.freeze_layers > (num_layers := backbone_num_layers(model_path)):
         raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {num_layers} layers.")
-    dataset = str(Path(cfg.dataset).resolve()) if Path(cfg.dataset).exists() else cfg.dataset
-    data = prepare_splits(
-        dataset,
-        text_column=cfg.text_column,
-        label_column=cfg.label_column,
-        text_pair_column=cfg.text_pair_column,
-        validation_split_ratio=cfg.validation_split_ratio,
-        seed=cfg.seed,
-        max_train_samples=cfg.max_train_samples,
-        max_eval_samples=cfg.max_eval_samples,
-        empty_text=cfg.empty_text,
-        label_columns=cfg.label_columns,
-        multi_label=cfg.multi_label,
-        teacher_column=cfg.teacher_column,
-    )
-    label_names = data.label_names
-    stale = [run_dir / n for n in ("results.json", "metrics.jsonl", "checkpoints", "best_model")]
-    stale = stale if resume_dir is None else []
-    stale = [p for p in stale if p.exists()]  # only non-empty with --overwrite_output_dir (checked above)
+    return model_path, tokenizer, load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)))
+
+
+def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any) -> None:
+    """Create the run folder; a fresh run under --overwrite_output_dir first removes the previous run's outputs
+    (an old results.json or checkpoint would pass for this run's if it stopped early)."""
+    stale = [] if resume_dir else [run_dir / n for n in ("results.json", "metrics.jsonl", CHECKPOINTS, BEST_MODEL)]
+    stale = [p for p in stale if p.exists()]  # only non-empty with --overwrite_output_dir (checked before)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for path in stale:  # an old results.json or checkpoint would pass for this run's if it stopped early
+        for path in stale:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     accelerator.wait_for_everyone()
     setup_logging(run_dir / "train.log", accelerator.is_main_process)
     if stale:
         logger.info("--overwrite_output_dir: removed the previous run's %s", ", ".join(p.name for p in stale))
+
+
+def build_model(cfg: TrainConfig, model_path: str, data: Any) -> tuple[EncoderClassifier, int]:
+    """The classifier for the data's problem type, with the pretrained backbone, frozen as asked; and the number
+    of frozen parameters."""
+    spec = data.spec
+    hierarchy = {"levels": spec.levels, "level_parents": spec.parents} if spec.levels else {}
+    model = EncoderClassifier.from_backbone(
+        model_path, dict(enumerate(data.label_names)), spec.problem_type, **model_settings(cfg), **hierarchy
+    )
+    return model, model.freeze(cfg.freeze, cfg.freeze_layers)
+
+
+@dataclass
+class RunState:
+    """What a checkpoint carries beyond accelerate's own state (model, optimizer, scheduler, RNG)."""
+
+    step: int = 0
+    best_score: float | None = None
+    best_step: int | None = None
+    best_metrics: dict[str, Any] | None = None
+    bad_evals: int = 0
+    train_samples: int = 0
+    train_runtime_s: float = 0.0
+    # The logging window in progress (summed over ranks), so a resumed run logs the same averages.
+    window: dict[str, Any] = field(default_factory=lambda: {"loss": 0.0, "micro": 0, "samples": 0, "tokens": 0})
+
+
+class LoggingWindow:
+    """Loss, rows and real tokens since the last log line, summed in device tensors (no host sync per batch)."""
+
+    def __init__(self, accelerator: Any, carried: dict[str, Any]):
+        self.accelerator = accelerator
+        # The part carried over from a checkpoint is added once, on the main process, so sums over ranks stay right.
+        own = carried if accelerator.is_main_process else {"loss": 0.0, "samples": 0, "tokens": 0}
+        self.sums = torch.tensor([own["loss"], own["samples"], own["tokens"]], device=accelerator.device)
+        self.micro, self.start = carried["micro"], time.perf_counter()
+
+    def add(self, loss: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        """Count one micro-batch: examples are rows (a multi-label row is one example, not one per label)."""
+        self.sums[0] += loss.detach().float()
+        self.sums[1] += len(batch["input_ids"])
+        self.sums[2] += batch["attention_mask"].sum()
+        self.micro += 1
+
+    def totals(self) -> dict[str, Any]:
+        """The window so far over all ranks: loss summed over micro-batches (averaged over ranks), rows, tokens."""
+        loss, samples, tokens = self.accelerator.reduce(self.sums.clone(), "sum").tolist()
+        return {
+            "loss": loss / self.accelerator.num_processes,
+            "micro": self.micro,
+            "samples": int(samples),
+            "tokens": int(tokens),
+        }
+
+    def flush(self) -> dict[str, Any]:
+        """The window's mean loss and throughput; a new window starts."""
+        totals, elapsed = self.totals(), time.perf_counter() - self.start
+        self.sums.zero_()
+        self.micro, self.start = 0, time.perf_counter()
+        return {
+            "loss": totals["loss"] / totals["micro"],
+            "samples": totals["samples"],
+            "samples_per_s": totals["samples"] / elapsed,
+            "tokens_per_s": totals["tokens"] / elapsed,
+        }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train, keep the best validation state, reload it and score validation and test; returns results.json."""
+    cfg = parse_config(argv, TrainConfig, __doc__)
+    accelerator, trackers = start_accelerator(cfg)
+    run_dir, resume_dir = prepare_run_dir(cfg, accelerator)
+    setup_logging(None, accelerator.is_main_process)
+    set_seed(cfg.seed)
+    model_path, tokenizer, data = load_inputs(cfg)
+    claim_run_dir(run_dir, resume_dir, accelerator)
     for note in data.notes:
         logger.info(note)
     with accelerator.main_process_first():  # rank 0 fills the tokenization cache, the others read it
         tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length)
-
     pad_multiple = pad_multiple_for(accelerator, cfg.torch_compile)
-    collate = PadCollator(tokenizer.pad_token_id, pad_multiple)
-    train_dl = train_dataloader(
-        tokenized["train"], collate, cfg.per_device_train_batch_size, cfg.seed, cfg.group_by_length
-    )
+    train_dl, eval_dls = build_dataloaders(tokenized, tokenizer, cfg, pad_multiple)
     train_sampler = train_dl.batch_sampler
-    eval_dls = {
-        split: eval_dataloader(tokenized[split], collate, cfg.per_device_eval_batch_size)
-        for split in ("validation", "test")
-        if split in tokenized
-    }
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
-    spec = data.spec
-    hierarchy = (
-        {
-            "levels": spec.levels,
-            "level_parents": spec.parents,
-            "level_loss_weights": cfg.level_loss_weights,
-            "consistent_decoding": cfg.consistent_decoding,
-        }
-        if spec.problem_type == "hierarchical_classification"
-        else {}
-    )
-    model = EncoderClassifier.from_backbone(
-        model_path,
-        dict(enumerate(label_names)),
-        cfg.pooling,
-        cfg.head,
-        cfg.classifier_dropout,
-        problem_type=spec.problem_type,
-        **hierarchy,
-    )
-    frozen = apply_freezing(model, cfg.freeze, cfg.freeze_layers)
+    model, frozen = build_model(cfg, model_path, data)
     optimizer = build_optimizer(model, cfg, accelerator.device)
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dls = {split: accelerator.prepare(dl) for split, dl in eval_dls.items()}
+    resolved = describe_run(cfg, data, model_path, model, accelerator, len(train_dl), pad_multiple, frozen)
+    max_steps, steps_per_epoch = resolved["max_steps"], resolved["steps_per_epoch"]
+    scheduler = get_linear_schedule_with_warmup(optimizer, resolved["warmup_steps"], max_steps)
+    accelerator.register_for_checkpointing(scheduler)
+    settings = run_settings(cfg, resolved, tokenized["train"]._fingerprint)
+    state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
+    if accelerator.is_main_process:
+        atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
+        write_latest_pointer(Path(cfg.runs_root), run_dir)
+    start_trackers(accelerator, trackers, cfg, run_dir)
+    log_plan(run_dir, data, resolved)
+
+    def log_event(record: dict[str, Any]) -> None:
+        """One metrics.jsonl line and one tracker entry (a no-op without trackers)."""
+        accelerator.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
+        if accelerator.is_main_process:
+            append_jsonl(run_dir / "metrics.jsonl", record)
+
+    def log_window(step: int) -> None:
+        """Log the window's mean loss, lr, grad norm and throughput."""
+        flushed = window.flush()
+        state.train_samples += flushed.pop("samples")
+        record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": flushed.pop("loss")}
+        record |= {"lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm) if grad_norm is not None else None}
+        log_event(record | flushed)
+        progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+
+    def checkpoint() -> None:
+        """Write a resumable checkpoint of the current step (with the open logging window and the clock)."""
+        state.window = window.totals()
+        state.train_runtime_s = runtime_before + time.perf_counter() - train_start
+        meta = {**dataclasses.asdict(state), "epoch": state.step / steps_per_epoch, "settings": settings}
+        meta |= {"steps_per_epoch": steps_per_epoch, "max_steps": max_steps}
+        logger.info("checkpoint written: %s", save_checkpoint(accelerator, run_dir, meta, cfg.save_total_limit))
+
+    # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe checkpoint -> maybe stop ---------------
+    metric, patience, every = cfg.metric_for_best_model, cfg.early_stopping_patience, cfg.checkpointing_steps
+    window = LoggingWindow(accelerator, state.window)
+    runtime_before, train_start = state.train_runtime_s, time.perf_counter()
+    grad_norm, apply_update, stopped = None, True, False
+    # A run resumed from the checkpoint of the step it stopped early at stays stopped.
+    early_stop = bool(patience and state.bad_evals >= patience)
+    checkpointed_step, stopper = state.step if resume_dir else None, StopRequested()
+    progress = tqdm(total=max_steps, initial=state.step, desc="train", disable=not accelerator.is_local_main_process)
+    done = state.step >= max_steps or early_stop
+    batches = train_batches(train_dl, train_sampler, accelerator, state.step, steps_per_epoch, resolved["num_epochs"])
+    model.train()
+    with stopper, progress:
+        for batch, loss_scale in () if done else batches:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss * loss_scale)
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+                    apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state.step + 1)
+                if apply_update:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            window.add(loss, batch)
+            if not accelerator.sync_gradients:
+                continue
+            if not accelerator.optimizer_step_was_skipped:  # fp16 overflow steps leave the schedule where it was
+                scheduler.step()
+            state.step += 1
+            step, last_step, epoch_end = state.step, state.step >= max_steps, state.step % steps_per_epoch == 0
+            progress.update(1)
+
+            if step % cfg.logging_steps == 0 or last_step:
+                log_window(step)
+            if (step % cfg.eval_steps == 0 if cfg.eval_steps else epoch_end) or last_step:
+                val = evaluate(model, eval_dls["validation"], accelerator, data.label_names)
+                model.train()
+                log_event({"step": step, "epoch": round(step / steps_per_epoch, 4)} | eval_record(val))
+                logger.info("step %d: validation %s", step, format_metrics(val))
+                # Every rank holds the same gathered metrics, so every rank takes the same branch.
+                if is_better(metric, val[metric], state.best_score):
+                    state.best_score, state.best_step, state.best_metrics, state.bad_evals = val[metric], step, val, 0
+                    record = {"step": step, "metric": metric, "score": val[metric], "validation": val}
+                    save_best_model(accelerator, model, tokenizer, run_dir / BEST_MODEL, record)
+                    logger.info("new best %s %.4f at step %d: saved best_model/", metric, val[metric], step)
+                else:
+                    state.bad_evals += 1
+                    early_stop = bool(patience and state.bad_evals >= patience)
+            if early_stop:
+                logger.info("early stopping: no %s improvement in %d evaluations", metric, patience)
+                if window.micro:  # the steps since the last log line are logged too
+                    log_window(step)
+            if every and not last_step and (epoch_end if every == "epoch" else step % int(every) == 0):
+                checkpointed_step = step
+                checkpoint()
+            if stopped := stopper.any_rank(accelerator):
+                if checkpointed_step != step:
+                    checkpoint()
+                logger.error(
+                    "%s received: stopped after step %d with a checkpoint; continue with --resume_from_checkpoint latest",
+                    stopper.signal_name or "a stop signal (on another rank)",
+                    step,
+                )
+            if stopped or last_step or early_stop:
+                break
+    batches.close()
+    train_runtime = runtime_before + time.perf_counter() - train_start
+
+    # Free the (DDP-wrapped) model before the process group goes away; stopped by a signal: exit with its code.
+    accelerator.wait_for_everyone()
+    release_training_state(accelerator, model, optimizer, finished=not stopped)
+    del model, optimizer
+    gc.collect()
+    if stopped:
+        accelerator.end_training()
+        raise SystemExit(stopper.exit_code)
+
+    # ---- reload the best state from disk and score it (evaluate.py scores through the same function) ------------
+    reloaded, _, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
+    results = results_record(state, metric, reloaded, best_config, early_stop, train_runtime)
+    if accelerator.is_main_process:
+        atomic_write_json(run_dir / "results.json", results)
+    test_text = f"test {metric} {results['test'][metric]:.4f}" if results["test"] else "no test split"
+    logger.info(
+        "done: best validation %s %.4f at step %d; %s; results in %s",
+        metric,
+        state.best_score,
+        state.best_step,
+        test_text,
+        run_dir / "results.json",
+    )
+    accelerator.end_training()
+    return results
+
+
+def describe_run(
+    cfg: TrainConfig,
+    data: Any,
+    model_path: str,
+    model: nn.Module,
+    accelerator: Any,
+    batches_per_epoch: int,
+    pad_multiple: int | None,
+    frozen: int,
+) -> dict[str, Any]:
+    """config.json's ``resolved``: what the flags came to (labels, sizes, processes, precision, the schedule)."""
     # Step counts come from the prepared (per-process) loader. The scheduler is stepped by hand once per optimizer
     # step: accelerate's prepared scheduler would step num_processes times, for schedules sized before sharding.
-    steps_per_epoch = math.ceil(len(train_dl) / cfg.gradient_accumulation_steps)
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
     max_steps = cfg.max_steps or math.ceil(cfg.num_train_epochs * steps_per_epoch)
-    num_epochs = math.ceil(max_steps / steps_per_epoch)
-    warmup_steps = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * max_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, max_steps)
-    accelerator.register_for_checkpointing(scheduler)
-
-    resolved = {
-        "dataset": dataset,
+    return {
+        "dataset": resolved_dataset(cfg.dataset),
         "model_path": model_path,
-        "label_names": label_names,
-        "num_labels": len(label_names),
-        "problem_type": spec.problem_type,
-        "levels": spec.levels,
+        "label_names": data.label_names,
+        "num_labels": len(data.label_names),
+        "problem_type": data.spec.problem_type,
+        "levels": data.spec.levels,
         "split_sizes": {split: len(ds) for split, ds in data.splits.items()},
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
@@ -666,264 +742,99 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         * accelerator.num_processes,
         "steps_per_epoch": steps_per_epoch,
         "max_steps": max_steps,
-        "num_epochs": num_epochs,
-        "warmup_steps": warmup_steps,
+        "num_epochs": math.ceil(max_steps / steps_per_epoch),
+        "warmup_steps": cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * max_steps),
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "frozen_parameters": frozen,
     }
-    settings = run_settings(cfg, resolved, tokenized["train"]._fingerprint)
 
-    # ---- state that a checkpoint carries beyond accelerate's own (model, optimizer, scheduler, RNG) ------------
-    # ``window`` is the logging window in progress (summed over ranks), so a resumed run logs the same averages.
-    state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": None, "best_metrics": None, "bad_evals": 0}
-    state |= {
-        "train_samples": 0,
-        "train_runtime_s": 0.0,
-        "window": {"loss": 0.0, "micro": 0, "samples": 0, "tokens": 0},
-    }
-    if resume_dir is not None:
-        meta = json.loads((resume_dir / "meta.json").read_text())
-        check_resume_settings(resume_dir, meta, settings)
-        accelerator.load_state(str(resume_dir))
-        state |= {k: meta[k] for k in state if k in meta}
-        if accelerator.is_main_process:
-            done = restore_best_model(run_dir, resume_dir, state["best_step"])
-            if done:
-                logger.info("resume: %s", done)
-            truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-        accelerator.wait_for_everyone()
-        logger.info("resumed from %s at step %d", resume_dir, state["step"])
+
+def resume(accelerator: Any, run_dir: Path, resume_dir: Path, settings: dict[str, Any]) -> RunState:
+    """Load a checkpoint after checking its settings; put back the best_model/ it knows; drop later metrics."""
+    meta = json.loads((resume_dir / "meta.json").read_text())
+    check_resume_settings(resume_dir, meta, settings)
+    accelerator.load_state(str(resume_dir))
+    state = RunState(**{f.name: meta[f.name] for f in dataclasses.fields(RunState) if f.name in meta})
     if accelerator.is_main_process:
-        atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
-        write_latest_pointer(Path(cfg.runs_root), run_dir)
-    if trackers:
-        accelerator.project_configuration.set_directories(str(run_dir))  # tensorboard logs land in the run dir
-        run_name = f"{short_name(cfg.dataset)}/{short_name(cfg.model_name_or_path)}/{run_dir.name}"
-        scalars = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, int | float | str | bool)}
-        accelerator.init_trackers(
-            "encoder-classify",
-            config=scalars,
-            init_kwargs={"wandb": {"name": run_name}, "swanlab": {"experiment_name": run_name}},
-        )
+        if done := restore_best_model(run_dir, resume_dir, state.best_step):
+            logger.info("resume: %s", done)
+        truncate_metrics(run_dir / "metrics.jsonl", state.step)
+    accelerator.wait_for_everyone()
+    logger.info("resumed from %s at step %d", resume_dir, state.step)
+    return state
+
+
+def start_trackers(accelerator: Any, trackers: list[str], cfg: TrainConfig, run_dir: Path) -> None:
+    """Start the --report_to trackers with a run name of dataset/model/run folder (logs in the run folder)."""
+    if not trackers:
+        return
+    accelerator.project_configuration.set_directories(str(run_dir))  # tensorboard logs land in the run dir
+    run_name = f"{short_name(cfg.dataset)}/{short_name(cfg.model_name_or_path)}/{run_dir.name}"
+    scalars = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, int | float | str | bool)}
+    accelerator.init_trackers(
+        "encoder-classify",
+        config=scalars,
+        init_kwargs={"wandb": {"name": run_name}, "swanlab": {"experiment_name": run_name}},
+    )
+
+
+def log_plan(run_dir: Path, data: Any, resolved: dict[str, Any]) -> None:
+    """The run's folder, data sizes and schedule, in the log."""
+    sizes = resolved["split_sizes"]
     logger.info("run directory: %s", run_dir)
     logger.info(
         "%d train / %d validation / %s test rows, %d labels; %d processes, mixed precision %s, %d optimizer steps "
         "(%d per epoch, %d warmup), effective batch %d",
-        len(data.splits["train"]),
-        len(data.splits["validation"]),
-        len(data.splits["test"]) if "test" in data.splits else "no",
-        len(label_names),
-        accelerator.num_processes,
-        accelerator.mixed_precision,
-        max_steps,
-        steps_per_epoch,
-        warmup_steps,
+        sizes["train"],
+        sizes["validation"],
+        sizes.get("test", "no"),
+        resolved["num_labels"],
+        resolved["num_processes"],
+        resolved["mixed_precision"],
+        resolved["max_steps"],
+        resolved["steps_per_epoch"],
+        resolved["warmup_steps"],
         resolved["effective_batch_size"],
     )
 
-    def log_event(record: dict[str, Any]) -> None:
-        """One metrics.jsonl line and one tracker entry (a no-op without trackers)."""
-        accelerator.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["step"])
-        if accelerator.is_main_process:
-            append_jsonl(run_dir / "metrics.jsonl", record)
 
-    # The logging window lives in tensors on the device (no host sync per micro-batch); the part carried over from a
-    # checkpoint is added once, on the main process, so the sums over ranks stay right.
-    carried = state["window"] if accelerator.is_main_process else {"loss": 0.0, "samples": 0, "tokens": 0}
-    window = torch.tensor([carried["loss"], carried["samples"], carried["tokens"]], device=accelerator.device)
-    window_micro, window_start = state["window"]["micro"], time.perf_counter()
+def eval_record(metrics: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's metrics as ``eval_*`` fields of a metrics.jsonl line (the per-class report left out)."""
+    return {f"eval_{k}": v for k, v in metrics.items() if k != "per_class"}
 
-    def window_totals() -> tuple[float, int, int]:
-        """(loss summed over micro-batches, averaged over ranks; samples; real tokens) of the current window."""
-        loss_sum, samples, tokens = accelerator.reduce(window.clone(), "sum").tolist()
-        return loss_sum / accelerator.num_processes, int(samples), int(tokens)
 
-    def flush_window(step: int, grad_norm: Any) -> None:
-        """Log the window's mean loss, lr, grad norm and throughput, then start a new window."""
-        nonlocal window_micro, window_start
-        loss_sum, samples, tokens = window_totals()
-        elapsed = time.perf_counter() - window_start
-        record = {
-            "step": step,
-            "epoch": round(step / steps_per_epoch, 4),
-            "loss": loss_sum / window_micro,
-            "lr": scheduler.get_last_lr()[0],
-            "grad_norm": float(grad_norm) if grad_norm is not None else None,
-            "samples_per_s": samples / elapsed,
-            "tokens_per_s": tokens / elapsed,
-        }
-        log_event(record)
-        progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-        state["train_samples"] += samples
-        window.zero_()
-        window_micro, window_start = 0, time.perf_counter()
-
-    def checkpoint() -> Path:
-        """Write a resumable checkpoint of the current step (with the open logging window and the clock)."""
-        loss_sum, samples, tokens = window_totals()
-        state["window"] = {"loss": loss_sum, "micro": window_micro, "samples": samples, "tokens": tokens}
-        state["train_runtime_s"] = runtime_before + time.perf_counter() - train_start
-        meta = {**state, "epoch": state["step"] / steps_per_epoch, "settings": settings}
-        meta |= {"steps_per_epoch": steps_per_epoch, "max_steps": max_steps}
-        path = save_checkpoint(accelerator, run_dir, meta, cfg.save_total_limit)
-        logger.info("checkpoint written: %s", path)
-        return path
-
-    # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe checkpoint -> maybe stop ---------------
-    from tqdm.auto import tqdm
-
-    metric, patience = cfg.metric_for_best_model, cfg.early_stopping_patience
-    runtime_before, train_start = state["train_runtime_s"], time.perf_counter()
-    grad_norm, apply_update = None, True
-    last_step = state["step"] >= max_steps
-    # A run resumed from the checkpoint of the step it stopped early at stays stopped.
-    early_stop = bool(patience and state["bad_evals"] >= patience)
-    checkpointed_step, stopper, stopped = state["step"] if resume_dir else None, StopRequested(), False
-    progress = tqdm(total=max_steps, initial=state["step"], desc="train", disable=not accelerator.is_local_main_process)
-    batches = train_batches(train_dl, train_sampler, accelerator, state["step"], steps_per_epoch, num_epochs)
-    model.train()
-    with stopper, progress:
-        for batch, loss_scale in batches if not (last_step or early_stop) else ():
-            teacher, teacher_mask = batch.pop("teacher", None), batch.pop("teacher_mask", None)
-            with accelerator.accumulate(model):
-                if teacher is None:
-                    loss = model(**batch).loss
-                else:
-                    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-                    loss = distillation_loss(
-                        logits, batch["labels"], teacher, teacher_mask, cfg.distill_alpha, cfg.distill_temperature
-                    )
-                accelerator.backward(loss * loss_scale)
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-                    apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state["step"] + 1)
-                if apply_update:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            # Examples are rows of the batch (not label entries: a multi-label row has one per label).
-            window[0] += loss.detach().float()
-            window[1] += len(batch["input_ids"])
-            window[2] += batch["attention_mask"].sum()
-            window_micro += 1
-            if not accelerator.sync_gradients:
-                continue
-            if not accelerator.optimizer_step_was_skipped:  # fp16 overflow steps leave the schedule where it was
-                scheduler.step()
-            state["step"] += 1
-            step = state["step"]
-            progress.update(1)
-            last_step = step >= max_steps
-
-            if step % cfg.logging_steps == 0 or last_step:
-                flush_window(step, grad_norm)
-
-            epoch_end = step % steps_per_epoch == 0
-            if (step % cfg.eval_steps == 0 if cfg.eval_steps else epoch_end) or last_step:
-                val = evaluate(model, eval_dls["validation"], accelerator, label_names)
-                model.train()
-                summary = {k: v for k, v in val.items() if k != "per_class"}
-                log_event(
-                    {
-                        "step": step,
-                        "epoch": round(step / steps_per_epoch, 4),
-                        **{f"eval_{k}": v for k, v in summary.items()},
-                    }
-                )
-                logger.info("step %d: validation %s", step, format_metrics(summary))
-                # Every rank holds the same gathered metrics, so every rank takes the same branch.
-                if is_better(metric, val[metric], state["best_score"]):
-                    state.update(best_score=val[metric], best_step=step, best_metrics=val, bad_evals=0)
-                    record = {"step": step, "metric": metric, "score": val[metric], "validation": val}
-                    save_best_model(accelerator, model, tokenizer, run_dir / "best_model", record)
-                    logger.info("new best %s %.4f at step %d: saved best_model/", metric, val[metric], step)
-                else:
-                    state["bad_evals"] += 1
-                    early_stop = bool(patience and state["bad_evals"] >= patience)
-                    if early_stop:
-                        logger.info("early stopping: no %s improvement in %d evaluations", metric, patience)
-                        if window_micro:  # the steps since the last log line are logged too
-                            flush_window(step, grad_norm)
-
-            every = cfg.checkpointing_steps
-            if every and not last_step and (epoch_end if every == "epoch" else step % int(every) == 0):
-                checkpointed_step = step
-                checkpoint()
-            if stopper.any_rank(accelerator):
-                if checkpointed_step != step:
-                    checkpoint()
-                logger.error(
-                    "%s received: stopped after step %d with a checkpoint; "
-                    "continue with --resume_from_checkpoint latest",
-                    stopper.signal_name or "a stop signal (on another rank)",
-                    step,
-                )
-                stopped = True
-                break
-            if last_step or early_stop:
-                break
-    batches.close()
-    train_runtime = runtime_before + time.perf_counter() - train_start
-
-    # ---- stopped by a signal: free the process group cleanly, then exit with the signal's code ---------------------
-    accelerator.wait_for_everyone()
-    finished = not stopped
-    release_training_state(accelerator, model, optimizer, finished=finished)
-    del model, optimizer
-    gc.collect()
-    if not finished:
-        accelerator.end_training()
-        raise SystemExit(stopper.exit_code)
-
-    # ---- reload the best state from disk and score it -------------------------------------------------------------
-    best = EncoderClassifier.from_pretrained(run_dir / "best_model", dtype=torch.float32)
-    best = accelerator.prepare_model(best, evaluation_mode=True)
-    outputs = {split: predict(best, dl, accelerator) for split, dl in eval_dls.items()}
-    best_config = accelerator.unwrap_model(best).config
-    tuned = spec.problem_type == "multi_label_classification"
-    if tuned:
-        # Per-label thresholds tuned on validation and saved in best_model/config.json, so evaluate.py and
-        # pipelines decide the same way; validation scores at these thresholds are optimistic by construction.
-        best_config.thresholds = tune_thresholds(outputs["validation"]["labels"], outputs["validation"]["logits"])
-        if accelerator.is_main_process:
-            atomic_write_text(run_dir / "best_model" / "config.json", best_config.to_json_string())
-        logger.info("thresholds tuned on validation: %s", dict(zip(label_names, best_config.thresholds, strict=True)))
-    reloaded = {
-        split: compute_metrics(out["labels"], out["logits"], label_names, best_config) for split, out in outputs.items()
-    }
-    if not tuned and reloaded["validation"][metric] != state["best_metrics"][metric]:
+def results_record(
+    state: RunState,
+    metric: str,
+    reloaded: dict[str, dict[str, Any]],
+    best_config: Any,
+    early_stop: bool,
+    train_runtime: float,
+) -> dict[str, Any]:
+    """results.json: the best step's validation metrics, the reloaded model's test metrics, and the run's figures."""
+    tuned = best_config.problem_type == "multi_label_classification"
+    if not tuned and reloaded["validation"][metric] != state.best_metrics[metric]:
         logger.warning(
             "reloaded best_model/ scores validation %s %.6f, recorded %.6f at step %d",
             metric,
             reloaded["validation"][metric],
-            state["best_metrics"][metric],
-            state["best_step"],
+            state.best_metrics[metric],
+            state.best_step,
         )
-    results = {
-        "best_step": state["best_step"],
+    return {
+        "best_step": state.best_step,
         "metric": metric,
-        "validation": reloaded["validation"] if tuned else state["best_metrics"],
+        # Multi-label: scored at the thresholds tuned on validation (optimistic by construction).
+        "validation": reloaded["validation"] if tuned else state.best_metrics,
         "test": reloaded.get("test"),
         "validation_reloaded": reloaded["validation"],
-        **({"validation_at_best_step": state["best_metrics"], "thresholds": best_config.thresholds} if tuned else {}),
-        "global_step": state["step"],
+        **({"validation_at_best_step": state.best_metrics, "thresholds": best_config.thresholds} if tuned else {}),
+        "global_step": state.step,
         "stopped_early": early_stop,
         "train_runtime_s": train_runtime,
-        "train_samples": state["train_samples"],
-        "train_samples_per_s": state["train_samples"] / train_runtime,
+        "train_samples": state.train_samples,
+        "train_samples_per_s": state.train_samples / train_runtime,
     }
-    if accelerator.is_main_process:
-        atomic_write_json(run_dir / "results.json", results)
-    test_text = f"test {metric} {results['test'][metric]:.4f}" if results["test"] else "no test split"
-    logger.info(
-        "done: best validation %s %.4f at step %d; %s; results in %s",
-        metric,
-        state["best_score"],
-        state["best_step"],
-        test_text,
-        run_dir / "results.json",
-    )
-    accelerator.end_training()
-    return results
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from config import DEFAULT_MODEL, TrainConfig, _field, parse_config  # noqa: E402
+from config import DEFAULT_MODEL, TrainConfig, option, parse_config  # noqa: E402
 
 DEFAULT_DATA = str(REPO.parent / "shared" / "data" / "emotion")
 
@@ -38,23 +38,23 @@ DEFAULT_DATA = str(REPO.parent / "shared" / "data" / "emotion")
 class BenchConfig:
     """Benchmark settings; the data/model/batch flags mean what they mean for train.py."""
 
-    dataset: str = _field(DEFAULT_DATA, "Dataset (as train.py's --dataset).")
-    model_name_or_path: str = _field(DEFAULT_MODEL, "Encoder (as train.py's --model_name_or_path).")
-    max_train_samples: int = _field(4096, "Training rows to draw batches from.")
-    max_eval_samples: int = _field(1000, "Validation rows for the evaluation pass and val_macro_f1.")
-    per_device_train_batch_size: int = _field(32, "Training batch size.")
-    per_device_eval_batch_size: int = _field(128, "Evaluation batch size of this project's recipe.")
-    max_seq_length: int = _field(128, "Truncation length.")
-    train_steps: int = _field(40, "Timed training steps (after --untimed_steps warm-up steps).")
-    untimed_steps: int = _field(3, "Warm-up steps excluded from the timing (allocator, kernels, compile).")
-    learning_rate: float = _field(5e-5, "AdamW learning rate (linear decay over the steps run).")
-    mixed_precision: str = _field("auto", "no, bf16, fp16, or auto (bf16 where the CPU/GPU supports it).")
-    torch_compile: bool = _field(False, "torch.compile the model in this project's recipe.")
-    baseline: bool = _field(False, "Also run the common recipe, alternating with this one, and print the speed-ups.")
-    rounds: int = _field(2, "Alternations of ours/baseline with --baseline.")
-    peak_tflops: float | None = _field(None, "Peak TFLOP/s for MFU (default: measured with a large matmul).")
-    seed: int = _field(42, "Seed for the model head, batch order and dropout.")
-    worker: str | None = _field(None, "Internal: run one measurement of 'ours' or 'baseline' in this process.")
+    dataset: str = option(DEFAULT_DATA, "Dataset (as train.py's --dataset).")
+    model_name_or_path: str = option(DEFAULT_MODEL, "Encoder (as train.py's --model_name_or_path).")
+    max_train_samples: int = option(4096, "Training rows to draw batches from.")
+    max_eval_samples: int = option(1000, "Validation rows for the evaluation pass and val_macro_f1.")
+    per_device_train_batch_size: int = option(32, "Training batch size.")
+    per_device_eval_batch_size: int = option(128, "Evaluation batch size of this project's recipe.")
+    max_seq_length: int = option(128, "Truncation length.")
+    train_steps: int = option(40, "Timed training steps (after --untimed_steps warm-up steps).")
+    untimed_steps: int = option(3, "Warm-up steps excluded from the timing (allocator, kernels, compile).")
+    learning_rate: float = option(5e-5, "AdamW learning rate (linear decay over the steps run).")
+    mixed_precision: str = option("auto", "no, bf16, fp16, or auto (bf16 where the CPU/GPU supports it).")
+    torch_compile: bool = option(False, "torch.compile the model in this project's recipe.")
+    baseline: bool = option(False, "Also run the common recipe, alternating with this one, and print the speed-ups.")
+    rounds: int = option(2, "Alternations of ours/baseline with --baseline.")
+    peak_tflops: float | None = option(None, "Peak TFLOP/s for MFU (default: measured with a large matmul).")
+    seed: int = option(42, "Seed for the model head, batch order and dropout.")
+    worker: str | None = option(None, "Internal: run one measurement of 'ours' or 'baseline' in this process.")
 
     def validate(self) -> None:
         """Check choices."""
@@ -105,11 +105,10 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
     from transformers.utils import logging as hf_logging
 
-    from data import PadCollator, eval_dataloader, padding_ratio, prepare_splits, tokenize_splits, train_dataloader
+    from data import PadCollator, eval_dataloader, load_splits, padding_ratio, tokenize_splits, train_dataloader
     from evaluate import compute_metrics, predict
     from model import EncoderClassifier
-    from train import build_optimizer, pad_multiple_for, tune_cpu
-    from utils import resolve_model_path
+    from utils import pad_multiple_for, resolve_model_path, tune_cpu
 
     hf_logging.disable_progress_bar()
     ours = cfg.worker == "ours"
@@ -121,8 +120,13 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     set_seed(cfg.seed)
     model_path = resolve_model_path(cfg.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    data = prepare_splits(
-        cfg.dataset, seed=cfg.seed, max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples
+    data = load_splits(
+        TrainConfig(
+            dataset=cfg.dataset,
+            seed=cfg.seed,
+            max_train_samples=cfg.max_train_samples,
+            max_eval_samples=cfg.max_eval_samples,
+        )
     )
     tokenized = tokenize_splits({k: v for k, v in data.splits.items() if k != "test"}, tokenizer, cfg.max_seq_length)
     train_ds, val_ds = tokenized["train"], tokenized["validation"]
@@ -135,9 +139,17 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     else:
         eval_dl = DataLoader(val_ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
     model = EncoderClassifier.from_backbone(model_path, dict(enumerate(data.label_names)))
-    # The common recipe's torch.optim.AdamW runs its default multi-tensor (foreach) implementation.
-    optim_cfg = TrainConfig(learning_rate=cfg.learning_rate)
-    optimizer = build_optimizer(model, optim_cfg, accelerator.device, fused=None if ours else False)
+    # The loop's optimizer: the model's own parameter groups, AdamW fused on CUDA/CPU for ours; the common recipe's
+    # torch.optim.AdamW runs its default multi-tensor (foreach) implementation.
+    defaults = TrainConfig()
+    groups = model.parameter_groups(cfg.learning_rate, defaults.weight_decay)
+    optimizer = torch.optim.AdamW(
+        groups,
+        lr=cfg.learning_rate,
+        betas=(defaults.adam_beta1, defaults.adam_beta2),
+        eps=defaults.adam_epsilon,
+        fused=accelerator.device.type in ("cuda", "cpu") if ours else False,
+    )
     total_steps = cfg.untimed_steps + cfg.train_steps
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, total_steps)
     model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)

@@ -23,19 +23,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data import _carve_validation as carve_split  # noqa: E402
-from data import load_raw_splits  # noqa: E402
+from data import build_label_space, carve_validation, check_columns, load_raw_splits  # noqa: E402
 from utils import UsageError, atomic_savefig, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
 
 
 def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any, str]:
     """Split ``ratio`` of ``ds`` off as train.py carves a missing validation split; also say how it was split."""
-    keep, held, note = carve_split(ds, list(ds[label_column]), ratio, seed)
+    keep, held, note = carve_validation(ds, list(ds[label_column]), ratio, seed)
     return keep, held, split_method(note)
 
 
 def split_method(note: str) -> str:
-    """``stratified`` or ``random (why)``, read from the note of data._carve_validation (the one place that knows)."""
+    """``stratified`` or ``random (why)``, read from the note of data.carve_validation (the one place that knows)."""
     match = re.search(r"\((stratified|random(?: \([^)]*\))?)", note)
     # A reworded note is passed on whole rather than guessed at: the report must never claim a stratification.
     return match.group(1) if match else note
@@ -62,14 +61,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"{out} is not empty; choose another folder or pass --overwrite.")
 
-    from data import _check_columns, build_label_space
-
     raw, names = load_raw_splits(args.source)
     wanted = {"text_column": args.text_column, "label_column": args.label_column}
     if args.text_pair_column:
         wanted["text_pair_column"] = args.text_pair_column
     for split, ds in raw.items():
-        _check_columns(ds, split, wanted)
+        check_columns(ds, split, wanted)
         raw[split] = ds.select_columns(list(wanted.values()))
     notes, carved = [], {}
     # Carve test first, then validation from what is left, so both ratios are of the original train size.

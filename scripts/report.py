@@ -16,8 +16,8 @@ runs of one dataset and model with other settings are told apart by those settin
 A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
 ``results.json`` is kept and a warning names the folders.
 
-The winner of a dataset is the model with the best mean *validation* macro-F1, the number a researcher may select
-on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
+The winner of a dataset is the model with the best mean *validation* score by the runs' own metric (macro-F1 by
+default), the number a researcher may select on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
 validation score survives on test.
 """
 
@@ -34,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from config import METRICS  # noqa: E402
 from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
     LABEL_SETTINGS,
@@ -81,6 +82,9 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             "seed": user["seed"],
             "finished": results_path.stat().st_mtime_ns,
             "best_step": results["best_step"],
+            # The metric the run selected its best model by, and its validation score: what the winner is chosen on.
+            "metric": results.get("metric", "macro_f1"),
+            "val_selected": (results.get("validation") or {}).get(results.get("metric", "macro_f1")),
             "train_runtime_s": results.get("train_runtime_s"),
             "train_samples_per_s": results.get("train_samples_per_s"),
         }
@@ -163,7 +167,9 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
                 "dataset": dataset,
                 "model": f"{model} ({variant})" if variant else model,
                 "seeds": len(members),
+                "metric": first["metric"],
             }
+            row["val_selected_mean"] = mean_std([m["val_selected"] for m in members])[0]
             for column, _, _ in COLUMNS:
                 row[f"{column}_mean"], row[f"{column}_std"] = mean_std([m[column] for m in members])
             if row["val_macro_f1_mean"] is not None and row["test_macro_f1_mean"] is not None:
@@ -181,7 +187,12 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
     baseline_found = False
     for dataset in {r["dataset"] for r in rows}:
         same = [r for r in rows if r["dataset"] == dataset and r["val_macro_f1_mean"] is not None]
-        best = max(same, key=lambda r: r["val_macro_f1_mean"], default=None)
+        # The winner is chosen on validation by the runs' own --metric_for_best_model (the direction from config's
+        # table); rows selected by different metrics cannot be ranked against each other, so none wins then.
+        metrics = {r["metric"] for r in same}
+        ranked = [r for r in same if r["val_selected_mean"] is not None]
+        sign = -1 if len(metrics) == 1 and METRICS.get(next(iter(metrics))) == "min" else 1
+        best = max(ranked, key=lambda r: sign * r["val_selected_mean"], default=None) if len(metrics) == 1 else None
         for r in same:
             r["winner"] = r is best
         base = find_baseline(same, baseline) if baseline is not None else None
@@ -206,7 +217,7 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
-    """The results table as Markdown; the per-dataset winner (best mean validation macro-F1) in bold."""
+    """The results table as Markdown; the per-dataset winner (best mean validation score by the runs' metric) in bold."""
     header = ["dataset", "model", "seeds", "val macro-F1", "val acc", "test macro-F1", "test acc", "val→test gap"]
     header += ["best step", "train s", "samples/s"] + ([f"Δ test macro-F1 vs {baseline}"] if baseline else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -226,8 +237,8 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
             cells.append("-" if delta is None else f"{delta:+.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     note = (
-        "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation macro-F1 on "
-        "that dataset (selected on validation, not on test). Gap: mean validation minus mean test macro-F1.\n"
+        "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation score on "
+        "that dataset by the runs' own --metric_for_best_model (selected on validation, not on test). Gap: mean validation minus mean test macro-F1.\n"
     )
     return "\n".join(lines) + "\n" + note
 

@@ -55,6 +55,7 @@ from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
     LABEL_SETTINGS,
     UsageError,
+    checkpoint_dirs,
     label_suffix,
     short_hash,
     source_key,
@@ -243,7 +244,7 @@ def resume_flags(run_dir: Path) -> list[str]:
     """How to restart an unfinished run: resume from its checkpoints, or start over in its folder."""
     if not run_dir.exists():
         return []
-    if any((run_dir / "checkpoints").glob("step_*/meta.json")):
+    if checkpoint_dirs(run_dir):
         return ["--resume_from_checkpoint", "latest"]
     return ["--overwrite_output_dir"]
 

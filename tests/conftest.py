@@ -123,6 +123,22 @@ def write_csv(path: Path, rows: list[tuple], header: tuple = ("text", "label")) 
     return path
 
 
+# 48 sample rows, 4 per micro-batch, 2 micro-batches per step: one process runs 6 optimizer steps an epoch (18 in
+# all), two processes 3 an epoch (9 in all); evaluations every 4 steps, a log line every step.
+RESUME_FLAGS = [
+    "--num_train_epochs",
+    "3",
+    "--per_device_train_batch_size",
+    "4",
+    "--gradient_accumulation_steps",
+    "2",
+    "--eval_steps",
+    "4",
+    "--logging_steps",
+    "1",
+]
+
+
 def tiny_args(model: Path, out: Path, dataset: Path | str | None = None, *extra: str) -> list[str]:
     """train.py flags for a fast run on a tiny model."""
     args = ["--model_name_or_path", str(model), "--output_dir", str(out), "--runs_root", str(out.parent / "runs")]

@@ -70,7 +70,7 @@ def test_layer_discovery_without_bert_names(tmp_path):
 def test_layer_lr_decay_and_head_learning_rate(backbone):
     model = EncoderClassifier.from_backbone(str(backbone), {0: "a", 1: "b"})
     cfg = TrainConfig(learning_rate=1e-4, layer_lr_decay=0.5, head_learning_rate=1e-3)
-    lrs = train.parameter_learning_rates(model, cfg)
+    lrs = model.parameter_learning_rates(cfg.learning_rate, cfg.layer_lr_decay, cfg.head_learning_rate)
     layers = model.encoder_layers()
     names = {id(p): n for n, p in model.named_parameters()}
     top = {lrs[names[id(p)]] for p in layers[-1].parameters()}
@@ -107,7 +107,7 @@ def test_frozen_parameters_stay_bit_identical(freeze, flags, backbone, tmp_path)
 
 def test_frozen_parameters_get_no_optimizer_state(tiny_bert):
     model = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"})
-    train.apply_freezing(model, "none", 1)
+    model.freeze("none", 1)
     optimizer = train.build_optimizer(model, TrainConfig(), torch.device("cpu"))
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert all((id(p) in in_optimizer) == p.requires_grad for p in model.parameters())
@@ -144,3 +144,42 @@ def test_best_model_loads_with_trust_remote_code_outside_the_repository(tiny_ber
     rows = [json.loads(line) for line in (out / "predictions_new.jsonl").read_text().splitlines()]
     assert piped == [row["label"] for row in rows]
     assert set(piped) <= {"food", "sports", "technology", "weather"}
+
+
+def test_a_head_with_its_own_setting_is_a_class_a_registry_line_and_a_field(tiny_bert, tmp_path, monkeypatch):
+    """The README's recipe for a new head: nothing but the class, HEADS[...] and one model=True field."""
+    from dataclasses import dataclass
+
+    from torch import nn
+
+    from config import option
+    from model import HEADS
+
+    class GatedHead(nn.Module):
+        def __init__(self, input_dim, num_labels, config):
+            super().__init__()
+            self.gate = nn.Linear(input_dim, config.gate_size)
+            self.up = nn.Linear(config.gate_size, input_dim)
+            self.dropout = nn.Dropout(config.classifier_dropout)
+            self.classifier = nn.Linear(input_dim, num_labels)
+
+        def forward(self, pooled):
+            gated = pooled * torch.sigmoid(self.up(torch.relu(self.gate(pooled))))
+            return self.classifier(self.dropout(gated))
+
+    @dataclass
+    class WithGate(TrainConfig):
+        gate_size: int = option(64, "Gated head: width of the gate.", model=True)
+
+    monkeypatch.setitem(HEADS, "gated", GatedHead)
+    monkeypatch.setattr(train, "TrainConfig", WithGate)  # as if the field were written in config.py
+    monkeypatch.setattr(evaluate, "TrainConfig", WithGate)
+    out = tmp_path / "run"
+    results = train.main(
+        tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--head", "gated", "--gate_size", "5")
+    )
+    assert json.loads((out / "best_model" / "config.json").read_text())["gate_size"] == 5
+    reloaded = EncoderClassifier.from_pretrained(out / "best_model")
+    assert reloaded.head.gate.out_features == 5
+    again = evaluate.main(["--split", "test", "--run_dir", str(out)])
+    assert again["macro_f1"] == results["test"]["macro_f1"]

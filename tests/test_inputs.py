@@ -12,7 +12,7 @@ import evaluate
 import train
 from config import ConfigError, TrainConfig, parse_config
 from conftest import REPO, tiny_args, write_csv
-from data import prepare_splits, tokenize_splits
+from data import load_splits, load_unlabeled, tokenize_splits
 from utils import UsageError, run_cli
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -81,7 +81,8 @@ def test_bad_config_file_value_is_one_error_line_and_exit_2(tmp_path, monkeypatc
 def test_evaluate_train_split_uses_the_runs_max_train_samples(tiny_bert, tmp_path):
     out = tmp_path / "run"
     train.main(tiny_args(tiny_bert, out, None, "--max_train_samples", "12", "--num_train_epochs", "1"))
-    trained_on = prepare_splits(str(REPO / "sample_data"), max_train_samples=12).splits["train"]["text"]
+    run_cfg = TrainConfig(dataset=str(REPO / "sample_data"), max_train_samples=12)
+    trained_on = load_splits(run_cfg).splits["train"]["text"]
 
     metrics = evaluate.main(["--run_dir", str(out), "--split", "train"])
     assert metrics["num_samples"] == 12
@@ -116,7 +117,7 @@ def test_na_like_strings_in_csv_are_text_and_labels(tmp_path, suffix):
     sep = "\t" if suffix == ".tsv" else ","
     for split in ("train", "validation"):
         pd.DataFrame(NA_ROWS, columns=["text", "label"]).to_csv(folder / f"{split}{suffix}", sep=sep, index=False)
-    data = prepare_splits(str(folder))
+    data = load_splits(TrainConfig(dataset=str(folder)))
     assert data.label_names == ["None", "weather"]
     assert data.splits["train"]["text"] == [
         "NA",
@@ -132,7 +133,7 @@ def test_na_like_strings_in_csv_are_text_and_labels(tmp_path, suffix):
 
 def test_na_like_strings_in_unlabeled_input_are_text(tmp_path):
     path = write_csv(tmp_path / "new.csv", [("NA",), ("None",), ("",), ("sunny",)], header=("text",))
-    ds = evaluate.load_unlabeled(str(path), "text", None, None)
+    ds = load_unlabeled(str(path), TrainConfig(), None)
     assert ds["text"] == ["NA", "None", "", "sunny"]
 
 
@@ -149,14 +150,14 @@ def test_edited_file_with_restored_mtime_is_not_served_from_cache(tiny_bert, tmp
     old = [(f"sunny day {i}", "weather") if i % 2 else (f"match won {i}", "sports") for i in range(10)]
     write_csv(train_csv, old)
     write_csv(folder / "validation.csv", old[:4])
-    data = prepare_splits(str(folder))
+    data = load_splits(TrainConfig(dataset=str(folder)))
     tokenized = tokenize_splits(data.splits, tokenizer, 32)
     assert data.splits["train"]["text"][0] == "match won 0"
 
     # Unchanged data: the second load reads the cached token ids rather than writing them again.
     cache_file = tokenized["train"].cache_files[0]["filename"]
     written = os.stat(cache_file).st_mtime_ns
-    again = tokenize_splits(prepare_splits(str(folder)).splits, tokenizer, 32)
+    again = tokenize_splits(load_splits(TrainConfig(dataset=str(folder))).splits, tokenizer, 32)
     assert again["train"].cache_files[0]["filename"] == cache_file and os.stat(cache_file).st_mtime_ns == written
 
     # Same size, new texts and swapped labels, mtime restored (what cp -p, rsync -a and tar x do).
@@ -166,7 +167,7 @@ def test_edited_file_with_restored_mtime_is_not_served_from_cache(tiny_bert, tmp
     assert os.stat(train_csv).st_size == stat.st_size
     os.utime(train_csv, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
-    data = prepare_splits(str(folder))
+    data = load_splits(TrainConfig(dataset=str(folder)))
     assert data.splits["train"]["text"] == [text for text, _ in new]
     assert [data.label_names[i] for i in data.splits["train"]["label"]] == [label for _, label in new]
     tokenized = tokenize_splits(data.splits, tokenizer, 32)
@@ -201,9 +202,13 @@ def test_teacher_column_help_says_the_probability_order():
 
 
 def test_teacher_labels_order_is_checked_and_reordered_to_label_ids(tmp_path):
-    same = prepare_splits(str(_teacher_data(tmp_path / "same", ["neg", "pos"])), teacher_column="teacher")
+    same = load_splits(
+        TrainConfig(dataset=str(_teacher_data(tmp_path / "same", ["neg", "pos"])), teacher_column="teacher")
+    )
     assert same.splits["train"]["teacher"][:3] == [None, [0.3, 0.7], [0.9, 0.1]]
-    data = prepare_splits(str(_teacher_data(tmp_path / "swapped", ["pos", "neg"])), teacher_column="teacher")
+    data = load_splits(
+        TrainConfig(dataset=str(_teacher_data(tmp_path / "swapped", ["pos", "neg"])), teacher_column="teacher")
+    )
     # The teacher said [p(pos), p(neg)]: id 0 is neg, so each list is flipped.
     assert data.splits["train"]["teacher"][:3] == [None, [0.7, 0.3], [0.1, 0.9]]
     assert any("teacher_labels" in note for note in data.notes)
@@ -212,6 +217,6 @@ def test_teacher_labels_order_is_checked_and_reordered_to_label_ids(tmp_path):
 def test_teacher_labels_with_other_names_are_refused(tmp_path):
     folder = _teacher_data(tmp_path / "d", ["negative", "positive"])
     with pytest.raises(UsageError) as err:
-        prepare_splits(str(folder), teacher_column="teacher")
+        load_splits(TrainConfig(dataset=str(folder), teacher_column="teacher"))
     message = str(err.value)
     assert "['negative', 'positive']" in message and "['neg', 'pos']" in message and "labels.json" in message

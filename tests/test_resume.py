@@ -18,22 +18,9 @@ import torch
 import train_probe
 
 import train
-from conftest import REPO, tiny_args
+from conftest import REPO, RESUME_FLAGS, tiny_args
 
-# 48 sample rows, 4 per micro-batch, 2 micro-batches per step: one process runs 6 optimizer steps an epoch (18 in
-# all), two processes 3 an epoch (9 in all).
-FLAGS = [
-    "--num_train_epochs",
-    "3",
-    "--per_device_train_batch_size",
-    "4",
-    "--gradient_accumulation_steps",
-    "2",
-    "--eval_steps",
-    "4",
-    "--logging_steps",
-    "1",
-]
+FLAGS = RESUME_FLAGS
 
 
 def read_jsonl(path: Path) -> list[dict]:

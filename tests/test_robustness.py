@@ -15,22 +15,9 @@ from safetensors.torch import load_file
 import evaluate
 import train
 from conftest import REPO, SHARED_DATA, tiny_args
+from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
 
-# 48 sample rows, 4 per micro-batch, 2 micro-batches per step: 6 optimizer steps an epoch, 18 in all.
-RESUME_FLAGS = [
-    "--num_train_epochs",
-    "3",
-    "--per_device_train_batch_size",
-    "4",
-    "--gradient_accumulation_steps",
-    "2",
-    "--eval_steps",
-    "4",
-    "--checkpointing_steps",
-    "5",
-    "--logging_steps",
-    "1",
-]
+RESUME_FLAGS = [*SHARED_RESUME_FLAGS, "--checkpointing_steps", "5"]
 
 
 def weights(run):

@@ -13,7 +13,9 @@ import pytest
 
 import evaluate
 import train
+from config import TrainConfig
 from conftest import REPO, SHARED_DATA, tiny_args, write_csv
+from data import load_splits
 
 SCRIPTS = REPO / "scripts"
 
@@ -131,7 +133,7 @@ def test_prepare_data_carves_stratified_splits_with_a_report(tmp_path):
     assert report["splits"]["test"]["rows"] == 100 and report["splits"]["train"]["token_length_percentiles"]["max"] > 3
     assert (out / "report.md").is_file() and (out / "lengths.png").is_file()
     # The result is a dataset train.py reads as is.
-    data = __import__("data").prepare_splits(str(out))
+    data = load_splits(TrainConfig(dataset=str(out)))
     assert data.label_names == ["bad", "good"] and len(data.splits["validation"]) == 50
 
 

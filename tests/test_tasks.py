@@ -17,15 +17,18 @@ from safetensors.torch import load_file
 
 import evaluate
 import train
+from config import TrainConfig
 from conftest import SHARED_DATA, tiny_args, write_csv
-from data import prepare_splits
+from data import load_splits
 from model import distillation_loss
 
 TREC = SHARED_DATA / "trec"
 
 
 def test_trec_hierarchy_is_read_with_parents_from_train():
-    data = prepare_splits(str(TREC), label_columns=["label_coarse", "label_fine"], max_train_samples=2000)
+    data = load_splits(
+        TrainConfig(dataset=str(TREC), label_columns=["label_coarse", "label_fine"], max_train_samples=2000)
+    )
     spec = data.spec
     assert spec.problem_type == "hierarchical_classification"
     coarse, fine = (level["labels"] for level in spec.levels)

@@ -13,7 +13,7 @@ import torch
 import train
 from config import ConfigError, TrainConfig, parse_config
 from conftest import REPO, SHARED_DATA, make_tiny_model, tiny_args, write_csv
-from data import LengthGroupedBatchSampler, SortedBatchSampler, build_label_space, padding_ratio, prepare_splits
+from data import LengthGroupedBatchSampler, SortedBatchSampler, build_label_space, load_splits, padding_ratio
 from evaluate import compute_metrics
 from model import EncoderClassifier
 from utils import UsageError
@@ -64,7 +64,7 @@ def test_label_space_rules():
 
 
 def test_real_data_with_labels_json():
-    data = prepare_splits(str(SHARED_DATA / "emotion"), max_train_samples=50, max_eval_samples=20)
+    data = load_splits(TrainConfig(dataset=str(SHARED_DATA / "emotion"), max_train_samples=50, max_eval_samples=20))
     assert data.label_names == ["sadness", "joy", "love", "anger", "fear", "surprise"]
     assert [len(data.splits[s]) for s in ("train", "validation", "test")] == [50, 20, 20]
     assert data.splits["train"][0]["text"] == "i didnt feel humiliated" and data.splits["train"][0]["label"] == 0
@@ -73,9 +73,9 @@ def test_real_data_with_labels_json():
 def test_carved_validation_is_stratified_seeded_and_disjoint(tmp_path):
     rows = [(f"text number {i}", "common" if i % 4 else "rare") for i in range(200)]
     path = write_csv(tmp_path / "all.csv", rows)
-    a = prepare_splits(str(path), validation_split_ratio=0.2, seed=1)
-    b = prepare_splits(str(path), validation_split_ratio=0.2, seed=1)
-    c = prepare_splits(str(path), validation_split_ratio=0.2, seed=2)
+    a = load_splits(TrainConfig(dataset=str(path), validation_split_ratio=0.2, seed=1))
+    b = load_splits(TrainConfig(dataset=str(path), validation_split_ratio=0.2, seed=1))
+    c = load_splits(TrainConfig(dataset=str(path), validation_split_ratio=0.2, seed=2))
     val = a.splits["validation"]
     assert len(val) == 40 and sum(1 for y in val["label"] if a.label_names[y] == "rare") == 10  # 25% as in train
     assert set(val["text"]).isdisjoint(a.splits["train"]["text"]) and len(a.splits["train"]) == 160
@@ -86,7 +86,7 @@ def test_carved_validation_is_stratified_seeded_and_disjoint(tmp_path):
 def test_folder_with_dev_split_and_empty_text(tmp_path):
     write_csv(tmp_path / "train.csv", [("good", "pos"), ("bad", "neg"), ("   ", "pos"), ("fine", "pos")])
     write_csv(tmp_path / "dev.csv", [("nice", "pos"), ("awful", "neg")])
-    data = prepare_splits(str(tmp_path))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
     assert len(data.splits["train"]) == 3 and len(data.splits["validation"]) == 2
     assert "dropped 1 rows of the train split with empty text" in data.notes
 
@@ -168,7 +168,7 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path):
 @pytest.mark.parametrize("arch", ["bert", "modernbert"])
 def test_no_weight_decay_on_biases_and_norms_by_module_type(arch, tmp_path):
     model = EncoderClassifier.from_backbone(str(make_tiny_model(tmp_path / arch, arch)), {0: "a", 1: "b"})
-    no_decay = train.no_decay_parameter_names(model)
+    no_decay = model.no_decay_parameter_names()
     norm_params = {
         f"{m}.{p}"
         for m, mod in model.named_modules()
@@ -244,7 +244,7 @@ def test_length_grouping_padding_ratio_on_real_data(name, minilm_path):
 
     from data import tokenize_splits
 
-    data = prepare_splits(str(SHARED_DATA / name), max_train_samples=16000)
+    data = load_splits(TrainConfig(dataset=str(SHARED_DATA / name), max_train_samples=16000))
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     lengths = tokenize_splits({"train": data.splits["train"]}, tokenizer, 128)["train"]["length"]
     grouped = LengthGroupedBatchSampler(lengths, 32, seed=0)
