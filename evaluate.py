@@ -422,6 +422,14 @@ def predictions_rows(
     return rows
 
 
+def write_predictions(
+    path: Path, raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Task, top_k: int = 3
+) -> None:
+    """predictions_<split>.jsonl: one line per example in row order (gold, prediction, probabilities, loss)."""
+    rows = predictions_rows(raw, out, label_names, task, top_k)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], path: Path, title: str) -> None:
     """Save a confusion-matrix PNG (rows: gold, columns: predicted)."""
     import matplotlib
@@ -555,8 +563,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     split, metrics = cfg.split, metrics[name]
     if accelerator.is_main_process:
         atomic_write_json(run_dir / f"eval_{split}.json", {"split": split, "run_dir": str(run_dir), **metrics})
-        rows = predictions_rows(raw, out, model_labels, task)
-        atomic_write_text(run_dir / f"predictions_{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        write_predictions(run_dir / f"predictions_{split}.jsonl", raw, out, model_labels, task)
         # A hierarchy plots its finest level; multi-label has no single matrix (see per_class instead).
         if (confusion := task.confusion(out["labels"], out["logits"])) is not None:
             plot_confusion(*confusion, model_labels, run_dir / f"confusion_{split}.png", f"{split} ({run_dir.name})")

@@ -39,12 +39,13 @@ from transformers.utils import logging as hf_logging
 
 from config import TrainConfig, model_settings, parse_config
 from data import build_dataloaders, load_splits, tokenize_splits
-from evaluate import evaluate, is_better, score_best_model
-from model import EncoderClassifier
+from evaluate import evaluate, is_better, score_best_model, task_for, write_predictions
+from model import HEADS, POOLERS, EncoderClassifier
 from utils import (
     BEST_MODEL,
     BOOKKEEPING_SETTINGS,
     CHECKPOINTS,
+    ConfigError,
     TrainingError,
     UsageError,
     append_jsonl,
@@ -460,6 +461,11 @@ def resolved_dataset(dataset: str) -> str:
 
 def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any]:
     """The model path, its tokenizer and the data: every bad-input check, before a model is built."""
+    for flag, registry in (("pooling", POOLERS), ("head", HEADS)):
+        if getattr(cfg, flag) not in registry:
+            raise ConfigError(
+                f"--{flag} {getattr(cfg, flag)!r} is unknown; choose one of: {', '.join(sorted(registry))}."
+            )
     model_path = resolve_model_path(cfg.model_name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -693,9 +699,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(stopper.exit_code)
 
     # ---- reload the best state from disk and score it (evaluate.py scores through the same function) ------------
-    reloaded, _, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
+    reloaded, outputs, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
     results = results_record(state, metric, reloaded, best_config, early_stop, train_runtime)
     if accelerator.is_main_process:
+        # Per-example predictions of the reloaded best model, so statistics (scripts/compare.py) can resample
+        # examples without re-running anything; results.json last, as the mark of a finished run.
+        for split, out in outputs.items():
+            names = data.label_names
+            write_predictions(
+                run_dir / f"predictions_{split}.jsonl", data.splits[split], out, names, task_for(best_config)
+            )
         atomic_write_json(run_dir / "results.json", results)
     test_text = f"test {metric} {results['test'][metric]:.4f}" if results["test"] else "no test split"
     logger.info(

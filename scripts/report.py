@@ -82,6 +82,8 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             "seed": user["seed"],
             "finished": results_path.stat().st_mtime_ns,
             "best_step": results["best_step"],
+            # A matrix run's variant name and grid point (matrix.json, written by run_matrix.py).
+            **read_matrix_entry(run_dir),
             # The metric the run selected its best model by, and its validation score: what the winner is chosen on.
             "metric": results.get("metric", "macro_f1"),
             "val_selected": (results.get("validation") or {}).get(results.get("metric", "macro_f1")),
@@ -92,7 +94,48 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             record[column] = (results.get(split) or {}).get(key)
         runs.append(record)
     name_runs(runs)
+    for run in runs:
+        if run["variant"]:
+            run["model"] = f"{run['model']} [{run['variant']}]"
     return runs
+
+
+def read_matrix_entry(run_dir: Path) -> dict[str, Any]:
+    """``variant`` (None when the run is no variant) and ``grid`` (the grid point's settings, {} without a grid)."""
+    path = run_dir / "matrix.json"
+    entry = json.loads(path.read_text()) if path.is_file() else {}
+    return {"variant": entry.get("variant"), "grid": entry.get("grid") or {}}
+
+
+def point_key(grid: dict[str, Any]) -> str:
+    """A grid point as one string (its settings sorted)."""
+    return json.dumps(grid, sort_keys=True, default=str)
+
+
+def select_grid_points(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """For each (dataset, model): the grid point with the best mean VALIDATION score over seeds, by the runs' own
+    metric and its direction (config.METRICS); test scores never take part. Also the runner-up and the margin."""
+    groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
+    for run in runs:
+        groups.setdefault((run["dataset"], run["model"]), {}).setdefault(point_key(run["grid"]), []).append(run)
+    chosen = {}
+    for pair, points in groups.items():
+        scored = []
+        for members in points.values():
+            members = one_run_per_seed(members, quiet=True)
+            score = mean_std([m["val_selected"] for m in members])[0]
+            if score is not None:
+                scored.append({"grid": members[0]["grid"], "runs": members, "score": score})
+        if not scored:
+            continue
+        metric = scored[0]["runs"][0]["metric"]
+        sign = -1 if METRICS.get(metric) == "min" else 1
+        # Ties go to the point listed first in a stable order (the sorted point key), never to the test score.
+        scored.sort(key=lambda p: (-sign * p["score"], point_key(p["grid"])))
+        best, runner_up = scored[0], scored[1] if len(scored) > 1 else None
+        margin = sign * (best["score"] - runner_up["score"]) if runner_up else None
+        chosen[pair] = best | {"metric": metric, "runner_up": runner_up, "margin": margin}
+    return chosen
 
 
 def name_runs(runs: list[dict[str, Any]]) -> None:
@@ -110,7 +153,7 @@ def name_runs(runs: list[dict[str, Any]]) -> None:
         run["dataset"], run["model"] = dataset, model
 
 
-def one_run_per_seed(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def one_run_per_seed(members: list[dict[str, Any]], quiet: bool = False) -> list[dict[str, Any]]:
     """The runs of one row, one per seed: a seed trained twice keeps its newest result, with a warning."""
     by_seed: dict[Any, list[dict[str, Any]]] = {}
     for run in members:
@@ -119,7 +162,7 @@ def one_run_per_seed(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for seed, runs in by_seed.items():
         runs.sort(key=lambda r: (r["finished"], str(r["run_dir"])))  # the folder name breaks mtime ties
         kept.append(runs[-1])
-        if len(runs) > 1:
+        if len(runs) > 1 and not quiet:
             print(
                 f"warning: {runs[-1]['dataset']} / {runs[-1]['model']} seed {seed} was trained {len(runs)} times with "
                 f"the same settings ({', '.join(str(r['run_dir']) for r in runs)}); using {runs[-1]['run_dir']} "
@@ -166,8 +209,10 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
             row: dict[str, Any] = {
                 "dataset": dataset,
                 "model": f"{model} ({variant})" if variant else model,
+                "model_name": model,
                 "seeds": len(members),
                 "metric": first["metric"],
+                "grid": point_key(first["grid"]) if first["grid"] else "",
             }
             row["val_selected_mean"] = mean_std([m["val_selected"] for m in members])[0]
             for column, _, _ in COLUMNS:
@@ -184,9 +229,14 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
             row["run_dirs"] = " ".join(sorted(str(m["run_dir"]) for m in members))
             rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["model"]))
+    # With a grid, only each model's point selected on validation competes for the dataset (and the baseline).
+    selected = select_grid_points(runs)
+    for r in rows:
+        pair = (r["dataset"], r["model_name"])
+        r["selected"] = not r["grid"] or (pair in selected and point_key(selected[pair]["grid"]) == r["grid"])
     baseline_found = False
     for dataset in {r["dataset"] for r in rows}:
-        same = [r for r in rows if r["dataset"] == dataset and r["val_macro_f1_mean"] is not None]
+        same = [r for r in rows if r["dataset"] == dataset and r["val_macro_f1_mean"] is not None and r["selected"]]
         # The winner is chosen on validation by the runs' own --metric_for_best_model (the direction from config's
         # table); rows selected by different metrics cannot be ranked against each other, so none wins then.
         metrics = {r["metric"] for r in same}
@@ -241,6 +291,25 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         "that dataset by the runs' own --metric_for_best_model (selected on validation, not on test). Gap: mean validation minus mean test macro-F1.\n"
     )
     return "\n".join(lines) + "\n" + note
+
+
+def selection_markdown(runs: list[dict[str, Any]]) -> str:
+    """How each model's grid point was chosen (validation only): the point, its score, the runner-up's margin."""
+    chosen = select_grid_points(runs)
+    lines = []
+    for (dataset, model), best in sorted(chosen.items()):
+        if not best["grid"]:
+            continue
+        margin = (
+            "the only point" if best["margin"] is None else f"{best['margin']:.4f} over {best['runner_up']['grid']}"
+        )
+        lines.append(
+            f"- {dataset} / {model}: {best['grid']} (mean validation {best['metric']} {best['score']:.4f} over "
+            f"{len(best['runs'])} seeds; margin {margin})"
+        )
+    if not lines:
+        return ""
+    return "\nGrid points selected on validation only (test never takes part):\n\n" + "\n".join(lines) + "\n"
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -331,7 +400,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         sys.exit(2)
     rows = aggregate(runs, args.baseline)
     write_csv(rows, root / "results.csv")
-    table = markdown(rows, args.baseline)
+    table = markdown(rows, args.baseline) + selection_markdown(runs)
     atomic_write_text(root / "results.md", table)
     if not args.no_plots:
         for run in runs:

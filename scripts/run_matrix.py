@@ -15,6 +15,15 @@ matrix.yaml::
     models: [sentence-transformers/all-MiniLM-L6-v2]              # or {path: ..., name: ..., learning_rate: ...}
     seeds: [1, 2]
     train_args: {max_train_samples: 64, num_train_epochs: 1}
+    variants:                                                     # optional: named sets of train.py flags
+      linear-head: {head: linear}
+      mlp-head: {head: mlp}
+    grid: {learning_rate: [2e-5, 5e-5]}                           # optional: every point is a run (a model entry
+                                                                  # may carry its own grid: too)
+
+With variants and grids a run goes to ``<output_dir>/<dataset>/<model>/<variant>,<key>=<value>.../seed<k>/`` and
+its ``matrix.json`` names the variant and the grid point; ``report.py`` shows a variant as ``<model> [<variant>]``
+and picks each model's grid point on validation only.
 
 Runs go to ``<output_dir>/<dataset>/<model>/seed<k>/``. A run's identity is all of its settings, so folder names
 never merge two datasets or models: a folder is named after the last path component (``emotion``; a dataset with
@@ -38,6 +47,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import shlex
 import subprocess
@@ -55,6 +65,7 @@ from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
     LABEL_SETTINGS,
     UsageError,
+    atomic_write_json,
     checkpoint_dirs,
     label_suffix,
     short_hash,
@@ -70,6 +81,7 @@ class Entry:
     path: str
     name: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def identity(self) -> str:
@@ -84,6 +96,7 @@ class Run:
     run_dir: Path
     argv: list[str]
     settings: dict[str, Any]
+    entry: dict[str, Any] | None = None  # {"variant": name, "grid": point} for matrix.json, None for a plain run
 
 
 def parse_entry(item: str | dict[str, Any], kind: str) -> Entry:
@@ -92,8 +105,41 @@ def parse_entry(item: str | dict[str, Any], kind: str) -> Entry:
         return Entry(path=item)
     if not isinstance(item, dict) or "path" not in item:
         raise UsageError(f"each of {kind} must be a string or a mapping with a 'path' key, got {item!r}.")
-    args = {k: v for k, v in item.items() if k not in ("path", "name")}
-    return Entry(path=str(item["path"]), name=item.get("name") or None, args=args)
+    args = {k: v for k, v in item.items() if k not in ("path", "name", "grid")}
+    grid = check_grid(item.get("grid") or {}, f"{kind} entry {item['path']}")
+    return Entry(path=str(item["path"]), name=item.get("name") or None, args=args, grid=grid)
+
+
+def check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
+    """A grid is a mapping of train.py flags to non-empty lists of values."""
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise UsageError(f"grid of {where} must map train.py flags to non-empty lists, got {grid!r}.")
+    return grid
+
+
+def parse_variants(variants: Any) -> list[tuple[str | None, dict[str, Any]]]:
+    """``variants:`` as (name, train.py flags) pairs; no variants is one unnamed variant with no flags."""
+    if not variants:
+        return [(None, {})]
+    if isinstance(variants, list):  # [{name: ..., flag: value}, ...]
+        if not all(isinstance(v, dict) and v.get("name") for v in variants):
+            raise UsageError("each of variants must be a mapping with a 'name' and train.py flags.")
+        variants = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in variants}
+    if not isinstance(variants, dict) or not all(isinstance(f, dict) for f in variants.values()):
+        raise UsageError(f"variants must map names to train.py flags, got {variants!r}.")
+    return [(str(name), flags) for name, flags in variants.items()]
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a grid's values ([{}] for no grid)."""
+    keys = sorted(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def point_folder(variant: str | None, point: dict[str, Any]) -> str | None:
+    """The folder of a variant and grid point (``mlp-head,learning_rate=2e-05``), or None for neither."""
+    parts = ([variant] if variant else []) + [f"{k}={v}" for k, v in sorted(point.items())]
+    return ",".join(parts).replace("/", "_").replace(" ", "") if parts else None
 
 
 def entry_names(entries: list[Entry], kind: str) -> list[str]:
@@ -170,7 +216,8 @@ def free_name(parent: Path, name: str, levels: int, settings: dict[str, Any], ki
 
     def runs_in(folder: Path) -> list[dict[str, Any]]:
         """The recorded user_configs of the runs ``levels`` folders below ``folder``."""
-        found = (recorded_settings(p.parent) for p in folder.glob("/".join(["*"] * levels + ["config.json"])))
+        # Any depth: variant and grid-point folders sit between the model folder and the seed folders.
+        found = (recorded_settings(p.parent) for p in folder.rglob("config.json") if p.parent.name.startswith("seed"))
         return [r for r in found if r and "dataset" in r and "model_name_or_path" in r]
 
     if any(same(r, settings) for r in runs_in(parent / hashed)):
@@ -183,6 +230,7 @@ def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
     datasets = [parse_entry(d, "datasets") for d in cfg.get("datasets") or []]
     models = [parse_entry(m, "models") for m in cfg.get("models") or []]
     seeds = cfg.get("seeds") or [42]
+    variants, grid = parse_variants(cfg.get("variants")), check_grid(cfg.get("grid") or {}, "the matrix")
     if not datasets or not models:
         raise UsageError("the matrix needs at least one dataset and one model (--datasets/--models or the config).")
     root = Path(cfg.get("output_dir") or "outputs/matrix")
@@ -190,9 +238,11 @@ def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
     runs = []
     for dataset, dataset_name in zip(datasets, dataset_names, strict=True):
         for model, model_name in zip(models, model_names, strict=True):
-            args = {**(cfg.get("train_args") or {}), **dataset.args, **model.args}
-            args |= {"dataset": dataset.path, "model_name_or_path": model.path}
-            for seed in seeds:
+            base = {**(cfg.get("train_args") or {}), **dataset.args, **model.args}
+            base |= {"dataset": dataset.path, "model_name_or_path": model.path}
+            points = [(v, p) for v in variants for p in grid_points(grid | model.grid)]
+            for ((variant, variant_flags), point), seed in itertools.product(points, seeds):
+                args = base | variant_flags | point
                 settings = planned_settings([*flags(args | {"seed": seed}), *extra])
                 # A train.py flag among the extra ones (or an abbreviation such as --model) would silently win over
                 # the matrix's own value and put another experiment in this folder.
@@ -205,9 +255,11 @@ def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
                 # Derived names also avoid folders that runs of another dataset/model already hold; given ones don't.
                 data_dir = dataset_name if dataset.name else free_name(root, dataset_name, 2, settings, "dataset")
                 model_dir = model_name if model.name else free_name(root / data_dir, model_name, 1, settings, "model")
-                run_dir = root / data_dir / model_dir / f"seed{seed}"
+                folder = point_folder(variant, point)
+                run_dir = root / data_dir / model_dir / (folder or "") / f"seed{seed}"
                 run_args = args | {"seed": seed, "output_dir": str(run_dir), "runs_root": str(root)}
-                runs.append(Run(run_dir, flags(run_args) + extra, settings))
+                entry = {"variant": variant, "grid": point} if folder else None
+                runs.append(Run(run_dir, flags(run_args) + extra, settings, entry))
     return runs
 
 
@@ -278,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{len(runs)}] skip {run_dir} (results.json exists)", flush=True)
             continue
         command = [*launcher, str(REPO / "train.py"), *run_args, *resume_flags(run_dir)]
+        if run.entry is not None and not args.dry_run:  # the variant and grid point, for report.py and compare.py
+            atomic_write_json(run_dir / "matrix.json", run.entry)
         print(f"[{i}/{len(runs)}] {shlex.join(command)}", flush=True)
         if args.dry_run:
             continue

@@ -36,13 +36,33 @@ def test_config_file_then_cli_override(tmp_path):
         (["--learning_rate", "0"], "--learning_rate must be > 0"),
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be a positive integer"),
         (["--warmup_ratio", "1.5"], "--warmup_ratio"),
-        (["--pooling", "attention"], "--pooling 'attention' is unknown; choose one of: cls, cls_mean, max, mean"),
         (["--metric_for_best_model", "f1"], "--metric_for_best_model 'f1' is unknown"),
     ],
 )
 def test_config_validation_names_the_flag(argv, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(argv)
+
+
+def test_unknown_pooling_or_head_is_refused_before_anything_is_loaded(tmp_path, monkeypatch):
+    import train
+
+    monkeypatch.setattr(train, "load_splits", lambda cfg: pytest.fail("data was read"))
+    with pytest.raises(ConfigError, match="--pooling 'attention' is unknown; choose one of: cls, cls_mean, max, mean"):
+        train.main(["--pooling", "attention", "--output_dir", str(tmp_path / "run")])
+    with pytest.raises(ConfigError, match="--head 'deep' is unknown; choose one of: linear, mlp"):
+        train.main(["--head", "deep", "--output_dir", str(tmp_path / "run")])
+
+
+def test_model_setting_defaults_are_the_model_configs():
+    """config.py cannot import model.py (no torch there), so its defaults for model settings are checked here."""
+    import dataclasses
+
+    from model import MODEL_DEFAULTS, EncoderClassifierConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.metadata.get("model")}
+    assert {k: defaults[k] for k in MODEL_DEFAULTS} == MODEL_DEFAULTS
+    assert all(getattr(EncoderClassifierConfig(), k) == v for k, v in MODEL_DEFAULTS.items())
 
 
 def test_config_file_unknown_key_suggests(tmp_path):

@@ -1,0 +1,900 @@
+"""The statistical verdict of a campaign: does model A beat model B, on which datasets, and how surely.
+
+    python scripts/compare.py outputs/matrix --a "mine" --b all-MiniLM-L6-v2     # A vs B, each at its selected grid point
+    python scripts/compare.py outputs/matrix --a mine --b base --rope 0.005 --bootstrap 2000 --seed 1
+    python scripts/compare.py outputs/matrix --a mine --b base --aso_bootstrap 200   # faster ASO (deepsig default: 1000)
+    python scripts/compare.py outputs/matrix --all                                # rank every model (Friedman + Nemenyi)
+
+A model NAME is the ``model`` column of scripts/report.py (a matrix variant is ``"<model> [<variant>]"``), exactly or
+as a unique substring. Each model is compared at the grid point that scripts/report.py selects on mean VALIDATION
+score (test scores never choose); runs are paired by (dataset, seed), and a dataset where either side has no runs is
+listed and skipped. The score compared is the test ``--metric`` (macro_f1 or accuracy).
+
+Per dataset: the mean ± std over seeds of Δ = A − B; a paired bootstrap CI of Δ over the test examples (the same
+resampled examples for A and B and for every seed, metric recomputed from ``predictions_test.jsonl``) with its
+p-value, Holm-corrected across datasets; ASO ε_min over the seed scores (deepsig); and whether validation ranks the
+grid points of A and B as test does (Kendall τ, and a flag when the validation winner loses on test). A dataset is
+won when Δ survives both the example bootstrap (Holm) and the seeds (ASO ε_min < 0.2, when there are ≥ 2 seeds).
+Across datasets: the Bayesian signed-rank test (baycomp) on the per-dataset mean scores with a ROPE (--rope), and
+Wilcoxon's signed-rank test from 6 datasets on. When nothing is decided, the number of seeds a paired t-test would need
+to detect the observed Δ (80% power) is printed.
+
+Prints a per-dataset summary, the verdict and, as the LAST line, one JSON object (``p_a_better``, ``p_equivalent``,
+``p_b_better``, ``datasets_a_wins``, ``datasets_b_wins``, ``per_dataset``, ``verdict``, ...). Writes
+``compare_<a>_vs_<b>.md``, ``.csv`` and ``.png`` (Δ per dataset with its interval) into --output_dir (default ROOT).
+``--all`` writes ``compare_all.md``, ``compare_all.csv`` and, from 5 datasets and 3 models on, the critical-difference
+diagram ``compare_all_cd.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import report  # noqa: E402  (scripts/report.py: run records and grid-point selection)
+
+from utils import UsageError, atomic_savefig, atomic_write_text, run_cli  # noqa: E402
+
+# Test metrics that can be recomputed from gold/pred in predictions_test.jsonl, and so bootstrapped (both: higher is
+# better, so no direction is needed here).
+COMPARABLE = ("macro_f1", "accuracy")
+ASO_TAU = 0.2  # deepsig's recommended ε_min threshold: 0.5 has a high type-I error (Ulmer et al. 2022)
+DECISIVE = 0.95  # posterior probability at which the Bayesian test is read as a decision (Benavoli et al. 2017)
+POWER = 0.8
+MIN_WILCOXON_DATASETS = 6  # below this, the exact Wilcoxon test cannot reach p < 0.05 two-sided
+MIN_AUTORANK_DATASETS = 5  # autorank refuses fewer rows
+
+
+# ---- reading runs -------------------------------------------------------------------------------------------------
+
+
+def pick_model(name: str, models: list[str], flag: str) -> str:
+    """The display name ``name`` designates: an exact match, else the one model that contains it."""
+    if name in models:
+        return name
+    found = [m for m in models if name in m]
+    if len(found) == 1:
+        return found[0]
+    listing = ", ".join(repr(m) for m in models)
+    if not found:
+        raise UsageError(f"{flag} {name!r} matches no model; the models under this folder are: {listing}.")
+    raise UsageError(
+        f"{flag} {name!r} is ambiguous: it matches {', '.join(repr(m) for m in found)}; give the full name."
+    )
+
+
+def finest(label: Any) -> Any:
+    """A hierarchical label (dict level -> label) as its finest (last) level; others unchanged."""
+    return list(label.values())[-1] if isinstance(label, dict) else label
+
+
+def read_predictions(run_dir: Path, split: str = "test") -> dict[int, tuple[Any, Any]] | None:
+    """``idx -> (gold, pred)`` from a run's ``predictions_<split>.jsonl``; None when missing or unlabeled."""
+    path = Path(run_dir) / f"predictions_{split}.jsonl"
+    if not path.is_file():
+        return None
+    rows = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if "gold" not in record:
+            return None
+        rows[int(record["idx"])] = (finest(record["gold"]), finest(record["pred"]))
+    return rows
+
+
+def label_names(run_dir: Path) -> list[str]:
+    """The run's label names from config.json's ``resolved`` (empty when not recorded)."""
+    path = Path(run_dir) / "config.json"
+    resolved = (json.loads(path.read_text()).get("resolved") or {}) if path.is_file() else {}
+    return [str(n) for n in resolved.get("label_names") or []]
+
+
+def by_seed(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The runs of one grid point keyed by seed (report keeps one run per seed; the first wins if not)."""
+    out: dict[int, dict[str, Any]] = {}
+    for record in records:
+        out.setdefault(int(record["seed"]), record)
+    return out
+
+
+def scored_seeds(point: dict[str, Any], metric: str) -> dict[int, dict[str, Any]]:
+    """The runs of a selected grid point that have a test ``metric``, by seed."""
+    return {s: r for s, r in by_seed(point["runs"]).items() if r.get(f"test_{metric}") is not None}
+
+
+def grid_text(grid: dict[str, Any]) -> str:
+    """A grid point as ``k=v, k=v`` (``-`` without a grid)."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(grid.items())) or "-"
+
+
+def mean_of(records: list[dict[str, Any]], key: str) -> float | None:
+    """Mean of ``key`` over the records that have it."""
+    values = [r[key] for r in records if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+# ---- statistics core ----------------------------------------------------------------------------------------------
+
+
+def indicators(labels: list[Any], vocab: dict[str, int]) -> np.ndarray:
+    """Labels (one name, or a list of names for multi-label) as a (rows, labels) 0/1 matrix."""
+    out = np.zeros((len(labels), len(vocab)))
+    for i, label in enumerate(labels):
+        for name in label if isinstance(label, list) else [label]:
+            out[i, vocab[str(name)]] = 1.0
+    return out
+
+
+def weighted_scores(
+    weights: np.ndarray, gold: np.ndarray, pred: np.ndarray, metric: str, multi_label: bool
+) -> np.ndarray:
+    """``metric`` of one run under each row of example weights (times each example was drawn): (B, n) -> (B,).
+
+    Counting true/false positives through a matrix product scores all resamples at once, where sklearn's f1_score
+    would take a Python call per resample; tests check both agree."""
+    if metric == "accuracy":
+        correct = (gold == pred).all(axis=1).astype(float)  # (n,): multi-label accuracy is subset accuracy
+        return weights @ correct / weights.sum(axis=1)
+    tp = weights @ (gold * pred)  # (B, labels)
+    fp = weights @ ((1 - gold) * pred)
+    fn = weights @ (gold * (1 - pred))
+    denom = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
+    if multi_label:
+        return f1.mean(axis=1)  # every label counts, an absent one as 0 (sklearn on an indicator matrix)
+    present = denom > 0  # single-label: sklearn averages over the labels present in gold or pred
+    return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+
+
+def bootstrap_weights(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` resamples of ``n`` examples with replacement, as (size, n) draw counts."""
+    idx = rng.integers(0, n, size=(size, n))
+    flat = (idx + n * np.arange(size)[:, None]).ravel()
+    return np.bincount(flat, minlength=size * n).reshape(size, n).astype(float)
+
+
+def paired_bootstrap(
+    gold: np.ndarray,
+    preds_a: list[np.ndarray],
+    preds_b: list[np.ndarray],
+    metric: str,
+    multi_label: bool,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[float, np.ndarray]:
+    """Δ = mean over seeds of A's metric minus B's on the full test set, and its ``n_boot`` bootstrap replicates.
+
+    Every replicate resamples the test examples once and scores every run of both sides on that same resample: the
+    test set is shared by all seeds and both models, so its sampling noise is common to them and must not average
+    out over seeds."""
+    n = len(gold)
+
+    def delta(weights: np.ndarray) -> np.ndarray:
+        """Mean-over-seeds difference under each row of weights."""
+        a = np.mean([weighted_scores(weights, gold, p, metric, multi_label) for p in preds_a], axis=0)
+        b = np.mean([weighted_scores(weights, gold, p, metric, multi_label) for p in preds_b], axis=0)
+        return a - b
+
+    point = float(delta(np.ones((1, n)))[0])
+    chunk = max(1, min(n_boot, 2_000_000 // max(n, 1)))  # bounds the (chunk, n) weight matrix to ~16 MB
+    replicates = []
+    for start in range(0, n_boot, chunk):
+        replicates.append(delta(bootstrap_weights(n, min(chunk, n_boot - start), rng)))
+    return point, np.concatenate(replicates)
+
+
+def bootstrap_summary(replicates: np.ndarray, alpha: float) -> dict[str, float]:
+    """Percentile interval and two-sided p-value of H0: Δ = 0 from bootstrap replicates of Δ."""
+    low, high = np.percentile(replicates, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    # (k + 1) / (B + 1): a bootstrap p-value is never 0 (Davison & Hinkley 1997, eq. 4.11).
+    tail = min((replicates <= 0).sum(), (replicates >= 0).sum())
+    p_value = min(1.0, 2 * (tail + 1) / (len(replicates) + 1))
+    return {"ci_low": float(low), "ci_high": float(high), "p_value": p_value}
+
+
+def aso_eps_min(
+    scores_a: list[float], scores_b: list[float], n_boot: int, seed: int, alpha: float, comparisons: int
+) -> tuple[float, float]:
+    """deepsig's ASO ε_min of "A is stochastically better than B" over seeds, and of "B better than A"."""
+    from deepsig import multi_aso  # imported here: deepsig imports torch, seconds that --help should not pay
+
+    with warnings.catch_warnings():
+        # Identical score lists make ASO warn "division by zero" once per bootstrap iteration; it returns 0.5.
+        warnings.simplefilter("ignore")
+        # multi_aso gets both directions from one bootstrap. Bonferroni over the datasets compared is applied here,
+        # through the confidence level (use_bonferroni would only count the one pair of models).
+        eps = multi_aso(
+            {"A": scores_a, "B": scores_b},
+            confidence_level=1 - alpha / comparisons,
+            use_bonferroni=False,
+            num_bootstrap_iterations=n_boot,
+            show_progress=False,
+            seed=seed,
+        )
+    return float(eps[0, 1]), float(eps[1, 0])
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (statsmodels; it is a dependency of autorank anyway)."""
+    if not p_values:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(p_values, method="holm")[1]]
+
+
+def signed_rank_probs(x: np.ndarray, y: np.ndarray, rope: float, seed: int) -> tuple[float, float, float]:
+    """baycomp's Bayesian signed-rank test: (P(x better), P(within ROPE), P(y better)) over datasets."""
+    import baycomp
+
+    # baycomp compares y - x: its "left" is x higher by more than the ROPE (checked against its source).
+    sample = baycomp.SignedRankTest(x, y, rope, random_state=seed)
+    p_x, p_rope, p_y = sample.probs(with_rope=True)
+    return float(p_x), float(p_rope), float(p_y)
+
+
+def wilcoxon_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of the per-dataset differences (1.0 when all are zero)."""
+    if np.allclose(x, y):
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ties and zero differences make scipy warn about its normal approximation
+        return float(stats.wilcoxon(x, y).pvalue)
+
+
+def kendall_tau(val: list[float], test: list[float]) -> float | None:
+    """Kendall τ between validation and test scores of the same items (None below 2 items or when undefined)."""
+    if len(val) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant input warns and gives nan
+        tau = stats.kendalltau(val, test).statistic
+    return None if np.isnan(tau) else float(tau)
+
+
+def seeds_needed(delta_mean: float, delta_std: float | None, alpha: float) -> int | None:
+    """Seeds per model for a paired t-test to detect ``delta_mean`` with 80% power (None if it cannot be said)."""
+    if delta_std is None or delta_mean == 0:
+        return None
+    if delta_std == 0:
+        return 2  # no seed noise at all: any second seed confirms it
+    from statsmodels.stats.power import TTestPower
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning  # importing it installs an "always" filter
+
+    effect = abs(delta_mean) / delta_std
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a failed root search returns nan, handled below
+        n = TTestPower().solve_power(effect_size=effect, alpha=alpha, power=POWER, alternative="two-sided")
+    n = float(np.asarray(n).reshape(-1)[0])
+    if not np.isfinite(n):
+        # The solver's bracket starts at 2 observations: it fails for effects so large that 2 seeds already suffice.
+        return 2 if effect >= 1 else None
+    return max(2, math.ceil(n))
+
+
+def seeds_text(n: int) -> str:
+    """A seed count for people: past 1000 the exact number says only that Δ is lost in the seed noise."""
+    return f"about {n}" if n <= 1000 else "more than 1000"
+
+
+# ---- one dataset --------------------------------------------------------------------------------------------------
+
+
+def prediction_arrays(
+    runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], bool] | str:
+    """Gold and per-run prediction matrices over the test examples every run scored, or why there are none."""
+    loaded = [read_predictions(r["run_dir"]) for r in runs_a + runs_b]
+    missing = [str(r["run_dir"]) for r, rows in zip(runs_a + runs_b, loaded, strict=True) if rows is None]
+    if missing:
+        return f"no labeled predictions_test.jsonl in {', '.join(missing)}"
+    common = sorted(set.intersection(*(set(rows) for rows in loaded)))
+    if not common:
+        return "the runs' predictions_test.jsonl share no example idx"
+    first = loaded[0]
+    if any(rows[i][0] != first[i][0] for rows in loaded[1:] for i in common):
+        return "the runs' predictions_test.jsonl disagree on gold labels (different test data?)"
+    multi_label = isinstance(first[common[0]][0], list)
+    names = {str(n) for r in runs_a + runs_b for n in label_names(r["run_dir"])} if multi_label else set()
+    for rows in loaded:
+        for i in common:
+            for label in rows[i]:
+                names.update(str(n) for n in (label if isinstance(label, list) else [label]))
+    vocab = {name: j for j, name in enumerate(sorted(names))}
+    gold = indicators([first[i][0] for i in common], vocab)
+    preds = [indicators([rows[i][1] for i in common], vocab) for rows in loaded]
+    return gold, preds[: len(runs_a)], preds[len(runs_a) :], multi_label
+
+
+def point_table(runs: list[dict[str, Any]], dataset: str, models: list[str], metric: str) -> list[dict[str, Any]]:
+    """Every grid point of ``models`` on ``dataset``: mean validation and test ``metric`` over its seeds."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        if r["dataset"] == dataset and r["model"] in models:
+            groups.setdefault((r["model"], json.dumps(r.get("grid") or {}, sort_keys=True)), []).append(r)
+    table = []
+    for (model, grid), members in sorted(groups.items()):
+        val, test = mean_of(members, f"val_{metric}"), mean_of(members, f"test_{metric}")
+        if val is not None and test is not None:
+            table.append({"model": model, "grid": json.loads(grid), "val": val, "test": test})
+    return table
+
+
+def compare_dataset(
+    dataset: str,
+    point_a: dict[str, Any],
+    point_b: dict[str, Any],
+    runs: list[dict[str, Any]],
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    comparisons: int,
+) -> dict[str, Any]:
+    """Δ statistics of A vs B on one dataset over the seeds both sides ran (Holm and winner are set later)."""
+    seeds_a, seeds_b = scored_seeds(point_a, args.metric), scored_seeds(point_b, args.metric)
+    seeds = sorted(set(seeds_a) & set(seeds_b))
+    runs_a, runs_b = [seeds_a[s] for s in seeds], [seeds_b[s] for s in seeds]
+    key = f"test_{args.metric}"
+    score_a = [r[key] for r in runs_a]
+    score_b = [r[key] for r in runs_b]
+    deltas = np.subtract(score_a, score_b)
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "unpaired_seeds": sorted(set(seeds_a) ^ set(seeds_b)),
+        "a_grid": point_a["grid"],
+        "b_grid": point_b["grid"],
+        "a_selection_margin": point_a.get("margin"),
+        "b_selection_margin": point_b.get("margin"),
+        "a_mean": float(np.mean(score_a)),
+        "b_mean": float(np.mean(score_b)),
+        "a_std": float(np.std(score_a, ddof=1)) if len(seeds) > 1 else None,
+        "b_std": float(np.std(score_b, ddof=1)) if len(seeds) > 1 else None,
+        "delta_mean": float(deltas.mean()),
+        "delta_std": float(deltas.std(ddof=1)) if len(seeds) > 1 else None,
+        "delta_per_seed": [float(d) for d in deltas],
+        "notes": [],
+    }
+    if out["unpaired_seeds"]:
+        out["notes"].append(f"seeds {out['unpaired_seeds']} have a test score on one side only: left out")
+    arrays = prediction_arrays(runs_a, runs_b)
+    if isinstance(arrays, str):
+        out |= {"ci_low": None, "ci_high": None, "p_value": None}
+        out["notes"].append(f"bootstrap not computed: {arrays}")
+    else:
+        gold, preds_a, preds_b, multi_label = arrays
+        point, replicates = paired_bootstrap(gold, preds_a, preds_b, args.metric, multi_label, args.bootstrap, rng)
+        out |= bootstrap_summary(replicates, args.alpha) | {"n_test_examples": len(gold), "delta_recomputed": point}
+        if abs(point - out["delta_mean"]) > 1e-4:
+            out["notes"].append(
+                f"Δ recomputed from predictions ({point:+.4f}) differs from results.json ({out['delta_mean']:+.4f})"
+            )
+    if len(seeds) >= 2:
+        out["aso_eps_min_a"], out["aso_eps_min_b"] = aso_eps_min(
+            score_a, score_b, args.aso_bootstrap, args.seed, args.alpha, comparisons
+        )
+    else:
+        out["aso_eps_min_a"] = out["aso_eps_min_b"] = None
+        out["notes"].append("ASO not computed: it needs ≥ 2 paired seeds")
+    # Validation vs test: do the grid points of A and B rank the same way on both splits?
+    table = point_table(runs, dataset, [args.a, args.b], args.metric)
+    out["val_test_tau"] = kendall_tau([p["val"] for p in table], [p["test"] for p in table])
+    out["n_grid_points"] = len(table)
+    val = {side: mean_of(rs, f"val_{args.metric}") for side, rs in (("A", runs_a), ("B", runs_b))}
+    test = {"A": out["a_mean"], "B": out["b_mean"]}
+    out["a_val_test_drop"] = val["A"] - test["A"] if val["A"] is not None else None
+    out["b_val_test_drop"] = val["B"] - test["B"] if val["B"] is not None else None
+    val_winner = None if None in val.values() or val["A"] == val["B"] else max(val, key=val.get)
+    test_winner = None if test["A"] == test["B"] else max(test, key=test.get)
+    out["val_winner"], out["test_winner"] = val_winner, test_winner
+    out["val_winner_loses_on_test"] = val_winner is not None and test_winner is not None and val_winner != test_winner
+    return out
+
+
+def decide(per_dataset: dict[str, dict[str, Any]], alpha: float) -> None:
+    """Holm-correct the bootstrap p-values across datasets and set each dataset's ``significant`` and ``winner``."""
+    tested = [d for d, r in per_dataset.items() if r["p_value"] is not None]
+    for dataset, p in zip(tested, holm([per_dataset[d]["p_value"] for d in tested]), strict=True):
+        per_dataset[dataset]["p_holm"] = p
+    for r in per_dataset.values():
+        r.setdefault("p_holm", None)
+        r["significant"] = r["p_holm"] is not None and r["p_holm"] < alpha
+        side = "A" if r["delta_mean"] > 0 else "B"
+        eps = r["aso_eps_min_a"] if side == "A" else r["aso_eps_min_b"]
+        # A win must survive both noises: the test examples drawn (bootstrap) and the seeds (ASO, when it ran).
+        r["winner"] = side if r["significant"] and r["delta_mean"] != 0 and (eps is None or eps < ASO_TAU) else None
+
+
+# ---- A vs B ------------------------------------------------------------------------------------------------------
+
+
+def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """The full A-vs-B result: per-dataset statistics, the tests across datasets, power advice and the verdict."""
+    selection = report.select_grid_points(runs)
+    datasets = sorted({r["dataset"] for r in runs})
+    skipped: dict[str, str] = {}
+    pairs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for dataset in datasets:
+        point_a, point_b = selection.get((dataset, args.a)), selection.get((dataset, args.b))
+        lacking = [name for name, point in ((args.a, point_a), (args.b, point_b)) if not point or not point["runs"]]
+        if lacking:
+            skipped[dataset] = f"no runs of {' and '.join(lacking)}"
+        elif not set(scored_seeds(point_a, args.metric)) & set(scored_seeds(point_b, args.metric)):
+            skipped[dataset] = f"no seed with a test {args.metric} on both sides"
+        else:
+            pairs[dataset] = (point_a, point_b)
+    rng = np.random.default_rng(args.seed)
+    per_dataset = {d: compare_dataset(d, a, b, runs, args, rng, comparisons=len(pairs)) for d, (a, b) in pairs.items()}
+    decide(per_dataset, args.alpha)
+    result: dict[str, Any] = {"a": args.a, "b": args.b, "metric": f"test {args.metric}", "rope": args.rope}
+    result |= {"alpha": args.alpha, "datasets_compared": list(per_dataset), "datasets_skipped": skipped}
+    notes: list[str] = []
+    x = np.array([r["a_mean"] for r in per_dataset.values()])
+    y = np.array([r["b_mean"] for r in per_dataset.values()])
+    if len(per_dataset) >= 2:
+        result["p_a_better"], result["p_equivalent"], result["p_b_better"] = signed_rank_probs(
+            x, y, args.rope, args.seed
+        )
+        if len(per_dataset) < 5:
+            notes.append(
+                f"only {len(per_dataset)} datasets: the Bayesian signed-rank posterior leans on its prior (a pseudo-"
+                "dataset with Δ = 0), so it is cautious"
+            )
+    else:
+        result["p_a_better"] = result["p_equivalent"] = result["p_b_better"] = None
+        notes.append(f"the Bayesian signed-rank test across datasets needs ≥ 2 datasets, found {len(per_dataset)}")
+    if len(per_dataset) >= MIN_WILCOXON_DATASETS:
+        result["wilcoxon_p"] = wilcoxon_p(x, y)
+    else:
+        result["wilcoxon_p"] = None
+        notes.append(f"Wilcoxon across datasets needs ≥ {MIN_WILCOXON_DATASETS} datasets, found {len(per_dataset)}")
+    result["datasets_a_wins"] = sum(r["winner"] == "A" for r in per_dataset.values())
+    result["datasets_b_wins"] = sum(r["winner"] == "B" for r in per_dataset.values())
+    result["datasets_a_ahead"] = sum(r["delta_mean"] > 0 for r in per_dataset.values())
+    result["datasets_b_ahead"] = sum(r["delta_mean"] < 0 for r in per_dataset.values())
+    result["conclusion"] = conclusion(result, args.a, args.b)
+    # Power advice only when nothing was decided: how many seeds would make the observed Δ detectable.
+    advise = result["conclusion"] in ("not distinguishable", "not computed")
+    for dataset, r in per_dataset.items():
+        undecided = advise and r["winner"] is None
+        r["seeds_needed"] = seeds_needed(r["delta_mean"], r["delta_std"], args.alpha) if undecided else None
+        if undecided and r["delta_std"] is None:
+            notes.append(f"{dataset}: seeds needed not estimated: the seed noise needs ≥ 2 paired seeds")
+        elif undecided and r["seeds_needed"] is None:
+            notes.append(f"{dataset}: Δ = {r['delta_mean']:+.4f} is too small for any practical number of seeds")
+    result["per_dataset"] = per_dataset
+    result["notes"] = notes + [f"{d}: {n}" for d, r in per_dataset.items() for n in r["notes"]]
+    result["verdict"] = verdict(result, args.a, args.b)
+    return result
+
+
+def conclusion(result: dict[str, Any], a: str, b: str) -> str:
+    """What the Bayesian test across datasets decides at ``DECISIVE`` posterior probability."""
+    if result["p_a_better"] is None:
+        return "not computed"
+    if result["p_a_better"] >= DECISIVE:
+        return f"{a} is better"
+    if result["p_b_better"] >= DECISIVE:
+        return f"{b} is better"
+    if result["p_equivalent"] >= DECISIVE:
+        return "practically equivalent"
+    return "not distinguishable"
+
+
+def verdict(result: dict[str, Any], a: str, b: str) -> str:
+    """The plain-language one-liner."""
+    n = len(result["per_dataset"])
+    if n == 0:
+        return f"no dataset has runs of both {a} and {b}: nothing to compare"
+    head = (
+        f"{a} > {b} on {result['datasets_a_ahead']}/{n} datasets and {b} > {a} on {result['datasets_b_ahead']}/{n} "
+        f"(significant wins: {result['datasets_a_wins']} vs {result['datasets_b_wins']})"
+    )
+    if result["p_a_better"] is None:
+        return f"{head}; across datasets: not computed (the Bayesian signed-rank test needs ≥ 2 datasets, found {n})"
+    return (
+        f"{head}; across datasets P({a} better) = {result['p_a_better']:.2f}, P(equivalent within ±{result['rope']:g}) "
+        f"= {result['p_equivalent']:.2f}, P({b} better) = {result['p_b_better']:.2f}: {result['conclusion']}"
+    )
+
+
+# ---- --all -------------------------------------------------------------------------------------------------------
+
+
+def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """Rank every model at its selected grid point over the datasets where all of them ran."""
+    selection = report.select_grid_points(runs)
+    models = sorted({r["model"] for r in runs})
+    datasets = sorted({r["dataset"] for r in runs})
+    key = f"test_{args.metric}"
+    complete, skipped = [], {}
+    for dataset in datasets:
+        points = [selection.get((dataset, m)) for m in models]
+        lacking = [m for m, p in zip(models, points, strict=True) if not p or mean_of(p["runs"], key) is None]
+        if lacking:
+            skipped[dataset] = f"no test {args.metric} for {', '.join(lacking)}"
+        else:
+            complete.append(dataset)
+    scores = np.array([[mean_of(selection[(d, m)]["runs"], key) for m in models] for d in complete]).reshape(
+        len(complete), len(models)
+    )
+    # Rank 1 is the best test score on a dataset; ties share the mean rank.
+    ranks = np.array([stats.rankdata(-row) for row in scores]).reshape(scores.shape)
+    order = np.argsort(ranks.mean(axis=0)) if len(complete) else np.arange(len(models))
+    ranking = [
+        {
+            "model": models[j],
+            "mean_rank": float(ranks[:, j].mean()) if len(complete) else None,
+            "mean_score": float(scores[:, j].mean()) if len(complete) else None,
+        }
+        for j in order
+    ]
+    per_dataset = {}
+    for i, dataset in enumerate(complete):
+        points = [selection[(dataset, m)] for m in models]
+        val = [mean_of(p["runs"], f"val_{args.metric}") for p in points]
+        test = list(scores[i])
+        have_val = all(v is not None for v in val)
+        val_winner = models[int(np.argmax(val))] if have_val else None
+        test_winner = models[int(np.argmax(test))]
+        per_dataset[dataset] = {
+            "scores": dict(zip(models, map(float, test), strict=True)),
+            "grids": {m: p["grid"] for m, p in zip(models, points, strict=True)},
+            "val_test_tau": kendall_tau(val, test) if have_val else None,
+            "val_winner": val_winner,
+            "test_winner": test_winner,
+            "val_winner_loses_on_test": have_val and test[models.index(val_winner)] < max(test),
+        }
+    result: dict[str, Any] = {"models": models, "metric": f"test {args.metric}", "datasets_compared": complete}
+    result |= {"datasets_skipped": skipped, "ranking": ranking, "per_dataset": per_dataset}
+    notes: list[str] = []
+    result["friedman_p"] = result["critical_difference"] = result["omnibus"] = result["posthoc"] = None
+    if len(complete) >= MIN_AUTORANK_DATASETS and len(models) >= 2:
+        result |= run_autorank(scores, complete, models, args, out_dir, notes)
+    else:
+        notes.append(f"autorank needs ≥ {MIN_AUTORANK_DATASETS} datasets with every model, found {len(complete)}")
+    best = ranking[0]["model"] if ranking else None
+    pairwise = {}
+    if best is not None and len(complete) >= 2:
+        for j, model in enumerate(models):
+            if model != best:
+                x, y = scores[:, models.index(best)], scores[:, j]
+                p_best, p_eq, p_other = signed_rank_probs(x, y, args.rope, args.seed)
+                pairwise[model] = {"p_best_better": p_best, "p_equivalent": p_eq, "p_other_better": p_other}
+    elif best is not None:
+        notes.append(f"the Bayesian signed-rank test needs ≥ 2 datasets with every model, found {len(complete)}")
+    result["pairwise_vs_best"] = pairwise
+    result["notes"] = notes
+    result["verdict"] = verdict_all(result, best)
+    return result
+
+
+def run_autorank(
+    scores: np.ndarray, datasets: list[str], models: list[str], args: argparse.Namespace, out_dir: Path, notes: list
+) -> dict[str, Any]:
+    """Friedman + Nemenyi (autorank, forced non-parametric) and the critical-difference diagram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from autorank import autorank, plot_stats
+
+    frame = pd.DataFrame(scores, index=datasets, columns=models)
+    # autorank prints its choices even with verbose=False; stdout is kept for our lines and the final JSON.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # normality tests on a handful of rows warn
+        # Forced non-parametric: with few datasets normality cannot be judged, and Friedman + Nemenyi is the
+        # field's standard for many models on many datasets (Demšar 2006).
+        ranked = autorank(frame, alpha=args.alpha, verbose=False, force_mode="nonparametric", random_state=args.seed)
+    # All-equal columns give a nan p-value: reported as not computed.
+    p_value = float(ranked.pvalue) if ranked.pvalue is not None and np.isfinite(ranked.pvalue) else None
+    out = {"friedman_p": p_value, "omnibus": ranked.omnibus, "posthoc": ranked.posthoc}
+    out["critical_difference"] = float(ranked.cd) if ranked.cd is not None else None
+    if ranked.posthoc == "nemenyi":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ax = plot_stats(ranked, allow_insignificant=True)
+        path = out_dir / "compare_all_cd.png"
+        atomic_savefig(ax.figure, path, dpi=120)
+        plt.close(ax.figure)
+        out["cd_diagram"] = str(path)
+    else:
+        notes.append(f"no critical-difference diagram: autorank ran {ranked.omnibus} (two models)")
+    return out
+
+
+def verdict_all(result: dict[str, Any], best: str | None) -> str:
+    """The plain-language one-liner of --all."""
+    n = len(result["datasets_compared"])
+    if best is None or n == 0:
+        return "no dataset has runs of every model: nothing to rank"
+    head = f"{best} ranks first (mean rank {result['ranking'][0]['mean_rank']:.2f} of {len(result['models'])} over {n} datasets)"
+    if result["friedman_p"] is not None:
+        head += f"; {result['omnibus']} p = {result['friedman_p']:.3g}"
+        if result["critical_difference"] is not None:
+            head += f", Nemenyi CD = {result['critical_difference']:.2f}"
+    if result["pairwise_vs_best"]:
+        parts = [f"vs {m}: P(better) = {p['p_best_better']:.2f}" for m, p in result["pairwise_vs_best"].items()]
+        head += "; " + ", ".join(parts)
+    return head
+
+
+# ---- output ------------------------------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    """A model name as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+
+
+def num(value: Any, digits: int = 4, signed: bool = False) -> str:
+    """A number for a table (``-`` when missing)."""
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def json_safe(obj: Any) -> Any:
+    """Plain JSON: numpy scalars as Python numbers, NaN/inf as null, paths and tuples as strings/lists."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+PAIR_COLUMNS = [
+    "dataset", "seeds", "a_mean", "a_std", "b_mean", "b_std", "delta_mean", "delta_std", "ci_low", "ci_high",
+    "p_value", "p_holm", "aso_eps_min_a", "aso_eps_min_b", "significant", "winner", "val_test_tau",
+    "val_winner_loses_on_test", "a_val_test_drop", "b_val_test_drop", "seeds_needed", "a_grid", "b_grid",
+]  # fmt: skip
+
+
+def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
+    """The A-vs-B report as Markdown."""
+    a, b = result["a"], result["b"]
+    lines = [
+        f"# {a} vs {b}",
+        "",
+        f"**Verdict:** {result['verdict']}",
+        "",
+        f"Score: {result['metric']}, each model at its grid point selected on mean validation score. Δ = A − B "
+        f"(A = {a}, B = {b}). Bootstrap: {args.bootstrap} resamples of the test examples (seed {args.seed}), "
+        f"{100 * (1 - args.alpha):g}% percentile interval; p Holm-corrected across datasets. ASO ε_min (deepsig, "
+        f"{args.aso_bootstrap} iterations) over seeds: < {ASO_TAU} means that side is almost stochastically better. "
+        f"A dataset is won when p (Holm) < {args.alpha:g} and the winner's ε_min < {ASO_TAU}.",
+        "",
+        "| dataset | seeds | A | B | Δ mean ± std | CI | p (Holm) | ε_min A>B / B>A | won by | val/test τ | val winner loses on test |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, r in result["per_dataset"].items():
+        std = f" ± {r['delta_std']:.4f}" if r["delta_std"] is not None else ""
+        ci = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] is not None else "-"
+        won = {"A": a, "B": b}.get(r["winner"], "-")
+        flag = "**yes**" if r["val_winner_loses_on_test"] else "no"
+        lines.append(
+            f"| {dataset} | {len(r['seeds'])} | {num(r['a_mean'])} | {num(r['b_mean'])} | {r['delta_mean']:+.4f}{std} "
+            f"| {ci} | {num(r['p_holm'], 3)} | {num(r['aso_eps_min_a'], 2)} / {num(r['aso_eps_min_b'], 2)} | {won} "
+            f"| {num(r['val_test_tau'], 2)} | {flag} |"
+        )
+    lines += ["", "## Across datasets", ""]
+    if result["p_a_better"] is not None:
+        lines.append(
+            f"Bayesian signed-rank test (baycomp, ROPE ±{result['rope']:g}): P({a} better) = {result['p_a_better']:.3f}, "
+            f"P(equivalent) = {result['p_equivalent']:.3f}, P({b} better) = {result['p_b_better']:.3f} → "
+            f"{result['conclusion']} (decision at {DECISIVE})."
+        )
+    else:
+        lines.append("Bayesian signed-rank test: not computed (needs ≥ 2 datasets).")
+    wil = result["wilcoxon_p"]
+    lines.append(
+        f"Wilcoxon signed-rank p = {wil:.4f}." if wil is not None else "Wilcoxon: not computed (< 6 datasets)."
+    )
+    lines += ["", "## Validation vs test", ""]
+    lines += [
+        "| dataset | A grid point | B grid point | A val→test drop | B val→test drop | val winner | test winner |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|"]
+    for dataset, r in result["per_dataset"].items():
+        lines.append(
+            f"| {dataset} | {grid_text(r['a_grid'])} | {grid_text(r['b_grid'])} | {num(r['a_val_test_drop'], signed=True)} "
+            f"| {num(r['b_val_test_drop'], signed=True)} | {r['val_winner'] or '-'} | {r['test_winner'] or '-'} |"
+        )
+    advice = [(d, r["seeds_needed"]) for d, r in result["per_dataset"].items() if r["seeds_needed"] is not None]
+    if advice:
+        lines += ["", "## Power", ""]
+        lines += [f"- {d}: {seeds_text(n)} seeds per model to detect Δ = {result['per_dataset'][d]['delta_mean']:+.4f} "
+                  f"(paired t, {POWER:.0%} power, α = {args.alpha:g})" for d, n in advice]  # fmt: skip
+    if result["datasets_skipped"]:
+        lines += ["", "## Skipped datasets", ""] + [f"- {d}: {why}" for d, why in result["datasets_skipped"].items()]
+    if result["notes"]:
+        lines += ["", "## Could not compute / notes", ""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def pair_csv(result: dict[str, Any], path: Path) -> None:
+    """One row per dataset."""
+    rows = []
+    for dataset, r in result["per_dataset"].items():
+        row = {"dataset": dataset} | {k: r.get(k) for k in PAIR_COLUMNS[1:]}
+        row["seeds"] = len(r["seeds"])
+        row["a_grid"], row["b_grid"] = grid_text(r["a_grid"]), grid_text(r["b_grid"])
+        rows.append(row)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PAIR_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def pair_plot(result: dict[str, Any], rope: float, path: Path) -> None:
+    """Δ per dataset: the bootstrap interval as a bar, the mean as a dot, each seed's Δ as a cross, the ROPE shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["per_dataset"])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * max(len(names), 1)))
+    ax.axvspan(-rope, rope, color="0.9", label=f"ROPE ±{rope:g}")
+    ax.axvline(0, color="0.5", lw=0.8)
+    for i, name in enumerate(names):
+        r = result["per_dataset"][name]
+        if r["ci_low"] is not None:
+            ax.plot([r["ci_low"], r["ci_high"]], [i, i], color="C0", lw=3, solid_capstyle="butt")
+        ax.plot(r["delta_per_seed"], [i] * len(r["delta_per_seed"]), "x", color="C1", ms=5)
+        ax.plot([r["delta_mean"]], [i], "o", color="C3" if r["winner"] else "k")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"Δ {result['metric']} ({result['a']} − {result['b']})")
+    ax.set_title("bar: bootstrap CI over test examples; x: seeds; dot: mean (red: won)", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    atomic_savefig(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def all_markdown(result: dict[str, Any]) -> str:
+    """The --all report as Markdown."""
+    lines = [f"# Ranking of {len(result['models'])} models", "", f"**Verdict:** {result['verdict']}", ""]
+    lines += [f"Score: {result['metric']} at each model's grid point selected on validation; rank 1 is best.", ""]
+    lines += ["| model | mean rank | mean score | P(best better) | P(equivalent) |", "|---|---|---|---|---|"]
+    for row in result["ranking"]:
+        pair = result["pairwise_vs_best"].get(row["model"], {})
+        lines.append(
+            f"| {row['model']} | {num(row['mean_rank'], 2)} | {num(row['mean_score'])} "
+            f"| {num(pair.get('p_best_better'), 3)} | {num(pair.get('p_equivalent'), 3)} |"
+        )
+    if result["omnibus"] is not None:
+        lines += ["", f"{result['omnibus']} p = {num(result['friedman_p'], 4)}; post-hoc: {result['posthoc'] or '-'}"]
+        if result["critical_difference"] is not None:
+            lines[-1] += f", critical difference = {result['critical_difference']:.3f} (see compare_all_cd.png)"
+    lines += ["", "## Validation vs test", "", "| dataset | τ (models) | val winner | test winner | flag |"]
+    lines += ["|---|---|---|---|---|"]
+    for dataset, r in result["per_dataset"].items():
+        flag = "**val winner loses on test**" if r["val_winner_loses_on_test"] else ""
+        lines.append(
+            f"| {dataset} | {num(r['val_test_tau'], 2)} | {r['val_winner'] or '-'} | {r['test_winner']} | {flag} |"
+        )
+    if result["datasets_skipped"]:
+        lines += ["", "## Skipped datasets", ""] + [f"- {d}: {why}" for d, why in result["datasets_skipped"].items()]
+    if result["notes"]:
+        lines += ["", "## Could not compute / notes", ""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def all_csv(result: dict[str, Any], path: Path) -> None:
+    """One row per dataset, one column per model's score."""
+    models = result["models"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", *models, "val_test_tau", "val_winner_loses_on_test"])
+        for dataset, r in result["per_dataset"].items():
+            writer.writerow(
+                [dataset, *(r["scores"][m] for m in models), r["val_test_tau"], r["val_winner_loses_on_test"]]
+            )
+
+
+# ---- CLI ---------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Flags, checked: either --all or both --a and --b."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", help="Folder searched recursively for finished runs (as scripts/report.py does).")
+    parser.add_argument("--a", help="Model A (a name from report.py's model column, or a unique part of it).")
+    parser.add_argument("--b", help="Model B.")
+    parser.add_argument("--all", action="store_true", help="Rank every model instead of comparing two.")
+    parser.add_argument("--rope", type=float, default=0.01, help="Region of practical equivalence for Δ (±).")
+    parser.add_argument("--metric", default="macro_f1", choices=COMPARABLE, help="Test metric compared.")
+    parser.add_argument("--alpha", type=float, default=0.05, help="Significance level (family-wise, Holm).")
+    parser.add_argument("--output_dir", help="Where the report files go (default: ROOT).")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="Resamples of the test examples per dataset.")
+    parser.add_argument("--aso_bootstrap", type=int, default=1000, help="deepsig ASO bootstrap iterations.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap, ASO and the Bayesian sampler.")
+    args = parser.parse_args(argv)
+    if args.all and (args.a or args.b):
+        raise UsageError("--all ranks every model: drop --a/--b, or drop --all to compare two models.")
+    if not args.all and not (args.a and args.b):
+        raise UsageError("give both --a NAME and --b NAME (or --all to rank every model).")
+    if args.rope < 0 or not 0 < args.alpha < 1 or args.bootstrap < 1 or args.aso_bootstrap < 1:
+        raise UsageError("--rope must be ≥ 0, --alpha in (0, 1), --bootstrap and --aso_bootstrap ≥ 1.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Compare two models (or rank all), write the report files, print the summary and the JSON line."""
+    args = parse_args(argv)
+    root = Path(args.root)
+    runs = report.load_runs(root) if root.is_dir() else []
+    if not runs:
+        raise UsageError(f"no finished runs (results.json + config.json) under {root}; pass the matrix's output_dir.")
+    models = sorted({r["model"] for r in runs})
+    out_dir = Path(args.output_dir) if args.output_dir else root
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.all:
+        result = rank_all(runs, args, out_dir)
+        files = [out_dir / "compare_all.md", out_dir / "compare_all.csv"]
+        atomic_write_text(files[0], all_markdown(result))
+        all_csv(result, files[1])
+        files += [Path(result["cd_diagram"])] if result.get("cd_diagram") else []
+        for row in result["ranking"]:
+            print(
+                f"{row['model']}: mean rank {num(row['mean_rank'], 2)}, mean {result['metric']} {num(row['mean_score'])}"
+            )
+    else:
+        args.a, args.b = pick_model(args.a, models, "--a"), pick_model(args.b, models, "--b")
+        if args.a == args.b:
+            raise UsageError(f"--a and --b both name {args.a!r}; compare two different models.")
+        result = compare_pair(runs, args)
+        stem = out_dir / f"compare_{slug(args.a)}_vs_{slug(args.b)}"
+        files = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".png")]
+        atomic_write_text(files[0], pair_markdown(result, args))
+        pair_csv(result, files[1])
+        pair_plot(result, args.rope, files[2])
+        for dataset, r in result["per_dataset"].items():
+            ci = f"CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] is not None else "no CI"
+            won = {"A": args.a, "B": args.b}.get(r["winner"], "no winner")
+            flag = "; validation winner loses on test" if r["val_winner_loses_on_test"] else ""
+            print(
+                f"{dataset}: Δ {r['delta_mean']:+.4f} (seeds {r['seeds']}), {ci}, p(Holm) {num(r['p_holm'], 3)}: {won}{flag}"
+            )
+            if r["seeds_needed"] is not None:
+                print(
+                    f"  {seeds_text(r['seeds_needed'])} seeds per model would detect Δ {r['delta_mean']:+.4f} (80% power)"
+                )
+    for dataset, why in result["datasets_skipped"].items():
+        print(f"skipped {dataset}: {why}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    print(result["verdict"])
+    print(f"wrote {', '.join(str(f) for f in files)}")
+    result["files"] = [str(f) for f in files]
+    print(json.dumps(json_safe(result)))
+    return result
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,265 @@
+"""scripts/compare.py on fake run folders (config.json, results.json, predictions_test.jsonl): no training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from conftest import REPO
+from utils import run_cli
+
+sys.path.insert(0, str(REPO / "scripts"))  # scripts/ is not a package: compare.py is imported as a module
+import compare
+
+LABELS = ["neg", "pos"]
+REQUIRED = {"p_a_better", "p_equivalent", "p_b_better", "datasets_a_wins", "datasets_b_wins", "per_dataset", "verdict"}
+FAST = ["--aso_bootstrap", "50"]  # deepsig's ASO costs ~5 ms per iteration; its default 1000 would dominate the tests
+
+
+def balanced_gold(n: int) -> list[str]:
+    """``n`` rows, half of each class."""
+    return [LABELS[i % 2] for i in range(n)]
+
+
+def with_errors(gold: list[str], errors: int, offset: int = 0) -> list[str]:
+    """``gold`` with ``errors`` rows flipped, as many of each class, so macro-F1 = accuracy = 1 - errors / n exactly."""
+    pred = list(gold)
+    for k in range(errors):
+        i = (offset + 2 * (k // 2) + k % 2) % len(gold)  # alternate classes: rows i and i + 1 differ in class
+        pred[i] = LABELS[1 - LABELS.index(gold[i])]
+    return pred
+
+
+def write_run(
+    root: Path,
+    dataset: str,
+    model: str,
+    seed: int,
+    gold: list,
+    pred: list,
+    val: float | None = None,
+    grid: dict | None = None,
+    variant: str | None = None,
+) -> Path:
+    """A finished run folder as run_matrix.py leaves it: config.json, results.json, predictions_test.jsonl and, for a
+    grid point, matrix.json."""
+    grid = grid or {}
+    point = "-".join([variant or "", *(f"{k}{v}" for k, v in sorted(grid.items()))]).strip("-") or "default"
+    run_dir = root / dataset / model.replace("/", "_") / point / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    user = {"dataset": str(root / "data" / dataset), "model_name_or_path": model, "seed": seed} | grid
+    resolved = {"dataset": str(root / "data" / dataset), "label_names": LABELS}
+    (run_dir / "config.json").write_text(json.dumps({"user_config": user, "resolved": resolved}))
+    test = {"macro_f1": f1_score(gold, pred, average="macro"), "accuracy": accuracy_score(gold, pred)}
+    validation = {
+        "macro_f1": test["macro_f1"] if val is None else val,
+        "accuracy": test["accuracy"] if val is None else val,
+    }
+    results = {"metric": "macro_f1", "validation": validation, "test": test, "best_step": 10}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    if grid or variant:  # run_matrix.py names a run's variant and grid point in matrix.json, where report.py reads it
+        (run_dir / "matrix.json").write_text(json.dumps({"variant": variant, "grid": grid}))
+    rows = [
+        {"idx": i, "text": f"row {i}", "gold": g, "pred": p} for i, (g, p) in enumerate(zip(gold, pred, strict=True))
+    ]
+    (run_dir / "predictions_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run_dir
+
+
+def run_compare(root: Path, *args: str, capsys: pytest.CaptureFixture) -> dict:
+    """compare.main in-process; returns the JSON of the last stdout line."""
+    compare.main([str(root), *FAST, *args])
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_identical_predictions_are_equivalent(tmp_path, capsys):
+    """A and B predict the same rows: Δ = 0 everywhere, an interval of [0, 0], and the verdict says equivalent."""
+    for dataset in ("d1", "d2", "d3"):
+        gold = balanced_gold(60)
+        for seed in (1, 2, 3):
+            pred = with_errors(gold, 4 * seed, offset=seed)  # seeds differ, A and B do not
+            write_run(tmp_path, dataset, "org/model-a", seed, gold, pred)
+            write_run(tmp_path, dataset, "org/model-b", seed, gold, pred)
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
+    assert REQUIRED <= out.keys()
+    for r in out["per_dataset"].values():
+        assert r["delta_mean"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0
+        assert r["p_value"] == 1 and not r["significant"] and r["winner"] is None
+    assert out["p_equivalent"] > 0.95 and out["datasets_a_wins"] == out["datasets_b_wins"] == 0
+    assert "practically equivalent" in out["verdict"]
+    assert (tmp_path / "compare_model-a_vs_model-b.md").is_file()
+    assert (tmp_path / "compare_model-a_vs_model-b.png").is_file()
+    assert (tmp_path / "compare_model-a_vs_model-b.csv").read_text().count("\n") == 4  # header + 3 datasets
+
+
+def test_a_right_everywhere_wins_every_dataset(tmp_path, capsys):
+    """A is right on every example, B wrong on some: P(A better) ≈ 1 and A wins every dataset. A and B are two
+    matrix variants of one encoder, named ``enc [mine]`` and ``enc [base]`` and picked by a part of the name."""
+    for dataset in ("d1", "d2", "d3"):
+        gold = balanced_gold(80)
+        for seed in (1, 2, 3):
+            write_run(tmp_path, dataset, "org/enc", seed, gold, gold, variant="mine")
+            bad = with_errors(gold, 10 + 2 * seed, offset=seed)
+            write_run(tmp_path, dataset, "org/enc", seed, gold, bad, variant="base")
+    out = run_compare(tmp_path, "--a", "[mine]", "--b", "base", capsys=capsys)
+    assert out["a"] == "enc [mine]" and (tmp_path / "compare_enc_mine_vs_enc_base.md").is_file()
+    assert out["p_a_better"] > 0.95 and out["p_b_better"] < 0.01
+    assert out["datasets_a_wins"] == 3 and out["datasets_b_wins"] == 0
+    for r in out["per_dataset"].values():
+        assert r["winner"] == "A" and r["ci_low"] > 0 and r["aso_eps_min_a"] < compare.ASO_TAU
+        assert r["delta_recomputed"] == pytest.approx(r["delta_mean"])  # the bootstrap scores what results.json says
+    assert "enc [mine] is better" in out["verdict"] and "3/3" in out["verdict"]
+
+
+def test_bootstrap_interval_matches_the_normal_approximation(tmp_path, capsys):
+    """Balanced binary, A perfect, B wrong on 10% with symmetric errors: macro-F1 moves like accuracy, so Δ's 95%
+    interval is 0.1 ± 1.96·sqrt(0.1·0.9/n); one dataset and one seed still give a verdict, saying what is missing."""
+    n = 1000
+    gold = balanced_gold(n)
+    write_run(tmp_path, "d1", "org/model-a", 1, gold, gold)
+    write_run(tmp_path, "d1", "org/model-b", 1, gold, with_errors(gold, 100))
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "4000", capsys=capsys)
+    r = out["per_dataset"]["d1"]
+    half = 1.96 * np.sqrt(0.1 * 0.9 / n)  # 0.0186
+    assert r["delta_mean"] == pytest.approx(0.1)
+    assert r["ci_low"] == pytest.approx(0.1 - half, abs=0.003) and r["ci_high"] == pytest.approx(0.1 + half, abs=0.003)
+    assert out["p_a_better"] is None and "not computed" in out["verdict"] and "1/1" in out["verdict"]
+    assert r["aso_eps_min_a"] is None and any("ASO not computed" in note for note in out["notes"])
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_weighted_scores_match_sklearn_on_a_resample(multi_label):
+    """The vectorised macro-F1/accuracy of a resample equals sklearn's on the rows drawn (absent classes included)."""
+    rng = np.random.default_rng(0)
+    n, labels = 50, 4
+    if multi_label:
+        gold, pred = rng.integers(0, 2, (n, labels)).astype(float), rng.integers(0, 2, (n, labels)).astype(float)
+        gold[:, 3] = pred[:, 3] = 0  # a label nobody has: sklearn counts it as F1 0 on an indicator matrix
+    else:
+        g, p = rng.integers(0, 3, n), rng.integers(0, 3, n)  # class 3 absent: sklearn leaves it out of the average
+        gold, pred = np.eye(labels)[g], np.eye(labels)[p]
+    idx = rng.integers(0, n, n)
+    weights = np.bincount(idx, minlength=n)[None].astype(float)
+    for metric in ("macro_f1", "accuracy"):
+        ours = compare.weighted_scores(weights, gold, pred, metric, multi_label)[0]
+        gi, pi = (gold[idx], pred[idx]) if multi_label else (gold[idx].argmax(1), pred[idx].argmax(1))
+        if metric == "macro_f1":
+            expected = f1_score(gi, pi, average="macro", zero_division=0)
+        else:
+            expected = accuracy_score(gi, pi)  # subset accuracy for an indicator matrix
+        assert ours == pytest.approx(expected)
+
+
+def test_hierarchical_predictions_use_the_finest_level(tmp_path):
+    """A hierarchical row's gold/pred dicts are read as their last (finest) level."""
+    path = tmp_path / "predictions_test.jsonl"
+    row = {
+        "idx": 3,
+        "text": "t",
+        "gold": {"coarse": "LOC", "fine": "LOC:city"},
+        "pred": {"coarse": "LOC", "fine": "LOC:other"},
+    }
+    path.write_text(json.dumps(row) + "\n")
+    assert compare.read_predictions(tmp_path) == {3: ("LOC:city", "LOC:other")}
+
+
+def grid_campaign(root: Path) -> None:
+    """A with three learning rates whose validation order is the reverse of their test order; B with one point."""
+    gold = balanced_gold(100)
+    # (learning rate, validation score, test errors out of 100): validation prefers 1e-05, test prefers 0.0001.
+    for lr, val, errors in ((1e-05, 0.90, 30), (3e-05, 0.85, 25), (0.0001, 0.80, 20)):
+        for seed in (1, 2):
+            write_run(
+                root,
+                "d1",
+                "org/model-a",
+                seed,
+                gold,
+                with_errors(gold, errors, offset=seed),
+                val,
+                {"learning_rate": lr},
+            )
+    for seed in (1, 2):
+        write_run(
+            root, "d1", "org/model-b", seed, gold, with_errors(gold, 15, offset=seed), 0.82, {"learning_rate": 5e-05}
+        )
+
+
+def test_validation_and_test_rankings_that_disagree_are_flagged(tmp_path, capsys):
+    """Validation picks A's lr=1e-05 and prefers A over B; test ranks everything the other way round."""
+    grid_campaign(tmp_path)
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
+    r = out["per_dataset"]["d1"]
+    assert r["a_grid"] == {"learning_rate": 1e-05} and r["n_grid_points"] == 4
+    assert r["val_test_tau"] < 0 and r["val_winner"] == "A" and r["test_winner"] == "B"
+    assert r["val_winner_loses_on_test"] and r["a_val_test_drop"] == pytest.approx(0.90 - 0.70)
+    assert "| **yes** |" in (tmp_path / "compare_model-a_vs_model-b.md").read_text()
+
+
+def test_selection_never_reads_test_scores(tmp_path, capsys):
+    """Poisoning the test scores of the grid points changes neither the selected point nor what validation decides."""
+    grid_campaign(tmp_path)
+    args = ["--a", "model-a", "--b", "model-b", "--bootstrap", "200"]
+    before = run_compare(tmp_path, *args, capsys=capsys)["per_dataset"]["d1"]
+    for results in tmp_path.rglob("results.json"):
+        record = json.loads(results.read_text())
+        if "model-a" in str(results) and "learning_rate1e-05" not in str(results):  # A's points validation passes over
+            record["test"] = {"macro_f1": 1.0, "accuracy": 1.0}
+        results.write_text(json.dumps(record))
+    after = run_compare(tmp_path, *args, capsys=capsys)["per_dataset"]["d1"]
+    for key in ("a_grid", "b_grid", "a_selection_margin", "val_winner", "delta_mean", "ci_low", "ci_high"):
+        assert after[key] == before[key], key
+    assert after["a_grid"] == {"learning_rate": 1e-05}
+
+
+def test_all_ranks_models_with_friedman_and_a_cd_diagram(tmp_path, capsys):
+    """--all over 5 datasets and 3 models: ranks follow the error rates, Friedman + Nemenyi run, the CD diagram is drawn."""
+    for d in range(5):
+        gold = balanced_gold(40)
+        for model, errors in (("org/good", 2), ("org/mid", 8), ("org/bad", 14)):
+            for seed in (1, 2):
+                write_run(tmp_path, f"d{d}", model, seed, gold, with_errors(gold, errors + seed, offset=d))
+    out = run_compare(tmp_path, "--all", capsys=capsys)
+    assert [row["model"] for row in out["ranking"]] == ["good", "mid", "bad"]
+    assert out["omnibus"] == "friedman" and out["posthoc"] == "nemenyi" and out["friedman_p"] < 0.05
+    assert (tmp_path / "compare_all_cd.png").is_file() and (tmp_path / "compare_all.md").is_file()
+    assert out["verdict"].startswith("good ranks first")
+
+
+def test_cli_name_errors_and_final_json_line(tmp_path, capsys):
+    """Ambiguous or unknown names exit 2 with one error line; a good run's last stdout line is the JSON summary."""
+    gold = balanced_gold(20)
+    for dataset in ("d1", "d2"):
+        for model in ("org/model-a", "org/model-b"):
+            write_run(tmp_path, dataset, model, 1, gold, with_errors(gold, 2 if model.endswith("a") else 6))
+    write_run(tmp_path, "d3", "org/model-a", 1, gold, gold)  # B never ran on d3: listed and skipped
+    # In-process through run_cli, as `python scripts/compare.py` runs main: a subprocess costs seconds of imports each.
+    for names, word in (
+        (["--a", "model", "--b", "model-b"], "ambiguous"),
+        (["--a", "nope", "--b", "model-b"], "no model"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(lambda _, names=names: compare.main([str(tmp_path), *names]))
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error:") and word in err, err
+    # One real process, so that anything a library prints would show up before the JSON line.
+    script = [sys.executable, str(REPO / "scripts" / "compare.py"), str(tmp_path), "--a", "model-a", "--b", "model-b"]
+    done = subprocess.run([*script, *FAST, "--bootstrap", "100"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert REQUIRED <= out.keys() and set(out["per_dataset"]) == {"d1", "d2"}
+    assert out["datasets_skipped"] == {"d3": "no runs of model-b"} and "skipped d3" in done.stdout
+    keys = {"delta_mean", "delta_std", "ci_low", "ci_high", "aso_eps_min_a", "p_holm", "significant", "val_test_tau"}
+    assert keys <= out["per_dataset"]["d1"].keys()
+
+
+def test_seeds_needed_follows_the_paired_t_power():
+    """Δ of half a seed-std needs 34 seeds at 80% power (Cohen's d = 0.5, two-sided α = 0.05); no Δ, no answer."""
+    assert compare.seeds_needed(0.01, 0.02, 0.05) == 34
+    assert compare.seeds_needed(0.0, 0.02, 0.05) is None and compare.seeds_needed(0.01, None, 0.05) is None
