@@ -39,6 +39,13 @@ changes what is learned differs (say ``train_args`` were edited), the matrix ref
 report the old results as the new settings' or resume them with other settings; use another ``--output_dir``, give
 the entry its own ``name:``, or delete the folder. A failed run does not stop the others; the failures are listed at
 the end and the exit code is 1.
+
+Executors: ``--executor sequential`` (the default: one run after another) or ``--executor local --max_parallel N``
+(N runs at once on this machine, each on its own GPU(s) via ``CUDA_VISIBLE_DEVICES`` (``--gpus_per_run``), or on a
+CPU-only machine on its share of the cores via ``OMP_NUM_THREADS``). Either way a run is claimed before it trains
+(an exclusive ``flock`` on ``<run>/.claim``, released by the kernel if the holder dies), so two invocations of one
+plan never train the same run at once: the second skips what the first is training. ``--status`` prints done /
+running / failed / interrupted / queued per run of the plan without training anything.
 """
 
 from __future__ import annotations
@@ -46,13 +53,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 import io
 import itertools
 import json
+import os
+import queue
 import shlex
+import shutil
+import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,11 +309,181 @@ def check_existing_runs(runs: list[Run]) -> None:
 
 def resume_flags(run_dir: Path) -> list[str]:
     """How to restart an unfinished run: resume from its checkpoints, or start over in its folder."""
-    if not run_dir.exists():
-        return []
+    if not (run_dir / "config.json").exists() and not checkpoint_dirs(run_dir):
+        return []  # nothing of a run yet (the folder may hold only the matrix's claim and notes)
     if checkpoint_dirs(run_dir):
         return ["--resume_from_checkpoint", "latest"]
     return ["--overwrite_output_dir"]
+
+
+CLAIM = ".claim"  # flock-ed by whoever trains the run; holds its host and pid for --status
+FAILED = "failed.json"  # written when a run exits non-zero: exit code and the last lines of its log
+OUTPUT = "output.log"  # everything the run printed (errors before train.log exists included)
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path) -> Iterator[bool]:
+    """Hold the run's exclusive claim while the block runs; yields False when another process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / CLAIM, "a+") as handle:
+        try:
+            # flock, not a create-if-absent file: the kernel drops it when the holder dies, so a crashed matrix
+            # leaves nothing stuck (on NFS, Linux maps it to a POSIX lock the server also releases).
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}))
+        handle.flush()
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_state(run_dir: Path) -> str:
+    """done, running (claimed by a live process), failed, interrupted (checkpoints, not running) or queued."""
+    if (run_dir / "results.json").is_file():
+        return "done"
+    if (run_dir / CLAIM).is_file():
+        with claim(run_dir) as mine:
+            if not mine:
+                return "running"
+    if (run_dir / FAILED).is_file():
+        return "failed"
+    return "interrupted" if checkpoint_dirs(run_dir) else "queued"
+
+
+def print_status(runs: list[Run]) -> dict[str, int]:
+    """One line per run of the plan with its state (the last log lines of a failed run), then the counts."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        state = run_state(run.run_dir)
+        counts[state] = counts.get(state, 0) + 1
+        print(f"{state:<11} {run.run_dir}")
+        if state == "failed":
+            failure = json.loads((run.run_dir / FAILED).read_text())
+            print(f"            exit {failure['exit_code']}; last lines of {failure['log']}:")
+            print("".join(f"              {line}\n" for line in failure["tail"]), end="")
+    print("status: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {len(runs)} runs")
+    return counts
+
+
+def device_slots(gpus_per_run: int, max_parallel: int | None) -> list[dict[str, str]]:
+    """The environment of each parallel slot: its own GPU(s), or on a CPU-only machine its share of the cores."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g for g in visible.split(",") if g.strip()]
+    elif shutil.which("nvidia-smi"):
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
+        gpus = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+    else:
+        gpus = []
+    if gpus:
+        groups = [gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(g)} for g in groups[: max_parallel or len(groups)]]
+    slots = max_parallel or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # Threads split so N runs together never oversubscribe the cores (each would otherwise take all of them).
+    return [{"OMP_NUM_THREADS": str(max(1, cores // slots))} for _ in range(slots)]
+
+
+def log_tail(path: Path, lines: int = 15) -> list[str]:
+    """The last lines of a log file (empty when there is none)."""
+    return path.read_text(errors="replace").splitlines()[-lines:] if path.is_file() else []
+
+
+def run_logged(command: list[str], env: dict[str, str], log: Path, echo: bool) -> int:
+    """Run ``command`` with its output appended to ``log`` (and shown on the console when ``echo``: with several
+    runs at once their lines would interleave); returns the exit code."""
+    with open(log, "a") as handle:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            handle.write(line)
+            if echo:
+                sys.stdout.write(line)
+        return proc.wait()
+
+
+def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], dry_run: bool) -> dict[str, list]:
+    """Train the unfinished runs in plan order, one worker per slot, each run claimed first; returns what happened
+    to each run."""
+    outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": []}
+    todo: queue.Queue[tuple[int, Run]] = queue.Queue()
+    for item in enumerate(runs, 1):
+        todo.put(item)
+    lock, durations = threading.Lock(), []
+
+    def say(text: str) -> None:
+        """One progress line (workers print whole lines)."""
+        with lock:
+            print(text, flush=True)
+
+    def summary() -> str:
+        """Counts so far and an ETA from the finished runs' mean duration."""
+        left = len(runs) - sum(len(v) for v in outcome.values())
+        eta = f", ETA {statistics.fmean(durations) * left / len(slots) / 60:.0f} min" if durations and left else ""
+        return f"{len(outcome['trained'])} trained, {len(outcome['failed'])} failed, {left} left{eta}"
+
+    def train(tag: str, run: Run, slot: dict[str, str]) -> None:
+        """Train one claimed run in the slot's environment and record how it ended."""
+        command = [*launcher, str(REPO / "train.py"), *run.argv, *resume_flags(run.run_dir)]
+        if run.entry is not None:  # the variant and grid point, for report.py and compare.py
+            atomic_write_json(run.run_dir / "matrix.json", run.entry)
+        (run.run_dir / FAILED).unlink(missing_ok=True)
+        say(f"{tag} start {' '.join(f'{k}={v}' for k, v in slot.items())} {shlex.join(command)}".replace("  ", " "))
+        start = time.perf_counter()
+        code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, echo=len(slots) == 1)
+        if code == 0:
+            durations.append(time.perf_counter() - start)
+            outcome["trained"].append(run.run_dir)
+            results = json.loads((run.run_dir / "results.json").read_text())
+            metric = results["metric"]
+            test = (results.get("test") or {}).get(metric, float("nan"))
+            say(
+                f"{tag} done in {durations[-1]:.0f}s: validation {metric} {results['validation'][metric]:.4f}, "
+                f"test {test:.4f} ({summary()})"
+            )
+        else:
+            log = run.run_dir / OUTPUT
+            atomic_write_json(run.run_dir / FAILED, {"exit_code": code, "log": str(log), "tail": log_tail(log)})
+            outcome["failed"].append((run.run_dir, code))
+            say(f"{tag} FAILED (exit {code}): {run.run_dir} ({summary()})")
+
+    def worker(slot: dict[str, str]) -> None:
+        """Take the next run of the plan until none is left; a failed run never stops the others."""
+        while True:
+            try:
+                index, run = todo.get_nowait()
+            except queue.Empty:
+                return
+            tag = f"[{index}/{len(runs)}]"
+            if dry_run:
+                command = [*launcher, str(REPO / "train.py"), *run.argv, *resume_flags(run.run_dir)]
+                say(f"{tag} {shlex.join(command)}")
+                continue
+            if (run.run_dir / "results.json").is_file():
+                outcome["skipped"].append(run.run_dir)
+                say(f"{tag} skip {run.run_dir} (results.json exists)")
+                continue
+            with claim(run.run_dir) as mine:
+                if not mine:
+                    outcome["elsewhere"].append(run.run_dir)
+                    say(f"{tag} skip {run.run_dir} (being trained by another process)")
+                elif (run.run_dir / "results.json").is_file():  # finished by another process since the check
+                    outcome["skipped"].append(run.run_dir)
+                    say(f"{tag} skip {run.run_dir} (results.json exists)")
+                else:
+                    train(tag, run, slot)
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in slots]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,45 +498,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, help="Seeds (default 42).")
     parser.add_argument("--output_dir", help="Root of the run directories (default outputs/matrix).")
     parser.add_argument("--launcher", default=None, help='Prefix command, e.g. "accelerate launch --num_processes 2".')
+    parser.add_argument("--executor", choices=("sequential", "local"), default="sequential", help="How runs run.")
+    parser.add_argument("--max_parallel", type=int, help="local: runs at once (default: one per GPU group, else 1).")
+    parser.add_argument("--gpus_per_run", type=int, default=1, help="local: GPUs given to each run.")
+    parser.add_argument("--status", action="store_true", help="Print the state of every run of the plan and exit.")
     parser.add_argument("--dry_run", action="store_true", help="Print the commands without running them.")
     args, extra = parser.parse_known_args(argv)
+    if (args.max_parallel is not None and args.max_parallel < 1) or args.gpus_per_run < 1:
+        raise UsageError("--max_parallel and --gpus_per_run must be positive integers.")
     cfg = load_config_file(args.config) if args.config else {}
     for key in ("datasets", "models", "seeds", "output_dir"):
         if getattr(args, key):
             cfg[key] = getattr(args, key)
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     runs = plan(cfg, extra)
+    if args.status:
+        return print_status(runs).get("failed", 0)
     check_existing_runs(runs)
-    failed, skipped, done = [], 0, 0
-    for i, run in enumerate(runs, 1):
-        run_dir, run_args = run.run_dir, run.argv
-        if (run_dir / "results.json").is_file():
-            skipped += 1
-            print(f"[{i}/{len(runs)}] skip {run_dir} (results.json exists)", flush=True)
-            continue
-        command = [*launcher, str(REPO / "train.py"), *run_args, *resume_flags(run_dir)]
-        if run.entry is not None and not args.dry_run:  # the variant and grid point, for report.py and compare.py
-            atomic_write_json(run_dir / "matrix.json", run.entry)
-        print(f"[{i}/{len(runs)}] {shlex.join(command)}", flush=True)
-        if args.dry_run:
-            continue
-        start = time.perf_counter()
-        proc = subprocess.run(command)
-        if proc.returncode == 0:
-            done += 1
-            results = json.loads((run_dir / "results.json").read_text())
-            test = results.get("test") or {}
-            print(
-                f"[{i}/{len(runs)}] done in {time.perf_counter() - start:.0f}s: validation macro_f1 "
-                f"{results['validation']['macro_f1']:.4f}, test macro_f1 {test.get('macro_f1', float('nan')):.4f}",
-                flush=True,
-            )
-        else:
-            failed.append((run_dir, proc.returncode))
-            print(f"[{i}/{len(runs)}] FAILED (exit {proc.returncode}): {run_dir}", flush=True)
-    print(f"matrix: {done} trained, {skipped} skipped, {len(failed)} failed of {len(runs)} runs")
+    local = args.executor == "local"
+    slots = device_slots(args.gpus_per_run, args.max_parallel) if local else [{}]
+    if local:
+        described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
+        print(f"local executor: {len(slots)} runs at once ({described})", flush=True)
+    outcome = execute(runs, launcher, slots, args.dry_run)
+    failed = outcome["failed"]
+    print(
+        f"matrix: {len(outcome['trained'])} trained, {len(outcome['skipped'])} skipped, {len(failed)} failed of "
+        f"{len(runs)} runs"
+        + (f" ({len(outcome['elsewhere'])} being trained elsewhere)" if outcome["elsewhere"] else "")
+    )
     for run_dir, code in failed:
-        print(f"  failed (exit {code}): {run_dir}  (see {run_dir / 'train.log'})")
+        print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
     if not args.dry_run:
         print(f"table: python {REPO / 'scripts' / 'report.py'} {cfg.get('output_dir') or 'outputs/matrix'}")
     return len(failed)
