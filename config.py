@@ -104,6 +104,11 @@ class TrainConfig:
     torch_compile: bool = option(
         False, "Compile the model with torch.compile (inductor); batch lengths are bucketed to multiples of 32."
     )
+    cpu_threads: int | None = option(
+        None,
+        "CPU threads per process (default: OMP_NUM_THREADS if you set it, else this process's share of the physical "
+        "cores it may use; the OMP_NUM_THREADS=1 that accelerate launch and torchrun set is replaced).",
+    )
     # --- model ---
     model_name_or_path: str = option(
         DEFAULT_MODEL,
@@ -112,8 +117,16 @@ class TrainConfig:
     )
     # The model settings' defaults equal model.MODEL_DEFAULTS (a test checks it): this file stays free of torch, and
     # model.py, copied into every best_model/, cannot import it. Pooling and head names are checked against the
-    # registries by train.py before anything is loaded.
-    pooling: str = option("cls", "How token vectors become one vector: a name in model.POOLERS.", model=True)
+    # registries by train.py before anything is loaded. The one exception, pooling: "auto" is resolved per
+    # checkpoint (model.resolve_pooling) before the model config is built, and that config keeps "cls" as its own
+    # default, the meaning of a saved best_model/config.json without a pooling key.
+    pooling: str = option(
+        "auto",
+        "How token vectors become one vector: auto (the checkpoint's own: its sentence-transformers pooling, else "
+        "its pretrained pooler, else cls) or a name in model.POOLERS (pooler: [CLS] through the pretrained dense + "
+        "tanh, trained).",
+        model=True,
+    )
     head: str = option("linear", "Classifier head on the pooled vector: a name in model.HEADS.", model=True)
     classifier_dropout: float = option(0.1, "Dropout before the classifier.", model=True)
     freeze: str = option(
@@ -188,7 +201,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
-        for name in ["max_steps", "eval_steps", "max_train_samples", "max_eval_samples", "early_stopping_patience"]:
+        optional_positive = ["max_steps", "eval_steps", "max_train_samples", "max_eval_samples", "cpu_threads"]
+        for name in [*optional_positive, "early_stopping_patience"]:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name} must be a positive integer (or left unset), got {value}.")

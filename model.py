@@ -22,7 +22,9 @@ This file imports only torch and transformers: ``save_pretrained`` copies it int
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +38,7 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import cached_file
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pooling: (batch, seq, hidden) token vectors + (batch, seq) attention mask -> (batch, output_dim)
@@ -88,12 +91,119 @@ class ClsMeanPooling(nn.Module):
         return torch.cat([self.cls(hidden, mask), self.mean(hidden, mask)], dim=-1)
 
 
+class PretrainedPooling(nn.Module):
+    """BERT's pooler: the first token's vector through a dense layer and tanh. ``from_backbone`` starts the layer from
+    the checkpoint's trained pooler weights; it trains with the rest."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.output_dim = hidden_size
+        self.dense = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # (batch, hidden)
+
+
 POOLERS: dict[str, type[nn.Module]] = {
     "cls": ClsPooling,
     "mean": MeanPooling,
     "max": MaxPooling,
     "cls_mean": ClsMeanPooling,
+    "pooler": PretrainedPooling,
 }
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pooling "auto": the one the checkpoint was trained for. These read only the model directory (or its hub repo).
+
+# The modes a sentence-transformers Pooling module has switched on (its config.json's pooling_mode_* keys) -> ours.
+SENTENCE_TRANSFORMERS_POOLINGS = {
+    frozenset({"cls_token"}): "cls",
+    frozenset({"mean_tokens"}): "mean",
+    frozenset({"max_tokens"}): "max",
+    frozenset({"cls_token", "mean_tokens"}): "cls_mean",
+}
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def model_file(model_path: str, filename: str) -> str | None:
+    """The local path of a file of a model directory or hub repo (cached), or None when the model has none."""
+    return cached_file(
+        model_path,
+        filename,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+
+
+def sentence_transformers_modes(model_path: str) -> frozenset[str] | None:
+    """The pooling modes of a sentence-transformers checkpoint (``modules.json``'s Pooling module, e.g.
+    ``{"mean_tokens"}``); None when the model is no sentence-transformers model."""
+    modules = model_file(model_path, "modules.json")
+    if modules is None:
+        return None
+    found = [m for m in json.loads(Path(modules).read_text()) if str(m.get("type", "")).endswith(".Pooling")]
+    config = model_file(model_path, f"{found[0]['path']}/config.json") if found and found[0].get("path") else None
+    if config is None:
+        return None
+    settings = json.loads(Path(config).read_text())
+    return frozenset(
+        k.removeprefix("pooling_mode_") for k, v in settings.items() if k.startswith("pooling_mode_") and v
+    )
+
+
+def checkpoint_weight_names(model_path: str) -> set[str]:
+    """The names of the weights a checkpoint stores, read from a safetensors header or a shard index (a .bin state
+    dict is memory-mapped), without loading them."""
+    for name in WEIGHT_FILES:
+        if (file := model_file(model_path, name)) is None:
+            continue
+        if name.endswith(".index.json"):
+            return set(json.loads(Path(file).read_text())["weight_map"])
+        if name.endswith(".safetensors"):
+            with open(file, "rb") as handle:  # 8 bytes of header length, then the JSON header
+                header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+            return set(header) - {"__metadata__"}
+        return set(torch.load(file, map_location="cpu", mmap=True, weights_only=True))
+    return set()
+
+
+def has_pretrained_pooler(model_path: str) -> bool:
+    """Whether the backbone has BERT's pooler (``pooler.dense``) and its checkpoint stores that layer's weights (a
+    backbone saved from random initialisation without them has nothing to start from)."""
+    with torch.device("meta"):  # the architecture only: no memory, no initialisation
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_path))
+    if not isinstance(getattr(getattr(backbone, "pooler", None), "dense", None), nn.Linear):
+        return False
+    # A base model's checkpoint names it pooler.*, a task model's (bert-base-uncased's BertForPreTraining) bert.pooler.*
+    stored = {"pooler.dense.weight", f"{backbone.base_model_prefix}.pooler.dense.weight"}
+    return bool(stored & checkpoint_weight_names(model_path))
+
+
+def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
+    """The pooling to build on the backbone at ``model_path`` and why, for the log. ``auto``: the checkpoint's
+    sentence-transformers pooling, else its pretrained pooler, else cls. ValueError for ``pooler`` on a backbone
+    without pretrained pooler weights."""
+    if pooling == "pooler" and not has_pretrained_pooler(model_path):
+        raise ValueError(
+            f"{model_path} has no pretrained pooler to start from (its architecture has no pooler.dense, or its "
+            "checkpoint stores no weights for it)"
+        )
+    if pooling != "auto":
+        return pooling, "as asked"
+    modes = sentence_transformers_modes(model_path)
+    if modes is not None and (name := SENTENCE_TRANSFORMERS_POOLINGS.get(modes)):
+        return name, f"auto: the checkpoint's sentence-transformers pooling, {'+'.join(sorted(modes))}"
+    why = "auto: "
+    if modes is not None:
+        why += f"its sentence-transformers pooling, {'+'.join(sorted(modes)) or 'none'}, has no equivalent here; "
+    if has_pretrained_pooler(model_path):
+        return "pooler", why + "the checkpoint's pretrained pooler"
+    return "cls", why + "no pretrained pooler weights in the checkpoint"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -198,7 +308,8 @@ LOSSES = {
 }
 
 # The model settings' defaults, in one place: config.py's flags take them from here (this file is copied into
-# best_model/ and cannot import config.py).
+# best_model/ and cannot import config.py). Pooling: "cls" is what a saved config without the key means; the
+# training flag's default, "auto", is resolved (resolve_pooling) before a config is built.
 MODEL_DEFAULTS: dict[str, Any] = {
     "pooling": "cls",
     "head": "linear",
@@ -268,7 +379,7 @@ class EncoderClassifier(PreTrainedModel):
         backbone_config = AutoConfig.for_model(**config.backbone_config)
         self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32)
         # The classifier pools last_hidden_state itself; a backbone pooler would be parameters without gradients
-        # (DDP's "unused parameters" error) and weights saved for nothing.
+        # (DDP's "unused parameters" error) and weights saved for nothing. (Pooling "pooler" holds its own copy.)
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None
         # Only BERT-style backbones take token_type_ids; DistilBERT and ModernBERT reject the argument.
@@ -389,8 +500,17 @@ class EncoderClassifier(PreTrainedModel):
         """Build the classifier and load the pretrained backbone weights: the one place they are read, for training.
         ``settings`` are EncoderClassifierConfig fields (pooling, head, classifier_dropout, a hierarchy's levels...)
         and any head's own settings."""
+        if settings.get("pooling") == "auto":
+            settings["pooling"] = resolve_pooling(backbone_name_or_path)[0]
         # transformers loads a checkpoint in its stored dtype; training needs fp32 master weights.
-        pretrained = AutoModel.from_pretrained(backbone_name_or_path, dtype=torch.float32)
+        pretrained, loading = AutoModel.from_pretrained(
+            backbone_name_or_path, dtype=torch.float32, output_loading_info=True
+        )
+        pretrained_dense = getattr(getattr(pretrained, "pooler", None), "dense", None)
+        if settings.get("pooling") == "pooler" and (
+            pretrained_dense is None or any(k.endswith("pooler.dense.weight") for k in loading["missing_keys"])
+        ):
+            raise ValueError(f"pooling 'pooler': {backbone_name_or_path} has no pretrained pooler weights")
         config = EncoderClassifierConfig(
             backbone_config=pretrained.config.to_dict(),
             id2label={int(i): name for i, name in id2label.items()},
@@ -403,6 +523,8 @@ class EncoderClassifier(PreTrainedModel):
         unexpected = [k for k in unexpected if not k.startswith("pooler.")]
         if missing or unexpected:
             raise RuntimeError(f"backbone weights do not match its config: missing={missing} unexpected={unexpected}")
+        if config.pooling == "pooler":  # __init__ dropped the backbone's pooler: its trained layer lives on here
+            model.pooler.dense.load_state_dict(pretrained_dense.state_dict())
         return model
 
     def forward(

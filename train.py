@@ -40,7 +40,7 @@ from transformers.utils import logging as hf_logging
 from config import TrainConfig, model_settings, parse_config
 from data import build_dataloaders, load_splits, tokenize_splits
 from evaluate import evaluate, is_better, score_best_model, task_for, write_predictions
-from model import HEADS, POOLERS, EncoderClassifier
+from model import HEADS, POOLERS, EncoderClassifier, resolve_pooling
 from utils import (
     BEST_MODEL,
     BOOKKEEPING_SETTINGS,
@@ -55,6 +55,7 @@ from utils import (
     checkpoint_dirs,
     checkpoint_name,
     default_run_dir,
+    is_accelerate_launch,
     logger,
     pad_multiple_for,
     read_latest_pointer,
@@ -207,8 +208,7 @@ def stop_with_the_launcher() -> None:
         argv = Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return
-    names = {Path(arg).name for arg in argv[:3]}
-    if "accelerate.commands.launch" not in argv and not names & {"accelerate", "accelerate-launch"}:
+    if not is_accelerate_launch(argv):
         return
     import ctypes
 
@@ -425,8 +425,9 @@ def release_training_state(accelerator: Any, model: nn.Module, optimizer: Any, f
     gc.collect()
 
 
-def start_accelerator(cfg: TrainConfig) -> tuple[Any, list[str]]:
-    """The Accelerator for this run (and its trackers), after refusing engines and trackers that cannot work."""
+def start_accelerator(cfg: TrainConfig) -> tuple[Any, list[str], str | None]:
+    """The Accelerator for this run (and its trackers), after refusing engines and trackers that cannot work, and
+    the CPU thread count set (a line for the log; None on other devices)."""
     stop_with_the_launcher()
     trackers = resolve_trackers(cfg.report_to)
     check_engine_installed()
@@ -438,8 +439,8 @@ def start_accelerator(cfg: TrainConfig) -> tuple[Any, list[str]]:
     )
     hf_logging.disable_progress_bar()
     check_distributed_engine(accelerator)
-    tune_cpu(accelerator)
-    return accelerator, trackers
+    cpu_note = tune_cpu(accelerator, cfg.cpu_threads)
+    return accelerator, trackers, cpu_note
 
 
 def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | None]:
@@ -459,12 +460,13 @@ def resolved_dataset(dataset: str) -> str:
     return str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
 
 
-def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any]:
-    """The model path, its tokenizer and the data: every bad-input check, before a model is built."""
-    for flag, registry in (("pooling", POOLERS), ("head", HEADS)):
-        if getattr(cfg, flag) not in registry:
+def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
+    """The model path, its tokenizer, the data and the pooling to build (with why): every bad-input check, before a
+    model is built."""
+    for flag, registry, extra in (("pooling", POOLERS, ["auto"]), ("head", HEADS, [])):
+        if getattr(cfg, flag) not in [*registry, *extra]:
             raise ConfigError(
-                f"--{flag} {getattr(cfg, flag)!r} is unknown; choose one of: {', '.join(sorted(registry))}."
+                f"--{flag} {getattr(cfg, flag)!r} is unknown; choose one of: {', '.join([*sorted(registry), *extra])}."
             )
     model_path = resolve_model_path(cfg.model_name_or_path)
     try:
@@ -480,7 +482,13 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any]:
         )
     if cfg.freeze_layers > (num_layers := backbone_num_layers(model_path)):
         raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {num_layers} layers.")
-    return model_path, tokenizer, load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)))
+    try:
+        pooling = resolve_pooling(model_path, cfg.pooling)
+    except ValueError as err:
+        others = ", ".join(["auto", *sorted(set(POOLERS) - {"pooler"})])
+        raise ConfigError(f"--pooling {cfg.pooling}: {err}; choose one of: {others}.") from err
+    data = load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)))
+    return model_path, tokenizer, data, pooling
 
 
 def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any) -> None:
@@ -498,13 +506,14 @@ def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any) -> N
         logger.info("--overwrite_output_dir: removed the previous run's %s", ", ".join(p.name for p in stale))
 
 
-def build_model(cfg: TrainConfig, model_path: str, data: Any) -> tuple[EncoderClassifier, int]:
-    """The classifier for the data's problem type, with the pretrained backbone, frozen as asked; and the number
-    of frozen parameters."""
+def build_model(cfg: TrainConfig, model_path: str, data: Any, pooling: str) -> tuple[EncoderClassifier, int]:
+    """The classifier for the data's problem type, with the pretrained backbone and the resolved ``pooling``, frozen
+    as asked; and the number of frozen parameters."""
     spec = data.spec
     hierarchy = {"levels": spec.levels, "level_parents": spec.parents} if spec.levels else {}
+    settings = model_settings(cfg) | {"pooling": pooling}  # never "auto": the model config holds what was built
     model = EncoderClassifier.from_backbone(
-        model_path, dict(enumerate(data.label_names)), spec.problem_type, **model_settings(cfg), **hierarchy
+        model_path, dict(enumerate(data.label_names)), spec.problem_type, **settings, **hierarchy
     )
     return model, model.freeze(cfg.freeze, cfg.freeze_layers)
 
@@ -567,14 +576,15 @@ class LoggingWindow:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, keep the best validation state, reload it and score validation and test; returns results.json."""
     cfg = parse_config(argv, TrainConfig, __doc__)
-    accelerator, trackers = start_accelerator(cfg)
+    accelerator, trackers, cpu_note = start_accelerator(cfg)
     run_dir, resume_dir = prepare_run_dir(cfg, accelerator)
     setup_logging(None, accelerator.is_main_process)
     set_seed(cfg.seed)
-    model_path, tokenizer, data = load_inputs(cfg)
+    model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg)
     claim_run_dir(run_dir, resume_dir, accelerator)
-    for note in data.notes:
-        logger.info(note)
+    for note in [cpu_note, f"pooling: {pooling} ({pooling_why})", *data.notes]:
+        if note:
+            logger.info(note)
     with accelerator.main_process_first():  # rank 0 fills the tokenization cache, the others read it
         tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length)
     pad_multiple = pad_multiple_for(accelerator, cfg.torch_compile)
@@ -582,7 +592,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_sampler = train_dl.batch_sampler
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
-    model, frozen = build_model(cfg, model_path, data)
+    model, frozen = build_model(cfg, model_path, data, pooling)
     optimizer = build_optimizer(model, cfg, accelerator.device)
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dls = {split: accelerator.prepare(dl) for split, dl in eval_dls.items()}
@@ -749,6 +759,8 @@ def describe_run(
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
+        "cpu_threads": torch.get_num_threads() if accelerator.device.type == "cpu" else None,
+        "pooling": accelerator.unwrap_model(model).config.pooling,
         "pad_to_multiple_of": pad_multiple,
         "effective_batch_size": cfg.per_device_train_batch_size
         * cfg.gradient_accumulation_steps

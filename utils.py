@@ -196,6 +196,7 @@ BOOKKEEPING_SETTINGS = frozenset(
         "logging_steps",
         "checkpointing_steps",
         "save_total_limit",
+        "cpu_threads",  # how fast, not what: the same sums in another order at most (as on another machine)
     }
 )
 
@@ -275,18 +276,83 @@ def pad_multiple_for(accelerator: Any, compiled: bool) -> int | None:
     return 8 if accelerator.device.type == "cuda" and accelerator.mixed_precision != "no" else None
 
 
-def tune_cpu(accelerator: Any) -> None:
-    """CPU settings: split the cores between the local processes instead of letting each use all of them, and
-    bound oneDNN's cache of bf16 kernels (one per batch shape; length-grouped batches have many shapes)."""
+def is_accelerate_launch(argv: list[str]) -> bool:
+    """Whether a command line is accelerate's launcher (``accelerate launch``, ``accelerate-launch`` or
+    ``python -m accelerate.commands.launch``)."""
+    names = {Path(arg).name for arg in argv[:3]}
+    return "accelerate.commands.launch" in argv or bool(names & {"accelerate", "accelerate-launch"})
+
+
+def cpu_cores() -> int:
+    """The physical cores this process may run on: its affinity set (a Slurm task's or a container's cpuset), scaled
+    by the machine's physical-to-logical ratio (psutil) when hyper-threads double the logical count."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        import psutil  # a dependency of accelerate
+
+        physical, logical = psutil.cpu_count(logical=False), psutil.cpu_count(logical=True)
+    except ImportError:
+        physical = logical = None
+    if physical and logical and physical < logical:
+        # A second thread on a core shares its vector units: GEMM-bound training gains nothing from it.
+        allowed = allowed * physical // logical
+    return max(1, allowed)
+
+
+def omp_threads_set_by_launcher() -> bool:
+    """Whether OMP_NUM_THREADS was put into this process's environment by its launcher rather than by the user."""
+    # `accelerate launch` gives its child OMP_NUM_THREADS=<--num_cpu_threads_per_process>, which is 1 unless that
+    # flag was passed or OMP_NUM_THREADS was in the launcher's own environment (or --cpu: physical cores / processes,
+    # not capped by the affinity set); torchrun's agent (which accelerate's multi-process launch runs in its own
+    # process) sets 1 for nproc_per_node > 1 when OMP_NUM_THREADS is unset. The value alone cannot tell a default 1
+    # from a user's 1. Both launchers start this process as their direct child, so the signal is the launcher
+    # process itself: the environment it was started with (/proc/<ppid>/environ: fixed at exec, untouched by the
+    # os.environ edits it made for its children) and its command line.
+    if "OMP_NUM_THREADS" not in os.environ:
+        return False
+    try:
+        import psutil
+
+        parent = psutil.Process(os.getppid())
+        argv = parent.cmdline()
+        if "TORCHELASTIC_RUN_ID" not in os.environ and not is_accelerate_launch(argv):
+            return False  # no launcher (python train.py, srun): OMP_NUM_THREADS is the user's
+        parent_env = parent.environ()
+    except Exception:  # no psutil, or the parent is gone or unreadable: the value may be the user's, so keep it
+        return False
+    flag = "--num_cpu_threads_per_process"
+    given = any(arg.split("=", 1)[0] in (flag, flag.replace("_", "-")) for arg in argv)
+    return "OMP_NUM_THREADS" not in parent_env and not given
+
+
+def tune_cpu(accelerator: Any, threads: int | None = None) -> str | None:
+    """CPU settings: each local process computes with its share of the physical cores (or ``threads``, or the
+    user's OMP_NUM_THREADS), and oneDNN's cache of bf16 kernels is bounded (one per batch shape; length-grouped
+    batches have many shapes). Returns a line for the log (None on other devices)."""
     if accelerator.device.type != "cpu":
-        return
+        return None
     if accelerator.mixed_precision == "bf16":
         # Measured on MiniLM/emotion over 500 steps: peak RSS 2346 MB with the default capacity (1024), 1937 MB
         # with 64 (the fp32 recipe: 2034 MB), for 164 instead of 174 samples/s. oneDNN reads it at its first kernel.
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
-    if "OMP_NUM_THREADS" in os.environ or accelerator.num_processes == 1:
-        return
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     import torch  # here, so that scripts reading only the run layout stay light
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    omp = os.environ.get("OMP_NUM_THREADS")
+    if threads is not None:
+        why = "--cpu_threads"
+    elif omp is not None and not omp_threads_set_by_launcher():
+        # torch read it at start-up; MKL_NUM_THREADS and the like are the user's too.
+        return f"CPU threads per process: {torch.get_num_threads()} (OMP_NUM_THREADS={omp})"
+    else:
+        # Every local process would otherwise start a thread per core: N processes on N cores oversubscribe them
+        # N times over. LOCAL_WORLD_SIZE: set by torchrun and accelerate launch; one node otherwise.
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        cores = cpu_cores()
+        threads = max(1, cores // local)
+        why = f"{cores} physical cores shared by {local} local process{'es' if local > 1 else ''}"
+        if omp is not None:
+            why += f"; the launcher's OMP_NUM_THREADS={omp} overridden"
+    # Only the intra-op pool: eager training runs one op at a time, and the inter-op pool can be sized only before
+    # any parallel work has started (a RuntimeError after).
+    torch.set_num_threads(threads)
+    return f"CPU threads per process: {torch.get_num_threads()} ({why})"

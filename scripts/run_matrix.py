@@ -273,7 +273,8 @@ def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
                 folder = point_folder(variant, point)
                 run_dir = root / data_dir / model_dir / (folder or "") / f"seed{seed}"
                 run_args = args | {"seed": seed, "output_dir": str(run_dir), "runs_root": str(root)}
-                entry = {"variant": variant, "grid": point} if folder else None
+                # The grid point with the types train.py gives it (YAML reads 2e-4 as a string).
+                entry = {"variant": variant, "grid": {k: settings[k] for k in point}} if folder else None
                 runs.append(Run(run_dir, flags(run_args) + extra, settings, entry))
     return runs
 

@@ -1,0 +1,246 @@
+"""Every launch mode computes on its share of the CPU cores; the pooling matches the checkpoint (--pooling auto)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import evaluate
+import model
+import train
+import utils
+from config import ConfigError
+from conftest import REPO, make_tiny_model, tiny_args
+from model import EncoderClassifier, EncoderClassifierConfig
+
+# ---- CPU threads ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_threads():
+    """torch's thread count is process-wide: put it back after a test that sets it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def cpu_accelerator(processes: int = 1) -> SimpleNamespace:
+    """What tune_cpu reads of an Accelerator on a CPU."""
+    return SimpleNamespace(device=torch.device("cpu"), mixed_precision="no", num_processes=processes)
+
+
+def test_cpu_threads_are_the_share_of_the_physical_cores(restore_threads, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cores = utils.cpu_cores()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    assert "physical cores" in utils.tune_cpu(cpu_accelerator())
+    assert torch.get_num_threads() == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun and accelerate launch set it
+    utils.tune_cpu(cpu_accelerator(2))
+    assert torch.get_num_threads() == max(1, cores // 2)
+    assert utils.tune_cpu(cpu_accelerator(2), threads=1) == "CPU threads per process: 1 (--cpu_threads)"
+    assert torch.get_num_threads() == 1
+    assert utils.tune_cpu(SimpleNamespace(device=torch.device("cuda"), mixed_precision="no")) is None
+
+
+def test_the_users_omp_num_threads_is_kept(restore_threads, monkeypatch):
+    # Set by the user for `python train.py` (pytest's parent is no launcher): torch read it, nothing overrides it.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    assert not utils.omp_threads_set_by_launcher()
+    assert "OMP_NUM_THREADS=1" in utils.tune_cpu(cpu_accelerator())
+    assert torch.get_num_threads() == 1
+
+
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
+ACCELERATE += ["--dynamo_backend", "no"]
+LAUNCHERS = {
+    "python": [sys.executable],
+    "accelerate-1": [*ACCELERATE, "--num_processes", "1"],
+    "accelerate-1-flag": [*ACCELERATE, "--num_processes", "1", "--num_cpu_threads_per_process", "1"],
+    "accelerate-2": [*ACCELERATE, "--multi_gpu", "--num_processes", "2"],
+    "torchrun-2": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+}
+SHARE = object()  # the expected count: physical_cores() / local processes
+
+
+def physical_cores() -> int:
+    """The physical cores of this process's affinity set, counted here independently of utils.cpu_cores."""
+    import psutil
+
+    return max(1, len(os.sched_getaffinity(0)) * psutil.cpu_count(logical=False) // psutil.cpu_count())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "flags", "env_extra", "expected"),
+    [
+        pytest.param("python", [], {}, SHARE, id="python"),
+        # accelerate launch sets OMP_NUM_THREADS=1 for its child
+        pytest.param("accelerate-1", [], {}, SHARE, id="accelerate-1"),
+        pytest.param("accelerate-1", ["--cpu_threads", "1"], {}, 1, id="accelerate-1-cpu_threads"),
+        pytest.param("accelerate-1", [], {"OMP_NUM_THREADS": "1"}, 1, id="accelerate-1-user-OMP_NUM_THREADS"),
+        pytest.param("accelerate-1-flag", [], {}, 1, id="accelerate-1-num_cpu_threads_per_process"),
+        pytest.param("accelerate-2", [], {}, SHARE, id="accelerate-2"),
+        # torchrun sets OMP_NUM_THREADS=1 for nproc_per_node > 1
+        pytest.param("torchrun-2", [], {}, SHARE, id="torchrun-2"),
+    ],
+)
+def test_every_launch_mode_trains_on_its_share_of_the_cores(tiny_bert, tmp_path, mode, flags, env_extra, expected):
+    processes = 2 if mode.endswith("-2") else 1
+    if expected is SHARE:
+        expected = max(1, physical_cores() // processes)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOCAL_WORLD_SIZE")}
+    env |= {"HF_HUB_OFFLINE": "1", "PROBE_FINAL": str(tmp_path / "final.pt"), "PROBE_THREADS": str(tmp_path / "t")}
+    if processes == 2:
+        env["ACCELERATE_USE_CPU"] = "true"  # two gloo ranks on a CPU-only machine
+    out = tmp_path / "run"
+    args = tiny_args(tiny_bert, out, None, "--max_steps", "2", "--pooling", "cls", *flags)
+    proc = subprocess.run(
+        [*LAUNCHERS[mode], str(REPO / "tests" / "train_probe.py"), *args],
+        env=env | env_extra,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert int((tmp_path / "t").read_text()) == expected  # what the main process trained with
+    assert json.loads((out / "config.json").read_text())["resolved"]["cpu_threads"] == expected
+    assert f"CPU threads per process: {expected} (" in (out / "train.log").read_text()
+
+
+# ---- pooling ----------------------------------------------------------------------------------------------------
+
+
+def write_sentence_transformers_files(path: Path, **modes: bool) -> Path:
+    """Add what sentence-transformers saves beside a model: modules.json and the Pooling module's config."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (path / "modules.json").write_text(json.dumps(modules))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    config = {"word_embedding_dimension": 32} | {f"pooling_mode_{k}": v for k, v in modes.items()}
+    (path / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def make_tiny_model_without_pooler(path: Path) -> Path:
+    """A tiny random BERT saved the way a backbone trained without its pooler is: no pooler weights."""
+    from transformers import BertConfig, BertModel
+
+    make_tiny_model(path)
+    BertModel(BertConfig.from_pretrained(path), add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_without_pooler(tmp_path_factory) -> Path:
+    return make_tiny_model_without_pooler(tmp_path_factory.mktemp("no_pooler"))
+
+
+@pytest.mark.parametrize(
+    ("modes", "expected"),
+    [
+        ({"mean_tokens": True}, "mean"),
+        ({"cls_token": True}, "cls"),
+        ({"max_tokens": True}, "max"),
+        ({"cls_token": True, "mean_tokens": True}, "cls_mean"),
+        ({"mean_sqrt_len_tokens": True}, None),  # none of ours: the next rule of auto, with a note
+    ],
+)
+def test_auto_takes_the_sentence_transformers_pooling(tmp_path, modes, expected):
+    every = {"cls_token": False, "mean_tokens": False, "max_tokens": False, "mean_sqrt_len_tokens": False}
+    for path, fallback in (
+        (make_tiny_model(tmp_path / "p"), "pooler"),
+        (make_tiny_model_without_pooler(tmp_path / "n"), "cls"),
+    ):
+        write_sentence_transformers_files(path, **(every | modes))
+        name, why = model.resolve_pooling(str(path))
+        assert name == (expected or fallback)
+        if expected is None:
+            assert "mean_sqrt_len_tokens" in why and "no equivalent" in why
+
+
+def test_auto_takes_the_pretrained_pooler_when_the_checkpoint_has_its_weights(tiny_bert):
+    # conftest's tiny BERT is a BertModel saved with its (randomly initialised) pooler.
+    assert {"pooler.dense.weight", "pooler.dense.bias"} <= model.checkpoint_weight_names(str(tiny_bert))
+    assert model.resolve_pooling(str(tiny_bert))[0] == "pooler"
+
+
+def test_auto_takes_cls_without_pooler_weights(tiny_bert_without_pooler, tmp_path):
+    assert not any("pooler" in n for n in model.checkpoint_weight_names(str(tiny_bert_without_pooler)))
+    assert model.resolve_pooling(str(tiny_bert_without_pooler))[0] == "cls"
+    # An architecture without a pooler at all.
+    assert model.resolve_pooling(str(make_tiny_model(tmp_path / "distil", "distilbert")))[0] == "cls"
+
+
+def test_the_minilm_package_resolves_to_mean(minilm_path):
+    name, why = model.resolve_pooling(str(minilm_path))
+    assert name == "mean" and "sentence-transformers" in why
+
+
+def test_pooler_without_pooler_weights_is_one_line_before_the_model_is_built(
+    tiny_bert_without_pooler, tmp_path, monkeypatch
+):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", never)
+    with pytest.raises(ConfigError, match=r"--pooling pooler: .* has no pretrained pooler") as err:
+        train.main(tiny_args(tiny_bert_without_pooler, tmp_path / "run", None, "--pooling", "pooler"))
+    assert "\n" not in str(err.value)
+
+
+def test_pooler_pooling_starts_from_the_checkpoint_and_trains(tiny_bert):
+    stored = load_file(str(tiny_bert / "model.safetensors"))
+    classifier = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"}, pooling="auto")
+    assert classifier.config.pooling == "pooler" and isinstance(classifier.pooler, model.PretrainedPooling)
+    assert classifier.backbone.pooler is None  # the backbone's own copy stays dropped: one pooler, ours
+    assert torch.equal(classifier.pooler.dense.weight, stored["pooler.dense.weight"])
+    assert torch.equal(classifier.pooler.dense.bias, stored["pooler.dense.bias"])
+    # The optimizer sees the layer (pooling and head group) and a step moves it.
+    names = {n for n, p in classifier.named_parameters() if p.requires_grad}
+    assert {"pooler.dense.weight", "pooler.dense.bias"} <= names
+    optimizer = torch.optim.AdamW(classifier.parameter_groups(1e-3, 0.01))
+    ids = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
+    classifier(input_ids=ids, attention_mask=(ids != 0).long(), labels=torch.tensor([0, 1])).loss.backward()
+    optimizer.step()
+    assert not torch.equal(classifier.pooler.dense.weight, stored["pooler.dense.weight"])
+
+
+def test_auto_run_records_the_pooling_and_reloads_it(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    results = train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--eval_steps", "3"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["user_config"]["pooling"] == "auto" and config["resolved"]["pooling"] == "pooler"
+    assert "pooling: pooler (auto: the checkpoint's pretrained pooler)" in (out / "train.log").read_text()
+    assert json.loads((out / "best_model" / "config.json").read_text())["pooling"] == "pooler"
+    # best_model/ holds the trained pooler (ours, not the backbone's), moved away from the checkpoint's weights.
+    saved = load_file(str(out / "best_model" / "model.safetensors"))
+    assert not any(k.startswith("backbone.pooler.") for k in saved)
+    stored = load_file(str(tiny_bert / "model.safetensors"))
+    assert not torch.equal(saved["pooler.dense.weight"], stored["pooler.dense.weight"])
+    reloaded = EncoderClassifier.from_pretrained(out / "best_model")
+    assert isinstance(reloaded.pooler, model.PretrainedPooling)
+    assert torch.equal(reloaded.pooler.dense.weight, saved["pooler.dense.weight"])
+    metrics = evaluate.main(["--split", "validation", "--run_dir", str(out)])
+    for key in ("macro_f1", "accuracy", "loss", "num_samples"):
+        assert metrics[key] == results["validation"][key], key
+
+
+def test_a_saved_config_without_a_pooling_key_means_cls():
+    saved = EncoderClassifierConfig(pooling="mean").to_dict()
+    del saved["pooling"]  # a best_model/config.json written before the key was always saved
+    assert EncoderClassifierConfig.from_dict(saved).pooling == "cls"
