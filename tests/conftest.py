@@ -139,6 +139,20 @@ RESUME_FLAGS = [
 ]
 
 
+# `accelerate launch` as a module of this interpreter, with the questions its config would ask answered.
+ACCELERATE_LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
+
+
 def tiny_args(model: Path, out: Path, dataset: Path | str | None = None, *extra: str) -> list[str]:
     """train.py flags for a fast run on a tiny model."""
     args = ["--model_name_or_path", str(model), "--output_dir", str(out), "--runs_root", str(out.parent / "runs")]

@@ -18,7 +18,7 @@ import torch
 import train_probe
 
 import train
-from conftest import REPO, RESUME_FLAGS, tiny_args
+from conftest import ACCELERATE_LAUNCH, REPO, RESUME_FLAGS, tiny_args
 
 FLAGS = RESUME_FLAGS
 
@@ -87,13 +87,13 @@ def test_resume_in_process_matches_uninterrupted(tiny_bert, tmp_path, probe, sto
 LAUNCHERS = {
     "python": lambda script: [sys.executable, str(script)],
     "accelerate-1": lambda script: [
-        *ACCELERATE,
+        *ACCELERATE_LAUNCH,
         "--num_processes",
         "1",
         str(script),
     ],
     "accelerate-2": lambda script: [
-        *ACCELERATE,
+        *ACCELERATE_LAUNCH,
         "--multi_gpu",
         "--num_processes",
         "2",
@@ -109,17 +109,6 @@ LAUNCHERS = {
         str(script),
     ],
 }
-ACCELERATE = [
-    sys.executable,
-    "-m",
-    "accelerate.commands.launch",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "no",
-    "--dynamo_backend",
-    "no",
-]
 PROBE = REPO / "tests" / "train_probe.py"
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from safetensors.torch import load_file
 
 import evaluate
 import train
-from conftest import REPO, SHARED_DATA, tiny_args
+from conftest import ACCELERATE_LAUNCH, REPO, SHARED_DATA, tiny_args
 from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
 
 RESUME_FLAGS = [*SHARED_RESUME_FLAGS, "--checkpointing_steps", "5"]
@@ -152,22 +151,7 @@ def test_two_cpu_processes_match_one_process_evaluation(tiny_bert, tmp_path):
     # `accelerate launch --cpu --num_processes 2` starts one process on a GPU-less machine; this starts two (gloo).
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(REPO / "train.py"),
-            *args,
-        ],
+        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", str(REPO / "train.py"), *args],
         capture_output=True,
         text=True,
         env=env,
