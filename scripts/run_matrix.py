@@ -46,6 +46,14 @@ CPU-only machine on its share of the cores via ``OMP_NUM_THREADS``). Either way 
 (an exclusive ``flock`` on ``<run>/.claim``, released by the kernel if the holder dies), so two invocations of one
 plan never train the same run at once: the second skips what the first is training. ``--status`` prints done /
 running / failed / interrupted / queued per run of the plan without training anything.
+
+``--executor slurm`` submits the unfinished runs as one Slurm job array through submitit (``--slurm_partition``,
+``--slurm_time``, ``--gpus_per_run``, ``--slurm_array_parallelism``; any other ``--slurm_<name> VALUE`` goes to
+submitit as ``slurm_<name>``). Each array task claims its run and trains it through the launcher; before the time
+limit or on preemption Slurm signals the task, which stops the trainer at a checkpoint and requeues itself, and the
+requeued task resumes exactly. The jobs and their log files are recorded in ``<output_dir>/jobs.json``, which
+``--status`` reads (no Slurm command needed); ``--wait`` follows the jobs until they end. ``--slurm_cluster local``
+(or ``debug``) runs the same path on this machine through submitit's local (or in-process debug) executor.
 """
 
 from __future__ import annotations
@@ -58,9 +66,11 @@ import io
 import itertools
 import json
 import os
+import pickle
 import queue
 import shlex
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -71,6 +81,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import submitit
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -357,19 +370,60 @@ def run_state(run_dir: Path) -> str:
     return "interrupted" if checkpoint_dirs(run_dir) else "queued"
 
 
-def print_status(runs: list[Run]) -> dict[str, int]:
+def describe(run: Run, jobs: dict[str, dict[str, Any]]) -> tuple[str, str, list[str]]:
+    """A run's state, a note on its submitted job (if any), and the lines that explain a failure."""
+    state = run_state(run.run_dir)
+    record = jobs.get(str(run.run_dir))
+    note = f"(job {record['job_id']})" if record else ""
+    if state == "failed":
+        failure = json.loads((run.run_dir / FAILED).read_text())
+        return state, note, [f"exit {failure['exit_code']}; last lines of {failure['log']}:", *failure["tail"]]
+    if record and state in ("queued", "interrupted"):
+        ended = job_outcome(record)
+        if ended is not None and ended[0] != "success":
+            # The job ended without the run's own failure record: killed, out of requeues, or broken before it.
+            return "failed", note, [f"job ended ({ended[0]}); last lines of {record['stderr']}:", *ended[1]]
+        if ended is None and not Path(record["stdout"]).exists() and state == "queued":
+            note = f"(job {record['job_id']}, not started)"
+    return state, note, []
+
+
+def print_status(runs: list[Run], root: Path) -> dict[str, int]:
     """One line per run of the plan with its state (the last log lines of a failed run), then the counts."""
     counts: dict[str, int] = {}
+    jobs = job_records(root)
     for run in runs:
-        state = run_state(run.run_dir)
+        state, note, lines = describe(run, jobs)
         counts[state] = counts.get(state, 0) + 1
-        print(f"{state:<11} {run.run_dir}")
-        if state == "failed":
-            failure = json.loads((run.run_dir / FAILED).read_text())
-            print(f"            exit {failure['exit_code']}; last lines of {failure['log']}:")
-            print("".join(f"              {line}\n" for line in failure["tail"]), end="")
+        print(f"{state:<11} {run.run_dir} {note}".rstrip())
+        print("".join(f"            {line}\n" for line in lines[:1]), end="")
+        print("".join(f"              {line}\n" for line in lines[1:]), end="")
     print("status: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {len(runs)} runs")
     return counts
+
+
+def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float = 5.0) -> dict[str, int]:
+    """Until every submitted job has ended: one line per run state change and a summary line after each change."""
+    seen: dict[Path, str] = {}
+    while True:
+        finished = all(job.done() for job in jobs)
+        records = job_records(root)
+        changed = False
+        for run in runs:
+            state, note, lines = describe(run, records)
+            if seen.get(run.run_dir) != state:
+                seen[run.run_dir], changed = state, True
+                print(f"{state:<11} {run.run_dir} {note}".rstrip() + (f": {lines[-1]}" if lines else ""), flush=True)
+        counts: dict[str, int] = {}
+        for state in seen.values():
+            counts[state] = counts.get(state, 0) + 1
+        if changed or finished:
+            print(
+                "status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" of {len(runs)}", flush=True
+            )
+        if finished:
+            return counts
+        time.sleep(interval)
 
 
 def device_slots(gpus_per_run: int, max_parallel: int | None) -> list[dict[str, str]]:
@@ -408,6 +462,24 @@ def run_logged(command: list[str], env: dict[str, str], log: Path, echo: bool) -
         return proc.wait()
 
 
+def train_command(run: Run, launcher: list[str]) -> list[str]:
+    """The command that trains (or resumes, or restarts) ``run``."""
+    return [*launcher, str(REPO / "train.py"), *run.argv, *resume_flags(run.run_dir)]
+
+
+def begin(run: Run) -> None:
+    """What a claimed run's folder gets before it trains: its variant/grid point, and no stale failure."""
+    if run.entry is not None:  # the variant and grid point, for report.py and compare.py
+        atomic_write_json(run.run_dir / "matrix.json", run.entry)
+    (run.run_dir / FAILED).unlink(missing_ok=True)
+
+
+def record_failure(run_dir: Path, code: int) -> None:
+    """failed.json: the exit code and the last lines of the run's output, for --status."""
+    log = run_dir / OUTPUT
+    atomic_write_json(run_dir / FAILED, {"exit_code": code, "log": str(log), "tail": log_tail(log)})
+
+
 def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], dry_run: bool) -> dict[str, list]:
     """Train the unfinished runs in plan order, one worker per slot, each run claimed first; returns what happened
     to each run."""
@@ -430,10 +502,8 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
 
     def train(tag: str, run: Run, slot: dict[str, str]) -> None:
         """Train one claimed run in the slot's environment and record how it ended."""
-        command = [*launcher, str(REPO / "train.py"), *run.argv, *resume_flags(run.run_dir)]
-        if run.entry is not None:  # the variant and grid point, for report.py and compare.py
-            atomic_write_json(run.run_dir / "matrix.json", run.entry)
-        (run.run_dir / FAILED).unlink(missing_ok=True)
+        command = train_command(run, launcher)
+        begin(run)
         say(f"{tag} start {' '.join(f'{k}={v}' for k, v in slot.items())} {shlex.join(command)}".replace("  ", " "))
         start = time.perf_counter()
         code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, echo=len(slots) == 1)
@@ -448,8 +518,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                 f"test {test:.4f} ({summary()})"
             )
         else:
-            log = run.run_dir / OUTPUT
-            atomic_write_json(run.run_dir / FAILED, {"exit_code": code, "log": str(log), "tail": log_tail(log)})
+            record_failure(run.run_dir, code)
             outcome["failed"].append((run.run_dir, code))
             say(f"{tag} FAILED (exit {code}): {run.run_dir} ({summary()})")
 
@@ -462,8 +531,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                 return
             tag = f"[{index}/{len(runs)}]"
             if dry_run:
-                command = [*launcher, str(REPO / "train.py"), *run.argv, *resume_flags(run.run_dir)]
-                say(f"{tag} {shlex.join(command)}")
+                say(f"{tag} {shlex.join(train_command(run, launcher))}")
                 continue
             if (run.run_dir / "results.json").is_file():
                 outcome["skipped"].append(run.run_dir)
@@ -487,6 +555,182 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
     return outcome
 
 
+JOBS = "jobs.json"  # beside the plan: the Slurm (or submitit local) job of each submitted run, with its log paths
+SUBMITIT = ".submitit"  # submitit's own folder under the output dir: pickled tasks, job logs, results
+
+
+class RunTask:
+    """One planned run as a submitit array task: claims it, trains it through the launcher, and on preemption or
+    time-out (submitit's signal) stops it at a checkpoint and requeues itself; the requeued task resumes exactly."""
+
+    def __init__(self, launcher: list[str], cwd: str, grace_s: float) -> None:
+        self.launcher, self.cwd, self.grace_s = launcher, cwd, grace_s
+        self.proc: subprocess.Popen | None = None
+
+    def __call__(self, run: Run) -> str:
+        """Train ``run`` unless it is finished or being trained elsewhere; returns what happened."""
+        os.chdir(self.cwd)  # the plan's paths are relative to where run_matrix.py was started
+        if (run.run_dir / "results.json").is_file():
+            return f"skipped {run.run_dir} (results.json exists)"
+        with claim(run.run_dir) as mine:
+            if not mine:
+                return f"skipped {run.run_dir} (being trained by another process)"
+            if (run.run_dir / "results.json").is_file():
+                return f"skipped {run.run_dir} (results.json exists)"
+            begin(run)
+            command = train_command(run, self.launcher)
+            print(f"start {shlex.join(command)}", flush=True)
+            with open(run.run_dir / OUTPUT, "a") as log:
+                # Slurm signals every process of the step, and SIGUSR2's default action is to die: the trainer
+                # ignores it (an ignored signal stays ignored across exec) and stops on our SIGTERM instead.
+                self.proc = subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN),
+                )
+                # poll(), not wait(): wait() holds a lock that the checkpoint handler (same thread) would need.
+                while (code := self.proc.poll()) is None:
+                    time.sleep(0.5)
+        if code != 0:
+            record_failure(run.run_dir, code)
+            raise RuntimeError(f"{run.run_dir} failed with exit code {code}; see {run.run_dir / OUTPUT}")
+        return f"trained {run.run_dir}"
+
+    def exited(self) -> bool:
+        """Whether the trainer has exited, without reaping it (the interrupted poll loop still owns that)."""
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def checkpoint(self, run: Run) -> submitit.helpers.DelayedSubmission:
+        """submitit calls this on preemption or time-out: stop the trainer at a checkpoint, requeue the same run."""
+        if self.proc is not None and not self.exited():
+            # train.py (or the launcher, which passes it on) checkpoints after the current step and exits.
+            self.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            while not self.exited() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            print(f"stopped at a checkpoint; requeued to resume {run.run_dir}", flush=True)
+        # The requeued task starts afresh: its resume flags are worked out again from the checkpoints on disk.
+        return submitit.helpers.DelayedSubmission(RunTask(self.launcher, self.cwd, self.grace_s), run)
+
+
+def parse_minutes(value: str) -> int:
+    """Slurm's time formats (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) as whole minutes (rounded up) for submitit."""
+    days, _, clock = value.rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+        if days:  # D-H, D-H:M, D-H:M:S
+            hours, minutes, seconds = [*parts, 0, 0][:3]
+            hours += int(days) * 24
+        else:  # M, M:S, H:M:S
+            hours, minutes, seconds = [0, *parts] if len(parts) == 2 else [0, *parts, 0] if len(parts) == 1 else parts
+        if len(parts) > 3 or min(parts) < 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--slurm_time {value!r}: use minutes or Slurm's H:M:S / D-H:M:S (e.g. 4:00:00).") from None
+    return max(1, hours * 60 + minutes + (seconds > 0))
+
+
+def slurm_options(extra: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Split ``--slurm_<name> VALUE`` options (passed to submitit as ``slurm_<name>``) from the train.py flags."""
+    options, rest, items = {}, [], iter(extra)
+    for item in items:
+        if item.startswith("--slurm_"):
+            key, _, value = item[2:].partition("=")
+            value = value or next(items, None)
+            if value is None:
+                raise UsageError(f"{item} needs a value.")
+            options[key] = yaml.safe_load(value)  # numbers as numbers, lists/dicts as YAML
+        else:
+            rest.append(item)
+    return options, rest
+
+
+def submit(
+    runs: list[Run], root: Path, launcher: list[str], args: argparse.Namespace, options: dict[str, Any]
+) -> list[Any]:
+    """Submit the unfinished, unclaimed runs as one submitit job array; record each run's job beside the plan."""
+    todo = [r for r in runs if run_state(r.run_dir) not in ("done", "running")]
+    if not todo:
+        print("slurm executor: nothing to submit (every run is done or being trained)")
+        return []
+    minutes = parse_minutes(args.slurm_time)
+    executor = submitit.AutoExecutor(folder=root / SUBMITIT / "%j", cluster=args.slurm_cluster)
+    # The task imports this module by name (not as __main__), from the job's own Python.
+    path_line = (
+        f"export PYTHONPATH={shlex.quote(str(REPO / 'scripts'))}:{shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}"
+    )
+    params: dict[str, Any] = {
+        "name": f"matrix-{root.name}",
+        "timeout_min": minutes,
+        "gpus_per_node": args.gpus_per_run,
+        "tasks_per_node": 1,  # one task per run: the launcher starts the processes of a multi-GPU run
+        "slurm_signal_delay_s": args.slurm_signal_delay,
+        "slurm_setup": [path_line],
+        "local_setup": [path_line],
+    }
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    if args.slurm_array_parallelism:
+        params["slurm_array_parallelism"] = args.slurm_array_parallelism
+    try:
+        executor.update_parameters(**(params | options))
+    except (NameError, ValueError, TypeError) as err:  # submitit names the option it does not know
+        raise UsageError(f"a --slurm_ option submitit does not take: {str(err).splitlines()[0]}") from None
+    # Keep a margin inside the signal's lead (submitit's local executor: a fixed 30 s) for the trainer's checkpoint
+    # write and the requeue itself.
+    lead = args.slurm_signal_delay if args.slurm_cluster == "slurm" else 30
+    task = RunTask(launcher, os.getcwd(), grace_s=max(10.0, lead - 20.0))
+    for run in todo:
+        begin(run)
+    jobs = executor.map_array(task, todo)
+    records = {
+        str(run.run_dir): {
+            "job_id": job.job_id,
+            "cluster": args.slurm_cluster,
+            "stdout": str(job.paths.stdout),
+            "stderr": str(job.paths.stderr),
+            "result": str(job.paths.result_pickle),
+            "submitted": time.time(),
+        }
+        for run, job in zip(todo, jobs, strict=True)
+    }
+    with open(root / f".{JOBS}.lock", "a") as lock:  # two submissions at once must not lose each other's records
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = root / JOBS
+        recorded = json.loads(path.read_text()) if path.is_file() else {}
+        atomic_write_json(path, recorded | records)
+    first = jobs[0].job_id.split("_")[0]
+    print(
+        f"slurm executor ({args.slurm_cluster}): submitted {len(jobs)} of {len(runs)} runs as job {first} "
+        f"(time {minutes} min, {args.gpus_per_run} GPU(s) per run); records in {root / JOBS}; "
+        f"follow with: python {Path(__file__).resolve()} ... --status"
+    )
+    return jobs
+
+
+def job_records(root: Path) -> dict[str, dict[str, Any]]:
+    """The submitted jobs recorded beside the plan, by run folder (empty when none were)."""
+    path = root / JOBS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def job_outcome(record: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """A finished job's (outcome, last stderr lines) from submitit's result file, or None while it has none."""
+    result = Path(record["result"])
+    if not result.is_file():
+        return None
+    try:
+        with open(result, "rb") as handle:
+            outcome = pickle.load(handle)[0]
+    except Exception:  # a partly written or foreign pickle: no verdict yet
+        return None
+    return outcome, log_tail(Path(record["stderr"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the matrix; returns the number of failed runs."""
     # No abbreviations: --seed or --dataset meant for train.py must not be taken for --seeds or --datasets.
@@ -499,9 +743,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, help="Seeds (default 42).")
     parser.add_argument("--output_dir", help="Root of the run directories (default outputs/matrix).")
     parser.add_argument("--launcher", default=None, help='Prefix command, e.g. "accelerate launch --num_processes 2".')
-    parser.add_argument("--executor", choices=("sequential", "local"), default="sequential", help="How runs run.")
+    parser.add_argument(
+        "--executor", choices=("sequential", "local", "slurm"), default="sequential", help="How runs run."
+    )
     parser.add_argument("--max_parallel", type=int, help="local: runs at once (default: one per GPU group, else 1).")
-    parser.add_argument("--gpus_per_run", type=int, default=1, help="local: GPUs given to each run.")
+    parser.add_argument("--gpus_per_run", type=int, default=1, help="local, slurm: GPUs given to each run.")
+    parser.add_argument("--slurm_partition", help="slurm: the partition to submit to.")
+    parser.add_argument("--slurm_time", default="4:00:00", help="slurm: time limit of one job (requeued past it).")
+    parser.add_argument("--slurm_array_parallelism", type=int, help="slurm: array tasks running at once.")
+    parser.add_argument(
+        "--slurm_signal_delay", type=int, default=120, help="slurm: seconds before the limit to checkpoint."
+    )
+    parser.add_argument(
+        "--slurm_cluster",
+        choices=("slurm", "local", "debug"),
+        default="slurm",
+        help="slurm: submitit's executor (local and debug run the same path on this machine, for tests).",
+    )
+    parser.add_argument("--wait", action="store_true", help="slurm: follow the jobs until all have ended.")
     parser.add_argument("--status", action="store_true", help="Print the state of every run of the plan and exit.")
     parser.add_argument("--dry_run", action="store_true", help="Print the commands without running them.")
     args, extra = parser.parse_known_args(argv)
@@ -511,11 +770,30 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("datasets", "models", "seeds", "output_dir"):
         if getattr(args, key):
             cfg[key] = getattr(args, key)
+    options, extra = slurm_options(extra)  # --slurm_<anything> goes to submitit, not to train.py
+    if options and args.executor != "slurm":
+        raise UsageError(f"--{next(iter(options))} is an option of --executor slurm.")
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
+    if args.executor == "slurm" and not args.launcher and args.gpus_per_run > 1:
+        # One array task per run; accelerate starts one process per GPU of the task's allocation.
+        launcher += ["-m", "accelerate.commands.launch", "--num_processes", str(args.gpus_per_run)]
     runs = plan(cfg, extra)
+    root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
-        return print_status(runs).get("failed", 0)
+        return print_status(runs, root).get("failed", 0)
     check_existing_runs(runs)
+    if args.executor == "slurm" and not args.dry_run:
+        root.mkdir(parents=True, exist_ok=True)
+        jobs = submit(runs, root, launcher, args, options)
+        if args.slurm_cluster == "debug":  # submitit's debug jobs run in this process, when asked for a result
+            for job in jobs:
+                with contextlib.suppress(Exception):  # a failed run is reported below like any other
+                    job.result()
+        if not (jobs and (args.wait or args.slurm_cluster == "debug")):
+            return 0
+        failed = follow(runs, root, jobs).get("failed", 0)
+        print(f"table: python {REPO / 'scripts' / 'report.py'} {root}")
+        return failed
     local = args.executor == "local"
     slots = device_slots(args.gpus_per_run, args.max_parallel) if local else [{}]
     if local:
@@ -536,8 +814,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Run the imported module, not __main__: the Slurm tasks pickle its classes by name (run_matrix.RunTask).
+    import run_matrix
+
     try:
-        sys.exit(1 if main() else 0)
+        sys.exit(1 if run_matrix.main() else 0)
     except (UsageError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

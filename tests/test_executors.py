@@ -4,12 +4,15 @@ twice (and that a killed holder does not leave stuck), and --status."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from test_resume import assert_same_run
 from test_scripts import run_script
 
 from conftest import REPO, SHARED_DATA
@@ -118,3 +121,88 @@ def test_status_shows_a_failed_run_with_its_log(tiny_bert, tmp_path):
     assert failure["exit_code"] == 2 and failure["log"].endswith("output.log")
     assert any("error:" in line and "tags" in line for line in failure["tail"])
     assert "error:" in status  # the failed run's last lines, shown by --status
+
+
+def test_slurm_options_are_checked_before_anything_is_submitted(tmp_path, capsys):
+    assert [run_matrix.parse_minutes(v) for v in ("90", "90:30", "4:00:00", "1-0", "1-2:30")] == [
+        90,
+        91,
+        240,
+        1440,
+        1590,
+    ]
+    with pytest.raises(run_matrix.UsageError, match="--slurm_time 'soon'"):
+        run_matrix.parse_minutes("soon")
+    options, rest = run_matrix.slurm_options(["--slurm_mem", "32G", "--lr", "1", "--slurm_cpus_per_task=8"])
+    assert options == {"slurm_mem": "32G", "slurm_cpus_per_task": 8} and rest == ["--lr", "1"]
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", "m", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(run_matrix.UsageError, match="--slurm_mem is an option of --executor slurm"):
+        run_matrix.main([*base, "--slurm_mem", "32G"])
+    with pytest.raises(run_matrix.UsageError, match=r"submitit does not take.*slurm_colour"):
+        run_matrix.main([*base, "--executor", "slurm", "--slurm_cluster", "local", "--slurm_colour", "red"])
+    assert not (tmp_path / "out" / run_matrix.JOBS).exists()  # nothing was submitted
+
+
+@pytest.mark.slow
+def test_slurm_path_through_submitits_debug_executor_trains_and_records_the_job(tiny_bert, tmp_path):
+    out = tmp_path / "matrix"
+    config = matrix_config(tmp_path, tiny_bert, seeds="[1]")
+    args = ["--config", str(config), "--output_dir", str(out), "--executor", "slurm", "--slurm_cluster", "debug"]
+    printed = run_script("run_matrix.py", *args)
+    assert "slurm executor (debug): submitted 2 of 2 runs" in printed and "status: 2 done of 2" in printed
+    jobs = json.loads((out / run_matrix.JOBS).read_text())
+    assert len(jobs) == 2 and all(Path(j["stdout"]).is_file() for j in jobs.values())
+    assert all((Path(run) / "results.json").is_file() for run in jobs)
+    # Submitting the plan again submits nothing: every run is done.
+    assert "nothing to submit" in run_script("run_matrix.py", *args)
+    status = run_script("run_matrix.py", "--config", config, "--output_dir", out, "--status")
+    assert "status: 2 done of 2 runs" in status and "(job DEBUG_" in status
+
+
+@pytest.mark.slow
+def test_slurm_path_requeues_a_preempted_run_which_resumes_exactly(tiny_bert, tmp_path):
+    """submitit's local executor runs the Slurm path on this machine: the task gets submitit's preemption signal
+    mid-run (as Slurm sends it to the task before a time limit or a preemption), stops the trainer at a checkpoint,
+    requeues itself, and the requeued task resumes; the run ends as an uninterrupted one does."""
+    config = tmp_path / "matrix.yaml"
+    config.write_text(
+        f"""
+datasets: [{SHARED_DATA / "emotion"}]
+models: [{tiny_bert}]
+seeds: [1]
+train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 2, max_seq_length: 24,
+  per_device_train_batch_size: 8, checkpointing_steps: 4, eval_steps: 4, logging_steps: 1, learning_rate: 1e-3}}
+"""
+    )
+    probe = ["--launcher", f"{sys.executable} {REPO / 'tests' / 'train_probe.py'}"]
+    ref = tmp_path / "reference"
+    env = {**os.environ, "PROBE_FINAL": str(tmp_path / "ref.pt")}
+    driver = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--config", str(config), *probe]
+    subprocess.run([*driver, "--output_dir", str(ref)], env=env, check=True, capture_output=True)
+
+    out, ready = tmp_path / "matrix", tmp_path / "ready"
+    env |= {"PROBE_FINAL": str(tmp_path / "run.pt"), "PROBE_BLOCK_AT": "4", "PROBE_READY": str(ready)}
+    slurm = [*driver, "--output_dir", str(out), "--executor", "slurm", "--slurm_cluster", "local"]
+    proc = subprocess.Popen([*slurm, "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ready.exists(), proc.communicate()[0]
+    (run,) = (p.parent for p in out.rglob(run_matrix.CLAIM))
+    status = run_script("run_matrix.py", "--config", config, "--output_dir", out, "--status")
+    assert f"running     {run} (job " in status
+    # A second submission while the task trains submits nothing and trains nothing.
+    again = subprocess.run(slurm, env=env, capture_output=True, text=True, check=True).stdout
+    assert "nothing to submit" in again
+    # The task process holds the claim; Slurm signals it (SIGUSR2) before a time limit or on preemption.
+    task_pid = json.loads((run / run_matrix.CLAIM).read_text())["pid"]
+    os.kill(task_pid, signal.SIGUSR2)
+    printed = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, printed
+    assert "status: 1 done of 1" in printed
+    log = (run / "train.log").read_text()
+    assert "SIGTERM received: stopped after step 4" in log and "resumed from" in log
+    job_log = Path(json.loads((out / run_matrix.JOBS).read_text())[str(run)]["stdout"]).read_text()
+    assert "requeued to resume" in job_log
+    ref_run = next(p.parent for p in ref.rglob("results.json"))
+    assert_same_run(ref_run, run, tmp_path / "ref.pt", tmp_path / "run.pt")

@@ -1,6 +1,7 @@
 """train.py with test hooks, launched exactly as users launch train.py (python, accelerate launch, torchrun).
 
     PROBE_BLOCK_AT=6 PROBE_READY=ready.txt PROBE_FINAL=final.pt accelerate launch tests/train_probe.py ARGS...
+    python scripts/run_matrix.py ... --launcher "python tests/train_probe.py"   # the matrix's runs, probed
 
 Hooks, each switched on by an environment variable (or by ``install`` for in-process tests):
 - ``PROBE_BLOCK_AT=k``: after the checkpoint of step k is written, write ``PROBE_READY`` (main process) and wait
@@ -104,6 +105,9 @@ def uninstall() -> None:
 
 
 if __name__ == "__main__":
+    # As a matrix launcher (--launcher "python tests/train_probe.py") it is handed train.py's path first.
+    if len(sys.argv) > 1 and sys.argv[1].endswith("train.py"):
+        del sys.argv[1]
     env = os.environ
     install(
         block_at=int(env["PROBE_BLOCK_AT"]) if env.get("PROBE_BLOCK_AT") else None,
