@@ -2,6 +2,12 @@
 
     python scripts/benchmark.py --dataset ../shared/data/emotion                 # this project's recipe
     python scripts/benchmark.py --dataset ../shared/data/emotion --baseline      # A/B against the common recipe
+    python scripts/benchmark.py --dataset ../shared/data/sst2 --against trainer  # whole runs vs the HF Trainer
+
+``--against trainer`` times whole runs launched as users launch them: ``accelerate launch train.py`` (bf16 where the
+device has it) against the HF Trainer at its best settings (scripts/trainer_recipe.py --recipe best: bf16,
+group_by_length, fused AdamW, the same evaluation batch size), each in a fresh process, alternated for --rounds,
+on the same rows and hyper-parameters; it prints the ratio of median wall times and both test macro-F1.
 
 "ours": length-grouped training batches, length-sorted evaluation batches (--per_device_eval_batch_size),
 bf16 autocast where the hardware has it (--mixed_precision auto). "baseline": the common recipe of the HF
@@ -51,6 +57,12 @@ class BenchConfig:
     mixed_precision: str = option("auto", "no, bf16, fp16, or auto (bf16 where the CPU/GPU supports it).")
     torch_compile: bool = option(False, "torch.compile the model in this project's recipe.")
     baseline: bool = option(False, "Also run the common recipe, alternating with this one, and print the speed-ups.")
+    against: str | None = option(
+        None, "trainer: whole runs of the README command against the HF Trainer at its best settings.", ("trainer",)
+    )
+    label_column: str = option("label", "--against trainer: the label column (as train.py's).")
+    num_train_epochs: float = option(2.0, "--against trainer: epochs of each whole run.")
+    output_dir: str = option("outputs/benchmark_trainer", "--against trainer: where the runs are written.")
     rounds: int = option(2, "Alternations of ours/baseline with --baseline.")
     peak_tflops: float | None = option(None, "Peak TFLOP/s for MFU (default: measured with a large matmul).")
     seed: int = option(42, "Seed for the model head, batch order and dropout.")
@@ -138,7 +150,7 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
         eval_dl = eval_dataloader(val_ds, collate, cfg.per_device_eval_batch_size)
     else:
         eval_dl = DataLoader(val_ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    model = EncoderClassifier.from_backbone(model_path, dict(enumerate(data.label_names)))
+    model = EncoderClassifier.from_backbone(model_path, dict(enumerate(data.label_names)), pooling="auto")
     # The loop's optimizer: the model's own parameter groups, AdamW fused on CUDA/CPU for ours; the common recipe's
     # torch.optim.AdamW runs its default multi-tensor (foreach) implementation.
     defaults = TrainConfig()
@@ -249,6 +261,59 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def against_trainer(cfg: BenchConfig) -> dict[str, Any]:
+    """Whole runs (train + validation each epoch + test), ours and the Trainer at its best, alternated."""
+    import quality
+
+    shared = {
+        k: getattr(cfg, k)
+        for k in (
+            "model_name_or_path",
+            "num_train_epochs",
+            "learning_rate",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "max_seq_length",
+            "max_train_samples",
+            "max_eval_samples",
+        )
+    }
+    dataset = f"{cfg.dataset}:{cfg.label_column}" if cfg.label_column != "label" else cfg.dataset
+    qcfg = quality.QualityConfig(
+        datasets=[dataset],
+        recipes=["ours", "trainer-best"],
+        reference="trainer-best",
+        seeds=[cfg.seed],
+        output_dir=cfg.output_dir,
+        **shared,
+    )
+    qcfg.validate()
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "trainer-best": []}
+    for round_index in range(cfg.rounds):
+        for recipe in runs:  # alternated, so drifts in machine load hit both alike
+            row = quality.run_one(qcfg, recipe, dataset, cfg.seed)
+            runs[recipe].append(row)
+            print(
+                f"round {round_index + 1} {recipe:12s} whole run {row['seconds']:7.1f} s  "
+                f"test macro-F1 {row['test_macro_f1']:.4f}  accuracy {row['test_accuracy']:.4f}",
+                flush=True,
+            )
+    ours, peer = (statistics.median(r["seconds"] for r in runs[k]) for k in runs)
+    summary = {
+        "against": "trainer-best",
+        "seconds": {"ours": ours, "trainer-best": peer},
+        "speedup": peer / ours,
+        "test_macro_f1": {k: statistics.fmean(r["test_macro_f1"] for r in v) for k, v in runs.items()},
+    }
+    f1 = summary["test_macro_f1"]
+    print(
+        f"whole run: ours {ours:.0f} s, Trainer at its best {peer:.0f} s: {summary['speedup']:.2f}x; "
+        f"test macro-F1 {f1['ours']:.4f} vs {f1['trainer-best']:.4f}"
+    )
+    print(json.dumps(summary))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print one JSON line last."""
     cfg = parse_config(argv, BenchConfig, __doc__)
@@ -256,6 +321,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = run_worker(cfg)
         print(json.dumps(result))
         return result
+    if cfg.against == "trainer":
+        return against_trainer(cfg)
     recipes = ["ours", "baseline"] if cfg.baseline else ["ours"]
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in recipes}
     for round_index in range(cfg.rounds if cfg.baseline else 1):

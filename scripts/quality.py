@@ -1,0 +1,229 @@
+"""Accuracy parity: this project's default recipe against the HF Trainer's, several seeds on several datasets.
+
+    python scripts/quality.py                                   # emotion, sst2, trec; 5 seeds; ours vs trainer
+    python scripts/quality.py --recipes ours ours-fp32 ours-random trainer --datasets ../shared/data/sst2
+    python scripts/quality.py --output_dir outputs/quality      # resumes: finished (recipe, dataset, seed) are kept
+
+Recipes, all with the same data rows, model and hyper-parameters (the flags below):
+- ``ours``: the README's command, ``accelerate launch --mixed_precision <bf16 where the device has it> train.py``
+  (length-grouped batches, the checkpoint's pooling, the best validation state reloaded for test);
+- ``ours-fp32``, ``ours-random``, ``ours-fp32-random``: the same without bf16 autocast, without length grouping,
+  or without both, to see what each costs;
+- ``trainer``: the HF Trainer's default recipe (scripts/trainer_recipe.py --recipe default: fp32, random batches,
+  AutoModelForSequenceClassification, the best validation state reloaded); ``trainer-best``: bf16 and
+  ``group_by_length``.
+Every run is a fresh process; its scores and wall time are appended to ``<output_dir>/runs.jsonl``. The table gives
+per dataset mean ± std of test macro-F1 for each recipe and the paired difference (same seed) of each recipe against
+``--reference`` with a 95% t interval. The last stdout line is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from config import DEFAULT_MODEL, option, parse_config  # noqa: E402
+from utils import UsageError, atomic_write_text  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+DEFAULT_DATASETS = [str(SHARED / "emotion"), str(SHARED / "sst2"), f"{SHARED / 'trec'}:label_coarse"]
+# train.py flags of our variants (on top of the shared hyper-parameters).
+OURS = {
+    "ours": [],
+    "ours-fp32": [],
+    "ours-random": ["--no-group_by_length"],
+    "ours-fp32-random": ["--no-group_by_length"],
+}
+OURS_FP32 = {"ours-fp32", "ours-fp32-random"}  # launched with --mixed_precision no
+TRAINER = {"trainer": "default", "trainer-best": "best"}
+
+
+@dataclass
+class QualityConfig:
+    """Which recipes, datasets and seeds; the hyper-parameters every recipe shares."""
+
+    datasets: list[str] | None = option(None, "Datasets as PATH or PATH:LABEL_COLUMN (default: emotion, sst2, trec).")
+    recipes: list[str] | None = option(None, f"Recipes to run (default: ours trainer), of {[*OURS, *TRAINER]}.")
+    reference: str = option("trainer", "Recipe the others are compared with (paired by seed).")
+    seeds: list[int] | None = option(None, "Seeds (default 1 2 3 4 5; every recipe runs every seed).")
+    model_name_or_path: str = option(DEFAULT_MODEL, "Encoder.")
+    output_dir: str = option("outputs/quality", "Where runs and runs.jsonl go (kept: a rerun resumes).")
+    num_train_epochs: float = option(2.0, "Epochs.")
+    learning_rate: float = option(5e-5, "Peak learning rate.")
+    warmup_ratio: float = option(0.1, "Share of the steps with linear warmup.")
+    weight_decay: float = option(0.01, "AdamW weight decay.")
+    per_device_train_batch_size: int = option(32, "Training batch size.")
+    per_device_eval_batch_size: int = option(128, "Evaluation batch size.")
+    max_seq_length: int = option(64, "Truncation length.")
+    max_train_samples: int | None = option(2000, "First N training rows of each dataset.")
+    max_eval_samples: int | None = option(1000, "First N validation and test rows.")
+
+    def validate(self) -> None:
+        """Defaults of the lists, recipe names and the reference."""
+        self.datasets = self.datasets or DEFAULT_DATASETS
+        self.recipes = self.recipes or ["ours", "trainer"]
+        self.seeds = self.seeds or [1, 2, 3, 4, 5]
+        if unknown := set(self.recipes) - set(OURS) - set(TRAINER):
+            raise UsageError(f"unknown recipes {sorted(unknown)}; choose from {[*OURS, *TRAINER]}.")
+        if self.reference not in self.recipes:
+            raise UsageError(f"--reference {self.reference} is not among --recipes {self.recipes}.")
+
+
+def shared_flags(cfg: QualityConfig, dataset: str, seed: int) -> list[str]:
+    """The flags both train.py and trainer_recipe.py take, for one dataset and seed."""
+    path, _, column = dataset.partition(":")
+    flags = ["--dataset", path, "--model_name_or_path", cfg.model_name_or_path, "--seed", str(seed)]
+    flags += ["--label_column", column] if column else []
+    for key in (
+        "num_train_epochs",
+        "learning_rate",
+        "warmup_ratio",
+        "weight_decay",
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "max_seq_length",
+        "max_train_samples",
+        "max_eval_samples",
+    ):
+        if (value := getattr(cfg, key)) is not None:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+def command(cfg: QualityConfig, recipe: str, dataset: str, seed: int, run_dir: Path) -> tuple[list[str], Path]:
+    """The command of one run and the file its scores come from."""
+    from benchmark import auto_precision
+
+    flags = shared_flags(cfg, dataset, seed)
+    if recipe in TRAINER:
+        script = [sys.executable, str(REPO / "scripts" / "trainer_recipe.py"), "--recipe", TRAINER[recipe]]
+        return [*script, *flags, "--output_dir", str(run_dir)], run_dir / "scores.json"
+    precision = "no" if recipe in OURS_FP32 else auto_precision()
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1"]
+    launch += ["--mixed_precision", precision, "--dynamo_backend", "no"]
+    train = [str(REPO / "train.py"), *flags, *OURS[recipe], "--output_dir", str(run_dir), "--runs_root", str(run_dir)]
+    return [*launch, *train, "--overwrite_output_dir"], run_dir / "results.json"
+
+
+def run_one(cfg: QualityConfig, recipe: str, dataset: str, seed: int) -> dict[str, Any]:
+    """Run one recipe on one dataset and seed in a fresh process; its test/validation scores and wall time."""
+    name = Path(dataset.partition(":")[0]).name
+    run_dir = Path(cfg.output_dir) / name / recipe / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    argv, scores = command(cfg, recipe, dataset, seed, run_dir)
+    start = time.perf_counter()
+    with open(run_dir / "output.log", "w") as log:
+        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})
+    seconds = time.perf_counter() - start
+    if code.returncode != 0:
+        raise UsageError(f"{recipe} on {name} seed {seed} failed; see {run_dir / 'output.log'}: {shlex.join(argv)}")
+    if recipe in TRAINER:
+        last = (run_dir / "output.log").read_text().strip().splitlines()[-1]
+        atomic_write_text(scores, last + "\n")
+    result = json.loads(scores.read_text())
+    return {
+        "recipe": recipe,
+        "dataset": name,
+        "seed": seed,
+        "seconds": seconds,
+        "test_macro_f1": result["test"]["macro_f1"],
+        "test_accuracy": result["test"]["accuracy"],
+        "validation_macro_f1": result["validation"]["macro_f1"],
+    }
+
+
+def paired(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean of paired differences and its 95% t interval (the half-width is 0 for one seed)."""
+    from scipy import stats
+
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return mean, mean, mean
+    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def table(rows: list[dict[str, Any]], cfg: QualityConfig) -> tuple[str, dict[str, Any]]:
+    """Markdown table per dataset and recipe, and the same figures as a dict."""
+    lines = [
+        f"| dataset | recipe | test macro-F1 (mean ± std, {len(cfg.seeds)} seeds) | test accuracy | "
+        f"paired Δ macro-F1 vs {cfg.reference} [95% CI] | wall time (s, mean) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    summary: dict[str, Any] = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        by = {
+            rec: {r["seed"]: r for r in rows if r["dataset"] == dataset and r["recipe"] == rec} for rec in cfg.recipes
+        }
+        for recipe in cfg.recipes:
+            runs = by[recipe]
+            if not runs:
+                continue
+            f1 = [r["test_macro_f1"] for r in runs.values()]
+            acc = [r["test_accuracy"] for r in runs.values()]
+            std = statistics.stdev(f1) if len(f1) > 1 else 0.0
+            entry = {"test_macro_f1": statistics.fmean(f1), "std": std, "seeds": sorted(runs)}
+            entry["test_accuracy"] = statistics.fmean(acc)
+            entry["seconds"] = statistics.fmean(r["seconds"] for r in runs.values())
+            delta = "—"
+            common = sorted(runs.keys() & by[cfg.reference].keys())
+            if recipe != cfg.reference and common:
+                diffs = [runs[s]["test_macro_f1"] - by[cfg.reference][s]["test_macro_f1"] for s in common]
+                mean, low, high = paired(diffs)
+                entry["paired_delta"] = {"mean": mean, "low": low, "high": high, "seeds": len(common)}
+                delta = f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]"
+            summary.setdefault(dataset, {})[recipe] = entry
+            lines.append(
+                f"| {dataset} | {recipe} | {entry['test_macro_f1']:.4f} ± {std:.4f} | {entry['test_accuracy']:.4f} | "
+                f"{delta} | {entry['seconds']:.0f} |"
+            )
+    return "\n".join(lines), summary
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run every (dataset, seed, recipe) not yet in runs.jsonl, then print the table."""
+    cfg = parse_config(argv, QualityConfig, __doc__)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = out / "runs.jsonl"
+    rows = [json.loads(line) for line in record.read_text().splitlines()] if record.is_file() else []
+    done = {(r["recipe"], r["dataset"], r["seed"]) for r in rows}
+    for dataset in cfg.datasets:
+        name = Path(dataset.partition(":")[0]).name
+        # Seeds outermost and the recipes alternating within a seed, so machine load drifts hit every recipe alike.
+        for seed in cfg.seeds:
+            for recipe in cfg.recipes:
+                if (recipe, name, seed) in done:
+                    continue
+                row = run_one(cfg, recipe, dataset, seed)
+                rows.append(row)
+                with open(record, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                print(
+                    f"{name} seed {seed} {recipe}: test macro-F1 {row['test_macro_f1']:.4f}, {row['seconds']:.0f} s",
+                    flush=True,
+                )
+    wanted = {Path(d.partition(":")[0]).name for d in cfg.datasets}
+    rows = [r for r in rows if r["dataset"] in wanted and r["seed"] in cfg.seeds and r["recipe"] in cfg.recipes]
+    text, summary = table(rows, cfg)
+    atomic_write_text(out / "quality.md", text + "\n")
+    print(text)
+    print(json.dumps({"reference": cfg.reference, "per_dataset": summary}))
+    return summary
+
+
+if __name__ == "__main__":
+    from utils import run_cli
+
+    run_cli(main)

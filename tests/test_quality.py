@@ -1,0 +1,51 @@
+"""scripts/quality.py and scripts/trainer_recipe.py: both recipes run on the same rows, the table pairs seeds, and a
+rerun keeps the runs it has."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import quality
+
+
+def test_paired_interval_is_the_t_interval_of_the_seed_differences():
+    mean, low, high = quality.paired([0.01, 0.03, -0.01, 0.02, 0.00])
+    assert mean == pytest.approx(0.01)
+    # t(0.975, 4) = 2.776; stdev = 0.01581; half-width 2.776 * 0.01581 / sqrt(5) = 0.01963
+    assert (low, high) == pytest.approx((0.01 - 0.01963, 0.01 + 0.01963), abs=2e-5)
+    assert quality.paired([0.02]) == (0.02, 0.02, 0.02)
+
+
+def test_unknown_recipe_or_reference_is_one_clear_error():
+    with pytest.raises(quality.UsageError, match="unknown recipes"):
+        quality.main(["--recipes", "ours", "lightning"])
+    with pytest.raises(quality.UsageError, match="--reference trainer is not among"):
+        quality.main(["--recipes", "ours"])
+
+
+@pytest.mark.slow
+def test_ours_and_the_trainer_recipe_on_the_same_rows_then_a_rerun_keeps_them(tiny_bert, tmp_path, capsys):
+    args = ["--datasets", f"{REPO.parent / 'shared' / 'data' / 'trec'}:label_coarse", "--seeds", "1"]
+    args += ["--model_name_or_path", str(tiny_bert), "--output_dir", str(tmp_path), "--num_train_epochs", "1"]
+    args += ["--max_train_samples", "48", "--max_eval_samples", "24", "--max_seq_length", "24"]
+    summary = quality.main(args)
+    rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["recipe"] for r in rows] == ["ours", "trainer"]
+    # The same test rows: ours scored 24 predictions, and the Trainer's accuracy is a multiple of 1/24.
+    predictions = (tmp_path / "trec" / "ours" / "seed1" / "predictions_test.jsonl").read_text().splitlines()
+    assert len(predictions) == 24
+    assert (rows[1]["test_accuracy"] * 24) == pytest.approx(round(rows[1]["test_accuracy"] * 24))
+    ours = summary["trec"]["ours"]
+    delta = rows[0]["test_macro_f1"] - rows[1]["test_macro_f1"]
+    assert ours["paired_delta"]["mean"] == pytest.approx(delta)
+    assert "| trec | ours |" in (tmp_path / "quality.md").read_text()
+    capsys.readouterr()
+    quality.main(args)  # nothing is run again
+    assert "seed 1 ours" not in capsys.readouterr().out
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 2
