@@ -373,7 +373,7 @@ def run_state(run_dir: Path) -> str:
 def describe(run: Run, jobs: dict[str, dict[str, Any]]) -> tuple[str, str, list[str]]:
     """A run's state, a note on its submitted job (if any), and the lines that explain a failure."""
     state = run_state(run.run_dir)
-    record = jobs.get(str(run.run_dir))
+    record = jobs.get(str(run.run_dir.resolve()))
     note = f"(job {record['job_id']})" if record else ""
     if state == "failed":
         failure = json.loads((run.run_dir / FAILED).read_text())
@@ -688,7 +688,7 @@ def submit(
         begin(run)
     jobs = executor.map_array(task, todo)
     records = {
-        str(run.run_dir): {
+        str(run.run_dir.resolve()): {  # absolute: --status may be run from another folder
             "job_id": job.job_id,
             "cluster": args.slurm_cluster,
             "stdout": str(job.paths.stdout),

@@ -206,3 +206,19 @@ train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 2, 
     assert "requeued to resume" in job_log
     ref_run = next(p.parent for p in ref.rglob("results.json"))
     assert_same_run(ref_run, run, tmp_path / "ref.pt", tmp_path / "run.pt")
+
+
+def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_log(tiny_bert, tmp_path):
+    """A task that breaks before the trainer reports anything (here: a launcher that does not exist) leaves no
+    failed.json; --status still calls the run failed, from submitit's result file, and shows the job's log."""
+    out = tmp_path / "matrix"
+    config = matrix_config(tmp_path, tiny_bert, seeds="[1]")
+    args = ["--config", str(config), "--output_dir", str(out)]
+    driver = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *args]
+    slurm = ["--executor", "slurm", "--slurm_cluster", "local", "--wait", "--launcher", str(tmp_path / "no-python")]
+    proc = subprocess.run([*driver, *slurm], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert not list(out.rglob(run_matrix.FAILED))
+    status = subprocess.run([*driver, "--status"], capture_output=True, text=True).stdout
+    assert "status: 2 failed of 2 runs" in status
+    assert "job ended (error)" in status and "no-python" in status
