@@ -77,7 +77,9 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         ),
     }
     AutoModel.from_config(configs[arch]()).save_pretrained(path)
-    tokenizer = BertTokenizer(vocab_file=str(vocab_file), model_max_length=128)
+    # transformers 5 takes the vocabulary as `vocab` (a path or a dict); `vocab_file=` is silently ignored, which
+    # would leave only the special tokens and turn every word into [UNK].
+    tokenizer = BertTokenizer(vocab=str(vocab_file), model_max_length=128)
     tokenizer.save_pretrained(path)
     return path
 
