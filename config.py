@@ -91,7 +91,31 @@ class TrainConfig:
     )
     distill_alpha: float = option(0.5, "Distillation: weight of the KL term (1 - alpha goes to CE).", model=True)
     distill_temperature: float = option(2.0, "Distillation: softmax temperature of teacher and student.", model=True)
-    max_seq_length: int = option(128, "Truncate inputs to this many tokens (padding is per batch).")
+    max_seq_length: int = option(
+        128, "Tokens per input: longer texts are truncated, or cut into windows with --long_text windows."
+    )
+    long_text: str = option(
+        "truncate",
+        "Texts longer than --max_seq_length: truncate them, or cut them into overlapping windows (training on each "
+        "window with its document's label; evaluation and predictions pool the windows' logits per document).",
+        ("truncate", "windows"),
+    )
+    window_stride: int | None = option(
+        None,
+        "--long_text windows: tokens that consecutive windows share (the tokenizer's stride; default: "
+        "max_seq_length // 4). Sentence pairs: the second text is windowed, the first repeated in every window.",
+    )
+    max_windows_per_doc: int | None = option(
+        None,
+        "--long_text windows: train on the first N windows of each document only (default: all); evaluation and "
+        "predictions always read every window.",
+    )
+    window_pooling: str = option(
+        "mean",
+        "--long_text windows: how a document's window logits become its logits, a name in "
+        "evaluate.WINDOW_POOLINGS (mean, max: per label, first).",
+        model=True,
+    )
     validation_split_ratio: float = option(
         0.1, "Fraction of train carved (stratified, seeded) as validation when the data has no validation split."
     )
@@ -137,6 +161,35 @@ class TrainConfig:
         1.0, "Layer-wise learning-rate decay: layer k from the top trains at lr * decay^k (1.0 = off)."
     )
     head_learning_rate: float | None = option(None, "Learning rate of pooling + head (default: --learning_rate).")
+    # --- loss (imbalanced labels) ---
+    # class_weights and pos_weight are not model settings as given: "balanced" or a file is resolved to numbers
+    # (data.loss_weights) and those numbers are stored in the model config, so a reload needs neither the train set
+    # nor the file to compute the same loss.
+    class_weights: str = option(
+        "none",
+        "Single-label and hierarchical: weigh each row's loss by its gold class: none, balanced (n_rows / (n_classes "
+        "* class count) over the training rows, as scikit-learn computes it; per level for a hierarchy) or a JSON "
+        'file of label -> weight (unlisted labels: 1; a hierarchy: {"<level column>": {label: weight}}).',
+    )
+    pos_weight: str = option(
+        "none",
+        "Multi-label: weight of each label's positive term in the binary cross-entropy (balanced: negatives / "
+        "positives of that label in the training rows).",
+        ("none", "balanced"),
+    )
+    loss: str = option(
+        "cross_entropy",
+        "cross_entropy (binary for multi-label), or focal: each row's (or label's) loss times (1 - p_gold)^gamma.",
+        ("cross_entropy", "focal"),
+        model=True,
+    )
+    focal_gamma: float = option(2.0, "--loss focal: the focusing exponent gamma (0 is cross-entropy).", model=True)
+    label_smoothing: float = option(
+        0.0,
+        "Label smoothing epsilon: targets (1 - eps) on the gold class plus eps spread evenly over all classes "
+        "(multi-label: eps / 2 towards 0.5 on every label).",
+        model=True,
+    )
     # --- optimisation ---
     per_device_train_batch_size: int = option(32, "Training batch size per process.")
     per_device_eval_batch_size: int = option(128, "Evaluation batch size per process.")
@@ -261,6 +314,38 @@ class TrainConfig:
             raise ConfigError(f"--distill_temperature must be > 0, got {self.distill_temperature}.")
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             raise ConfigError("--text_pair_column must differ from --text_column.")
+        self._validate_long_text()
+        self._validate_loss()
+
+    def _validate_long_text(self) -> None:
+        """The window flags: meaningful values, and given only with --long_text windows."""
+        if self.long_text != "windows":
+            given = [f"--{n}" for n in ("window_stride", "max_windows_per_doc") if getattr(self, n) is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)} only apply to --long_text windows; add it or drop them.")
+        if self.window_stride is not None and self.window_stride < 0:
+            raise ConfigError(f"--window_stride must be >= 0 (tokens shared by two windows), got {self.window_stride}.")
+        if self.max_windows_per_doc is not None and self.max_windows_per_doc < 1:
+            raise ConfigError(f"--max_windows_per_doc must be a positive integer, got {self.max_windows_per_doc}.")
+
+    def _validate_loss(self) -> None:
+        """The loss flags that can be checked without the data (the problem type is checked in data.loss_weights)."""
+        if self.class_weights not in ("none", "balanced") and not Path(self.class_weights).is_file():
+            raise ConfigError(
+                f"--class_weights {self.class_weights}: no such file; give none, balanced or a JSON file of "
+                "label -> weight."
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.focal_gamma < 0:
+            raise ConfigError(f"--focal_gamma must be >= 0, got {self.focal_gamma}.")
+        if self.loss == "focal" and self.teacher_column is not None:
+            # The focal factor reweighs rows by the student's own confidence, which fights the teacher's soft
+            # targets; the combination has no settled definition, so it is refused rather than guessed at.
+            raise ConfigError(
+                "--loss focal does not combine with distillation (--teacher_column); use --loss cross_entropy "
+                "(class weights and label smoothing do combine with it)."
+            )
 
 
 def _base_type(tp: Any) -> type:

@@ -7,7 +7,10 @@ its optional ``teacher_labels`` list gives the order of ``--teacher_column`` pro
 cell is missing ("NA", "None" are text), and cached rows are keyed on the files' content, not their mtime.
 
 The path through this file: ``load_splits(cfg)`` -> ``tokenize_splits(...)`` -> ``build_dataloaders(...)``;
-``load_unlabeled(...)`` reads the files that ``evaluate.py --input`` labels.
+``load_unlabeled(...)`` reads the files that ``evaluate.py --input`` labels. With ``--long_text windows``,
+``tokenize_splits`` cuts long texts into windows (``encode_windows``): one row per window, carrying its document's
+``idx`` and label and its position ``window``. ``loss_weights(cfg, data)`` resolves ``--class_weights`` and
+``--pos_weight`` to numbers from the training rows.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from config import TrainConfig
-from utils import UsageError
+from utils import ConfigError, UsageError
 
 SPLIT_ALIASES = {
     "train": ("train",),
@@ -48,6 +51,8 @@ class SplitData:
     label_names: list[str]
     notes: list[str] = field(default_factory=list)
     spec: Any = None  # LabelSpec: problem type, label columns, levels and their names
+    # Model config entries of the loss weights resolved from train (loss_weights: class_weights / pos_weight).
+    loss_weights: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -443,6 +448,89 @@ def load_splits(cfg: TrainConfig) -> SplitData:
     return SplitData(splits=splits, label_names=spec.levels[-1]["labels"], notes=notes, spec=spec)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Loss weights for imbalanced labels, resolved to numbers from the training rows (or a file)
+
+
+def balanced_weights(labels: list[int], num_classes: int) -> list[float]:
+    """scikit-learn's ``balanced`` class weights, ``n_rows / (n_classes * count)`` over the classes present in
+    ``labels``, in label-id order; a class absent from them gets 1 (it adds no training loss either way)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    found = dict(zip(present.tolist(), weights.tolist(), strict=True))
+    return [float(found.get(i, 1.0)) for i in range(num_classes)]
+
+
+def _file_weights(mapping: Any, names: list[str], where: str) -> list[float]:
+    """Weights in label-id order from a ``{label: weight}`` mapping (unlisted labels: 1); UsageError naming what is
+    wrong."""
+    if not isinstance(mapping, dict):
+        raise UsageError(f"{where} must be a JSON object of label -> weight, got {type(mapping).__name__}.")
+    unknown = sorted(set(map(str, mapping)) - set(names))
+    if unknown:
+        raise UsageError(
+            f"{where} names labels that the data does not have: {', '.join(unknown[:5])} (labels: "
+            f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''})."
+        )
+    bad = {k: v for k, v in mapping.items() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0}
+    if bad:
+        raise UsageError(f"{where}: weights must be numbers >= 0, got {bad}.")
+    return [float(mapping.get(name, 1.0)) for name in names]
+
+
+def loss_weights(cfg: TrainConfig, data: SplitData) -> tuple[dict[str, Any], list[str]]:
+    """The model config entries of ``--class_weights`` (one list per level, in label-id order) and ``--pos_weight``
+    (one per label), resolved from the training rows or the file; also lines for the log. ConfigError where the
+    problem type has no use for the flag."""
+    problem, levels = data.spec.problem_type, data.spec.levels
+    multi = problem == "multi_label_classification"
+    if cfg.class_weights != "none" and multi:
+        raise ConfigError("--class_weights is for one-of-n labels; for multi-label data use --pos_weight balanced.")
+    if cfg.pos_weight != "none" and not multi:
+        raise ConfigError(f"--pos_weight is for multi-label data ({problem} here); use --class_weights instead.")
+    labels = list(data.splits["train"]["label"])
+    if cfg.pos_weight == "balanced":
+        positives = np.asarray(labels).sum(axis=0)  # (num_labels,)
+        # negatives / positives: the weight that makes a label's positive and negative terms weigh the same in the
+        # loss (torch's BCEWithLogitsLoss recipe); a label with no positive row keeps 1.
+        weights = [float((len(labels) - p) / p) if p else 1.0 for p in positives]
+        names = levels[0]["labels"]
+        note = "pos_weight (balanced): " + ", ".join(f"{n}={w:.3g}" for n, w in zip(names, weights, strict=True))
+        return {"pos_weight": weights}, [note]
+    if cfg.class_weights == "none":
+        return {}, []
+    per_level = [[row[i] for row in labels] for i in range(len(levels))] if len(levels) > 1 else [labels]
+    if cfg.class_weights == "balanced":
+        weights = [balanced_weights(ids, len(level["labels"])) for ids, level in zip(per_level, levels, strict=True)]
+        how = f"balanced over {len(labels)} training rows"
+    else:
+        try:
+            given = json.loads(Path(cfg.class_weights).read_text())
+        except json.JSONDecodeError as err:
+            raise UsageError(f"--class_weights {cfg.class_weights}: cannot parse it ({err}).") from err
+        where = f"--class_weights {cfg.class_weights}"
+        if len(levels) > 1:
+            if not isinstance(given, dict) or not set(given) <= {level["name"] for level in levels}:
+                raise UsageError(
+                    f"{where}: hierarchical labels need one mapping per level column, "
+                    f'{{"{levels[0]["name"]}": {{label: weight}}, ...}}; got keys {sorted(given)[:5] if isinstance(given, dict) else given!r:.80}.'
+                )
+            weights = [
+                _file_weights(given.get(lv["name"], {}), lv["labels"], f"{where} [{lv['name']}]") for lv in levels
+            ]
+        else:
+            weights = [_file_weights(given, levels[0]["labels"], where)]
+        how = f"from {cfg.class_weights}"
+    notes = [
+        f"class weights ({how}){' ' + level['name'] if len(levels) > 1 else ''}: "
+        + ", ".join(f"{n}={w:.3g}" for n, w in zip(level["labels"], ws, strict=True))
+        for level, ws in zip(levels, weights, strict=True)
+    ]
+    return {"class_weights": weights}, notes
+
+
 def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
     """An unlabeled file (evaluate.py --input) as a dataset with ``text`` (, ``text_pair``) and ``idx`` columns,
     read with the run's text columns; ``limit`` keeps the first rows."""
@@ -468,8 +556,82 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
 # Tokenization, batching
 
 
-def tokenize_splits(splits: dict[str, Any], tokenizer: Any, max_seq_length: int) -> dict[str, Any]:
-    """Tokenize every split once (batched, cached by ``datasets``), no padding; adds a ``length`` column."""
+@dataclass(frozen=True)
+class Windowing:
+    """How long texts become windows (``--long_text windows``): ``stride`` tokens shared by consecutive windows (the
+    tokenizer's ``stride``), and at most ``max_train_windows`` windows per document in the train split."""
+
+    stride: int
+    max_train_windows: int | None = None
+
+
+def windowing(cfg: TrainConfig, every: bool = False) -> Windowing | None:
+    """The run's windowing, or None when long texts are truncated; ``every``: no window limit on the train split
+    (evaluation reads every window)."""
+    if cfg.long_text != "windows":
+        return None
+    stride = cfg.window_stride if cfg.window_stride is not None else cfg.max_seq_length // 4
+    return Windowing(stride, None if every else cfg.max_windows_per_doc)
+
+
+def window_room(tokenizer: Any, max_seq_length: int, pair: bool) -> int:
+    """Tokens of text one window holds: the length limit less the special tokens ([CLS], [SEP]...)."""
+    return max_seq_length - tokenizer.num_special_tokens_to_add(pair=pair)
+
+
+def encode_windows(
+    tokenizer: Any, texts: list[str], pairs: list[str] | None, max_seq_length: int, stride: int
+) -> tuple[dict[str, list], list[int]]:
+    """Token ids of the windows of every row, in row order, and the row of each window. A text longer than
+    ``max_seq_length`` becomes windows of ``max_seq_length`` tokens (special tokens included) where each window
+    starts with the last ``stride`` text tokens of the one before; the last holds what is left. A pair windows its
+    second text and repeats the first whole in every window; a pair whose first text leaves no more than ``stride``
+    tokens for the second cannot advance through it, so it is truncated (longest text first) as ``--long_text
+    truncate`` does: one window."""
+    rows = list(range(len(texts)))
+    if pairs is None:
+        windowed, fallback = rows, []
+    else:
+        # The room the first text leaves in a window; the fast tokenizer panics when the stride does not fit it.
+        firsts = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        room = window_room(tokenizer, max_seq_length, pair=True)
+        windowed = [i for i in rows if room - len(firsts[i]) > stride]
+        fallback = [i for i in rows if room - len(firsts[i]) <= stride]
+    per_row: list[list[dict[str, list[int]]]] = [[] for _ in rows]
+    if windowed:
+        pick = (lambda xs: [xs[i] for i in windowed]) if fallback else (lambda xs: xs)
+        out = tokenizer(
+            pick(texts),
+            pick(pairs) if pairs is not None else None,
+            truncation="only_second" if pairs is not None else True,
+            max_length=max_seq_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+        )
+        if "overflow_to_sample_mapping" not in out:
+            raise UsageError(
+                f"--long_text windows needs a fast tokenizer (one that returns overflowing tokens); "
+                f"{type(tokenizer).__name__} does not. Use --long_text truncate."
+            )
+        for k, row in enumerate(out["overflow_to_sample_mapping"]):
+            per_row[windowed[row]].append({name: out[name][k] for name in out if name != "overflow_to_sample_mapping"})
+    if fallback:
+        out = tokenizer(
+            [texts[i] for i in fallback], [pairs[i] for i in fallback], truncation=True, max_length=max_seq_length
+        )
+        for k, row in enumerate(fallback):
+            per_row[row].append({name: out[name][k] for name in out})
+    names = [n for n in tokenizer.model_input_names if n in per_row[0][0]] if rows else []
+    encoded = {name: [w[name] for windows in per_row for w in windows] for name in names}
+    return encoded, [row for row, windows in enumerate(per_row) for _ in windows]
+
+
+def tokenize_splits(
+    splits: dict[str, Any], tokenizer: Any, max_seq_length: int, windows: Windowing | None = None
+) -> dict[str, Any]:
+    """Tokenize every split once (batched, cached by ``datasets``), no padding; adds a ``length`` column. With
+    ``windows``, a row longer than ``max_seq_length`` becomes several rows, one per window, each with the row's
+    label, ``idx`` and teacher and its position ``window`` (0, 1, ...) in the document."""
     input_names = list(tokenizer.model_input_names)
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
@@ -480,26 +642,62 @@ def tokenize_splits(splits: dict[str, Any], tokenizer: Any, max_seq_length: int)
         encoded["length"] = [len(ids) for ids in out["input_ids"]]
         return encoded
 
+    def encode_windowed(batch: dict[str, list], limit: int | None) -> dict[str, list]:
+        """The windows of a batch of rows, each carrying its row's other columns and its position in the row."""
+        encoded, rows = encode_windows(tokenizer, batch["text"], batch.get("text_pair"), max_seq_length, windows.stride)
+        first = {row: k for k, row in reversed(list(enumerate(rows)))}  # a row's windows are consecutive
+        positions = [k - first[row] for k, row in enumerate(rows)]
+        keep = [k for k, p in enumerate(positions) if limit is None or p < limit]
+        out = {name: [values[k] for k in keep] for name, values in encoded.items()}
+        for column in ("label", "idx", "teacher"):
+            if column in batch:
+                out[column] = [batch[column][rows[k]] for k in keep]
+        out["window"] = [positions[k] for k in keep]
+        per_doc = Counter(rows)
+        out["doc_windows"] = [per_doc[rows[k]] for k in keep]  # before the limit: for the log's counts
+        out["length"] = [len(ids) for ids in out["input_ids"]]
+        return out
+
     import datasets
     from datasets.fingerprint import Hasher
 
-    # The cache key is the split's content fingerprint + tokenizer + length limit, so a second run (or evaluate.py)
-    # on the same data reads the token ids from disk instead of tokenizing again.
+    # The cache key is the split's content fingerprint + tokenizer + length limit (+ the windowing), so a second run
+    # (or evaluate.py) on the same data reads the token ids from disk instead of tokenizing again.
     cache_dir = Path(datasets.config.HF_DATASETS_CACHE) / "tokenized"
     cache_dir.mkdir(parents=True, exist_ok=True)
     tokenized = {}
     for split, ds in splits.items():
-        drop = [c for c in ds.column_names if c not in ("label", "idx", "teacher")]
-        key = Hasher.hash((ds._fingerprint, Hasher.hash(tokenizer), max_seq_length, input_names, "v1"))
+        if windows is None:
+            drop = [c for c in ds.column_names if c not in ("label", "idx", "teacher")]
+            key = Hasher.hash((ds._fingerprint, Hasher.hash(tokenizer), max_seq_length, input_names, "v1"))
+            function, kwargs = encode, {}
+        else:
+            # A row becomes any number of windows, so every input column is replaced (label, idx and teacher are
+            # repeated per window by encode_windowed).
+            drop = list(ds.column_names)
+            limit = windows.max_train_windows if split == "train" else None
+            spec = ("windows", windows.stride, limit)
+            key = Hasher.hash((ds._fingerprint, Hasher.hash(tokenizer), max_seq_length, input_names, spec, "v1"))
+            function, kwargs = encode_windowed, {"fn_kwargs": {"limit": limit}}
         tokenized[split] = ds.map(
-            encode,
+            function,
             batched=True,
             remove_columns=drop,
             desc=f"Tokenizing {split}",
             new_fingerprint=key,
             cache_file_name=str(cache_dir / f"{key}.arrow"),
+            **kwargs,
         )
     return tokenized
+
+
+def window_counts(tokenized: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per split of windowed token ids: documents, windows used, and documents cut into more than one window."""
+    counts = {}
+    for split, ds in tokenized.items():
+        whole = np.asarray(ds["doc_windows"])[np.asarray(ds["window"]) == 0]  # (documents,): windows before a limit
+        counts[split] = {"documents": len(whole), "windows": len(ds), "cut": int((whole > 1).sum())}
+    return counts
 
 
 class LengthGroupedBatchSampler:
@@ -596,6 +794,8 @@ class PadCollator:
             batch["teacher"] = torch.tensor([t if t is not None else [0.0] * width for t in teachers])
             batch["teacher_mask"] = torch.tensor([t is not None for t in teachers])
         batch["idx"] = torch.tensor([r["idx"] for r in rows], dtype=torch.long)
+        if "window" in rows[0]:  # --long_text windows: the window's position in its document
+            batch["window"] = torch.tensor([r["window"] for r in rows], dtype=torch.long)
         return batch
 
 

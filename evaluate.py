@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from config import METRICS, TrainConfig, option, parse_config
-from data import build_dataloaders, load_splits, load_unlabeled, tokenize_splits
-from model import EncoderClassifier, EncoderClassifierConfig
+from data import build_dataloaders, load_splits, load_unlabeled, tokenize_splits, windowing
+from model import LOSSES, EncoderClassifier, EncoderClassifierConfig, class_loss
 from utils import (
     BEST_MODEL,
     RUNS_ROOT,
@@ -55,25 +55,66 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataloader: Any, accelerator: Any) -> dict[str, np.ndarray]:
     """Logits (and gold labels, when the data has them) for every example exactly once, in the dataset's row
-    order, on every process."""
+    order, on every process. Windows of long documents (``--long_text windows``) are pooled into one row per
+    document (``idx``) by the model config's ``window_pooling``, with ``windows`` counting them."""
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {"idx": [], "logits": [], "labels": []}
+    parts: dict[str, list[torch.Tensor]] = {"idx": [], "window": [], "logits": [], "labels": []}
     for batch in dataloader:
         gathered = {"idx": batch.pop("idx")}
-        if "labels" in batch:
-            gathered["labels"] = batch.pop("labels")
+        for key in ("window", "labels"):
+            if key in batch:
+                gathered[key] = batch.pop(key)
         output = model(**batch)
         # A hierarchy's metrics need every level: its level_logits hold them side by side.
         logits = output.level_logits if getattr(output, "level_logits", None) is not None else output.logits
         gathered["logits"] = logits.float()
         for key, value in accelerator.gather_for_metrics(gathered).items():
             parts[key].append(value.cpu())
-    idx = torch.cat(parts["idx"]).numpy()
-    # Sharding pads the last round of batches with repeated rows; keeping the first copy of each idx makes the
-    # count exact whatever the number of processes, and sorting by idx undoes the length-sorted batch order.
-    _, first = np.unique(idx, return_index=True)
-    order = first[np.argsort(idx[first])]
-    return {key: torch.cat(values).numpy()[order] for key, values in parts.items() if values}
+    out = {key: torch.cat(values).numpy() for key, values in parts.items() if values}
+    # Sharding pads the last round of batches with repeated rows; keeping the first copy of each (idx, window) makes
+    # the count exact whatever the number of processes, and the sort undoes the length-sorted batch order. Windows
+    # are grouped into documents only after the gather, so a document whose windows sat on several processes is one
+    # document, counted once.
+    keys = np.stack([out["idx"], out.get("window", np.zeros_like(out["idx"]))], axis=1)  # (rows, 2)
+    _, first = np.unique(keys, axis=0, return_index=True)  # unique keys sorted by idx, then window
+    out = {key: value[first] for key, value in out.items()}
+    if "window" not in out:
+        return out
+    return pool_windows(out, accelerator.unwrap_model(model).config.window_pooling)
+
+
+# Window pooling: the logits of a document's windows (rows ``starts[d]`` up to the next start, in window order) ->
+# the document's logits. A new pooling is one function and one line in WINDOW_POOLINGS.
+
+
+def mean_windows(logits: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The average of the windows' logits (float64)."""
+    counts = np.diff(np.append(starts, len(logits)))  # (documents,)
+    return np.add.reduceat(logits.astype(np.float64), starts, axis=0) / counts[:, None]
+
+
+def max_windows(logits: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per label, the largest logit of any window (the label's strongest evidence anywhere in the document)."""
+    return np.maximum.reduceat(logits, starts, axis=0)
+
+
+def first_windows(logits: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The first window's logits (what truncation would see, with the other windows still trained on)."""
+    return logits[starts]
+
+
+WINDOW_POOLINGS = {"mean": mean_windows, "max": max_windows, "first": first_windows}
+
+
+def pool_windows(out: dict[str, np.ndarray], pooling: str) -> dict[str, np.ndarray]:
+    """One row per document from rows of windows sorted by (idx, window): the pooled logits, the document's idx and
+    gold labels, and its number of windows."""
+    idx = out["idx"]
+    starts = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))  # (documents,): each one's first window
+    pooled = {key: value[starts] for key, value in out.items() if key not in ("window", "logits")}
+    pooled["logits"] = WINDOW_POOLINGS[pooling](out["logits"], starts)
+    pooled["windows"] = np.diff(np.append(starts, len(idx)))
+    return pooled
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -105,16 +146,32 @@ def split_levels(logits: np.ndarray, levels: list[dict[str, Any]]) -> list[np.nd
     return np.split(logits, np.cumsum(sizes)[:-1], axis=1)
 
 
+def loss_rows(config: Any, labels: np.ndarray, logits: np.ndarray, level: int | None = None) -> np.ndarray:
+    """Each row's loss as training computes it (model.py's loss with the model config's settings: class weights,
+    label smoothing, focal), in float64; with ``level``, that hierarchy level's loss alone."""
+    z = torch.from_numpy(np.asarray(logits, dtype=np.float64))
+    y = torch.from_numpy(np.asarray(labels))
+    if level is not None:
+        return class_loss(z, y, config, level).numpy()
+    heads = [torch.from_numpy(block) for block in split_levels(z.numpy(), config.levels)] if config.levels else [z]
+    return LOSSES[config.problem_type](heads, y, config).numpy()
+
+
 def class_metrics(
-    labels: np.ndarray, logits: np.ndarray, label_names: list[str], preds: np.ndarray | None = None
+    labels: np.ndarray,
+    logits: np.ndarray,
+    label_names: list[str],
+    preds: np.ndarray | None = None,
+    losses: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """One-of-n labels: accuracy, F1 (macro/micro/weighted), macro precision/recall, mean cross-entropy, count and
-    a per-class report; ``preds`` replaces the argmax (a hierarchy's constrained decoding)."""
+    """One-of-n labels: accuracy, F1 (macro/micro/weighted), macro precision/recall, mean loss (``losses`` per row,
+    else cross-entropy), count and a per-class report; ``preds`` replaces the argmax (a hierarchy's constrained
+    decoding)."""
     from sklearn.metrics import accuracy_score, classification_report, precision_recall_fscore_support
 
     log_probs = log_softmax(logits)
     preds = log_probs.argmax(axis=1) if preds is None else preds
-    per_example_loss = -log_probs[np.arange(len(labels)), labels]
+    per_example_loss = -log_probs[np.arange(len(labels)), labels] if losses is None else losses
     macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(labels, preds, average="macro", zero_division=0)
     report = classification_report(
         labels,
@@ -192,6 +249,10 @@ class Task:
         """The gold label(s) of one row in words (``gold``), with whatever else the row's logits tell about it."""
         raise NotImplementedError
 
+    def losses(self, labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Each row's loss, as training computes it (the model config's loss settings)."""
+        return loss_rows(self.config, labels, logits)
+
     def confusion(self, labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Gold and predicted label ids for a confusion matrix over the label names; None when no single one fits."""
         return None
@@ -206,7 +267,7 @@ class SingleLabel(Task):
 
     def metrics(self, labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
         """Accuracy, F1 (macro/micro/weighted), macro precision/recall, mean loss, count and a per-class report."""
-        return class_metrics(labels, logits, label_names)
+        return class_metrics(labels, logits, label_names, losses=self.losses(labels, logits))
 
     def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
         """The most probable label, its probability and the top k labels with theirs."""
@@ -223,13 +284,8 @@ class SingleLabel(Task):
         return rows
 
     def gold(self, gold: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
-        """The gold label, the probability the model gave it and the row's loss."""
-        log_p = log_softmax(logits[None])[0]
-        return {
-            "gold": label_names[int(gold)],
-            "gold_probability": float(np.exp(log_p[int(gold)])),
-            "loss": float(-log_p[int(gold)]),
-        }
+        """The gold label and the probability the model gave it."""
+        return {"gold": label_names[int(gold)], "gold_probability": float(softmax(logits[None])[0, int(gold)])}
 
     def confusion(self, labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gold ids and argmax predictions."""
@@ -245,14 +301,14 @@ class MultiLabel(Task):
         return np.asarray(thresholds if thresholds is not None else [0.5] * num_labels)
 
     def metrics(self, labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
-        """``accuracy`` is subset accuracy (every label right); F1s over labels; mean BCE; per-label report."""
+        """``accuracy`` is subset accuracy (every label right); F1s over labels; mean loss (BCE, with the model
+        config's settings); per-label report."""
         from sklearn.metrics import classification_report, precision_recall_fscore_support
 
+        loss = float(self.losses(labels, logits).mean())
         labels = labels.astype(int)
         probs = sigmoid(logits)
         preds = (probs >= self.thresholds(len(label_names))).astype(int)
-        eps = 1e-12
-        bce = -(labels * np.log(probs + eps) + (1 - labels) * np.log(1 - probs + eps)).mean()
         scores = {
             avg: precision_recall_fscore_support(labels, preds, average=avg, zero_division=0)
             for avg in ("macro", "micro", "weighted")
@@ -265,7 +321,7 @@ class MultiLabel(Task):
             "weighted_f1": float(scores["weighted"][2]),
             "macro_precision": float(scores["macro"][0]),
             "macro_recall": float(scores["macro"][1]),
-            "loss": float(bce),
+            "loss": loss,
             "num_samples": len(labels),
             "per_class": {name: report[name] for name in label_names},
         }
@@ -307,7 +363,8 @@ class Hierarchical(Task):
         metrics: dict[str, Any] = {}
         per_level = []
         for i, level in enumerate(levels):
-            m = class_metrics(labels[:, i], level_logits[i], level["labels"], preds=preds[i])
+            losses = loss_rows(self.config, labels[:, i], level_logits[i], level=i)
+            m = class_metrics(labels[:, i], level_logits[i], level["labels"], preds=preds[i], losses=losses)
             per_level.append(m)
             metrics |= {f"{level['name']}.{k}": v for k, v in m.items() if k != "per_class"}
         agree = np.ones(len(labels), dtype=bool)
@@ -353,6 +410,8 @@ TASKS: dict[str, type[Task]] = {
 
 def task_for(config: Any) -> Task:
     """The Task of a model config's problem type (no config or no problem type: single-label)."""
+    if config is None:  # plain cross-entropy, no decision settings: a default model config says exactly that
+        config = EncoderClassifierConfig(problem_type="single_label_classification")
     problem = getattr(config, "problem_type", None) or "single_label_classification"
     if problem not in TASKS:
         raise ValueError(f"problem_type {problem!r} has no evaluation; add a Task for it to evaluate.TASKS.")
@@ -409,15 +468,19 @@ def score_best_model(
 def predictions_rows(
     raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Task, top_k: int = 3
 ) -> list[dict[str, Any]]:
-    """One record per example: idx, text (and pair), gold, prediction, probabilities, loss (single-label)."""
+    """One record per example (a document, with ``windows`` counting its windows under --long_text windows): idx,
+    text (and pair), gold, prediction, probabilities and the row's loss."""
     texts = raw["text"]
     pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
     described = task.describe(out["logits"], label_names, top_k)
+    losses = task.losses(out["labels"], out["logits"]) if "labels" in out else None
     rows = []
     for row, i in enumerate(out["idx"]):
         record = {"idx": int(i), "text": texts[int(i)]} | ({"text_pair": pairs[int(i)]} if pairs is not None else {})
-        if "labels" in out:
-            record |= task.gold(out["labels"][row], out["logits"][row], label_names)
+        if "windows" in out:
+            record["windows"] = int(out["windows"][row])
+        if losses is not None:
+            record |= task.gold(out["labels"][row], out["logits"][row], label_names) | {"loss": float(losses[row])}
         rows.append(record | described[row])
     return rows
 
@@ -539,7 +602,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"the data's labels {label_names} differ from the model's {model_labels}; was the dataset changed?"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenized = tokenize_splits({name: raw}, tokenizer, train_cfg.max_seq_length)
+    # Every window of every document, --split train included (--max_windows_per_doc limits training only).
+    tokenized = tokenize_splits({name: raw}, tokenizer, train_cfg.max_seq_length, windowing(train_cfg, every=True))
     pad_multiple = resolved.get("pad_to_multiple_of")
     _, loaders = build_dataloaders(
         tokenized, tokenizer, train_cfg, pad_multiple, train=False, eval_batch_size=cfg.batch_size

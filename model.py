@@ -244,9 +244,38 @@ class MLPHead(nn.Module):
 HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "mlp": MLPHead}
 
 # ----------------------------------------------------------------------------------------------------------------
-# Problem types: each one's loss, from the heads' logits (one tensor per head: one head, or one per hierarchy level).
-# ``teacher``/``teacher_mask`` are the distillation inputs (single-label only); every loss is computed in float32,
-# even under autocast: the log-softmax of bf16 logits loses the small differences.
+# Problem types: each one's loss per row, from the heads' logits (one tensor per head: one head, or one per hierarchy
+# level); ``forward`` takes the mean, evaluate.py the same rows for the validation loss and per-example losses.
+# ``teacher``/``teacher_mask`` are the distillation inputs (single-label only). The loss settings (label_smoothing,
+# loss/focal_gamma, class_weights, pos_weight) are read from the model config. Every loss is computed in float32
+# at least, even under autocast: the log-softmax of bf16 logits loses the small differences.
+
+
+def upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits as float32; float32 and float64 (evaluation computes in float64) unchanged."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+def class_loss(logits: torch.Tensor, labels: torch.Tensor, config: PretrainedConfig, level: int = 0) -> torch.Tensor:
+    """Per-row loss of one-of-n labels (batch,): cross-entropy with ``label_smoothing``, times ``(1 - p_gold)^gamma``
+    with ``loss="focal"``, times the gold class's weight (``class_weights[level]``)."""
+    logits = upcast(logits)
+    loss = F.cross_entropy(logits, labels, reduction="none", label_smoothing=config.label_smoothing)
+    if config.loss == "focal":
+        gold_prob = torch.exp(-F.cross_entropy(logits, labels, reduction="none"))  # p_gold, without smoothing
+        loss = (1 - gold_prob) ** config.focal_gamma * loss
+    return loss * gold_class_weights(labels, config, level, logits)
+
+
+def gold_class_weights(
+    labels: torch.Tensor, config: PretrainedConfig, level: int, like: torch.Tensor
+) -> torch.Tensor | float:
+    """Each row's weight: its gold class's entry of ``class_weights[level]`` (1 without class weights)."""
+    if not config.class_weights:
+        return 1.0
+    # A plain mean of weighted rows (not torch's sum(w * loss) / sum(w)): every row keeps its weight whatever else is
+    # in its batch, so accumulation and batch size change nothing, and balanced weights average 1 over train.
+    return like.new_tensor(config.class_weights[level])[labels]
 
 
 def distillation_loss(
@@ -256,16 +285,21 @@ def distillation_loss(
     has_teacher: torch.Tensor,
     alpha: float,
     temperature: float,
+    hard: torch.Tensor | None = None,
+    weights: torch.Tensor | float = 1.0,
+    reduce: bool = True,
 ) -> torch.Tensor:
-    """Mean over rows of ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``; rows without a teacher
-    get plain CE. The teacher's probabilities are softened like logits: ``p^(1/T)`` renormalised."""
-    logits = logits.float()
-    ce = F.cross_entropy(logits, labels, reduction="none")  # (batch,)
-    soft = teacher_probs.float().clamp_min(1e-12) ** (1.0 / temperature)
+    """Mean over rows of ``weights * (alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * hard)``; rows without
+    a teacher get ``weights * hard``. ``hard``: the rows' hard-label loss (default plain cross-entropy). The teacher's
+    probabilities are softened like logits: ``p^(1/T)`` renormalised. ``reduce=False``: the rows, not their mean."""
+    logits = upcast(logits)
+    hard = F.cross_entropy(logits, labels, reduction="none") if hard is None else hard  # (batch,)
+    soft = teacher_probs.to(logits.dtype).clamp_min(1e-12) ** (1.0 / temperature)
     soft = soft / soft.sum(dim=-1, keepdim=True)  # (batch, num_labels)
     log_student = F.log_softmax(logits / temperature, dim=-1)
     kl = (soft * (soft.log() - log_student)).sum(dim=-1) * temperature**2  # (batch,)
-    return torch.where(has_teacher, alpha * kl + (1 - alpha) * ce, ce).mean()
+    rows = weights * torch.where(has_teacher, alpha * kl + (1 - alpha) * hard, hard)
+    return rows.mean() if reduce else rows
 
 
 def single_label_loss(
@@ -275,32 +309,45 @@ def single_label_loss(
     teacher: Any = None,
     teacher_mask: Any = None,
 ) -> torch.Tensor:
-    """Cross-entropy; with teacher probabilities, the distillation mix (rows without a teacher: plain CE)."""
-    if teacher is not None:
-        return distillation_loss(
-            logits[0], labels, teacher, teacher_mask, config.distill_alpha, config.distill_temperature
-        )
-    return F.cross_entropy(logits[0].float(), labels)
+    """Cross-entropy (or focal) per row; with teacher probabilities, the distillation mix (rows without a teacher:
+    the hard-label loss). A class weight weighs the row's whole loss."""
+    if teacher is None:
+        return class_loss(logits[0], labels, config)
+    logits = upcast(logits[0])
+    hard = F.cross_entropy(logits, labels, reduction="none", label_smoothing=config.label_smoothing)  # (batch,)
+    alpha, temperature = config.distill_alpha, config.distill_temperature  # (focal is refused with a teacher)
+    weights = gold_class_weights(labels, config, 0, logits)
+    return distillation_loss(logits, labels, teacher, teacher_mask, alpha, temperature, hard, weights, reduce=False)
 
 
 def multi_label_loss(
     logits: list[torch.Tensor], labels: torch.Tensor, config: PretrainedConfig, **_: Any
 ) -> torch.Tensor:
-    """Binary cross-entropy over every label."""
-    return F.binary_cross_entropy_with_logits(logits[0].float(), labels.float())
+    """Binary cross-entropy averaged over the labels of each row, with ``pos_weight`` on the positive terms,
+    targets smoothed towards 0.5 by ``label_smoothing``, and the focal factor ``(1 - p_t)^gamma`` per label."""
+    logits = upcast(logits[0])
+    targets = labels.to(logits.dtype)
+    smoothed = targets * (1 - config.label_smoothing) + config.label_smoothing / 2
+    pos_weight = logits.new_tensor(config.pos_weight) if config.pos_weight else None
+    loss = F.binary_cross_entropy_with_logits(logits, smoothed, pos_weight=pos_weight, reduction="none")
+    if config.loss == "focal":
+        probs = torch.sigmoid(logits)
+        p_true = probs * targets + (1 - probs) * (1 - targets)  # (batch, labels): probability of the gold value
+        loss = (1 - p_true) ** config.focal_gamma * loss
+    return loss.mean(dim=-1)
 
 
 def hierarchical_loss(
     logits: list[torch.Tensor], labels: torch.Tensor, config: PretrainedConfig, **_: Any
 ) -> torch.Tensor:
-    """The weighted sum of the levels' cross-entropies (labels: (batch, levels))."""
+    """The weighted sum of the levels' losses per row (labels: (batch, levels)); class weights per level."""
     weights = config.level_loss_weights
     return sum(
-        w * F.cross_entropy(z.float(), labels[:, i]) for i, (w, z) in enumerate(zip(weights, logits, strict=True))
+        w * class_loss(z, labels[:, i], config, level=i) for i, (w, z) in enumerate(zip(weights, logits, strict=True))
     )
 
 
-# Problem type -> its loss. A new problem type is one loss here (plus its metrics object in evaluate.py).
+# Problem type -> its loss per row. A new problem type is one loss here (plus its metrics object in evaluate.py).
 LOSSES = {
     "single_label_classification": single_label_loss,
     "multi_label_classification": multi_label_loss,
@@ -317,6 +364,10 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "distill_alpha": 0.5,
     "distill_temperature": 2.0,
     "consistent_decoding": False,
+    "loss": "cross_entropy",
+    "focal_gamma": 2.0,
+    "label_smoothing": 0.0,
+    "window_pooling": "mean",
 }
 
 
@@ -341,6 +392,12 @@ class EncoderClassifierConfig(PretrainedConfig):
         thresholds: list[float] | None = None,
         distill_alpha: float = MODEL_DEFAULTS["distill_alpha"],
         distill_temperature: float = MODEL_DEFAULTS["distill_temperature"],
+        loss: str = MODEL_DEFAULTS["loss"],
+        focal_gamma: float = MODEL_DEFAULTS["focal_gamma"],
+        label_smoothing: float = MODEL_DEFAULTS["label_smoothing"],
+        class_weights: list[list[float]] | None = None,
+        pos_weight: list[float] | None = None,
+        window_pooling: str = MODEL_DEFAULTS["window_pooling"],
         **kwargs,
     ):
         # kwargs also carry a head's own settings (TrainConfig fields marked model=True): PretrainedConfig keeps
@@ -364,6 +421,16 @@ class EncoderClassifierConfig(PretrainedConfig):
         # Distillation (single-label with teacher probabilities): the KL weight and the temperature.
         self.distill_alpha = distill_alpha
         self.distill_temperature = distill_temperature
+        # The loss (LOSSES reads these): focal or cross-entropy, label smoothing, and the class weights resolved to
+        # numbers at training time (one list per level in label-id order: one level unless hierarchical) or the
+        # multi-label positive weights (one per label), so a reload computes the same validation loss.
+        self.loss = loss
+        self.focal_gamma = focal_gamma
+        self.label_smoothing = label_smoothing
+        self.class_weights = class_weights
+        self.pos_weight = pos_weight
+        # Long documents cut into windows: how evaluation pools a document's window logits (evaluate.WINDOW_POOLINGS).
+        self.window_pooling = window_pooling
 
 
 class EncoderClassifier(PreTrainedModel):
@@ -538,7 +605,8 @@ class EncoderClassifier(PreTrainedModel):
         **kwargs,
     ) -> ClassifierOutput:
         """Logits (batch, num_labels; the finest level's for a hierarchy) and, with ``labels``, the problem type's
-        loss (LOSSES); ``teacher`` (batch, num_labels) probabilities and ``teacher_mask`` (batch,) add distillation."""
+        loss (the mean of LOSSES' rows); ``teacher`` (batch, num_labels) probabilities and ``teacher_mask`` (batch,)
+        add distillation."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._takes_token_types else {}
@@ -549,7 +617,7 @@ class EncoderClassifier(PreTrainedModel):
         loss = None
         if labels is not None:
             extra = {"teacher": teacher, "teacher_mask": teacher_mask} if teacher is not None else {}
-            loss = LOSSES[self.config.problem_type](logits, labels, self.config, **extra)
+            loss = LOSSES[self.config.problem_type](logits, labels, self.config, **extra).mean()
         # A hierarchy's metrics need every level: level_logits holds them side by side.
         level_logits = torch.cat(logits, dim=-1) if len(logits) > 1 else None
         return ClassifierOutput(loss=loss, logits=logits[-1], level_logits=level_logits)

@@ -38,8 +38,16 @@ from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_war
 from transformers.utils import logging as hf_logging
 
 from config import TrainConfig, model_settings, parse_config
-from data import build_dataloaders, load_splits, tokenize_splits
-from evaluate import evaluate, is_better, score_best_model, task_for, write_predictions
+from data import (
+    build_dataloaders,
+    load_splits,
+    loss_weights,
+    tokenize_splits,
+    window_counts,
+    window_room,
+    windowing,
+)
+from evaluate import WINDOW_POOLINGS, evaluate, is_better, score_best_model, task_for, write_predictions
 from model import HEADS, POOLERS, EncoderClassifier, resolve_pooling
 from utils import (
     BEST_MODEL,
@@ -265,6 +273,25 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in shown.items())
 
 
+def format_recall(metrics: dict[str, Any]) -> str:
+    """``class=recall`` pairs of the per-class report (the finest level of a hierarchy)."""
+    return " ".join(f"{name}={report['recall']:.3f}" for name, report in metrics["per_class"].items())
+
+
+def log_windows(counts: dict[str, dict[str, int]], cfg: TrainConfig) -> None:
+    """How many windows the documents of each split became, in the log."""
+    for split, c in counts.items():
+        limit = f" (at most {cfg.max_windows_per_doc} each)" if split == "train" and cfg.max_windows_per_doc else ""
+        logger.info(
+            "long_text windows: %s: %d documents -> %d windows%s; %d documents needed more than one window",
+            split,
+            c["documents"],
+            c["windows"],
+            limit,
+            c["cut"],
+        )
+
+
 def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
     """The run folder (None: a new default one) and the checkpoint to resume from, as the flags ask."""
     spec, output_dir = cfg.resume_from_checkpoint, Path(cfg.output_dir) if cfg.output_dir else None
@@ -411,6 +438,7 @@ def train_batches(
         loader = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
         for index, batch in enumerate(loader, start=skip):
             batch.pop("idx")
+            batch.pop("window", None)
             # accelerate divides every micro-batch's loss by the accumulation count; a group cut short by the end
             # of the epoch has fewer micro-batches, so scale them up to weigh each example as in a full group.
             group = min(accumulation, per_epoch - index // accumulation * accumulation)
@@ -463,7 +491,11 @@ def resolved_dataset(dataset: str) -> str:
 def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
     """The model path, its tokenizer, the data and the pooling to build (with why): every bad-input check, before a
     model is built."""
-    for flag, registry, extra in (("pooling", POOLERS, ["auto"]), ("head", HEADS, [])):
+    for flag, registry, extra in (
+        ("pooling", POOLERS, ["auto"]),
+        ("head", HEADS, []),
+        ("window_pooling", WINDOW_POOLINGS, []),
+    ):
         if getattr(cfg, flag) not in [*registry, *extra]:
             raise ConfigError(
                 f"--{flag} {getattr(cfg, flag)!r} is unknown; choose one of: {', '.join([*sorted(registry), *extra])}."
@@ -480,6 +512,8 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
         raise UsageError(
             f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."
         )
+    if (windows := windowing(cfg)) is not None:
+        check_window_stride(cfg, windows.stride, tokenizer)
     if cfg.freeze_layers > (num_layers := backbone_num_layers(model_path)):
         raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {num_layers} layers.")
     try:
@@ -488,7 +522,20 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
         others = ", ".join(["auto", *sorted(set(POOLERS) - {"pooler"})])
         raise ConfigError(f"--pooling {cfg.pooling}: {err}; choose one of: {others}.") from err
     data = load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)))
+    data.loss_weights, notes = loss_weights(cfg, data)
+    data.notes += notes
     return model_path, tokenizer, data, pooling
+
+
+def check_window_stride(cfg: TrainConfig, stride: int, tokenizer: Any) -> None:
+    """Windows must advance: the tokens they share must be fewer than the text one window holds."""
+    room = window_room(tokenizer, cfg.max_seq_length, pair=cfg.text_pair_column is not None)
+    if stride >= room:
+        given = f"--window_stride {stride}" if cfg.window_stride is not None else f"the default stride {stride}"
+        raise ConfigError(
+            f"{given} leaves windows no room to advance: a window of --max_seq_length {cfg.max_seq_length} holds "
+            f"{room} text tokens; give a stride below {room} (or raise --max_seq_length)."
+        )
 
 
 def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any) -> None:
@@ -511,7 +558,8 @@ def build_model(cfg: TrainConfig, model_path: str, data: Any, pooling: str) -> t
     as asked; and the number of frozen parameters."""
     spec = data.spec
     hierarchy = {"levels": spec.levels, "level_parents": spec.parents} if spec.levels else {}
-    settings = model_settings(cfg) | {"pooling": pooling}  # never "auto": the model config holds what was built
+    # Never "auto": the model config holds what was built; class weights as the numbers resolved from train.
+    settings = model_settings(cfg) | {"pooling": pooling} | data.loss_weights
     model = EncoderClassifier.from_backbone(
         model_path, dict(enumerate(data.label_names)), spec.problem_type, **settings, **hierarchy
     )
@@ -586,7 +634,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if note:
             logger.info(note)
     with accelerator.main_process_first():  # rank 0 fills the tokenization cache, the others read it
-        tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length)
+        tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length, windowing(cfg))
+    windows = window_counts(tokenized) if cfg.long_text == "windows" else None
+    if windows:
+        log_windows(windows, cfg)
     pad_multiple = pad_multiple_for(accelerator, cfg.torch_compile)
     train_dl, eval_dls = build_dataloaders(tokenized, tokenizer, cfg, pad_multiple)
     train_sampler = train_dl.batch_sampler
@@ -597,6 +648,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dls = {split: accelerator.prepare(dl) for split, dl in eval_dls.items()}
     resolved = describe_run(cfg, data, model_path, model, accelerator, len(train_dl), pad_multiple, frozen)
+    if windows:
+        resolved["windows"] = windows  # per split: documents, windows, documents cut into several
     max_steps, steps_per_epoch = resolved["max_steps"], resolved["steps_per_epoch"]
     scheduler = get_linear_schedule_with_warmup(optimizer, resolved["warmup_steps"], max_steps)
     accelerator.register_for_checkpointing(scheduler)
@@ -633,6 +686,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe checkpoint -> maybe stop ---------------
     metric, patience, every = cfg.metric_for_best_model, cfg.early_stopping_patience, cfg.checkpointing_steps
+    reweighted = bool(data.loss_weights) or cfg.loss == "focal"
     window = LoggingWindow(accelerator, state.window)
     runtime_before, train_start = state.train_runtime_s, time.perf_counter()
     grad_norm, apply_update, stopped = None, True, False
@@ -670,6 +724,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 model.train()
                 log_event({"step": step, "epoch": round(step / steps_per_epoch, 4)} | eval_record(val))
                 logger.info("step %d: validation %s", step, format_metrics(val))
+                if reweighted:  # what the class weights or the focal loss are for: the rare classes' recall
+                    logger.info("step %d: validation recall per class: %s", step, format_recall(val))
                 # Every rank holds the same gathered metrics, so every rank takes the same branch.
                 if is_better(metric, val[metric], state.best_score):
                     state.best_score, state.best_step, state.best_metrics, state.bad_evals = val[metric], step, val, 0

@@ -5,8 +5,9 @@
 
 Writes ``OUT/train.parquet``, ``OUT/validation.parquet``, ``OUT/test.parquet`` (columns ``text`` [, ``text_pair``],
 ``label`` as an integer id), ``OUT/labels.json`` (``{"label": [names]}``), and ``OUT/report.md`` /
-``OUT/report.json`` / ``OUT/lengths.png``: rows and label distribution per split and token-length percentiles for
-``--tokenizer``. Missing validation/test splits are carved from train, seeded and stratified by label when every
+``OUT/report.json`` / ``OUT/lengths.png``: rows and label distribution per split, token-length percentiles for
+``--tokenizer``, the share of documents longer than ``--max_seq_length`` and the windows per document that
+``train.py --long_text windows`` would cut them into (with ``--window_stride``, as train.py's default). Missing validation/test splits are carved from train, seeded and stratified by label when every
 class has at least 2 rows and the carved split has a row for each class, else at random; the report says which
 (``notes``, and ``carved`` in report.json). An existing OUT is refused unless ``--overwrite``.
 """
@@ -23,7 +24,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data import build_label_space, carve_validation, check_columns, load_raw_splits  # noqa: E402
+from data import (  # noqa: E402
+    build_label_space,
+    carve_validation,
+    check_columns,
+    encode_windows,
+    load_raw_splits,
+    window_room,
+)
 from utils import UsageError, atomic_savefig, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
 
 
@@ -52,11 +60,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--test_ratio", type=float, default=0.1, help="Fraction carved as test when missing.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--tokenizer", default="sentence-transformers/all-MiniLM-L6-v2", help="For length stats.")
+    parser.add_argument(
+        "--max_seq_length", type=int, default=128, help="Report documents longer than this and their windows."
+    )
+    parser.add_argument(
+        "--window_stride",
+        type=int,
+        default=None,
+        help="Tokens consecutive windows share, as train.py's flag (default: max_seq_length // 4).",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace the files of an existing OUT.")
     args = parser.parse_args(argv)
     for name in ("val_ratio", "test_ratio"):
         if not 0 < getattr(args, name) < 1:
             raise UsageError(f"--{name} must be in (0, 1).")
+    stride = args.window_stride if args.window_stride is not None else args.max_seq_length // 4
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"{out} is not empty; choose another folder or pass --overwrite.")
@@ -92,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
+    if stride >= (room := window_room(tokenizer, args.max_seq_length, pair=args.text_pair_column is not None)):
+        raise UsageError(f"--window_stride {stride} must be below the {room} text tokens of a --max_seq_length window.")
     lengths_by_split = {}
     for split in ("train", "validation", "test"):
         ds = raw[split]
@@ -103,14 +123,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ds = ds.rename_columns({k: v for k, v in renames.items() if k != v})
         ds.to_parquet(str(out / f"{split}.parquet"))
         pair = ds["text_pair"] if "text_pair" in ds.column_names else None
-        lengths = [len(ids) for ids in tokenizer(list(ds["text"]), pair)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer(list(ds["text"]), pair, verbose=False)["input_ids"]]
         lengths_by_split[split] = lengths
         counts = Counter(ds["label"])
         report["splits"][split] = {
             "rows": len(ds),
             "label_distribution": {label_names[i]: counts.get(i, 0) / len(ds) for i in range(len(label_names))},
             "token_length_percentiles": percentiles(lengths),
+            "long_documents": long_documents(lengths, args.max_seq_length),
+            # The windows train.py would make: data.encode_windows is the function its tokenization calls.
+            "windows_per_document": windows_per_document(tokenizer, ds, args.max_seq_length, stride),
         }
+    report["max_seq_length"], report["window_stride"] = args.max_seq_length, stride
     atomic_write_json(out / "labels.json", {"label": label_names})
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", report_markdown(report))
@@ -127,15 +151,41 @@ def percentiles(lengths: list[int]) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(arr, q)) for q in (50, 90, 95, 99)} | {"max": int(arr.max())}
 
 
+def long_documents(lengths: list[int], max_seq_length: int) -> dict[str, Any]:
+    """How many documents (and what share) are longer than ``max_seq_length`` tokens, special tokens included."""
+    longer = sum(n > max_seq_length for n in lengths)
+    return {"count": longer, "share": longer / len(lengths)}
+
+
+def windows_per_document(tokenizer: Any, ds: Any, max_seq_length: int, stride: int) -> dict[str, float]:
+    """Windows per document under ``--long_text windows``: mean, p50, p95, max, and the total."""
+    import numpy as np
+
+    pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
+    _, rows = encode_windows(tokenizer, list(ds["text"]), pairs, max_seq_length, stride)
+    per_doc = np.bincount(rows, minlength=len(ds))
+    summary = {"mean": float(per_doc.mean())} | {f"p{q}": float(np.percentile(per_doc, q)) for q in (50, 95)}
+    return summary | {"max": int(per_doc.max()), "total": int(per_doc.sum())}
+
+
 def report_markdown(report: dict[str, Any]) -> str:
-    """Rows, label proportions and token-length percentiles per split."""
+    """Rows, label proportions, token-length percentiles, long documents and their windows per split."""
     lines = [f"# Data report: {report['source']}", ""] + [f"- {n}" for n in report["notes"]] + [""]
-    lines += ["| split | rows | " + " | ".join(report["labels"]) + " | p50 | p95 | max tokens |"]
-    lines += ["|" + "---|" * (len(report["labels"]) + 5)]
+    limit, stride = report["max_seq_length"], report["window_stride"]
+    lines += [
+        f"Long documents: longer than --max_seq_length {limit} tokens; windows: what --long_text windows makes of "
+        f"each document (--window_stride {stride}).",
+        "",
+    ]
+    header = " | ".join(report["labels"]) + f" | p50 | p95 | max tokens | > {limit} tokens | windows/doc (mean, max)"
+    lines += [f"| split | rows | {header} |", "|" + "---|" * (len(report["labels"]) + 7)]
     for split, info in report["splits"].items():
         dist = " | ".join(f"{info['label_distribution'][n]:.1%}" for n in report["labels"])
-        p = info["token_length_percentiles"]
-        lines.append(f"| {split} | {info['rows']} | {dist} | {p['p50']:.0f} | {p['p95']:.0f} | {p['max']} |")
+        p, long, w = info["token_length_percentiles"], info["long_documents"], info["windows_per_document"]
+        lines.append(
+            f"| {split} | {info['rows']} | {dist} | {p['p50']:.0f} | {p['p95']:.0f} | {p['max']} | "
+            f"{long['share']:.1%} | {w['mean']:.2f}, {w['max']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,9 @@
 
 Writes ``results.csv`` (one row per dataset x model, numeric columns) and ``results.md`` (the same table for
 reading, the per-dataset winner in bold) into the folder, ``curves.png`` into each run directory (loss, learning
-rate, gradient norm and the validation metric from ``metrics.jsonl``), and ``heatmap_test_macro_f1.png``.
+rate, gradient norm and the validation metric from ``metrics.jsonl``), ``heatmap_test_macro_f1.png``, and per dataset
+``per_class_f1_<dataset>.png``: the test F1 of every class in every run (validation when a run has no test split), where
+a rare class that one setting learns and another misses shows at a glance.
 
 A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
 that changes what is learned (``results.csv`` lists them in ``dataset_path``, ``model_path`` and ``settings``); only
@@ -92,6 +94,9 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         }
         for column, split, key in COLUMNS:
             record[column] = (results.get(split) or {}).get(key)
+        scored = results.get("test") or results.get("validation") or {}
+        record["per_class_split"] = "test" if results.get("test") else "validation"
+        record["per_class_f1"] = {name: r.get("f1-score") for name, r in (scored.get("per_class") or {}).items()}
         runs.append(record)
     name_runs(runs)
     for run in runs:
@@ -386,6 +391,51 @@ def plot_heatmap(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def run_label(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A run's column name in the per-class plot: its row in the table (model and differing settings) and seed."""
+    row = next((r for r in rows if str(run["run_dir"]) in r["run_dirs"].split(" ")), None)
+    return f"{row['model'] if row else run['model']} seed {run['seed']}"
+
+
+def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], root: Path) -> list[Path]:
+    """Per dataset, a class x run heatmap of per-class F1 (test, else validation): ``per_class_f1_<dataset>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    for dataset in sorted({r["dataset"] for r in runs}):
+        members = sorted(
+            (r for r in runs if r["dataset"] == dataset and r["per_class_f1"]),
+            key=lambda r: (run_label(r, rows), str(r["run_dir"])),
+        )
+        if not members:
+            continue
+        classes = list(dict.fromkeys(name for r in members for name in r["per_class_f1"]))
+        grid = np.array([[r["per_class_f1"].get(c, np.nan) for r in members] for c in classes], dtype=float)
+        labels = [textwrap.fill(run_label(r, rows), 24) for r in members]
+        fig, ax = plt.subplots(figsize=(3 + 1.3 * len(members), 1.5 + 0.35 * len(classes)))
+        image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(members)), labels, fontsize=7, rotation=30, ha="right")
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        if grid.size <= 400:  # the values themselves while they stay readable
+            for i, j in np.argwhere(np.isfinite(grid)):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=7)
+        splits = sorted({r["per_class_split"] for r in members})
+        fig.colorbar(image, ax=ax, label=f"{'/'.join(splits)} F1")
+        ax.set_title(f"{dataset}: per-class F1 by run")
+        fig.tight_layout()
+        path = root / f"per_class_f1_{dataset.replace('/', '_')}.png"
+        atomic_savefig(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Build the table, the plots, and print the Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -406,6 +456,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for run in runs:
             plot_curves(run["run_dir"])
         plot_heatmap(rows, root / "heatmap_test_macro_f1.png")
+        plot_per_class_f1(runs, rows, root)
     print(table)
     print(f"wrote {root / 'results.md'} and {root / 'results.csv'} ({len(runs)} runs, {len(rows)} rows)")
     return rows

@@ -46,6 +46,9 @@ def test_hierarchical_metrics_consistency_and_consistent_decoding():
         level_parents=[[0, 0, 1]],
         level_loss_weights=[1.0, 1.0],
         consistent_decoding=False,
+        loss="cross_entropy",
+        label_smoothing=0.0,
+        class_weights=None,
     )
     labels = np.array([[0, 0], [0, 1], [1, 2], [1, 2]])
     # rows: coarse preds A, A, B, A; fine preds a1, b1 (disagrees with A), b1, a2 (disagrees? no: a2 is under A).

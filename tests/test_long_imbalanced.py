@@ -1,0 +1,580 @@
+"""Long documents (--long_text windows) and imbalanced labels (class weights, pos_weight, focal loss, smoothing)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+import train
+from config import TrainConfig
+from conftest import ACCELERATE_LAUNCH, REPO, SHARED_DATA, make_tiny_model, tiny_args, write_csv
+from data import Windowing, balanced_weights, encode_windows, load_splits, tokenize_splits
+from model import EncoderClassifier, EncoderClassifierConfig, class_loss, hierarchical_loss, multi_label_loss
+from utils import UsageError
+
+FILLER = "the of and in a on at by for from with it is as an our her my new last first long more most over".split()
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def filler(n):
+    """``n`` filler words, each one token of the tiny models' vocabulary."""
+    return " ".join(FILLER[i % len(FILLER)] for i in range(n))
+
+
+def write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def late_evidence_rows(n, seed):
+    """Documents of 45-60 filler words whose label is told only by words at their very end."""
+    rng = random.Random(seed)
+    keys = {"sports": "goalkeeper penalty referee", "weather": "rain forecast drizzle"}
+    rows = []
+    for i in range(n):
+        label = ["sports", "weather"][i % 2]
+        words = [rng.choice(FILLER) for _ in range(rng.randint(45, 60))]
+        words += keys[label].split() * 2 + [rng.choice(FILLER) for _ in range(3)]
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def seeded_bert(tmp_path_factory):
+    """A tiny random BERT with fixed weights: the learning tests below do not depend on the session's random draw."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        return make_tiny_model(tmp_path_factory.mktemp("seeded_bert"), "bert")
+    finally:
+        torch.random.set_rng_state(state)
+
+
+@pytest.fixture(scope="module")
+def late_evidence(tmp_path_factory):
+    """A long-document task: 160 train / 40 validation / 40 test documents of 50-70 tokens."""
+    folder = tmp_path_factory.mktemp("late_evidence")
+    for split, n, seed in (("train", 160, 1), ("validation", 40, 2), ("test", 40, 3)):
+        write_jsonl(folder / f"{split}.jsonl", late_evidence_rows(n, seed))
+    return folder
+
+
+def imbalanced_rows(n_common, n_rare, seed):
+    """95/5-style rows: every rare row says "cloud", and so do 10% of the common ones (the rest say "sunny"), so
+    P(rare | cloud) is about 1/3 in train: unweighted, the best guess is always "common"."""
+    rng = random.Random(seed)
+    rows = []
+    for label, n in (("common", n_common), ("rare", n_rare)):
+        for i in range(n):
+            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+            cue = "cloud" if label == "rare" or i < round(0.1 * n) else "sunny"
+            words.insert(rng.randrange(len(words) + 1), cue)
+            rows.append({"text": " ".join(words), "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def imbalanced(tmp_path_factory):
+    """380 common / 20 rare training rows; validation and test 95 / 20."""
+    folder = tmp_path_factory.mktemp("imbalanced")
+    for split, a, b, seed in (("train", 380, 20, 1), ("validation", 95, 20, 2), ("test", 95, 20, 3)):
+        write_jsonl(folder / f"{split}.jsonl", imbalanced_rows(a, b, seed))
+    return folder
+
+
+def cli(script, *args, cwd):
+    """Run train.py or evaluate.py as a user does; the parsed last stdout line (evaluate.py's metrics JSON)."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / script), *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---- losses against hand computations ------------------------------------------------------------------------------
+
+
+def loss_config(**settings):
+    """A model config with only loss settings (defaults for the rest)."""
+    return EncoderClassifierConfig(**settings)
+
+
+def test_weighted_smoothed_and_focal_losses_equal_a_hand_computation():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 3.0]])
+    labels = torch.tensor([0, 1, 2])
+    weights = [0.5, 2.0, 4.0]
+    p = torch.softmax(logits.double(), dim=-1).numpy()
+    log_p = np.log(p)
+    rows = np.arange(3)
+    ce = -log_p[rows, labels.numpy()]
+
+    # Class weights: the plain mean of w[gold] * CE (each row keeps its weight whatever its batch holds).
+    weighted = class_loss(logits, labels, loss_config(class_weights=[weights]))
+    assert weighted.numpy() == pytest.approx(np.array(weights)[labels.numpy()] * ce, rel=1e-6)
+    assert weighted.mean().item() == pytest.approx(float(np.mean([0.5 * ce[0], 2.0 * ce[1], 4.0 * ce[2]])), rel=1e-6)
+
+    # Label smoothing eps: (1 - eps) * CE + eps * mean over classes of -log p.
+    eps = 0.1
+    smoothed = class_loss(logits, labels, loss_config(label_smoothing=eps)).numpy()
+    assert smoothed == pytest.approx((1 - eps) * ce + eps * (-log_p).mean(axis=1), rel=1e-6)
+
+    # Focal: (1 - p_gold)^gamma * CE, times the class weight.
+    gamma = 2.0
+    focal = class_loss(logits, labels, loss_config(loss="focal", focal_gamma=gamma, class_weights=[weights])).numpy()
+    p_gold = p[rows, labels.numpy()]
+    assert focal == pytest.approx(np.array(weights)[labels.numpy()] * (1 - p_gold) ** gamma * ce, rel=1e-6)
+    # gamma 0 is cross-entropy.
+    assert class_loss(logits, labels, loss_config(loss="focal", focal_gamma=0.0)).numpy() == pytest.approx(ce)
+
+
+def test_multi_label_and_hierarchical_losses_equal_a_hand_computation():
+    logits = torch.tensor([[1.0, -2.0], [0.0, 0.5]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    s = 1 / (1 + np.exp(-logits.double().numpy()))
+    y = labels.numpy()
+    pos_weight, eps = [3.0, 0.5], 0.2
+    t = y * (1 - eps) + eps / 2
+    bce = -(np.array(pos_weight) * t * np.log(s) + (1 - t) * np.log(1 - s))
+    config = loss_config(pos_weight=pos_weight, label_smoothing=eps)
+    assert multi_label_loss([logits], labels, config).numpy() == pytest.approx(bce.mean(axis=1), rel=1e-6)
+    p_true = s * y + (1 - s) * (1 - y)
+    focal = loss_config(pos_weight=pos_weight, label_smoothing=eps, loss="focal", focal_gamma=1.5)
+    expected = ((1 - p_true) ** 1.5 * bce).mean(axis=1)
+    assert multi_label_loss([logits], labels, focal).numpy() == pytest.approx(expected, rel=1e-6)
+
+    # Hierarchy: per row, the level weights times each level's class-weighted cross-entropy.
+    coarse, fine = torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([[0.0, 1.0, 0.0], [2.0, 0.0, 1.0]])
+    levels = torch.tensor([[0, 1], [1, 0]])
+    config = loss_config(levels=[{}, {}], level_loss_weights=[0.5, 1.0], class_weights=[[1.0, 3.0], [2.0, 1.0, 1.0]])
+    ce_coarse = torch.nn.functional.cross_entropy(coarse, levels[:, 0], reduction="none").numpy()
+    ce_fine = torch.nn.functional.cross_entropy(fine, levels[:, 1], reduction="none").numpy()
+    expected = 0.5 * np.array([1.0, 3.0]) * ce_coarse + np.array([1.0, 2.0]) * ce_fine
+    assert hierarchical_loss([coarse, fine], levels, config).numpy() == pytest.approx(expected, rel=1e-6)
+
+
+def test_balanced_weights_are_scikit_learns_inverse_frequency():
+    # n_rows / (n_classes * count) over the classes present: 8 / (2 * 6), 8 / (2 * 2); class 2 never occurs -> 1.
+    assert balanced_weights([0, 0, 0, 1, 0, 0, 1, 0], 3) == pytest.approx([8 / 12, 8 / 4, 1.0])
+
+
+# ---- windows: tokenization and pooling -----------------------------------------------------------------------------
+
+
+def test_windows_cover_every_token_and_pairs_keep_the_first_text(tiny_bert):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    words = filler(40).split()
+    encoded, rows = encode_windows(tokenizer, [" ".join(words), "the end"], None, 16, 4)
+    # 40 tokens, 14 per window, each window repeating the last 4 of the one before: 0-13, 10-23, 20-33, 30-39.
+    assert rows == [0, 0, 0, 0, 1]
+    texts = [tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+    assert all(
+        len(ids) <= 16 and t[0] == "[CLS]" and t[-1] == "[SEP]"
+        for ids, t in zip(encoded["input_ids"], texts, strict=True)
+    )
+    assert texts[0][1:-1] == words[:14] and texts[1][1:-1] == words[10:24] and texts[3][1:-1] == words[30:]
+
+    # Pairs: the second text is windowed, the first repeated whole; a first text that leaves no more than the
+    # stride for the second is truncated as --long_text truncate does (one window).
+    question = "the new last"
+    encoded, rows = encode_windows(tokenizer, [question, " ".join(words[:12])], [" ".join(words)] * 2, 16, 4)
+    assert rows.count(0) > 1 and rows.count(1) == 1
+    for ids, row in zip(encoded["input_ids"], rows, strict=True):
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        if row == 0:
+            assert tokens[: tokens.index("[SEP]")] == ["[CLS]", "the", "new", "last"]
+    assert len(encoded["input_ids"][-1]) == 16
+
+
+def test_window_rows_carry_their_document_and_the_limit_is_for_training_only(tiny_bert, late_evidence):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    data = load_splits(TrainConfig(dataset=str(late_evidence)))
+    plain = tokenize_splits(data.splits, tokenizer, 32)
+    windowed = tokenize_splits(data.splits, tokenizer, 32, Windowing(stride=8))
+    limited = tokenize_splits(data.splits, tokenizer, 32, Windowing(stride=8, max_train_windows=2))
+    assert len(plain["train"]) == 160 and len(windowed["train"]) > 2 * 160  # 50-70 tokens: 3 windows of 30
+    assert plain["train"].cache_files[0]["filename"] != windowed["train"].cache_files[0]["filename"]
+    train_rows = windowed["train"]
+    assert sorted(set(train_rows["idx"])) == list(range(160))
+    # Each window repeats its document's label; positions count 0, 1, ... within the document.
+    labels = dict(enumerate(data.splits["train"]["label"]))
+    assert all(labels[i] == y for i, y in zip(train_rows["idx"], train_rows["label"], strict=True))
+    assert max(limited["train"]["window"]) == 1 and len(limited["validation"]) == len(windowed["validation"])
+
+
+class FakeAccelerator:
+    """Gathers like two processes whose last round was padded with repeated rows (what even_batches does)."""
+
+    def __init__(self, pooling):
+        self.model = SimpleNamespace(config=SimpleNamespace(window_pooling=pooling))
+
+    def gather_for_metrics(self, tensors):
+        return tensors
+
+    def unwrap_model(self, model):
+        return self.model
+
+
+class FixedLogits(torch.nn.Module):
+    """A model whose logits are handed in with the batch."""
+
+    def forward(self, input_ids, logits):
+        return SimpleNamespace(logits=logits, level_logits=None)
+
+
+@pytest.mark.parametrize(
+    "pooling, expected",
+    [
+        ("mean", [[2.0, 0.0], [0.0, 1.0]]),
+        ("max", [[3.0, 0.0], [0.0, 1.0]]),
+        ("first", [[1.0, 0.0], [0.0, 1.0]]),
+    ],
+)
+def test_predict_pools_windows_per_document_counting_each_window_once(pooling, expected):
+    # Document 7 has windows 0, 1, 2 (logits 1, 3, 2 on label 0); document 3 one window. Batches come length-sorted
+    # and sharded, with the last round padded by a repeated window (doc 7, window 1): it must count once.
+    batches = [
+        {"idx": [7, 3], "window": [1, 0], "labels": [0, 1], "logits": [[3.0, 0.0], [0.0, 1.0]]},
+        {"idx": [7, 7], "window": [2, 0], "labels": [0, 0], "logits": [[2.0, 0.0], [1.0, 0.0]]},
+        {"idx": [7], "window": [1], "labels": [0], "logits": [[3.0, 0.0]]},  # the padding repeat
+    ]
+    loader = [
+        {k: torch.tensor(v) for k, v in b.items()} | {"input_ids": torch.zeros(len(b["idx"]), 1)} for b in batches
+    ]
+    out = evaluate.predict(FixedLogits(), loader, FakeAccelerator(pooling))
+    assert out["idx"].tolist() == [3, 7] and out["labels"].tolist() == [1, 0] and out["windows"].tolist() == [1, 3]
+    assert out["logits"][::-1].tolist() == expected
+
+
+# ---- bad input: one line, before any model is built ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--loss", "focal", "--teacher_column", "llm"], "--loss focal does not combine with distillation"),
+        (["--window_stride", "4"], "--window_stride only apply to --long_text windows"),
+        (["--long_text", "windows", "--window_stride", "30"], "--window_stride 30 leaves windows no room to advance"),
+        (["--long_text", "windows", "--window_pooling", "median"], "--window_pooling 'median' is unknown"),
+        (["--pos_weight", "balanced"], "--pos_weight is for multi-label data"),
+        (["--class_weights", "nowhere.json"], "--class_weights nowhere.json: no such file"),
+        (["--class_weights", "WEIGHTS"], "names labels that the data does not have: neutral"),
+        (["--label_smoothing", "1.0"], "--label_smoothing must be in"),
+    ],
+)
+def test_bad_loss_and_window_flags_fail_before_any_model_is_built(flags, message, tiny_bert, tmp_path, monkeypatch):
+    data = write_csv(tmp_path / "data" / "train.csv", [("good", "pos"), ("bad", "neg")] * 4).parent
+    (tmp_path / "weights.json").write_text(json.dumps({"pos": 2.0, "neutral": 1.0}))
+    flags = [str(tmp_path / "weights.json") if f == "WEIGHTS" else f for f in flags]
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match=message):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_class_weights_for_multi_label_data_point_to_pos_weight(tiny_bert, tmp_path):
+    rows = [{"text": f"goal rain {i}", "tags": ["sports"] if i % 2 else ["weather", "sports"]} for i in range(12)]
+    data = write_jsonl(tmp_path / "data" / "train.jsonl", rows).parent
+    with pytest.raises(UsageError, match="for multi-label data use --pos_weight balanced"):
+        train.main(
+            tiny_args(tiny_bert, tmp_path / "run", data, "--label_column", "tags", "--class_weights", "balanced")
+        )
+
+
+def test_cli_error_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--loss", "focal", "--teacher_column", "t", "--output_dir", tmp_path],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("error: --loss focal does not combine with distillation")
+
+
+# ---- long documents end to end -------------------------------------------------------------------------------------
+
+
+LATE_EVIDENCE_FLAGS = ["--pooling", "mean", "--num_train_epochs", "3", "--per_device_train_batch_size", "16"]
+
+
+def test_windows_read_the_end_of_long_documents_that_truncation_never_sees(seeded_bert, late_evidence, tmp_path):
+    truncated = train.main(tiny_args(seeded_bert, tmp_path / "truncate", late_evidence, *LATE_EVIDENCE_FLAGS))
+    out = tmp_path / "windows"
+    windowed = train.main(tiny_args(seeded_bert, out, late_evidence, *LATE_EVIDENCE_FLAGS, "--long_text", "windows"))
+
+    # The label sits after token 30: truncation to 32 tokens sees filler only (chance), windows see it (0.925 to 1.0
+    # over nine random tiny backbones).
+    assert truncated["test"]["accuracy"] <= 0.7 and windowed["test"]["accuracy"] >= 0.9
+    # Per document, never per window.
+    assert windowed["test"]["num_samples"] == truncated["test"]["num_samples"] == 40
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["split_sizes"]["test"] == 40 and resolved["windows"]["test"] == {
+        "documents": 40,
+        "windows": 120,  # 54-69 tokens: 3 windows of 30 text tokens, advancing by 22
+        "cut": 40,
+    }
+    preds = read_jsonl(out / "predictions_test.jsonl")
+    assert [p["idx"] for p in preds] == list(range(40)) and all(p["windows"] == 3 for p in preds)
+    assert sum(p["gold"] == p["pred"] for p in preds) / 40 == windowed["test"]["accuracy"]
+    again = evaluate.main(["--split", "test", "--run_dir", str(out)])
+    assert again["num_samples"] == 40 and again["accuracy"] == windowed["test"]["accuracy"]
+    assert again["loss"] == windowed["test"]["loss"]
+
+
+def test_max_windows_per_doc_trains_on_the_first_windows_and_still_scores_every_window(
+    tiny_bert, late_evidence, tmp_path
+):
+    out = tmp_path / "run"
+    results = train.main(
+        tiny_args(
+            tiny_bert,
+            out,
+            late_evidence,
+            "--long_text",
+            "windows",
+            "--max_windows_per_doc",
+            "1",
+            "--window_pooling",
+            "max",
+            "--num_train_epochs",
+            "1",
+        )
+    )
+    windows = json.loads((out / "config.json").read_text())["resolved"]["windows"]
+    assert windows["train"]["windows"] == 160 and windows["train"]["cut"] == 160
+    assert windows["validation"]["windows"] > 80 and results["validation"]["num_samples"] == 40
+    assert json.loads((out / "best_model" / "config.json").read_text())["window_pooling"] == "max"
+    assert "160 documents -> 160 windows (at most 1 each)" in (out / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_windows_on_two_processes_count_every_document_once(tiny_bert, late_evidence, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_args(tiny_bert, out, late_evidence, "--long_text", "windows", "--num_train_epochs", "1")
+    args += ["--per_device_eval_batch_size", "7"]  # batches that split documents' windows across the two ranks
+    env = {**ENV, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", str(REPO / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert json.loads((out / "config.json").read_text())["resolved"]["num_processes"] == 2
+    assert results["validation"]["num_samples"] == results["test"]["num_samples"] == 40
+    single = evaluate.main(["--split", "test", "--run_dir", str(out)])
+    assert single["num_samples"] == 40 and single["accuracy"] == results["test"]["accuracy"]
+    assert single["loss"] == pytest.approx(results["test"]["loss"], rel=1e-6)
+
+
+# ---- imbalanced labels end to end ----------------------------------------------------------------------------------
+
+
+IMBALANCED_FLAGS = ["--pooling", "mean", "--num_train_epochs", "4", "--learning_rate", "2e-3"]
+IMBALANCED_FLAGS += ["--per_device_train_batch_size", "16"]
+
+
+def test_balanced_class_weights_raise_the_rare_class_recall(seeded_bert, imbalanced, tmp_path):
+    plain = train.main(tiny_args(seeded_bert, tmp_path / "none", imbalanced, *IMBALANCED_FLAGS))
+    out = tmp_path / "balanced"
+    weighted = train.main(tiny_args(seeded_bert, out, imbalanced, *IMBALANCED_FLAGS, "--class_weights", "balanced"))
+
+    rare_plain, rare_weighted = (r["test"]["per_class"]["rare"]["recall"] for r in (plain, weighted))
+    # Unweighted, "cloud" still means "common" 2 times in 3, so the rare class is never predicted (recall 0 over
+    # seven random tiny backbones; 0.4 to 0.8 with balanced weights).
+    assert rare_plain <= 0.2 and rare_weighted >= rare_plain + 0.3
+    assert weighted["test"]["macro_recall"] > plain["test"]["macro_recall"]
+
+    # The weights are numbers in the saved model (sklearn's balanced: 400 / (2 * 380), 400 / (2 * 20)), so a reload
+    # computes the same weighted loss without the train set.
+    saved = json.loads((out / "best_model" / "config.json").read_text())
+    assert saved["class_weights"] == [pytest.approx([400 / 760, 10.0])]
+    again = evaluate.main(["--split", "test", "--run_dir", str(out)])
+    assert again["macro_recall"] == weighted["test"]["macro_recall"] and again["loss"] == weighted["test"]["loss"]
+    # The loss is the weighted one: plain cross-entropy of the same predictions would differ.
+    preds = read_jsonl(out / "predictions_test.jsonl")
+    plain_ce = np.mean([-math.log(p["gold_probability"]) for p in preds])
+    assert weighted["test"]["loss"] == pytest.approx(np.mean([p["loss"] for p in preds]))
+    assert weighted["test"]["loss"] != pytest.approx(plain_ce, rel=1e-3)
+    log = (out / "train.log").read_text()
+    assert "class weights (balanced over 400 training rows): common=0.526, rare=10" in log
+    assert "validation recall per class: common=" in log
+    assert "validation recall per class" not in (tmp_path / "none" / "train.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["windows", "class_weights"])
+def test_reload_parity_through_the_cli(setting, tiny_bert, late_evidence, imbalanced, tmp_path):
+    """python train.py, then python evaluate.py --split test in a fresh process: results.json's scores exactly."""
+    out = tmp_path / "run"
+    if setting == "windows":
+        flags = [*LATE_EVIDENCE_FLAGS, "--long_text", "windows", "--window_pooling", "max"]
+        args = tiny_args(tiny_bert, out, late_evidence, *flags)
+    else:
+        args = tiny_args(tiny_bert, out, imbalanced, *IMBALANCED_FLAGS, "--class_weights", "balanced")
+        args += ["--label_smoothing", "0.1", "--loss", "focal"]
+    cli("train.py", *args, "--num_train_epochs", "1", cwd=tmp_path)
+    results = json.loads((out / "results.json").read_text())
+    written = read_jsonl(out / "predictions_test.jsonl")
+    for split in ("test", "validation"):
+        again = cli("evaluate.py", "--split", split, "--run_dir", out, cwd=tmp_path)
+        expected = {k: v for k, v in results[split].items() if k != "per_class"}
+        assert again == {"split": split, **expected}
+    assert read_jsonl(out / "predictions_test.jsonl") == written
+    if setting == "windows":
+        # evaluate.py --input labels documents too: one line per input row, each read through all its windows.
+        new = write_jsonl(tmp_path / "new.jsonl", [{"text": r["text"]} for r in late_evidence_rows(6, 9)])
+        summary = cli("evaluate.py", "--run_dir", out, "--input", new, cwd=tmp_path)
+        labelled = read_jsonl(out / "predictions_new.jsonl")
+        assert summary["num_predictions"] == len(labelled) == 6 and all(r["windows"] == 3 for r in labelled)
+
+
+@pytest.mark.parametrize(
+    "task",
+    ["hierarchical", "multi_label", "distillation"],
+)
+def test_every_problem_type_trains_with_the_loss_settings_and_windows(task, tiny_bert, tmp_path):
+    if task == "hierarchical":
+        dataset = SHARED_DATA / "trec"
+        weights = tmp_path / "weights.json"
+        weights.write_text(json.dumps({"label_coarse": {"NUM": 3.0}, "label_fine": {"LOC:city": 2.0}}))
+        flags = ["--label_columns", "label_coarse", "label_fine", "--class_weights", str(weights)]
+        flags += [
+            "--loss",
+            "focal",
+            "--label_smoothing",
+            "0.1",
+            "--max_train_samples",
+            "200",
+            "--max_eval_samples",
+            "40",
+        ]
+        flags += ["--long_text", "windows", "--max_seq_length", "12", "--window_stride", "2"]
+    elif task == "multi_label":
+        rows = [
+            {"text": f"{'goalkeeper ' if i % 2 else ''}{'rain ' if i % 3 else ''}{filler(i % 7 + 1)}", "tags": []}
+            for i in range(48)
+        ]
+        for i, r in enumerate(rows):
+            r["tags"] = (["sports"] if i % 2 else []) + (["weather"] if i % 3 else [])
+        dataset = write_jsonl(tmp_path / "data" / "train.jsonl", rows).parent
+        write_jsonl(dataset / "validation.jsonl", rows[:12])
+        flags = ["--label_column", "tags", "--pos_weight", "balanced", "--loss", "focal", "--label_smoothing", "0.1"]
+        flags += ["--long_text", "windows", "--max_seq_length", "8", "--window_stride", "2"]
+    else:
+        rows = [
+            {
+                "text": f"{'sunny' if i % 2 else 'cloud'} day {FILLER[i % 25]}",
+                "label": ["neg", "pos"][i % 2],
+                "llm": [0.3, 0.7],
+            }
+            for i in range(40)
+        ]
+        dataset = write_jsonl(tmp_path / "data" / "train.jsonl", rows).parent
+        flags = ["--teacher_column", "llm", "--class_weights", "balanced", "--label_smoothing", "0.05"]
+        flags += ["--long_text", "windows", "--max_seq_length", "4", "--window_stride", "1"]
+    out = tmp_path / "run"
+    results = train.main(tiny_args(tiny_bert, out, dataset, *flags, "--num_train_epochs", "1"))
+    saved = json.loads((out / "best_model" / "config.json").read_text())
+    if task == "hierarchical":
+        coarse = saved["levels"][0]["labels"]
+        assert saved["class_weights"][0][coarse.index("NUM")] == 3.0 and saved["class_weights"][0].count(1.0) == 5
+        assert saved["loss"] == "focal" and "label_coarse.loss" in results["validation"]
+    elif task == "multi_label":
+        # 48 rows: sports on 24 (24 negatives / 24 positives = 1), weather on 32 (16 / 32 = 0.5).
+        assert saved["pos_weight"] == [1.0, 0.5] and saved["label_smoothing"] == 0.1
+    else:
+        assert saved["class_weights"] == [[1.0, 1.0]]
+    windows = json.loads((out / "config.json").read_text())["resolved"]["windows"]["validation"]
+    assert windows["cut"] > 0 and results["validation"]["num_samples"] == windows["documents"]
+    again = evaluate.main(["--split", "validation", "--run_dir", str(out)])
+    if task != "multi_label":  # multi-label's validation is scored at thresholds tuned after training
+        assert again["loss"] == results["validation"]["loss"]
+    assert again["loss"] == results["validation_reloaded"]["loss"]
+
+
+# ---- scripts: the length report and the per-class plot -------------------------------------------------------------
+
+
+def test_prepare_data_reports_long_documents_and_their_windows(tiny_bert, tmp_path):
+    rows = [{"text": filler(4 + (i % 5) * 10), "label": ["a", "b"][i % 2]} for i in range(40)]  # 4 to 44 words
+    source = write_jsonl(tmp_path / "docs.jsonl", rows)
+    out = tmp_path / "prepared"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            REPO / "scripts" / "prepare_data.py",
+            source,
+            out,
+            "--tokenizer",
+            tiny_bert,
+            "--max_seq_length",
+            "16",
+            "--window_stride",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    texts = [r["text"] for r in read_jsonl(source)]
+    for split, info in report["splits"].items():
+        import pyarrow.parquet as pq
+
+        split_texts = pq.read_table(out / f"{split}.parquet").column("text").to_pylist()
+        tokens = [len(t.split()) + 2 for t in split_texts]  # one token per filler word, plus [CLS] and [SEP]
+        assert info["long_documents"]["count"] == sum(n > 16 for n in tokens)
+        # 14 text tokens per window, advancing by 10: 1 + ceil((n - 14) / 10) windows for n > 14 text tokens.
+        expected = [1 if n - 2 <= 14 else 1 + math.ceil((n - 2 - 14) / 10) for n in tokens]
+        assert info["windows_per_document"]["total"] == sum(expected)
+        assert info["windows_per_document"]["max"] == max(expected)
+    assert len(texts) == sum(info["rows"] for info in report["splits"].values())
+    assert "> 16 tokens" in (out / "report.md").read_text()
+
+
+def test_report_draws_per_class_f1_by_run(tmp_path):
+    for name, rare in (("none", 0.1), ("balanced", 0.7)):
+        run = tmp_path / name
+        run.mkdir()
+        user = {"dataset": "/data/imb", "model_name_or_path": "/m/minilm", "seed": 1, "class_weights": name}
+        (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+        per_class = {"common": {"f1-score": 0.9, "recall": 0.9}, "rare": {"f1-score": rare, "recall": rare}}
+        metrics = {"macro_f1": (0.9 + rare) / 2, "accuracy": 0.9, "per_class": per_class}
+        (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), tmp_path], capture_output=True, text=True, env=ENV
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "per_class_f1_imb.png").stat().st_size > 5000
+    with open(tmp_path / "results.csv") as handle:
+        assert {r["model"] for r in csv.DictReader(handle)} == {
+            "minilm (class_weights=balanced)",
+            "minilm (class_weights=none)",
+        }
