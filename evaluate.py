@@ -42,6 +42,7 @@ from utils import (
     read_latest_pointer,
     run_cli,
     setup_logging,
+    tune_cpu,
 )
 
 
@@ -587,6 +588,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The training run's precision and batch shapes, so the validation score reproduces bit for bit.
     accelerator = Accelerator(mixed_precision=resolved.get("mixed_precision", "no"))
     setup_logging(None, accelerator.is_main_process)
+    # `accelerate launch evaluate.py` on a CPU would otherwise score on the one thread the launcher leaves it.
+    if cpu_note := tune_cpu(accelerator):
+        logger.info(cpu_note)
 
     if cfg.input:
         name, label_names = "input", None

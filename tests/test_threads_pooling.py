@@ -117,6 +117,17 @@ def test_every_launch_mode_trains_on_its_share_of_the_cores(tiny_bert, tmp_path,
     assert int((tmp_path / "t").read_text()) == expected  # what the main process trained with
     assert json.loads((out / "config.json").read_text())["resolved"]["cpu_threads"] == expected
     assert f"CPU threads per process: {expected} (" in (out / "train.log").read_text()
+    if mode == "accelerate-1" and not flags and not env_extra:  # scoring launched the same way gets them too
+        scored = subprocess.run(
+            [*LAUNCHERS[mode], str(REPO / "evaluate.py"), "--run_dir", str(out), "--split", "validation"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert scored.returncode == 0, (scored.stdout + scored.stderr)[-3000:]
+        assert f"CPU threads per process: {expected} (" in scored.stdout + scored.stderr
 
 
 # ---- pooling ----------------------------------------------------------------------------------------------------
