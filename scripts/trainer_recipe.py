@@ -52,21 +52,12 @@ class RecipeConfig:
     max_eval_samples: int | None = option(None, "First N validation and test rows (as train.py's).")
 
 
-def device_has_bf16() -> bool:
-    """bf16 where it is fast: CUDA with bf16, or a CPU with AMX / AVX512-BF16."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def run(cfg: RecipeConfig) -> dict[str, Any]:
     """Train and evaluate with the HF Trainer; returns the scores and the wall time of the whole run."""
     start = time.perf_counter()
     import numpy as np
     import torch
+    from benchmark import auto_precision
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import (
         AutoModelForSequenceClassification,
@@ -134,7 +125,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         metric_for_best_model="macro_f1",
         logging_strategy="epoch",
         report_to="none",
-        bf16=best and device_has_bf16(),
+        bf16=best and auto_precision() == "bf16",  # the same rule as our recipe's --mixed_precision auto
         use_cpu=not torch.cuda.is_available(),  # the Trainer refuses bf16 on a CPU unless told it is one
         train_sampling_strategy="group_by_length" if best else "random",
         optim="adamw_torch_fused",
