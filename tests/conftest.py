@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -170,3 +171,17 @@ def tiny_args(model: Path, out: Path, dataset: Path | str | None = None, *extra:
         "32",
     ]
     return args + list(extra)
+
+
+def train_on_two_processes(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``accelerate launch --multi_gpu --num_processes 2 train.py ARGS`` as two gloo ranks on a CPU-only machine
+    (``accelerate launch --cpu --num_processes 2`` would start one process), one thread each."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", str(REPO / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )

@@ -18,7 +18,7 @@ import torch
 import evaluate
 import train
 from config import TrainConfig
-from conftest import ACCELERATE_LAUNCH, REPO, SHARED_DATA, make_tiny_model, tiny_args, write_csv
+from conftest import REPO, SHARED_DATA, make_tiny_model, tiny_args, train_on_two_processes, write_csv
 from data import Windowing, balanced_weights, encode_windows, load_splits, tokenize_splits
 from model import EncoderClassifier, EncoderClassifierConfig, class_loss, hierarchical_loss, multi_label_loss
 from utils import UsageError
@@ -374,15 +374,7 @@ def test_windows_on_two_processes_count_every_document_once(tiny_bert, late_evid
     out = tmp_path / "run"
     args = tiny_args(tiny_bert, out, late_evidence, "--long_text", "windows", "--num_train_epochs", "1")
     args += ["--per_device_eval_batch_size", "7"]  # batches that split documents' windows across the two ranks
-    env = {**ENV, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", str(REPO / "train.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    proc = train_on_two_processes(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert json.loads((out / "config.json").read_text())["resolved"]["num_processes"] == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 
 import pytest
 import torch
@@ -13,8 +12,8 @@ from safetensors.torch import load_file
 
 import evaluate
 import train
-from conftest import ACCELERATE_LAUNCH, REPO, SHARED_DATA, tiny_args
 from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
+from conftest import SHARED_DATA, tiny_args, train_on_two_processes
 
 RESUME_FLAGS = [*SHARED_RESUME_FLAGS, "--checkpointing_steps", "5"]
 
@@ -148,16 +147,7 @@ def test_two_cpu_processes_match_one_process_evaluation(tiny_bert, tmp_path):
         "--per_device_eval_batch_size",
         "8",
     )
-    # `accelerate launch --cpu --num_processes 2` starts one process on a GPU-less machine; this starts two (gloo).
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", str(REPO / "train.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    proc = train_on_two_processes(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["num_processes"] == 2
