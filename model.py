@@ -31,14 +31,82 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import (
+    AttentionInterface,
     AutoConfig,
     AutoModel,
     AutoModelForSequenceClassification,
     PretrainedConfig,
     PreTrainedModel,
 )
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import cached_file
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dropout on CPU: torch's CPU bernoulli draws one generator value per element, which made dropout 13% of a MiniLM
+# training step on a 2-core CPU (scripts/profile_step.py), and SDPA with dropout on CPU draws its attention mask the
+# same way. The same Bernoulli(1 - p) mask from 16 random bits per element, four elements per 64-bit draw, costs a
+# third of that; the keep probability is exact to 1/65536. Other devices keep torch's own kernels.
+
+
+def cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Training-mode dropout of a CPU tensor with the 16-bit mask (0 < p < 1)."""
+    n = x.numel()
+    # The full 64-bit range, so all four 16-bit lanes of a draw are uniform (random_() alone leaves the sign bit 0).
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:n]
+    keep = bits.view(x.shape) >= -32768 + round(p * 65536)
+    return torch.where(keep, x * (1.0 / (1.0 - p)), 0)
+
+
+class CpuDropout(nn.Dropout):
+    """``nn.Dropout`` with the faster mask on CPU; the native kernel everywhere else."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
+            return super().forward(x)
+        return cpu_dropout(x, self.p)
+
+
+def use_cpu_dropout(module: nn.Module) -> None:
+    """Swap every plain ``nn.Dropout`` under ``module`` for ``CpuDropout`` (same p; no parameters change)."""
+    for name, child in module.named_children():
+        if type(child) is nn.Dropout:
+            setattr(module, name, CpuDropout(child.p))
+        else:
+            use_cpu_dropout(child)
+
+
+def sdpa_cpu_dropout(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, except in training on CPU with attention dropout: there the same attention
+    (HF's eager order: scores in the input dtype, softmax in fp32) with the 16-bit dropout mask on the probabilities."""
+    plain = not 0 < dropout < 1 or query.device.type != "cpu" or kwargs.get("position_bias") is not None
+    if plain or getattr(module, "num_key_value_groups", 1) > 1 or kwargs.get("is_causal") or kwargs.get("softcap"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
+    if attention_mask is not None:  # bool: True = attend; otherwise additive
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(attention_mask.logical_not(), float("-inf"))
+        else:
+            scores = scores + attention_mask
+    probs = cpu_dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype), dropout)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+# Registered under its own name (with SDPA's mask builder), so only models built here use it.
+ATTENTION = "sdpa_cpu_dropout"
+AttentionInterface.register(ATTENTION, sdpa_cpu_dropout)
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pooling: (batch, seq, hidden) token vectors + (batch, seq) attention mask -> (batch, output_dim)
@@ -444,7 +512,10 @@ class EncoderClassifier(PreTrainedModel):
     def __init__(self, config: EncoderClassifierConfig):
         super().__init__(config)
         backbone_config = AutoConfig.for_model(**config.backbone_config)
-        self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32)
+        try:  # the CPU-dropout attention where the backbone takes a registered attention function
+            self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32, attn_implementation=ATTENTION)
+        except (ValueError, ImportError):
+            self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32)
         # The classifier pools last_hidden_state itself; a backbone pooler would be parameters without gradients
         # (DDP's "unused parameters" error) and weights saved for nothing. (Pooling "pooler" holds its own copy.)
         if getattr(self.backbone, "pooler", None) is not None:
@@ -459,6 +530,7 @@ class EncoderClassifier(PreTrainedModel):
             )
         else:
             self.head = HEADS[config.head](self.pooler.output_dim, config.num_labels, config)
+        use_cpu_dropout(self)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:

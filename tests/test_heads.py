@@ -17,7 +17,7 @@ import evaluate
 import train
 from config import TrainConfig
 from conftest import make_tiny_model, tiny_args
-from model import HEADS, POOLERS, EncoderClassifier, has_pretrained_pooler
+from model import HEADS, POOLERS, CpuDropout, EncoderClassifier, has_pretrained_pooler
 
 
 @pytest.fixture(scope="module", params=["bert", "modernbert"])
@@ -187,3 +187,72 @@ def test_a_head_with_its_own_setting_is_a_class_a_registry_line_and_a_field(tiny
     assert reloaded.head.gate.out_features == 5
     again = evaluate.main(["--split", "test", "--run_dir", str(out)])
     assert again["macro_f1"] == results["test"]["macro_f1"]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_is_dropout_with_the_same_keep_rate_in_every_lane(p):
+    """The faster CPU mask keeps each element with probability 1 - p (each of the four 16-bit lanes of a 64-bit
+    draw alike), scales kept values by 1 / (1 - p), passes gradients through the same mask, follows the seed, and is
+    the identity in eval mode."""
+    torch.manual_seed(0)
+    dropout = CpuDropout(p).train()
+    x = torch.ones(1_600_000, requires_grad=True)
+    y = dropout(x)
+    kept = y != 0
+    for lane in range(4):  # a lane that never drops (one random bit short) would show here
+        assert abs(kept[lane::4].float().mean().item() - (1 - p)) < 0.005, lane
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x), y)
+    assert dropout(torch.ones(4, 4, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    assert torch.equal(dropout.eval()(x), x)
+
+
+@pytest.mark.parametrize("backbone", ["bert", "distilbert", "roberta", "modernbert"])
+def test_every_dropout_of_the_classifier_is_the_cpu_dropout_with_its_p(backbone, tmp_path):
+    """The swap covers the backbone's and the head's dropout modules and keeps each one's probability."""
+    path = make_tiny_model(tmp_path / backbone, backbone)
+    plain = AutoModel.from_pretrained(path)
+    expected = sorted(m.p for m in plain.modules() if isinstance(m, torch.nn.Dropout))
+    model = EncoderClassifier.from_backbone(str(path), {0: "a", 1: "b"}, classifier_dropout=0.25)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(type(m) is CpuDropout for m in dropouts)
+    assert sorted(m.p for m in model.backbone.modules() if isinstance(m, torch.nn.Dropout)) == expected
+    assert 0.25 in [m.p for m in model.head.modules() if isinstance(m, torch.nn.Dropout)]
+
+
+def test_cpu_dropout_attention_is_sdpa_attention_with_the_mask_on_the_probabilities(monkeypatch):
+    """With the mask taken away, the CPU-dropout attention computes what transformers' SDPA attention computes
+    (padding keys masked); with it, each attention probability is kept or zeroed and kept ones scaled by 1 / (1 - p)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    import model as model_module
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[0, ..., 3:] = False  # the first row's last two tokens are padding
+    module = torch.nn.Module()
+    expected, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0, scaling=0.3, is_causal=False)
+    probabilities = []
+    monkeypatch.setattr(model_module, "cpu_dropout", lambda x, p: probabilities.append(x) or x)
+    got, _ = model_module.sdpa_cpu_dropout(module, q, k, v, mask, dropout=0.1, scaling=0.3)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.equal(probabilities[0][0, ..., 3:], torch.zeros(3, 5, 2))  # no weight on padding keys
+    monkeypatch.undo()
+    dropped = torch.softmax(torch.randn(64, 12, 40, 40), -1)
+    out = model_module.cpu_dropout(dropped, 0.1)
+    assert abs((out != 0).float().mean().item() - 0.9) < 0.005
+    assert torch.allclose(out[out != 0], dropped[out != 0] / 0.9)
+
+
+def test_the_classifier_scores_the_same_with_either_attention_outside_training(tiny_bert):
+    """Outside training (and on a GPU) the registered attention is transformers' SDPA: same logits as the default."""
+    model = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"}).eval()
+    assert model.backbone.config._attn_implementation == "sdpa_cpu_dropout"
+    ids = torch.tensor([[2, 5, 6, 3, 0, 0], [2, 5, 6, 7, 8, 3]])
+    logits = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+    model.backbone.set_attn_implementation("sdpa")
+    assert torch.allclose(model(input_ids=ids, attention_mask=(ids != 0).long()).logits, logits, atol=1e-6)
