@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from config import METRICS, TrainConfig, option, parse_config
-from data import build_dataloaders, load_splits, load_unlabeled, tokenize_splits, windowing
+from data import build_dataloaders, column_values, load_splits, load_unlabeled, tokenize_splits, windowing
 from model import LOSSES, EncoderClassifier, EncoderClassifierConfig, class_loss
 from utils import (
     BEST_MODEL,
@@ -471,8 +471,8 @@ def predictions_rows(
 ) -> list[dict[str, Any]]:
     """One record per example (a document, with ``windows`` counting its windows under --long_text windows): idx,
     text (and pair), gold, prediction, probabilities and the row's loss."""
-    texts = raw["text"]
-    pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
+    texts = column_values(raw, "text")
+    pairs = column_values(raw, "text_pair") if "text_pair" in raw.column_names else None
     described = task.describe(out["logits"], label_names, top_k)
     losses = task.losses(out["labels"], out["logits"]) if "labels" in out else None
     rows = []
@@ -642,4 +642,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, fast_exit=True)

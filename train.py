@@ -919,4 +919,4 @@ def results_record(
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, fast_exit=True)

@@ -117,7 +117,15 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
     from transformers.utils import logging as hf_logging
 
-    from data import PadCollator, eval_dataloader, load_splits, padding_ratio, tokenize_splits, train_dataloader
+    from data import (
+        PadCollator,
+        column_values,
+        eval_dataloader,
+        load_splits,
+        padding_ratio,
+        tokenize_splits,
+        train_dataloader,
+    )
     from evaluate import compute_metrics, predict
     from model import EncoderClassifier
     from utils import pad_multiple_for, resolve_model_path, tune_cpu
@@ -174,7 +182,7 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
             yield from train_dl
             epoch += 1
 
-    lengths = train_ds["length"]
+    lengths = column_values(train_ds, "length")
     used_batches, samples, real_tokens, padded_tokens = [], 0, 0, 0
     model.train()
     sync = torch.cuda.synchronize if accelerator.device.type == "cuda" else (lambda: None)

@@ -28,6 +28,7 @@ from data import (  # noqa: E402
     build_label_space,
     carve_validation,
     check_columns,
+    column_values,
     encode_windows,
     load_raw_splits,
     window_room,
@@ -37,7 +38,7 @@ from utils import UsageError, atomic_savefig, atomic_write_json, atomic_write_te
 
 def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any, str]:
     """Split ``ratio`` of ``ds`` off as train.py carves a missing validation split; also say how it was split."""
-    keep, held, note = carve_validation(ds, list(ds[label_column]), ratio, seed)
+    keep, held, note = carve_validation(ds, column_values(ds, label_column), ratio, seed)
     return keep, held, split_method(note)
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         notes.append(f"validation carved from train ({args.val_ratio:.0%}, {how}, seed {args.seed})")
 
     given = names.get(args.label_column) or names.get("")
-    label_names, value_to_id = build_label_space(list(raw["train"][args.label_column]), given)
+    label_names, value_to_id = build_label_space(column_values(raw["train"], args.label_column), given)
     renames = {args.text_column: "text", args.label_column: "label"}
     if args.text_pair_column:
         renames[args.text_pair_column] = "text_pair"
@@ -115,17 +116,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lengths_by_split = {}
     for split in ("train", "validation", "test"):
         ds = raw[split]
-        unknown = {v for v in ds[args.label_column] if v not in value_to_id}
+        unknown = {v for v in column_values(ds, args.label_column) if v not in value_to_id}
         if unknown:
             raise UsageError(f"the {split} split has labels not seen in train: {sorted(map(str, unknown))[:5]}.")
         ds = ds.map(lambda r: {"__label": value_to_id[r[args.label_column]]})
         ds = ds.remove_columns(args.label_column).rename_column("__label", args.label_column)
         ds = ds.rename_columns({k: v for k, v in renames.items() if k != v})
         ds.to_parquet(str(out / f"{split}.parquet"))
-        pair = ds["text_pair"] if "text_pair" in ds.column_names else None
-        lengths = [len(ids) for ids in tokenizer(list(ds["text"]), pair, verbose=False)["input_ids"]]
+        pair = column_values(ds, "text_pair") if "text_pair" in ds.column_names else None
+        lengths = [len(ids) for ids in tokenizer(column_values(ds, "text"), pair, verbose=False)["input_ids"]]
         lengths_by_split[split] = lengths
-        counts = Counter(ds["label"])
+        counts = Counter(column_values(ds, "label"))
         report["splits"][split] = {
             "rows": len(ds),
             "label_distribution": {label_names[i]: counts.get(i, 0) / len(ds) for i in range(len(label_names))},
@@ -161,8 +162,8 @@ def windows_per_document(tokenizer: Any, ds: Any, max_seq_length: int, stride: i
     """Windows per document under ``--long_text windows``: mean, p50, p95, max, and the total."""
     import numpy as np
 
-    pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
-    _, rows = encode_windows(tokenizer, list(ds["text"]), pairs, max_seq_length, stride)
+    pairs = column_values(ds, "text_pair") if "text_pair" in ds.column_names else None
+    _, rows = encode_windows(tokenizer, column_values(ds, "text"), pairs, max_seq_length, stride)
     per_doc = np.bincount(rows, minlength=len(ds))
     summary = {"mean": float(per_doc.mean())} | {f"p{q}": float(np.percentile(per_doc, q)) for q in (50, 95)}
     return summary | {"max": int(per_doc.max()), "total": int(per_doc.sum())}
