@@ -320,7 +320,7 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
     # datasets, it would hash the whole encoded list, a second on a 67k-row training set.
     from datasets.fingerprint import Hasher
 
-    fingerprint = Hasher.hash((ds._fingerprint, spec.problem_type, spec.columns, maps))
+    fingerprint = Hasher.hash(("labels-v1", ds._fingerprint, spec.problem_type, spec.columns, maps))
     return ds.remove_columns(spec.columns).add_column("label", encoded, new_fingerprint=fingerprint)
 
 
@@ -558,7 +558,7 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
     ds = ds.select_columns(list(wanted.values()))
     ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
     # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input.
-    ds = ds.map(lambda r: {"text": r["text"] or ""})
+    ds = ds.map(lambda b: {"text": [t or "" for t in b["text"]]}, batched=True)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds.add_column("idx", list(range(len(ds))))

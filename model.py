@@ -31,15 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import (
-    AttentionInterface,
     AutoConfig,
     AutoModel,
     AutoModelForSequenceClassification,
     PretrainedConfig,
     PreTrainedModel,
 )
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import cached_file
 
@@ -51,7 +48,7 @@ from transformers.utils import cached_file
 
 
 def cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Training-mode dropout of a CPU tensor with the 16-bit mask (0 < p < 1)."""
+    """Training-mode dropout of a CPU tensor with the 16-bit mask (2**-16 <= p <= 1 - 2**-16)."""
     n = x.numel()
     # The full 64-bit range, so all four 16-bit lanes of a draw are uniform (random_() alone leaves the sign bit 0).
     bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:n]
@@ -59,11 +56,16 @@ def cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(keep, x * (1.0 / (1.0 - p)), 0)
 
 
+def _fast_mask_applies(p: float, x: torch.Tensor) -> bool:
+    """The 16-bit mask serves training-mode dropout on CPU for p it can express (others keep torch's kernel)."""
+    return x.device.type == "cpu" and 2**-16 <= p <= 1 - 2**-16
+
+
 class CpuDropout(nn.Dropout):
     """``nn.Dropout`` with the faster mask on CPU; the native kernel everywhere else."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
+        if not self.training or not _fast_mask_applies(self.p, x):
             return super().forward(x)
         return cpu_dropout(x, self.p)
 
@@ -87,25 +89,42 @@ def sdpa_cpu_dropout(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' SDPA attention, except in training on CPU with attention dropout: there the same attention
-    (HF's eager order: scores in the input dtype, softmax in fp32) with the 16-bit dropout mask on the probabilities."""
-    plain = not 0 < dropout < 1 or query.device.type != "cpu" or kwargs.get("position_bias") is not None
-    if plain or getattr(module, "num_key_value_groups", 1) > 1 or kwargs.get("is_causal") or kwargs.get("softcap"):
+    """transformers' SDPA attention, except in training on CPU with attention dropout: there the attention of
+    SDPA's math kernel (in fp32, as that kernel computes half-precision inputs on CPU) with the 16-bit dropout mask
+    on the probabilities."""
+    # As transformers' SDPA decides: causal only without a mask (a mask carries the pattern itself).
+    flag = kwargs.get("is_causal")
+    causal = attention_mask is None and (flag if flag is not None else getattr(module, "is_causal", True))
+    special = causal or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
+    if not _fast_mask_applies(dropout, query) or special or getattr(module, "num_key_value_groups", 1) > 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
-    scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
-    if attention_mask is not None:  # bool: True = attend; otherwise additive
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(attention_mask.logical_not(), float("-inf"))
-        else:
-            scores = scores + attention_mask
-    probs = cpu_dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype), dropout)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    with torch.autocast("cpu", enabled=False):  # fp32 here, whatever autocast the forward runs under
+        scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * scale
+        if attention_mask is not None:  # bool: True = attend; otherwise additive
+            if attention_mask.dtype == torch.bool:
+                # The dtype's minimum, not -inf: a query row with no key to attend to (a padding query whose whole
+                # sliding window is padding) gets finite weights instead of NaN, which would spread to every row.
+                scores = scores.masked_fill(attention_mask.logical_not(), torch.finfo(scores.dtype).min)
+            else:
+                scores = scores + attention_mask.float()
+        probs = cpu_dropout(torch.softmax(scores, dim=-1), dropout)
+        out = torch.matmul(probs, value.float())
+    return out.to(query.dtype).transpose(1, 2).contiguous(), None
 
 
-# Registered under its own name (with SDPA's mask builder), so only models built here use it.
-ATTENTION = "sdpa_cpu_dropout"
-AttentionInterface.register(ATTENTION, sdpa_cpu_dropout)
-AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+# Registered under its own name (with SDPA's mask builder), so only models built here use it; None where this
+# transformers has no registry for attention functions (the backbone then keeps its default attention).
+try:
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    ATTENTION: str | None = "sdpa_cpu_dropout"
+    AttentionInterface.register(ATTENTION, sdpa_cpu_dropout)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+except ImportError:
+    ATTENTION = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -514,7 +533,7 @@ class EncoderClassifier(PreTrainedModel):
         backbone_config = AutoConfig.for_model(**config.backbone_config)
         try:  # the CPU-dropout attention where the backbone takes a registered attention function
             self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32, attn_implementation=ATTENTION)
-        except (ValueError, ImportError):
+        except (ValueError, ImportError, KeyError):
             self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32)
         # The classifier pools last_hidden_state itself; a backbone pooler would be parameters without gradients
         # (DDP's "unused parameters" error) and weights saved for nothing. (Pooling "pooler" holds its own copy.)

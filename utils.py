@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,10 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
     ``fast_exit``, a successful run ends without the interpreter's teardown."""
     try:
         main(None)
-        if fast_exit:
+        # Not under a profiler or tracer (they write their results after the script), nor with a worker thread
+        # still running (an uploader): those need the normal exit.
+        others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        if fast_exit and not others and sys.getprofile() is None and sys.gettrace() is None:
             # Freeing torch, transformers and a model module by module took 1.5 s after every run (measured on a
             # 2-core CPU). main() has written and closed what it keeps (atomic writes, trackers ended); the exit
             # handlers (log files, temporary caches) still run, then the process leaves without the teardown.

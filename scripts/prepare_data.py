@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         unknown = {v for v in column_values(ds, args.label_column) if v not in value_to_id}
         if unknown:
             raise UsageError(f"the {split} split has labels not seen in train: {sorted(map(str, unknown))[:5]}.")
-        ds = ds.map(lambda r: {"__label": value_to_id[r[args.label_column]]})
+        ds = ds.map(lambda b: {"__label": [value_to_id[v] for v in b[args.label_column]]}, batched=True)
         ds = ds.remove_columns(args.label_column).rename_column("__label", args.label_column)
         ds = ds.rename_columns({k: v for k, v in renames.items() if k != v})
         ds.to_parquet(str(out / f"{split}.parquet"))

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_path, tokenizer, data, (pooling, _) = train.load_inputs(cfg)
     tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length, windowing(cfg))
     train_dl, eval_dls = build_dataloaders(tokenized, tokenizer, cfg, pad_multiple_for(accelerator, cfg.torch_compile))
+    sampler = train_dl.batch_sampler  # before prepare: with several processes accelerate wraps it
     model, _ = train.build_model(cfg, model_path, data, pooling)
     optimizer = train.build_optimizer(model, cfg, accelerator.device)
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         epoch = 0
         while True:
             train_dl.set_epoch(epoch)
-            train_dl.batch_sampler.set_epoch(epoch)
+            sampler.set_epoch(epoch)
             for batch in train_dl:
                 batch.pop("idx")
                 batch.pop("window", None)

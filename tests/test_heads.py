@@ -256,3 +256,18 @@ def test_the_classifier_scores_the_same_with_either_attention_outside_training(t
     logits = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
     model.backbone.set_attn_implementation("sdpa")
     assert torch.allclose(model(input_ids=ids, attention_mask=(ids != 0).long()).logits, logits, atol=1e-6)
+
+
+def test_cpu_dropout_attention_stays_finite_when_a_padding_query_sees_no_key(tmp_path):
+    """ModernBERT's local layers: a padding query whose whole sliding window is padding attends to no key; with
+    attention dropout in training on CPU that row must not turn the sequence (and the loss) into NaN."""
+    path = make_tiny_model(tmp_path / "modernbert", "modernbert")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(config | {"attention_dropout": 0.1, "local_attention": 4}))
+    torch.manual_seed(0)
+    model = EncoderClassifier.from_backbone(str(path), {0: "a", 1: "b"}).train()
+    ids = torch.tensor([[2] + [5] * 14 + [3], [2, 5, 3] + [0] * 13])  # the second row: 13 padding tokens
+    out = model(input_ids=ids, attention_mask=(ids != 0).long(), labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
