@@ -288,3 +288,29 @@ def test_batch_train_and_eval_shell_recipes(tiny_bert, tmp_path):
     )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert (run_dir / "eval_validation.json").is_file() and (tmp_path / "out" / "results.md").is_file()
+
+
+def test_profile_step_times_every_phase_of_the_loop_through_accelerate_launch(tiny_bert, tmp_path):
+    """The README's profile command: phases that add up to the measured epoch, and the top operators."""
+    from conftest import ACCELERATE_LAUNCH
+
+    out = subprocess.run(
+        [
+            *ACCELERATE_LAUNCH,
+            str(REPO / "scripts" / "profile_step.py"),
+            *tiny_args(tiny_bert, tmp_path / "run"),
+            *("--profiler_steps", "2", "--top_ops", "3"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    phases = result["phases_s"]
+    assert {"forward", "backward", "optimizer + schedule", "validation pass", "best_model/ write"} <= set(phases)
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert sum(phases.values()) == pytest.approx(result["epoch_seconds"], rel=1e-6)
+    assert len(result["top_ops"]) == 3 and "| forward |" in out.stdout
+    assert not (tmp_path / "run").exists()  # writes nothing outside a temporary folder
