@@ -707,9 +707,8 @@ def window_counts(tokenized: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Per split of windowed token ids: documents, windows used, and documents cut into more than one window."""
     counts = {}
     for split, ds in tokenized.items():
-        whole = np.asarray(column_values(ds, "doc_windows"))[
-            np.asarray(column_values(ds, "window")) == 0
-        ]  # (documents,): windows before a limit
+        first = np.asarray(column_values(ds, "window")) == 0  # one row per document: its first window
+        whole = np.asarray(column_values(ds, "doc_windows"))[first]  # (documents,): windows before a limit
         counts[split] = {"documents": len(whole), "windows": len(ds), "cut": int((whole > 1).sum())}
     return counts
 
