@@ -61,6 +61,8 @@ class BenchConfig:
         None, "trainer: whole runs of the README command against the HF Trainer at its best settings.", ("trainer",)
     )
     label_column: str = option("label", "--against trainer: the label column (as train.py's).")
+    text_column: str = option("text", "--against trainer: the text column (as train.py's).")
+    text_pair_column: str | None = option(None, "--against trainer: the second text column of a pair task.")
     num_train_epochs: float = option(2.0, "--against trainer: epochs of each whole run.")
     output_dir: str = option("outputs/benchmark_trainer", "--against trainer: where the runs are written.")
     rounds: int = option(2, "Alternations of ours/baseline with --baseline.")
@@ -277,6 +279,8 @@ def against_trainer(cfg: BenchConfig) -> dict[str, Any]:
         k: getattr(cfg, k)
         for k in (
             "model_name_or_path",
+            "text_column",
+            "text_pair_column",
             "num_train_epochs",
             "learning_rate",
             "per_device_train_batch_size",

@@ -58,6 +58,8 @@ class QualityConfig:
     reference: str = option("trainer", "Recipe the others are compared with (paired by seed).")
     seeds: list[int] | None = option(None, "Seeds (default 1 2 3 4 5; every recipe runs every seed).")
     model_name_or_path: str = option(DEFAULT_MODEL, "Encoder.")
+    text_column: str = option("text", "Text column of every dataset (as train.py's).")
+    text_pair_column: str | None = option(None, "Second text column of a sentence-pair task (as train.py's).")
     output_dir: str = option("outputs/quality", "Where runs and runs.jsonl go (kept: a rerun resumes).")
     num_train_epochs: float = option(2.0, "Epochs.")
     learning_rate: float = option(5e-5, "Peak learning rate.")
@@ -86,6 +88,8 @@ def shared_flags(cfg: QualityConfig, dataset: str, seed: int) -> list[str]:
     flags = ["--dataset", path, "--model_name_or_path", cfg.model_name_or_path, "--seed", str(seed)]
     flags += ["--label_column", column] if column else []
     for key in (
+        "text_column",
+        "text_pair_column",
         "num_train_epochs",
         "learning_rate",
         "warmup_ratio",

@@ -36,6 +36,8 @@ class RecipeConfig:
     dataset: str = option(str(REPO.parent / "shared" / "data" / "sst2"), "Dataset (as train.py's --dataset).")
     model_name_or_path: str = option(DEFAULT_MODEL, "Encoder (as train.py's --model_name_or_path).")
     label_column: str = option("label", "Label column (as train.py's).")
+    text_column: str = option("text", "Text column (as train.py's).")
+    text_pair_column: str | None = option(None, "Second text column of a sentence-pair task (as train.py's).")
     output_dir: str = option("outputs/trainer_recipe", "Where the Trainer writes its checkpoints.")
     recipe: str = option(
         "default", "default (fp32, random batches) or best (bf16, group_by_length).", ("default", "best")
@@ -75,6 +77,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         TrainConfig(
             dataset=cfg.dataset,
             label_column=cfg.label_column,
+            text_column=cfg.text_column,
+            text_pair_column=cfg.text_pair_column,
             seed=cfg.seed,
             max_train_samples=cfg.max_train_samples,
             max_eval_samples=cfg.max_eval_samples,

@@ -224,24 +224,40 @@ def test_every_dropout_of_the_classifier_is_the_cpu_dropout_with_its_p(backbone,
 
 
 def test_cpu_dropout_attention_is_sdpa_attention_with_the_mask_on_the_probabilities(monkeypatch):
-    """With the mask taken away, the CPU-dropout attention computes what transformers' SDPA attention computes
-    (padding keys masked); with it, each attention probability is kept or zeroed and kept ones scaled by 1 / (1 - p)."""
+    """With every probability kept, the CPU-dropout attention computes what transformers' SDPA attention computes
+    (padding keys masked), scaled by 1 / (1 - p); with the mask, output and gradients are those of the composed
+    ops: softmax, each probability kept or zeroed and kept ones scaled by 1 / (1 - p), times v."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     import model as model_module
 
     torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    q, k, v = (torch.randn(2, 3, 5, 8, requires_grad=True) for _ in range(3))
     mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
     mask[0, ..., 3:] = False  # the first row's last two tokens are padding
     module = torch.nn.Module()
     expected, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0, scaling=0.3, is_causal=False)
     probabilities = []
-    monkeypatch.setattr(model_module, "cpu_dropout", lambda x, p: probabilities.append(x) or x)
+    keep_all = lambda x, p: probabilities.append(x) or torch.ones_like(x)  # noqa: E731
+    monkeypatch.setattr(model_module, "dropout_keep_mask", keep_all)
     got, _ = model_module.sdpa_cpu_dropout(module, q, k, v, mask, dropout=0.1, scaling=0.3)
-    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(got * 0.9, expected, atol=1e-6)
     assert torch.equal(probabilities[0][0, ..., 3:], torch.zeros(3, 5, 2))  # no weight on padding keys
     monkeypatch.undo()
+
+    torch.manual_seed(1)
+    got, _ = model_module.sdpa_cpu_dropout(module, q, k, v, mask, dropout=0.1, scaling=0.3)
+    grad = torch.randn_like(got)
+    got_grads = torch.autograd.grad(got, (q, k, v), grad)
+    scores = (q @ k.transpose(2, 3) * 0.3).masked_fill(~mask, torch.finfo(torch.float32).min)
+    probs = torch.softmax(scores, -1)
+    torch.manual_seed(1)
+    keep = model_module.dropout_keep_mask(probs, 0.1).bool()
+    assert 0.85 < keep.float().mean().item() < 0.95
+    reference = (torch.where(keep, probs / 0.9, 0) @ v).transpose(1, 2)
+    assert torch.allclose(got, reference, atol=1e-6)
+    for mine, theirs in zip(got_grads, torch.autograd.grad(reference, (q, k, v), grad), strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-5)
     dropped = torch.softmax(torch.randn(64, 12, 40, 40), -1)
     out = model_module.cpu_dropout(dropped, 0.1)
     assert abs((out != 0).float().mean().item() - 0.9) < 0.005

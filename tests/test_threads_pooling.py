@@ -47,7 +47,7 @@ def test_cpu_threads_are_the_share_of_the_physical_cores(restore_threads, monkey
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun and accelerate launch set it
     utils.tune_cpu(cpu_accelerator(2))
     assert torch.get_num_threads() == max(1, cores // 2)
-    assert utils.tune_cpu(cpu_accelerator(2), threads=1) == "CPU threads per process: 1 (--cpu_threads)"
+    assert utils.tune_cpu(cpu_accelerator(2), threads=1).startswith("CPU threads per process: 1 (--cpu_threads)")
     assert torch.get_num_threads() == 1
     assert utils.tune_cpu(SimpleNamespace(device=torch.device("cuda"), mixed_precision="no")) is None
 
@@ -59,6 +59,53 @@ def test_the_users_omp_num_threads_is_kept(restore_threads, monkeypatch):
     assert not utils.omp_threads_set_by_launcher()
     assert "OMP_NUM_THREADS=1" in utils.tune_cpu(cpu_accelerator())
     assert torch.get_num_threads() == 1
+
+
+FAULTS_PROBE = """
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from transformers import BertConfig, BertModel
+import utils
+kept = sys.argv[2] == "keep" and utils.keep_freed_memory()  # as tune_cpu calls it: after torch is imported
+torch.manual_seed(0)
+config = BertConfig(vocab_size=1000, hidden_size=384, num_hidden_layers=2, num_attention_heads=12, intermediate_size=1536)
+model = BertModel(config)
+faults = []
+for _ in range(8):  # MiniLM-sized activations at batch 32 x 128 tokens
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model(input_ids=torch.randint(0, 1000, (32, 128))).last_hidden_state.square().mean().backward()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
+print(kept, sum(faults[3:]))  # the steady state, after the first steps have grown the heap
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_freed_memory_is_reused_without_page_faults():
+    """With keep_freed_memory (what tune_cpu sets on a CPU run), training steps reuse the memory the step before
+    freed; with glibc's default, every step maps tens of thousands of fresh zeroed pages again."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc malloc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    env["HF_HUB_OFFLINE"] = "1"
+
+    def probe(mode: str) -> tuple[bool, int]:
+        argv = [sys.executable, "-c", FAULTS_PROBE, str(REPO), mode]
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+        kept, faults = out.split()
+        return kept == "True", int(faults)
+
+    default, keep = probe("default"), probe("keep")
+    assert default[1] > 20_000  # the scenario does fault without the setting (~100,000 over 5 steps here)
+    assert keep[0] and keep[1] < default[1] / 5
+
+
+def test_a_users_own_malloc_tuning_is_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert not utils.keep_freed_memory()
 
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
@@ -116,7 +163,9 @@ def test_every_launch_mode_trains_on_its_share_of_the_cores(tiny_bert, tmp_path,
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert int((tmp_path / "t").read_text()) == expected  # what the main process trained with
     assert json.loads((out / "config.json").read_text())["resolved"]["cpu_threads"] == expected
-    assert f"CPU threads per process: {expected} (" in (out / "train.log").read_text()
+    log = (out / "train.log").read_text()
+    assert f"CPU threads per process: {expected} (" in log
+    assert "freed memory kept for reuse" in log or not utils.keep_freed_memory()
     if mode == "accelerate-1" and not flags and not env_extra:  # scoring launched the same way gets them too
         scored = subprocess.run(
             [*LAUNCHERS[mode], str(REPO / "evaluate.py"), "--run_dir", str(out), "--split", "validation"],
