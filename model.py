@@ -123,10 +123,17 @@ def sdpa_cpu_dropout(
     if not _fast_mask_applies(dropout, query) or special or getattr(module, "num_key_value_groups", 1) > 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    dtype = query.dtype
     with torch.autocast("cpu", enabled=False):  # fp32 here, whatever autocast the forward runs under
         # Every pass over the (batch, heads, query, key) tensors costs more than one over q, k or v (key length
         # times head size), so the scalars go on q and v: the softmax scale on q, dropout's 1 / (1 - p) on v.
-        scores = torch.matmul(query.float() * scale, key.float().transpose(2, 3))
+        # q, k, v arrive as views of (batch, seq, heads, head_dim) projections: one pass each to a contiguous fp32
+        # copy (a copy always, as the scalars are then multiplied in place), instead of a cast that keeps the strides
+        # and the copy matmul makes on top of it.
+        query, key, value = (
+            t.to(torch.float32, memory_format=torch.contiguous_format, copy=True) for t in (query, key, value)
+        )
+        scores = torch.matmul(query.mul_(scale), key.transpose(2, 3))
         if attention_mask is not None:  # bool: True = attend; otherwise additive
             if attention_mask.dtype == torch.bool:
                 # The dtype's minimum, not -inf: a query row with no key to attend to (a padding query whose whole
@@ -137,8 +144,9 @@ def sdpa_cpu_dropout(
             scores = scores.add_(attention_mask.float())
         probs = torch.softmax(scores, dim=-1)
         dropped = ApplyMask.apply(probs, dropout_keep_mask(probs, dropout), 1.0)
-        out = torch.matmul(dropped, value.float() * (1.0 / (1.0 - dropout)))
-    return out.to(query.dtype).transpose(1, 2).contiguous(), None
+        out = torch.matmul(dropped, value.mul_(1.0 / (1.0 - dropout)))
+    # (batch, seq, heads, head_dim) in the projections' dtype, cast and laid out in one pass.
+    return out.transpose(1, 2).to(dtype, memory_format=torch.contiguous_format), None
 
 
 # Registered under its own name (with SDPA's mask builder), so only models built here use it; None where this

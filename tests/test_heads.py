@@ -246,7 +246,9 @@ def test_cpu_dropout_attention_is_sdpa_attention_with_the_mask_on_the_probabilit
     monkeypatch.undo()
 
     torch.manual_seed(1)
+    before = [t.detach().clone() for t in (q, k, v)]
     got, _ = model_module.sdpa_cpu_dropout(module, q, k, v, mask, dropout=0.1, scaling=0.3)
+    assert all(torch.equal(t, b) for t, b in zip((q, k, v), before, strict=True))  # the inputs are left as they were
     grad = torch.randn_like(got)
     got_grads = torch.autograd.grad(got, (q, k, v), grad)
     scores = (q @ k.transpose(2, 3) * 0.3).masked_fill(~mask, torch.finfo(torch.float32).min)
