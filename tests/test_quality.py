@@ -49,3 +49,16 @@ def test_ours_and_the_trainer_recipe_on_the_same_rows_then_a_rerun_keeps_them(ti
     quality.main(args)  # nothing is run again
     assert "seed 1 ours" not in capsys.readouterr().out
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_text_columns_reach_both_recipes():
+    """A sentence-pair dataset: both train.py and trainer_recipe.py get the same text and pair columns."""
+    cfg = quality.QualityConfig(text_column="sentence1", text_pair_column="sentence2")
+    cfg.validate()
+    flags = quality.shared_flags(cfg, "/data/pairs", 1)
+    assert flags[flags.index("--text_column") + 1] == "sentence1"
+    assert flags[flags.index("--text_pair_column") + 1] == "sentence2"
+    import trainer_recipe
+
+    recipe = trainer_recipe.parse_config(flags, trainer_recipe.RecipeConfig)
+    assert (recipe.text_column, recipe.text_pair_column) == ("sentence1", "sentence2")

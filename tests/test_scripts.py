@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import pyarrow
 import pyarrow.parquet as pq
 import pytest
 
@@ -146,6 +147,30 @@ def test_prepare_data_refuses_a_non_empty_folder(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "is not empty" in proc.stderr
+
+
+def test_make_pairs_builds_a_pair_dataset_that_train_reads(tmp_path):
+    words = "one two three four five six seven eight nine ten eleven"
+    rows = [{"text": f"{words} sentence {i}", "label": i % 2} for i in range(60)] + [{"text": "too short", "label": 0}]
+    source = tmp_path / "source"
+    source.mkdir()
+    pq.write_table(pyarrow.Table.from_pylist(rows), source / "train.parquet")
+    out = tmp_path / "pairs"
+    flags = ["--source", source, "--output_dir", out, "--train_pairs", "20", "--eval_pairs", "5"]
+    run_script("make_pairs.py", *flags)
+    tables = {s: pq.read_table(out / f"{s}.parquet").to_pylist() for s in ("train", "validation", "test")}
+    assert {s: len(t) for s, t in tables.items()} == {"train": 20, "validation": 5, "test": 5}
+    sentences = [r[c] for t in tables.values() for r in t for c in ("sentence1", "sentence2")]
+    assert len(set(sentences)) == 60 and "too short" not in sentences  # disjoint sentences, short ones left out
+    number = {r["text"]: i for i, r in enumerate(rows)}
+    for row in tables["train"]:  # "same" when both sentences carry the same label
+        assert row["label"] == int(number[row["sentence1"]] % 2 == number[row["sentence2"]] % 2)
+    data = load_splits(TrainConfig(dataset=str(out), text_column="sentence1", text_pair_column="sentence2"))
+    assert data.label_names == ["different", "same"] and "text_pair" in data.splits["train"].column_names
+    again = subprocess.run(
+        [sys.executable, str(SCRIPTS / "make_pairs.py"), *map(str, flags)], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "exists" in again.stderr  # nothing is overwritten
 
 
 def test_evaluate_input_predicts_every_row_of_unlabeled_text(tiny_bert, tmp_path):

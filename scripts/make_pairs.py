@@ -1,0 +1,87 @@
+"""A sentence-pair dataset built from a single-sentence one, for timing pair inputs (longer than either sentence).
+
+    python scripts/make_pairs.py --source ../shared/data/sst2 --output_dir outputs/sst2-pairs
+
+Each row pairs two training sentences of at least --min_words words (``sentence1``, ``sentence2``) with the label
+``same`` when both carry the same label, else ``different``. Train, validation and test rows come from disjoint
+sentences of the source's training split, drawn in a seeded order. The output is a dataset folder as train.py
+reads it (parquet splits and labels.json): train with ``--text_column sentence1 --text_pair_column sentence2``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from config import option, parse_config  # noqa: E402
+from utils import UsageError  # noqa: E402
+
+
+@dataclass
+class PairsConfig:
+    """Where the sentences come from, where the pairs go, and how many."""
+
+    source: str = option(str(REPO.parent / "shared" / "data" / "sst2"), "Dataset folder with train.parquet.")
+    output_dir: str = option("outputs/sst2-pairs", "Folder for the pair dataset (must not exist yet).")
+    text_column: str = option("text", "Sentence column of the source.")
+    label_column: str = option("label", "Label column of the source.")
+    min_words: int = option(12, "Only sentences of at least this many words.")
+    train_pairs: int = option(4000, "Training pairs.")
+    eval_pairs: int = option(500, "Validation pairs and test pairs (each).")
+    seed: int = option(0, "Seed of the sentence order.")
+
+
+def make_pairs(cfg: PairsConfig) -> dict[str, int]:
+    """Write the pair splits and labels.json; returns the rows per split."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(cfg.output_dir)
+    if out.exists():
+        raise UsageError(f"{out} exists; choose a new --output_dir (nothing is overwritten).")
+    rows = pq.read_table(Path(cfg.source) / "train.parquet", columns=[cfg.text_column, cfg.label_column]).to_pylist()
+    rows = [r for r in rows if len(str(r[cfg.text_column]).split()) >= cfg.min_words]
+    random.Random(cfg.seed).shuffle(rows)
+    sizes = {"train": cfg.train_pairs, "validation": cfg.eval_pairs, "test": cfg.eval_pairs}
+    if len(rows) < 2 * sum(sizes.values()):
+        raise UsageError(
+            f"{len(rows)} sentences of {cfg.min_words}+ words make fewer than the {sum(sizes.values())} pairs asked; "
+            "lower --train_pairs, --eval_pairs or --min_words."
+        )
+    out.mkdir(parents=True)
+    start = 0
+    for split, n in sizes.items():
+        chunk = rows[start : start + 2 * n]
+        start += 2 * n
+        pairs: list[dict[str, Any]] = [
+            {
+                "sentence1": a[cfg.text_column],
+                "sentence2": b[cfg.text_column],
+                "label": int(a[cfg.label_column] == b[cfg.label_column]),
+            }
+            for a, b in zip(chunk[0::2], chunk[1::2], strict=True)
+        ]
+        pq.write_table(pa.Table.from_pylist(pairs), out / f"{split}.parquet")
+    (out / "labels.json").write_text(json.dumps({"label": ["different", "same"]}, indent=2) + "\n")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> dict[str, int]:
+    """Build the pairs and print the rows per split as JSON."""
+    cfg = parse_config(argv, PairsConfig, __doc__)
+    sizes = make_pairs(cfg)
+    print(json.dumps(sizes))
+    return sizes
+
+
+if __name__ == "__main__":
+    from utils import run_cli
+
+    run_cli(main)
