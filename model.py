@@ -44,27 +44,32 @@ from transformers.utils import cached_file
 # Dropout on CPU: torch's CPU bernoulli draws one generator value per element, which made dropout 13% of a MiniLM
 # training step on a 2-core CPU (scripts/profile_step.py), and SDPA with dropout on CPU draws its attention mask the
 # same way. The same Bernoulli(1 - p) mask from 16 random bits per element, four elements per 64-bit draw, costs a
-# third of that; the keep probability is exact to 1/65536. The mask is held as 0/1 in the activation's dtype and
-# applied by one multiply each way: torch.where over a bool mask is a scalar loop on CPU, four times slower than a
+# third of that; the keep probability is exact to 1/65536. The mask is held as 0/1 (in the activation's dtype, or
+# bytes for the attention probabilities) and applied by one multiply each way: torch.where over a bool mask is a
+# scalar loop on CPU, four times slower than a
 # vectorised multiply (8.7 against 2.0 ms for a 32 x 12 x 128 x 128 fp32 attention tensor on 2 cores). Other devices
 # keep torch's own kernels.
 
 
-def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """The Bernoulli(1 - p) keep mask of training-mode dropout for ``x`` (CPU) as 0/1 in x's dtype, from 16 random
-    bits per element."""
+def dropout_keep_mask(x: torch.Tensor, p: float, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The Bernoulli(1 - p) keep mask of training-mode dropout for ``x`` (CPU), from 16 random bits per element: 0/1
+    in ``dtype`` (default x's), or bool."""
     n = x.numel()
     # The full 64-bit range, so all four 16-bit lanes of a draw are uniform (random_() alone leaves the sign bit 0).
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:n]
-    return torch.ge(bits.view(x.shape), -32768 + round(p * 65536), out=torch.empty(x.shape, dtype=x.dtype))
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:n].view(x.shape)
+    threshold = -32768 + round(p * 65536)
+    if dtype == torch.bool:
+        return bits >= threshold
+    return torch.ge(bits, threshold, out=torch.empty(x.shape, dtype=dtype or x.dtype))
 
 
 class ApplyMask(torch.autograd.Function):
     """``x * mask * scale`` and its gradient ``grad * mask * scale``, each one pass (the scale multiplied in fp32,
-    as ``x * scale`` would be, so a bf16 ``x`` is rounded once)."""
+    as ``x * scale`` would be, so a bf16 ``x`` is rounded once). A bool mask is read as 0/1 bytes."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
+        mask = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
         ctx.save_for_backward(mask)
         ctx.scale = scale
         return torch.addcmul(x.new_zeros(()), x, mask, value=scale)
@@ -143,10 +148,13 @@ def sdpa_cpu_dropout(
             # In place: matmul's backward does not need its output, and an add passes the gradient through as is.
             scores = scores.add_(attention_mask.float())
         probs = torch.softmax(scores, dim=-1)
-        dropped = ApplyMask.apply(probs, dropout_keep_mask(probs, dropout), 1.0)
+        # A bool mask here (1 byte per element, as torch.where's was): these tensors grow with the square of the
+        # length, and a float mask kept for backward would take 4x the memory for ~1 ms less per layer and step.
+        dropped = ApplyMask.apply(probs, dropout_keep_mask(probs, dropout, torch.bool), 1.0)
         out = torch.matmul(dropped, value.mul_(1.0 / (1.0 - dropout)))
-    # (batch, seq, heads, head_dim) in the projections' dtype, cast and laid out in one pass.
-    return out.transpose(1, 2).to(dtype, memory_format=torch.contiguous_format), None
+    # (batch, seq, heads, head_dim) in the projections' dtype, cast and laid out in one pass (copy=True: without it an
+    # fp32 run would get the transposed view back, as `to` counts a transposed 4-d tensor as contiguous-format).
+    return out.transpose(1, 2).to(dtype, memory_format=torch.contiguous_format, copy=True), None
 
 
 # Registered under its own name (with SDPA's mask builder), so only models built here use it; None where this

@@ -357,6 +357,8 @@ def keep_freed_memory() -> bool:
         return False
     if any(name in os.environ for name in _MALLOC_ENV):
         return False
+    if any(lib in os.environ.get("LD_PRELOAD", "") for lib in ("jemalloc", "tcmalloc", "mimalloc")):
+        return False  # another allocator serves malloc: glibc's settings would change nothing
     mallopt = ctypes.CDLL(None).mallopt
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 

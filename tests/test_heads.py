@@ -210,6 +210,24 @@ def test_cpu_dropout_is_dropout_with_the_same_keep_rate_in_every_lane(p):
     assert torch.equal(dropout.eval()(x), x)
 
 
+def test_cpu_dropout_attention_keeps_a_one_byte_mask_for_backward():
+    """The (batch, heads, query, key) tensors kept for backward: the probabilities for softmax's gradient, the dropped
+    ones for v's, and the mask as bytes; a float mask would add 4 bytes per element, growing with length squared."""
+    import model as model_module
+
+    q, k, v = (torch.randn(2, 3, 16, 8, requires_grad=True) for _ in range(3))
+    saved = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model_module.sdpa_cpu_dropout(torch.nn.Module(), q, k, v, None, dropout=0.1, scaling=0.3, is_causal=False)
+    square = sorted(str(t.dtype) for t in saved if t.numel() == 2 * 3 * 16 * 16)
+    assert square == ["torch.float32", "torch.float32", "torch.uint8"]
+
+
 @pytest.mark.parametrize("backbone", ["bert", "distilbert", "roberta", "modernbert"])
 def test_every_dropout_of_the_classifier_is_the_cpu_dropout_with_its_p(backbone, tmp_path):
     """The swap covers the backbone's and the head's dropout modules and keeps each one's probability."""
@@ -238,10 +256,11 @@ def test_cpu_dropout_attention_is_sdpa_attention_with_the_mask_on_the_probabilit
     module = torch.nn.Module()
     expected, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0, scaling=0.3, is_causal=False)
     probabilities = []
-    keep_all = lambda x, p: probabilities.append(x) or torch.ones_like(x)  # noqa: E731
+    keep_all = lambda x, p, dtype=None: probabilities.append(x) or torch.ones_like(x, dtype=dtype)  # noqa: E731
     monkeypatch.setattr(model_module, "dropout_keep_mask", keep_all)
     got, _ = model_module.sdpa_cpu_dropout(module, q, k, v, mask, dropout=0.1, scaling=0.3)
     assert torch.allclose(got * 0.9, expected, atol=1e-6)
+    assert got.is_contiguous()  # as transformers' SDPA returns it, in fp32 as in bf16
     assert torch.equal(probabilities[0][0, ..., 3:], torch.zeros(3, 5, 2))  # no weight on padding keys
     monkeypatch.undo()
 
