@@ -351,8 +351,8 @@ def keep_freed_memory() -> bool:
     """Have glibc malloc keep freed memory for the next allocations instead of handing it back to the OS; False where
     the C library is not glibc or the user tuned malloc already."""
     # A training step frees and re-allocates hundreds of MB of activations. With glibc's adaptive defaults much of it
-    # went back to the OS each step and came back as fresh zeroed pages: 70,000 page faults per MiniLM step at
-    # batch 32 x 96 tokens, none with these settings (Intel Xeon, 2 cores; measured with getrusage).
+    # went back to the OS each step and came back as fresh zeroed pages: 58,000-73,000 page faults per MiniLM step
+    # at batch 32 x 96 tokens, none with these settings (Intel Xeon, 2 cores; measured with getrusage).
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     if any(name in os.environ for name in _MALLOC_ENV):
