@@ -18,7 +18,7 @@ import model
 import train
 import utils
 from config import ConfigError
-from conftest import REPO, make_tiny_model, tiny_args
+from conftest import REPO, make_tiny_model, tiny_args, write_csv
 from model import EncoderClassifier, EncoderClassifierConfig
 
 # ---- CPU threads ------------------------------------------------------------------------------------------------
@@ -184,6 +184,47 @@ def test_every_launch_mode_trains_on_its_share_of_the_cores(tiny_bert, tmp_path,
         )
         assert scored.returncode == 0, (scored.stdout + scored.stderr)[-3000:]
         assert f"CPU threads per process: {expected} (" in scored.stdout + scored.stderr
+
+
+def write_many_lengths(folder: Path) -> Path:
+    """train/validation/test csv files whose texts spread over ~16 padded lengths (2 to 110 words)."""
+    import random
+
+    from conftest import _vocab
+
+    words = [w for w in _vocab() if w.isalpha() and len(w) > 2]
+    rng = random.Random(0)
+    for split, rows in (("train", 128), ("validation", 32), ("test", 32)):
+        texts = [" ".join(rng.choices(words, k=2 + (i * 7) % 109)) for i in range(rows)]
+        write_csv(folder / f"{split}.csv", [(t, ("short", "long")[len(t.split()) > 55]) for t in texts])
+    return folder
+
+
+@pytest.mark.slow
+def test_bf16_kernels_are_built_once_per_batch_shape(tiny_bert, tmp_path):
+    """oneDNN builds a bf16 kernel per matmul shape; later epochs, evaluations and the final scoring must find
+    them in its cache rather than build them again (a cache smaller than the run's shapes rebuilds every epoch)."""
+    data = write_many_lengths(tmp_path / "data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDNN")}
+    env |= {"HF_HUB_OFFLINE": "1", "ONEDNN_VERBOSE": "profile_create"}
+
+    def kernel_builds(epochs: int) -> int:
+        out = tmp_path / f"run{epochs}"
+        args = tiny_args(tiny_bert, out, data, "--max_seq_length", "128", "--num_train_epochs", str(epochs))
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", "1"]
+        launch += ["--mixed_precision", "bf16", "--dynamo_backend", "no"]
+        proc = subprocess.run(
+            [*launch, str(REPO / "train.py"), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        return proc.stdout.count("create:cache_miss")
+
+    one = kernel_builds(1)
+    if one == 0:
+        pytest.skip("no oneDNN bf16 kernels on this CPU")
+    three = kernel_builds(3)
+    # The same shapes every epoch (batches regroup, so a few may first appear later): two more epochs add few builds.
+    assert three < 1.3 * one, (one, three)
 
 
 # ---- pooling ----------------------------------------------------------------------------------------------------
