@@ -18,7 +18,7 @@ import model
 import train
 import utils
 from config import ConfigError
-from conftest import REPO, make_tiny_model, tiny_args, write_csv
+from conftest import REPO, _vocab, make_tiny_model, tiny_args, write_csv
 from model import EncoderClassifier, EncoderClassifierConfig
 
 # ---- CPU threads ------------------------------------------------------------------------------------------------
@@ -189,8 +189,6 @@ def test_every_launch_mode_trains_on_its_share_of_the_cores(tiny_bert, tmp_path,
 def write_many_lengths(folder: Path) -> Path:
     """train/validation/test csv files whose texts spread over ~16 padded lengths (2 to 110 words)."""
     import random
-
-    from conftest import _vocab
 
     words = [w for w in _vocab() if w.isalpha() and len(w) > 2]
     rng = random.Random(0)
