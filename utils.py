@@ -372,7 +372,7 @@ def tune_cpu(accelerator: Any, threads: int | None = None) -> str | None:
     note = "; freed memory kept for reuse (glibc malloc)" if keep_freed_memory() else ""
     # oneDNN's kernel cache (one bf16 kernel per matmul shape, and length-grouped batches bring many shapes) keeps
     # oneDNN's own capacity, 1024, as the Trainer runs with. A bound of 64 thrashed on a sentence-pair task: over 3
-    # epochs (3000 pairs, 10 padded lengths) 2,678 kernel builds taking 6.1 s against 496 taking 1.3 s, for 440 MB
+    # epochs (3000 pairs of up to 104 tokens) 2,678 kernel builds taking 6.1 s against 496 taking 1.3 s, for 440 MB
     # more peak RSS (2.74 GB against 2.30 GB). ONEDNN_PRIMITIVE_CACHE_CAPACITY in the environment still sets it.
     import torch  # here, so that scripts reading only the run layout stay light
 
