@@ -72,12 +72,14 @@ torch.manual_seed(0)
 config = BertConfig(hidden_size=384, num_hidden_layers=2, num_attention_heads=12, intermediate_size=1536)
 model = BertModel(config)  # BERT's vocabulary: a 47 MB word-embedding gradient, freed every step as train.py does
 faults = []
-for _ in range(8):  # MiniLM-sized activations at batch 32 x 128 tokens
+for _ in range(14):  # MiniLM-sized activations at batch 32 x 128 tokens
     start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     model(input_ids=torch.randint(0, 1000, (32, 128))).last_hidden_state.square().mean().backward()
     model.zero_grad(set_to_none=True)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
-print(kept, sum(faults[3:]))  # the steady state, after the first steps have grown the heap
+# The steady state: the first steps grow the heap, and on some CPUs (AVX2 kernels, for one) it takes a few more steps
+# before no step needs a fresh mapping; a CI machine still faulted ~4,000 pages a step over steps 3-7.
+print(kept, sum(faults[6:]))
 """
 
 
@@ -103,7 +105,9 @@ def test_freed_memory_is_reused_without_page_faults():
         return kept == "True", int(faults)
 
     default, keep = probe("default"), probe("keep")
-    assert default[1] > 20_000  # the scenario does fault without the setting (127,857 over 5 steps here)
+    # Over the last 8 of 14 steps (Intel Xeon, 2 cores): default 147,234 and 219,428 with AVX2 kernels; kept 2 and
+    # 3,074 (ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2).
+    assert default[1] > 20_000  # the scenario does fault without the setting
     assert keep[0] and keep[1] < default[1] / 5
 
 
