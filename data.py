@@ -638,6 +638,20 @@ def encode_windows(
     return encoded, [row for row, windows in enumerate(per_row) for _ in windows]
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of the tokenizer that using it does not change (the token cache's key)."""
+    from datasets.fingerprint import Hasher
+
+    # transformers 4's fast tokenizers keep the last call's truncation and padding in their Rust state, which the
+    # hash sees: the same tokenizer hashed differently once it had been used, and cached token ids were missed. Every
+    # call sets both again, so clearing them here changes no output.
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if hasattr(backend, "no_truncation") and hasattr(backend, "no_padding"):
+        backend.no_truncation()
+        backend.no_padding()
+    return Hasher.hash(tokenizer)
+
+
 def tokenize_splits(
     splits: dict[str, Any], tokenizer: Any, max_seq_length: int, windows: Windowing | None = None
 ) -> dict[str, Any]:
@@ -677,11 +691,12 @@ def tokenize_splits(
     # (or evaluate.py) on the same data reads the token ids from disk instead of tokenizing again.
     cache_dir = Path(datasets.config.HF_DATASETS_CACHE) / "tokenized"
     cache_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer_hash = tokenizer_fingerprint(tokenizer)
     tokenized = {}
     for split, ds in splits.items():
         if windows is None:
             drop = [c for c in ds.column_names if c not in ("label", "idx", "teacher")]
-            key = Hasher.hash((ds._fingerprint, Hasher.hash(tokenizer), max_seq_length, input_names, "v1"))
+            key = Hasher.hash((ds._fingerprint, tokenizer_hash, max_seq_length, input_names, "v1"))
             function, kwargs = encode, {}
         else:
             # A row becomes any number of windows, so every input column is replaced (label, idx and teacher are
@@ -689,7 +704,7 @@ def tokenize_splits(
             drop = list(ds.column_names)
             limit = windows.max_train_windows if split == "train" else None
             spec = ("windows", windows.stride, limit)
-            key = Hasher.hash((ds._fingerprint, Hasher.hash(tokenizer), max_seq_length, input_names, spec, "v1"))
+            key = Hasher.hash((ds._fingerprint, tokenizer_hash, max_seq_length, input_names, spec, "v1"))
             function, kwargs = encode_windowed, {"fn_kwargs": {"limit": limit}}
         tokenized[split] = ds.map(
             function,

@@ -156,6 +156,19 @@ def sdpa_cpu_dropout(
     return out.transpose(1, 2).to(dtype, memory_format=torch.contiguous_format, copy=True), None
 
 
+def takes_attention_functions(backbone_config: Any) -> bool:
+    """Whether the backbone's class calls the attention function registered under its config's attn_implementation
+    (transformers 5 encoders); transformers 4 encoders pick from their own attention classes, and some only fail at
+    the first forward on a name they do not know (ModernBERT)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    try:
+        backbone_class = MODEL_MAPPING[type(backbone_config)]
+    except KeyError:
+        return False
+    return bool(getattr(backbone_class, "_supports_attention_backend", False))
+
+
 # Registered under its own name (with SDPA's mask builder), so only models built here use it; None where this
 # transformers has no registry for attention functions (the backbone then keeps its default attention).
 try:
@@ -532,7 +545,10 @@ class EncoderClassifierConfig(PretrainedConfig):
     ):
         # kwargs also carry a head's own settings (TrainConfig fields marked model=True): PretrainedConfig keeps
         # unknown keys as attributes and saves them in config.json, so the head finds them again on reload.
+        # problem_type is set after: transformers 4 rejects any but its own three (hierarchical_classification).
+        problem_type = kwargs.pop("problem_type", None)
         super().__init__(**kwargs)
+        self.problem_type = problem_type
         # Master weights are fp32 whatever dtype the backbone checkpoint was stored in: mixed precision is autocast
         # only. A bf16/fp16 dtype left here would make from_config build (and reloads cast to) half precision.
         self.dtype = "float32"
@@ -575,8 +591,11 @@ class EncoderClassifier(PreTrainedModel):
         super().__init__(config)
         backbone_config = AutoConfig.for_model(**config.backbone_config)
         try:  # the CPU-dropout attention where the backbone takes a registered attention function
-            self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32, attn_implementation=ATTENTION)
+            attention = ATTENTION if takes_attention_functions(backbone_config) else None
+            self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32, attn_implementation=attention)
         except (ValueError, ImportError, KeyError):
+            # A failed build has already written the name into the config it was given: a fresh one for the default.
+            backbone_config = AutoConfig.for_model(**config.backbone_config)
             self.backbone = AutoModel.from_config(backbone_config, dtype=torch.float32)
         # The classifier pools last_hidden_state itself; a backbone pooler would be parameters without gradients
         # (DDP's "unused parameters" error) and weights saved for nothing. (Pooling "pooler" holds its own copy.)

@@ -15,6 +15,7 @@ validation and test macro-F1 and accuracy, and the seconds of the whole run.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -113,12 +114,20 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         }
 
     best = cfg.recipe == "best"
+    # The same settings under either generation's names: transformers 5 takes a warmup share as a float
+    # warmup_steps and the batch order as train_sampling_strategy; transformers 4 as warmup_ratio and group_by_length.
+    if "train_sampling_strategy" in inspect.signature(TrainingArguments).parameters:
+        version_args = {
+            "warmup_steps": cfg.warmup_ratio,
+            "train_sampling_strategy": "group_by_length" if best else "random",
+        }
+    else:
+        version_args = {"warmup_ratio": cfg.warmup_ratio, "group_by_length": best}
     args = TrainingArguments(
         output_dir=cfg.output_dir,
         seed=cfg.seed,
         num_train_epochs=cfg.num_train_epochs,
         learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
         weight_decay=cfg.weight_decay,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_eval_batch_size,
@@ -131,10 +140,10 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         report_to="none",
         bf16=best and auto_precision() == "bf16",  # the same rule as our recipe's --mixed_precision auto
         use_cpu=not torch.cuda.is_available(),  # the Trainer refuses bf16 on a CPU unless told it is one
-        train_sampling_strategy="group_by_length" if best else "random",
         optim="adamw_torch_fused",
         dataloader_num_workers=0,
         disable_tqdm=True,
+        **version_args,
     )
     trainer = Trainer(
         model=model,

@@ -33,6 +33,7 @@ def _vocab() -> list[str]:
 
 def make_tiny_model(path: Path, arch: str = "bert") -> Path:
     """Save a randomly initialised tiny backbone and its tokenizer as a plain HF model directory."""
+    import transformers
     from transformers import AutoModel, BertConfig, BertTokenizer, DistilBertConfig, ModernBertConfig, RobertaConfig
 
     path.mkdir(parents=True, exist_ok=True)
@@ -79,8 +80,9 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
     }
     AutoModel.from_config(configs[arch]()).save_pretrained(path)
     # transformers 5 takes the vocabulary as `vocab` (a path or a dict); `vocab_file=` is silently ignored, which
-    # would leave only the special tokens and turn every word into [UNK].
-    tokenizer = BertTokenizer(vocab=str(vocab_file), model_max_length=128)
+    # would leave only the special tokens and turn every word into [UNK]. transformers 4 takes `vocab_file` only.
+    vocab_arg = "vocab" if int(transformers.__version__.split(".")[0]) >= 5 else "vocab_file"
+    tokenizer = BertTokenizer(**{vocab_arg: str(vocab_file)}, model_max_length=128)
     tokenizer.save_pretrained(path)
     return path
 

@@ -209,6 +209,33 @@ def test_report_to_a_missing_tracker_is_a_clear_error(tiny_bert, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_benchmark_against_the_trainer_times_whole_runs_of_both_recipes(tiny_bert, tmp_path):
+    """`benchmark.py --against trainer`: the README command and the Trainer at its best settings, each a whole run in
+    its own process on the same rows, and the ratio of their wall times."""
+    sys.path.insert(0, str(SCRIPTS))
+    from benchmark import auto_precision
+
+    out = tmp_path / "bench"
+    stdout = run_script(
+        "benchmark.py",
+        *("--dataset", SHARED_DATA / "trec", "--label_column", "label_coarse", "--against", "trainer"),
+        *("--model_name_or_path", tiny_bert, "--num_train_epochs", "1", "--rounds", "1", "--seed", "1"),
+        *("--max_train_samples", "48", "--max_eval_samples", "24", "--max_seq_length", "24"),
+        *("--output_dir", out),
+    )
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    seconds = summary["seconds"]
+    assert summary["speedup"] == pytest.approx(seconds["trainer-best"] / seconds["ours"])
+    assert set(summary["test_macro_f1"]) == {"ours", "trainer-best"}
+    ours = json.loads((out / "trec" / "ours" / "seed1" / "results.json").read_text())
+    peer = json.loads((out / "trec" / "trainer-best" / "seed1" / "scores.json").read_text())
+    # Both scored the same 24 test rows; the Trainer ran at its best settings: bf16 wherever ours does.
+    assert len((out / "trec" / "ours" / "seed1" / "predictions_test.jsonl").read_text().splitlines()) == 24
+    assert peer["recipe"] == "trainer-best" and peer["bf16"] == (auto_precision() == "bf16")
+    assert summary["test_macro_f1"]["ours"] == pytest.approx(ours["test"]["macro_f1"])
+
+
 def test_benchmark_prints_both_recipes_and_the_speedup(tiny_bert):
     stdout = run_script(
         "benchmark.py",
