@@ -266,6 +266,16 @@ class LabelSpec:
     parents: list[list[int]] = field(default_factory=list)  # per level >= 1: parent id of each label id
 
 
+def _two_or_more(level_names: list[str], column: str) -> None:
+    """A softmax over one class learns nothing (its loss is always 0): stop before any model is built."""
+    if len(level_names) < 2:
+        held = f" ({level_names[0]!r})" if level_names else ""
+        raise UsageError(
+            f"the train split's {column!r} column holds one class{held}: a classifier needs two or more. Check "
+            "--label_column, or list every class in labels.json if train lacks some."
+        )
+
+
 def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, list[dict]]:
     """Decide the problem type and label spaces from train; also return the value->id maps per level."""
     label_column, label_columns = cfg.label_column, cfg.label_columns
@@ -277,6 +287,7 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
         levels, maps = [], []
         for column in label_columns:
             level_names, value_to_id = build_label_space(column_values(train, column), names.get(column))
+            _two_or_more(level_names, column)
             levels.append({"name": column, "labels": level_names})
             maps.append(value_to_id)
         return LabelSpec("hierarchical_classification", label_columns, levels), maps
@@ -289,6 +300,7 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
             "multi_label_classification", [label_column], [{"name": label_column, "labels": level_names}]
         ), [value_to_id]
     level_names, value_to_id = build_label_space(values, given)
+    _two_or_more(level_names, label_column)
     return LabelSpec("single_label_classification", [label_column], [{"name": label_column, "labels": level_names}]), [
         value_to_id
     ]
@@ -643,13 +655,21 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     from datasets.fingerprint import Hasher
 
     # transformers 4's fast tokenizers keep the last call's truncation and padding in their Rust state, which the
-    # hash sees: the same tokenizer hashed differently once it had been used, and cached token ids were missed. Every
-    # call sets both again, so clearing them here changes no output.
+    # hash sees: the same tokenizer hashed differently once it had been used, and cached token ids were missed. So
+    # the hash is taken with both cleared, then they are put back (a saved tokenizer.json keeps the checkpoint's).
     backend = getattr(tokenizer, "_tokenizer", None)
-    if hasattr(backend, "no_truncation") and hasattr(backend, "no_padding"):
-        backend.no_truncation()
-        backend.no_padding()
-    return Hasher.hash(tokenizer)
+    if not all(hasattr(backend, name) for name in ("truncation", "padding", "no_truncation", "no_padding")):
+        return Hasher.hash(tokenizer)  # a slow tokenizer: no such state
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        return Hasher.hash(tokenizer)
+    finally:
+        if truncation is not None:
+            backend.enable_truncation(**truncation)
+        if padding is not None:
+            backend.enable_padding(**padding)
 
 
 def tokenize_splits(

@@ -545,10 +545,14 @@ class EncoderClassifierConfig(PretrainedConfig):
     ):
         # kwargs also carry a head's own settings (TrainConfig fields marked model=True): PretrainedConfig keeps
         # unknown keys as attributes and saves them in config.json, so the head finds them again on reload.
-        # problem_type is set after: transformers 4 rejects any but its own three (hierarchical_classification).
-        problem_type = kwargs.pop("problem_type", None)
+        # transformers 4 rejects any problem_type but its own three: hierarchical_classification is set after. (The
+        # others still go through transformers' checks, such as single-label needing two labels.)
+        hierarchical = kwargs.get("problem_type") == "hierarchical_classification"
+        if hierarchical:
+            kwargs.pop("problem_type")
         super().__init__(**kwargs)
-        self.problem_type = problem_type
+        if hierarchical:
+            self.problem_type = "hierarchical_classification"
         # Master weights are fp32 whatever dtype the backbone checkpoint was stored in: mixed precision is autocast
         # only. A bf16/fp16 dtype left here would make from_config build (and reloads cast to) half precision.
         self.dtype = "float32"

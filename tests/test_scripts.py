@@ -209,7 +209,6 @@ def test_report_to_a_missing_tracker_is_a_clear_error(tiny_bert, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_benchmark_against_the_trainer_times_whole_runs_of_both_recipes(tiny_bert, tmp_path):
     """`benchmark.py --against trainer`: the README command and the Trainer at its best settings, each a whole run in
     its own process on the same rows, and the ratio of their wall times."""
@@ -236,6 +235,7 @@ def test_benchmark_against_the_trainer_times_whole_runs_of_both_recipes(tiny_ber
     assert summary["test_macro_f1"]["ours"] == pytest.approx(ours["test"]["macro_f1"])
 
 
+@pytest.mark.slow
 def test_benchmark_prints_both_recipes_and_the_speedup(tiny_bert):
     stdout = run_script(
         "benchmark.py",

@@ -131,6 +131,11 @@ def test_folder_with_dev_split_and_empty_text(tmp_path):
         ("blank_text", ["--empty_text", "error"], "the train split has 1 rows with empty or whitespace-only text"),
         ("out_of_range", [], "label ids \\[7\\] are out of range for the 2 label names"),
         ("not_an_id", [], "labels .*1.5 are neither integer ids nor names"),
+        (
+            "one_class",
+            [],
+            "the train split's 'label' column holds one class \\('pos'\\): a classifier needs two or more",
+        ),
     ],
 )
 def test_bad_input_fails_before_any_model_is_built(setup, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -153,6 +158,9 @@ def test_bad_input_fails_before_any_model_is_built(setup, flags, message, tiny_b
             "text,label\ngood,1\nbad,0\n" + ("odd,7\n" if setup == "out_of_range" else "odd,1.5\n")
         )
         (data / "test.csv").write_text("text,label\ngood,1\n")
+    elif setup == "one_class":
+        write_csv(data / "train.csv", [("good", "pos"), ("fine", "pos")] * 4)
+        write_csv(data / "test.csv", [("good", "pos")])
     elif setup == "corrupt":
         (data / "train.parquet").write_bytes(b"not a parquet file")
         (data / "train.csv").unlink()
