@@ -77,8 +77,7 @@ for _ in range(14):  # MiniLM-sized activations at batch 32 x 128 tokens
     model(input_ids=torch.randint(0, 1000, (32, 128))).last_hidden_state.square().mean().backward()
     model.zero_grad(set_to_none=True)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
-# The steady state: the first steps grow the heap, and on some CPUs (AVX2 kernels, for one) it takes a few more steps
-# before no step needs a fresh mapping; a CI machine still faulted ~4,000 pages a step over steps 3-7.
+# The steady state: the first steps grow the heap, and on some CPUs (AVX2 kernels, for one) it takes a few more steps.
 print(kept, sum(faults[6:]))
 """
 
