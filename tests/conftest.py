@@ -14,6 +14,12 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist each worker, and every process its tests start, gets its share of the cores: OpenMP threads
+# spin while they wait, so N workers running all-core threads each would burn much of the CPU on waiting. Tests of
+# the thread count itself clear the variable.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _workers))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -175,12 +181,22 @@ def tiny_args(model: Path, out: Path, dataset: Path | str | None = None, *extra:
     return args + list(extra)
 
 
+def free_port() -> str:
+    """A TCP port free on localhost now: two-process launches of parallel test workers must not share 29500."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def train_on_two_processes(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``accelerate launch --multi_gpu --num_processes 2 train.py ARGS`` as two gloo ranks on a CPU-only machine
     (``accelerate launch --cpu --num_processes 2`` would start one process), one thread each."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", "--main_process_port", free_port()]
     return subprocess.run(
-        [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", str(REPO / "train.py"), *args],
+        [*launch, str(REPO / "train.py"), *args],
         capture_output=True,
         text=True,
         env=env,

@@ -18,7 +18,7 @@ import torch
 import train_probe
 
 import train
-from conftest import ACCELERATE_LAUNCH, REPO, RESUME_FLAGS, tiny_args
+from conftest import ACCELERATE_LAUNCH, REPO, RESUME_FLAGS, free_port, tiny_args
 
 FLAGS = RESUME_FLAGS
 
@@ -97,6 +97,8 @@ LAUNCHERS = {
         "--multi_gpu",
         "--num_processes",
         "2",
+        "--main_process_port",
+        free_port(),
         str(script),
     ],
     "torchrun-2": lambda script: [

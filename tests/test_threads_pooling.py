@@ -18,7 +18,7 @@ import model
 import train
 import utils
 from config import ConfigError
-from conftest import REPO, _vocab, make_tiny_model, tiny_args, write_csv
+from conftest import REPO, _vocab, free_port, make_tiny_model, tiny_args, write_csv
 from model import EncoderClassifier, EncoderClassifierConfig
 
 # ---- CPU threads ------------------------------------------------------------------------------------------------
@@ -165,8 +165,9 @@ def test_every_launch_mode_trains_on_its_share_of_the_cores(tiny_bert, tmp_path,
         env["ACCELERATE_USE_CPU"] = "true"  # two gloo ranks on a CPU-only machine
     out = tmp_path / "run"
     args = tiny_args(tiny_bert, out, None, "--max_steps", "2", "--pooling", "cls", *flags)
+    port = ["--main_process_port", free_port()] if mode == "accelerate-2" else []
     proc = subprocess.run(
-        [*LAUNCHERS[mode], str(REPO / "tests" / "train_probe.py"), *args],
+        [*LAUNCHERS[mode], *port, str(REPO / "tests" / "train_probe.py"), *args],
         env=env | env_extra,
         cwd=tmp_path,
         capture_output=True,
