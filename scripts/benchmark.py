@@ -130,6 +130,7 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
     )
     from evaluate import compute_metrics, predict
     from model import EncoderClassifier
+    from train import clip_gradients, step_clipped
     from utils import pad_multiple_for, resolve_model_path, tune_cpu
 
     hf_logging.disable_progress_bar()
@@ -198,8 +199,8 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
         idx = batch.pop("idx")
         loss = model(**batch).loss
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        clip_gradients(accelerator, model, optimizer, 1.0)  # torch's own clip for the baseline's foreach AdamW
+        step_clipped(optimizer)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if step >= cfg.untimed_steps:

@@ -462,6 +462,36 @@ def run_logged(command: list[str], env: dict[str, str], log: Path, echo: bool) -
         return proc.wait()
 
 
+def free_port() -> int:
+    """A TCP port free on this machine now (the kernel's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def with_own_port(launcher: list[str]) -> list[str]:
+    """``launcher`` with a rendezvous port of its own when it is ``accelerate launch`` or ``torchrun`` on one machine
+    and names none: both default to port 29500, so of two multi-process runs started side by side on one machine (or
+    two Slurm tasks on one node) the second would fail to bind it. Several machines must agree on a port: a launcher
+    that names another machine is left as it is."""
+    names = {t.split("=")[0] for t in launcher}
+    if names & {"--main_process_ip", "--machine_rank", "--master_addr", "--master-addr", "--nnodes"}:
+        return launcher
+    for i, token in enumerate(launcher):
+        name = Path(token).name
+        after = launcher[i + 1] if i + 1 < len(launcher) else ""
+        if (name == "accelerate" and after == "launch") or token == "accelerate.commands.launch":
+            flags, at = ("--main_process_port",), i + 1 + (name == "accelerate")
+        elif name == "torchrun" or token in ("torch.distributed.run", "torch.distributed.launch"):
+            flags, at = ("--master_port", "--master-port", "--rdzv_endpoint", "--rdzv-endpoint", "--standalone"), i + 1
+        else:
+            continue
+        if names & set(flags):
+            return launcher
+        return [*launcher[:at], flags[0], str(free_port()), *launcher[at:]]
+    return launcher
+
+
 def train_command(run: Run, launcher: list[str]) -> list[str]:
     """The command that trains (or resumes, or restarts) ``run``."""
     return [*launcher, str(REPO / "train.py"), *run.argv, *resume_flags(run.run_dir)]
@@ -502,7 +532,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
 
     def train(tag: str, run: Run, slot: dict[str, str]) -> None:
         """Train one claimed run in the slot's environment and record how it ended."""
-        command = train_command(run, launcher)
+        command = train_command(run, with_own_port(launcher) if len(slots) > 1 else launcher)
         begin(run)
         say(f"{tag} start {' '.join(f'{k}={v}' for k, v in slot.items())} {shlex.join(command)}".replace("  ", " "))
         start = time.perf_counter()
@@ -578,7 +608,7 @@ class RunTask:
             if (run.run_dir / "results.json").is_file():
                 return f"skipped {run.run_dir} (results.json exists)"
             begin(run)
-            command = train_command(run, self.launcher)
+            command = train_command(run, with_own_port(self.launcher))
             print(f"start {shlex.join(command)}", flush=True)
             with open(run.run_dir / OUTPUT, "a") as log:
                 # Slurm signals every process of the step, and SIGUSR2's default action is to die: the trainer
@@ -774,8 +804,9 @@ def main(argv: list[str] | None = None) -> int:
     if options and args.executor != "slurm":
         raise UsageError(f"--{next(iter(options))} is an option of --executor slurm.")
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
-    if args.executor == "slurm" and not args.launcher and args.gpus_per_run > 1:
-        # One array task per run; accelerate starts one process per GPU of the task's allocation.
+    if args.executor in ("slurm", "local") and not args.launcher and args.gpus_per_run > 1:
+        # One run per GPU group (a Slurm array task's allocation, or a local slot's CUDA_VISIBLE_DEVICES): accelerate
+        # starts one process per GPU of the group.
         launcher += ["-m", "accelerate.commands.launch", "--num_processes", str(args.gpus_per_run)]
     runs = plan(cfg, extra)
     root = Path(cfg.get("output_dir") or "outputs/matrix")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -222,3 +224,59 @@ def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_l
     status = subprocess.run([*driver, "--status"], capture_output=True, text=True).stdout
     assert "status: 2 failed of 2 runs" in status
     assert "job ended (error)" in status and "no-python" in status
+
+
+def test_a_launcher_on_one_machine_gets_a_rendezvous_port_of_its_own():
+    accelerate = ["accelerate", "launch", "--num_processes", "2"]
+    own = run_matrix.with_own_port(accelerate)
+    assert own[:2] == ["accelerate", "launch"] and own[2] == "--main_process_port" and own[4:] == accelerate[2:]
+    module = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert run_matrix.with_own_port(module)[3] == "--main_process_port"
+    assert run_matrix.with_own_port(["torchrun", "--nproc_per_node", "2"])[1] == "--master_port"
+    # The user's own port, torchrun's standalone rendezvous, several machines and plain python stay as they are.
+    for kept in (
+        ["accelerate", "launch", "--main_process_port=1234"],
+        ["torchrun", "--standalone", "--nproc_per_node", "2"],
+        ["accelerate", "launch", "--num_machines", "2", "--main_process_ip", "10.0.0.1"],
+        [sys.executable],
+    ):
+        assert run_matrix.with_own_port(kept) == kept
+
+
+def test_local_runs_on_gpu_groups_are_launched_on_every_gpu_of_their_group(tiny_bert, tmp_path):
+    config = matrix_config(tmp_path, tiny_bert, seeds="[1]")
+    args = ["--config", str(config), "--output_dir", str(tmp_path / "m"), "--executor", "local", "--dry_run"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2,3"}  # four GPUs as the executor sees them: two groups of 2
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *args, "--gpus_per_run", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 runs at once (CUDA_VISIBLE_DEVICES=0,1; CUDA_VISIBLE_DEVICES=2,3)" in proc.stdout
+    commands = [line for line in proc.stdout.splitlines() if "train.py" in line]
+    assert len(commands) == 2 and all("accelerate.commands.launch --num_processes 2 " in c for c in commands)
+
+
+@pytest.mark.slow
+def test_two_multi_process_runs_side_by_side_each_rendezvous_on_their_own_port(tiny_bert, tmp_path):
+    out = tmp_path / "matrix"
+    config = matrix_config(tmp_path, tiny_bert, seeds="[1]")  # 2 datasets x 1 model x 1 seed: two runs at once
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
+    launcher += ["--dynamo_backend", "no", "--multi_gpu", "--num_processes", "2"]  # two gloo ranks per run
+    args = ["--config", str(config), "--output_dir", str(out), "--executor", "local", "--max_parallel", "2"]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *args, "--launcher", shlex.join(launcher)],
+        env={**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "matrix: 2 trained, 0 skipped, 0 failed of 2 runs" in proc.stdout
+    ports = re.findall(r"--main_process_port (\d+)", proc.stdout)
+    assert len(ports) == 2 and ports[0] != ports[1], proc.stdout
+    for results in out.rglob("results.json"):
+        assert json.loads((results.parent / "config.json").read_text())["resolved"]["num_processes"] == 2

@@ -217,6 +217,46 @@ def test_no_weight_decay_on_biases_and_norms_by_module_type(arch, tmp_path):
     assert all(decay_of[id(p)] == (0.0 if n in no_decay else 0.1) for n, p in model.named_parameters())
 
 
+@pytest.mark.parametrize("max_norm", [1e-3, 1e6], ids=["clipped", "not-clipped"])
+def test_clipping_folded_into_the_fused_step_updates_as_clip_then_step(tiny_bert, max_norm):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    torch.manual_seed(0)
+    models = [EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"}) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    for model in models:
+        model.eval()  # no dropout: both models get the same gradients
+    optimizers = [train.build_optimizer(m, TrainConfig(weight_decay=0.01), torch.device("cpu")) for m in models]
+    accelerator = SimpleNamespace(scaler=None, distributed_type=DistributedType.NO, clip_grad_norm_=None)
+    batch = {"input_ids": torch.randint(5, 60, (4, 12)), "labels": torch.tensor([0, 1, 1, 0])}
+    for step in range(3):
+        for model in models:
+            model(**batch).loss.backward()
+        reference = torch.nn.utils.clip_grad_norm_(models[0].parameters(), max_norm)
+        optimizers[0].step()
+        norm = train.clip_gradients(accelerator, models[1], optimizers[1], max_norm)  # never calls accelerate's
+        train.step_clipped(optimizers[1])
+        assert optimizers[1].grad_scale is None
+        # The norm before clipping, as torch reports it (later steps start from weights that may differ by rounding).
+        assert torch.equal(norm, reference) if step == 0 else torch.allclose(norm, reference, rtol=1e-5)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+    # The moments as well as the weights: Adam's step hardly depends on the gradients' scale, its moments do.
+    for key in ("param", "exp_avg", "exp_avg_sq"):
+        ours, theirs = (
+            [p if key == "param" else optimizer.state[p][key] for p in model.parameters()]
+            for model, optimizer in ((models[1], optimizers[1]), (models[0], optimizers[0]))
+        )
+        scale = max(float(t.abs().max()) for t in theirs)
+        for mine, reference in zip(ours, theirs, strict=True):
+            if max_norm > 1:  # nothing clipped: the same bits
+                assert torch.equal(mine, reference), key
+            else:  # clipped: a division instead of a multiply, so rounding only (to the largest value's scale)
+                torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-5 * scale)
+
+
 def test_backbone_weights_loaded_and_pooler_dropped(tiny_bert):
     from transformers import AutoModel
 
