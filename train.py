@@ -96,14 +96,18 @@ def build_optimizer(model: EncoderClassifier, cfg: TrainConfig, device: Any, fus
 PLAIN_CLIPPING = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
 
-def clip_gradients(accelerator: Any, model: nn.Module, optimizer: Any, max_norm: float) -> torch.Tensor | None:
-    """The gradients' total norm, with the gradients clipped to ``max_norm`` by the next ``optimizer.step()``.
+def clip_gradients(
+    accelerator: Any, model: nn.Module, optimizer: Any, max_norm: float
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients' total norm, and the ``grad_scale`` that makes ``step_clipped`` clip them to ``max_norm`` (None
+    when accelerate has clipped them already, or nothing is to be clipped).
 
-    torch's clip_grad_norm_ multiplies every gradient by min(1, max_norm / (norm + 1e-6)) in a pass of its own. A
-    fused AdamW instead takes the inverse as its ``grad_scale`` (the hook GradScaler uses) and divides each gradient
-    as it reads it: the same update without that pass over all gradients (MiniLM on a 2-core CPU: clipping + step
-    38 -> 32 ms). The result differs from the multiply by rounding only, and not at all when nothing is clipped.
-    ``step_clipped`` applies it; elsewhere (fp16's scaler, FSDP, DeepSpeed, other optimizers) accelerate clips.
+    torch's clip_grad_norm_ multiplies every gradient by min(1, max_norm / (norm + 1e-6)) in a pass of its own (a
+    read and a write of every gradient) before the optimizer reads them again. A fused AdamW instead takes the
+    inverse factor as its ``grad_scale`` (the hook GradScaler uses) and divides each gradient as it reads it, which
+    saves a read of every gradient (MiniLM on a 2-core CPU: clipping + step 38 -> 32 ms). The update differs from
+    the multiply by rounding only, and not at all when nothing is clipped. Elsewhere (fp16's scaler, FSDP,
+    DeepSpeed, other optimizers) accelerate clips.
     """
     inner = getattr(optimizer, "optimizer", optimizer)
     if not (
@@ -112,19 +116,24 @@ def clip_gradients(accelerator: Any, model: nn.Module, optimizer: Any, max_norm:
         and accelerator.scaler is None
         and accelerator.distributed_type in PLAIN_CLIPPING
     ):
-        return accelerator.clip_grad_norm_(model.parameters(), max_norm)
+        return accelerator.clip_grad_norm_(model.parameters(), max_norm), None
     norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-    inner.grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0).float()
-    return norm
+    if math.isinf(max_norm):  # the norm for the log only
+        return norm, None
+    return norm, ((norm + 1e-6) / max_norm).clamp(min=1.0).float()
 
 
-def step_clipped(optimizer: Any) -> None:
-    """``optimizer.step()`` with the clipping ``clip_gradients`` left on it, which it then clears."""
+def step_clipped(optimizer: Any, grad_scale: torch.Tensor | None) -> None:
+    """``optimizer.step()``, the gradients divided by ``grad_scale`` (from ``clip_gradients``) when it is given."""
+    if grad_scale is None:
+        optimizer.step()
+        return
     inner = getattr(optimizer, "optimizer", optimizer)
+    inner.grad_scale = grad_scale  # read by the fused step; set for this step only
     try:
         optimizer.step()
     finally:
-        inner.grad_scale = None
+        del inner.grad_scale
 
 
 def check_output_dir(run_dir: Path, overwrite: bool) -> None:
@@ -724,7 +733,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reweighted = bool(data.loss_weights) or cfg.loss == "focal"
     window = LoggingWindow(accelerator, state.window)
     runtime_before, train_start = state.train_runtime_s, time.perf_counter()
-    grad_norm, apply_update, stopped = None, True, False
+    grad_norm, grad_scale, apply_update, stopped = None, None, True, False
     # A run resumed from the checkpoint of the step it stopped early at stays stopped.
     early_stop = bool(patience and state.bad_evals >= patience)
     checkpointed_step, stopper = state.step if resume_dir else None, StopRequested()
@@ -738,10 +747,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 loss = model(**batch).loss
                 accelerator.backward(loss * loss_scale)
                 if accelerator.sync_gradients:
-                    grad_norm = clip_gradients(accelerator, model, optimizer, cfg.max_grad_norm or float("inf"))
+                    max_norm = cfg.max_grad_norm or float("inf")
+                    grad_norm, grad_scale = clip_gradients(accelerator, model, optimizer, max_norm)
                     apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state.step + 1)
                 if apply_update:
-                    step_clipped(optimizer)
+                    step_clipped(optimizer, grad_scale)
                 optimizer.zero_grad(set_to_none=True)
             window.add(loss, batch)
             if not accelerator.sync_gradients:

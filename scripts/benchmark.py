@@ -199,8 +199,8 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
         idx = batch.pop("idx")
         loss = model(**batch).loss
         accelerator.backward(loss)
-        clip_gradients(accelerator, model, optimizer, 1.0)  # torch's own clip for the baseline's foreach AdamW
-        step_clipped(optimizer)
+        _, grad_scale = clip_gradients(accelerator, model, optimizer, 1.0)  # torch's for the foreach baseline
+        step_clipped(optimizer, grad_scale)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if step >= cfg.untimed_steps:

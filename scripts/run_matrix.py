@@ -469,26 +469,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launcher_options(launcher: list[str]) -> dict[str, str]:
+    """The launcher's ``--flag value`` / ``--flag=value`` options by underscored name (both launchers take either
+    spelling); a flag without a value maps to ""."""
+    options = {}
+    for i, token in enumerate(launcher):
+        if token.startswith("--"):
+            name, sep, value = token[2:].partition("=")
+            following = launcher[i + 1] if i + 1 < len(launcher) else ""
+            options[name.replace("-", "_")] = value if sep else ("" if following.startswith("-") else following)
+    return options
+
+
+def accelerate_config(options: dict[str, str]) -> dict[str, Any]:
+    """The accelerate config file the launch reads (its --config_file, else the user's default one), or {}."""
+    from accelerate.commands.config import default_config_file
+
+    path = Path(options.get("config_file") or default_config_file)
+    if not path.is_file():
+        return {}
+    with contextlib.suppress(Exception):  # accelerate itself reports an unreadable config
+        return (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    return {}
+
+
 def with_own_port(launcher: list[str]) -> list[str]:
-    """``launcher`` with a rendezvous port of its own when it is ``accelerate launch`` or ``torchrun`` on one machine
-    and names none: both default to port 29500, so of two multi-process runs started side by side on one machine (or
-    two Slurm tasks on one node) the second would fail to bind it. Several machines must agree on a port: a launcher
-    that names another machine is left as it is."""
-    names = {t.split("=")[0] for t in launcher}
-    if names & {"--main_process_ip", "--machine_rank", "--master_addr", "--master-addr", "--nnodes"}:
-        return launcher
+    """``launcher`` made to rendezvous on a free port when it is ``accelerate launch`` or ``torchrun`` on one machine
+    and chooses no port: ``accelerate launch`` defaults to 29500 (accelerate 1.15 moves to a free port when 29500 is
+    taken, but runs started at the same moment all see it free), so of two multi-process runs started side by side
+    on one machine, or two Slurm tasks on one node, the second could fail to bind it. torchrun gets ``--standalone``
+    (its own rendezvous on a free port). A launcher that names a port or another machine, on its command line or in
+    its accelerate config file, is left as it is: several machines must agree on one port."""
+    options = launcher_options(launcher)
     for i, token in enumerate(launcher):
         name = Path(token).name
-        after = launcher[i + 1] if i + 1 < len(launcher) else ""
-        if (name == "accelerate" and after == "launch") or token == "accelerate.commands.launch":
-            flags, at = ("--main_process_port",), i + 1 + (name == "accelerate")
-        elif name == "torchrun" or token in ("torch.distributed.run", "torch.distributed.launch"):
-            flags, at = ("--master_port", "--master-port", "--rdzv_endpoint", "--rdzv-endpoint", "--standalone"), i + 1
-        else:
-            continue
-        if names & set(flags):
-            return launcher
-        return [*launcher[:at], flags[0], str(free_port()), *launcher[at:]]
+        if (name == "accelerate" and launcher[i + 1 : i + 2] == ["launch"]) or token == "accelerate.commands.launch":
+            config = accelerate_config(options)
+            machines = options.get("num_machines") or str(config.get("num_machines", 1))
+            if {"main_process_port", "main_process_ip", "machine_rank"} & set(options) or machines != "1":
+                return launcher
+            if config.get("main_process_port") is not None:
+                return launcher
+            at = i + 1 + (name == "accelerate")
+            return [*launcher[:at], "--main_process_port", str(free_port()), *launcher[at:]]
+        if name == "torchrun" or token in ("torch.distributed.run", "torch.distributed.launch"):
+            chosen = {"master_port", "master_addr", "rdzv_endpoint", "rdzv_backend", "standalone"} & set(options)
+            if chosen or options.get("nnodes", "1") not in ("1", "1:1"):
+                return launcher
+            return [*launcher[: i + 1], "--standalone", *launcher[i + 1 :]]
     return launcher
 
 
@@ -804,10 +832,15 @@ def main(argv: list[str] | None = None) -> int:
     if options and args.executor != "slurm":
         raise UsageError(f"--{next(iter(options))} is an option of --executor slurm.")
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
-    if args.executor in ("slurm", "local") and not args.launcher and args.gpus_per_run > 1:
+    local = args.executor == "local"
+    slots = device_slots(args.gpus_per_run, args.max_parallel) if local else [{}]
+    gpu_groups = args.executor == "slurm" or any("CUDA_VISIBLE_DEVICES" in slot for slot in slots)
+    if gpu_groups and not args.launcher and args.gpus_per_run > 1:
         # One run per GPU group (a Slurm array task's allocation, or a local slot's CUDA_VISIBLE_DEVICES): accelerate
-        # starts one process per GPU of the group.
-        launcher += ["-m", "accelerate.commands.launch", "--num_processes", str(args.gpus_per_run)]
+        # starts one process per GPU of the group. --gpu_ids all and one machine whatever the user's accelerate
+        # config says: the group is the slot's CUDA_VISIBLE_DEVICES, which the config's gpu_ids would replace.
+        launcher += ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.gpus_per_run)]
+        launcher += ["--gpu_ids", "all", "--num_machines", "1"]
     runs = plan(cfg, extra)
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
@@ -825,8 +858,6 @@ def main(argv: list[str] | None = None) -> int:
         failed = follow(runs, root, jobs).get("failed", 0)
         print(f"table: python {REPO / 'scripts' / 'report.py'} {root}")
         return failed
-    local = args.executor == "local"
-    slots = device_slots(args.gpus_per_run, args.max_parallel) if local else [{}]
     if local:
         described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
         print(f"local executor: {len(slots)} runs at once ({described})", flush=True)

@@ -226,18 +226,27 @@ def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_l
     assert "job ended (error)" in status and "no-python" in status
 
 
-def test_a_launcher_on_one_machine_gets_a_rendezvous_port_of_its_own():
-    accelerate = ["accelerate", "launch", "--num_processes", "2"]
+def test_a_launcher_on_one_machine_gets_a_rendezvous_port_of_its_own(tmp_path):
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("num_machines: 1\nmixed_precision: bf16\n")
+    accelerate = ["accelerate", "launch", "--config_file", str(config), "--num_processes", "2"]
     own = run_matrix.with_own_port(accelerate)
-    assert own[:2] == ["accelerate", "launch"] and own[2] == "--main_process_port" and own[4:] == accelerate[2:]
-    module = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert own[:4] == ["accelerate", "launch", "--main_process_port", own[3]] and own[4:] == accelerate[2:]
+    module = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--multi_gpu"]
     assert run_matrix.with_own_port(module)[3] == "--main_process_port"
-    assert run_matrix.with_own_port(["torchrun", "--nproc_per_node", "2"])[1] == "--master_port"
-    # The user's own port, torchrun's standalone rendezvous, several machines and plain python stay as they are.
+    assert run_matrix.with_own_port(["torchrun", "--nnodes=1", "--nproc_per_node", "2"])[1] == "--standalone"
+    # A port named on the command line (either spelling) or in the config file, torchrun's own rendezvous, several
+    # machines (either spelling) and plain python stay as they are.
+    (tmp_path / "ported.yaml").write_text("num_machines: 1\nmain_process_port: 29555\n")
+    (tmp_path / "nodes.yaml").write_text("num_machines: 2\nmain_process_ip: 10.0.0.1\n")
     for kept in (
-        ["accelerate", "launch", "--main_process_port=1234"],
+        ["accelerate", "launch", "--config_file", str(config), "--main_process_port=1234"],
+        ["accelerate", "launch", "--config_file", str(config), "--main-process-port", "1234"],
+        ["accelerate", "launch", "--config_file", str(tmp_path / "ported.yaml")],
+        ["accelerate", "launch", "--config_file", str(tmp_path / "nodes.yaml")],
+        ["accelerate", "launch", "--config_file", str(config), "--num-machines", "2", "--main-process-ip", "10.0.0.1"],
         ["torchrun", "--standalone", "--nproc_per_node", "2"],
-        ["accelerate", "launch", "--num_machines", "2", "--main_process_ip", "10.0.0.1"],
+        ["torchrun", "--nnodes", "2", "--rdzv-endpoint", "10.0.0.1:29400"],
         [sys.executable],
     ):
         assert run_matrix.with_own_port(kept) == kept
@@ -257,7 +266,8 @@ def test_local_runs_on_gpu_groups_are_launched_on_every_gpu_of_their_group(tiny_
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 runs at once (CUDA_VISIBLE_DEVICES=0,1; CUDA_VISIBLE_DEVICES=2,3)" in proc.stdout
     commands = [line for line in proc.stdout.splitlines() if "train.py" in line]
-    assert len(commands) == 2 and all("accelerate.commands.launch --num_processes 2 " in c for c in commands)
+    launch = "accelerate.commands.launch --multi_gpu --num_processes 2 --gpu_ids all --num_machines 1 "
+    assert len(commands) == 2 and all(launch in c for c in commands)
 
 
 @pytest.mark.slow
