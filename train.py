@@ -925,8 +925,13 @@ def log_plan(run_dir: Path, data: Any, resolved: dict[str, Any]) -> None:
 
 
 def eval_record(metrics: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation's metrics as ``eval_*`` fields of a metrics.jsonl line (the per-class report left out)."""
-    return {f"eval_{k}": v for k, v in metrics.items() if k != "per_class"}
+    """An evaluation's metrics as ``eval_*`` fields of a metrics.jsonl line; of the per-class report, each class's
+    recall (``eval_recall_per_class``: how the rare classes fare as training goes on)."""
+    record = {f"eval_{k}": v for k, v in metrics.items() if k != "per_class"}
+    recall = {name: report["recall"] for name, report in (metrics.get("per_class") or {}).items() if "recall" in report}
+    if recall:
+        record["eval_recall_per_class"] = recall
+    return record
 
 
 def results_record(

@@ -59,6 +59,9 @@ def test_best_step_has_the_best_recorded_score(bert_run):
     best = max(evals, key=lambda r: (r["eval_macro_f1"], -r["step"]))
     assert results["best_step"] == best["step"]
     assert results["validation"]["macro_f1"] == best["eval_macro_f1"]
+    # Each evaluation's recall per class, the best one's as results.json reports it.
+    recall = {name: report["recall"] for name, report in results["validation"]["per_class"].items()}
+    assert best["eval_recall_per_class"] == recall and set(recall) == {"food", "sports", "technology", "weather"}
     logs = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in logs] == [2, 4, 6, 8, 10, 12]
     assert all(r["lr"] >= 0 and r["grad_norm"] > 0 and r["tokens_per_s"] > 0 for r in logs)
