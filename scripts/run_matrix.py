@@ -506,9 +506,8 @@ def with_own_port(launcher: list[str]) -> list[str]:
         if (name == "accelerate" and launcher[i + 1 : i + 2] == ["launch"]) or token == "accelerate.commands.launch":
             config = accelerate_config(options)
             machines = options.get("num_machines") or str(config.get("num_machines", 1))
-            if {"main_process_port", "main_process_ip", "machine_rank"} & set(options) or machines != "1":
-                return launcher
-            if config.get("main_process_port") is not None:
+            named = {"main_process_port", "main_process_ip", "machine_rank"} & set(options)
+            if named or machines != "1" or config.get("main_process_port") is not None:
                 return launcher
             at = i + 1 + (name == "accelerate")
             return [*launcher[:at], "--main_process_port", str(free_port()), *launcher[at:]]
