@@ -489,7 +489,8 @@ def accelerate_config(options: dict[str, str]) -> dict[str, Any]:
     if not path.is_file():
         return {}
     with contextlib.suppress(Exception):  # accelerate itself reports an unreadable config
-        return (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+        config = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        return config if isinstance(config, dict) else {}
     return {}
 
 
@@ -499,12 +500,13 @@ def with_own_port(launcher: list[str]) -> list[str]:
     taken, but runs started at the same moment all see it free), so of two multi-process runs started side by side
     on one machine, or two Slurm tasks on one node, the second could fail to bind it. torchrun gets ``--standalone``
     (its own rendezvous on a free port). A launcher that names a port or another machine, on its command line or in
-    its accelerate config file, is left as it is: several machines must agree on one port."""
+    its accelerate config file, is left as it is (the config's, unless the command line says ``--num_machines 1``):
+    several machines must agree on one port."""
     options = launcher_options(launcher)
     for i, token in enumerate(launcher):
         name = Path(token).name
         if (name == "accelerate" and launcher[i + 1 : i + 2] == ["launch"]) or token == "accelerate.commands.launch":
-            config = accelerate_config(options)
+            config = {} if options.get("num_machines") == "1" else accelerate_config(options)
             machines = options.get("num_machines") or str(config.get("num_machines", 1))
             named = {"main_process_port", "main_process_ip", "machine_rank"} & set(options)
             if named or machines != "1" or config.get("main_process_port") is not None:
@@ -838,8 +840,10 @@ def main(argv: list[str] | None = None) -> int:
         # One run per GPU group (a Slurm array task's allocation, or a local slot's CUDA_VISIBLE_DEVICES): accelerate
         # starts one process per GPU of the group. --gpu_ids all and one machine whatever the user's accelerate
         # config says: the group is the slot's CUDA_VISIBLE_DEVICES, which the config's gpu_ids would replace.
-        launcher += ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.gpus_per_run)]
-        launcher += ["--gpu_ids", "all", "--num_machines", "1"]
+        # --multi_gpu (DDP) unless the config asks for an engine, which that flag would silently override.
+        engine = str(accelerate_config({}).get("distributed_type", "")) in ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+        launcher += ["-m", "accelerate.commands.launch", *([] if engine else ["--multi_gpu"])]
+        launcher += ["--num_processes", str(args.gpus_per_run), "--gpu_ids", "all", "--num_machines", "1"]
     runs = plan(cfg, extra)
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:

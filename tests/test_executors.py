@@ -235,10 +235,16 @@ def test_a_launcher_on_one_machine_gets_a_rendezvous_port_of_its_own(tmp_path):
     module = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--multi_gpu"]
     assert run_matrix.with_own_port(module)[3] == "--main_process_port"
     assert run_matrix.with_own_port(["torchrun", "--nnodes=1", "--nproc_per_node", "2"])[1] == "--standalone"
+    # The command line's single machine outranks a multi-node config (its port too); a config that is no mapping is
+    # accelerate's to report.
+    (tmp_path / "nodes.yaml").write_text("num_machines: 2\nmain_process_ip: 10.0.0.1\nmain_process_port: 29500\n")
+    (tmp_path / "list.yaml").write_text("- num_machines\n")
+    for config_file in ("nodes.yaml", "list.yaml"):
+        one = ["accelerate", "launch", "--config_file", str(tmp_path / config_file), "--num_machines", "1"]
+        assert run_matrix.with_own_port(one)[2] == "--main_process_port"
     # A port named on the command line (either spelling) or in the config file, torchrun's own rendezvous, several
     # machines (either spelling) and plain python stay as they are.
     (tmp_path / "ported.yaml").write_text("num_machines: 1\nmain_process_port: 29555\n")
-    (tmp_path / "nodes.yaml").write_text("num_machines: 2\nmain_process_ip: 10.0.0.1\n")
     for kept in (
         ["accelerate", "launch", "--config_file", str(config), "--main_process_port=1234"],
         ["accelerate", "launch", "--config_file", str(config), "--main-process-port", "1234"],
@@ -252,10 +258,15 @@ def test_a_launcher_on_one_machine_gets_a_rendezvous_port_of_its_own(tmp_path):
         assert run_matrix.with_own_port(kept) == kept
 
 
-def test_local_runs_on_gpu_groups_are_launched_on_every_gpu_of_their_group(tiny_bert, tmp_path):
+@pytest.mark.parametrize("engine", [None, "FSDP"])
+def test_local_runs_on_gpu_groups_are_launched_on_every_gpu_of_their_group(tiny_bert, tmp_path, engine):
     config = matrix_config(tmp_path, tiny_bert, seeds="[1]")
     args = ["--config", str(config), "--output_dir", str(tmp_path / "m"), "--executor", "local", "--dry_run"]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2,3"}  # four GPUs as the executor sees them: two groups of 2
+    # Four GPUs as the executor sees them (two groups of 2), and the user's own accelerate config (HF_HOME's).
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2,3", "HF_HOME": str(tmp_path / "hf")}
+    if engine:
+        (tmp_path / "hf" / "accelerate").mkdir(parents=True)
+        (tmp_path / "hf" / "accelerate" / "default_config.yaml").write_text(f"distributed_type: {engine}\n")
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *args, "--gpus_per_run", "2"],
         env=env,
@@ -266,7 +277,9 @@ def test_local_runs_on_gpu_groups_are_launched_on_every_gpu_of_their_group(tiny_
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 runs at once (CUDA_VISIBLE_DEVICES=0,1; CUDA_VISIBLE_DEVICES=2,3)" in proc.stdout
     commands = [line for line in proc.stdout.splitlines() if "train.py" in line]
-    launch = "accelerate.commands.launch --multi_gpu --num_processes 2 --gpu_ids all --num_machines 1 "
+    # --multi_gpu would override the config's FSDP with plain DDP.
+    ddp = "" if engine else "--multi_gpu "
+    launch = f"accelerate.commands.launch {ddp}--num_processes 2 --gpu_ids all --num_machines 1 "
     assert len(commands) == 2 and all(launch in c for c in commands)
 
 
