@@ -199,7 +199,8 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
         idx = batch.pop("idx")
         loss = model(**batch).loss
         accelerator.backward(loss)
-        _, grad_scale = clip_gradients(accelerator, model, optimizer, 1.0)  # torch's for the foreach baseline
+        # train.py's clipping: folded into the fused step for ours, torch's own for the baseline's foreach AdamW.
+        _, grad_scale = clip_gradients(accelerator, model, optimizer, 1.0)
         step_clipped(optimizer, grad_scale)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

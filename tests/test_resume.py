@@ -50,6 +50,12 @@ def assert_same_run(reference: Path, resumed: Path, ref_final: Path, resumed_fin
     for split in ("validation", "test"):
         assert rb[split]["macro_f1"] == pytest.approx(ra[split]["macro_f1"], abs=1e-6)
         assert rb[split]["loss"] == pytest.approx(ra[split]["loss"], rel=1e-4)
+    # Every evaluation's recall per class in metrics.jsonl, those logged after the resume included.
+    recall = [
+        {r["step"]: r["eval_recall_per_class"] for r in read_jsonl(run / "metrics.jsonl") if "eval_macro_f1" in r}
+        for run in (reference, resumed)
+    ]
+    assert recall[0] and recall[0] == recall[1]
 
 
 @pytest.fixture
