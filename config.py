@@ -314,6 +314,11 @@ class TrainConfig:
             raise ConfigError(f"--distill_temperature must be > 0, got {self.distill_temperature}.")
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             raise ConfigError("--text_pair_column must differ from --text_column.")
+        texts = {self.text_column, self.text_pair_column} - {None}
+        for label in self.label_columns or [self.label_column]:
+            if label in texts:
+                flag = "--label_columns" if self.label_columns else "--label_column"
+                raise ConfigError(f"{flag} {label!r} is also a text column; labels and texts need their own columns.")
         self._validate_long_text()
         self._validate_loss()
 

@@ -136,10 +136,21 @@ def _labels_json(folder: Path) -> dict[str, list[str]]:
     except json.JSONDecodeError as err:
         raise UsageError(f"cannot parse {path}: {err}.") from err
     if isinstance(content, list):
-        return {"": [str(x) for x in content]}
-    return (
-        {k: [str(x) for x in v] for k, v in content.items() if isinstance(v, list)} if isinstance(content, dict) else {}
-    )
+        names = {"": [str(x) for x in content]}
+    else:
+        names = (
+            {k: [str(x) for x in v] for k, v in content.items() if isinstance(v, list)}
+            if isinstance(content, dict)
+            else {}
+        )
+    for column, listed in names.items():
+        # Two ids with one name would be merged in every metric and prediction file, silently.
+        if twice := sorted(name for name, n in Counter(listed).items() if n > 1):
+            where = f" under {column!r}" if column else ""
+            raise UsageError(
+                f"{path} lists {', '.join(map(repr, twice[:5]))} more than once{where}; each class needs its own name."
+            )
+    return names
 
 
 def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -247,6 +258,13 @@ def carve_validation(train: Any, strata: list[Any], ratio: float, seed: int) -> 
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(train))
+    # As scikit-learn rounds: the validation part up, the rest for training; both must keep at least one row.
+    held_out = math.ceil(ratio * len(train))
+    if not 0 < held_out < len(train):
+        raise UsageError(
+            f"--validation_split_ratio {ratio} of {len(train)} train rows leaves "
+            f"{'no validation' if held_out == 0 else 'no training'} rows; choose a ratio such as 0.1."
+        )
     counts = Counter(strata)
     ok = min(counts.values()) >= 2 and len(train) * ratio >= len(counts)
     stratify = strata if ok else None
@@ -294,6 +312,7 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
     values = column_values(train, label_column)
     given = names.get(label_column) or names.get("")
     if any(isinstance(v, list) for v in values):  # a column of label lists: multi-label
+        _check_label_lists(values, "train", label_column)
         flat = [x for v in values for x in (v or [])]
         level_names, value_to_id = build_label_space(flat, given)
         return LabelSpec(
@@ -304,6 +323,16 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
     return LabelSpec("single_label_classification", [label_column], [{"name": label_column, "labels": level_names}]), [
         value_to_id
     ]
+
+
+def _check_label_lists(values: list[Any], split: str, column: str) -> None:
+    """A multi-label column holds a list per row (or nothing): a lone string would be read as its characters."""
+    for i, value in enumerate(values):
+        if value is not None and not isinstance(value, list):
+            raise UsageError(
+                f"row {i} of the {split} split: {column!r} holds lists of labels, but this row holds {value!r:.60} "
+                f"({type(value).__name__}); write it as a list, e.g. [{value!r:.40}]."
+            )
 
 
 def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
@@ -317,6 +346,7 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
             _check_known(columns[column], value_to_id, split, column)
         encoded = [[m[v] for m, v in zip(maps, row, strict=True)] for row in zip(*columns.values(), strict=True)]
     elif maps:  # a column of label lists
+        _check_label_lists(columns[spec.columns[0]], split, spec.columns[0])
         lists = [v or [] for v in columns[spec.columns[0]]]
         _check_known([x for v in lists for x in v], maps[0], split, spec.columns[0])
         size = len(spec.levels[0]["labels"])
@@ -352,7 +382,9 @@ def _level_parents(train_labels: list[list[int]], levels: list[dict]) -> list[li
 def _check_teacher(ds: Any, split: str, num_labels: int) -> None:
     """Teacher probability lists must have one non-negative entry per label (or be missing)."""
     for i, probs in enumerate(column_values(ds, "teacher")):
-        if probs is not None and (len(probs) != num_labels or min(probs) < 0):
+        # NaN arrives as None inside a list read from parquet/jsonl; either is no probability.
+        valid = probs is None or all(isinstance(p, int | float) and math.isfinite(p) and p >= 0 for p in probs)
+        if probs is not None and (len(probs) != num_labels or not valid):
             raise UsageError(
                 f"row {i} of the {split} split: --teacher_column needs {num_labels} non-negative probabilities, "
                 f"got {probs!r:.80}."
@@ -438,6 +470,9 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         splits[split], note = _normalise_split(ds, split, cfg)
         notes += [note] if note else []
     spec, maps = _label_spec(splits["train"], cfg, names)
+    if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
+        # Often a renamed label column: say so rather than name the classes by their raw values without a word.
+        notes.append(f"labels.json names the labels of {other}, not of {spec.columns}: labels named by their values")
     splits = {split: _encode(ds, split, spec, maps) for split, ds in splits.items()}
     if spec.problem_type == "hierarchical_classification":
         spec.parents = _level_parents(column_values(splits["train"], "label"), spec.levels)

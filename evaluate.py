@@ -617,7 +617,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out, task = outputs[name], task_for(config)
 
     if cfg.input:
-        destination = Path(cfg.output) if cfg.output else run_dir / f"predictions_{Path(cfg.input).stem}.jsonl"
+        stem = Path(cfg.input).stem
+        # A file named like a split (test.csv) must not replace the predictions training wrote for that split.
+        stem = f"{stem}_input" if stem in ("train", "validation", "test") else stem
+        destination = Path(cfg.output) if cfg.output else run_dir / f"predictions_{stem}.jsonl"
         summary = {"input": cfg.input, "num_predictions": len(out["idx"]), "output": str(destination)}
         if accelerator.is_main_process:
             rows = predictions_rows(raw, out, model_labels, task, cfg.top_k)
@@ -629,13 +632,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return summary
 
     split, metrics = cfg.split, metrics[name]
+    # A subset's files get their own names: the whole split's (which scripts/compare.py reads) stay as they are.
+    tag = split if cfg.max_samples is None else f"{split}_first{cfg.max_samples}"
     if accelerator.is_main_process:
-        atomic_write_json(run_dir / f"eval_{split}.json", {"split": split, "run_dir": str(run_dir), **metrics})
-        write_predictions(run_dir / f"predictions_{split}.jsonl", raw, out, model_labels, task)
+        atomic_write_json(run_dir / f"eval_{tag}.json", {"split": split, "run_dir": str(run_dir), **metrics})
+        write_predictions(run_dir / f"predictions_{tag}.jsonl", raw, out, model_labels, task)
         # A hierarchy plots its finest level; multi-label has no single matrix (see per_class instead).
         if (confusion := task.confusion(out["labels"], out["logits"])) is not None:
-            plot_confusion(*confusion, model_labels, run_dir / f"confusion_{split}.png", f"{split} ({run_dir.name})")
-        logger.info("wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", split, split, split, run_dir)
+            plot_confusion(*confusion, model_labels, run_dir / f"confusion_{tag}.png", f"{tag} ({run_dir.name})")
+        logger.info("wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", tag, tag, tag, run_dir)
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
         print(json.dumps({"split": split, **summary}))
     return metrics

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,7 +310,10 @@ def checkpoint_weight_names(model_path: str) -> set[str]:
             return set(json.loads(Path(file).read_text())["weight_map"])
         if name.endswith(".safetensors"):
             with open(file, "rb") as handle:  # 8 bytes of header length, then the JSON header
-                header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+                length = int.from_bytes(handle.read(8), "little")
+                if length > os.fstat(handle.fileno()).st_size:  # not a safetensors file: never read that much
+                    raise ValueError(f"{file} is no safetensors file (its header length runs past its end)")
+                header = json.loads(handle.read(length))
             return set(header) - {"__metadata__"}
         return set(torch.load(file, map_location="cpu", mmap=True, weights_only=True))
     return set()

@@ -48,7 +48,15 @@ from data import (
     windowing,
 )
 from evaluate import WINDOW_POOLINGS, evaluate, is_better, score_best_model, task_for, write_predictions
-from model import HEADS, POOLERS, EncoderClassifier, resolve_pooling
+from model import (
+    HEADS,
+    POOLERS,
+    WEIGHT_FILES,
+    EncoderClassifier,
+    EncoderClassifierConfig,
+    checkpoint_weight_names,
+    resolve_pooling,
+)
 from utils import (
     BEST_MODEL,
     BOOKKEEPING_SETTINGS,
@@ -137,9 +145,25 @@ def step_clipped(optimizer: Any, grad_scale: torch.Tensor | None) -> None:
 
 
 def check_output_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to train into a folder that already holds a run, unless told to overwrite it."""
+    """Refuse to train into a folder that already holds a run, unless told to overwrite it, and always into one that
+    holds something else's config.json (a model's) or that cannot be created."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--output_dir {run_dir} is a file; choose a folder.")
+    ancestor = next(p for p in [run_dir.absolute(), *run_dir.absolute().parents] if p.exists())
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        what = "is a file" if not ancestor.is_dir() else "is not writable"
+        raise UsageError(f"cannot create the run folder {run_dir}: {ancestor} {what}; choose another --output_dir.")
+    config = run_dir / "config.json"
+    if config.is_file():
+        try:
+            is_run = "user_config" in json.loads(config.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+            is_run = False
+        if not is_run:  # a model folder (e.g. the backbone's own): its config.json is not ours to replace
+            raise UsageError(
+                f"--output_dir {run_dir} holds a config.json that is not a run's (a model folder?); a run writes its "
+                "own config.json there, so choose another folder."
+            )
     existing = [m for m in RUN_MARKERS if (run_dir / m).exists()]
     if existing and not overwrite:
         raise UsageError(
@@ -148,12 +172,78 @@ def check_output_dir(run_dir: Path, overwrite: bool) -> None:
         )
 
 
-def max_model_length(tokenizer: Any, model_path: str) -> int:
-    """The longest input the backbone accepts (tokenizer limit, else position embeddings)."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    if limit is not None and limit < 1_000_000:  # tokenizers without a limit report a huge sentinel
-        return int(limit)
-    return int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 512))
+def max_model_length(tokenizer: Any, backbone_config: Any) -> int:
+    """The longest input the backbone accepts: the tokenizer's limit and the position embeddings, the lower one."""
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(backbone_config, "max_position_embeddings", None)]
+    # Tokenizers without a limit report a huge sentinel; a config without position embeddings (relative
+    # positions) has none either.
+    limits = [int(n) for n in limits if isinstance(n, int | float) and 0 < n < 1_000_000]
+    return min(limits) if limits else 512
+
+
+# The files a local model folder needs: a tokenizer (AutoTokenizer builds a near-empty one from a config alone,
+# which turns every word into [UNK]) and weights.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def check_model_folder(model_path: str, flag: str) -> None:
+    """A local --model_name_or_path must be a backbone with its tokenizer and weights, not a run's classifier."""
+    folder = Path(model_path)
+    if not folder.exists() and (model_path.startswith((".", "/", "~")) or model_path.count("/") > 1):
+        raise UsageError(f"{flag}: no such folder (a hub id is NAME or ORG/NAME).")
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        return  # a hub id, or a folder AutoTokenizer reports on
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{flag}: {folder / 'config.json'} is not a model config ({err}).") from err
+    if model_type == EncoderClassifierConfig.model_type:
+        raise UsageError(
+            f"{flag} {folder} is a classifier saved by train.py, not a backbone; train from the encoder it started "
+            "from, or score this one with evaluate.py --run_dir <its run folder>."
+        )
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UsageError(
+            f"{flag} {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); save the tokenizer "
+            "beside the model (tokenizer.save_pretrained(folder))."
+        )
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise UsageError(f"{flag} {folder} has no weights ({', '.join(WEIGHT_FILES)}); pass a folder with them.")
+    try:
+        checkpoint_weight_names(model_path)
+    except Exception as err:  # a truncated or corrupt file fails in as many ways as its readers have
+        raise UsageError(f"{flag} {folder}: cannot read its weights ({type(err).__name__}: {err!s:.120}).") from err
+
+
+def check_tokenizer(tokenizer: Any, backbone_config: Any, cfg: TrainConfig) -> None:
+    """The tokenizer must fit the backbone and leave --max_seq_length room for text."""
+    flag = f"--model_name_or_path {cfg.model_name_or_path}"
+    if tokenizer.pad_token_id is None:
+        raise UsageError(
+            f"{flag}: its tokenizer has no padding token, which batches need; set pad_token in its "
+            "tokenizer_config.json (BERT-style encoders use [PAD] or <pad>)."
+        )
+    vocab = getattr(backbone_config, "vocab_size", None)
+    if isinstance(vocab, int) and len(tokenizer) > vocab:
+        raise UsageError(
+            f"{flag}: its tokenizer has {len(tokenizer)} tokens but the model's embeddings hold {vocab}; the tokenizer "
+            "belongs to another model."
+        )
+    pair = cfg.text_pair_column is not None
+    special = tokenizer.num_special_tokens_to_add(pair=pair)
+    if cfg.max_seq_length < (least := special + (2 if pair else 1)):
+        raise ConfigError(
+            f"--max_seq_length {cfg.max_seq_length} leaves no room for text: the tokenizer adds {special} special "
+            f"tokens to each {'pair' if pair else 'text'}; use at least {least}."
+        )
 
 
 def backbone_num_layers(model_path: str) -> int:
@@ -545,14 +635,17 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
                 f"--{flag} {getattr(cfg, flag)!r} is unknown; choose one of: {', '.join([*sorted(registry), *extra])}."
             )
     model_path = resolve_model_path(cfg.model_name_or_path)
+    check_model_folder(model_path, f"--model_name_or_path {cfg.model_name_or_path}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
+        backbone_config = AutoConfig.from_pretrained(model_path)
     except (OSError, ValueError) as err:
         raise UsageError(
-            f"--model_name_or_path {cfg.model_name_or_path}: cannot load its tokenizer ({str(err).splitlines()[0]}). "
-            "Pass a local model directory or a hub id reachable from this machine."
+            f"--model_name_or_path {cfg.model_name_or_path}: cannot load its tokenizer or config "
+            f"({str(err).splitlines()[0]:.200}). Pass a local model directory or a hub id reachable from this machine."
         ) from err
-    if cfg.max_seq_length > (limit := max_model_length(tokenizer, model_path)):
+    check_tokenizer(tokenizer, backbone_config, cfg)
+    if cfg.max_seq_length > (limit := max_model_length(tokenizer, backbone_config)):
         raise UsageError(
             f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."
         )

@@ -1,0 +1,158 @@
+"""Bad models, data and folders a user can hand over: one clear error before any model is built, and no earlier
+result replaced."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import evaluate
+import train
+from conftest import REPO, tiny_args, write_csv
+from model import EncoderClassifier
+from utils import UsageError
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model folder
+
+
+def _model_variant(tiny_bert, folder, case):
+    """A copy of the tiny model folder broken the way ``case`` says; returns the path to pass (and extra flags)."""
+    if case == "classifier":  # a run's best_model/, given as the backbone to fine-tune further
+        model = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"})
+        model.save_pretrained(folder)
+        shutil.copy(tiny_bert / "vocab.txt", folder)
+        shutil.copy(tiny_bert / "tokenizer_config.json", folder)
+        return folder, []
+    if case == "path_like":
+        return folder.parent / "no" / "such" / "model", []
+    shutil.copytree(tiny_bert, folder)
+    if case == "no_tokenizer":
+        for name in ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+            (folder / name).unlink(missing_ok=True)
+    elif case == "no_weights":
+        (folder / "model.safetensors").unlink()
+    elif case == "corrupt_weights":
+        (folder / "model.safetensors").write_bytes(b"garbage" * 10)
+    elif case == "no_pad":
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        (folder / "tokenizer_config.json").write_text(json.dumps(config | {"pad_token": None}))
+    elif case == "small_embeddings":
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {"vocab_size": 100}))
+    elif case == "short_pair":
+        return folder, ["--text_pair_column", "text_b", "--max_seq_length", "4"]
+    elif case == "too_short":
+        return folder, ["--max_seq_length", "1"]
+    return folder, []
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("classifier", "is a classifier saved by train.py, not a backbone"),
+        ("path_like", "no such folder"),
+        ("no_tokenizer", "has no tokenizer files"),
+        ("no_weights", "has no weights"),
+        ("corrupt_weights", "cannot read its weights"),
+        ("no_pad", "its tokenizer has no padding token"),
+        ("small_embeddings", "its tokenizer has \\d+ tokens but the model's embeddings hold 100"),
+        ("too_short", "--max_seq_length 1 leaves no room for text: the tokenizer adds 2 special tokens .* at least 3"),
+        ("short_pair", "--max_seq_length 4 leaves no room for text: .* adds 3 special tokens to each pair; .* 5"),
+    ],
+)
+def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, tiny_bert, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for split in ("train", "validation"):
+        write_csv(
+            data / f"{split}.csv",
+            [("good fun", "b sky", "pos"), ("bad day", "a cat", "neg")] * 4,
+            ("text", "text_b", "label"),
+        )
+    model, flags = _model_variant(tiny_bert, tmp_path / "model", case)
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match=message):
+        train.main(tiny_args(model, tmp_path / "run", data, *flags))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The data
+
+
+@pytest.mark.parametrize(
+    ("case", "flags", "message"),
+    [
+        ("same_column", ["--label_column", "text"], "--label_column 'text' is also a text column"),
+        ("duplicate_names", [], "labels.json lists 'a' more than once under 'label'"),
+        ("string_in_lists", ["--label_column", "tags"], "row 3 of the train split: 'tags' holds lists of labels"),
+        ("nan_teacher", ["--teacher_column", "teacher"], "row 2 of the train split: --teacher_column needs 2"),
+        ("carve_everything", ["--validation_split_ratio", "0.99"], "leaves no training rows"),
+    ],
+)
+def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"text": f"{'great fun' if i % 2 else 'awful bore'} {i}", "label": i % 2} for i in range(12)]
+    if case == "string_in_lists":
+        rows = [{"text": r["text"], "tags": ["x", "y"][: 1 + r["label"]]} for r in rows]
+        rows[3]["tags"] = "y"  # a bare string: read as its characters, it would invent labels
+    if case == "nan_teacher":
+        rows = [r | {"teacher": [0.2, 0.8]} for r in rows]
+        rows[2]["teacher"] = [float("nan"), 0.5]
+    if case == "duplicate_names":
+        (data / "labels.json").write_text(json.dumps({"label": ["a", "a"]}))
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    (data / "train.jsonl").write_text(lines)
+    if case != "carve_everything":
+        (data / "validation.jsonl").write_text(lines)
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match=message):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run folder
+
+
+def test_a_model_folder_is_never_a_run_folder_even_with_overwrite(tiny_bert, tmp_path, monkeypatch):
+    model = shutil.copytree(tiny_bert, tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    args = tiny_args(model, tmp_path / "unused", None, "--overwrite_output_dir")
+    args[args.index("--output_dir") + 1] = str(model)
+    with pytest.raises(UsageError, match=r"holds a config\.json that is not a run's"):
+        train.main(args)
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_a_run_folder_that_cannot_be_created_is_a_usage_error(tiny_bert, tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match=r"cannot create the run folder .*afile is a file"):
+        train.main(tiny_args(tiny_bert, tmp_path / "afile" / "run"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluate.py next to a finished run
+
+
+def test_evaluate_never_replaces_the_predictions_training_wrote(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1"))
+    written = (out / "predictions_test.jsonl").read_text()
+    assert len(written.splitlines()) == 16
+
+    # A subset gets files of its own ...
+    metrics = evaluate.main(["--run_dir", str(out), "--split", "test", "--max_samples", "4"])
+    assert metrics["num_samples"] == 4
+    assert len((out / "predictions_test_first4.jsonl").read_text().splitlines()) == 4
+    assert json.loads((out / "eval_test_first4.json").read_text())["num_samples"] == 4
+    # ... and an unlabeled file named like a split does not take the split's name.
+    shutil.copy(REPO / "sample_data" / "test.csv", tmp_path / "test.csv")
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "test.csv")])
+    assert summary["output"] == str(out / "predictions_test_input.jsonl")
+    assert (out / "predictions_test.jsonl").read_text() == written
