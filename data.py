@@ -136,21 +136,10 @@ def _labels_json(folder: Path) -> dict[str, list[str]]:
     except json.JSONDecodeError as err:
         raise UsageError(f"cannot parse {path}: {err}.") from err
     if isinstance(content, list):
-        names = {"": [str(x) for x in content]}
-    else:
-        names = (
-            {k: [str(x) for x in v] for k, v in content.items() if isinstance(v, list)}
-            if isinstance(content, dict)
-            else {}
-        )
-    for column, listed in names.items():
-        # Two ids with one name would be merged in every metric and prediction file, silently.
-        if twice := sorted(name for name, n in Counter(listed).items() if n > 1):
-            where = f" under {column!r}" if column else ""
-            raise UsageError(
-                f"{path} lists {', '.join(map(repr, twice[:5]))} more than once{where}; each class needs its own name."
-            )
-    return names
+        return {"": [str(x) for x in content]}
+    if isinstance(content, dict):
+        return {k: [str(x) for x in v] for k, v in content.items() if isinstance(v, list)}
+    return {}
 
 
 def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -208,6 +197,9 @@ def check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
         if column not in ds.column_names:
             close = difflib.get_close_matches(column, ds.column_names, n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            # One column whose name holds the others: a .csv separated by something else than commas.
+            if len(ds.column_names) == 1 and (sep := next((c for c in ";\t|" if c in ds.column_names[0]), None)):
+                hint = f" The file looks separated by {sep!r}, not commas: save it with commas (or tabs as .tsv)."
             raise UsageError(
                 f"--{flag} {column!r} is not a column of the {split} split (columns: {', '.join(ds.column_names)}).{hint}"
             )
@@ -221,6 +213,12 @@ def _is_integer(value: Any) -> bool:
 def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
     """Label names and the map from raw label values to ids, decided from the train split."""
     if names is not None:
+        # Two ids with one name would be merged in every metric and prediction file, silently.
+        if twice := sorted(name for name, n in Counter(names).items() if n > 1):
+            raise UsageError(
+                f"the label names given (labels.json) list {', '.join(map(repr, twice[:5]))} more than once; "
+                "each class needs its own name."
+            )
         if all(_is_integer(v) for v in train_labels):
             bad = sorted({int(v) for v in train_labels if not 0 <= v < len(names)})
             if bad:
@@ -430,6 +428,18 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
         {k: v for k, v in renames.items() if k != v} | ({cfg.teacher_column: "teacher"} if teacher else {})
     )
     text_cols = ["text"] + (["text_pair"] if cfg.text_pair_column else [])
+    for name, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=False):
+        # Missing cells (None, or NaN from a csv) count as empty text; numbers or lists mean a wrong column.
+        odd = [
+            v
+            for v in column_values(ds, name)
+            if not (v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)))
+        ]
+        if odd:
+            raise UsageError(
+                f"the {split} split's {column!r} column holds {type(odd[0]).__name__} values, not text "
+                f"(e.g. {odd[0]!r:.40}, {len(odd)} rows); check --{'text_pair' if name == 'text_pair' else 'text'}_column."
+            )
     keep = [
         all(isinstance(t, str) and t.strip() for t in texts)
         for texts in zip(*(column_values(ds, c) for c in text_cols), strict=True)

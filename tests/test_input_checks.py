@@ -10,7 +10,9 @@ import pytest
 
 import evaluate
 import train
+from config import TrainConfig
 from conftest import REPO, tiny_args, write_csv
+from data import load_splits
 from model import EncoderClassifier
 from utils import UsageError
 
@@ -86,10 +88,12 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
     ("case", "flags", "message"),
     [
         ("same_column", ["--label_column", "text"], "--label_column 'text' is also a text column"),
-        ("duplicate_names", [], "labels.json lists 'a' more than once under 'label'"),
+        ("duplicate_names", [], r"the label names given \(labels.json\) list 'a' more than once"),
         ("string_in_lists", ["--label_column", "tags"], "row 3 of the train split: 'tags' holds lists of labels"),
         ("nan_teacher", ["--teacher_column", "teacher"], "row 2 of the train split: --teacher_column needs 2"),
         ("carve_everything", ["--validation_split_ratio", "0.99"], "leaves no training rows"),
+        ("numbers_as_text", [], "the train split's 'text' column holds int values, not text .*check --text_column"),
+        ("semicolons", [], "The file looks separated by ';', not commas"),
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -102,16 +106,31 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
     if case == "nan_teacher":
         rows = [r | {"teacher": [0.2, 0.8]} for r in rows]
         rows[2]["teacher"] = [float("nan"), 0.5]
+    if case == "numbers_as_text":  # a wrong column, not empty texts to drop
+        rows = [r | {"text": i} for i, r in enumerate(rows)]
     if case == "duplicate_names":
-        (data / "labels.json").write_text(json.dumps({"label": ["a", "a"]}))
+        (data / "labels.json").write_text(json.dumps({"label": ["a", "a"], "to_group": [0, 0]}))
     lines = "".join(json.dumps(r) + "\n" for r in rows)
-    (data / "train.jsonl").write_text(lines)
-    if case != "carve_everything":
+    if case == "semicolons":  # a spreadsheet's export in a locale that separates with ';'
+        (data / "train.csv").write_text("text;label\n" + "".join(f"{r['text']};{r['label']}\n" for r in rows))
+    else:
+        (data / "train.jsonl").write_text(lines)
+    if case not in ("carve_everything", "semicolons"):
         (data / "validation.jsonl").write_text(lines)
     monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(UsageError, match=message):
         train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
+    """Only the names of the label column in use must be distinct: a mapping such as trec's fine_to_coarse repeats
+    ids by design."""
+    rows = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
+    for split in ("train", "validation"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "labels.json").write_text(json.dumps({"label": ["neg", "pos"], "fine_to_coarse": [0, 0, 1, 1]}))
+    assert load_splits(TrainConfig(dataset=str(tmp_path))).label_names == ["neg", "pos"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

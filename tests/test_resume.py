@@ -154,9 +154,10 @@ def wait_gone(pids: list[int], timeout: float = 120) -> None:
 
 
 # Exit status of the launcher after SIGTERM to its pid: python train.py exits 143 itself; accelerate's
-# single-process launcher dies of the signal (the shell shows 143) while train.py checkpoints and exits; with
-# several processes torchrun's agent forwards the signal, waits for its workers, then exits 1.
-LAUNCHER_EXIT = {"python": 143, "accelerate-1": -signal.SIGTERM, "accelerate-2": 1, "torchrun-2": 1}
+# single-process launcher either dies of the signal (accelerate < 1.16; train.py gets SIGTERM as its parent dies) or
+# passes it on, waits up to 5 s for train.py and exits 143 (1.16 on); with several processes torchrun's agent forwards
+# the signal, waits for its workers, then exits 1 (accelerate 1.16 on: its launcher exits 143 around the agent).
+LAUNCHER_EXIT = {"python": {143}, "accelerate-1": {-signal.SIGTERM, 143}, "accelerate-2": {1, 143}, "torchrun-2": {1}}
 
 
 @pytest.mark.slow
@@ -184,7 +185,7 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
     os.kill(proc.pid, signal.SIGTERM)  # the launcher's pid, as `kill PID` or a container stop does
     out = finish(proc)
     wait_gone(family)
-    assert proc.returncode == LAUNCHER_EXIT[mode], out[-3000:]
+    assert proc.returncode in LAUNCHER_EXIT[mode], out[-3000:]
     assert "forcefully" not in out.lower(), out[-3000:]  # no worker had to be SIGKILLed
     log = (run / "train.log").read_text()
     assert f"SIGTERM received: stopped after step {stop_at}" in log
