@@ -70,13 +70,21 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
     for split, aliases in SPLIT_ALIASES.items():
+        named = {}
         for alias in aliases:
             matches = [
                 p for p in files if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_"))
             ]
             if matches:
-                found[split] = matches
-                break
+                named[alias] = matches
+        if len(named) > 1:  # validation.csv beside dev.csv: scoring on one while the user tuned on the other
+            listed = ", ".join(p.name for matches in named.values() for p in matches)
+            raise UsageError(
+                f"{folder} holds several {split} splits ({listed}); keep one name of {', '.join(aliases)} "
+                "and rename or move the others."
+            )
+        if named:
+            found[split] = next(iter(named.values()))
     return found
 
 
@@ -119,6 +127,15 @@ def load_files(files: list[Path]) -> Any:
         if "corresponds to no data" in str(err):  # a header-only csv, an empty jsonl
             raise UsageError(
                 f"{', '.join(map(str, files))} holds no rows (an empty split); add rows or remove the file."
+            ) from err
+        chain, cause = [], err
+        while cause is not None and len(chain) < 10:  # datasets wraps the decoder's error in its own
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if any(isinstance(e, UnicodeDecodeError) for e in chain):
+            raise UsageError(
+                f"cannot read {', '.join(map(str, files))}: it is not UTF-8 text. Save it as UTF-8 "
+                "(e.g. iconv -f latin1 -t utf-8 FILE > NEW, or encoding='utf-8' in pandas' to_csv)."
             ) from err
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(

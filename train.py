@@ -68,6 +68,7 @@ from utils import (
     atomic_write_dir,
     atomic_write_json,
     atomic_write_text,
+    check_latest_pointer,
     checkpoint_dirs,
     checkpoint_name,
     default_run_dir,
@@ -166,9 +167,12 @@ def check_output_dir(run_dir: Path, overwrite: bool) -> None:
             )
     existing = [m for m in RUN_MARKERS if (run_dir / m).exists()]
     if existing and not overwrite:
+        # A run stopped before its end (preempted, crashed) is usually meant to be continued, not replaced.
+        unfinished = not (run_dir / "results.json").exists() and checkpoint_dirs(run_dir)
+        resume = " or --resume_from_checkpoint latest to continue it" if unfinished else ""
         raise UsageError(
-            f"--output_dir {run_dir} already holds a run ({', '.join(existing)}); choose another folder "
-            "or pass --overwrite_output_dir to replace its files."
+            f"--output_dir {run_dir} already holds a{'n unfinished' if unfinished else ''} run "
+            f"({', '.join(existing)}); choose another folder, pass --overwrite_output_dir to replace its files{resume}."
         )
 
 
@@ -614,6 +618,7 @@ def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | No
         run_dir = default_run_dir(cfg.runs_root, cfg.dataset, cfg.model_name_or_path, cfg.seed, stamp[0])
     if resume_dir is None:
         check_output_dir(run_dir, cfg.overwrite_output_dir)
+    check_latest_pointer(Path(cfg.runs_root))
     return run_dir, resume_dir
 
 

@@ -166,11 +166,24 @@ def write_latest_pointer(runs_root: Path, run_dir: Path) -> None:
     atomic_write_text(Path(runs_root) / LATEST_POINTER, str(Path(run_dir).resolve()) + "\n")
 
 
+def check_latest_pointer(runs_root: Path) -> None:
+    """Refuse, before any model is built, a ``--runs_root`` where the LATEST pointer cannot be written."""
+    root, pointer = Path(runs_root), Path(runs_root) / LATEST_POINTER
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--runs_root {root} is a file; it must be a folder (it holds the {LATEST_POINTER} pointer).")
+    if pointer.exists() and not pointer.is_file():
+        raise UsageError(
+            f"{pointer} is a folder; it must be the file naming the latest run. Move it away or choose another "
+            "--runs_root."
+        )
+
+
 def read_latest_pointer(runs_root: Path) -> Path:
     """The run directory recorded by the last training run under ``runs_root``."""
     pointer = Path(runs_root) / LATEST_POINTER
     if not pointer.is_file():
-        raise UsageError(f"no run found: {pointer} does not exist; train first or pass --run_dir RUN.")
+        what = "is not a file" if pointer.exists() else "does not exist"
+        raise UsageError(f"no run found: {pointer} {what}; train first or pass --run_dir RUN.")
     return Path(pointer.read_text().strip())
 
 

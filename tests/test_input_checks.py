@@ -94,6 +94,8 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
         ("carve_everything", ["--validation_split_ratio", "0.99"], "leaves no training rows"),
         ("numbers_as_text", [], "the train split's 'text' column holds int values, not text .*check --text_column"),
         ("semicolons", [], "The file looks separated by ';', not commas"),
+        ("latin1", [], "is not UTF-8 text. Save it as UTF-8"),
+        ("dev_and_validation", [], r"holds several validation splits \(validation.jsonl, dev.jsonl\)"),
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -113,10 +115,15 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     if case == "semicolons":  # a spreadsheet's export in a locale that separates with ';'
         (data / "train.csv").write_text("text;label\n" + "".join(f"{r['text']};{r['label']}\n" for r in rows))
+    elif case == "latin1":  # an export from an old spreadsheet or database
+        text = "text,label\n" + "".join(f"café {r['text']},{r['label']}\n" for r in rows)
+        (data / "train.csv").write_bytes(text.encode("latin-1"))
     else:
         (data / "train.jsonl").write_text(lines)
-    if case not in ("carve_everything", "semicolons"):
+    if case not in ("carve_everything", "semicolons", "latin1"):
         (data / "validation.jsonl").write_text(lines)
+    if case == "dev_and_validation":  # which one would the scores come from?
+        (data / "dev.jsonl").write_text(lines)
     monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(UsageError, match=message):
         train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
@@ -146,6 +153,32 @@ def test_a_model_folder_is_never_a_run_folder_even_with_overwrite(tiny_bert, tmp
     with pytest.raises(UsageError, match=r"holds a config\.json that is not a run's"):
         train.main(args)
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+@pytest.mark.parametrize("case", ["pointer_is_a_folder", "root_is_a_file"])
+def test_a_runs_root_where_the_latest_pointer_cannot_go_fails_before_any_model_is_built(
+    case, tiny_bert, tmp_path, monkeypatch
+):
+    args = tiny_args(tiny_bert, tmp_path / "run", None)
+    root = tmp_path / "runs"
+    if case == "pointer_is_a_folder":
+        (root / "LATEST").mkdir(parents=True)
+    else:
+        root.write_text("x")
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match="LATEST is a folder" if case == "pointer_is_a_folder" else "is a file"):
+        train.main(args)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_an_unfinished_run_is_named_as_such_with_the_resume_flag(tiny_bert, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_000004").mkdir(parents=True)
+    (run / "checkpoints" / "step_000004" / "meta.json").write_text("{}")
+    (run / "config.json").write_text(json.dumps({"user_config": {}}))
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match=r"holds an unfinished run .*--resume_from_checkpoint latest to continue it"):
+        train.main(tiny_args(tiny_bert, run, None))
 
 
 def test_a_run_folder_that_cannot_be_created_is_a_usage_error(tiny_bert, tmp_path, monkeypatch):
