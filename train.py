@@ -341,20 +341,37 @@ class StopRequested:
         return 130 if self.signal_name == "SIGINT" else 143
 
 
+def under_single_process_launcher(parent: int) -> bool:
+    """Whether the process ``parent`` is accelerate's launcher running this process alone (Linux only)."""
+    # torchrun's agent (several processes) forwards signals itself; a plain `python train.py` has no launcher.
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" in os.environ:
+        return False
+    try:
+        argv = Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return is_accelerate_launch(argv)
+
+
+def launcher_kill_delay() -> float | None:
+    """Seconds accelerate's single-process launcher leaves this process after passing SIGTERM on, before SIGKILL
+    (accelerate 1.16 on); None when no launcher will kill it."""
+    import accelerate
+    from packaging.version import Version
+
+    if Version(accelerate.__version__).release < (1, 16) or not under_single_process_launcher(os.getppid()):
+        return None
+    return 5.0  # accelerate.commands.launch._terminate_process_tree: psutil.wait_procs(..., timeout=5), then kill
+
+
 def stop_with_the_launcher() -> None:
     """Under ``accelerate launch`` with one process, turn the launcher's death into a SIGTERM for this process."""
     # accelerate's single-process launcher runs train.py as a child and forwards no signal: `kill <launcher pid>`,
     # a container stop or a scheduler's preemption would kill the launcher and leave this process training on,
-    # orphaned, until something kills it without a checkpoint. The kernel's parent-death signal closes that gap.
-    # torchrun's agent (several processes) forwards signals itself; a plain `python train.py` has no launcher.
-    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" in os.environ:
-        return
+    # orphaned, until something kills it without a checkpoint. The kernel's parent-death signal closes that gap
+    # (accelerate 1.16 on passes SIGTERM on itself, then waits; the request is then harmless).
     parent = os.getppid()
-    try:
-        argv = Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return
-    if not is_accelerate_launch(argv):
+    if not under_single_process_launcher(parent):
         return
     import ctypes
 
@@ -820,11 +837,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def checkpoint() -> None:
         """Write a resumable checkpoint of the current step (with the open logging window and the clock)."""
+        nonlocal kill_delay
         state.window = window.totals()
         state.train_runtime_s = runtime_before + time.perf_counter() - train_start
         meta = {**dataclasses.asdict(state), "epoch": state.step / steps_per_epoch, "settings": settings}
         meta |= {"steps_per_epoch": steps_per_epoch, "max_steps": max_steps}
+        started = time.perf_counter()
         logger.info("checkpoint written: %s", save_checkpoint(accelerator, run_dir, meta, cfg.save_total_limit))
+        took = time.perf_counter() - started
+        # A stop signal's checkpoint must be written inside the launcher's grace time, or it is lost to its SIGKILL.
+        if kill_delay is not None and took > kill_delay / 2:
+            logger.warning(
+                "a checkpoint took %.1f s, while accelerate launch kills train.py %.0f s after passing a SIGTERM on: "
+                "to stop this run with a checkpoint, signal train.py itself (kill -TERM %d), not the launcher",
+                took,
+                kill_delay,
+                os.getpid(),
+            )
+            kill_delay = None  # said once
 
     # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe checkpoint -> maybe stop ---------------
     metric, patience, every = cfg.metric_for_best_model, cfg.early_stopping_patience, cfg.checkpointing_steps
@@ -835,6 +865,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # A run resumed from the checkpoint of the step it stopped early at stays stopped.
     early_stop = bool(patience and state.bad_evals >= patience)
     checkpointed_step, stopper = state.step if resume_dir else None, StopRequested()
+    kill_delay = launcher_kill_delay()  # seconds the launcher leaves after SIGTERM (None: it never kills)
     progress = tqdm(total=max_steps, initial=state.step, desc="train", disable=not accelerator.is_local_main_process)
     done = state.step >= max_steps or early_stop
     batches = train_batches(train_dl, train_sampler, accelerator, state.step, steps_per_epoch, resolved["num_epochs"])

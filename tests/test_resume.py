@@ -201,3 +201,25 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
     out = finish(proc)
     assert proc.returncode == 0, out[-3000:]
     assert_same_run(ref, run, tmp_path / "ref.pt", tmp_path / "run.pt")
+
+
+@pytest.mark.parametrize(("version", "delay"), [("1.15.0", None), ("1.16.0", 5.0), ("2.0.0", 5.0)])
+def test_the_launchers_kill_delay_follows_the_accelerate_version(monkeypatch, version, delay):
+    import accelerate
+
+    monkeypatch.setattr(accelerate, "__version__", version)
+    monkeypatch.setattr(train, "under_single_process_launcher", lambda parent: True)
+    assert train.launcher_kill_delay() == delay
+    monkeypatch.setattr(train, "under_single_process_launcher", lambda parent: False)
+    assert train.launcher_kill_delay() is None
+
+
+def test_a_checkpoint_slower_than_the_launchers_grace_is_reported_once(tiny_bert, tmp_path, monkeypatch):
+    """Under accelerate 1.16's single-process launcher, a stop signal's checkpoint has 5 s before SIGKILL: a run
+    whose checkpoints take longer is told to signal train.py itself."""
+    monkeypatch.setattr(train, "launcher_kill_delay", lambda: 0.0)  # every checkpoint is "too slow"
+    run = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, run, None, *FLAGS, "--checkpointing_steps", "2"))
+    log = (run / "train.log").read_text()
+    assert log.count("checkpoint written") > 1
+    assert log.count(f"signal train.py itself (kill -TERM {os.getpid()}), not the launcher") == 1
