@@ -299,6 +299,13 @@ class LabelSpec:
     parents: list[list[int]] = field(default_factory=list)  # per level >= 1: parent id of each label id
 
 
+def _binary(value: Any) -> int | None:
+    """0 or 1 for a 0/1 label value (int, bool or float), None for anything else."""
+    if isinstance(value, bool | int | float | np.bool_ | np.integer | np.floating) and value in (0, 1):
+        return int(value)
+    return None
+
+
 def _two_or_more(level_names: list[str], column: str) -> None:
     """A softmax over one class learns nothing (its loss is always 0): stop before any model is built."""
     if len(level_names) < 2:
@@ -317,6 +324,14 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
             "multi_label_classification", label_columns, [{"name": "labels", "labels": list(label_columns)}]
         ), []
     if label_columns:  # hierarchical, coarse to fine
+        # Several 0/1 columns are one column per label (multi-label), not levels of a hierarchy: training them as
+        # levels would fit one binary softmax per label and report hierarchy metrics, without a word.
+        if all({_binary(v) for v in column_values(train, column)} <= {0, 1} for column in label_columns):
+            raise UsageError(
+                f"--label_columns {' '.join(label_columns)} all hold 0/1 values: one column per label. Add "
+                "--multi_label to train them as a multi-label task (several columns without it are the coarse-to-fine "
+                "levels of a hierarchy)."
+            )
         levels, maps = [], []
         for column in label_columns:
             level_names, value_to_id = build_label_space(column_values(train, column), names.get(column))

@@ -95,6 +95,11 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
         ("numbers_as_text", [], "the train split's 'text' column holds int values, not text .*check --text_column"),
         ("semicolons", [], "The file looks separated by ';', not commas"),
         ("latin1", [], "is not UTF-8 text. Save it as UTF-8"),
+        (
+            "binary_columns",
+            ["--label_columns", "toxic", "rude"],
+            "all hold 0/1 values: one column per label. Add --multi",
+        ),
         ("dev_and_validation", [], r"holds several validation splits \(validation.jsonl, dev.jsonl\)"),
     ],
 )
@@ -108,6 +113,8 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
     if case == "nan_teacher":
         rows = [r | {"teacher": [0.2, 0.8]} for r in rows]
         rows[2]["teacher"] = [float("nan"), 0.5]
+    if case == "binary_columns":  # one 0/1 column per label, given without --multi_label
+        rows = [r | {"toxic": r["label"], "rude": (i // 3) % 2} for i, r in enumerate(rows)]
     if case == "numbers_as_text":  # a wrong column, not empty texts to drop
         rows = [r | {"text": i} for i, r in enumerate(rows)]
     if case == "duplicate_names":
