@@ -217,6 +217,12 @@ def check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
             # One column whose name holds the others: a .csv separated by something else than commas.
             if len(ds.column_names) == 1 and (sep := next((c for c in ";\t|" if c in ds.column_names[0]), None)):
                 hint = f" The file looks separated by {sep!r}, not commas: save it with commas (or tabs as .tsv)."
+            elif split != "train" and flag.startswith("label_column") and not close:
+                # An unlabeled test set (a competition's) cannot be scored; it can still be predicted.
+                hint = (
+                    " A split without labels cannot be scored: move that file out of the dataset folder, and after "
+                    "training predict it with python evaluate.py --run_dir RUN --input FILE."
+                )
             raise UsageError(
                 f"--{flag} {column!r} is not a column of the {split} split (columns: {', '.join(ds.column_names)}).{hint}"
             )
@@ -229,6 +235,10 @@ def _is_integer(value: Any) -> bool:
 
 def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
     """Label names and the map from raw label values to ids, decided from the train split."""
+    if train_labels and all(isinstance(v, float | np.floating) and float(v).is_integer() for v in train_labels):
+        # 0.0/1.0 from a float column (a parquet or a dataframe's) are the ids 0/1; later splits' floats find the
+        # same map entries, since 1.0 == 1 hashes alike.
+        train_labels = [int(v) for v in train_labels]
     if names is not None:
         # Two ids with one name would be merged in every metric and prediction file, silently.
         if twice := sorted(name for name, n in Counter(names).items() if n > 1):
@@ -254,6 +264,14 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
     if not all(_is_integer(v) or isinstance(v, str) for v in values):
         kinds = sorted({type(v).__name__ for v in values})
         raise UsageError(f"labels must be strings or integers, found {', '.join(kinds)}; check --label_column.")
+    if any(_is_integer(v) for v in values) and any(isinstance(v, str) for v in values):
+        # 1 and "1", or 0 and "neg", would become separate classes of one task.
+        ints = [v for v in values if _is_integer(v)][:3]
+        strs = [v for v in values if isinstance(v, str)][:3]
+        raise UsageError(
+            f"labels mix integers ({', '.join(map(repr, ints))}) and strings ({', '.join(map(repr, strs))}); "
+            "write every label one way (all names or all integer ids)."
+        )
     return [str(v) for v in values], {v: i for i, v in enumerate(values)}
 
 

@@ -95,6 +95,8 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
         ("numbers_as_text", [], "the train split's 'text' column holds int values, not text .*check --text_column"),
         ("semicolons", [], "The file looks separated by ';', not commas"),
         ("latin1", [], "is not UTF-8 text. Save it as UTF-8"),
+        ("unlabeled_test", [], "A split without labels cannot be scored: .* evaluate.py --run_dir RUN --input FILE"),
+        ("mixed_labels", [], r"labels mix integers \(0, 1\) and strings \('neg'\); write every label one way"),
         (
             "binary_columns",
             ["--label_columns", "toxic", "rude"],
@@ -115,6 +117,8 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         rows[2]["teacher"] = [float("nan"), 0.5]
     if case == "binary_columns":  # one 0/1 column per label, given without --multi_label
         rows = [r | {"toxic": r["label"], "rude": (i // 3) % 2} for i, r in enumerate(rows)]
+    if case == "mixed_labels":  # a jsonl edited by hand: 'neg' where 0 was meant
+        rows[5]["label"] = "neg"
     if case == "numbers_as_text":  # a wrong column, not empty texts to drop
         rows = [r | {"text": i} for i, r in enumerate(rows)]
     if case == "duplicate_names":
@@ -131,10 +135,22 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "validation.jsonl").write_text(lines)
     if case == "dev_and_validation":  # which one would the scores come from?
         (data / "dev.jsonl").write_text(lines)
+    if case == "unlabeled_test":  # a competition's test file
+        (data / "test.jsonl").write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
     monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(UsageError, match=message):
         train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_integral_float_labels_are_the_integer_ids(tmp_path):
+    """0.0/1.0 labels (a float column of a parquet or dataframe) train as the ids 0/1 in every split."""
+    rows = [{"text": f"row {i}", "label": float(i % 2)} for i in range(8)]
+    for split in ("train", "validation"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["0", "1"]
+    assert data.splits["validation"]["label"] == [i % 2 for i in range(8)]
 
 
 def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
