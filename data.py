@@ -455,6 +455,16 @@ def _align_teacher(ds: Any, teacher_labels: list[str] | None, label_names: list[
     return ds.remove_columns("teacher").add_column("teacher", reordered), note
 
 
+def _check_text_values(values: list[Any], split: str, column: str, flag: str) -> None:
+    """Refuse a text column of numbers or lists (a wrong column); missing cells (None, a csv's NaN) are empty text."""
+    odd = [v for v in values if not (v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)))]
+    if odd:
+        raise UsageError(
+            f"the {split} split's {column!r} column holds {type(odd[0]).__name__} values, not text "
+            f"(e.g. {odd[0]!r:.40}, {len(odd)} rows); check --{flag}."
+        )
+
+
 def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | None]:
     """One split's configured columns renamed to ``text`` [, ``text_pair``] [, ``teacher``], rows with empty text
     dropped (or refused with --empty_text error); also the note saying how many were dropped."""
@@ -479,17 +489,7 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     )
     text_cols = ["text"] + (["text_pair"] if cfg.text_pair_column else [])
     for name, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=False):
-        # Missing cells (None, or NaN from a csv) count as empty text; numbers or lists mean a wrong column.
-        odd = [
-            v
-            for v in column_values(ds, name)
-            if not (v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)))
-        ]
-        if odd:
-            raise UsageError(
-                f"the {split} split's {column!r} column holds {type(odd[0]).__name__} values, not text "
-                f"(e.g. {odd[0]!r:.40}, {len(odd)} rows); check --{'text_pair' if name == 'text_pair' else 'text'}_column."
-            )
+        _check_text_values(column_values(ds, name), split, column, f"{name}_column")
     keep = [
         all(isinstance(t, str) and t.strip() for t in texts)
         for texts in zip(*(column_values(ds, c) for c in text_cols), strict=True)
@@ -662,6 +662,8 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
     check_columns(ds, "input", wanted)
+    for flag, column in wanted.items():
+        _check_text_values(column_values(ds, column), "input", column, flag)
     ds = ds.select_columns(list(wanted.values()))
     ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
     # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input.

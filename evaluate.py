@@ -539,6 +539,10 @@ class EvalConfig:
         None, "Predict labels for an unlabeled csv/tsv/jsonl/json/parquet file (its text column as in training)."
     )
     output: str | None = option(None, "Where --input predictions go (default: RUN/predictions_<input name>.jsonl).")
+    text_column: str | None = option(None, "The --input file's text column (default: the run's --text_column).")
+    text_pair_column: str | None = option(
+        None, "The --input file's second text column, for a run trained on pairs (default: the run's)."
+    )
     top_k: int = option(3, "Number of most probable labels listed per row for --input.")
 
     def validate(self) -> None:
@@ -548,6 +552,19 @@ class EvalConfig:
         for name in ("max_samples", "batch_size", "top_k"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer.")
+        if (self.text_column or self.text_pair_column) and not self.input:
+            raise ConfigError("--text_column and --text_pair_column name the columns of an --input file; add --input.")
+
+
+def input_columns(cfg: EvalConfig, train_cfg: TrainConfig) -> TrainConfig:
+    """The run's config with the --input file's text columns (the run's unless --text_column / --text_pair_column)."""
+    if cfg.text_pair_column and not train_cfg.text_pair_column:
+        raise ConfigError("--text_pair_column: this run was trained on single texts; its model reads one column.")
+    return dataclasses.replace(
+        train_cfg,
+        text_column=cfg.text_column or train_cfg.text_column,
+        text_pair_column=cfg.text_pair_column or train_cfg.text_pair_column,
+    )
 
 
 def load_run_config(run_dir: Path) -> dict[str, Any]:
@@ -594,7 +611,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if cfg.input:
         name, label_names = "input", None
-        raw = load_unlabeled(cfg.input, train_cfg, cfg.max_samples)
+        raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples)
     else:
         name = cfg.split
         raw, label_names = load_scored_split(cfg, train_cfg, resolved["dataset"])
