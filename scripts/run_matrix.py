@@ -61,6 +61,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import fcntl
 import io
 import itertools
@@ -127,6 +128,53 @@ class Run:
     entry: dict[str, Any] | None = None  # {"variant": name, "grid": point} for matrix.json, None for a plain run
 
 
+MATRIX_KEYS = ("output_dir", "datasets", "models", "seeds", "train_args", "variants", "grid")
+# Set by the matrix for each run: the same key among a config's train.py flags would be silently replaced.
+MATRIX_OWNED = {"dataset", "model_name_or_path", "seed", "output_dir", "runs_root"}
+
+
+def close_to(name: str, choices: Any) -> str:
+    """`` (did you mean x?)`` for a near miss among ``choices``, else nothing."""
+    close = difflib.get_close_matches(name, list(choices), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def check_flag_names(args: dict[str, Any], where: str) -> None:
+    """train.py flags in the config: exact TrainConfig field names, none of those the matrix sets for each run."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in args:
+        if key in MATRIX_OWNED:
+            raise UsageError(
+                f"{where} sets {key}, which the matrix sets for each run; use datasets, models, seeds or output_dir."
+            )
+        if key not in known:
+            raise UsageError(f"{where}: {key!r} is not a train.py flag{close_to(key, known)}.")
+
+
+def check_matrix(cfg: dict[str, Any]) -> None:
+    """The config's shape: known keys, lists where lists belong, seeds distinct integers."""
+    if unknown := sorted(set(cfg) - set(MATRIX_KEYS)):
+        raise UsageError(
+            f"the matrix config has the unknown key {unknown[0]!r}{close_to(unknown[0], MATRIX_KEYS)}; "
+            f"its keys are {', '.join(MATRIX_KEYS)}."
+        )
+    for key in ("datasets", "models"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], list):
+            raise UsageError(f"{key} must be a list (of paths, or of mappings with a 'path'), got {cfg[key]!r}.")
+    seeds = cfg.get("seeds")
+    if seeds is not None:
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+            raise UsageError(f"seeds must be a non-empty list of integers, got {seeds!r}.")
+        if twice := sorted({s for s in seeds if seeds.count(s) > 1}):
+            raise UsageError(f"seeds lists {', '.join(map(str, twice))} more than once; each seed is one run.")
+    if cfg.get("output_dir") is not None and not isinstance(cfg["output_dir"], str):
+        raise UsageError(f"output_dir must be a path, got {cfg['output_dir']!r}.")
+    train_args = cfg.get("train_args")
+    if train_args is not None and not isinstance(train_args, dict):
+        raise UsageError(f"train_args must map train.py flags to values, got {train_args!r}.")
+    check_flag_names(train_args or {}, "train_args")
+
+
 def parse_entry(item: str | dict[str, Any], kind: str) -> Entry:
     """A plain string, or a mapping with ``path`` (and optional ``name``) plus per-entry train.py flags."""
     if isinstance(item, str):
@@ -134,6 +182,7 @@ def parse_entry(item: str | dict[str, Any], kind: str) -> Entry:
     if not isinstance(item, dict) or "path" not in item:
         raise UsageError(f"each of {kind} must be a string or a mapping with a 'path' key, got {item!r}.")
     args = {k: v for k, v in item.items() if k not in ("path", "name", "grid")}
+    check_flag_names(args, f"the {kind} entry {item['path']}")
     grid = check_grid(item.get("grid") or {}, f"{kind} entry {item['path']}")
     return Entry(path=str(item["path"]), name=item.get("name") or None, args=args, grid=grid)
 
@@ -142,6 +191,7 @@ def check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
     """A grid is a mapping of train.py flags to non-empty lists of values."""
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise UsageError(f"grid of {where} must map train.py flags to non-empty lists, got {grid!r}.")
+    check_flag_names(grid, f"the grid of {where}")
     return grid
 
 
@@ -152,9 +202,14 @@ def parse_variants(variants: Any) -> list[tuple[str | None, dict[str, Any]]]:
     if isinstance(variants, list):  # [{name: ..., flag: value}, ...]
         if not all(isinstance(v, dict) and v.get("name") for v in variants):
             raise UsageError("each of variants must be a mapping with a 'name' and train.py flags.")
+        names = [str(v["name"]) for v in variants]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise UsageError(f"variants lists the name {twice[0]!r} more than once; give each variant its own name.")
         variants = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in variants}
     if not isinstance(variants, dict) or not all(isinstance(f, dict) for f in variants.values()):
         raise UsageError(f"variants must map names to train.py flags, got {variants!r}.")
+    for name, variant_flags in variants.items():
+        check_flag_names(variant_flags, f"the variant {name!r}")
     return [(str(name), flags) for name, flags in variants.items()]
 
 
@@ -255,12 +310,20 @@ def free_name(parent: Path, name: str, levels: int, settings: dict[str, Any], ki
 
 def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
     """Every run of the matrix: its folder, its train.py arguments and the settings they mean."""
+    check_matrix(cfg)
     datasets = [parse_entry(d, "datasets") for d in cfg.get("datasets") or []]
     models = [parse_entry(m, "models") for m in cfg.get("models") or []]
     seeds = cfg.get("seeds") or [42]
     variants, grid = parse_variants(cfg.get("variants")), check_grid(cfg.get("grid") or {}, "the matrix")
     if not datasets or not models:
         raise UsageError("the matrix needs at least one dataset and one model (--datasets/--models or the config).")
+    for kind, entry in [("datasets", d) for d in datasets] + [("models", m) for m in models]:
+        # Checked here rather than by each run: a wrong path would otherwise fail every run (or every Slurm job).
+        path = entry.path
+        if not Path(path).expanduser().exists() and (path.startswith((".", "/", "~")) or path.count("/") > 1):
+            raise UsageError(
+                f"{kind} entry {path}: no such file or folder (from {Path.cwd()}; a hub id is NAME or ORG/NAME)."
+            )
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     dataset_names, model_names = entry_names(datasets, "datasets"), entry_names(models, "models")
     runs = []
@@ -268,6 +331,13 @@ def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
         for model, model_name in zip(models, model_names, strict=True):
             base = {**(cfg.get("train_args") or {}), **dataset.args, **model.args}
             base |= {"dataset": dataset.path, "model_name_or_path": model.path}
+            for variant, variant_flags in variants:
+                # A grid over a flag the variant also sets would replace the variant's value in every folder of it.
+                if both := sorted(variant_flags.keys() & (grid | model.grid).keys()):
+                    raise UsageError(
+                        f"the variant {variant!r} and the grid both set {', '.join(both)}: the grid's values would "
+                        "replace the variant's in every run; set it in one place."
+                    )
             points = [(v, p) for v in variants for p in grid_points(grid | model.grid)]
             for ((variant, variant_flags), point), seed in itertools.product(points, seeds):
                 args = base | variant_flags | point
@@ -289,7 +359,34 @@ def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
                 # The grid point with the types train.py gives it (YAML reads 2e-4 as a string).
                 entry = {"variant": variant, "grid": {k: settings[k] for k in point}} if folder else None
                 runs.append(Run(run_dir, flags(run_args) + extra, settings, entry))
+    check_distinct(runs)
     return runs
+
+
+def check_distinct(runs: list[Run]) -> None:
+    """Refuse two planned runs in one folder (one would be skipped as done) or with the same settings (one
+    experiment under two labels)."""
+    folders: dict[Path, Run] = {}
+    settings: dict[str, Run] = {}
+    for run in runs:
+        if (other := folders.setdefault(run.run_dir, run)) is not run:
+            raise UsageError(
+                f"two planned runs share the folder {run.run_dir} ({describe_entry(other)} and {describe_entry(run)}: "
+                "names that differ only in '/' or spaces, or an entry listed twice); rename or remove one."
+            )
+        key = json.dumps(run.settings, sort_keys=True, default=str)
+        if (other := settings.setdefault(key, run)) is not run:
+            raise UsageError(
+                f"two planned runs have the same settings: {other.run_dir} and {run.run_dir} (a variant that sets "
+                "only defaults, or a value listed twice); remove one."
+            )
+
+
+def describe_entry(run: Run) -> str:
+    """A run's variant and grid point as the config wrote them, or its dataset and model."""
+    if run.entry:
+        return json.dumps({"variant": run.entry["variant"], **run.entry["grid"]}, default=str)
+    return f"{run.settings['dataset']}, {run.settings['model_name_or_path']}"
 
 
 def differences(recorded: dict[str, Any], planned: dict[str, Any]) -> list[str]:
@@ -437,6 +534,8 @@ def device_slots(gpus_per_run: int, max_parallel: int | None) -> list[dict[str, 
     else:
         gpus = []
     if gpus:
+        if gpus_per_run > len(gpus):  # no group could be formed: nothing would run, and the matrix would say "0 failed"
+            raise UsageError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible ({','.join(gpus)}).")
         groups = [gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
         return [{"CUDA_VISIBLE_DEVICES": ",".join(g)} for g in groups[: max_parallel or len(groups)]]
     slots = max_parallel or 1

@@ -303,3 +303,17 @@ def test_two_multi_process_runs_side_by_side_each_rendezvous_on_their_own_port(t
     assert len(ports) == 2 and ports[0] != ports[1], proc.stdout
     for results in out.rglob("results.json"):
         assert json.loads((results.parent / "config.json").read_text())["resolved"]["num_processes"] == 2
+
+
+def test_more_gpus_per_run_than_visible_is_an_error_not_an_empty_success(tiny_bert, tmp_path):
+    config = matrix_config(tmp_path, tiny_bert, seeds="[1]")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--config", str(config), "--executor", "local"]
+        + ["--output_dir", str(tmp_path / "m"), "--gpus_per_run", "3"],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.strip() == "error: --gpus_per_run 3: only 2 GPU(s) are visible (0,1)."

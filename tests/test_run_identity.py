@@ -124,6 +124,8 @@ def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
 def test_matrix_gives_colliding_short_names_their_own_folders(tmp_path):
     models = [str(tmp_path / org / "bert-base") for org in ("org1", "org2")]
     datasets = [str(tmp_path / "data" / v / "reviews") for v in ("v1", "v2")]
+    for path in models + datasets:
+        Path(path).mkdir(parents=True)
     out = tmp_path / "out"
     proc = script(
         "run_matrix.py", "--datasets", *datasets, "--models", *models, "--seeds", "1", "--output_dir", out, "--dry_run"
@@ -131,6 +133,45 @@ def test_matrix_gives_colliding_short_names_their_own_folders(tmp_path):
     assert proc.returncode == 0, proc.stderr
     dirs = [Path(d).relative_to(out).as_posix() for d in output_dirs(proc.stdout)]
     assert dirs == [f"{v}-reviews/{org}-bert-base/seed1" for v in ("v1", "v2") for org in ("org1", "org2")]
+
+
+DATA = str(REPO / "sample_data")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"datasets": DATA}, "datasets must be a list"),
+        ({"grids": {"learning_rate": [1e-4]}}, r"unknown key 'grids' \(did you mean grid\?\)"),
+        ({"seeds": []}, "seeds must be a non-empty list of integers"),
+        ({"seeds": [1, 1, 2]}, "seeds lists 1 more than once"),
+        ({"seeds": [1, None]}, "seeds must be a non-empty list of integers"),
+        ({"train_args": {"seed": 5}}, "train_args sets seed, which the matrix sets for each run"),
+        ({"grid": {"seed": [7, 8]}}, "the grid of the matrix sets seed"),
+        ({"grid": {"learning": [1e-4]}}, r"'learning' is not a train.py flag \(did you mean learning_rate"),
+        ({"datasets": [{"path": DATA, "model_name_or_path": "x"}]}, "entry .* sets model_name_or_path"),
+        (
+            {"variants": {"low": {"learning_rate": 1e-6}}, "grid": {"learning_rate": [1e-4]}},
+            "the variant 'low' and the grid both set learning_rate",
+        ),
+        ({"variants": [{"name": "a", "head": "linear"}, {"name": "a", "head": "mlp"}]}, "the name 'a' more than once"),
+        ({"variants": {"mlp/v1": {"head": "mlp"}, "mlp_v1": {"head": "linear"}}}, "two planned runs share the folder"),
+        ({"variants": {"base": {}, "lin": {"head": "linear"}}}, "two planned runs have the same settings"),
+        ({"datasets": [DATA, DATA + "/"]}, "two planned runs share the folder"),
+        ({"datasets": ["./no/such/data"]}, r"datasets entry ./no/such/data: no such file or folder"),
+    ],
+)
+def test_matrix_refuses_a_config_that_would_mislabel_or_lose_runs(tiny_bert, tmp_path, config, message):
+    """Keys the matrix would silently override or ignore, wrong types, and two planned runs that are one: each is
+    one error line before anything runs."""
+    full = {"datasets": [DATA], "models": [str(tiny_bert)], "seeds": [1], "output_dir": str(tmp_path / "out")}
+    path = tmp_path / "matrix.json"
+    path.write_text(json.dumps(full | config))
+    proc = script("run_matrix.py", "--config", path, "--dry_run")
+    assert proc.returncode == 2, proc.stdout
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error:") and re.search(message, line), line
+    assert not (tmp_path / "out").exists()
 
 
 def test_matrix_refuses_a_folder_trained_with_other_settings(tiny_bert, tmp_path):
