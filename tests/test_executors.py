@@ -307,9 +307,9 @@ def test_two_multi_process_runs_side_by_side_each_rendezvous_on_their_own_port(t
 
 def test_more_gpus_per_run_than_visible_is_an_error_not_an_empty_success(tiny_bert, tmp_path):
     config = matrix_config(tmp_path, tiny_bert, seeds="[1]")
+    args = ["--config", str(config), "--executor", "local", "--output_dir", str(tmp_path / "m"), "--gpus_per_run", "3"]
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--config", str(config), "--executor", "local"]
-        + ["--output_dir", str(tmp_path / "m"), "--gpus_per_run", "3"],
+        [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *args],
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"},
         capture_output=True,
         text=True,
