@@ -572,9 +572,22 @@ def truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics.jsonl records after ``step`` (logged by a run that went on past its last checkpoint)."""
     if path.is_file():
         lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-        if len(kept) != len(lines):
+        # A line cut off by a kill mid-write is dropped too: it would fail every later resume, and the next append
+        # would run on from it. Each kept line ends with its newline.
+        kept = [
+            line.rstrip("\n") + "\n" for line in lines if (record := _decoded(line)) and record.get("step", 0) <= step
+        ]
+        if kept != lines:
             atomic_write_text(path, "".join(kept))
+
+
+def _decoded(line: str) -> dict[str, Any] | None:
+    """One metrics.jsonl record, or None for a blank or cut-off line."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def train_batches(

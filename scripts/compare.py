@@ -93,7 +93,10 @@ def read_predictions(run_dir: Path, split: str = "test") -> dict[int, tuple[Any,
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except ValueError:  # a file cut off mid-line: no bootstrap on part of the test set
+            return None
         if "gold" not in record:
             return None
         rows[int(record["idx"])] = (finest(record["gold"]), finest(record["pred"]))
@@ -118,6 +121,20 @@ def by_seed(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 def scored_seeds(point: dict[str, Any], metric: str) -> dict[int, dict[str, Any]]:
     """The runs of a selected grid point that have a test ``metric``, by seed."""
     return {s: r for s, r in by_seed(point["runs"]).items() if r.get(f"test_{metric}") is not None}
+
+
+def different_test_sets(points: list[dict[str, Any]]) -> str | None:
+    """Why the selected runs' test scores cannot be compared (they scored different numbers of test rows: another
+    --max_eval_samples, another test file), or None."""
+    sizes: dict[str, set[int]] = {}
+    for point in points:
+        for run in point["runs"]:
+            if run.get("test_num_samples") is not None:
+                sizes.setdefault(str(run["model"]), set()).add(int(run["test_num_samples"]))
+    if len(set().union(*sizes.values())) > 1:
+        listed = ", ".join(f"{m}: {'/'.join(map(str, sorted(n)))}" for m, n in sorted(sizes.items()))
+        return f"the runs were tested on different numbers of rows ({listed}); compare runs on one test set"
+    return None
 
 
 def grid_text(grid: dict[str, Any]) -> str:
@@ -437,6 +454,8 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
             skipped[dataset] = f"no runs of {' and '.join(lacking)}"
         elif not set(scored_seeds(point_a, args.metric)) & set(scored_seeds(point_b, args.metric)):
             skipped[dataset] = f"no seed with a test {args.metric} on both sides"
+        elif reason := different_test_sets([point_a, point_b]):
+            skipped[dataset] = reason
         else:
             pairs[dataset] = (point_a, point_b)
     rng = np.random.default_rng(args.seed)
@@ -529,6 +548,8 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         lacking = [m for m, p in zip(models, points, strict=True) if not p or mean_of(p["runs"], key) is None]
         if lacking:
             skipped[dataset] = f"no test {args.metric} for {', '.join(lacking)}"
+        elif reason := different_test_sets(points):
+            skipped[dataset] = reason
         else:
             complete.append(dataset)
     scores = np.array([[mean_of(selection[(d, m)]["runs"], key) for m in models] for d in complete]).reshape(

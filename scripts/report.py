@@ -26,8 +26,10 @@ validation score survives on test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -66,9 +68,21 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         config_path = run_dir / "config.json"
         if not config_path.is_file():
             continue
-        results = json.loads(results_path.read_text())
-        config = json.loads(config_path.read_text())
-        user, resolved = config["user_config"], config.get("resolved") or {}
+        try:
+            results = json.loads(results_path.read_text())
+            config = json.loads(config_path.read_text())
+            user, resolved = config["user_config"], config.get("resolved") or {}
+            entry = read_matrix_entry(run_dir)
+            if "best_step" not in results or not {"dataset", "model_name_or_path", "seed"} <= user.keys():
+                raise KeyError("best_step, dataset, model_name_or_path or seed")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            # A file cut off by a full disk or a kill: the table goes on without the run, and says so.
+            print(
+                f"warning: {run_dir} left out: its results.json, config.json or matrix.json cannot be read "
+                f"({type(err).__name__}: {err}); rerun the run or delete its folder.",
+                file=sys.stderr,
+            )
+            continue
         settings = {k: v for k, v in user.items() if k not in NOT_SETTINGS}
         # train.py records the local dataset resolved to an absolute path, so a relative path given from another
         # working directory still names the same folder; the model is resolved here when it is a local path.
@@ -85,7 +99,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             "finished": results_path.stat().st_mtime_ns,
             "best_step": results["best_step"],
             # A matrix run's variant name and grid point (matrix.json, written by run_matrix.py).
-            **read_matrix_entry(run_dir),
+            **entry,
             # The metric the run selected its best model by, and its validation score: what the winner is chosen on.
             "metric": results.get("metric", "macro_f1"),
             "val_selected": (results.get("validation") or {}).get(results.get("metric", "macro_f1")),
@@ -94,6 +108,18 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         }
         for column, split, key in COLUMNS:
             record[column] = (results.get(split) or {}).get(key)
+        if odd := [
+            c
+            for c, _, _ in COLUMNS
+            if not isinstance(record[c], int | float | type(None))
+            or (isinstance(record[c], float) and not math.isfinite(record[c]))
+        ]:
+            print(
+                f"warning: {run_dir} left out: {', '.join(odd)} in its results.json is not a finite number.",
+                file=sys.stderr,
+            )
+            continue
+        record["test_num_samples"] = (results.get("test") or {}).get("num_samples")
         scored = results.get("test") or results.get("validation") or {}
         record["per_class_split"] = "test" if results.get("test") else "validation"
         record["per_class_f1"] = {name: r.get("f1-score") for name, r in (scored.get("per_class") or {}).items()}
@@ -336,7 +362,11 @@ def plot_curves(run_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a line cut off by a kill mid-write: the curves go without it
+            records.append(json.loads(line))
+    records = [r for r in records if isinstance(r, dict)]
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval_macro_f1" in r]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))

@@ -57,6 +57,7 @@ def write_run(
     resolved = {"dataset": str(root / "data" / dataset), "label_names": LABELS}
     (run_dir / "config.json").write_text(json.dumps({"user_config": user, "resolved": resolved}))
     test = {"macro_f1": f1_score(gold, pred, average="macro"), "accuracy": accuracy_score(gold, pred)}
+    test["num_samples"] = len(gold)
     validation = {
         "macro_f1": test["macro_f1"] if val is None else val,
         "accuracy": test["accuracy"] if val is None else val,
@@ -115,6 +116,21 @@ def test_a_right_everywhere_wins_every_dataset(tmp_path, capsys):
         assert r["winner"] == "A" and r["ci_low"] > 0 and r["aso_eps_min_a"] < compare.ASO_TAU
         assert r["delta_recomputed"] == pytest.approx(r["delta_mean"])  # the bootstrap scores what results.json says
     assert "enc [mine] is better" in out["verdict"] and "3/3" in out["verdict"]
+
+
+def test_runs_tested_on_different_rows_are_left_out_of_the_verdict(tmp_path, capsys):
+    """A scored on the first 40 test rows (another --max_eval_samples), B on all 60: their scores are not comparable,
+    so that dataset is skipped with the reason, and only the other one is compared."""
+    gold = balanced_gold(60)
+    for seed in (1, 2, 3):
+        for dataset, rows in (("d1", 40), ("d2", 60)):
+            write_run(tmp_path, dataset, "org/model-a", seed, gold[:rows], gold[:rows])
+            write_run(tmp_path, dataset, "org/model-b", seed, gold, with_errors(gold, 10, offset=seed))
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
+    assert list(out["per_dataset"]) == ["d2"]
+    assert "tested on different numbers of rows (model-a: 40, model-b: 60)" in out["datasets_skipped"]["d1"]
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert ranked["datasets_compared"] == ["d2"] and "different numbers of rows" in ranked["datasets_skipped"]["d1"]
 
 
 def test_bootstrap_interval_matches_the_normal_approximation(tmp_path, capsys):

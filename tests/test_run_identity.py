@@ -118,6 +118,41 @@ def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
     assert len(warning) == 1 and str(older) in warning[0] and str(newer) in warning[0]
 
 
+def test_report_leaves_out_unreadable_or_non_finite_runs_and_names_them(tmp_path):
+    """A results.json cut off by a full disk, one without its keys, a NaN score, a metrics.jsonl cut mid-line: the
+    table is made from the good runs, and each bad one is named with what to do."""
+    for seed, f1 in ((1, 0.6), (2, 0.8)):
+        write_report_run(tmp_path / f"s{seed}", "/data/emotion", "/m/minilm", seed, f1)
+    (tmp_path / "s1" / "metrics.jsonl").write_text(
+        '{"step": 2, "loss": 0.5, "lr": 1e-5, "grad_norm": 1}\n{"step": 4, "lo'
+    )
+    cut = write_report_run(tmp_path / "s3", "/data/emotion", "/m/minilm", 3, 0.1)
+    (cut / "results.json").write_text('{"best_step": 10, "valid')
+    empty = write_report_run(tmp_path / "s4", "/data/emotion", "/m/minilm", 4, 0.1)
+    (empty / "results.json").write_text("{}")
+    nan = write_report_run(tmp_path / "s5", "/data/emotion", "/m/minilm", 5, float("nan"))
+    proc = script("report.py", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [row] = report_rows(tmp_path)
+    assert row["seeds"] == "2" and float(row["test_macro_f1_mean"]) == pytest.approx(0.7)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3 and all("left out" in w for w in warnings)
+    assert any(str(cut) in w and "cannot be read" in w for w in warnings)
+    assert any(str(empty) in w and "cannot be read" in w for w in warnings)
+    assert any(str(nan) in w and "not a finite number" in w for w in warnings)
+    assert (tmp_path / "s1" / "curves.png").is_file()
+
+
+def test_a_metrics_line_cut_off_by_a_kill_does_not_stop_the_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 2, "loss": 0.5}\n{"step": 4, "loss": 0.4}\n{"step": 6, "lo')
+    train.truncate_metrics(path, 4)
+    assert path.read_text() == '{"step": 2, "loss": 0.5}\n{"step": 4, "loss": 0.4}\n'
+    with open(path, "a") as handle:  # what the resumed run appends starts a line of its own
+        handle.write('{"step": 6, "loss": 0.3}\n')
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 4, 6]
+
+
 # ---- run_matrix.py: unique folders, and a refusal instead of reusing a run made with other settings ----------------
 
 
