@@ -120,6 +120,8 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             )
             continue
         record["test_num_samples"] = (results.get("test") or {}).get("num_samples")
+        # What the run saw of its data: runs of one row that differ here trained on a dataset edited in place.
+        record["data_seen"] = {"labels": resolved.get("label_names"), "rows": resolved.get("split_sizes")}
         scored = results.get("test") or results.get("validation") or {}
         record["per_class_split"] = "test" if results.get("test") else "validation"
         record["per_class_f1"] = {name: r.get("f1-score") for name, r in (scored.get("per_class") or {}).items()}
@@ -203,6 +205,22 @@ def one_run_per_seed(members: list[dict[str, Any]], quiet: bool = False) -> list
     return kept
 
 
+def warn_if_data_changed(members: list[dict[str, Any]]) -> None:
+    """Warn when the seeds of one row saw different label names or split sizes (the data was edited in place)."""
+    seen: dict[str, list[Any]] = {}
+    for run in members:
+        if run["data_seen"]["labels"] is not None or run["data_seen"]["rows"] is not None:
+            seen.setdefault(json.dumps(run["data_seen"], sort_keys=True), []).append(run["seed"])
+    if len(seen) > 1:
+        listed = "; ".join(f"seeds {', '.join(map(str, seeds))}: {versions}" for versions, seeds in seen.items())
+        print(
+            f"warning: {members[0]['dataset']} / {members[0]['model']}: its runs saw different data ({listed}); the "
+            "dataset changed between runs, so this row averages two datasets. Retrain the older runs (delete their "
+            "folders) or train into another --output_dir.",
+            file=sys.stderr,
+        )
+
+
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation of the non-missing values (no std for a single value)."""
     present = [v for v in values if v is not None]
@@ -237,6 +255,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
             first = members[0]
             variant = ", ".join(f"{k}={first['settings'].get(k)}" for k in varying)
             members = one_run_per_seed(members)
+            warn_if_data_changed(members)
             row: dict[str, Any] = {
                 "dataset": dataset,
                 "model": f"{model} ({variant})" if variant else model,

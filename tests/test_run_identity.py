@@ -143,6 +143,19 @@ def test_report_leaves_out_unreadable_or_non_finite_runs_and_names_them(tmp_path
     assert (tmp_path / "s1" / "curves.png").is_file()
 
 
+def test_report_warns_when_the_seeds_of_a_row_saw_different_data(tmp_path):
+    """A dataset edited in place (a class removed) between seed 2 and seed 3: one row would average two datasets."""
+    for seed, labels, train_rows in ((1, ["a", "b", "c"], 48), (2, ["a", "b", "c"], 48), (3, ["a", "b"], 36)):
+        run = write_report_run(tmp_path / f"s{seed}", "/data/topics", "/m/minilm", seed, 0.5)
+        config = json.loads((run / "config.json").read_text())
+        config["resolved"] = {"label_names": labels, "split_sizes": {"train": train_rows}}
+        (run / "config.json").write_text(json.dumps(config))
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert "its runs saw different data" in warning and "seeds 1, 2:" in warning and "seeds 3:" in warning
+
+
 def test_a_metrics_line_cut_off_by_a_kill_does_not_stop_the_resume(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 2, "loss": 0.5}\n{"step": 4, "loss": 0.4}\n{"step": 6, "lo')
