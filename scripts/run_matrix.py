@@ -44,7 +44,8 @@ Executors: ``--executor sequential`` (the default: one run after another) or ``-
 (N runs at once on this machine, each on its own GPU(s) via ``CUDA_VISIBLE_DEVICES`` (``--gpus_per_run``), or on a
 CPU-only machine on its share of the cores via ``OMP_NUM_THREADS``). Either way a run is claimed before it trains
 (an exclusive ``flock`` on ``<run>/.claim``, released by the kernel if the holder dies), so two invocations of one
-plan never train the same run at once: the second skips what the first is training. ``--status`` prints done /
+plan never train the same run at once: the second skips what the first is training (and refuses it when the first
+trains it with other settings). ``--status`` prints done /
 running / failed / interrupted / queued per run of the plan without training anything.
 
 ``--executor slurm`` submits the unfinished runs as one Slurm job array through submitit (``--slurm_partition``,
@@ -433,8 +434,9 @@ OUTPUT = "output.log"  # everything the run printed (errors before train.log exi
 
 
 @contextlib.contextmanager
-def claim(run_dir: Path) -> Iterator[bool]:
-    """Hold the run's exclusive claim while the block runs; yields False when another process holds it."""
+def claim(run_dir: Path, settings: dict[str, Any] | None = None) -> Iterator[bool]:
+    """Hold the run's exclusive claim while the block runs; yields False when another process holds it. The claim
+    records the holder and the settings it trains with."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / CLAIM, "a+") as handle:
         try:
@@ -446,12 +448,28 @@ def claim(run_dir: Path) -> Iterator[bool]:
             return
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}))
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "settings": settings}
+        handle.write(json.dumps(holder, default=str))
         handle.flush()
         try:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def settings_clash(run: Run, mine: bool) -> str | None:
+    """Why a claimed (or held elsewhere) run must not be trained or skipped as planned: another invocation trains it,
+    or has trained it since the plan was checked, with other settings. None when the settings agree."""
+    if mine:
+        other, how = recorded_settings(run.run_dir), "was trained meanwhile"
+    else:
+        try:
+            other = json.loads((run.run_dir / CLAIM).read_text()).get("settings")
+        except (OSError, ValueError, AttributeError):
+            other = None
+        how = "is being trained by another process"
+    diffs = differences(other, run.settings) if other else []
+    return f"{how} with other settings ({'; '.join(diffs)})" if diffs else None
 
 
 def run_state(run_dir: Path) -> str:
@@ -641,7 +659,7 @@ def record_failure(run_dir: Path, code: int) -> None:
 def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], dry_run: bool) -> dict[str, list]:
     """Train the unfinished runs in plan order, one worker per slot, each run claimed first; returns what happened
     to each run."""
-    outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": []}
+    outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
     todo: queue.Queue[tuple[int, Run]] = queue.Queue()
     for item in enumerate(runs, 1):
         todo.put(item)
@@ -695,8 +713,11 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                 outcome["skipped"].append(run.run_dir)
                 say(f"{tag} skip {run.run_dir} (results.json exists)")
                 continue
-            with claim(run.run_dir) as mine:
-                if not mine:
+            with claim(run.run_dir, run.settings) as mine:
+                if clash := settings_clash(run, mine):
+                    outcome["clashed"].append((run.run_dir, clash))
+                    say(f"{tag} REFUSED {run.run_dir}: it {clash}")
+                elif not mine:
                     outcome["elsewhere"].append(run.run_dir)
                     say(f"{tag} skip {run.run_dir} (being trained by another process)")
                 elif (run.run_dir / "results.json").is_file():  # finished by another process since the check
@@ -730,7 +751,9 @@ class RunTask:
         os.chdir(self.cwd)  # the plan's paths are relative to where run_matrix.py was started
         if (run.run_dir / "results.json").is_file():
             return f"skipped {run.run_dir} (results.json exists)"
-        with claim(run.run_dir) as mine:
+        with claim(run.run_dir, run.settings) as mine:
+            if clash := settings_clash(run, mine):
+                raise RuntimeError(f"{run.run_dir} {clash}; use another --output_dir")
             if not mine:
                 return f"skipped {run.run_dir} (being trained by another process)"
             if (run.run_dir / "results.json").is_file():
@@ -966,15 +989,18 @@ def main(argv: list[str] | None = None) -> int:
     outcome = execute(runs, launcher, slots, args.dry_run)
     failed = outcome["failed"]
     print(
-        f"matrix: {len(outcome['trained'])} trained, {len(outcome['skipped'])} skipped, {len(failed)} failed of "
-        f"{len(runs)} runs"
+        f"matrix: {len(outcome['trained'])} trained, {len(outcome['skipped'])} skipped, {len(failed)} failed"
+        + (f", {len(outcome['clashed'])} refused" if outcome["clashed"] else "")
+        + f" of {len(runs)} runs"
         + (f" ({len(outcome['elsewhere'])} being trained elsewhere)" if outcome["elsewhere"] else "")
     )
     for run_dir, code in failed:
         print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
+    for run_dir, clash in outcome["clashed"]:
+        print(f"  refused: {run_dir} {clash}; use another --output_dir")
     if not args.dry_run:
         print(f"table: python {REPO / 'scripts' / 'report.py'} {cfg.get('output_dir') or 'outputs/matrix'}")
-    return len(failed)
+    return len(failed) + len(outcome["clashed"])
 
 
 if __name__ == "__main__":

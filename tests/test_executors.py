@@ -317,3 +317,38 @@ def test_more_gpus_per_run_than_visible_is_an_error_not_an_empty_success(tiny_be
     )
     assert proc.returncode == 2, proc.stdout
     assert proc.stderr.strip() == "error: --gpus_per_run 3: only 2 GPU(s) are visible (0,1)."
+
+
+def test_a_run_held_or_trained_elsewhere_with_other_settings_is_refused_not_skipped(tiny_bert, tmp_path):
+    """Two invocations with different train_args into one --output_dir at once: the second must not report the
+    first's run as its own (skipped as "being trained elsewhere"), nor train on after it (trained meanwhile)."""
+    from config import load_config_file
+
+    out = tmp_path / "m"
+    config = matrix_config(tmp_path, tiny_bert, seeds="[1]")
+    first, second = run_matrix.plan(load_config_file(str(config)) | {"output_dir": str(out)}, [])
+    second.run_dir.mkdir(parents=True)
+    (second.run_dir / "results.json").write_text("{}")  # done: only the first run is at stake
+    other = first.settings | {"learning_rate": 1e-3}
+    with run_matrix.claim(first.run_dir, other) as mine:
+        assert mine
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "run_matrix.py"),
+                "--config",
+                str(config),
+                "--output_dir",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "is being trained by another process with other settings (learning_rate" in proc.stdout
+    assert "0 trained, 1 skipped, 0 failed, 1 refused of 2 runs" in proc.stdout
+    # The same plan, once the other invocation has written its config.json: trained meanwhile.
+    (first.run_dir / "config.json").write_text(json.dumps({"user_config": other}))
+    with run_matrix.claim(first.run_dir, first.settings) as mine:
+        assert mine and "was trained meanwhile with other settings" in run_matrix.settings_clash(first, mine)
