@@ -874,7 +874,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UsageError(f"no finished runs (results.json + config.json) under {root}; pass the matrix's output_dir.")
     models = sorted({r["model"] for r in runs})
     out_dir = Path(args.output_dir) if args.output_dir else root
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise UsageError(f"--output_dir {out_dir}: a file is in the way ({err.filename}); choose a folder.") from None
     if args.all:
         result = rank_all(runs, args, out_dir)
         files = [out_dir / "compare_all.md", out_dir / "compare_all.csv"]

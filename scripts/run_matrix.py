@@ -184,6 +184,10 @@ def parse_entry(item: str | dict[str, Any], kind: str) -> Entry:
         raise UsageError(f"each of {kind} must be a string or a mapping with a 'path' key, got {item!r}.")
     args = {k: v for k, v in item.items() if k not in ("path", "name", "grid")}
     check_flag_names(args, f"the {kind} entry {item['path']}")
+    name = item.get("name")
+    if name is not None and (not isinstance(name, str) or "/" in name or name in (".", "..") or "\\" in name):
+        # The name is one folder under the output dir: a path there would put runs outside the campaign.
+        raise UsageError(f"name {name!r} of the {kind} entry {item['path']} must be a plain folder name (no '/').")
     grid = check_grid(item.get("grid") or {}, f"{kind} entry {item['path']}")
     return Entry(path=str(item["path"]), name=item.get("name") or None, args=args, grid=grid)
 
@@ -491,7 +495,7 @@ def describe(run: Run, jobs: dict[str, dict[str, Any]]) -> tuple[str, str, list[
     record = jobs.get(str(run.run_dir.resolve()))
     note = f"(job {record['job_id']})" if record else ""
     if state == "failed":
-        failure = json.loads((run.run_dir / FAILED).read_text())
+        failure = read_json(run.run_dir / FAILED)
         return state, note, [f"exit {failure['exit_code']}; last lines of {failure['log']}:", *failure["tail"]]
     if record and state in ("queued", "interrupted"):
         ended = job_outcome(record)
@@ -896,7 +900,15 @@ def submit(
 def job_records(root: Path) -> dict[str, dict[str, Any]]:
     """The submitted jobs recorded beside the plan, by run folder (empty when none were)."""
     path = root / JOBS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
+
+
+def read_json(path: Path) -> Any:
+    """A bookkeeping file of the matrix, with its name in the error when it cannot be parsed."""
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise UsageError(f"{path} cannot be parsed ({err}); delete it (the matrix writes it again).") from None
 
 
 def job_outcome(record: dict[str, Any]) -> tuple[str, list[str]] | None:

@@ -256,9 +256,11 @@ def test_cli_name_errors_and_final_json_line(tmp_path, capsys):
             write_run(tmp_path, dataset, model, 1, gold, with_errors(gold, 2 if model.endswith("a") else 6))
     write_run(tmp_path, "d3", "org/model-a", 1, gold, gold)  # B never ran on d3: listed and skipped
     # In-process through run_cli, as `python scripts/compare.py` runs main: a subprocess costs seconds of imports each.
+    (tmp_path / "afile").write_text("x")
     for names, word in (
         (["--a", "model", "--b", "model-b"], "ambiguous"),
         (["--a", "nope", "--b", "model-b"], "no model"),
+        (["--a", "model-a", "--b", "model-b", "--output_dir", str(tmp_path / "afile" / "out")], "a file is in the way"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             run_cli(lambda _, names=names: compare.main([str(tmp_path), *names]))

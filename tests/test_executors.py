@@ -352,3 +352,11 @@ def test_a_run_held_or_trained_elsewhere_with_other_settings_is_refused_not_skip
     (first.run_dir / "config.json").write_text(json.dumps({"user_config": other}))
     with run_matrix.claim(first.run_dir, first.settings) as mine:
         assert mine and "was trained meanwhile with other settings" in run_matrix.settings_clash(first, mine)
+
+
+def test_status_names_a_bookkeeping_file_it_cannot_parse(tmp_path):
+    run = run_matrix.Run(tmp_path / "run", [], {})
+    run.run_dir.mkdir()
+    (run.run_dir / run_matrix.FAILED).write_text('{"exit_code": 2, "lo')  # cut off by a full disk
+    with pytest.raises(ValueError, match=r"failed.json cannot be parsed .*; delete it"):
+        run_matrix.describe(run, {})

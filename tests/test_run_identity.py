@@ -207,6 +207,7 @@ DATA = str(REPO / "sample_data")
         ({"variants": {"base": {}, "lin": {"head": "linear"}}}, "two planned runs have the same settings"),
         ({"datasets": [DATA, DATA + "/"]}, "two planned runs share the folder"),
         ({"datasets": ["./no/such/data"]}, r"datasets entry ./no/such/data: no such file or folder"),
+        ({"datasets": [{"path": DATA, "name": "../../escape"}]}, "must be a plain folder name"),
     ],
 )
 def test_matrix_refuses_a_config_that_would_mislabel_or_lose_runs(tiny_bert, tmp_path, config, message):
