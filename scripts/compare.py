@@ -64,21 +64,6 @@ MIN_AUTORANK_DATASETS = 5  # autorank refuses fewer rows
 # ---- reading runs -------------------------------------------------------------------------------------------------
 
 
-def pick_model(name: str, models: list[str], flag: str) -> str:
-    """The display name ``name`` designates: an exact match, else the one model that contains it."""
-    if name in models:
-        return name
-    found = [m for m in models if name in m]
-    if len(found) == 1:
-        return found[0]
-    listing = ", ".join(repr(m) for m in models)
-    if not found:
-        raise UsageError(f"{flag} {name!r} matches no model; the models under this folder are: {listing}.")
-    raise UsageError(
-        f"{flag} {name!r} is ambiguous: it matches {', '.join(repr(m) for m in found)}; give the full name."
-    )
-
-
 def finest(label: Any) -> Any:
     """A hierarchical label (dict level -> label) as its finest (last) level; others unchanged."""
     return list(label.values())[-1] if isinstance(label, dict) else label
@@ -889,7 +874,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{row['model']}: mean rank {num(row['mean_rank'], 2)}, mean {result['metric']} {num(row['mean_score'])}"
             )
     else:
-        args.a, args.b = pick_model(args.a, models, "--a"), pick_model(args.b, models, "--b")
+        args.a, args.b = report.pick_model(args.a, models, "--a"), report.pick_model(args.b, models, "--b")
         if args.a == args.b:
             raise UsageError(f"--a and --b both name {args.a!r}; compare two different models.")
         result = compare_pair(runs, args)

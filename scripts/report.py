@@ -42,6 +42,7 @@ from config import METRICS  # noqa: E402
 from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
     LABEL_SETTINGS,
+    UsageError,
     atomic_savefig,
     atomic_write_text,
     label_suffix,
@@ -227,6 +228,21 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     if not present:
         return None, None
     return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
+
+
+def pick_model(name: str, models: list[str], flag: str) -> str:
+    """The display name ``name`` designates: an exact match, else the one model that contains it."""
+    if name in models:
+        return name
+    found = [m for m in models if name in m]
+    if len(found) == 1:
+        return found[0]
+    listing = ", ".join(repr(m) for m in models)
+    if not found:
+        raise UsageError(f"{flag} {name!r} matches no model; the models under this folder are: {listing}.")
+    raise UsageError(
+        f"{flag} {name!r} is ambiguous: it matches {', '.join(repr(m) for m in found)}; give the full name."
+    )
 
 
 def find_baseline(rows: list[dict[str, Any]], baseline: str) -> dict[str, Any] | None:
@@ -497,6 +513,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if not runs:
         print(f"error: no finished runs (results.json) under {root}", file=sys.stderr)
         sys.exit(2)
+    if args.baseline is not None and not {args.baseline, source_key(args.baseline)} & {r["model_path"] for r in runs}:
+        try:  # a name from the table's model column, whole or a unique part, as compare.py takes it
+            args.baseline = pick_model(args.baseline, sorted({r["model"] for r in runs}), "--baseline")
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
     rows = aggregate(runs, args.baseline)
     write_csv(rows, root / "results.csv")
     table = markdown(rows, args.baseline) + selection_markdown(runs)

@@ -103,6 +103,20 @@ def test_report_keeps_models_with_one_short_name_apart_and_compares_them(tmp_pat
     assert float(rows["emotion-label_fine", "org1-bert-base"]["test_macro_f1_mean"]) == pytest.approx(0.3)
 
 
+def test_report_baseline_is_a_table_name_or_a_unique_part_of_one_and_an_error_otherwise(tmp_path):
+    write_report_run(tmp_path / "a", "/data/emotion", "org1/minilm-base", 1, 0.6)
+    write_report_run(tmp_path / "b", "/data/emotion", "org2/bert-base", 1, 0.8)
+    proc = script("report.py", tmp_path, "--no_plots", "--baseline", "mini")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    assert float(rows["bert-base"]["delta_test_macro_f1"]) == pytest.approx(0.2)
+    before = (tmp_path / "results.csv").read_text()
+    for name, word in (("nope", "matches no model"), ("base", "is ambiguous")):
+        proc = script("report.py", tmp_path, "--no_plots", "--baseline", name)
+        assert proc.returncode == 2 and word in proc.stderr and proc.stderr.startswith("error:"), proc.stderr
+    assert (tmp_path / "results.csv").read_text() == before  # nothing rewritten by a failed call
+
+
 def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
     older = write_report_run(tmp_path / "first", "/data/emotion", "/m/minilm", 1, 0.6)
     newer = write_report_run(tmp_path / "again", "/data/emotion", "/m/minilm", 1, 0.8)
