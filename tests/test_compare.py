@@ -281,3 +281,16 @@ def test_seeds_needed_follows_the_paired_t_power():
     """Δ of half a seed-std needs 34 seeds at 80% power (Cohen's d = 0.5, two-sided α = 0.05); no Δ, no answer."""
     assert compare.seeds_needed(0.01, 0.02, 0.05) == 34
     assert compare.seeds_needed(0.0, 0.02, 0.05) is None and compare.seeds_needed(0.01, None, 0.05) is None
+
+
+def test_no_more_seeds_are_advised_when_the_seeds_agree_and_the_test_set_is_too_small(tmp_path, capsys):
+    """Three seeds with one Δ each (no seed noise) and a 20-row test set that cannot separate A from B: the advice
+    names the test set, not "about 2 seeds"."""
+    gold = balanced_gold(20)
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "d1", "org/model-a", seed, gold, with_errors(gold, 2))
+        write_run(tmp_path, "d1", "org/model-b", seed, gold, with_errors(gold, 3))
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "500", capsys=capsys)
+    r = out["per_dataset"]["d1"]
+    assert r["delta_std"] == 0 and r["winner"] is None and r["seeds_needed"] is None
+    assert any("more seeds would not settle it, more test rows would" in note for note in out["notes"])
