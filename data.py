@@ -163,6 +163,8 @@ def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]
     """The available splits of ``dataset`` as ``datasets.Dataset`` objects, and the label names the source gives
     per column (``labels.json`` or ``ClassLabel`` features; key "" for a plain list)."""
     path = Path(dataset).expanduser()
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        return _load_saved(path)
     if path.is_dir():
         files = _split_files(path)
         if "train" not in files:
@@ -192,6 +194,29 @@ def _load_hub(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
             f"--dataset {dataset}: not a local file or folder, and loading it from the Hugging Face hub failed "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Pass a local folder or file instead."
         ) from err
+    return _named_splits(loaded, dataset)
+
+
+def _load_saved(path: Path) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """A folder written by ``DatasetDict.save_to_disk`` (or a single ``Dataset``'s, taken as the train split)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as err:  # a folder copied in part, or written by another datasets major version
+        raise UsageError(
+            f"--dataset {path}: cannot load it with datasets.load_from_disk ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})."
+        ) from err
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict({"train": loaded})
+    splits, names = _named_splits(loaded, str(path))
+    return splits, _labels_json(path) or names
+
+
+def _named_splits(loaded: Any, dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The train/validation/test splits of a ``DatasetDict`` (under any of their aliases), and the label names its
+    ``ClassLabel`` features give."""
     splits = {}
     for split, aliases in SPLIT_ALIASES.items():
         for alias in aliases:

@@ -153,6 +153,22 @@ def test_integral_float_labels_are_the_integer_ids(tmp_path):
     assert data.splits["validation"]["label"] == [i % 2 for i in range(8)]
 
 
+def test_a_folder_saved_by_datasets_is_read_with_its_class_names(tmp_path):
+    """``DatasetDict.save_to_disk`` output (a researcher's usual hand-off): its splits under their aliases, and the
+    label names of its ClassLabel feature."""
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    rows = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
+    saved = datasets.DatasetDict(
+        {split: datasets.Dataset.from_list(rows, features=features) for split in ("train", "dev", "test")}
+    )
+    saved.save_to_disk(str(tmp_path / "saved"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path / "saved")))
+    assert data.label_names == ["neg", "pos"] and set(data.splits) == {"train", "validation", "test"}
+    assert data.splits["validation"]["label"] == [i % 2 for i in range(8)]
+
+
 def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
     """Only the names of the label column in use must be distinct: a mapping such as trec's fine_to_coarse repeats
     ids by design."""
