@@ -223,3 +223,20 @@ def test_a_checkpoint_slower_than_the_launchers_grace_is_reported_once(tiny_bert
     log = (run / "train.log").read_text()
     assert log.count("checkpoint written") > 1
     assert log.count(f"signal train.py itself (kill -TERM {os.getpid()}), not the launcher") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["accelerate-1", "python"])
+def test_a_slow_checkpoint_is_reported_under_the_launcher_that_would_kill_it(tiny_bert, tmp_path, mode):
+    """Launched as users launch it, with checkpoints made 3 s slower: under accelerate >= 1.16's single-process
+    launcher (5 s from SIGTERM to SIGKILL) the log says to signal train.py itself; under python train.py nothing."""
+    import accelerate
+    from packaging.version import Version
+
+    run = tmp_path / "run"
+    args = tiny_args(tiny_bert, run, None, *FLAGS, "--checkpointing_steps", "6")
+    out = finish(launch(mode, args, {"PROBE_SLOW_CHECKPOINT": "3"}, tmp_path))
+    log = (run / "train.log").read_text()
+    assert "checkpoint written" in log, out[-3000:]
+    warned = "signal train.py itself (kill -TERM" in log
+    assert warned == (mode == "accelerate-1" and Version(accelerate.__version__).release >= (1, 16)), out[-3000:]

@@ -9,7 +9,8 @@ Hooks, each switched on by an environment variable (or by ``install`` for in-pro
 - ``PROBE_SELF_SIGNAL=1``: instead of waiting, send SIGTERM to this process right after that checkpoint;
 - ``PROBE_FINAL=path``: save the final training weights (before the best model is reloaded) to ``path``;
 - ``PROBE_EPOCHS=path``: append the epoch of every training-sampler pass to ``path`` (one line per pass);
-- ``PROBE_THREADS=path``: write the torch thread count the run trained with.
+- ``PROBE_THREADS=path``: write the torch thread count the run trained with;
+- ``PROBE_SLOW_CHECKPOINT=s``: make every checkpoint write take ``s`` seconds more (a large model on a slow disk).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def install(
     epochs: str | None = None,
     self_signal: bool = False,
     threads: str | None = None,
+    slow_checkpoint: float = 0.0,
 ) -> None:
     """Patch train.py's checkpointing, signal handling and cleanup with the hooks described above."""
     real_save, real_handle = ORIGINALS["save_checkpoint"], ORIGINALS["handle"]
@@ -55,6 +57,7 @@ def install(
     def save_checkpoint(accelerator, run_dir, meta, keep):
         """The real checkpoint, then (at step ``block_at``) a stop signal or a wait for one."""
         path = real_save(accelerator, run_dir, meta, keep)
+        time.sleep(slow_checkpoint)
         if block_at is not None and meta["step"] == block_at:
             if self_signal:
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -116,6 +119,7 @@ if __name__ == "__main__":
         epochs=env.get("PROBE_EPOCHS"),
         self_signal=env.get("PROBE_SELF_SIGNAL") == "1",
         threads=env.get("PROBE_THREADS"),
+        slow_checkpoint=float(env.get("PROBE_SLOW_CHECKPOINT") or 0),
     )
     from utils import run_cli
 
