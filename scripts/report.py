@@ -245,9 +245,24 @@ def pick_model(name: str, models: list[str], flag: str) -> str:
     )
 
 
+def resolve_baseline(baseline: str, rows: list[dict[str, Any]]) -> str:
+    """The model ``--baseline`` designates: a model path, a name of the table's model column (a row's full name, or
+    its model's name, whose selected grid point then stands for it), or a unique part of one."""
+    if {baseline, source_key(baseline)} & {r["model_path"] for r in rows}:
+        return baseline
+    short, full = sorted({r["model_name"] for r in rows}), sorted({r["model"] for r in rows})
+    if baseline in short or baseline in full:
+        return baseline
+    try:  # a part of a model's name first: every grid row of that model contains it too
+        return pick_model(baseline, short, "--baseline")
+    except UsageError:
+        return pick_model(baseline, full, "--baseline")
+
+
 def find_baseline(rows: list[dict[str, Any]], baseline: str) -> dict[str, Any] | None:
-    """The row of ``baseline`` among one dataset's rows: by the name the table shows, else by the full model path."""
-    named = [r for r in rows if r["model"] == baseline]
+    """The row of ``baseline`` among one dataset's competing rows: by the name the table shows, else by its model's
+    name (a grid's selected point), else by the full model path."""
+    named = [r for r in rows if r["model"] == baseline] or [r for r in rows if r["model_name"] == baseline]
     by_path = [r for r in rows if r["model_path"] in (baseline, source_key(baseline))]
     matches = named or by_path
     return matches[0] if len(matches) == 1 else None
@@ -300,6 +315,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
     for r in rows:
         pair = (r["dataset"], r["model_name"])
         r["selected"] = not r["grid"] or (pair in selected and point_key(selected[pair]["grid"]) == r["grid"])
+    baseline = resolve_baseline(baseline, rows) if baseline is not None else None
     baseline_found = False
     for dataset in {r["dataset"] for r in rows}:
         same = [r for r in rows if r["dataset"] == dataset and r["val_macro_f1_mean"] is not None and r["selected"]]
@@ -320,8 +336,15 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
                 )
                 r["delta_test_macro_f1"] = r["test_macro_f1_mean"] - base["test_macro_f1_mean"] if has else None
     if baseline is not None and not baseline_found:
-        names = ", ".join(sorted({r["model"] for r in rows}))
-        print(f"warning: --baseline {baseline} matches none of the models in the table ({names}).", file=sys.stderr)
+        if any(r["model"] == baseline and not r["selected"] for r in rows):
+            print(
+                f"warning: --baseline {baseline} is a grid point that validation did not select; a model competes (and "
+                f"serves as the baseline) at its selected point: pass the model's name ({baseline.split(' (')[0]}).",
+                file=sys.stderr,
+            )
+        else:
+            names = ", ".join(sorted({r["model"] for r in rows}))
+            print(f"warning: --baseline {baseline} matches none of the rows that compete ({names}).", file=sys.stderr)
     return rows
 
 
@@ -513,13 +536,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if not runs:
         print(f"error: no finished runs (results.json) under {root}", file=sys.stderr)
         sys.exit(2)
-    if args.baseline is not None and not {args.baseline, source_key(args.baseline)} & {r["model_path"] for r in runs}:
-        try:  # a name from the table's model column, whole or a unique part, as compare.py takes it
-            args.baseline = pick_model(args.baseline, sorted({r["model"] for r in runs}), "--baseline")
-        except UsageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-    rows = aggregate(runs, args.baseline)
+    try:
+        rows = aggregate(runs, args.baseline)
+    except UsageError as err:  # a --baseline that names no model or several: nothing is written
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     write_csv(rows, root / "results.csv")
     table = markdown(rows, args.baseline) + selection_markdown(runs)
     atomic_write_text(root / "results.md", table)

@@ -117,6 +117,23 @@ def test_report_baseline_is_a_table_name_or_a_unique_part_of_one_and_an_error_ot
     assert (tmp_path / "results.csv").read_text() == before  # nothing rewritten by a failed call
 
 
+def test_report_baseline_on_a_grid_is_a_full_row_name_or_the_models_selected_point(tmp_path):
+    """A learning-rate grid of one model: the baseline is a row's full name, or the model's name (its grid point
+    selected on validation)."""
+    for lr, f1 in ((2e-5, 0.5), (5e-5, 0.7)):
+        run = write_report_run(tmp_path / f"lr{lr}", "/data/emotion", "org1/minilm-base", 1, f1, learning_rate=lr)
+        (run / "matrix.json").write_text(json.dumps({"variant": None, "grid": {"learning_rate": lr}}))
+    write_report_run(tmp_path / "bert", "/data/emotion", "org2/bert-base", 1, 0.9)
+    for name in ("minilm-base (learning_rate=5e-05)", "minilm-base", "mini"):
+        proc = script("report.py", tmp_path, "--no_plots", "--baseline", name)
+        assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+        rows = {r["model"]: r for r in report_rows(tmp_path)}
+        assert float(rows["bert-base"]["delta_test_macro_f1"]) == pytest.approx(0.2), name
+    # The point validation did not select never competes, so it cannot be the baseline: said, with what to pass.
+    proc = script("report.py", tmp_path, "--no_plots", "--baseline", "minilm-base (learning_rate=2e-05)")
+    assert "a grid point that validation did not select" in proc.stderr and "(minilm-base)" in proc.stderr
+
+
 def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
     older = write_report_run(tmp_path / "first", "/data/emotion", "/m/minilm", 1, 0.6)
     newer = write_report_run(tmp_path / "again", "/data/emotion", "/m/minilm", 1, 0.8)
