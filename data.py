@@ -480,14 +480,35 @@ def _align_teacher(ds: Any, teacher_labels: list[str] | None, label_names: list[
     return ds.remove_columns("teacher").add_column("teacher", reordered), note
 
 
-def _check_text_values(values: list[Any], split: str, column: str, flag: str) -> None:
-    """Refuse a text column of numbers or lists (a wrong column); missing cells (None, a csv's NaN) are empty text."""
-    odd = [v for v in values if not (v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)))]
-    if odd:
+def _as_text(ds: Any, name: str, split: str, column: str, flag: str) -> Any:
+    """``ds`` with column ``name`` holding text: a column without any text (numbers, lists: a wrong column) is
+    refused, a few numbers among texts (a jsonl row whose text is 2020) become their text, and missing cells (None, a
+    csv's NaN) stay missing, counted as empty text later."""
+
+    def missing(value: Any) -> bool:
+        return value is None or (isinstance(value, float) and math.isnan(value))
+
+    values = column_values(ds, name)
+    odd = [v for v in values if not (missing(v) or isinstance(v, str))]
+    if not odd:
+        return ds
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in odd)
+    if not numbers or not any(isinstance(v, str) for v in values):
         raise UsageError(
             f"the {split} split's {column!r} column holds {type(odd[0]).__name__} values, not text "
             f"(e.g. {odd[0]!r:.40}, {len(odd)} rows); check --{flag}."
         )
+    import datasets
+
+    # Declared as strings: datasets reads a mixed jsonl column as Json, which would decode "2020" back to a number.
+    features = ds.features.copy()
+    features[name] = datasets.Value("string")
+    return ds.map(
+        lambda batch: {name: [v if missing(v) or isinstance(v, str) else str(v) for v in batch[name]]},
+        batched=True,
+        features=features,
+        desc=f"numbers in {column!r} as text",
+    )
 
 
 def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | None]:
@@ -514,7 +535,7 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     )
     text_cols = ["text"] + (["text_pair"] if cfg.text_pair_column else [])
     for name, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=False):
-        _check_text_values(column_values(ds, name), split, column, f"{name}_column")
+        ds = _as_text(ds, name, split, column, f"{name}_column")
     keep = [
         all(isinstance(t, str) and t.strip() for t in texts)
         for texts in zip(*(column_values(ds, c) for c in text_cols), strict=True)
@@ -687,9 +708,9 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
     check_columns(ds, "input", wanted)
-    for flag, column in wanted.items():
-        _check_text_values(column_values(ds, column), "input", column, flag)
     ds = ds.select_columns(list(wanted.values()))
+    for flag, column in wanted.items():
+        ds = _as_text(ds, column, "input", column, flag)
     ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
     # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input.
     ds = ds.map(lambda b: {"text": [t or "" for t in b["text"]]}, batched=True)

@@ -482,8 +482,9 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
             notes.append(f"{dataset}: seeds needed not estimated: the seed noise needs ≥ 2 paired seeds")
         elif undecided and r["seeds_needed"] is None:
             notes.append(f"{dataset}: Δ = {r['delta_mean']:+.4f} is too small for any practical number of seeds")
-        elif undecided and r["seeds_needed"] <= len(r["seeds"]):
-            # The seeds already agree enough; what leaves Δ undecided is the sampling of the test examples.
+        elif undecided and r["seeds_needed"] <= len(r["seeds"]) and r["p_value"] is not None and not r["significant"]:
+            # The seeds already agree enough and the bootstrap over the test examples is what did not separate A and
+            # B (when it did, ASO's seed check held the win back, and more seeds are the right advice).
             notes.append(
                 f"{dataset}: the {len(r['seeds'])} seeds run are as many as the seed noise needs; the test split's size "
                 "(the bootstrap interval) is what leaves Δ undecided: more seeds would not settle it, more test rows would"

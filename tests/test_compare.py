@@ -293,4 +293,10 @@ def test_no_more_seeds_are_advised_when_the_seeds_agree_and_the_test_set_is_too_
     out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "500", capsys=capsys)
     r = out["per_dataset"]["d1"]
     assert r["delta_std"] == 0 and r["winner"] is None and r["seeds_needed"] is None
+    assert r["p_value"] is not None and not r["significant"]  # the bootstrap is what left Δ undecided
     assert any("more seeds would not settle it, more test rows would" in note for note in out["notes"])
+    # Without predictions the bootstrap never ran: then the test split is not blamed.
+    for path in tmp_path.rglob("predictions_test.jsonl"):
+        path.unlink()
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "500", capsys=capsys)
+    assert not any("more test rows would" in note for note in out["notes"])

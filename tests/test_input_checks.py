@@ -143,6 +143,16 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+def test_a_number_among_texts_is_read_as_its_text(tmp_path):
+    """A jsonl row whose text is the number 2020 is a text ("2020"), not a wrong column and not an empty row."""
+    rows = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
+    rows[3]["text"] = 2020
+    for split in ("train", "validation"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert len(data.splits["train"]) == 8 and "2020" in data.splits["train"]["text"]
+
+
 def test_integral_float_labels_are_the_integer_ids(tmp_path):
     """0.0/1.0 labels (a float column of a parquet or dataframe) train as the ids 0/1 in every split."""
     rows = [{"text": f"row {i}", "label": float(i % 2)} for i in range(8)]
