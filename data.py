@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ SPLIT_ALIASES = {
     "validation": ("validation", "dev", "valid", "val"),
     "test": ("test",),
 }
+SHARD_SUFFIX = re.compile(r"[-_]\d+(-of-\d+)?$")  # train-00000-of-00002, train_1: shards of one split
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 # Batches per mega-batch (sorted by length inside). transformers' LengthGroupedSampler uses 50; on MiniLM/emotion
 # (150 steps, seeds 42/1/2/3) 50 gave validation macro-F1 0.024 below random batches on average and padding 1.03,
@@ -70,18 +72,18 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
     for split, aliases in SPLIT_ALIASES.items():
-        named = {}
+        named: dict[str, list[Path]] = {}  # the split's files by their name without a shard suffix
         for alias in aliases:
-            matches = [
-                p for p in files if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_"))
-            ]
-            if matches:
-                named[alias] = matches
-        if len(named) > 1:  # validation.csv beside dev.csv: scoring on one while the user tuned on the other
+            for p in files:
+                if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_")):
+                    named.setdefault(SHARD_SUFFIX.sub("", p.stem.lower()), []).append(p)
+        # validation.csv beside dev.csv or validation_old.csv: scoring on one, or on both merged, while the user tuned
+        # on the other. Shards of one name (train-00000-of-00002.parquet, ...) are one split.
+        if len(named) > 1:
             listed = ", ".join(p.name for matches in named.values() for p in matches)
             raise UsageError(
-                f"{folder} holds several {split} splits ({listed}); keep one name of {', '.join(aliases)} "
-                "and rename or move the others."
+                f"{folder} holds several {split} splits ({listed}); keep one (named {' or '.join(aliases)}, shards "
+                "as NAME-00000-of-00002) and rename or move the others."
             )
         if named:
             found[split] = next(iter(named.values()))
@@ -219,10 +221,12 @@ def _named_splits(loaded: Any, dataset: str) -> tuple[dict[str, Any], dict[str, 
     ``ClassLabel`` features give."""
     splits = {}
     for split, aliases in SPLIT_ALIASES.items():
-        for alias in aliases:
-            if alias in loaded:
-                splits[split] = loaded[alias]
-                break
+        if len(present := [alias for alias in aliases if alias in loaded]) > 1:  # validation and dev: which one?
+            raise UsageError(
+                f"--dataset {dataset}: it has several {split} splits ({', '.join(present)}); save it with one."
+            )
+        if present:
+            splits[split] = loaded[present[0]]
     if "train" not in splits:
         raise UsageError(f"--dataset {dataset}: it has no train split (splits: {', '.join(loaded)}).")
     features = splits["train"].features
@@ -239,9 +243,9 @@ def check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
         if column not in ds.column_names:
             close = difflib.get_close_matches(column, ds.column_names, n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            # One column whose name holds the others: a .csv separated by something else than commas.
-            if len(ds.column_names) == 1 and (sep := next((c for c in ";\t|" if c in ds.column_names[0]), None)):
-                hint = f" The file looks separated by {sep!r}, not commas: save it with commas (or tabs as .tsv)."
+            # One column whose name holds the others: a .csv not separated by commas, or a .tsv not by tabs.
+            if len(ds.column_names) == 1 and (sep := next((c for c in ";\t|," if c in ds.column_names[0]), None)):
+                hint = f" The file looks separated by {sep!r}: save it as .csv with commas or as .tsv with tabs."
             elif split != "train" and flag.startswith("label_column") and not close:
                 # An unlabeled test set (a competition's) cannot be scored; it can still be predicted.
                 hint = (

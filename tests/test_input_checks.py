@@ -93,7 +93,7 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
         ("nan_teacher", ["--teacher_column", "teacher"], "row 2 of the train split: --teacher_column needs 2"),
         ("carve_everything", ["--validation_split_ratio", "0.99"], "leaves no training rows"),
         ("numbers_as_text", [], "the train split's 'text' column holds int values, not text .*check --text_column"),
-        ("semicolons", [], "The file looks separated by ';', not commas"),
+        ("semicolons", [], "The file looks separated by ';': save it as .csv with commas or as .tsv with tabs"),
         ("latin1", [], "is not UTF-8 text. Save it as UTF-8"),
         ("unlabeled_test", [], "A split without labels cannot be scored: .* evaluate.py --run_dir RUN --input FILE"),
         ("mixed_labels", [], r"labels mix integers \(0, 1\) and strings \('neg'\); write every label one way"),
@@ -103,6 +103,7 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
             "all hold 0/1 values: one column per label. Add --multi",
         ),
         ("dev_and_validation", [], r"holds several validation splits \(validation.jsonl, dev.jsonl\)"),
+        ("validation_old", [], r"holds several validation splits \(validation.jsonl, validation_old.jsonl\)"),
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -135,12 +136,22 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "validation.jsonl").write_text(lines)
     if case == "dev_and_validation":  # which one would the scores come from?
         (data / "dev.jsonl").write_text(lines)
+    if case == "validation_old":  # an older copy left beside the new one: it would be merged in as a shard
+        (data / "validation_old.jsonl").write_text(lines)
     if case == "unlabeled_test":  # a competition's test file
         (data / "test.jsonl").write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
     monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(UsageError, match=message):
         train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_shards_of_one_split_are_read_together(tmp_path):
+    rows = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
+    for name in ("train-00000-of-00002", "train-00001-of-00002", "validation"):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert len(data.splits["train"]) == 16 and len(data.splits["validation"]) == 8
 
 
 def test_a_number_among_texts_is_read_as_its_text(tmp_path):
@@ -177,6 +188,11 @@ def test_a_folder_saved_by_datasets_is_read_with_its_class_names(tmp_path):
     data = load_splits(TrainConfig(dataset=str(tmp_path / "saved")))
     assert data.label_names == ["neg", "pos"] and set(data.splits) == {"train", "validation", "test"}
     assert data.splits["validation"]["label"] == [i % 2 for i in range(8)]
+    # Two names for one split: refused, not one of them taken.
+    saved["validation"] = saved["dev"]
+    saved.save_to_disk(str(tmp_path / "both"))
+    with pytest.raises(UsageError, match=r"it has several validation splits \(validation, dev\); save it with one"):
+        load_splits(TrainConfig(dataset=str(tmp_path / "both")))
 
 
 def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
