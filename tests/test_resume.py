@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import accelerate
 import psutil
 import pytest
 import torch
 import train_probe
+from packaging.version import Version
 
 import train
 from conftest import ACCELERATE_LAUNCH, REPO, RESUME_FLAGS, free_port, tiny_args
@@ -157,7 +159,13 @@ def wait_gone(pids: list[int], timeout: float = 120) -> None:
 # single-process launcher either dies of the signal (accelerate < 1.16; train.py gets SIGTERM as its parent dies) or
 # passes it on, waits up to 5 s for train.py and exits 143 (1.16 on); with several processes torchrun's agent forwards
 # the signal, waits for its workers, then exits 1 (accelerate 1.16 on: its launcher exits 143 around the agent).
-LAUNCHER_EXIT = {"python": {143}, "accelerate-1": {-signal.SIGTERM, 143}, "accelerate-2": {1, 143}, "torchrun-2": {1}}
+_NEW_LAUNCHER = Version(accelerate.__version__).release >= (1, 16)
+LAUNCHER_EXIT = {
+    "python": 143,
+    "accelerate-1": 143 if _NEW_LAUNCHER else -signal.SIGTERM,
+    "accelerate-2": 143 if _NEW_LAUNCHER else 1,
+    "torchrun-2": 1,
+}
 
 
 @pytest.mark.slow
@@ -185,7 +193,7 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
     os.kill(proc.pid, signal.SIGTERM)  # the launcher's pid, as `kill PID` or a container stop does
     out = finish(proc)
     wait_gone(family)
-    assert proc.returncode in LAUNCHER_EXIT[mode], out[-3000:]
+    assert proc.returncode == LAUNCHER_EXIT[mode], out[-3000:]
     assert "forcefully" not in out.lower(), out[-3000:]  # no worker had to be SIGKILLed
     log = (run / "train.log").read_text()
     assert f"SIGTERM received: stopped after step {stop_at}" in log
@@ -205,13 +213,17 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
 
 @pytest.mark.parametrize(("version", "delay"), [("1.15.0", None), ("1.16.0", 5.0), ("2.0.0", 5.0)])
 def test_the_launchers_kill_delay_follows_the_accelerate_version(monkeypatch, version, delay):
-    import accelerate
-
     monkeypatch.setattr(accelerate, "__version__", version)
     monkeypatch.setattr(train, "under_single_process_launcher", lambda parent: True)
     assert train.launcher_kill_delay() == delay
     monkeypatch.setattr(train, "under_single_process_launcher", lambda parent: False)
     assert train.launcher_kill_delay() is None
+
+
+def test_no_kill_delay_under_torchrun_s_agent(monkeypatch):
+    """With several processes torchrun's agent (TORCHELASTIC_RUN_ID set) is the parent: it waits 30 s itself."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    assert not train.under_single_process_launcher(os.getppid()) and train.launcher_kill_delay() is None
 
 
 def test_a_checkpoint_slower_than_the_launchers_grace_is_reported_once(tiny_bert, tmp_path, monkeypatch):
@@ -230,13 +242,10 @@ def test_a_checkpoint_slower_than_the_launchers_grace_is_reported_once(tiny_bert
 def test_a_slow_checkpoint_is_reported_under_the_launcher_that_would_kill_it(tiny_bert, tmp_path, mode):
     """Launched as users launch it, with checkpoints made 3 s slower: under accelerate >= 1.16's single-process
     launcher (5 s from SIGTERM to SIGKILL) the log says to signal train.py itself; under python train.py nothing."""
-    import accelerate
-    from packaging.version import Version
-
     run = tmp_path / "run"
     args = tiny_args(tiny_bert, run, None, *FLAGS, "--checkpointing_steps", "6")
     out = finish(launch(mode, args, {"PROBE_SLOW_CHECKPOINT": "3"}, tmp_path))
     log = (run / "train.log").read_text()
     assert "checkpoint written" in log, out[-3000:]
     warned = "signal train.py itself (kill -TERM" in log
-    assert warned == (mode == "accelerate-1" and Version(accelerate.__version__).release >= (1, 16)), out[-3000:]
+    assert warned == (mode == "accelerate-1" and _NEW_LAUNCHER), out[-3000:]
