@@ -45,8 +45,8 @@ Executors: ``--executor sequential`` (the default: one run after another) or ``-
 CPU-only machine on its share of the cores via ``OMP_NUM_THREADS``). Either way a run is claimed before it trains
 (an exclusive ``flock`` on ``<run>/.claim``, released by the kernel if the holder dies), so two invocations of one
 plan never train the same run at once: the second skips what the first is training (and refuses it when the first
-trains it with other settings). ``--status`` prints done /
-running / failed / interrupted / queued per run of the plan without training anything.
+trains it with other settings). ``--status`` prints done / running / failed / interrupted / queued per run of the
+plan without training anything.
 
 ``--executor slurm`` submits the unfinished runs as one Slurm job array through submitit (``--slurm_partition``,
 ``--slurm_time``, ``--gpus_per_run``, ``--slurm_array_parallelism``; any other ``--slurm_<name> VALUE`` goes to
@@ -313,8 +313,9 @@ def free_name(parent: Path, name: str, levels: int, settings: dict[str, Any], ki
     return name if all(same(r, settings) for r in runs_in(parent / name)) else hashed
 
 
-def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
-    """Every run of the matrix: its folder, its train.py arguments and the settings they mean."""
+def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Run]:
+    """Every run of the matrix: its folder, its train.py arguments and the settings they mean. A dataset or model path
+    missing here is an error, a warning, or (``paths`` "ignore", for --status) nothing."""
     check_matrix(cfg)
     datasets = [parse_entry(d, "datasets") for d in cfg.get("datasets") or []]
     models = [parse_entry(m, "models") for m in cfg.get("models") or []]
@@ -326,9 +327,11 @@ def plan(cfg: dict[str, Any], extra: list[str]) -> list[Run]:
         # Checked here rather than by each run: a wrong path would otherwise fail every run (or every Slurm job).
         path = entry.path
         if not Path(path).expanduser().exists() and (path.startswith((".", "/", "~")) or path.count("/") > 1):
-            raise UsageError(
-                f"{kind} entry {path}: no such file or folder (from {Path.cwd()}; a hub id is NAME or ORG/NAME)."
-            )
+            message = f"{kind} entry {path}: no such file or folder (from {Path.cwd()}; a hub id is NAME or ORG/NAME)"
+            if paths == "error":
+                raise UsageError(message + ".")
+            if paths == "warn":  # Slurm: the compute nodes may mount what this login node does not
+                print(f"warning: {message} on this machine.", file=sys.stderr)
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     dataset_names, model_names = entry_names(datasets, "datasets"), entry_names(models, "models")
     runs = []
@@ -978,7 +981,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = str(accelerate_config({}).get("distributed_type", "")) in ("FSDP", "DEEPSPEED", "MEGATRON_LM")
         launcher += ["-m", "accelerate.commands.launch", *([] if engine else ["--multi_gpu"])]
         launcher += ["--num_processes", str(args.gpus_per_run), "--gpu_ids", "all", "--num_machines", "1"]
-    runs = plan(cfg, extra)
+    runs = plan(cfg, extra, paths="ignore" if args.status else "warn" if args.executor == "slurm" else "error")
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
         return print_status(runs, root).get("failed", 0)

@@ -254,6 +254,17 @@ def test_matrix_refuses_a_config_that_would_mislabel_or_lose_runs(tiny_bert, tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_path_is_a_warning_for_slurm_and_nothing_for_status(tiny_bert, tmp_path):
+    """The compute nodes may mount what the submitting host does not; --status needs no data at all."""
+    sys.path.insert(0, str(SCRIPTS))
+    import run_matrix
+
+    cfg = {"datasets": ["/cluster/only/data"], "models": [str(tiny_bert)], "output_dir": str(tmp_path / "out")}
+    with pytest.raises(ValueError, match="no such file or folder"):
+        run_matrix.plan(cfg, [])
+    assert len(run_matrix.plan(cfg, [], paths="warn")) == len(run_matrix.plan(cfg, [], paths="ignore")) == 1
+
+
 def test_matrix_refuses_a_folder_trained_with_other_settings(tiny_bert, tmp_path):
     out = tmp_path / "out"
     base = ["--datasets", REPO / "sample_data", "--models", tiny_bert, "--seeds", "1", "--output_dir", out]
