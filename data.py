@@ -272,8 +272,8 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
         # Two ids with one name would be merged in every metric and prediction file, silently.
         if twice := sorted(name for name, n in Counter(names).items() if n > 1):
             raise UsageError(
-                f"the label names given (labels.json) list {', '.join(map(repr, twice[:5]))} more than once; "
-                "each class needs its own name."
+                f"the label names given (labels.json or ClassLabel) list {', '.join(map(repr, twice[:5]))} more than "
+                "once; each class needs its own name."
             )
         if all(_is_integer(v) for v in train_labels):
             bad = sorted({int(v) for v in train_labels if not 0 <= v < len(names)})

@@ -848,6 +848,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log_event(record | flushed)
         progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
 
+    kill_delay = launcher_kill_delay()  # seconds the launcher leaves after SIGTERM (None: it never kills)
+
     def checkpoint() -> None:
         """Write a resumable checkpoint of the current step (with the open logging window and the clock)."""
         nonlocal kill_delay
@@ -878,7 +880,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # A run resumed from the checkpoint of the step it stopped early at stays stopped.
     early_stop = bool(patience and state.bad_evals >= patience)
     checkpointed_step, stopper = state.step if resume_dir else None, StopRequested()
-    kill_delay = launcher_kill_delay()  # seconds the launcher leaves after SIGTERM (None: it never kills)
     progress = tqdm(total=max_steps, initial=state.step, desc="train", disable=not accelerator.is_local_main_process)
     done = state.step >= max_steps or early_stop
     batches = train_batches(train_dl, train_sampler, accelerator, state.step, steps_per_epoch, resolved["num_epochs"])

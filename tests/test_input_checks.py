@@ -88,7 +88,7 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
     ("case", "flags", "message"),
     [
         ("same_column", ["--label_column", "text"], "--label_column 'text' is also a text column"),
-        ("duplicate_names", [], r"the label names given \(labels.json\) list 'a' more than once"),
+        ("duplicate_names", [], r"the label names given \(labels.json or ClassLabel\) list 'a' more than once"),
         ("string_in_lists", ["--label_column", "tags"], "row 3 of the train split: 'tags' holds lists of labels"),
         ("nan_teacher", ["--teacher_column", "teacher"], "row 2 of the train split: --teacher_column needs 2"),
         ("carve_everything", ["--validation_split_ratio", "0.99"], "leaves no training rows"),
