@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from config import TrainConfig
-from utils import ConfigError, UsageError
+from utils import ConfigError, UsageError, missing_local_path
 
 SPLIT_ALIASES = {
     "train": ("train",),
@@ -180,7 +180,7 @@ def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]
                 f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}."
             )
         return {"train": load_files([path])}, _labels_json(path.parent)
-    if path.suffix.lower() in FORMATS or dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
+    if path.suffix.lower() in FORMATS or missing_local_path(dataset):
         raise UsageError(f"--dataset {dataset}: no such file or folder.")
     return _load_hub(dataset)
 

@@ -74,6 +74,7 @@ from utils import (
     default_run_dir,
     is_accelerate_launch,
     logger,
+    missing_local_path,
     pad_multiple_for,
     read_latest_pointer,
     resolve_model_path,
@@ -201,7 +202,7 @@ TOKENIZER_FILES = (
 def check_model_folder(model_path: str, flag: str) -> None:
     """A local --model_name_or_path must be a backbone with its tokenizer and weights, not a run's classifier."""
     folder = Path(model_path)
-    if not folder.exists() and (model_path.startswith((".", "/", "~")) or model_path.count("/") > 1):
+    if missing_local_path(model_path):
         raise UsageError(f"{flag}: no such folder (a hub id is NAME or ORG/NAME).")
     if not folder.is_dir() or not (folder / "config.json").is_file():
         return  # a hub id, or a folder AutoTokenizer reports on

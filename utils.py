@@ -156,6 +156,13 @@ def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def missing_local_path(name: str) -> bool:
+    """Whether ``name`` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``) that does not exist: too
+    many slashes or a path prefix for a hub id (NAME or ORG/NAME), so no download can stand in for it."""
+    written_as_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    return written_as_path and not Path(name).expanduser().exists()
+
+
 def short_name(name_or_path: str) -> str:
     """A filesystem-friendly short name for a dataset or model (last path component)."""
     return Path(name_or_path.rstrip("/")).name.replace(":", "_") or "run"

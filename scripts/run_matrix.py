@@ -98,6 +98,7 @@ from utils import (  # noqa: E402
     atomic_write_json,
     checkpoint_dirs,
     label_suffix,
+    missing_local_path,
     short_hash,
     source_key,
     unique_names,
@@ -326,7 +327,7 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
     for kind, entry in [("datasets", d) for d in datasets] + [("models", m) for m in models]:
         # Checked here rather than by each run: a wrong path would otherwise fail every run (or every Slurm job).
         path = entry.path
-        if not Path(path).expanduser().exists() and (path.startswith((".", "/", "~")) or path.count("/") > 1):
+        if missing_local_path(path):
             message = f"{kind} entry {path}: no such file or folder (from {Path.cwd()}; a hub id is NAME or ORG/NAME)"
             if paths == "error":
                 raise UsageError(message + ".")
