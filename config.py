@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -400,6 +401,35 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _mapping_without_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A JSON object as a dict; a key given twice is an error (json keeps the last one without a word)."""
+    keys = [key for key, _ in pairs]
+    if repeated := sorted({str(key) for key in keys if keys.count(key) > 1}):
+        raise ValueError(f"the key {repeated[0]!r} is given twice; keep one")
+    return dict(pairs)
+
+
+def yaml_without_duplicate_keys(text: str) -> Any:
+    """``yaml.safe_load``, except that a mapping key given twice is an error: PyYAML keeps the last one silently, so
+    a second ``seeds:`` or ``learning_rate:`` further down a long file would override the first unseen."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):
+                    continue  # PyYAML's own error names it
+                if key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise ValueError(f"the key {key!r} is given twice (again on line {line}); keep one")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=Loader)
+
+
 def load_config_file(path: str) -> dict[str, Any]:
     """Read a YAML or JSON mapping of flag names to values."""
     file = Path(path)
@@ -408,13 +438,12 @@ def load_config_file(path: str) -> dict[str, Any]:
     text = file.read_text()
     try:
         if file.suffix.lower() in {".yaml", ".yml"}:
-            import yaml
-
-            values = yaml.safe_load(text) or {}
+            values = yaml_without_duplicate_keys(text) or {}
         else:
-            values = json.loads(text)
+            values = json.loads(text, object_pairs_hook=_mapping_without_duplicates)
     except Exception as err:  # yaml and json raise different types; both mean the same to the user
-        raise ConfigError(f"--config {path}: cannot parse it ({err}).") from err
+        # One line: PyYAML's messages span several (the line, then a caret under the column).
+        raise ConfigError(f"--config {path}: cannot parse it ({' '.join(str(err).split())}).") from err
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path}: expected a mapping of flag names to values.")
     return values

@@ -16,6 +16,7 @@ The path through this file: ``load_splits(cfg)`` -> ``tokenize_splits(...)`` -> 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -36,6 +37,8 @@ SPLIT_ALIASES = {
     "validation": ("validation", "dev", "valid", "val"),
     "test": ("test",),
 }
+# Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
+MIN_VALIDATION_ROWS = 10
 SHARD_SUFFIX = re.compile(r"[-_]\d+(-of-\d+)?$")  # train-00000-of-00002, train_1: shards of one split
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 # Batches per mega-batch (sorted by length inside). transformers' LengthGroupedSampler uses 50; on MiniLM/emotion
@@ -65,6 +68,18 @@ def column_values(ds: Any, name: str) -> list[Any]:
     """A dataset column as a Python list, read in one go (iterating a ``datasets`` Column formats row by row: about
     100x slower, seconds on a 67k-row training set)."""
     return ds[name][:]
+
+
+def split_digests(splits: dict[str, Any]) -> dict[str, str]:
+    """Per split, a digest of the rows as a run sees them (every column, in order): equal digests are the same rows,
+    wherever the files live, so a copied dataset folder is recognised as the same data and an edited one as other."""
+    digests = {}
+    for split, ds in splits.items():
+        h = hashlib.sha256()
+        for name in sorted(ds.column_names):
+            h.update(json.dumps([name, column_values(ds, name)], default=str).encode())
+        digests[split] = h.hexdigest()[:16]
+    return digests
 
 
 def _split_files(folder: Path) -> dict[str, list[Path]]:
@@ -612,6 +627,13 @@ def load_splits(cfg: TrainConfig) -> SplitData:
     for split, limit in limits.items():
         if split in splits and limit is not None and limit < len(splits[split]):
             splits[split] = splits[split].select(range(limit))
+    enough = max(MIN_VALIDATION_ROWS, len(spec.levels[-1]["labels"]))  # and at least one row per class
+    if "validation" in splits and (rows := len(splits["validation"])) < enough:
+        notes.append(
+            f"warning: the validation split has {rows} rows (fewer than {enough}): the best model is chosen on "
+            f"{rows} examples, which is mostly noise; give a larger validation split, --validation_split_ratio or "
+            "--max_eval_samples."
+        )
     # idx lets evaluation restore the original row order after length-sorted, sharded batching.
     splits = {split: ds.add_column("idx", list(range(len(ds)))) for split, ds in splits.items()}
     return SplitData(splits=splits, label_names=spec.levels[-1]["labels"], notes=notes, spec=spec)

@@ -42,6 +42,7 @@ from data import (
     build_dataloaders,
     load_splits,
     loss_weights,
+    split_digests,
     tokenize_splits,
     window_counts,
     window_room,
@@ -805,7 +806,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     claim_run_dir(run_dir, resume_dir, accelerator)
     for note in [cpu_note, f"pooling: {pooling} ({pooling_why})", *data.notes]:
         if note:
-            logger.info(note)
+            (logger.warning if note.startswith("warning:") else logger.info)(note)
     with accelerator.main_process_first():  # rank 0 fills the tokenization cache, the others read it
         tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length, windowing(cfg))
     windows = window_counts(tokenized) if cfg.long_text == "windows" else None
@@ -1001,6 +1002,7 @@ def describe_run(
         "problem_type": data.spec.problem_type,
         "levels": data.spec.levels,
         "split_sizes": {split: len(ds) for split, ds in data.splits.items()},
+        "split_digests": split_digests(data.splits),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),

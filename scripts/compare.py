@@ -122,6 +122,20 @@ def different_test_sets(points: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def copied_datasets(points_by_dataset: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Datasets whose runs saw exactly the rows (train, validation and test) a run of an earlier dataset saw: a copied
+    folder. A test across datasets takes them as independent evidence, so each copy is skipped, with the reason."""
+    first_seen: dict[str, str] = {}
+    copies = {}
+    for dataset, points in points_by_dataset.items():
+        digests = {run.get("data_digest") for point in points for run in point["runs"]} - {None}
+        if original := next((first_seen[d] for d in sorted(digests) if d in first_seen), None):
+            copies[dataset] = f"its runs saw the same rows as {original}'s (a copy of that dataset): counted once"
+            continue
+        first_seen |= dict.fromkeys(digests, dataset)
+    return copies
+
+
 def grid_text(grid: dict[str, Any]) -> str:
     """A grid point as ``k=v, k=v`` (``-`` without a grid)."""
     return ", ".join(f"{k}={v}" for k, v in sorted(grid.items())) or "-"
@@ -443,6 +457,9 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
             skipped[dataset] = reason
         else:
             pairs[dataset] = (point_a, point_b)
+    for dataset, reason in copied_datasets({d: list(points) for d, points in pairs.items()}).items():
+        skipped[dataset] = reason
+        del pairs[dataset]
     rng = np.random.default_rng(args.seed)
     per_dataset = {d: compare_dataset(d, a, b, runs, args, rng, comparisons=len(pairs)) for d, (a, b) in pairs.items()}
     decide(per_dataset, args.alpha)
@@ -545,6 +562,9 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
             skipped[dataset] = reason
         else:
             complete.append(dataset)
+    for dataset, reason in copied_datasets({d: [selection[(d, m)] for m in models] for d in complete}).items():
+        skipped[dataset] = reason
+        complete.remove(dataset)
     scores = np.array([[mean_of(selection[(d, m)]["runs"], key) for m in models] for d in complete]).reshape(
         len(complete), len(models)
     )

@@ -122,7 +122,15 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             continue
         record["test_num_samples"] = (results.get("test") or {}).get("num_samples")
         # What the run saw of its data: runs of one row that differ here trained on a dataset edited in place.
-        record["data_seen"] = {"labels": resolved.get("label_names"), "rows": resolved.get("split_sizes")}
+        digests = resolved.get("split_digests") or {}
+        # (The test split's digest only: a carved validation split, and so train, differ from seed to seed.)
+        record["data_seen"] = {
+            "labels": resolved.get("label_names"),
+            "rows": resolved.get("split_sizes"),
+            "test_rows": digests.get("test"),
+        }
+        # Every split's digest: two datasets whose runs saw the same rows are one dataset in two folders.
+        record["data_digest"] = json.dumps(digests, sort_keys=True) if digests else None
         scored = results.get("test") or results.get("validation") or {}
         record["per_class_split"] = "test" if results.get("test") else "validation"
         record["per_class_f1"] = {name: r.get("f1-score") for name, r in (scored.get("per_class") or {}).items()}
@@ -248,7 +256,17 @@ def pick_model(name: str, models: list[str], flag: str) -> str:
 def resolve_baseline(baseline: str, rows: list[dict[str, Any]]) -> str:
     """The model ``--baseline`` designates: a model path, a name of the table's model column (a row's full name, or
     its model's name, whose selected grid point then stands for it), or a unique part of one."""
-    if {baseline, source_key(baseline)} & {r["model_path"] for r in rows}:
+    by_path = [r for r in rows if r["selected"] and r["model_path"] in (baseline, source_key(baseline))]
+    if by_path:
+        # Variants (or a hand-run sweep) of one model share its path: within a dataset the path names several rows.
+        per_dataset: dict[str, set[str]] = {}
+        for r in by_path:
+            per_dataset.setdefault(r["dataset"], set()).add(r["model"])
+        if several := next((names for names in per_dataset.values() if len(names) > 1), None):
+            raise UsageError(
+                f"--baseline {baseline!r} is the model of several rows ({', '.join(map(repr, sorted(several)))}); "
+                "give one of their names."
+            )
         return baseline
     short, full = sorted({r["model_name"] for r in rows}), sorted({r["model"] for r in rows})
     if baseline in short or baseline in full:

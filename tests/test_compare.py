@@ -46,6 +46,7 @@ def write_run(
     val: float | None = None,
     grid: dict | None = None,
     variant: str | None = None,
+    digests: dict | None = None,
 ) -> Path:
     """A finished run folder as run_matrix.py leaves it: config.json, results.json, predictions_test.jsonl and, for a
     grid point, matrix.json."""
@@ -55,6 +56,8 @@ def write_run(
     run_dir.mkdir(parents=True)
     user = {"dataset": str(root / "data" / dataset), "model_name_or_path": model, "seed": seed} | grid
     resolved = {"dataset": str(root / "data" / dataset), "label_names": LABELS}
+    if digests is not None:  # train.py's record of the rows the run saw
+        resolved["split_digests"] = digests
     (run_dir / "config.json").write_text(json.dumps({"user_config": user, "resolved": resolved}))
     test = {"macro_f1": f1_score(gold, pred, average="macro"), "accuracy": accuracy_score(gold, pred)}
     test["num_samples"] = len(gold)
@@ -131,6 +134,23 @@ def test_runs_tested_on_different_rows_are_left_out_of_the_verdict(tmp_path, cap
     assert "tested on different numbers of rows (model-a: 40, model-b: 60)" in out["datasets_skipped"]["d1"]
     ranked = run_compare(tmp_path, "--all", capsys=capsys)
     assert ranked["datasets_compared"] == ["d2"] and "different numbers of rows" in ranked["datasets_skipped"]["d1"]
+
+
+def test_a_copied_dataset_counts_once_across_datasets(tmp_path, capsys):
+    """d1-copy is d1's folder copied: its runs saw the same rows. Counted twice, it would double d1's weight in the
+    tests across datasets; it is skipped with the reason, and d2 (other rows) is compared."""
+    for dataset, rows in (("d1", "aaaa"), ("d1-copy", "aaaa"), ("d2", "bbbb")):
+        gold = balanced_gold(60)
+        for seed in (1, 2, 3):
+            # A carved validation split differs from seed to seed, and so do the train and validation digests.
+            seen = {"train": f"{rows}{seed}", "validation": f"{rows}v{seed}", "test": rows}
+            write_run(tmp_path, dataset, "org/model-a", seed, gold, gold, digests=seen)
+            write_run(tmp_path, dataset, "org/model-b", seed, gold, with_errors(gold, 10, offset=seed), digests=seen)
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
+    assert sorted(out["per_dataset"]) == ["d1", "d2"]
+    assert "the same rows as d1's (a copy of that dataset)" in out["datasets_skipped"]["d1-copy"]
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert ranked["datasets_compared"] == ["d1", "d2"] and "a copy" in ranked["datasets_skipped"]["d1-copy"]
 
 
 def test_bootstrap_interval_matches_the_normal_approximation(tmp_path, capsys):

@@ -64,6 +64,21 @@ def test_bad_config_file_value_is_a_config_error_naming_key_and_type(tmp_path, l
     assert str(err.value) == f"--config {path}: {message}"
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("run.yaml", "learning_rate: 1e-4\nseed: 1\nlearning_rate: 5e-5\n"),
+        ("run.json", '{"learning_rate": 1e-4, "seed": 1, "learning_rate": 5e-5}'),
+    ],
+)
+def test_a_config_file_key_given_twice_is_refused(tmp_path, name, text):
+    """YAML and JSON parsers keep the last of two equal keys without a word: one of the two values would be lost."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"cannot parse it .*'learning_rate' is given twice.*keep one"):
+        parse_config(["--config", str(path)])
+
+
 def test_bad_config_file_value_is_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys):
     path = tmp_path / "run.yaml"
     path.write_text("learning_rate: abc\n")

@@ -134,6 +134,26 @@ def test_report_baseline_on_a_grid_is_a_full_row_name_or_the_models_selected_poi
     assert "a grid point that validation did not select" in proc.stderr and "(minilm-base)" in proc.stderr
 
 
+def test_report_baseline_given_as_the_path_of_several_variant_rows_is_ambiguous(tmp_path):
+    """Two variants of one model share its path: the path alone cannot say which row is the baseline."""
+    for variant, lr, f1 in (("slow", 2e-5, 0.5), ("fast", 5e-5, 0.7)):
+        run = write_report_run(tmp_path / variant, "/data/emotion", "/m/minilm", 1, f1, learning_rate=lr)
+        (run / "matrix.json").write_text(json.dumps({"variant": variant, "grid": {}}))
+    write_report_run(tmp_path / "bert", "/data/emotion", "/m/bert", 1, 0.9)
+    proc = script("report.py", tmp_path, "--no_plots", "--baseline", "/m/minilm")
+    assert proc.returncode == 2 and proc.stderr.startswith("error:"), proc.stderr
+    assert "several rows" in proc.stderr and "minilm [fast]" in proc.stderr and "minilm [slow]" in proc.stderr
+    proc = script("report.py", tmp_path, "--no_plots", "--baseline", "minilm [slow]")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    assert float(rows["minilm [fast]"]["delta_test_macro_f1"]) == pytest.approx(0.2)
+    # The path of a model with one row is still a baseline.
+    proc = script("report.py", tmp_path, "--no_plots", "--baseline", "/m/bert")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    assert float(rows["minilm [fast]"]["delta_test_macro_f1"]) == pytest.approx(-0.2)
+
+
 def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
     older = write_report_run(tmp_path / "first", "/data/emotion", "/m/minilm", 1, 0.6)
     newer = write_report_run(tmp_path / "again", "/data/emotion", "/m/minilm", 1, 0.8)
@@ -185,6 +205,23 @@ def test_report_warns_when_the_seeds_of_a_row_saw_different_data(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert "its runs saw different data" in warning and "seeds 1, 2:" in warning and "seeds 3:" in warning
+
+
+def test_report_warns_when_a_test_row_was_edited_between_seeds_but_not_about_carved_splits(tmp_path):
+    """Same labels, same sizes, but seed 3 was tested on edited rows: only the digest tells. A validation split carved
+    per seed (and so train) differs between seeds by design: no warning for that."""
+    for seed, test in ((1, "t-old"), (2, "t-old"), (3, "t-new")):
+        run = write_report_run(tmp_path / f"s{seed}", "/data/topics", "/m/minilm", seed, 0.5)
+        config = json.loads((run / "config.json").read_text())
+        digests = {"train": f"tr{seed}", "validation": f"va{seed}", "test": test}
+        config["resolved"] = {"label_names": ["a", "b"], "split_sizes": {"test": 20}, "split_digests": digests}
+        (run / "config.json").write_text(json.dumps(config))
+    proc = script("report.py", tmp_path, "--no_plots")
+    [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert "its runs saw different data" in warning and "seeds 1, 2:" in warning and "seeds 3:" in warning
+    shutil.rmtree(tmp_path / "s3")
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
 
 
 def test_a_metrics_line_cut_off_by_a_kill_does_not_stop_the_resume(tmp_path):
@@ -252,6 +289,26 @@ def test_matrix_refuses_a_config_that_would_mislabel_or_lose_runs(tiny_bert, tmp
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("error:") and re.search(message, line), line
     assert not (tmp_path / "out").exists()
+
+
+def test_matrix_refuses_a_yaml_key_given_twice(tiny_bert, tmp_path):
+    """A second ``seeds:`` further down the file would silently replace the first."""
+    path = tmp_path / "matrix.yaml"
+    path.write_text(
+        f"datasets: [{DATA}]\nmodels: [{tiny_bert}]\nseeds: [1, 2, 3]\noutput_dir: {tmp_path / 'out'}\nseeds: [4]\n"
+    )
+    proc = script("run_matrix.py", "--config", path, "--dry_run")
+    assert proc.returncode == 2, proc.stdout
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error:") and "'seeds' is given twice (again on line 5)" in line, line
+    assert not (tmp_path / "out").exists()
+    # One key in two different mappings is no duplicate.
+    path.write_text(
+        f"datasets: [{DATA}]\nmodels: [{tiny_bert}]\nseeds: [1]\noutput_dir: {tmp_path / 'out'}\n"
+        "variants:\n  a: {learning_rate: 1.0e-4}\n  b: {learning_rate: 2.0e-4}\n"
+    )
+    proc = script("run_matrix.py", "--config", path, "--dry_run")
+    assert proc.returncode == 0 and len(output_dirs(proc.stdout)) == 2, proc.stderr
 
 
 def test_a_missing_path_is_a_warning_for_slurm_and_nothing_for_status(tiny_bert, tmp_path):

@@ -13,7 +13,14 @@ import torch
 import train
 from config import ConfigError, TrainConfig, parse_config
 from conftest import REPO, SHARED_DATA, make_tiny_model, tiny_args, write_csv
-from data import LengthGroupedBatchSampler, SortedBatchSampler, build_label_space, load_splits, padding_ratio
+from data import (
+    LengthGroupedBatchSampler,
+    SortedBatchSampler,
+    build_label_space,
+    load_splits,
+    padding_ratio,
+    split_digests,
+)
 from evaluate import compute_metrics
 from model import EncoderClassifier
 from utils import UsageError
@@ -103,6 +110,37 @@ def test_carved_validation_is_stratified_seeded_and_disjoint(tmp_path):
     assert set(val["text"]).isdisjoint(a.splits["train"]["text"]) and len(a.splits["train"]) == 160
     assert list(val["text"]) == list(b.splits["validation"]["text"]) != list(c.splits["validation"]["text"])
     assert any("carved 40 of 200" in n for n in a.notes) and "test" not in a.splits
+
+
+def test_a_validation_split_too_small_to_choose_a_model_on_is_warned_about(tmp_path):
+    """A carve of 2 rows (12 train rows at the default ratio 0.1) picks the best model on noise: said."""
+    rows = [(f"text number {i}", "a" if i % 2 else "b") for i in range(12)]
+    path = write_csv(tmp_path / "all.csv", rows)
+    data = load_splits(TrainConfig(dataset=str(path)))
+    assert len(data.splits["validation"]) == 2
+    assert any(n.startswith("warning: the validation split has 2 rows (fewer than 10)") for n in data.notes)
+    # Enough rows, or fewer than the classes: both as expected.
+    big = write_csv(tmp_path / "big.csv", [(f"text {i}", "ab"[i % 2]) for i in range(200)])
+    assert not any(n.startswith("warning:") for n in load_splits(TrainConfig(dataset=str(big))).notes)
+    many = write_csv(tmp_path / "many.csv", [(f"text {i}", f"class{i % 30}") for i in range(200)])
+    notes = load_splits(TrainConfig(dataset=str(many))).notes
+    assert any(n.startswith("warning: the validation split has 20 rows (fewer than 30)") for n in notes)
+
+
+def test_split_digests_follow_the_rows_not_the_folder(tmp_path):
+    """A copied dataset folder is the same data (equal digests); a test row edited in the copy changes the test
+    split's digest only."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(REPO / "sample_data", copy)
+    original = split_digests(load_splits(TrainConfig(dataset=str(REPO / "sample_data"))).splits)
+    assert split_digests(load_splits(TrainConfig(dataset=str(copy))).splits) == original
+    lines = (copy / "test.csv").read_text().splitlines(keepends=True)
+    (copy / "test.csv").write_text("".join([lines[0], lines[1].replace(",", " again,", 1), *lines[2:]]))
+    edited = split_digests(load_splits(TrainConfig(dataset=str(copy))).splits)
+    assert edited["test"] != original["test"]
+    assert {k: v for k, v in edited.items() if k != "test"} == {k: v for k, v in original.items() if k != "test"}
 
 
 def test_folder_with_dev_split_and_empty_text(tmp_path):
