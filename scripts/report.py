@@ -74,13 +74,15 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             config = json.loads(config_path.read_text())
             user, resolved = config["user_config"], config.get("resolved") or {}
             entry = read_matrix_entry(run_dir)
-            if "best_step" not in results or not {"dataset", "model_name_or_path", "seed"} <= user.keys():
-                raise KeyError("best_step, dataset, model_name_or_path or seed")
+            lacking = sorted({"best_step"} - results.keys() | {"dataset", "model_name_or_path", "seed"} - user.keys())
+            problem = f"it lacks {', '.join(lacking)}" if lacking else None
         except (ValueError, KeyError, TypeError, AttributeError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        if problem:
             # A file cut off by a full disk or a kill: the table goes on without the run, and says so.
             print(
                 f"warning: {run_dir} left out: its results.json, config.json or matrix.json cannot be read "
-                f"({type(err).__name__}: {err}); rerun the run or delete its folder.",
+                f"({problem}); rerun the run or delete its folder.",
                 file=sys.stderr,
             )
             continue
