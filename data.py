@@ -119,19 +119,39 @@ def content_hash(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def load_files(files: list[Path]) -> Any:
-    """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too)."""
+def holds_no_rows(file: Path) -> bool:
+    """Whether ``file`` is empty of rows before any parser sees it: no bytes (or only whitespace) in a text format,
+    0 rows in a parquet file's metadata. The parsers' own errors for these name no cause."""
+    if FORMATS.get(file.suffix.lower()) == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_metadata(file).num_rows == 0
+        except Exception:  # not parquet at all: the loader's error says so
+            return False
+    with open(file, "rb") as f:
+        return not f.read(65536).strip() and file.stat().st_size < 65536
+
+
+def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
+    """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too);
+    ``keep_blank_lines``: a blank line of a csv is a row (of empty cells), as evaluate.py --input needs one output
+    line per input line."""
     import datasets
 
     suffixes = {p.suffix.lower() for p in files}
     if len(suffixes) != 1:
         raise UsageError(f"mixed file formats for one split: {', '.join(map(str, files))}; use one format per split.")
+    if empty := [p for p in files if holds_no_rows(p)]:
+        raise UsageError(f"{', '.join(map(str, empty))} holds no rows (an empty split); add rows or remove the file.")
     suffix = suffixes.pop()
     kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
     if FORMATS[suffix] == "csv":
         # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
         # "None" becomes a null label. Only an empty cell is missing here.
         kwargs |= {"keep_default_na": False, "na_values": [""]}
+        if keep_blank_lines:
+            kwargs["skip_blank_lines"] = False
     # datasets keys its cache (and so every fingerprint downstream, our token cache included) on path + mtime; a file
     # edited with its mtime kept (cp -p, rsync -a, tar x) would come back stale. The content digest as the config
     # name gives changed bytes a new cache entry, while unchanged files still hit the old one.
@@ -730,7 +750,7 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
         raise UsageError(f"--input {path}: no such file.")
     if file.suffix.lower() not in FORMATS:
         raise UsageError(f"--input {path}: unsupported file type {file.suffix!r}; use one of {', '.join(FORMATS)}.")
-    ds = load_files([file])
+    ds = load_files([file], keep_blank_lines=True)
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
     check_columns(ds, "input", wanted)
@@ -738,8 +758,10 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
     for flag, column in wanted.items():
         ds = _as_text(ds, column, "input", column, flag)
     ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
-    # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input.
-    ds = ds.map(lambda b: {"text": [t or "" for t in b["text"]]}, batched=True)
+    # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input; so do
+    # rows whose second text is missing.
+    texts = [c for c in ("text", "text_pair") if c in ds.column_names]
+    ds = ds.map(lambda b: {c: [t or "" for t in b[c]] for c in texts}, batched=True)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds.add_column("idx", list(range(len(ds))))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
@@ -439,7 +441,13 @@ def score_best_model(
     ``tune_thresholds`` the decision thresholds of a multi-label model are first tuned on validation and saved with
     the model. Every process runs it. Returns (metrics per split, predict() outputs per split, the model config)."""
     model_dir = run_dir / BEST_MODEL
-    model = EncoderClassifier.from_pretrained(model_dir, dtype=torch.float32)
+    try:
+        model = EncoderClassifier.from_pretrained(model_dir, dtype=torch.float32)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as err:  # a cut-off or damaged weights file
+        raise UsageError(
+            f"cannot load {model_dir} ({type(err).__name__}: {str(err).splitlines()[0]:.200}): its files are damaged "
+            "(cut off by a full disk or a copy?). Restore the folder or train the run again."
+        ) from err
     model = accelerator.prepare_model(model, evaluation_mode=True)
     outputs = {split: predict(model, dl, accelerator) for split, dl in loaders.items()}
     config = accelerator.unwrap_model(model).config
@@ -567,13 +575,57 @@ def input_columns(cfg: EvalConfig, train_cfg: TrainConfig) -> TrainConfig:
     )
 
 
+def model_files_lacking(model_dir: Path) -> list[str]:
+    """The files a best_model/ folder needs to be loaded that it lacks (its config, weights and tokenizer)."""
+    names = {p.name for p in model_dir.iterdir()} if model_dir.is_dir() else set()
+    weights = {"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"}
+    has = {"config.json": "config.json" in names, "model.safetensors": bool(names & weights)}
+    has["tokenizer_config.json"] = "tokenizer_config.json" in names
+    return [name for name, present in has.items() if not present]
+
+
 def load_run_config(run_dir: Path) -> dict[str, Any]:
-    """The config.json of a run, with a clear error when the folder is not a finished run."""
+    """The config.json of a run, with a clear error when the folder is not a run with a complete best model."""
     if not (run_dir / "config.json").is_file():
         raise UsageError(f"{run_dir} is not a run directory (no config.json); pass --run_dir of a training run.")
-    if not (run_dir / BEST_MODEL / "config.json").is_file():
+    best = run_dir / BEST_MODEL
+    finished = (run_dir / "results.json").is_file()
+    if not best.is_dir():
+        if finished:
+            raise UsageError(
+                f"{best} is missing although the run finished (results.json): it was moved or deleted. Put it back "
+                f"(a checkpoint's {BEST_MODEL}/ holds the best state it knew) or train the run again."
+            )
         raise UsageError(f"{run_dir} has no {BEST_MODEL}/ yet; the run has not finished its first evaluation.")
+    if lacking := model_files_lacking(best):
+        raise UsageError(
+            f"{best} lacks {', '.join(lacking)}: the folder is incomplete (files deleted or not copied). Restore it "
+            "from where it came from, or train the run again."
+        )
     return json.loads((run_dir / "config.json").read_text())
+
+
+def run_folder(cfg: EvalConfig) -> Path:
+    """The run to score: --run_dir (RUN/best_model is read as RUN), else the latest run under --runs_root."""
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else read_latest_pointer(Path(cfg.runs_root))
+    if run_dir.name == BEST_MODEL and (run_dir.parent / "config.json").is_file():
+        logger.info("--run_dir %s is a run's best model: scoring the run %s", run_dir, run_dir.parent)
+        return run_dir.parent
+    return run_dir
+
+
+def warn_if_unfinished(run_dir: Path) -> None:
+    """Scoring a run that is still training (or was stopped) is allowed, and said: its best model may change."""
+    if (run_dir / "results.json").is_file():
+        return
+    record = run_dir / BEST_MODEL / "best.json"
+    step = json.loads(record.read_text()).get("step") if record.is_file() else None
+    logger.warning(
+        "%s has not finished (no results.json): scoring its best model so far%s. These files describe that model; "
+        "when the run finishes, train.py replaces them.",
+        run_dir,
+        f" (step {step})" if step is not None else "",
+    )
 
 
 def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, dataset: str) -> tuple[Any, list[str]]:
@@ -595,10 +647,30 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, dataset: str) -> 
     return data.splits[cfg.split], data.label_names
 
 
+def input_destination(cfg: EvalConfig, run_dir: Path) -> Path:
+    """Where --input predictions go, checked before any work: --output (a .jsonl file), else
+    RUN/predictions_<input name>[_first<N>].jsonl."""
+    if cfg.output:
+        destination = Path(cfg.output)
+        if destination.is_dir() or cfg.output.endswith(("/", os.sep)):
+            raise UsageError(f"--output {cfg.output} is a folder; give a file name such as {destination / 'x.jsonl'}.")
+        if destination.suffix.lower() != ".jsonl":
+            raise UsageError(f"--output {cfg.output}: predictions are written as JSON lines; name the file *.jsonl.")
+        if not destination.parent.is_dir():
+            raise UsageError(f"--output {cfg.output}: the folder {destination.parent} does not exist.")
+        return destination
+    stem = Path(cfg.input).stem
+    # A file named like a split (test.csv) must not replace the predictions training wrote for that split.
+    stem = f"{stem}_input" if stem in ("train", "validation", "test") else stem
+    # A subset's predictions get their own name, as a split's do: the whole file's stay as they are.
+    stem = stem if cfg.max_samples is None else f"{stem}_first{cfg.max_samples}"
+    return run_dir / f"predictions_{stem}.jsonl"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI entry point: evaluate a split (metrics, predictions, confusion matrix) or predict an unlabeled file."""
     cfg: EvalConfig = parse_config(argv, EvalConfig)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else read_latest_pointer(Path(cfg.runs_root))
+    run_dir = run_folder(cfg)
     run = load_run_config(run_dir)
     train_cfg = TrainConfig(**run["user_config"])
     resolved = run["resolved"]
@@ -609,8 +681,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if cpu_note := tune_cpu(accelerator):
         logger.info(cpu_note)
 
+    if accelerator.is_main_process:
+        warn_if_unfinished(run_dir)
     if cfg.input:
         name, label_names = "input", None
+        destination = input_destination(cfg, run_dir)
         raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples)
     else:
         name = cfg.split
@@ -634,17 +709,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out, task = outputs[name], task_for(config)
 
     if cfg.input:
-        stem = Path(cfg.input).stem
-        # A file named like a split (test.csv) must not replace the predictions training wrote for that split.
-        stem = f"{stem}_input" if stem in ("train", "validation", "test") else stem
-        destination = Path(cfg.output) if cfg.output else run_dir / f"predictions_{stem}.jsonl"
         summary = {"input": cfg.input, "num_predictions": len(out["idx"]), "output": str(destination)}
         if accelerator.is_main_process:
             rows = predictions_rows(raw, out, model_labels, task, cfg.top_k)
             for r in rows:  # no gold here, so the prediction is simply "the label"
                 r["label"] = r.pop("pred")
+            replaced = destination.exists()
             atomic_write_text(destination, "".join(json.dumps(r) + "\n" for r in rows))
-            logger.info("wrote %d predictions to %s", len(rows), destination)
+            logger.info("wrote %d predictions to %s%s", len(rows), destination, " (replaced)" if replaced else "")
             print(json.dumps(summary))
         return summary
 

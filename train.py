@@ -73,6 +73,7 @@ from utils import (
     checkpoint_dirs,
     checkpoint_name,
     default_run_dir,
+    evaluate_outputs,
     is_accelerate_launch,
     logger,
     missing_local_path,
@@ -459,7 +460,8 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
         found = checkpoint_dirs(run_dir)
         if not found:
             raise UsageError(f"--resume_from_checkpoint latest: no checkpoint in {run_dir / 'checkpoints'}.")
-        return run_dir, found[-1]
+        refuse_finished_run(run_dir, spec)
+        return run_dir, check_checkpoint_files(found[-1], spec)
     checkpoint = Path(spec)
     if not (checkpoint / "meta.json").is_file():
         raise UsageError(f"--resume_from_checkpoint {spec}: not a checkpoint folder (no meta.json).")
@@ -475,7 +477,40 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
             f"--resume_from_checkpoint {spec} belongs to the run {owner}, not to --output_dir {output_dir}; "
             "drop --output_dir (the run continues in its own folder) or pass that run's folder."
         )
-    return owner or output_dir, checkpoint
+    refuse_finished_run(owner or output_dir, spec)
+    return owner or output_dir, check_checkpoint_files(checkpoint, spec)
+
+
+def refuse_finished_run(run_dir: Path, spec: str) -> None:
+    """A finished run is not resumed: training on from a checkpoint would replace best_model/ while results.json
+    still described the old one until (unless) the new run finished."""
+    if (run_dir / "results.json").is_file():
+        raise UsageError(
+            f"--resume_from_checkpoint {spec}: the run in {run_dir} has finished (results.json; its best model is "
+            "best_model/). Train again into another --output_dir, or replace this run with --overwrite_output_dir "
+            "and without --resume_from_checkpoint."
+        )
+
+
+def check_checkpoint_files(checkpoint: Path, spec: str) -> Path:
+    """``checkpoint``, after checking that the files accelerate's load_state reads are all there (a file deleted to
+    save disk would otherwise be a traceback from deep inside torch)."""
+    names = {p.name for p in checkpoint.iterdir()}
+    if any(n.startswith(("pytorch_model", "optimizer_")) for n in names):
+        return checkpoint  # FSDP's or DeepSpeed's sharded layout: their loaders name what they miss
+    # accelerate's plain layout: the model, the optimizer, the scheduler (registered: custom_checkpoint_0) and each
+    # rank's RNG states.
+    lacking = [n for n in ("model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl") if n not in names]
+    if "model.safetensors" in lacking and "pytorch_model.bin" in names:
+        lacking.remove("model.safetensors")  # saved with safe_serialization off
+    if not any(n.startswith("random_states_") for n in names):
+        lacking.append("random_states_0.pkl")
+    if lacking:
+        raise UsageError(
+            f"--resume_from_checkpoint {spec}: {checkpoint} lacks {', '.join(lacking)}; resume from another "
+            f"checkpoint (those of the run: {checkpoint.parent}) or start the run again."
+        )
+    return checkpoint
 
 
 def link_tree(src: Path, dst: Path) -> None:
@@ -715,7 +750,10 @@ def check_window_stride(cfg: TrainConfig, stride: int, tokenizer: Any) -> None:
 def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any) -> None:
     """Create the run folder; a fresh run under --overwrite_output_dir first removes the previous run's outputs
     (an old results.json or checkpoint would pass for this run's if it stopped early)."""
-    stale = [] if resume_dir else [run_dir / n for n in ("results.json", "metrics.jsonl", CHECKPOINTS, BEST_MODEL)]
+    # The previous run's own files, and what evaluate.py and report.py wrote about its model (a matrix's bookkeeping
+    # files stay: run_matrix.py restarts an unfinished run this way).
+    outputs = ("results.json", "metrics.jsonl", CHECKPOINTS, BEST_MODEL, "train.log", "curves.png")
+    stale = [] if resume_dir else [*(run_dir / n for n in outputs), *evaluate_outputs(run_dir)]
     stale = [p for p in stale if p.exists()]  # only non-empty with --overwrite_output_dir (checked before)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -806,7 +844,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     claim_run_dir(run_dir, resume_dir, accelerator)
     for note in [cpu_note, f"pooling: {pooling} ({pooling_why})", *data.notes]:
         if note:
-            (logger.warning if note.startswith("warning:") else logger.info)(note)
+            if note.startswith("warning: "):
+                logger.warning(note.removeprefix("warning: "))
+            else:
+                logger.info(note)
     with accelerator.main_process_first():  # rank 0 fills the tokenization cache, the others read it
         tokenized = tokenize_splits(data.splits, tokenizer, cfg.max_seq_length, windowing(cfg))
     windows = window_counts(tokenized) if cfg.long_text == "windows" else None
@@ -827,6 +868,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     max_steps, steps_per_epoch = resolved["max_steps"], resolved["steps_per_epoch"]
     scheduler = get_linear_schedule_with_warmup(optimizer, resolved["warmup_steps"], max_steps)
     accelerator.register_for_checkpointing(scheduler)
+    if resolved["warmup_steps"] >= max_steps:
+        logger.warning(
+            "--warmup_steps %d is not below the run's %d optimizer steps: the learning rate never reaches "
+            "--learning_rate%s.",
+            resolved["warmup_steps"],
+            max_steps,
+            " and the only step runs at 0, so nothing is learned" if max_steps == 1 else "",
+        )
     settings = run_settings(cfg, resolved, tokenized["train"]._fingerprint)
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
     if accelerator.is_main_process:
@@ -958,6 +1007,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reloaded, outputs, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
     results = results_record(state, metric, reloaded, best_config, early_stop, train_runtime)
     if accelerator.is_main_process:
+        # evaluate.py run on this folder before the end scored a best model of the moment: its files would contradict
+        # results.json. (The run's own predictions are written again just below.)
+        own = {f"predictions_{split}.jsonl" for split in outputs}
+        if interim := [p for p in evaluate_outputs(run_dir) if p.name not in own]:
+            for path in interim:
+                path.unlink()
+            logger.info(
+                "removed %s: evaluate.py wrote them before the run finished, about an earlier best model",
+                ", ".join(p.name for p in interim),
+            )
         # Per-example predictions of the reloaded best model, so statistics (scripts/compare.py) can resample
         # examples without re-running anything; results.json last, as the mark of a finished run.
         for split, out in outputs.items():
@@ -1015,10 +1074,19 @@ def describe_run(
         "steps_per_epoch": steps_per_epoch,
         "max_steps": max_steps,
         "num_epochs": math.ceil(max_steps / steps_per_epoch),
-        "warmup_steps": cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * max_steps),
+        "warmup_steps": warmup_steps(cfg, max_steps),
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "frozen_parameters": frozen,
     }
+
+
+def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:
+    """The warmup length: --warmup_steps, else --warmup_ratio of the steps, rounded up but kept below max_steps.
+    The schedule's first step always runs at lr 0, so a warmup as long as the run (ceil(0.1 x 1) = 1 of a 1-step
+    run) would train nothing at all and report the pretrained weights as a trained model."""
+    if cfg.warmup_steps is not None:
+        return cfg.warmup_steps
+    return max(0, min(math.ceil(cfg.warmup_ratio * max_steps), max_steps - 1))
 
 
 def resume(accelerator: Any, run_dir: Path, resume_dir: Path, settings: dict[str, Any]) -> RunState:

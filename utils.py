@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -43,13 +44,26 @@ def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{step:06d}"
 
 
+# What evaluate.py writes into a run folder (a split's scores, predictions and confusion plot, --input predictions):
+# files about one best model, stale once the run trains a new one.
+EVALUATE_OUTPUTS = ("eval_*.json", "predictions_*.jsonl", "confusion_*.png")
+
+
+def evaluate_outputs(run_dir: Path) -> list[Path]:
+    """The evaluate.py files in ``run_dir``."""
+    return sorted({p for pattern in EVALUATE_OUTPUTS for p in Path(run_dir).glob(pattern) if p.is_file()})
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Finished checkpoints of a run (those with a meta.json), oldest first."""
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
+    # Only step_<digits>: a user's copy beside them (step_000045_backup, step_000045.old) is none of the run's own.
     found = [
-        p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "meta.json").is_file()
+        p
+        for p in root.iterdir()
+        if p.is_dir() and re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", p.name) and (p / "meta.json").is_file()
     ]
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 

@@ -87,6 +87,7 @@ def test_save_total_limit_keeps_the_best_checkpoint(tiny_bert, tmp_path):
 def test_resume_refuses_a_changed_setup(tiny_bert, tmp_path):
     out = tmp_path / "run"
     train.main(tiny_args(tiny_bert, out, None, "--max_steps", "4", "--checkpointing_steps", "2"))
+    (out / "results.json").unlink()  # stopped after its last checkpoint: a finished run is not resumed at all
     with pytest.raises(ValueError, match=r"other settings .*per_device_train_batch_size"):
         train.main(
             tiny_args(

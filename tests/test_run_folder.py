@@ -1,0 +1,196 @@
+"""A run folder's files agree with each other: no resume of a finished run, no scores of an earlier model left beside
+results.json, evaluate.py's own outputs named and checked, and damaged or incomplete folders named in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel
+
+import evaluate
+import train
+from conftest import tiny_args, write_csv
+from model import EncoderClassifier
+
+STEPS = ["--max_steps", "6", "--checkpointing_steps", "2", "--eval_steps", "2", "--logging_steps", "1"]
+
+
+@pytest.fixture
+def finished_run(tiny_bert, tmp_path) -> Path:
+    """A finished 6-step run with checkpoints at steps 2 and 4."""
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, None, *STEPS))
+    return out
+
+
+def read_log(run: Path) -> str:
+    """The run's train.log."""
+    return (run / "train.log").read_text()
+
+
+# ---- resuming ------------------------------------------------------------------------------------------------------
+
+
+def test_a_finished_run_is_not_resumed(tiny_bert, finished_run):
+    """Resuming would train on from step 4 and replace best_model/ while results.json still described the old one
+    (and, interrupted, leave the two disagreeing for good)."""
+    results = (finished_run / "results.json").read_text()
+    best = (finished_run / "best_model" / "model.safetensors").read_bytes()
+    for spec in ("latest", str(finished_run / "checkpoints" / "step_000004")):
+        args = tiny_args(tiny_bert, finished_run, None, *STEPS, "--resume_from_checkpoint", spec)
+        if spec != "latest":
+            args = [a for a in args if a != str(finished_run)]
+            args.remove("--output_dir")
+        with pytest.raises(ValueError, match=r"has finished \(results.json"):
+            train.main(args)
+    assert (finished_run / "results.json").read_text() == results
+    assert (finished_run / "best_model" / "model.safetensors").read_bytes() == best
+
+
+def test_a_checkpoint_copy_beside_the_run_s_own_is_ignored(tiny_bert, finished_run):
+    """A backup copy (step_000004_backup) is none of the run's checkpoints: neither the latest nor a crash."""
+    checkpoints = finished_run / "checkpoints"
+    shutil.copytree(checkpoints / "step_000004", checkpoints / "step_000004_backup")
+    (finished_run / "results.json").unlink()  # as if stopped after its last checkpoint
+    assert [p.name for p in train.checkpoint_dirs(finished_run)] == ["step_000002", "step_000004"]
+    resumed = train.main(tiny_args(tiny_bert, finished_run, None, *STEPS, "--resume_from_checkpoint", "latest"))
+    assert resumed["global_step"] == 6 and "resumed from" in read_log(finished_run)
+
+
+def test_a_checkpoint_missing_a_file_is_named_before_loading(tiny_bert, finished_run):
+    (finished_run / "results.json").unlink()
+    (finished_run / "checkpoints" / "step_000004" / "optimizer.bin").unlink()
+    with pytest.raises(ValueError, match=r"step_000004 lacks optimizer.bin; resume from another checkpoint"):
+        train.main(tiny_args(tiny_bert, finished_run, None, *STEPS, "--resume_from_checkpoint", "latest"))
+
+
+def test_a_one_step_run_learns_at_its_one_step(tiny_bert, tmp_path):
+    """A warmup of ceil(0.1 x 1) = 1 step ran the only step at lr 0: the pretrained weights came back as a trained
+    model. The ratio's warmup stays below the run's length; an explicit --warmup_steps that is not is warned about."""
+    out = tmp_path / "one"
+    train.main(tiny_args(tiny_bert, out, None, "--max_steps", "1", "--warmup_ratio", "0.1"))
+    assert json.loads((out / "config.json").read_text())["resolved"]["warmup_steps"] == 0
+    pretrained = AutoModel.from_pretrained(tiny_bert).state_dict()
+    trained = EncoderClassifier.from_pretrained(out / "best_model").backbone.state_dict()
+    assert any(not torch.equal(trained[k], pretrained[k]) for k in trained if k in pretrained)
+    explicit = tmp_path / "explicit"
+    train.main(tiny_args(tiny_bert, explicit, None, "--max_steps", "2", "--warmup_steps", "2"))
+    assert "--warmup_steps 2 is not below the run's 2 optimizer steps" in read_log(explicit)
+
+
+# ---- evaluate.py's files follow the model they scored ---------------------------------------------------------------
+
+
+def test_overwrite_removes_what_evaluate_wrote_about_the_old_model(tiny_bert, finished_run):
+    evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+    evaluate.main(["--split", "test", "--run_dir", str(finished_run), "--max_samples", "4"])
+    old = {"eval_test.json", "eval_test_first4.json", "confusion_test.png", "predictions_test_first4.jsonl"}
+    assert old <= {p.name for p in finished_run.iterdir()}
+    train.main(tiny_args(tiny_bert, finished_run, None, "--max_steps", "2", "--overwrite_output_dir"))
+    assert not old & {p.name for p in finished_run.iterdir()}
+    log = read_log(finished_run)
+    assert "eval_test.json" in log and "--overwrite_output_dir: removed" in log
+    assert log.count("run directory:") == 1  # the old run's log went with it
+
+
+def test_scores_of_an_unfinished_run_are_said_to_be_interim_and_replaced_when_it_finishes(
+    tiny_bert, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    real_save = train.save_checkpoint
+
+    def save_then_signal(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return path
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_signal)
+    with pytest.raises(SystemExit):
+        train.main(tiny_args(tiny_bert, out, None, *STEPS))
+    monkeypatch.undo()
+    capsys.readouterr()
+    evaluate.main(["--split", "test", "--run_dir", str(out)])
+    assert "has not finished (no results.json): scoring its best model so far (step 2)" in capsys.readouterr().err
+    assert (out / "eval_test.json").is_file() and (out / "confusion_test.png").is_file()
+    train.main(tiny_args(tiny_bert, out, None, *STEPS, "--resume_from_checkpoint", "latest"))
+    names = {p.name for p in out.iterdir()}
+    assert "eval_test.json" not in names and "confusion_test.png" not in names
+    assert {"predictions_test.jsonl", "predictions_validation.jsonl", "results.json"} <= names
+    assert "removed confusion_test.png, eval_test.json" in read_log(out)
+
+
+def test_evaluate_names_a_missing_damaged_or_incomplete_best_model(finished_run):
+    # RUN/best_model given for RUN: read as the run.
+    metrics = evaluate.main(["--split", "validation", "--run_dir", str(finished_run / "best_model")])
+    assert metrics["macro_f1"] == json.loads((finished_run / "results.json").read_text())["validation"]["macro_f1"]
+    best = finished_run / "best_model"
+    weights = (best / "model.safetensors").read_bytes()
+    (best / "model.safetensors").write_bytes(weights[:1000])  # cut off by a full disk
+    with pytest.raises(ValueError, match=r"cannot load .*best_model .*damaged"):
+        evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+    (best / "model.safetensors").unlink()
+    (best / "tokenizer_config.json").unlink()
+    with pytest.raises(ValueError, match=r"best_model lacks model.safetensors, tokenizer_config.json"):
+        evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+    shutil.rmtree(best)
+    with pytest.raises(ValueError, match=r"best_model is missing although the run finished"):
+        evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+
+
+def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(finished_run, tmp_path):
+    data = tmp_path / "texts.csv"
+    data.write_text("text\nhello there\n\nsecond text\n")  # a blank line is a row: the output lines up with the input
+    summary = evaluate.main(["--run_dir", str(finished_run), "--input", str(data)])
+    rows = [json.loads(line) for line in Path(summary["output"]).read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["hello there", "", "second text"] and [r["idx"] for r in rows] == [0, 1, 2]
+    # A subset does not replace the whole file's predictions.
+    subset = evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--max_samples", "1"])
+    assert Path(subset["output"]).name == "predictions_texts_first1.jsonl"
+    assert len(Path(summary["output"]).read_text().splitlines()) == 3
+    for output, message in (
+        (tmp_path, "is a folder"),
+        (tmp_path / "out.csv", r"written as JSON lines; name the file \*.jsonl"),
+        (tmp_path / "no" / "such" / "out.jsonl", "does not exist"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--output", str(output)])
+
+
+def test_a_pair_run_predicts_rows_whose_second_text_is_missing(tiny_bert, tmp_path):
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    rows = [("a good film", "a fine film", "same"), ("a bad film", "a great film", "differ")] * 8
+    for split in ("train", "validation"):
+        (pairs / f"{split}.csv").write_text("s1,s2,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, pairs, "--max_steps", "1", "--text_column", "s1", "--text_pair_column", "s2"))
+    data = tmp_path / "input.csv"
+    data.write_text("s1,s2\ngood movie,bad\nx,\n")
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(data)])
+    assert summary["num_predictions"] == 2
+
+
+@pytest.mark.parametrize("name", ["train.csv", "train.jsonl", "train.parquet"])
+def test_an_empty_file_is_an_empty_split(tmp_path, name):
+    """0 bytes (csv, jsonl) or 0 rows (parquet): the parsers' own messages ("StopIteration", "check that the file is
+    valid parquet") name no cause."""
+    import pandas as pd
+
+    from config import TrainConfig
+    from data import load_splits
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    if name.endswith(".parquet"):
+        pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype=str)}).to_parquet(folder / name)
+    else:
+        (folder / name).write_text("")
+    write_csv(folder / "validation.csv", [("a text", "pos")])
+    with pytest.raises(ValueError, match=r"train\.\w+ holds no rows \(an empty split\)"):
+        load_splits(TrainConfig(dataset=str(folder)))
