@@ -546,7 +546,9 @@ class EvalConfig:
     input: str | None = option(
         None, "Predict labels for an unlabeled csv/tsv/jsonl/json/parquet file (its text column as in training)."
     )
-    output: str | None = option(None, "Where --input predictions go (default: RUN/predictions_<input name>.jsonl).")
+    output: str | None = option(
+        None, "A .jsonl file for the --input predictions (default: RUN/predictions_<input name>.jsonl)."
+    )
     text_column: str | None = option(None, "The --input file's text column (default: the run's --text_column).")
     text_pair_column: str | None = option(
         None, "The --input file's second text column, for a run trained on pairs (default: the run's)."
