@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import difflib
 import json
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -411,23 +410,32 @@ def _mapping_without_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
 
 def yaml_without_duplicate_keys(text: str) -> Any:
     """``yaml.safe_load``, except that a mapping key given twice is an error: PyYAML keeps the last one silently, so
-    a second ``seeds:`` or ``learning_rate:`` further down a long file would override the first unseen."""
+    a second ``seeds:`` or ``learning_rate:`` further down a long file would override the first unseen. Checked on
+    the composed document, before merge keys (``<<: *base``) are applied: a key that overrides a merged one is
+    YAML's way of deriving a variant, not a duplicate."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if not isinstance(key, Hashable):
-                    continue  # PyYAML's own error names it
-                if key in seen:
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    stack, seen_nodes = [root] if root is not None else [], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:  # an alias points at a node already checked
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys = set()
+            for key_node, value_node in node.value:
+                stack.append(value_node)
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in keys:
                     line = key_node.start_mark.line + 1
-                    raise ValueError(f"the key {key!r} is given twice (again on line {line}); keep one")
-                seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return yaml.load(text, Loader=Loader)
+                    raise ValueError(f"the key {key_node.value!r} is given twice (again on line {line}); keep one")
+                keys.add(key)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return yaml.safe_load(text)
 
 
 def load_config_file(path: str) -> dict[str, Any]:

@@ -133,17 +133,33 @@ def holds_no_rows(file: Path) -> bool:
         return not f.read(65536).strip() and file.stat().st_size < 65536
 
 
+def leading_blank_lines(file: Path) -> int:
+    """How many blank (or whitespace-only) lines a text file starts with."""
+    count = 0
+    with open(file, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                break
+            count += 1
+    return count
+
+
 def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too);
     ``keep_blank_lines``: a blank line of a csv is a row (of empty cells), as evaluate.py --input needs one output
     line per input line."""
     import datasets
 
-    suffixes = {p.suffix.lower() for p in files}
+    suffixes, original = {p.suffix.lower() for p in files}, files
     if len(suffixes) != 1:
         raise UsageError(f"mixed file formats for one split: {', '.join(map(str, files))}; use one format per split.")
-    if empty := [p for p in files if holds_no_rows(p)]:
-        raise UsageError(f"{', '.join(map(str, empty))} holds no rows (an empty split); add rows or remove the file.")
+    # An empty shard among others (Spark, Dask and split(1) write them) is nothing to read; a split of only empty
+    # files is an empty split.
+    files = [p for p in original if not holds_no_rows(p)]
+    if not files:
+        raise UsageError(
+            f"{', '.join(map(str, original))} holds no rows (an empty split); add rows or remove the file."
+        )
     suffix = suffixes.pop()
     kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
     if FORMATS[suffix] == "csv":
@@ -151,7 +167,8 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         # "None" becomes a null label. Only an empty cell is missing here.
         kwargs |= {"keep_default_na": False, "na_values": [""]}
         if keep_blank_lines:
-            kwargs["skip_blank_lines"] = False
+            # Blank lines after the header are rows; those before it are not (pandas would take one as the header).
+            kwargs |= {"skip_blank_lines": False, "skiprows": leading_blank_lines(files[0])}
     # datasets keys its cache (and so every fingerprint downstream, our token cache included) on path + mtime; a file
     # edited with its mtime kept (cp -p, rsync -a, tar x) would come back stale. The content digest as the config
     # name gives changed bytes a new cache entry, while unchanged files still hit the old one.

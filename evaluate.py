@@ -42,6 +42,7 @@ from utils import (
     atomic_write_text,
     logger,
     read_latest_pointer,
+    record_evaluate_output,
     run_cli,
     setup_logging,
     tune_cpu,
@@ -443,10 +444,10 @@ def score_best_model(
     model_dir = run_dir / BEST_MODEL
     try:
         model = EncoderClassifier.from_pretrained(model_dir, dtype=torch.float32)
-    except (OSError, RuntimeError, ValueError, SafetensorError) as err:  # a cut-off or damaged weights file
+    except (OSError, SafetensorError) as err:  # a cut-off, damaged or unreadable weights file
         raise UsageError(
             f"cannot load {model_dir} ({type(err).__name__}: {str(err).splitlines()[0]:.200}): its files are damaged "
-            "(cut off by a full disk or a copy?). Restore the folder or train the run again."
+            "or unreadable (cut off by a full disk or a copy?). Restore the folder or train the run again."
         ) from err
     model = accelerator.prepare_model(model, evaluation_mode=True)
     outputs = {split: predict(model, dl, accelerator) for split, dl in loaders.items()}
@@ -656,11 +657,12 @@ def input_destination(cfg: EvalConfig, run_dir: Path) -> Path:
         destination = Path(cfg.output)
         if destination.is_dir() or cfg.output.endswith(("/", os.sep)):
             raise UsageError(f"--output {cfg.output} is a folder; give a file name such as {destination / 'x.jsonl'}.")
-        if destination.suffix.lower() != ".jsonl":
-            raise UsageError(f"--output {cfg.output}: predictions are written as JSON lines; name the file *.jsonl.")
-        if not destination.parent.is_dir():
-            raise UsageError(f"--output {cfg.output}: the folder {destination.parent} does not exist.")
-        return destination
+        if destination.suffix.lower() in {".csv", ".tsv", ".parquet", ".txt"}:
+            raise UsageError(
+                f"--output {cfg.output}: predictions are written as JSON lines, not {destination.suffix}; name the "
+                "file *.jsonl (pandas.read_json(path, lines=True) reads it)."
+            )
+        return destination  # its folder is created when it is written
     stem = Path(cfg.input).stem
     # A file named like a split (test.csv) must not replace the predictions training wrote for that split.
     stem = f"{stem}_input" if stem in ("train", "validation", "test") else stem
@@ -718,6 +720,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 r["label"] = r.pop("pred")
             replaced = destination.exists()
             atomic_write_text(destination, "".join(json.dumps(r) + "\n" for r in rows))
+            record_evaluate_output(run_dir, destination)  # so a new model of this run replaces them too
             logger.info("wrote %d predictions to %s%s", len(rows), destination, " (replaced)" if replaced else "")
             print(json.dumps(summary))
         return summary

@@ -62,6 +62,7 @@ from utils import (
     BEST_MODEL,
     BOOKKEEPING_SETTINGS,
     CHECKPOINTS,
+    EVALUATE_MANIFEST,
     ConfigError,
     TrainingError,
     UsageError,
@@ -747,14 +748,16 @@ def check_window_stride(cfg: TrainConfig, stride: int, tokenizer: Any) -> None:
         )
 
 
-def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any) -> None:
+def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any, overwrite: bool) -> None:
     """Create the run folder; a fresh run under --overwrite_output_dir first removes the previous run's outputs
     (an old results.json or checkpoint would pass for this run's if it stopped early)."""
     # The previous run's own files, and what evaluate.py and report.py wrote about its model (a matrix's bookkeeping
-    # files stay: run_matrix.py restarts an unfinished run this way).
+    # files stay: run_matrix.py restarts an unfinished run this way). Without the flag nothing is removed: a folder
+    # holding a run was refused before, and any other file in it is the user's.
     outputs = ("results.json", "metrics.jsonl", CHECKPOINTS, BEST_MODEL, "train.log", "curves.png")
-    stale = [] if resume_dir else [*(run_dir / n for n in outputs), *evaluate_outputs(run_dir)]
-    stale = [p for p in stale if p.exists()]  # only non-empty with --overwrite_output_dir (checked before)
+    fresh_over_old = overwrite and resume_dir is None and any((run_dir / m).exists() for m in RUN_MARKERS)
+    stale = [*(run_dir / n for n in outputs), *evaluate_outputs(run_dir)] if fresh_over_old else []
+    stale = [p for p in stale if p.exists()]
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         for path in stale:
@@ -841,7 +844,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_logging(None, accelerator.is_main_process)
     set_seed(cfg.seed)
     model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg)
-    claim_run_dir(run_dir, resume_dir, accelerator)
+    claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
     for note in [cpu_note, f"pooling: {pooling} ({pooling_why})", *data.notes]:
         if note:
             if note.startswith("warning: "):
@@ -1015,7 +1018,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 path.unlink()
             logger.info(
                 "removed %s: evaluate.py wrote them before the run finished, about an earlier best model",
-                ", ".join(p.name for p in interim),
+                ", ".join(p.name for p in interim if p.name != EVALUATE_MANIFEST),
             )
         # Per-example predictions of the reloaded best model, so statistics (scripts/compare.py) can resample
         # examples without re-running anything; results.json last, as the mark of a finished run.

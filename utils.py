@@ -44,14 +44,46 @@ def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{step:06d}"
 
 
-# What evaluate.py writes into a run folder (a split's scores, predictions and confusion plot, --input predictions):
-# files about one best model, stale once the run trains a new one.
-EVALUATE_OUTPUTS = ("eval_*.json", "predictions_*.jsonl", "confusion_*.png")
+# What evaluate.py writes into a run folder: a split's scores, predictions and confusion plot (these names), and
+# --input predictions (any name: listed in EVALUATE_MANIFEST as they are written). Files about one best model, stale
+# once the run trains a new one.
+EVALUATE_SPLIT_FILES = re.compile(
+    r"(eval_(train|validation|test)(_first\d+)?\.json|predictions_(train|validation|test)(_first\d+)?\.jsonl"
+    r"|confusion_(train|validation|test)(_first\d+)?\.png)"
+)
+EVALUATE_MANIFEST = ".evaluate_outputs.json"
+
+
+def record_evaluate_output(run_dir: Path, path: Path) -> None:
+    """Note in the run's manifest that evaluate.py wrote ``path`` (only files inside the run folder)."""
+    run_dir, path = Path(run_dir).resolve(), Path(path).resolve()
+    if path.parent != run_dir:
+        return
+    manifest = run_dir / EVALUATE_MANIFEST
+    try:
+        names = json.loads(manifest.read_text()) if manifest.is_file() else []
+    except ValueError:
+        names = []
+    if path.name not in names:
+        atomic_write_json(manifest, [*names, path.name])
 
 
 def evaluate_outputs(run_dir: Path) -> list[Path]:
-    """The evaluate.py files in ``run_dir``."""
-    return sorted({p for pattern in EVALUATE_OUTPUTS for p in Path(run_dir).glob(pattern) if p.is_file()})
+    """The evaluate.py files in ``run_dir`` (and its manifest, once anything is listed in it)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = {p for p in run_dir.iterdir() if p.is_file() and EVALUATE_SPLIT_FILES.fullmatch(p.name)}
+    manifest = run_dir / EVALUATE_MANIFEST
+    if manifest.is_file():
+        try:
+            listed = json.loads(manifest.read_text())
+        except ValueError:
+            listed = []
+        names = [Path(n).name for n in listed if isinstance(n, str)]  # never a path outside the run folder
+        found |= {run_dir / n for n in names if (run_dir / n).is_file()}
+        found.add(manifest)
+    return sorted(found)
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:

@@ -219,9 +219,12 @@ def one_run_per_seed(members: list[dict[str, Any]], quiet: bool = False) -> list
 def warn_if_data_changed(members: list[dict[str, Any]]) -> None:
     """Warn when the seeds of one row saw different label names or split sizes (the data was edited in place)."""
     seen: dict[str, list[Any]] = {}
+    # What a run did not record (the test digest, before runs recorded it) is unknown, not different: compared only
+    # when every run of the row has it.
+    known = [k for k in ("labels", "rows", "test_rows") if all(r["data_seen"][k] is not None for r in members)]
     for run in members:
-        if run["data_seen"]["labels"] is not None or run["data_seen"]["rows"] is not None:
-            seen.setdefault(json.dumps(run["data_seen"], sort_keys=True), []).append(run["seed"])
+        if known:
+            seen.setdefault(json.dumps({k: run["data_seen"][k] for k in known}, sort_keys=True), []).append(run["seed"])
     if len(seen) > 1:
         listed = "; ".join(f"seeds {', '.join(map(str, seeds))}: {versions}" for versions, seeds in seen.items())
         print(

@@ -99,6 +99,24 @@ def test_overwrite_removes_what_evaluate_wrote_about_the_old_model(tiny_bert, fi
     assert log.count("run directory:") == 1  # the old run's log went with it
 
 
+def test_a_fresh_run_into_a_folder_of_other_files_removes_none_of_them(tiny_bert, tmp_path):
+    """Only --overwrite_output_dir over a run removes anything: a folder without a run is the user's."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    files = {
+        "train.log": "my notes\n",
+        "eval_plan.json": "{}",
+        "predictions_colleague.jsonl": "{}\n",
+        "curves.png": "x",
+    }
+    for name, text in files.items():
+        (out / name).write_text(text)
+    train.main(tiny_args(tiny_bert, out, None, "--max_steps", "1"))
+    for name, text in files.items():
+        assert (out / name).read_text().startswith(text), name
+    assert (out / "results.json").is_file()
+
+
 def test_scores_of_an_unfinished_run_are_said_to_be_interim_and_replaced_when_it_finishes(
     tiny_bert, tmp_path, monkeypatch, capsys
 ):
@@ -118,11 +136,14 @@ def test_scores_of_an_unfinished_run_are_said_to_be_interim_and_replaced_when_it
     evaluate.main(["--split", "test", "--run_dir", str(out)])
     assert "has not finished (no results.json): scoring its best model so far (step 2)" in capsys.readouterr().err
     assert (out / "eval_test.json").is_file() and (out / "confusion_test.png").is_file()
+    # The user's own file, named like evaluate.py's outputs, kept in the run folder and predicted from there.
+    (out / "eval_texts.json").write_text('[{"text": "a sports match"}, {"text": "a new phone"}]')
+    evaluate.main(["--run_dir", str(out), "--input", str(out / "eval_texts.json")])
     train.main(tiny_args(tiny_bert, out, None, *STEPS, "--resume_from_checkpoint", "latest"))
     names = {p.name for p in out.iterdir()}
-    assert "eval_test.json" not in names and "confusion_test.png" not in names
-    assert {"predictions_test.jsonl", "predictions_validation.jsonl", "results.json"} <= names
-    assert "removed confusion_test.png, eval_test.json" in read_log(out)
+    assert not {"eval_test.json", "confusion_test.png", "predictions_eval_texts.jsonl"} & names
+    assert {"predictions_test.jsonl", "predictions_validation.jsonl", "results.json", "eval_texts.json"} <= names
+    assert "removed confusion_test.png, eval_test.json, predictions_eval_texts.jsonl: evaluate.py" in read_log(out)
 
 
 def test_evaluate_names_a_missing_damaged_or_incomplete_best_model(finished_run):
@@ -145,7 +166,8 @@ def test_evaluate_names_a_missing_damaged_or_incomplete_best_model(finished_run)
 
 def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(finished_run, tmp_path):
     data = tmp_path / "texts.csv"
-    data.write_text("text\nhello there\n\nsecond text\n")  # a blank line is a row: the output lines up with the input
+    # A blank line is a row: the output lines up with the input. Blank lines before the header are no rows.
+    data.write_text("\n  \ntext\nhello there\n\nsecond text\n")
     summary = evaluate.main(["--run_dir", str(finished_run), "--input", str(data)])
     rows = [json.loads(line) for line in Path(summary["output"]).read_text().splitlines()]
     assert [r["text"] for r in rows] == ["hello there", "", "second text"] and [r["idx"] for r in rows] == [0, 1, 2]
@@ -153,13 +175,12 @@ def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(fini
     subset = evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--max_samples", "1"])
     assert Path(subset["output"]).name == "predictions_texts_first1.jsonl"
     assert len(Path(summary["output"]).read_text().splitlines()) == 3
-    for output, message in (
-        (tmp_path, "is a folder"),
-        (tmp_path / "out.csv", r"written as JSON lines; name the file \*.jsonl"),
-        (tmp_path / "no" / "such" / "out.jsonl", "does not exist"),
-    ):
+    for output, message in ((tmp_path, "is a folder"), (tmp_path / "out.csv", r"as JSON lines, not .csv")):
         with pytest.raises(ValueError, match=message):
             evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--output", str(output)])
+    for output in (tmp_path / "new" / "folder" / "out.jsonl", tmp_path / "out.json"):  # folders made as needed
+        evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--output", str(output)])
+        assert len(output.read_text().splitlines()) == 3
 
 
 def test_a_pair_run_predicts_rows_whose_second_text_is_missing(tiny_bert, tmp_path):
@@ -194,3 +215,29 @@ def test_an_empty_file_is_an_empty_split(tmp_path, name):
     write_csv(folder / "validation.csv", [("a text", "pos")])
     with pytest.raises(ValueError, match=r"train\.\w+ holds no rows \(an empty split\)"):
         load_splits(TrainConfig(dataset=str(folder)))
+    # An empty shard beside one with rows is nothing to read (Spark, Dask and split(1) write them).
+    suffix = Path(name).suffix
+    (folder / name).rename(folder / f"train-00001-of-00002{suffix}")
+    write_csv(folder / "first.csv", [("a good text", "pos"), ("a bad text", "neg")])
+    if suffix == ".csv":
+        (folder / "first.csv").rename(folder / "train-00000-of-00002.csv")
+    else:
+        frame = pd.read_csv(folder / "first.csv")
+        (folder / "first.csv").unlink()
+        if suffix == ".parquet":
+            frame.to_parquet(folder / "train-00000-of-00002.parquet")
+        else:
+            frame.to_json(folder / "train-00000-of-00002.jsonl", orient="records", lines=True)
+    assert len(load_splits(TrainConfig(dataset=str(folder))).splits["train"]) == 2
+
+
+def test_a_model_that_does_not_fit_its_code_is_not_called_damaged(finished_run, monkeypatch):
+    """An edited model.py whose layers no longer fit the saved weights is transformers' own error, not "damaged
+    files, retrain": only unreadable files are reported as such."""
+
+    def mismatch(*args, **kwargs):
+        raise RuntimeError("size mismatch for head.dense.weight")
+
+    monkeypatch.setattr(EncoderClassifier, "from_pretrained", mismatch)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        evaluate.main(["--split", "test", "--run_dir", str(finished_run)])

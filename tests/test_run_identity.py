@@ -224,6 +224,19 @@ def test_report_warns_when_a_test_row_was_edited_between_seeds_but_not_about_car
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
 
 
+def test_report_does_not_take_a_run_without_a_test_digest_for_other_data(tmp_path):
+    """Runs written before digests were recorded, beside newer ones: an unknown digest is no difference."""
+    for seed, digests in ((1, None), (2, {"test": "t1"}), (3, {"test": "t1"})):
+        run = write_report_run(tmp_path / f"s{seed}", "/data/topics", "/m/minilm", seed, 0.5)
+        config = json.loads((run / "config.json").read_text())
+        config["resolved"] = {"label_names": ["a", "b"], "split_sizes": {"test": 20}}
+        if digests:
+            config["resolved"]["split_digests"] = digests
+        (run / "config.json").write_text(json.dumps(config))
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+
+
 def test_a_metrics_line_cut_off_by_a_kill_does_not_stop_the_resume(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 2, "loss": 0.5}\n{"step": 4, "loss": 0.4}\n{"step": 6, "lo')
@@ -309,6 +322,16 @@ def test_matrix_refuses_a_yaml_key_given_twice(tiny_bert, tmp_path):
     )
     proc = script("run_matrix.py", "--config", path, "--dry_run")
     assert proc.returncode == 0 and len(output_dirs(proc.stdout)) == 2, proc.stderr
+    # A merge key and the keys that override what it merges are YAML's way of deriving a variant: no duplicates.
+    path.write_text(
+        f"datasets: [{DATA}]\nmodels: [{tiny_bert}]\nseeds: [1]\noutput_dir: {tmp_path / 'out'}\n"
+        "variants:\n  base: &base {learning_rate: 1.0e-4, warmup_ratio: 0.2}\n"
+        "  derived:\n    <<: *base\n    learning_rate: 2.0e-4\n"
+    )
+    proc = script("run_matrix.py", "--config", path, "--dry_run")
+    assert proc.returncode == 0, proc.stderr
+    argvs = [line for line in proc.stdout.splitlines() if "train.py" in line]
+    assert any("--learning_rate 0.0002" in a and "--warmup_ratio 0.2" in a for a in argvs), proc.stdout
 
 
 def test_a_missing_path_is_a_warning_for_slurm_and_nothing_for_status(tiny_bert, tmp_path):
