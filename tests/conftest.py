@@ -203,3 +203,19 @@ def train_on_two_processes(args: list[str], cwd: Path) -> subprocess.CompletedPr
         cwd=cwd,
         timeout=600,
     )
+
+
+def sigterm_after_each_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make train.py receive a real SIGTERM right after it writes a checkpoint (it then stops with exit 143)."""
+    import signal
+
+    import train
+
+    real_save = train.save_checkpoint
+
+    def save_then_signal(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return path
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_signal)

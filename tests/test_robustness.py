@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from safetensors.torch import load_file
 import evaluate
 import train
 from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
-from conftest import SHARED_DATA, tiny_args, train_on_two_processes
+from conftest import SHARED_DATA, sigterm_after_each_checkpoint, tiny_args, train_on_two_processes
 
 RESUME_FLAGS = [*SHARED_RESUME_FLAGS, "--checkpointing_steps", "5"]
 
@@ -26,14 +24,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path, monk
     full = train.main(tiny_args(tiny_bert, tmp_path / "full", None, *RESUME_FLAGS))
 
     # Deliver a real SIGTERM to this process right after the first checkpoint (step 5, mid-epoch) is written.
-    real_save = train.save_checkpoint
-
-    def save_then_signal(*args, **kwargs):
-        path = real_save(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return path
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_signal)
+    sigterm_after_each_checkpoint(monkeypatch)
     interrupted = tmp_path / "interrupted"
     with pytest.raises(SystemExit) as stopped:
         train.main(tiny_args(tiny_bert, interrupted, None, *RESUME_FLAGS))

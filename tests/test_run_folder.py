@@ -4,9 +4,7 @@ results.json, evaluate.py's own outputs named and checked, and damaged or incomp
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from transformers import AutoModel
 
 import evaluate
 import train
-from conftest import tiny_args, write_csv
+from conftest import sigterm_after_each_checkpoint, tiny_args, write_csv
 from model import EncoderClassifier
 
 STEPS = ["--max_steps", "6", "--checkpointing_steps", "2", "--eval_steps", "2", "--logging_steps", "1"]
@@ -121,14 +119,7 @@ def test_scores_of_an_unfinished_run_are_said_to_be_interim_and_replaced_when_it
     tiny_bert, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "run"
-    real_save = train.save_checkpoint
-
-    def save_then_signal(*args, **kwargs):
-        path = real_save(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return path
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_signal)
+    sigterm_after_each_checkpoint(monkeypatch)
     with pytest.raises(SystemExit):
         train.main(tiny_args(tiny_bert, out, None, *STEPS))
     monkeypatch.undo()
