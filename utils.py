@@ -54,35 +54,32 @@ EVALUATE_SPLIT_FILES = re.compile(
 EVALUATE_MANIFEST = ".evaluate_outputs.json"
 
 
+def _manifest_names(run_dir: Path) -> list[str]:
+    """The file names listed in a run's evaluate.py manifest (none if it is missing or unreadable)."""
+    try:
+        listed = json.loads((run_dir / EVALUATE_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    # Names only: never a path outside the run folder.
+    return [Path(n).name for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+
+
 def record_evaluate_output(run_dir: Path, path: Path) -> None:
     """Note in the run's manifest that evaluate.py wrote ``path`` (only files inside the run folder)."""
     run_dir, path = Path(run_dir).resolve(), Path(path).resolve()
-    if path.parent != run_dir:
-        return
-    manifest = run_dir / EVALUATE_MANIFEST
-    try:
-        names = json.loads(manifest.read_text()) if manifest.is_file() else []
-    except ValueError:
-        names = []
-    if path.name not in names:
-        atomic_write_json(manifest, [*names, path.name])
+    if path.parent == run_dir and path.name not in (names := _manifest_names(run_dir)):
+        atomic_write_json(run_dir / EVALUATE_MANIFEST, [*names, path.name])
 
 
 def evaluate_outputs(run_dir: Path) -> list[Path]:
-    """The evaluate.py files in ``run_dir`` (and its manifest, once anything is listed in it)."""
+    """The evaluate.py files in ``run_dir`` (and its manifest, once it exists)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
     found = {p for p in run_dir.iterdir() if p.is_file() and EVALUATE_SPLIT_FILES.fullmatch(p.name)}
-    manifest = run_dir / EVALUATE_MANIFEST
-    if manifest.is_file():
-        try:
-            listed = json.loads(manifest.read_text())
-        except ValueError:
-            listed = []
-        names = [Path(n).name for n in listed if isinstance(n, str)]  # never a path outside the run folder
-        found |= {run_dir / n for n in names if (run_dir / n).is_file()}
-        found.add(manifest)
+    found |= {run_dir / n for n in _manifest_names(run_dir) if (run_dir / n).is_file()}
+    if (run_dir / EVALUATE_MANIFEST).is_file():
+        found.add(run_dir / EVALUATE_MANIFEST)
     return sorted(found)
 
 
