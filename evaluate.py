@@ -621,8 +621,10 @@ def warn_if_unfinished(run_dir: Path) -> None:
     """Scoring a run that is still training (or was stopped) is allowed, and said: its best model may change."""
     if (run_dir / "results.json").is_file():
         return
-    record = run_dir / BEST_MODEL / "best.json"
-    step = json.loads(record.read_text()).get("step") if record.is_file() else None
+    try:
+        step = json.loads((run_dir / BEST_MODEL / "best.json").read_text()).get("step")
+    except (OSError, ValueError, AttributeError):  # no record (or a damaged one): the step is not said
+        step = None
     logger.warning(
         "%s has not finished (no results.json): scoring its best model so far%s. These files describe that model; "
         "when the run finishes, train.py replaces them.",

@@ -217,7 +217,8 @@ def one_run_per_seed(members: list[dict[str, Any]], quiet: bool = False) -> list
 
 
 def warn_if_data_changed(members: list[dict[str, Any]]) -> None:
-    """Warn when the seeds of one row saw different label names or split sizes (the data was edited in place)."""
+    """Warn when the seeds of one row saw different label names, split sizes or test rows (the data was edited in
+    place)."""
     seen: dict[str, list[Any]] = {}
     # What a run did not record (the test digest, before runs recorded it) is unknown, not different: compared only
     # when every run of the row has it.
