@@ -4,7 +4,9 @@ results.json, evaluate.py's own outputs named and checked, and damaged or incomp
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from transformers import AutoModel
 
 import evaluate
 import train
-from conftest import sigterm_after_each_checkpoint, tiny_args, write_csv
+from conftest import ACCELERATE_LAUNCH, REPO, sigterm_after_each_checkpoint, tiny_args, write_csv
 from model import EncoderClassifier
 
 STEPS = ["--max_steps", "6", "--checkpointing_steps", "2", "--eval_steps", "2", "--logging_steps", "1"]
@@ -47,6 +49,17 @@ def test_a_finished_run_is_not_resumed(tiny_bert, finished_run):
             args.remove("--output_dir")
         with pytest.raises(ValueError, match=r"has finished \(results.json"):
             train.main(args)
+    # As users launch it: one error line and exit 2 from under the launcher, the folder untouched.
+    resume = [*tiny_args(tiny_bert, finished_run, None, *STEPS), "--resume_from_checkpoint", "latest"]
+    proc = subprocess.run(
+        [*ACCELERATE_LAUNCH, str(REPO / "train.py"), *resume],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(errors) == 1 and "has finished (results.json" in errors[0], proc.stderr
     assert (finished_run / "results.json").read_text() == results
     assert (finished_run / "best_model" / "model.safetensors").read_bytes() == best
 
