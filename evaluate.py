@@ -41,6 +41,7 @@ from utils import (
     atomic_write_json,
     atomic_write_text,
     logger,
+    read_best_record,
     read_latest_pointer,
     record_evaluate_output,
     run_cli,
@@ -622,7 +623,7 @@ def warn_if_unfinished(run_dir: Path) -> None:
     if (run_dir / "results.json").is_file():
         return
     try:
-        step = json.loads((run_dir / BEST_MODEL / "best.json").read_text()).get("step")
+        step = (read_best_record(run_dir / BEST_MODEL) or {}).get("step")
     except (OSError, ValueError, AttributeError):  # no record (or a damaged one): the step is not said
         step = None
     logger.warning(

@@ -60,6 +60,7 @@ from model import (
 )
 from utils import (
     BEST_MODEL,
+    BEST_RECORD,
     BOOKKEEPING_SETTINGS,
     CHECKPOINTS,
     EVALUATE_MANIFEST,
@@ -79,6 +80,7 @@ from utils import (
     logger,
     missing_local_path,
     pad_multiple_for,
+    read_best_record,
     read_latest_pointer,
     resolve_model_path,
     run_cli,
@@ -278,9 +280,6 @@ def resolve_trackers(report_to: str) -> list[str]:
     return [report_to]
 
 
-BEST_RECORD = "best.json"  # inside best_model/: the step, metric and validation scores of the state it holds
-
-
 def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Path, record: dict[str, Any]) -> None:
     """Save the model (state dict gathered on every rank, FSDP/DeepSpeed-safe), tokenizer and ``best.json`` (which
     step and score these weights are) atomically."""
@@ -299,12 +298,6 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
 
         atomic_write_dir(path, write)
     accelerator.wait_for_everyone()
-
-
-def read_best_record(best_dir: Path) -> dict[str, Any] | None:
-    """The ``best.json`` of a best_model/ folder, or None when the folder (or its record) is missing."""
-    path = best_dir / BEST_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class StopRequested:

@@ -30,6 +30,7 @@ PACKAGED_MODELS = {
 RUNS_ROOT = "outputs"  # default parent of run folders and of the LATEST pointer
 LATEST_POINTER = "LATEST"  # <runs_root>/LATEST holds the path of the last run
 BEST_MODEL = "best_model"  # <run>/best_model/: the best validation state
+BEST_RECORD = "best.json"  # inside best_model/: the step, metric and validation scores of the state it holds
 CHECKPOINTS = "checkpoints"  # <run>/checkpoints/step_NNNNNN/
 CHECKPOINT_PREFIX = "step_"
 
@@ -42,6 +43,12 @@ def default_run_dir(runs_root: str, dataset: str, model: str, seed: int, stamp: 
 def checkpoint_name(step: int) -> str:
     """The folder name of the checkpoint of ``step`` (zero-padded so names sort by step)."""
     return f"{CHECKPOINT_PREFIX}{step:06d}"
+
+
+def read_best_record(best_dir: Path) -> dict[str, Any] | None:
+    """The ``best.json`` of a best_model/ folder, or None when the folder (or its record) is missing."""
+    path = Path(best_dir) / BEST_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 # What evaluate.py writes into a run folder: a split's scores, predictions and confusion plot (these names), and
