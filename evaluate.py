@@ -653,25 +653,36 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, dataset: str) -> 
     return data.splits[cfg.split], data.label_names
 
 
-def input_destination(cfg: EvalConfig, run_dir: Path) -> Path:
-    """Where --input predictions go, checked before any work: --output (a .jsonl file), else
+def subset_name(name: str, max_samples: int | None, rows: int) -> str:
+    """``name`` for a whole split or file, ``name_first<N>`` for the N first rows --max_samples kept (N counts the rows
+    kept, so a split shorter than --max_samples is not named for rows it does not have)."""
+    return name if max_samples is None else f"{name}_first{min(max_samples, rows)}"
+
+
+def check_output(cfg: EvalConfig) -> None:
+    """Refuse an --output that is a folder or named like another format, before any work."""
+    if not cfg.output:
+        return
+    destination = Path(cfg.output)
+    if destination.is_dir() or cfg.output.endswith(("/", os.sep)):
+        raise UsageError(f"--output {cfg.output} is a folder; give a file name such as {destination / 'x.jsonl'}.")
+    if destination.suffix.lower() in {".csv", ".tsv", ".parquet", ".txt"}:
+        raise UsageError(
+            f"--output {cfg.output}: predictions are written as JSON lines, not {destination.suffix}; name the "
+            "file *.jsonl (pandas.read_json(path, lines=True) reads it)."
+        )
+
+
+def input_destination(cfg: EvalConfig, run_dir: Path, rows: int) -> Path:
+    """Where the predictions for an --input of ``rows`` rows go: --output, else
     RUN/predictions_<input name>[_first<N>].jsonl."""
     if cfg.output:
-        destination = Path(cfg.output)
-        if destination.is_dir() or cfg.output.endswith(("/", os.sep)):
-            raise UsageError(f"--output {cfg.output} is a folder; give a file name such as {destination / 'x.jsonl'}.")
-        if destination.suffix.lower() in {".csv", ".tsv", ".parquet", ".txt"}:
-            raise UsageError(
-                f"--output {cfg.output}: predictions are written as JSON lines, not {destination.suffix}; name the "
-                "file *.jsonl (pandas.read_json(path, lines=True) reads it)."
-            )
-        return destination  # its folder is created when it is written
+        return Path(cfg.output)  # its folder is created when it is written
     stem = Path(cfg.input).stem
     # A file named like a split (test.csv) must not replace the predictions training wrote for that split.
     stem = f"{stem}_input" if stem in ("train", "validation", "test") else stem
     # A subset's predictions get their own name, as a split's do: the whole file's stay as they are.
-    stem = stem if cfg.max_samples is None else f"{stem}_first{cfg.max_samples}"
-    return run_dir / f"predictions_{stem}.jsonl"
+    return run_dir / f"predictions_{subset_name(stem, cfg.max_samples, rows)}.jsonl"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -692,8 +703,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warn_if_unfinished(run_dir)
     if cfg.input:
         name, label_names = "input", None
-        destination = input_destination(cfg, run_dir)
+        check_output(cfg)
         raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples)
+        destination = input_destination(cfg, run_dir, len(raw))
     else:
         name = cfg.split
         raw, label_names = load_scored_split(cfg, train_cfg, resolved["dataset"])
@@ -730,7 +742,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     split, metrics = cfg.split, metrics[name]
     # A subset's files get their own names: the whole split's (which scripts/compare.py reads) stay as they are.
-    tag = split if cfg.max_samples is None else f"{split}_first{cfg.max_samples}"
+    tag = subset_name(split, cfg.max_samples, len(raw))
     if accelerator.is_main_process:
         atomic_write_json(run_dir / f"eval_{tag}.json", {"split": split, "run_dir": str(run_dir), **metrics})
         write_predictions(run_dir / f"predictions_{tag}.jsonl", raw, out, model_labels, task)

@@ -268,6 +268,9 @@ def test_evaluate_never_replaces_the_predictions_training_wrote(tiny_bert, tmp_p
     assert metrics["num_samples"] == 4
     assert len((out / "predictions_test_first4.jsonl").read_text().splitlines()) == 4
     assert json.loads((out / "eval_test_first4.json").read_text())["num_samples"] == 4
+    # A --max_samples beyond the split's rows is named for the rows it scored, not for rows the split lacks.
+    assert evaluate.main(["--run_dir", str(out), "--split", "test", "--max_samples", "100"])["num_samples"] == 16
+    assert (out / "eval_test_first16.json").is_file() and not (out / "eval_test_first100.json").exists()
     # ... and an unlabeled file named like a split does not take the split's name.
     shutil.copy(REPO / "sample_data" / "test.csv", tmp_path / "test.csv")
     summary = evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "test.csv")])

@@ -178,6 +178,8 @@ def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(fini
     # A subset does not replace the whole file's predictions.
     subset = evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--max_samples", "1"])
     assert Path(subset["output"]).name == "predictions_texts_first1.jsonl"
+    longer = evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--max_samples", "10"])
+    assert Path(longer["output"]).name == "predictions_texts_first3.jsonl"
     assert len(Path(summary["output"]).read_text().splitlines()) == 3
     for output, message in ((tmp_path, "is a folder"), (tmp_path / "out.csv", r"as JSON lines, not .csv")):
         with pytest.raises(ValueError, match=message):
