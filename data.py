@@ -960,7 +960,7 @@ class LengthGroupedBatchSampler:
 
     The batch holding the longest example comes first (an out-of-memory error shows at step 1, not hours in) and
     the one short batch last (so sharding across processes hands every rank whole batches). Seeded by
-    ``seed + epoch``; call ``set_epoch`` before each epoch.
+    ``(seed, epoch)``; call ``set_epoch`` before each epoch.
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True):
@@ -980,7 +980,9 @@ class LengthGroupedBatchSampler:
 
     def batches(self) -> list[list[int]]:
         """This epoch's batches of dataset indices."""
-        rng = np.random.default_rng(self.seed + self.epoch)
+        # (seed, epoch), not seed + epoch, which gave seed s at epoch e the batches of seed s + 1 at epoch e - 1.
+        # Epoch 0's order is what seed alone gives (numpy pads the entropy with zeros).
+        rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
         if self.group_by_length:
             mega = self.batch_size * MEGA_BATCH_MULT

@@ -340,6 +340,19 @@ def test_length_grouped_batches_cover_everything_once_longest_first():
     assert len(sampler) == len(batches)
 
 
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_every_seed_and_epoch_has_its_own_batch_order(group_by_length):
+    # Seeds are a campaign's independent repeats: seed 2's first epoch must not replay seed 1's second.
+    lengths = np.random.default_rng(0).integers(5, 100, size=300).tolist()
+    orders = []
+    for seed in range(1, 6):
+        sampler = LengthGroupedBatchSampler(lengths, batch_size=32, seed=seed, group_by_length=group_by_length)
+        for epoch in range(4):
+            sampler.set_epoch(epoch)
+            orders.append(tuple(i for b in sampler for i in b))
+    assert len(set(orders)) == len(orders)
+
+
 def test_eval_batches_sorted_longest_first():
     lengths = [3, 9, 1, 7, 5]
     batches = list(SortedBatchSampler(lengths, batch_size=2))
