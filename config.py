@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -244,6 +245,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check values and combinations; raise ConfigError naming the flag and the fix."""
+        # nan passes every comparison below (nan < 0 is False), and inf turns step counts into overflows: both are
+        # refused here, before a nan clipping norm or learning rate turns the weights into nan mid-run.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ConfigError(f"--{f.name} must be a finite number, got {value}.")
         positive = [
             "max_seq_length",
             "per_device_train_batch_size",
@@ -261,6 +269,11 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be a positive integer (or left unset), got {value}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}.")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}.")
+        if self.adam_epsilon < 0:
+            raise ConfigError(f"--adam_epsilon must be >= 0, got {self.adam_epsilon}.")
         if self.weight_decay < 0:
             raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}.")
         if not 0 <= self.warmup_ratio < 1:

@@ -36,6 +36,7 @@ from utils import (
     BEST_MODEL,
     RUNS_ROOT,
     ConfigError,
+    TrainingError,
     UsageError,
     atomic_savefig,
     atomic_write_json,
@@ -76,6 +77,13 @@ def predict(model: torch.nn.Module, dataloader: Any, accelerator: Any) -> dict[s
         for key, value in accelerator.gather_for_metrics(gathered).items():
             parts[key].append(value.cpu())
     out = {key: torch.cat(values).numpy() for key, values in parts.items() if values}
+    # argmax over nan is class 0: a diverged model would be scored (and could be kept as the best) as if it predicted.
+    if not np.isfinite(out["logits"]).all():
+        bad = int((~np.isfinite(out["logits"])).any(axis=1).sum())
+        raise TrainingError(
+            f"the model's outputs are not finite (nan or inf) for {bad} of {len(out['logits'])} rows: its weights "
+            "have diverged. Lower --learning_rate (or set --max_grad_norm) and train again."
+        )
     # Sharding pads the last round of batches with repeated rows; keeping the first copy of each (idx, window) makes
     # the count exact whatever the number of processes, and the sort undoes the length-sorted batch order. Windows
     # are grouped into documents only after the gather, so a document whose windows sat on several processes is one

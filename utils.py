@@ -116,7 +116,7 @@ class ConfigError(UsageError):
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss under --nan_policy stop): one line and exit code 1."""
+    """Training cannot go on (a non-finite loss under --nan_policy stop, a diverged model): one line, exit code 1."""
 
 
 def resolve_model_path(name_or_path: str) -> str:

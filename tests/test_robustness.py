@@ -123,6 +123,29 @@ def test_non_finite_loss_stops_with_a_clear_error_or_is_skipped(tiny_bert, tmp_p
     assert all(torch.isfinite(t).all() for t in weights(tmp_path / "skip").values())
 
 
+def test_a_diverged_model_is_never_scored_or_kept_as_the_best(tiny_bert, tmp_path, monkeypatch):
+    from model import EncoderClassifier
+
+    real_forward = EncoderClassifier.forward
+    calls = {"n": 0}
+
+    def diverge(self, *args, **kwargs):
+        calls["n"] += self.training
+        if self.training and calls["n"] == 8:  # after the first evaluation saved best_model/: weights turn to nan
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.fill_(float("nan"))
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(EncoderClassifier, "forward", diverge)
+    out = tmp_path / "run"
+    # nan logits would score as class 0 everywhere (argmax over nan); under --nan_policy skip the run went on.
+    with pytest.raises(train.TrainingError, match=r"outputs are not finite \(nan or inf\) for 16 of 16 rows"):
+        train.main(tiny_args(tiny_bert, out, None, "--eval_steps", "6", "--nan_policy", "skip"))
+    assert json.loads((out / "best_model" / "best.json").read_text())["step"] == 6
+    assert all(torch.isfinite(t).all() for t in weights(out).values())
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_match_one_process_evaluation(tiny_bert, tmp_path):
     out = tmp_path / "run"

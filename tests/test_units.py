@@ -44,6 +44,13 @@ def test_config_file_then_cli_override(tmp_path):
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be a positive integer"),
         (["--warmup_ratio", "1.5"], "--warmup_ratio"),
         (["--metric_for_best_model", "f1"], "--metric_for_best_model 'f1' is unknown"),
+        # nan passes every comparison, so it needs its own check; inf overflows the step counts.
+        (["--max_grad_norm", "nan"], "--max_grad_norm must be a finite number, got nan"),
+        (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
+        (["--num_train_epochs", "inf"], "--num_train_epochs must be a finite number"),
+        (["--level_loss_weights", "1", "nan"], "--level_loss_weights must be a finite number"),
+        (["--adam_beta1", "1.0"], r"--adam_beta1 must be in \[0, 1\)"),
+        (["--adam_epsilon", "-1"], "--adam_epsilon must be >= 0"),
     ],
 )
 def test_config_validation_names_the_flag(argv, message):
