@@ -86,6 +86,16 @@ def test_layer_lr_decay_and_head_learning_rate(backbone):
     assert {g["lr"] for g in optimizer.param_groups} == {1e-4, 5e-5, 2.5e-5, 1e-3}
 
 
+def test_the_logged_learning_rate_is_learning_rate_on_its_schedule_under_layer_decay(tiny_bert, tmp_path):
+    # The embeddings' group comes first, at learning_rate x decay^layers: that is not the run's learning rate.
+    flags = ["--layer_lr_decay", "0.5", "--head_learning_rate", "1e-2", "--warmup_steps", "0", "--logging_steps", "1"]
+    train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--num_train_epochs", "1", *flags))
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in logs if "lr" in r}
+    steps = max(lrs)  # linear decay from --learning_rate 1e-3 to 0 over the run's steps
+    assert lrs == pytest.approx({s: 1e-3 * (steps - s) / steps for s in range(1, steps + 1)})
+
+
 @pytest.mark.parametrize(
     "freeze, flags",
     [
