@@ -892,8 +892,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         state.train_samples += flushed.pop("samples")
         record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": flushed.pop("loss")}
         # --learning_rate on the schedule: the first group's own lr is the embeddings' under --layer_lr_decay.
-        group = optimizer.param_groups[0]
-        lr = cfg.learning_rate * group["lr"] / group["initial_lr"]
+        lr = cfg.learning_rate * scheduler.get_last_lr()[0] / scheduler.base_lrs[0]
         record |= {"lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None}
         log_event(record | flushed)
         progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
