@@ -970,6 +970,7 @@ class LengthGroupedBatchSampler:
         self.group_by_length = group_by_length
         self.drop_last = False
         self.epoch = 0
+        self._drawn: tuple[int, list[list[int]]] | None = None  # (epoch, its batches): drawn once per epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose permutation ``__iter__`` yields."""
@@ -1004,7 +1005,11 @@ class LengthGroupedBatchSampler:
         return batches + ([short] if short is not None else [])
 
     def __iter__(self):
-        yield from self.batches()
+        # train.py reads an epoch's batch sizes before the loader iterates it: the same draw serves both. Copies,
+        # since accelerate's sharding extends a short last batch in place.
+        if self._drawn is None or self._drawn[0] != self.epoch:
+            self._drawn = (self.epoch, self.batches())
+        yield from (list(b) for b in self._drawn[1])
 
 
 class SortedBatchSampler:

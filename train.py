@@ -624,24 +624,28 @@ def _decoded(line: str) -> dict[str, Any] | None:
 def train_batches(
     train_dl: Any, sampler: Any, accelerator: Any, start_step: int, steps_per_epoch: int, num_epochs: int
 ) -> Iterator[tuple[dict[str, torch.Tensor], float]]:
-    """Micro-batches from ``start_step`` to the end of the last epoch, with the factor that makes the loss of an
-    epoch's last, shorter accumulation group weigh like a full group's."""
-    accumulation, per_epoch = accelerator.gradient_accumulation_steps, len(train_dl)
+    """Micro-batches from ``start_step`` to the end of the last epoch, each with the factor that makes every row of
+    its accumulation group weigh the same, as in one batch of the group's rows."""
+    accumulation = accelerator.gradient_accumulation_steps
     start_epoch = start_step // steps_per_epoch
     for epoch in range(start_epoch, num_epochs):
         # Set the epoch on the prepared loader: with one process accelerate keeps this sampler and, at each pass,
         # sets its own pass counter on it, which restarts at 0 in a resumed process.
         train_dl.set_epoch(epoch)
         sampler.set_epoch(epoch)
+        # This process's batches of the epoch, as index lists (no collation): their sizes say how many rows each
+        # accumulation group holds before its first micro-batch is run.
+        sizes = [len(b) for b in train_dl.batch_sampler]
         skip = (start_step % steps_per_epoch) * accumulation if epoch == start_epoch else 0
         loader = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
         for index, batch in enumerate(loader, start=skip):
             batch.pop("idx")
             batch.pop("window", None)
-            # accelerate divides every micro-batch's loss by the accumulation count; a group cut short by the end
-            # of the epoch has fewer micro-batches, so scale them up to weigh each example as in a full group.
-            group = min(accumulation, per_epoch - index // accumulation * accumulation)
-            yield batch, accumulation / group
+            # accelerate divides every micro-batch's mean loss by the accumulation count. The epoch's last group can
+            # hold fewer micro-batches and a short last one; weighing each by its rows over the group's makes that
+            # group's gradient the mean over its rows (in a full group of full batches the factor is 1).
+            first = index // accumulation * accumulation
+            yield batch, accumulation * sizes[index] / sum(sizes[first : first + accumulation])
 
 
 def release_training_state(accelerator: Any, model: nn.Module, optimizer: Any, finished: bool) -> None:
@@ -801,28 +805,25 @@ class LoggingWindow:
 
     def add(self, loss: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         """Count one micro-batch: examples are rows (a multi-label row is one example, not one per label)."""
-        self.sums[0] += loss.detach().float()
-        self.sums[1] += len(batch["input_ids"])
+        rows = len(batch["input_ids"])
+        # The loss summed over rows, so the logged mean weighs every row alike, a short last batch included.
+        self.sums[0] += loss.detach().float() * rows
+        self.sums[1] += rows
         self.sums[2] += batch["attention_mask"].sum()
         self.micro += 1
 
     def totals(self) -> dict[str, Any]:
-        """The window so far over all ranks: loss summed over micro-batches (averaged over ranks), rows, tokens."""
+        """The window so far, summed over ranks: loss x rows, rows, real tokens (and this rank's micro-batches)."""
         loss, samples, tokens = self.accelerator.reduce(self.sums.clone(), "sum").tolist()
-        return {
-            "loss": loss / self.accelerator.num_processes,
-            "micro": self.micro,
-            "samples": int(samples),
-            "tokens": int(tokens),
-        }
+        return {"loss": loss, "micro": self.micro, "samples": int(samples), "tokens": int(tokens)}
 
     def flush(self) -> dict[str, Any]:
-        """The window's mean loss and throughput; a new window starts."""
+        """The window's mean loss per row and throughput; a new window starts."""
         totals, elapsed = self.totals(), time.perf_counter() - self.start
         self.sums.zero_()
         self.micro, self.start = 0, time.perf_counter()
         return {
-            "loss": totals["loss"] / totals["micro"],
+            "loss": totals["loss"] / totals["samples"],
             "samples": totals["samples"],
             "samples_per_s": totals["samples"] / elapsed,
             "tokens_per_s": totals["tokens"] / elapsed,

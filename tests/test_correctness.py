@@ -174,7 +174,8 @@ def test_throughput_counts_examples_not_label_entries(task, tiny_bert, tmp_path)
 # ---- accumulation weighs the last, partial group like a full one --------------------------------------------------
 
 
-def test_partial_accumulation_group_matches_one_big_batch(tmp_path, probe):
+@pytest.mark.parametrize("rows", [40, 41])
+def test_partial_accumulation_group_matches_one_big_batch(tmp_path, probe, rows):
     backbone = make_tiny_model(tmp_path / "tiny", "bert")
     config = json.loads((backbone / "config.json").read_text())
     # No dropout anywhere: the two runs draw different masks otherwise.
@@ -182,8 +183,9 @@ def test_partial_accumulation_group_matches_one_big_batch(tmp_path, probe):
         json.dumps(config | {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
     )
     # 40 rows; batches 4 x accumulation 4 = groups of 4, 4, 2 micro-batches; the same rows as batches of 16 (16, 16,
-    # 8) without accumulation, since random (ungrouped) batches of 4 are the batches of 16 cut in four.
-    common = ["--max_train_samples", "40", "--num_train_epochs", "2", "--no-group_by_length"]
+    # 8) without accumulation, since random (ungrouped) batches of 4 are the batches of 16 cut in four. 41 rows: the
+    # last group's micro-batches hold 4, 4 and 1 rows, each row weighing 1/9 as in the big run's last batch of 9.
+    common = ["--max_train_samples", str(rows), "--num_train_epochs", "2", "--no-group_by_length"]
     common += ["--classifier_dropout", "0", "--logging_steps", "1", "--max_grad_norm", "0"]
     finals = {}
     for name, flags in [
