@@ -319,15 +319,50 @@ def checkpoint_weight_names(model_path: str) -> set[str]:
     return set()
 
 
+def meta_backbone(backbone_config: Any) -> nn.Module:
+    """The backbone's architecture on the meta device: its modules, without memory or initialisation."""
+    with torch.device("meta"):
+        return AutoModel.from_config(backbone_config)
+
+
+def layer_stack(backbone: nn.Module) -> nn.ModuleList:
+    """The backbone's stack of transformer layers, found by shape (the longest ModuleList of one layer type), so
+    BERT's ``encoder.layer``, DistilBERT's ``transformer.layer`` and ModernBERT's ``layers`` all work. ALBERT's is
+    one shared layer, whatever its config's num_hidden_layers."""
+    stacks = [
+        m for m in backbone.modules() if isinstance(m, nn.ModuleList) and len(m) and len({type(x) for x in m}) == 1
+    ]
+    if not stacks:
+        raise ValueError(f"no stack of layers found in {type(backbone).__name__}")
+    return max(stacks, key=len)
+
+
+def position_offset(backbone: nn.Module) -> int:
+    """Positions the embeddings use up before the first token: RoBERTa, XLM-R and MPNet number positions from
+    padding_idx + 1, so they take max_position_embeddings - padding_idx - 1 tokens; 0 elsewhere."""
+    positions = getattr(getattr(backbone, "embeddings", None), "position_embeddings", None)
+    pad = getattr(positions, "padding_idx", None)
+    return pad + 1 if isinstance(positions, nn.Embedding) and pad is not None else 0
+
+
+def pretrained_pooler_dense(backbone: nn.Module) -> tuple[str, nn.Linear] | None:
+    """The backbone's pooler layer ([CLS] through dense + tanh) and its weight's name: BERT's ``pooler.dense``,
+    ALBERT's ``pooler`` (a Linear followed by its pooler_activation); None where the architecture has none."""
+    pooler = getattr(backbone, "pooler", None)
+    dense = getattr(pooler, "dense", pooler)
+    if not isinstance(dense, nn.Linear):
+        return None
+    return "pooler.weight" if dense is pooler else "pooler.dense.weight", dense
+
+
 def has_pretrained_pooler(model_path: str) -> bool:
-    """Whether the backbone has BERT's pooler (``pooler.dense``) and its checkpoint stores that layer's weights (a
-    backbone saved from random initialisation without them has nothing to start from)."""
-    with torch.device("meta"):  # the architecture only: no memory, no initialisation
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(model_path))
-    if not isinstance(getattr(getattr(backbone, "pooler", None), "dense", None), nn.Linear):
+    """Whether the backbone has a pretrained pooler (BERT's, ALBERT's) and its checkpoint stores that layer's weights
+    (a backbone saved from random initialisation without them has nothing to start from)."""
+    backbone = meta_backbone(AutoConfig.from_pretrained(model_path))
+    if (found := pretrained_pooler_dense(backbone)) is None:
         return False
     # A base model's checkpoint names it pooler.*, a task model's (bert-base-uncased's BertForPreTraining) bert.pooler.*
-    stored = {"pooler.dense.weight", f"{backbone.base_model_prefix}.pooler.dense.weight"}
+    stored = {found[0], f"{backbone.base_model_prefix}.{found[0]}"}
     return bool(stored & checkpoint_weight_names(model_path))
 
 
@@ -337,7 +372,7 @@ def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
     without pretrained pooler weights."""
     if pooling == "pooler" and not has_pretrained_pooler(model_path):
         raise ValueError(
-            f"{model_path} has no pretrained pooler to start from (its architecture has no pooler.dense, or its "
+            f"{model_path} has no pretrained pooler to start from (its architecture has no pooler layer, or its "
             "checkpoint stores no weights for it)"
         )
     if pooling != "auto":
@@ -587,6 +622,11 @@ class EncoderClassifierConfig(PretrainedConfig):
         self.window_pooling = window_pooling
 
 
+# Layers that map the embeddings to the hidden size outside backbone.embeddings (ELECTRA's embeddings_project,
+# ALBERT's encoder.embedding_hidden_mapping_in): frozen and decayed with the embeddings, not trained as a top layer.
+EMBEDDING_PROJECTIONS = ("embeddings_project", "embedding_hidden_mapping_in")
+
+
 class EncoderClassifier(PreTrainedModel):
     """Encoder backbone -> pooling -> head. ``__init__`` only builds; ``from_backbone`` loads pretrained weights."""
 
@@ -636,27 +676,26 @@ class EncoderClassifier(PreTrainedModel):
                 module.bias.data.zero_()
 
     def encoder_layers(self) -> nn.ModuleList:
-        """The backbone's stack of transformer layers, found by shape (the longest ModuleList of one layer type), so
-        BERT's ``encoder.layer``, DistilBERT's ``transformer.layer`` and ModernBERT's ``layers`` all work."""
-        stacks = [
-            m
-            for m in self.backbone.modules()
-            if isinstance(m, nn.ModuleList) and len(m) and len({type(x) for x in m}) == 1
-        ]
-        if not stacks:
-            raise ValueError(f"no stack of layers found in {type(self.backbone).__name__}")
-        return max(stacks, key=len)
+        """The backbone's stack of transformer layers (see layer_stack)."""
+        return layer_stack(self.backbone)
 
-    def embeddings(self) -> nn.Module:
-        """The backbone's embedding block (word, position, type embeddings and their norm)."""
-        return getattr(self.backbone, "embeddings", None) or self.backbone.get_input_embeddings()
+    def embeddings(self) -> list[nn.Module]:
+        """The embedding stage: the backbone's embedding block (word, position, type embeddings and their norm) and
+        the layer that maps it to the hidden size where that sits outside it (ELECTRA, ALBERT)."""
+        block = getattr(self.backbone, "embeddings", None) or self.backbone.get_input_embeddings()
+        projections = [m for n, m in self.backbone.named_modules() if n.rsplit(".", 1)[-1] in EMBEDDING_PROJECTIONS]
+        return [block, *projections]
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """The embedding stage's parameters."""
+        return [p for module in self.embeddings() for p in module.parameters()]
 
     def parameter_depths(self) -> dict[str, int]:
         """Depth of each parameter for layer-wise learning rates: embeddings 0, layer k k+1, the rest of the
         backbone (e.g. a final norm) num_layers + 1, pooling and head num_layers + 2."""
         layers = self.encoder_layers()
         top = len(layers) + 1
-        owner = {id(p): 0 for p in self.embeddings().parameters()}
+        owner = {id(p): 0 for p in self.embedding_parameters()}
         for k, layer in enumerate(layers):
             owner.update({id(p): k + 1 for p in layer.parameters()})
         backbone = {id(p) for p in self.backbone.parameters()}
@@ -669,7 +708,7 @@ class EncoderClassifier(PreTrainedModel):
         if freeze == "backbone":
             frozen = [self.backbone]
         elif freeze == "embeddings" or freeze_layers:
-            frozen = [self.embeddings(), *self.encoder_layers()[:freeze_layers]]
+            frozen = [*self.embeddings(), *self.encoder_layers()[:freeze_layers]]
         for module in frozen:
             module.requires_grad_(False)
         return sum(p.numel() for p in self.parameters() if not p.requires_grad)
@@ -734,9 +773,9 @@ class EncoderClassifier(PreTrainedModel):
         pretrained, loading = AutoModel.from_pretrained(
             backbone_name_or_path, dtype=torch.float32, output_loading_info=True
         )
-        pretrained_dense = getattr(getattr(pretrained, "pooler", None), "dense", None)
+        found = pretrained_pooler_dense(pretrained)
         if settings.get("pooling") == "pooler" and (
-            pretrained_dense is None or any(k.endswith("pooler.dense.weight") for k in loading["missing_keys"])
+            found is None or any(k.endswith(found[0]) for k in loading["missing_keys"])
         ):
             raise ValueError(f"pooling 'pooler': {backbone_name_or_path} has no pretrained pooler weights")
         config = EncoderClassifierConfig(
@@ -752,7 +791,7 @@ class EncoderClassifier(PreTrainedModel):
         if missing or unexpected:
             raise RuntimeError(f"backbone weights do not match its config: missing={missing} unexpected={unexpected}")
         if config.pooling == "pooler":  # __init__ dropped the backbone's pooler: its trained layer lives on here
-            model.pooler.dense.load_state_dict(pretrained_dense.state_dict())
+            model.pooler.dense.load_state_dict(found[1].state_dict())
         return model
 
     def forward(

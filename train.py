@@ -56,6 +56,9 @@ from model import (
     EncoderClassifier,
     EncoderClassifierConfig,
     checkpoint_weight_names,
+    layer_stack,
+    meta_backbone,
+    position_offset,
     resolve_pooling,
 )
 from utils import (
@@ -182,9 +185,11 @@ def check_output_dir(run_dir: Path, overwrite: bool) -> None:
         )
 
 
-def max_model_length(tokenizer: Any, backbone_config: Any) -> int:
-    """The longest input the backbone accepts: the tokenizer's limit and the position embeddings, the lower one."""
-    limits = [getattr(tokenizer, "model_max_length", None), getattr(backbone_config, "max_position_embeddings", None)]
+def max_model_length(tokenizer: Any, backbone_config: Any, offset: int = 0) -> int:
+    """The longest input the backbone accepts: the tokenizer's limit and the position embeddings (less the ``offset``
+    positions they use up before the first token, see model.position_offset), the lower one."""
+    positions = getattr(backbone_config, "max_position_embeddings", None)
+    limits = [getattr(tokenizer, "model_max_length", None), positions - offset if positions is not None else None]
     # Tokenizers without a limit report a huge sentinel; a config without position embeddings (relative
     # positions) has none either.
     limits = [int(n) for n in limits if isinstance(n, int | float) and 0 < n < 1_000_000]
@@ -256,10 +261,21 @@ def check_tokenizer(tokenizer: Any, backbone_config: Any, cfg: TrainConfig) -> N
         )
 
 
-def backbone_num_layers(model_path: str) -> int:
-    """Number of encoder layers from the backbone's config (BERT-style, DistilBERT and ModernBERT names)."""
-    config = AutoConfig.from_pretrained(model_path)
-    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", 0))
+def check_layer_flags(cfg: TrainConfig, backbone: nn.Module, backbone_config: Any) -> None:
+    """--freeze_layers and --layer_lr_decay need one module per layer: ALBERT runs one shared layer N times."""
+    stack = len(layer_stack(backbone))
+    depth = int(getattr(backbone_config, "num_hidden_layers", None) or stack)
+    asked = [
+        f for f, on in (("--freeze_layers", cfg.freeze_layers), ("--layer_lr_decay", cfg.layer_lr_decay < 1)) if on
+    ]
+    if asked and stack < depth:
+        raise UsageError(
+            f"{' and '.join(asked)}: {cfg.model_name_or_path} runs {stack} shared layer{'s' * (stack > 1)} {depth} "
+            "times (ALBERT-style), so its layers cannot be frozen or given learning rates one by one; use --freeze "
+            "embeddings or --freeze backbone, and one learning rate."
+        )
+    if cfg.freeze_layers > stack:
+        raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {stack} layers.")
 
 
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "swanlab": "swanlab"}
@@ -715,14 +731,14 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
             f"({str(err).splitlines()[0]:.200}). Pass a local model directory or a hub id reachable from this machine."
         ) from err
     check_tokenizer(tokenizer, backbone_config, cfg)
-    if cfg.max_seq_length > (limit := max_model_length(tokenizer, backbone_config)):
+    backbone = meta_backbone(backbone_config)  # the architecture, for the checks below
+    if cfg.max_seq_length > (limit := max_model_length(tokenizer, backbone_config, position_offset(backbone))):
         raise UsageError(
             f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."
         )
     if (windows := windowing(cfg)) is not None:
         check_window_stride(cfg, windows.stride, tokenizer)
-    if cfg.freeze_layers > (num_layers := backbone_num_layers(model_path)):
-        raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {num_layers} layers.")
+    check_layer_flags(cfg, backbone, backbone_config)
     try:
         pooling = resolve_pooling(model_path, cfg.pooling)
     except ValueError as err:

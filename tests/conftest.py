@@ -40,7 +40,16 @@ def _vocab() -> list[str]:
 def make_tiny_model(path: Path, arch: str = "bert") -> Path:
     """Save a randomly initialised tiny backbone and its tokenizer as a plain HF model directory."""
     import transformers
-    from transformers import AutoModel, BertConfig, BertTokenizer, DistilBertConfig, ModernBertConfig, RobertaConfig
+    from transformers import (
+        AlbertConfig,
+        AutoModel,
+        BertConfig,
+        BertTokenizer,
+        DistilBertConfig,
+        ElectraConfig,
+        ModernBertConfig,
+        RobertaConfig,
+    )
 
     path.mkdir(parents=True, exist_ok=True)
     vocab_file = path / "vocab.txt"
@@ -64,6 +73,26 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
             max_position_embeddings=130,
             bos_token_id=2,
             eos_token_id=3,
+            **common,
+        ),
+        # Embeddings narrower than the layers, mapped up by a projection outside the embedding block; ALBERT's layers
+        # are one shared layer run num_hidden_layers times.
+        "albert": lambda: AlbertConfig(
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=128,
+            **common,
+        ),
+        "electra": lambda: ElectraConfig(
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=128,
             **common,
         ),
         "distilbert": lambda: DistilBertConfig(

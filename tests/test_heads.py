@@ -63,7 +63,7 @@ def test_pooling_ignores_padding(pooling):
 
 
 def test_layer_discovery_without_bert_names(tmp_path):
-    for arch, n in [("bert", 2), ("roberta", 2), ("distilbert", 2), ("modernbert", 2)]:
+    for arch, n in [("bert", 2), ("roberta", 2), ("distilbert", 2), ("modernbert", 2), ("electra", 2)]:
         model = EncoderClassifier.from_backbone(str(make_tiny_model(tmp_path / arch, arch)), {0: "a", 1: "b"})
         assert len(model.encoder_layers()) == n
         depths = model.parameter_depths()
@@ -79,7 +79,7 @@ def test_layer_lr_decay_and_head_learning_rate(backbone):
     names = {id(p): n for n, p in model.named_parameters()}
     top = {lrs[names[id(p)]] for p in layers[-1].parameters()}
     below = {lrs[names[id(p)]] for p in layers[0].parameters()}
-    embeddings = {lrs[names[id(p)]] for p in model.embeddings().parameters()}
+    embeddings = {lrs[names[id(p)]] for p in model.embedding_parameters()}
     assert top == {1e-4} and below == {5e-5} and embeddings == {2.5e-5}
     assert {lrs[n] for n in lrs if n.startswith("head.")} == {1e-3}
     optimizer = train.build_optimizer(model, cfg, torch.device("cpu"))
@@ -125,12 +125,53 @@ def test_frozen_parameters_get_no_optimizer_state(tiny_bert):
     optimizer = train.build_optimizer(model, TrainConfig(), torch.device("cpu"))
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert all((id(p) in in_optimizer) == p.requires_grad for p in model.parameters())
-    assert not any(p.requires_grad for p in model.embeddings().parameters())
+    assert not any(p.requires_grad for p in model.embedding_parameters())
 
 
 def test_freeze_layers_beyond_the_backbone_is_a_usage_error(tiny_bert, tmp_path):
     with pytest.raises(ValueError, match="--freeze_layers 5 exceeds the backbone's 2 layers"):
         train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--freeze_layers", "5"))
+
+
+def test_roberta_positions_start_after_the_padding_index(tmp_path):
+    # RoBERTa numbers positions from padding_idx + 1: 130 position embeddings with padding_idx 0 take 129 tokens.
+    backbone = make_tiny_model(tmp_path / "roberta", "roberta")
+    tokenizer_config = backbone / "tokenizer_config.json"
+    tokenizer_config.write_text(json.dumps(json.loads(tokenizer_config.read_text()) | {"model_max_length": 1000}))
+    long_texts = tmp_path / "long.csv"
+    long_texts.write_text("text,label\n" + "".join(f"{' '.join(['goal'] * 200)},{i % 2}\n" for i in range(40)))
+    with pytest.raises(ValueError, match="--max_seq_length 130 exceeds the model's limit of 129"):
+        train.main(tiny_args(backbone, tmp_path / "refused", long_texts, "--max_seq_length", "130"))
+    results = train.main(
+        tiny_args(backbone, tmp_path / "run", long_texts, "--max_seq_length", "129", "--max_steps", "1")
+    )
+    assert results["global_step"] == 1
+
+
+def test_albert_shared_layers_are_not_frozen_one_by_one(tmp_path):
+    backbone = make_tiny_model(tmp_path / "albert", "albert")
+    for flags in (["--freeze_layers", "1"], ["--layer_lr_decay", "0.5"]):
+        with pytest.raises(ValueError, match=r"runs 1 shared layer 2 times \(ALBERT-style\)"):
+            train.main(tiny_args(backbone, tmp_path / "run", None, *flags))
+
+
+def test_albert_pretrained_pooler_is_found_and_used(tmp_path):
+    backbone = make_tiny_model(tmp_path / "albert", "albert")  # ALBERT's pooler is a Linear (then tanh), no .dense
+    assert has_pretrained_pooler(str(backbone))
+    model = EncoderClassifier.from_backbone(str(backbone), {0: "a", 1: "b"}, pooling="pooler")
+    pretrained = AutoModel.from_pretrained(backbone)
+    assert torch.equal(model.pooler.dense.weight, pretrained.pooler.weight)
+
+
+@pytest.mark.parametrize(
+    "arch, projection", [("electra", "embeddings_project"), ("albert", "embedding_hidden_mapping_in")]
+)
+def test_embedding_projections_belong_to_the_embeddings(tmp_path, arch, projection):
+    model = EncoderClassifier.from_backbone(str(make_tiny_model(tmp_path / arch, arch)), {0: "a", 1: "b"})
+    depths = model.parameter_depths()
+    assert {d for n, d in depths.items() if projection in n} == {0}
+    model.freeze("embeddings")
+    assert not any(p.requires_grad for n, p in model.named_parameters() if projection in n)
 
 
 TEXTS = ["the striker scored a goal", "rain is expected tomorrow", "a new phone was released", "fresh bread and soup"]
