@@ -311,6 +311,9 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{f.name} {getattr(self, f.name)!r} is unknown; choose one of: {', '.join(choices)}."
                 )
+        if self.label_columns is not None and len(set(self.label_columns)) < len(self.label_columns):
+            repeated = sorted({c for c in self.label_columns if self.label_columns.count(c) > 1})
+            raise ConfigError(f"--label_columns names {', '.join(repeated)} more than once; name each column once.")
         if self.multi_label and self.label_columns is not None and len(self.label_columns) < 2:
             raise ConfigError("--multi_label with --label_columns needs at least two 0/1 columns.")
         if self.label_columns is not None and not self.multi_label and len(self.label_columns) < 2:

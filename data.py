@@ -446,6 +446,12 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
         return LabelSpec(
             "multi_label_classification", [label_column], [{"name": label_column, "labels": level_names}]
         ), [value_to_id]
+    if cfg.multi_label:  # asked for, but nothing here is multi-label: training single-label would ignore the flag
+        raise UsageError(
+            f"--multi_label: the train split's {label_column!r} column holds one label per row, not lists of labels. "
+            'Give the labels as lists (e.g. ["sports", "news"]), or one 0/1 column per label with --label_columns, '
+            "or drop --multi_label."
+        )
     level_names, value_to_id = build_label_space(values, given)
     _two_or_more(level_names, label_column)
     return LabelSpec("single_label_classification", [label_column], [{"name": label_column, "labels": level_names}]), [

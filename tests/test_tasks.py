@@ -159,6 +159,17 @@ def test_multi_label_from_zero_one_columns(tiny_bert, tmp_path):
         )
 
 
+def test_multi_label_flag_on_a_single_label_column_is_refused(tiny_bert, tmp_path, monkeypatch):
+    from model import EncoderClassifier
+
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    # Trained single-label, the flag was ignored without a word.
+    with pytest.raises(ValueError, match=r"--multi_label: the train split's 'label' column holds one label per row"):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--multi_label"))
+    with pytest.raises(ValueError, match=r"--label_columns names label more than once"):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--label_columns", "label", "label"))
+
+
 def test_distillation_loss_against_hand_computed_value():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 1])
