@@ -602,10 +602,11 @@ def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -
         return None
     # A newer best_model/ (saved after this checkpoint, then a crash) or none at all (a crash inside its swap):
     # either way the checkpoint's own copy is the state this resume continues from.
+    existed = best_dir.exists()
     for stale in (best_dir, best_dir.with_name(".best_model.tmp"), best_dir.with_name(".best_model.old")):
         shutil.rmtree(stale, ignore_errors=True)
-    if best_step is None:
-        return "removed a best_model/ written after the checkpoint (no evaluation before it)"
+    if best_step is None:  # no evaluation before the checkpoint: there is no best state yet
+        return "removed a best_model/ written after the checkpoint (no evaluation before it)" if existed else None
     if not (checkpoint / BEST_MODEL).is_dir():
         raise UsageError(
             f"--resume_from_checkpoint {checkpoint}: best_model/ does not hold step {best_step}'s state and the "

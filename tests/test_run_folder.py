@@ -247,3 +247,13 @@ def test_a_model_that_does_not_fit_its_code_is_not_called_damaged(finished_run, 
     monkeypatch.setattr(EncoderClassifier, "from_pretrained", mismatch)
     with pytest.raises(RuntimeError, match="size mismatch"):
         evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+
+
+def test_resume_before_any_evaluation_reports_only_a_removal_that_happened(tmp_path):
+    run, checkpoint = tmp_path / "run", tmp_path / "run" / "checkpoints" / "step_000004"
+    checkpoint.mkdir(parents=True)
+    # No evaluation before the checkpoint and no best_model/: nothing to remove, nothing to say.
+    assert train.restore_best_model(run, checkpoint, None) is None
+    (run / "best_model").mkdir()  # written after the checkpoint, then a crash
+    assert train.restore_best_model(run, checkpoint, None).startswith("removed a best_model/ written after")
+    assert not (run / "best_model").exists()
