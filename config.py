@@ -399,15 +399,26 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
             help_text = f"{help_text} Choices: {', '.join(choices)}."
         # argparse.SUPPRESS keeps unset flags out of the namespace, so file values are not clobbered by defaults.
         if tp is bool:
+            default = "on" if f.default else "off"  # --no-NAME turns it off
             parser.add_argument(
-                f"--{f.name}", nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text
+                f"--{f.name}",
+                nargs="?",
+                const=True,
+                type=_parse_bool,
+                default=argparse.SUPPRESS,
+                help=f"{help_text} (default: {default})",
             )
             parser.add_argument(
                 f"--no-{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )
         elif getattr(tp, "__origin__", None) is list:
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             parser.add_argument(
-                f"--{f.name}", nargs="+", type=tp.__args__[0], default=argparse.SUPPRESS, help=help_text
+                f"--{f.name}",
+                nargs="+",
+                type=tp.__args__[0],
+                default=argparse.SUPPRESS,
+                help=f"{help_text} (default: {' '.join(map(str, default)) if default else None})",
             )
         else:
             parser.add_argument(

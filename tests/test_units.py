@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -56,6 +58,16 @@ def test_config_file_then_cli_override(tmp_path):
 def test_config_validation_names_the_flag(argv, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(argv)
+
+
+def test_help_gives_every_flag_its_default():
+    from config import build_parser
+
+    parser = build_parser(TrainConfig, "")
+    helps = {a.dest: a.help for a in parser._actions if a.help != argparse.SUPPRESS and a.dest != "help"}
+    assert set(helps) == {f.name for f in dataclasses.fields(TrainConfig)} | {"config"}
+    assert [name for name, text in helps.items() if name != "config" and "(default: " not in text] == []
+    assert helps["group_by_length"].endswith("(default: on)") and helps["label_columns"].endswith("(default: None)")
 
 
 def test_unknown_pooling_or_head_is_refused_before_anything_is_loaded(tmp_path, monkeypatch):
