@@ -965,7 +965,8 @@ class LengthGroupedBatchSampler:
     """Training batches of similar lengths: shuffle, sort inside mega-batches, cut batches, shuffle batch order.
 
     The batch holding the longest example comes first (an out-of-memory error shows at step 1, not hours in) and
-    the one short batch last (so sharding across processes hands every rank whole batches). Seeded by
+    the one short batch last (accelerate's sharding expects it there; across processes it completes that batch and
+    the last round with rows from the first batches, so a few rows train twice per epoch). Seeded by
     ``(seed, epoch)``; call ``set_epoch`` before each epoch.
     """
 
