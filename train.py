@@ -574,18 +574,22 @@ RESUME_FREE = BOOKKEEPING_SETTINGS | {
 }
 
 
-def run_settings(cfg: TrainConfig, resolved: dict[str, Any], train_fingerprint: str) -> dict[str, Any]:
+def run_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides what a run computes, as JSON values (saved in each checkpoint's meta.json)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}
+    # split_digests: the rows of every split, by content (validation picks the best state, test scores it). Not
+    # datasets' fingerprints, which follow a file's mtime: a dataset copied again before a requeued job resumes (a
+    # cluster's local scratch) has the same rows and must resume.
     keys = ("dataset", "model_path", "num_processes", "mixed_precision", "split_sizes", "steps_per_epoch", "max_steps")
-    settings |= {k: resolved[k] for k in keys} | {"train_data_fingerprint": train_fingerprint}
+    settings |= {k: resolved[k] for k in (*keys, "split_digests")}
     return json.loads(json.dumps(settings))
 
 
 def check_resume_settings(checkpoint: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
     """Refuse a resume whose settings differ from the checkpoint's, naming each difference."""
     saved = meta.get("settings") or {k: meta[k] for k in ("steps_per_epoch", "max_steps")}
-    changed = [k for k in sorted(set(saved) | set(settings)) if k in saved and saved[k] != settings.get(k)]
+    # Keys on one side only are settings another version of train.py recorded (or no longer records): not compared.
+    changed = [k for k in sorted(set(saved) & set(settings)) if saved[k] != settings[k]]
     if changed:
         shown = "; ".join(f"{k}: checkpoint {saved[k]!r:.60}, now {settings.get(k)!r:.60}" for k in changed)
         raise UsageError(
@@ -890,7 +894,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             max_steps,
             " and the only step runs at 0, so nothing is learned" if max_steps == 1 else "",
         )
-    settings = run_settings(cfg, resolved, tokenized["train"]._fingerprint)
+    settings = run_settings(cfg, resolved)
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})

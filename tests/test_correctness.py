@@ -5,7 +5,9 @@ itself, and a refusal when the requested distributed engine is not the one in ef
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,49 @@ def test_resume_refuses_changed_settings_and_names_them(interrupted_run, tiny_be
     with pytest.raises(ValueError, match="--resume_from_checkpoint") as err:
         train.main(args)
     assert all(name in str(err.value) for name in named), str(err.value)
+
+
+def test_resume_refuses_another_model_head_or_data(tiny_bert, tmp_path, probe):
+    # Precision and the number of processes are compared the same way (resolved values in the checkpoint's settings);
+    # accelerate's process-wide state keeps an in-process test from changing them.
+    data = tmp_path / "data"
+    shutil.copytree(REPO / "sample_data", data)
+    out = tmp_path / "run"
+    probe.install(block_at=5, self_signal=True)
+    with pytest.raises(SystemExit):
+        train.main(tiny_args(tiny_bert, out, data, *GUARD_FLAGS, "--checkpointing_steps", "5"))
+    probe.uninstall()
+    resume = [*GUARD_FLAGS, "--resume_from_checkpoint", "latest"]
+    other = make_tiny_model(tmp_path / "other", "bert")
+    with pytest.raises(ValueError, match=r"other settings .*model_path"):
+        train.main(tiny_args(other, out, data, *resume))
+    with pytest.raises(ValueError, match=r"other settings .*head: checkpoint 'linear', now 'mlp'"):
+        train.main(tiny_args(tiny_bert, out, data, *resume, "--head", "mlp"))
+    # Rows edited in place: the validation split picks the best state, so it is part of the run as train is.
+    original = (data / "validation.csv").read_text()
+    (data / "validation.csv").write_text(original.replace("The midfielder was injured", "The keeper was injured"))
+    with pytest.raises(ValueError, match=r"other settings .*split_digests"):
+        train.main(tiny_args(tiny_bert, out, data, *resume))
+    (data / "validation.csv").write_text(original)
+    train_rows = (data / "train.csv").read_text().splitlines(keepends=True)
+    (data / "train.csv").write_text("".join([train_rows[0], train_rows[1].replace(" ", "  ", 1), *train_rows[2:]]))
+    with pytest.raises(ValueError, match=r"other settings .*split_digests"):
+        train.main(tiny_args(tiny_bert, out, data, *resume))
+    # The same rows in files written again (a dataset copied anew before a requeued job resumes) resume.
+    (data / "train.csv").write_text("".join(train_rows))
+    os.utime(data / "validation.csv", (time.time() + 60, time.time() + 60))
+    assert train.main(tiny_args(tiny_bert, out, data, *resume))["global_step"] == 12
+
+
+def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed_from(interrupted_run, tiny_bert):
+    partial = interrupted_run / "checkpoints" / ".step_000009.tmp"  # save_state was writing it when the kill came
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"cut off")
+    assert [p.name for p in train.checkpoint_dirs(interrupted_run)] == ["step_000005"]
+    args = tiny_args(tiny_bert, interrupted_run, None, *GUARD_FLAGS, "--resume_from_checkpoint", "latest")
+    assert train.main(args)["global_step"] == 12
+    steps = [r["step"] for r in read_jsonl(interrupted_run / "metrics.jsonl") if "loss" in r]
+    assert steps == [10, 12]  # resumed at step 5, not at the cut-off step 9
 
 
 def test_resume_from_a_checkpoint_path_continues_in_its_run_folder(interrupted_run, tiny_bert, tmp_path):

@@ -79,6 +79,13 @@ def test_a_config_file_key_given_twice_is_refused(tmp_path, name, text):
         parse_config(["--config", str(path)])
 
 
+def test_a_config_file_merge_key_and_its_overrides_are_no_duplicates(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("<<: {learning_rate: 1.0e-4, seed: 3}\nlearning_rate: 2.0e-4\n")
+    cfg = parse_config(["--config", str(path)])
+    assert (cfg.learning_rate, cfg.seed) == (2e-4, 3)
+
+
 def test_bad_config_file_value_is_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys):
     path = tmp_path / "run.yaml"
     path.write_text("learning_rate: abc\n")

@@ -211,6 +211,37 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
     assert_same_run(ref, run, tmp_path / "ref.pt", tmp_path / "run.pt")
 
 
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_exits_130_and_resumes_with_other_cpu_threads(tiny_bert, tmp_path):
+    stop_at = 7  # mid-epoch 1
+    flags = [*FLAGS, "--checkpointing_steps", str(stop_at)]
+    ref = tmp_path / "reference"
+    proc = launch(
+        "python", tiny_args(tiny_bert, ref, None, *flags), {"PROBE_FINAL": str(tmp_path / "ref.pt")}, tmp_path
+    )
+    assert proc.wait(timeout=300) == 0, finish(proc)[-3000:]
+
+    run, ready = tmp_path / "interrupted", tmp_path / "ready"
+    env = {"PROBE_BLOCK_AT": str(stop_at), "PROBE_READY": str(ready), "PROBE_FINAL": str(tmp_path / "run.pt")}
+    proc = launch("python", tiny_args(tiny_bert, run, None, *flags), env, tmp_path)
+    deadline = time.monotonic() + 240
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), finish(proc)[-3000:]
+    os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends
+    out = finish(proc)
+    assert proc.returncode == 130, out[-3000:]
+    assert f"SIGINT received: stopped after step {stop_at}" in (run / "train.log").read_text()
+    assert [p.name for p in train.checkpoint_dirs(run)] == [f"step_{stop_at:06d}"]
+
+    # --cpu_threads is how the run uses this machine, not what it computes: a resume may change it.
+    resume = tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", "latest", "--cpu_threads", "2")
+    proc = launch("python", resume, env | {"PROBE_BLOCK_AT": ""}, tmp_path)
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert_same_run(ref, run, tmp_path / "ref.pt", tmp_path / "run.pt")
+
+
 @pytest.mark.parametrize(("version", "delay"), [("1.15.0", None), ("1.16.0", 5.0), ("2.0.0", 5.0)])
 def test_the_launchers_kill_delay_follows_the_accelerate_version(monkeypatch, version, delay):
     monkeypatch.setattr(accelerate, "__version__", version)

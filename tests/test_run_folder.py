@@ -168,7 +168,7 @@ def test_evaluate_names_a_missing_damaged_or_incomplete_best_model(finished_run)
         evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
 
 
-def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(finished_run, tmp_path):
+def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(finished_run, tmp_path, capsys):
     data = tmp_path / "texts.csv"
     # A blank line is a row: the output lines up with the input. Blank lines before the header are no rows.
     data.write_text("\n  \ntext\nhello there\n\nsecond text\n")
@@ -187,6 +187,10 @@ def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(fini
     for output in (tmp_path / "new" / "folder" / "out.jsonl", tmp_path / "out.json"):  # folders made as needed
         evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--output", str(output)])
         assert len(output.read_text().splitlines()) == 3
+    # The same input again replaces its predictions, and says so.
+    capsys.readouterr()
+    again = evaluate.main(["--run_dir", str(finished_run), "--input", str(data)])
+    assert again["output"] == summary["output"] and f"to {summary['output']} (replaced)" in capsys.readouterr().err
 
 
 def test_a_pair_run_predicts_rows_whose_second_text_is_missing(tiny_bert, tmp_path):
