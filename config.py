@@ -397,33 +397,28 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
         help_text = f.metadata.get("help", "")
         if (choices := field_choices(f)) is not None:
             help_text = f"{help_text} Choices: {', '.join(choices)}."
-        # argparse.SUPPRESS keeps unset flags out of the namespace, so file values are not clobbered by defaults.
+        # The default, unless the help already says it ("default: emotion, sst2, trec" where the field is None).
         if tp is bool:
             default = "on" if f.default else "off"  # --no-NAME turns it off
+        else:
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            default = " ".join(map(str, default)) if isinstance(default, list) and default else default
+        if "default" not in help_text.lower():
+            help_text = f"{help_text} (default: {default})"
+        # argparse.SUPPRESS keeps unset flags out of the namespace, so file values are not clobbered by defaults.
+        if tp is bool:
             parser.add_argument(
-                f"--{f.name}",
-                nargs="?",
-                const=True,
-                type=_parse_bool,
-                default=argparse.SUPPRESS,
-                help=f"{help_text} (default: {default})",
+                f"--{f.name}", nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text
             )
             parser.add_argument(
                 f"--no-{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )
         elif getattr(tp, "__origin__", None) is list:
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             parser.add_argument(
-                f"--{f.name}",
-                nargs="+",
-                type=tp.__args__[0],
-                default=argparse.SUPPRESS,
-                help=f"{help_text} (default: {' '.join(map(str, default)) if default else None})",
+                f"--{f.name}", nargs="+", type=tp.__args__[0], default=argparse.SUPPRESS, help=help_text
             )
         else:
-            parser.add_argument(
-                f"--{f.name}", type=tp, default=argparse.SUPPRESS, help=f"{help_text} (default: {f.default})"
-            )
+            parser.add_argument(f"--{f.name}", type=tp, default=argparse.SUPPRESS, help=help_text)
     return parser
 
 
