@@ -403,7 +403,7 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
         else:
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             default = " ".join(map(str, default)) if isinstance(default, list) and default else default
-        if "default" not in help_text.lower():
+        if "(default" not in help_text and "Default:" not in help_text:
             help_text = f"{help_text} (default: {default})"
         # argparse.SUPPRESS keeps unset flags out of the namespace, so file values are not clobbered by defaults.
         if tp is bool:
