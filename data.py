@@ -501,10 +501,19 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
 
 
 def _level_parents(train_labels: list[list[int]], levels: list[dict]) -> list[list[int]]:
-    """For each finer level, the parent (coarser-level id) each label co-occurs with most in train."""
+    """For each finer level, the parent (coarser-level id) each label co-occurs with most in train. Levels given fine
+    to coarse are refused: each "child" would then sit under several parents, and the map would mean nothing."""
     parents = []
     for level in range(1, len(levels)):
         pairs = Counter((row[level], row[level - 1]) for row in train_labels)
+        under = Counter(child for child, _ in pairs)  # how many parents each label sits under
+        over = Counter(parent for _, parent in pairs)  # how many children each parent has
+        if sum(n > 1 for n in under.values()) > len(under) / 2 and all(n == 1 for n in over.values()):
+            coarse, fine = levels[level - 1]["name"], levels[level]["name"]
+            raise UsageError(
+                f"--label_columns goes from coarse to fine, but each {coarse!r} value sits under one {fine!r} value "
+                f"and most {fine!r} values under several {coarse!r}: list them as --label_columns {fine} {coarse}."
+            )
         best: dict[int, tuple[int, int]] = {}
         for (child, parent), n in pairs.items():
             if n > best.get(child, (-1, 0))[1]:

@@ -170,6 +170,16 @@ def test_multi_label_flag_on_a_single_label_column_is_refused(tiny_bert, tmp_pat
         train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--label_columns", "label", "label"))
 
 
+def test_hierarchy_levels_given_fine_to_coarse_are_refused(tiny_bert, tmp_path, monkeypatch):
+    from model import EncoderClassifier
+
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    trec = SHARED_DATA / "trec"
+    # Reversed, the "fine" level's parent map would be a guess over 40+ children per label.
+    with pytest.raises(ValueError, match=r"list them as --label_columns label_coarse label_fine"):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", trec, "--label_columns", "label_fine", "label_coarse"))
+
+
 def test_distillation_loss_against_hand_computed_value():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 1])
