@@ -979,6 +979,8 @@ class LengthGroupedBatchSampler:
     ``(seed, epoch)``; call ``set_epoch`` before each epoch.
     """
 
+    ORDER = "seed-epoch"  # how an epoch's order is seeded; recorded in checkpoints, which resume only the same one
+
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size

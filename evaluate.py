@@ -700,6 +700,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run = load_run_config(run_dir)
     train_cfg = TrainConfig(**run["user_config"])
     resolved = run["resolved"]
+    if (
+        train_cfg.multi_label
+        and resolved.get("problem_type", "multi_label_classification") != "multi_label_classification"
+    ):
+        # Trained before --multi_label on a one-label column was refused: the flag was ignored, and the data is read
+        # as the run read it.
+        train_cfg = dataclasses.replace(train_cfg, multi_label=False)
     # The training run's precision and batch shapes, so the validation score reproduces bit for bit.
     accelerator = Accelerator(mixed_precision=resolved.get("mixed_precision", "no"))
     setup_logging(None, accelerator.is_main_process)

@@ -39,6 +39,7 @@ from transformers.utils import logging as hf_logging
 
 from config import TrainConfig, model_settings, parse_config
 from data import (
+    LengthGroupedBatchSampler,
     build_dataloaders,
     load_splits,
     loss_weights,
@@ -569,26 +570,36 @@ def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep:
 # data, model, process count and precision) must match the checkpoint's.
 RESUME_FREE = BOOKKEEPING_SETTINGS | {
     "nan_policy",
-    "dataset",  # compared resolved, with the data's fingerprint, below
+    "dataset",  # its rows are compared by content (split_digests), wherever the files are
     "model_name_or_path",  # compared resolved
 }
+# Settings a checkpoint must have recorded: one written before them drew other batches and had no content check of
+# the data, so resuming it would not continue the same run.
+REQUIRED_SETTINGS = ("split_digests", "batch_order")
 
 
 def run_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides what a run computes, as JSON values (saved in each checkpoint's meta.json)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}
-    # split_digests: the rows of every split, by content (validation picks the best state, test scores it). Not
-    # datasets' fingerprints, which follow a file's mtime: a dataset copied again before a requeued job resumes (a
-    # cluster's local scratch) has the same rows and must resume.
-    keys = ("dataset", "model_path", "num_processes", "mixed_precision", "split_sizes", "steps_per_epoch", "max_steps")
-    settings |= {k: resolved[k] for k in (*keys, "split_digests")}
+    # split_digests: the rows of every split, by content (validation picks the best state, test scores it), and not
+    # where they live: a dataset copied again before a requeued job resumes (a cluster's local scratch) has the same
+    # rows and resumes. Not datasets' fingerprints either, which follow a file's mtime.
+    keys = ("model_path", "num_processes", "mixed_precision", "split_sizes", "steps_per_epoch", "max_steps")
+    settings |= {k: resolved[k] for k in (*keys, "split_digests", "label_names")}
+    settings["batch_order"] = LengthGroupedBatchSampler.ORDER
     return json.loads(json.dumps(settings))
 
 
 def check_resume_settings(checkpoint: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
     """Refuse a resume whose settings differ from the checkpoint's, naming each difference."""
     saved = meta.get("settings") or {k: meta[k] for k in ("steps_per_epoch", "max_steps")}
-    # Keys on one side only are settings another version of train.py recorded (or no longer records): not compared.
+    if lacking := [k for k in REQUIRED_SETTINGS if k in settings and k not in saved]:
+        raise UsageError(
+            f"--resume_from_checkpoint {checkpoint} was written by an older train.py (its settings lack "
+            f"{', '.join(lacking)}): this version draws other batches and checks the data by content, so the resume "
+            "would not continue the same run. Start the run again, or resume it with the version that wrote it."
+        )
+    # Other keys on one side only are settings an older version recorded (or a newer one adds): not compared.
     changed = [k for k in sorted(set(saved) & set(settings)) if saved[k] != settings[k]]
     if changed:
         shown = "; ".join(f"{k}: checkpoint {saved[k]!r:.60}, now {settings.get(k)!r:.60}" for k in changed)

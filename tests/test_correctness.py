@@ -125,10 +125,24 @@ def test_resume_refuses_another_model_head_or_data(tiny_bert, tmp_path, probe):
     (data / "train.csv").write_text("".join([train_rows[0], train_rows[1].replace(" ", "  ", 1), *train_rows[2:]]))
     with pytest.raises(ValueError, match=r"other settings .*split_digests"):
         train.main(tiny_args(tiny_bert, out, data, *resume))
-    # The same rows in files written again (a dataset copied anew before a requeued job resumes) resume.
+    # The same rows in files written again, elsewhere (a dataset copied anew to a requeued job's scratch), resume.
     (data / "train.csv").write_text("".join(train_rows))
-    os.utime(data / "validation.csv", (time.time() + 60, time.time() + 60))
-    assert train.main(tiny_args(tiny_bert, out, data, *resume))["global_step"] == 12
+    copied = shutil.copytree(data, tmp_path / "scratch" / "data")
+    os.utime(copied / "validation.csv", (time.time() + 60, time.time() + 60))
+    assert train.main(tiny_args(tiny_bert, out, copied, *resume))["global_step"] == 12
+
+
+def test_resume_refuses_a_checkpoint_of_an_older_version(interrupted_run, tiny_bert):
+    meta_file = interrupted_run / "checkpoints" / "step_000005" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    # Written before batches were seeded by (seed, epoch) and the data compared by content.
+    old = {k: v for k, v in meta["settings"].items() if k not in ("split_digests", "batch_order")}
+    meta_file.write_text(json.dumps(meta | {"settings": old | {"train_data_fingerprint": "1088e081065bf1bd"}}))
+    args = tiny_args(tiny_bert, interrupted_run, None, *GUARD_FLAGS, "--resume_from_checkpoint", "latest")
+    with pytest.raises(
+        ValueError, match=r"written by an older train.py \(its settings lack split_digests, batch_order"
+    ):
+        train.main(args)
 
 
 def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed_from(interrupted_run, tiny_bert):

@@ -169,6 +169,15 @@ def test_multi_label_flag_on_a_single_label_column_is_refused(tiny_bert, tmp_pat
     with pytest.raises(ValueError, match=r"--label_columns names label more than once"):
         train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--label_columns", "label", "label"))
 
+    # A run trained before the refusal (the flag recorded, ignored) is still scored as it was trained.
+    monkeypatch.undo()
+    out = tmp_path / "older"
+    train.main(tiny_args(tiny_bert, out, None, "--max_steps", "2"))
+    config = json.loads((out / "config.json").read_text())
+    config["user_config"]["multi_label"] = True
+    (out / "config.json").write_text(json.dumps(config))
+    assert evaluate.main(["--run_dir", str(out), "--split", "test"])["num_samples"] == 16
+
 
 def test_hierarchy_levels_given_fine_to_coarse_are_refused(tiny_bert, tmp_path, monkeypatch):
     from model import EncoderClassifier
