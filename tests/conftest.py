@@ -56,20 +56,11 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
     vocab_file.write_text("\n".join(_vocab()) + "\n")
     size = len(_vocab())
     common = dict(vocab_size=size, pad_token_id=0)
+    layers = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
     configs = {
-        "bert": lambda: BertConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
-            max_position_embeddings=128,
-            **common,
-        ),
+        "bert": lambda: BertConfig(**layers, max_position_embeddings=128, **common),
         "roberta": lambda: RobertaConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
+            **layers,
             max_position_embeddings=130,
             bos_token_id=2,
             eos_token_id=3,
@@ -77,32 +68,13 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         ),
         # Embeddings narrower than the layers, mapped up by a projection outside the embedding block; ALBERT's layers
         # are one shared layer run num_hidden_layers times.
-        "albert": lambda: AlbertConfig(
-            embedding_size=16,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
-            max_position_embeddings=128,
-            **common,
-        ),
-        "electra": lambda: ElectraConfig(
-            embedding_size=16,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
-            max_position_embeddings=128,
-            **common,
-        ),
+        "albert": lambda: AlbertConfig(embedding_size=16, **layers, max_position_embeddings=128, **common),
+        "electra": lambda: ElectraConfig(embedding_size=16, **layers, max_position_embeddings=128, **common),
         "distilbert": lambda: DistilBertConfig(
             dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=128, **common
         ),
         "modernbert": lambda: ModernBertConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
+            **layers,
             max_position_embeddings=128,
             bos_token_id=2,
             eos_token_id=3,
