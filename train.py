@@ -83,6 +83,7 @@ from utils import (
     is_accelerate_launch,
     logger,
     missing_local_path,
+    model_files_digest,
     pad_multiple_for,
     read_best_record,
     read_latest_pointer,
@@ -587,6 +588,8 @@ def run_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     keys = ("model_path", "num_processes", "mixed_precision", "split_sizes", "steps_per_epoch", "max_steps")
     settings |= {k: resolved[k] for k in (*keys, "split_digests", "label_names")}
     settings["batch_order"] = LengthGroupedBatchSampler.ORDER
+    # The model by its files' content, wherever it lives: one copied to a requeued job's scratch resumes.
+    settings["model_files"] = model_files_digest(resolved["model_path"])
     return json.loads(json.dumps(settings))
 
 
@@ -600,7 +603,10 @@ def check_resume_settings(checkpoint: Path, meta: dict[str, Any], settings: dict
             "would not continue the same run. Start the run again, or resume it with the version that wrote it."
         )
     # Other keys on one side only are settings an older version recorded (or a newer one adds): not compared.
-    changed = [k for k in sorted(set(saved) & set(settings)) if saved[k] != settings[k]]
+    compared = set(saved) & set(settings)
+    if "model_files" in compared:  # the same files elsewhere are the same model; older checkpoints compare the path
+        compared.discard("model_path")
+    changed = [k for k in sorted(compared) if saved[k] != settings[k]]
     if changed:
         shown = "; ".join(f"{k}: checkpoint {saved[k]!r:.60}, now {settings.get(k)!r:.60}" for k in changed)
         raise UsageError(

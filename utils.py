@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import hashlib
 import importlib.util
 import json
 import logging
@@ -128,6 +129,36 @@ def resolve_model_path(name_or_path: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         return name_or_path
     return str(Path(next(iter(spec.submodule_search_locations))) / subdir)
+
+
+# Files over this size are digested from evenly spaced blocks: reading a multi-GB checkpoint in full at every start
+# would cost seconds, and two different trainings of one architecture differ in every block anyway.
+WHOLE_FILE_LIMIT = 64 * 2**20
+SAMPLED_BLOCKS, BLOCK_SIZE = 32, 2**20
+
+
+def model_files_digest(model_path: str) -> str:
+    """A digest of a local model folder by content (config, tokenizer, pooling and weight files), so that a copy
+    elsewhere is the same model and an edited or other one is not; a hub id digests as its name."""
+    folder = Path(model_path)
+    h = hashlib.sha256()
+    if not folder.is_dir():
+        h.update(model_path.encode())
+        return h.hexdigest()[:16]
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts):
+            continue  # .git, .cache, editor files: not the model
+        size = path.stat().st_size
+        h.update(json.dumps(["/".join(parts), size]).encode())
+        with path.open("rb") as f:
+            if size <= WHOLE_FILE_LIMIT:
+                h.update(f.read())
+                continue
+            for i in range(SAMPLED_BLOCKS):
+                f.seek((size - BLOCK_SIZE) * i // (SAMPLED_BLOCKS - 1))
+                h.update(f.read(BLOCK_SIZE))
+    return h.hexdigest()[:16]
 
 
 def setup_logging(log_file: Path | None = None, is_main_process: bool = True) -> logging.Logger:

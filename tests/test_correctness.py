@@ -14,6 +14,7 @@ import pytest
 import torch
 import train_probe
 from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModel
 
 import evaluate
 import train
@@ -110,9 +111,14 @@ def test_resume_refuses_another_model_head_or_data(tiny_bert, tmp_path, probe):
         train.main(tiny_args(tiny_bert, out, data, *GUARD_FLAGS, "--checkpointing_steps", "5"))
     probe.uninstall()
     resume = [*GUARD_FLAGS, "--resume_from_checkpoint", "latest"]
-    other = make_tiny_model(tmp_path / "other", "bert")
-    with pytest.raises(ValueError, match=r"other settings .*model_path"):
+    # The same architecture and tokenizer with other weights is another model; the same files elsewhere are not.
+    other = shutil.copytree(tiny_bert, tmp_path / "other")
+    (other / "model.safetensors").unlink()
+    AutoModel.from_config(AutoConfig.from_pretrained(other)).save_pretrained(other)
+    with pytest.raises(ValueError, match=r"other settings \(model_files: "):
         train.main(tiny_args(other, out, data, *resume))
+    with pytest.raises(ValueError, match=r"other settings .*model_files"):
+        train.main(tiny_args(make_tiny_model(tmp_path / "roberta", "roberta"), out, data, *resume))
     with pytest.raises(ValueError, match=r"other settings .*head: checkpoint 'linear', now 'mlp'"):
         train.main(tiny_args(tiny_bert, out, data, *resume, "--head", "mlp"))
     # Rows edited in place: the validation split picks the best state, so it is part of the run as train is.
@@ -127,9 +133,11 @@ def test_resume_refuses_another_model_head_or_data(tiny_bert, tmp_path, probe):
         train.main(tiny_args(tiny_bert, out, data, *resume))
     # The same rows in files written again, elsewhere (a dataset copied anew to a requeued job's scratch), resume.
     (data / "train.csv").write_text("".join(train_rows))
+    # So does the model copied there too.
     copied = shutil.copytree(data, tmp_path / "scratch" / "data")
     os.utime(copied / "validation.csv", (time.time() + 60, time.time() + 60))
-    assert train.main(tiny_args(tiny_bert, out, copied, *resume))["global_step"] == 12
+    model_copy = shutil.copytree(tiny_bert, tmp_path / "scratch" / "model")
+    assert train.main(tiny_args(model_copy, out, copied, *resume))["global_step"] == 12
 
 
 def test_resume_refuses_a_checkpoint_of_an_older_version(interrupted_run, tiny_bert):

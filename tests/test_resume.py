@@ -213,7 +213,7 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
 
 
 @pytest.mark.slow
-def test_ctrl_c_checkpoints_exits_130_and_resumes_with_other_cpu_threads_and_copied_data(tiny_bert, tmp_path):
+def test_ctrl_c_checkpoints_exits_130_and_resumes_with_other_cpu_threads_and_copied_files(tiny_bert, tmp_path):
     stop_at = 7  # mid-epoch 1
     flags = [*FLAGS, "--checkpointing_steps", str(stop_at)]
     ref = tmp_path / "reference"
@@ -235,10 +235,11 @@ def test_ctrl_c_checkpoints_exits_130_and_resumes_with_other_cpu_threads_and_cop
     assert f"SIGINT received: stopped after step {stop_at}" in (run / "train.log").read_text()
     assert [p.name for p in train.checkpoint_dirs(run)] == [f"step_{stop_at:06d}"]
 
-    # --cpu_threads is how the run uses this machine, not what it computes: a resume may change it. The data may be
-    # read from a copy in another folder (a requeued job's local scratch): the same rows, so the same run.
+    # --cpu_threads is how the run uses this machine, not what it computes: a resume may change it. The data and the
+    # model may be read from copies in another folder (a requeued job's local scratch): the same run.
     copied = shutil.copytree(REPO / "sample_data", tmp_path / "scratch" / "sample_data")
-    resume = tiny_args(tiny_bert, run, copied, *flags, "--resume_from_checkpoint", "latest", "--cpu_threads", "2")
+    model = shutil.copytree(tiny_bert, tmp_path / "scratch" / "model")
+    resume = tiny_args(model, run, copied, *flags, "--resume_from_checkpoint", "latest", "--cpu_threads", "2")
     proc = launch("python", resume, env | {"PROBE_BLOCK_AT": ""}, tmp_path)
     out = finish(proc)
     assert proc.returncode == 0, out[-3000:]
