@@ -15,6 +15,8 @@ The path through this file: ``load_splits(cfg)`` -> ``tokenize_splits(...)`` -> 
 
 from __future__ import annotations
 
+import ast
+import csv
 import difflib
 import hashlib
 import json
@@ -34,9 +36,10 @@ from utils import ConfigError, UsageError, missing_local_path
 
 SPLIT_ALIASES = {
     "train": ("train",),
-    "validation": ("validation", "dev", "valid", "val"),
+    "validation": ("validation", "dev", "valid", "val", "eval"),
     "test": ("test",),
 }
+SOURCE_ROW = "row"  # a split's column: each row's position in its file, which predictions files report as idx
 # Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
 MIN_VALIDATION_ROWS = 10
 SHARD_SUFFIX = re.compile(r"[-_]\d+(-of-\d+)?$")  # train-00000-of-00002, train_1: shards of one split
@@ -76,7 +79,7 @@ def split_digests(splits: dict[str, Any]) -> dict[str, str]:
     digests = {}
     for split, ds in splits.items():
         h = hashlib.sha256()
-        for name in sorted(ds.column_names):
+        for name in sorted(set(ds.column_names) - {SOURCE_ROW}):  # positions only: the rows hold the content
             h.update(json.dumps([name, column_values(ds, name)], default=str).encode())
         digests[split] = h.hexdigest()[:16]
     return digests
@@ -160,7 +163,9 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
             f"{', '.join(map(str, original))} holds no rows (an empty split); add rows or remove the file."
         )
     suffix = suffixes.pop()
-    kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    # A .tsv is plain tab-separated lines (GLUE's files, IANA's text/tab-separated-values): a double quote is text.
+    # Read with csv quoting, one stray quote would open a field that swallows the lines after it, without a word.
+    kwargs: dict[str, Any] = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
     if FORMATS[suffix] == "csv":
         # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
         # "None" becomes a null label. Only an empty cell is missing here.
@@ -190,7 +195,10 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
                 f"cannot read {', '.join(map(str, files))}: it is not UTF-8 text. Save it as UTF-8 "
                 "(e.g. iconv -f latin1 -t utf-8 FILE > NEW, or encoding='utf-8' in pandas' to_csv)."
             ) from err
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # datasets' own wrapper ("An error occurred while generating the dataset") says nothing: the reader's does.
+        wrapper = "An error occurred while generating the dataset"
+        root = next((e for e in chain if str(e).strip() and not str(e).startswith(wrapper)), err)
+        first_line = str(root).strip().splitlines()[0].rstrip(".") if str(root).strip() else type(err).__name__
         raise UsageError(
             f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}."
         ) from err
@@ -281,7 +289,11 @@ def _named_splits(loaded: Any, dataset: str) -> tuple[dict[str, Any], dict[str, 
     if "train" not in splits:
         raise UsageError(f"--dataset {dataset}: it has no train split (splits: {', '.join(loaded)}).")
     features = splits["train"].features
-    return splits, {name: list(f.names) for name, f in features.items() if hasattr(f, "names")}
+    return splits, {name: ClassLabelNames(f.names) for name, f in features.items() if hasattr(f, "names")}
+
+
+class ClassLabelNames(list):
+    """Label names from a ``ClassLabel`` feature: the column holds their ids by definition, whatever the names."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -290,6 +302,14 @@ def _named_splits(loaded: Any, dataset: str) -> tuple[dict[str, Any], dict[str, 
 
 def check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
     """Raise a UsageError naming each missing column, with close matches from the file's columns."""
+    missing = {flag: column for flag, column in wanted.items() if column not in ds.column_names}
+    if len(missing) > 1 and len(ds.column_names) > 1:
+        # No guess from names here: "text" is closest to "target", often the label column (columns review, target).
+        flags = " and ".join(f"--{flag} {column!r}" for flag, column in missing.items())
+        raise UsageError(
+            f"{flags} are not columns of the {split} split (columns: {', '.join(ds.column_names)}); name the columns "
+            f"to read with {' and '.join(f'--{flag}' for flag in missing)}."
+        )
     for flag, column in wanted.items():
         if column not in ds.column_names:
             close = difflib.get_close_matches(column, ds.column_names, n=3, cutoff=0.5)
@@ -313,12 +333,51 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
+INTEGER_TEXT = re.compile(r"-?\d+")
+
+
+def label_key(value: Any, keys: dict[Any, int]) -> Any:
+    """``value`` as the label map ``keys`` spells it: a csv split read as numbers where train was read as text (one
+    "N/A" label makes pandas read a whole file as text), or the other way round, still finds its class."""
+    if value in keys or not keys:
+        return value
+    text_keys = isinstance(next(iter(keys)), str)
+    if text_keys and isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if text_keys and isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if not text_keys and isinstance(value, str) and INTEGER_TEXT.fullmatch(value.strip()):
+        return int(value)
+    return value
+
+
+def _by_name_or_id(labels: set[int], names: list[str]) -> str:
+    """How integer labels read against integer-like names from labels.json: "id" (a position in the list) or
+    "name"; refused where both readings fit and differ."""
+    if not all(INTEGER_TEXT.fullmatch(name) for name in names) or names == [str(i) for i in range(len(names))]:
+        return "id"
+    as_ids = all(0 <= v < len(names) for v in labels)
+    as_names = {str(v) for v in labels} <= set(names)
+    if as_ids and as_names:
+        raise UsageError(
+            f"labels.json lists integers as label names ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}) "
+            f"and the labels ({', '.join(map(str, sorted(labels)[:5]))}) could be either their positions or the names "
+            "themselves; list the names in id order as the labels' own values (label i is names[i]), or remove "
+            "labels.json to name each class by its value."
+        )
+    return "name" if as_names else "id"
+
+
 def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple[list[str], dict[Any, int]]:
     """Label names and the map from raw label values to ids, decided from the train split."""
     if train_labels and all(isinstance(v, float | np.floating) and float(v).is_integer() for v in train_labels):
         # 0.0/1.0 from a float column (a parquet or a dataframe's) are the ids 0/1; later splits' floats find the
         # same map entries, since 1.0 == 1 hashes alike.
         train_labels = [int(v) for v in train_labels]
+    if train_labels and all(isinstance(v, bool | np.bool_) for v in train_labels):
+        # True/False labels (a csv's, a jsonl's or a parquet bool column): the classes "False" and "True", in that
+        # order, so that False is id 0 as it is 0 in a 0/1 column; later splits find them through label_key.
+        train_labels = [str(bool(v)) for v in train_labels]
     if names is not None:
         # Two ids with one name would be merged in every metric and prediction file, silently.
         if twice := sorted(name for name, n in Counter(names).items() if n > 1):
@@ -326,6 +385,13 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
                 f"the label names given (labels.json or ClassLabel) list {', '.join(map(repr, twice[:5]))} more than "
                 "once; each class needs its own name."
             )
+        if (
+            all(_is_integer(v) for v in train_labels)
+            and not isinstance(names, ClassLabelNames)
+            and _by_name_or_id({int(v) for v in train_labels}, names) == "name"
+        ):
+            # labels.json ["1", ..., "5"] over star ratings 1..5: the values are the names, not positions.
+            return names, {int(name): i for i, name in enumerate(names)}
         if all(_is_integer(v) for v in train_labels):
             bad = sorted({int(v) for v in train_labels if not 0 <= v < len(names)})
             if bad:
@@ -357,7 +423,7 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
 
 def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:
     """Refuse labels that train never showed: a model cannot predict them and metrics would silently lie."""
-    unknown = Counter(v for v in values if v not in value_to_id)
+    unknown = Counter(v for v in values if label_key(v, value_to_id) not in value_to_id)
     if unknown:
         shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
         raise UsageError(
@@ -474,17 +540,20 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
     columns = {c: column_values(ds, c) for c in spec.columns}
     if spec.problem_type == "single_label_classification":
         _check_known(columns[spec.columns[0]], maps[0], split, spec.columns[0])
-        encoded = [maps[0][v] for v in columns[spec.columns[0]]]
+        encoded = [maps[0][label_key(v, maps[0])] for v in columns[spec.columns[0]]]
     elif spec.problem_type == "hierarchical_classification":
         for column, value_to_id in zip(spec.columns, maps, strict=True):
             _check_known(columns[column], value_to_id, split, column)
-        encoded = [[m[v] for m, v in zip(maps, row, strict=True)] for row in zip(*columns.values(), strict=True)]
+        encoded = [
+            [m[label_key(v, m)] for m, v in zip(maps, row, strict=True)] for row in zip(*columns.values(), strict=True)
+        ]
     elif maps:  # a column of label lists
         _check_label_lists(columns[spec.columns[0]], split, spec.columns[0])
         lists = [v or [] for v in columns[spec.columns[0]]]
         _check_known([x for v in lists for x in v], maps[0], split, spec.columns[0])
         size = len(spec.levels[0]["labels"])
-        encoded = [[1.0 if i in {maps[0][x] for x in v} else 0.0 for i in range(size)] for v in lists]
+        ids = [{maps[0][label_key(x, maps[0])] for x in v} for v in lists]
+        encoded = [[1.0 if i in row else 0.0 for i in range(size)] for row in ids]
     else:  # 0/1 columns
         bad = {c for c, vals in columns.items() if any(v not in (0, 1, True, False) for v in vals)}
         if bad:
@@ -550,14 +619,52 @@ def _align_teacher(ds: Any, teacher_labels: list[str] | None, label_names: list[
     return ds.remove_columns("teacher").add_column("teacher", reordered), note
 
 
+def _missing(value: Any) -> bool:
+    """A missing cell: None, or the NaN a csv reader or a float column holds there."""
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _parse_label_list(value: str) -> list[Any] | None:
+    """``'["a", "b"]'`` or ``"['a', 'b']"`` (a list written into a csv cell by json or pandas) as a list of labels;
+    None for anything else."""
+    text = value.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            parsed = parse(text)
+        except (ValueError, SyntaxError, RecursionError):
+            continue
+        if isinstance(parsed, list) and all(isinstance(x, str | int) and not isinstance(x, bool) for x in parsed):
+            return parsed
+    return None
+
+
+def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
+    """A label column whose every cell is a list written as text (a csv cannot hold lists) read as those lists."""
+    values = column_values(ds, column)
+    if not values or not all(isinstance(v, str) for v in values):
+        return ds
+    parsed = [_parse_label_list(v) for v in values]
+    if any(p is None for p in parsed):
+        return ds
+    import datasets
+
+    features = ds.features.copy()
+    features[column] = datasets.Sequence(datasets.Value("string"))
+    return ds.map(
+        lambda batch: {column: [[str(x) for x in _parse_label_list(v)] for v in batch[column]]},
+        batched=True,
+        features=features,
+        desc=f"label lists in {column!r} ({split})",
+    )
+
+
 def _as_text(ds: Any, name: str, split: str, column: str, flag: str) -> Any:
     """``ds`` with column ``name`` holding text: a column without any text (numbers, lists: a wrong column) is
     refused, a few numbers among texts (a jsonl row whose text is 2020) become their text, and missing cells (None, a
     csv's NaN) stay missing, counted as empty text later."""
-
-    def missing(value: Any) -> bool:
-        return value is None or (isinstance(value, float) and math.isnan(value))
-
+    missing = _missing
     values = column_values(ds, name)
     odd = [v for v in values if not (missing(v) or isinstance(v, str))]
     if not odd:
@@ -595,11 +702,15 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     if len(ds) == 0:
         raise UsageError(f"the {split} split of {cfg.dataset} is empty.")
     for label in cfg.label_columns or [cfg.label_column]:
-        nulls = sum(v is None for v in column_values(ds, label))
+        nulls = sum(_missing(v) for v in column_values(ds, label))
         if nulls:
             raise UsageError(f"the {split} split has {nulls} rows with no label in {label!r}; fill or drop them.")
     renames = {cfg.text_column: "text", **({cfg.text_pair_column: "text_pair"} if cfg.text_pair_column else {})}
     ds = ds.select_columns(list((wanted | teacher).values()))
+    if not cfg.label_columns:
+        ds = _label_lists_from_text(ds, cfg.label_column, split)
+    # The row's place in its file (blank and empty-text rows counted), for predictions files to point back to.
+    ds = ds.add_column(SOURCE_ROW, list(range(len(ds))))
     ds = ds.rename_columns(
         {k: v for k, v in renames.items() if k != v} | ({cfg.teacher_column: "teacher"} if teacher else {})
     )
@@ -636,11 +747,76 @@ def _attach_teacher(train: Any, teacher_labels: list[str] | None, label_names: l
     return _align_teacher(train, teacher_labels, label_names)
 
 
+def unmatched_files(dataset: str) -> list[str]:
+    """Data files in a dataset folder that no split takes (``eval.csv``, ``testing.csv``): said in the log."""
+    folder = Path(dataset).expanduser()
+    if not folder.is_dir() or (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+        return []
+    taken = {p for paths in _split_files(folder).values() for p in paths}
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and p not in taken)
+
+
+def _unlabeled(ds: Any, train: Any, cfg: TrainConfig) -> bool:
+    """A validation or test split without labels: every label missing, or -1 (GLUE's hidden test labels) where
+    train has no -1."""
+    columns = cfg.label_columns or [cfg.label_column]
+    if not len(ds) or any(c not in ds.column_names or c not in train.column_names for c in columns):
+        return False  # check_columns names what is missing
+    values = column_values(ds, columns[0])
+    if all(_missing(v) for v in values):
+        return True
+    minus_one = all(_is_integer(v) and v == -1 for v in values)
+    return minus_one and not any(_is_integer(v) and v == -1 for v in column_values(train, columns[0]))
+
+
+def _class_coverage(splits: dict[str, Any], spec: LabelSpec, cfg: TrainConfig) -> list[str]:
+    """After the validation carve and the row limits: warn of a train split left with one class, and say which
+    classes validation lacks (its macro-F1, which picks the best state, averages over the classes it holds)."""
+    if spec.problem_type == "multi_label_classification":
+        return []
+    finest = spec.levels[-1]["labels"]
+    present = {}
+    for split, ds in splits.items():
+        labels = column_values(ds, "label")
+        present[split] = {row[-1] if isinstance(row, list) else row for row in labels}
+    notes = []
+    if len(present["train"]) < 2:
+        # Refused for the whole train split (_two_or_more); after a limit it is most often a quick trial run.
+        limited = (
+            f" (--max_train_samples {cfg.max_train_samples} keeps the first rows)" if cfg.max_train_samples else ""
+        )
+        notes.append(
+            f"warning: the {len(splits['train'])} rows left for training hold one class "
+            f"({finest[next(iter(present['train']))]!r}){limited}: the model can only learn to predict it; train on "
+            "more rows, or shuffle the train file so that its first rows hold every class"
+        )
+    lacking = [finest[i] for i in sorted(present["train"] - present.get("validation", present["train"]))]
+    if lacking:
+        notes.append(
+            f"warning: the validation split holds no row of {len(lacking)} of the {len(present['train'])} classes "
+            f"train has ({', '.join(map(repr, lacking[:5]))}{', ...' if len(lacking) > 5 else ''}): the best state is "
+            "chosen without them; give a validation split with every class (or --max_eval_samples over more rows)"
+        )
+    return notes
+
+
 def load_splits(cfg: TrainConfig) -> SplitData:
     """Load, check and normalise the data ``cfg`` describes (source, columns, label kind, validation carve, row
     limits); every bad-input error is raised here, before any model is built."""
     raw, names = load_raw_splits(cfg.dataset)
     notes: list[str] = []
+    if ignored := unmatched_files(cfg.dataset):
+        notes.append(
+            f"not read (no split is named so): {', '.join(ignored)}; name files train, validation (or dev, valid, val, "
+            "eval) and test"
+        )
+    for split in [s for s in raw if s != "train" and _unlabeled(raw[s], raw["train"], cfg)]:
+        # A benchmark's hidden test labels (GLUE writes -1): nothing to score, so not a reason to stop the run.
+        del raw[split]
+        notes.append(
+            f"the {split} split has no labels (every one missing or -1, which train never uses): it is not read "
+            f"(no {split} metrics); predict it after training with python evaluate.py --run_dir RUN --input FILE"
+        )
     splits: dict[str, Any] = {}
     for split, ds in raw.items():
         splits[split], note = _normalise_split(ds, split, cfg)
@@ -678,6 +854,7 @@ def load_splits(cfg: TrainConfig) -> SplitData:
     for split, limit in limits.items():
         if split in splits and limit is not None and limit < len(splits[split]):
             splits[split] = splits[split].select(range(limit))
+    notes += _class_coverage(splits, spec, cfg)
     enough = max(MIN_VALIDATION_ROWS, len(spec.levels[-1]["labels"]))  # and at least one row per class
     if "validation" in splits and (rows := len(splits["validation"])) < enough:
         notes.append(

@@ -30,7 +30,15 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from config import METRICS, TrainConfig, option, parse_config
-from data import build_dataloaders, column_values, load_splits, load_unlabeled, tokenize_splits, windowing
+from data import (
+    SOURCE_ROW,
+    build_dataloaders,
+    column_values,
+    load_splits,
+    load_unlabeled,
+    tokenize_splits,
+    windowing,
+)
 from model import LOSSES, EncoderClassifier, EncoderClassifierConfig, class_loss
 from utils import (
     BEST_MODEL,
@@ -491,11 +499,14 @@ def predictions_rows(
     text (and pair), gold, prediction, probabilities and the row's loss."""
     texts = column_values(raw, "text")
     pairs = column_values(raw, "text_pair") if "text_pair" in raw.column_names else None
+    # idx: the row's place in its file (rows dropped for empty text counted), so that a join with the file holds.
+    places = column_values(raw, SOURCE_ROW) if SOURCE_ROW in raw.column_names else None
     described = task.describe(out["logits"], label_names, top_k)
     losses = task.losses(out["labels"], out["logits"]) if "labels" in out else None
     rows = []
     for row, i in enumerate(out["idx"]):
-        record = {"idx": int(i), "text": texts[int(i)]} | ({"text_pair": pairs[int(i)]} if pairs is not None else {})
+        place = int(i) if places is None else int(places[int(i)])
+        record = {"idx": place, "text": texts[int(i)]} | ({"text_pair": pairs[int(i)]} if pairs is not None else {})
         if "windows" in out:
             record["windows"] = int(out["windows"][row])
         if losses is not None:
@@ -512,8 +523,16 @@ def write_predictions(
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], path: Path, title: str) -> None:
-    """Save a confusion-matrix PNG (rows: gold, columns: predicted)."""
+# A confusion matrix of more classes is unreadable as a picture, and its figure grows with the square of the count:
+# 1000 classes took 8.6 GB and crashed. Those runs get the per-class report (and predictions) only.
+MAX_CONFUSION_CLASSES = 100
+
+
+def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], path: Path, title: str) -> bool:
+    """Save a confusion-matrix PNG (rows: gold, columns: predicted); False (nothing saved) above
+    MAX_CONFUSION_CLASSES classes."""
+    if len(label_names) > MAX_CONFUSION_CLASSES:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -536,6 +555,7 @@ def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], 
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -762,9 +782,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         atomic_write_json(run_dir / f"eval_{tag}.json", {"split": split, "run_dir": str(run_dir), **metrics})
         write_predictions(run_dir / f"predictions_{tag}.jsonl", raw, out, model_labels, task)
         # A hierarchy plots its finest level; multi-label has no single matrix (see per_class instead).
+        plotted = ""
         if (confusion := task.confusion(out["labels"], out["logits"])) is not None:
-            plot_confusion(*confusion, model_labels, run_dir / f"confusion_{tag}.png", f"{tag} ({run_dir.name})")
-        logger.info("wrote eval_%s.json, predictions_%s.jsonl, confusion_%s.png in %s", tag, tag, tag, run_dir)
+            path = run_dir / f"confusion_{tag}.png"
+            if plot_confusion(*confusion, model_labels, path, f"{tag} ({run_dir.name})"):
+                plotted = f", {path.name}"
+            else:
+                logger.info("no confusion_%s.png: %d classes (over %d)", tag, len(model_labels), MAX_CONFUSION_CLASSES)
+        logger.info("wrote eval_%s.json, predictions_%s.jsonl%s in %s", tag, tag, plotted, run_dir)
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
         print(json.dumps({"split": split, **summary}))
     return metrics

@@ -71,7 +71,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         set_seed,
     )
 
-    from data import load_splits
+    from data import SOURCE_ROW, load_splits
     from utils import resolve_model_path
 
     data = load_splits(
@@ -94,7 +94,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         return tokenizer(batch["text"], pair, truncation=True, max_length=cfg.max_seq_length)
 
     splits = {
-        name: ds.map(tokenize, batched=True).rename_column("label", "labels").remove_columns(["idx"])
+        name: ds.map(tokenize, batched=True).rename_column("label", "labels").remove_columns(["idx", SOURCE_ROW])
         for name, ds in data.splits.items()
     }
     set_seed(cfg.seed)
