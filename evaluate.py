@@ -36,6 +36,7 @@ from data import (
     column_values,
     load_splits,
     load_unlabeled,
+    split_digests,
     tokenize_splits,
     windowing,
 )
@@ -634,7 +635,21 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
             f"{best} lacks {', '.join(lacking)}: the folder is incomplete (files deleted or not copied). Restore it "
             "from where it came from, or train the run again."
         )
-    return json.loads((run_dir / "config.json").read_text())
+    try:
+        return json.loads((run_dir / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{run_dir / 'config.json'} is damaged ({err}); restore it, or train the run again.") from err
+
+
+def load_model_config(model_dir: Path) -> EncoderClassifierConfig:
+    """The model config of ``best_model/``, with one line when its config.json is damaged."""
+    try:
+        return EncoderClassifierConfig.from_pretrained(model_dir)
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"{model_dir / 'config.json'} cannot be read ({str(err).splitlines()[0]:.160}); restore the folder (a "
+            "checkpoint's best_model/ holds the best state it knew), or train the run again."
+        ) from err
 
 
 def run_folder(cfg: EvalConfig) -> Path:
@@ -662,23 +677,29 @@ def warn_if_unfinished(run_dir: Path) -> None:
     )
 
 
-def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, dataset: str) -> tuple[Any, list[str]]:
-    """The rows of ``cfg.split`` exactly as the run drew them, and the data's label names."""
-    # Train after the validation carve and --max_train_samples, so --split train scores the rows the run trained on;
-    # --max_samples then keeps the first N of the scored split.
-    max_train, max_eval = train_cfg.max_train_samples, train_cfg.max_eval_samples
-    if cfg.max_samples is not None and cfg.split == "train":
-        max_train = min(cfg.max_samples, max_train or cfg.max_samples)
-    elif cfg.max_samples is not None:
-        max_eval = cfg.max_samples
+def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The rows of ``cfg.split`` exactly as the run drew them (the first --max_samples of them), and the data's label
+    names; refused when those rows are no longer the ones the run recorded."""
+    # Train after the validation carve and --max_train_samples, so --split train scores the rows the run trained on.
     # Scoring needs no teacher probabilities, so a distillation run's data is read without them.
-    data_cfg = dataclasses.replace(
-        train_cfg, dataset=dataset, max_train_samples=max_train, max_eval_samples=max_eval, teacher_column=None
-    )
-    data = load_splits(data_cfg)
+    dataset = resolved["dataset"]
+    data = load_splits(dataclasses.replace(train_cfg, dataset=dataset, teacher_column=None))
     if cfg.split not in data.splits:
         raise UsageError(f"the dataset {dataset} has no {cfg.split} split.")
-    return data.splits[cfg.split], data.label_names
+    rows = data.splits[cfg.split]
+    recorded = (resolved.get("split_digests") or {}).get(cfg.split)
+    if recorded is not None and not (cfg.split == "train" and train_cfg.teacher_column):
+        # Scores of other rows, written as this run's eval_<split>.json and predictions (which compare.py reads),
+        # would pass for the run's own.
+        if (now := split_digests({cfg.split: rows})[cfg.split]) != recorded:
+            raise UsageError(
+                f"the {cfg.split} split of {dataset} is not the one this run recorded (its rows or labels changed "
+                f"after training: digest {recorded}, now {now}); restore the run's data to score it, or predict new "
+                "rows with --input FILE."
+            )
+    if cfg.max_samples is not None and cfg.max_samples < len(rows):
+        rows = rows.select(range(cfg.max_samples))
+    return rows, data.label_names
 
 
 def subset_name(name: str, max_samples: int | None, rows: int) -> str:
@@ -736,6 +757,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if accelerator.is_main_process:
         warn_if_unfinished(run_dir)
+        if (trained := resolved.get("num_processes")) and trained != accelerator.num_processes and not cfg.input:
+            # Each process sorts its shard by length, so other batches pad other rows: logits move by rounding.
+            logger.warning(
+                "the run evaluated on %d process(es), this on %d: batches differ, so the loss and probabilities may "
+                "differ in their last digits from results.json (launch with --num_processes %d to reproduce them "
+                "exactly)",
+                trained,
+                accelerator.num_processes,
+                trained,
+            )
     if cfg.input:
         name, label_names = "input", None
         check_output(cfg)
@@ -743,9 +774,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         destination = input_destination(cfg, run_dir, len(raw))
     else:
         name = cfg.split
-        raw, label_names = load_scored_split(cfg, train_cfg, resolved["dataset"])
+        raw, label_names = load_scored_split(cfg, train_cfg, resolved)
     model_dir = run_dir / BEST_MODEL
-    model_config = EncoderClassifierConfig.from_pretrained(model_dir)
+    model_config = load_model_config(model_dir)
     model_labels = [model_config.id2label[i] for i in range(model_config.num_labels)]
     if label_names is not None and label_names != model_labels:
         raise UsageError(

@@ -758,6 +758,9 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
         raise UsageError(
             f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."
         )
+    # Saved into best_model/ with it: a reload outside evaluate.py (pipeline(), AutoTokenizer + truncation=True) then
+    # cuts texts where training did, not at the checkpoint's 512, which changed predictions of long texts.
+    tokenizer.model_max_length = cfg.max_seq_length
     if (windows := windowing(cfg)) is not None:
         check_window_stride(cfg, windows.stride, tokenizer)
     check_layer_flags(cfg, backbone, backbone_config)

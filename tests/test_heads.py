@@ -174,7 +174,15 @@ def test_embedding_projections_belong_to_the_embeddings(tmp_path, arch, projecti
     assert not any(p.requires_grad for n, p in model.named_parameters() if projection in n)
 
 
-TEXTS = ["the striker scored a goal", "rain is expected tomorrow", "a new phone was released", "fresh bread and soup"]
+TEXTS = [
+    "the striker scored a goal",
+    "rain is expected tomorrow",
+    "a new phone was released",
+    "fresh bread and soup",
+    # Longer than the run's --max_seq_length (32): a reload must cut it where training did, not at 512.
+    " ".join(["the striker scored a goal and"] * 6 + ["rain and fresh bread and soup"] * 6),
+    " ".join(["fresh bread and soup with"] * 6 + ["a new phone was released today"] * 6),
+]
 
 
 def test_best_model_loads_with_trust_remote_code_outside_the_repository(tiny_bert, tmp_path):
@@ -187,7 +195,7 @@ def test_best_model_loads_with_trust_remote_code_outside_the_repository(tiny_ber
         model = AutoModelForSequenceClassification.from_pretrained({str(out / "best_model")!r}, trust_remote_code=True)
         tokenizer = AutoTokenizer.from_pretrained({str(out / "best_model")!r})
         classify = pipeline("text-classification", model=model, tokenizer=tokenizer)
-        print(json.dumps([classify(t)[0]["label"] for t in {TEXTS!r}]))
+        print(json.dumps([classify(t, truncation=True)[0] for t in {TEXTS!r}]))
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
@@ -197,8 +205,9 @@ def test_best_model_loads_with_trust_remote_code_outside_the_repository(tiny_ber
     (tmp_path / "new.csv").write_text("text\n" + "\n".join(TEXTS) + "\n")
     evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "new.csv")])
     rows = [json.loads(line) for line in (out / "predictions_new.jsonl").read_text().splitlines()]
-    assert piped == [row["label"] for row in rows]
-    assert set(piped) <= {"food", "sports", "technology", "weather"}
+    assert [p["label"] for p in piped] == [row["label"] for row in rows]
+    assert [p["score"] for p in piped] == pytest.approx([row["probability"] for row in rows], abs=1e-5)
+    assert {p["label"] for p in piped} <= {"food", "sports", "technology", "weather"}
 
 
 def test_a_head_with_its_own_setting_is_a_class_a_registry_line_and_a_field(tiny_bert, tmp_path, monkeypatch):

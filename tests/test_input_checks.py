@@ -278,6 +278,31 @@ def test_evaluate_never_replaces_the_predictions_training_wrote(tiny_bert, tmp_p
     assert (out / "predictions_test.jsonl").read_text() == written
 
 
+def test_evaluate_refuses_data_edited_after_training_and_damaged_configs(tiny_bert, tmp_path):
+    """Scores of other rows must not be written as the run's own (compare.py reads them), and a damaged config is one
+    line, not a traceback."""
+    data = shutil.copytree(REPO / "sample_data", tmp_path / "data")
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--num_train_epochs", "1"))
+    written = (out / "predictions_test.jsonl").read_text()
+    # The first N rows of the run's own split are the run's rows.
+    assert evaluate.main(["--run_dir", str(out), "--split", "test", "--max_samples", "4"])["num_samples"] == 4
+    lines = (data / "test.csv").read_text().splitlines(keepends=True)
+    relabelled = lines[1].rsplit(",", 1)[0] + (",food\n" if not lines[1].rstrip().endswith("food") else ",sports\n")
+    (data / "test.csv").write_text("".join([lines[0], relabelled, *lines[2:]]))
+    for flags in ([], ["--max_samples", "4"]):
+        with pytest.raises(UsageError, match=r"the test split of .* is not the one this run recorded"):
+            evaluate.main(["--run_dir", str(out), "--split", "test", *flags])
+    assert (out / "predictions_test.jsonl").read_text() == written
+    config = (out / "best_model" / "config.json").read_text()
+    (out / "best_model" / "config.json").write_text(config[: len(config) // 2])
+    with pytest.raises(UsageError, match=r"best_model/config\.json cannot be read"):
+        evaluate.main(["--run_dir", str(out), "--split", "validation"])
+    (out / "config.json").write_text("{bad")
+    with pytest.raises(UsageError, match=r"config\.json is damaged"):
+        evaluate.main(["--run_dir", str(out), "--split", "validation"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Datasets in the forms users bring: each read as meant, or refused with one line
 
