@@ -136,6 +136,19 @@ def copied_datasets(points_by_dataset: dict[str, list[dict[str, Any]]]) -> dict[
     return copies
 
 
+def pick_model(name: str, runs: list[dict[str, Any]], flag: str) -> str:
+    """The model ``name`` designates: a model of report.py (a row's name, or for a grid the model's name that its
+    selection section shows), exactly or as a unique part of one."""
+    models = sorted({r["model"] for r in runs})
+    if name not in models and (point := next((r for r in runs if r["row"] == name and r["grid"]), None)):
+        # One grid point of a model: the model competes at the point validation selects, which may be another.
+        raise UsageError(
+            f"{flag} {name!r} is a grid point of {point['model']!r}, which is compared at its grid point selected on "
+            f"validation; pass {point['model']!r}."
+        )
+    return report.pick_model(name, models, flag)
+
+
 def grid_text(grid: dict[str, Any]) -> str:
     """A grid point as ``k=v, k=v`` (``-`` without a grid)."""
     return ", ".join(f"{k}={v}" for k, v in sorted(grid.items())) or "-"
@@ -885,7 +898,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = report.load_runs(root) if root.is_dir() else []
     if not runs:
         raise UsageError(f"no finished runs (results.json + config.json) under {root}; pass the matrix's output_dir.")
-    models = sorted({r["model"] for r in runs})
     out_dir = Path(args.output_dir) if args.output_dir else root
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -902,7 +914,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{row['model']}: mean rank {num(row['mean_rank'], 2)}, mean {result['metric']} {num(row['mean_score'])}"
             )
     else:
-        args.a, args.b = report.pick_model(args.a, models, "--a"), report.pick_model(args.b, models, "--b")
+        args.a, args.b = pick_model(args.a, runs, "--a"), pick_model(args.b, runs, "--b")
         if args.a == args.b:
             raise UsageError(f"--a and --b both name {args.a!r}; compare two different models.")
         result = compare_pair(runs, args)

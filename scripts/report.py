@@ -141,6 +141,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
     for run in runs:
         if run["variant"]:
             run["model"] = f"{run['model']} [{run['variant']}]"
+    name_experiments(runs)
     return runs
 
 
@@ -161,7 +162,8 @@ def select_grid_points(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict
     metric and its direction (config.METRICS); test scores never take part. Also the runner-up and the margin."""
     groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
-        groups.setdefault((run["dataset"], run["model"]), {}).setdefault(point_key(run["grid"]), []).append(run)
+        # A point is one experiment: runs whose settings differ are never one point's seeds.
+        groups.setdefault((run["dataset"], run["model"]), {}).setdefault(run["identity"], []).append(run)
     chosen = {}
     for pair, points in groups.items():
         scored = []
@@ -195,6 +197,33 @@ def name_runs(runs: list[dict[str, Any]]) -> None:
     models = [(r["model_path"], "", r["model_path"]) for r in runs]
     for run, dataset, model in zip(runs, unique_names(datasets), unique_names(models), strict=True):
         run["dataset"], run["model"] = dataset, model
+
+
+def name_experiments(runs: list[dict[str, Any]]) -> None:
+    """Tell apart the experiments of one display model by the settings that differ between them: ``row`` names a
+    table row (every such setting, ``minilm (learning_rate=1e-05, weight_decay=0.1)``), ``model`` the model that
+    competes for a dataset and that compare.py names (all but the grid point, whose value validation selects:
+    ``minilm (learning_rate=1e-05)``), ``model_name`` the bare model (``minilm``)."""
+    # The settings that differ between two experiments of a model on any one dataset name it on every dataset, so
+    # that one experiment carries one name across datasets (compare.py pairs them by it).
+    by_pair: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        by_pair.setdefault((run["dataset"], run["model"]), {}).setdefault(run["identity"], run["settings"])
+    varying: dict[str, set[str]] = {}
+    for (_, model), experiments in by_pair.items():
+        keys = {k for settings in experiments.values() for k in settings}
+        differ = {k for k in keys if len({json.dumps(s.get(k), default=str) for s in experiments.values()}) > 1}
+        varying.setdefault(model, set()).update(differ)
+    for run in runs:
+        keys = sorted(varying[run["model"]])
+        run["model_name"] = run["model"]
+        run["row"] = with_settings(run["model"], run["settings"], keys)
+        run["model"] = with_settings(run["model"], run["settings"], [k for k in keys if k not in run["grid"]])
+
+
+def with_settings(name: str, settings: dict[str, Any], keys: list[str]) -> str:
+    """``name (k=v, ...)`` for ``keys`` of ``settings``, or ``name`` without keys."""
+    return f"{name} ({', '.join(f'{k}={settings.get(k)}' for k in keys)})" if keys else name
 
 
 def one_run_per_seed(members: list[dict[str, Any]], quiet: bool = False) -> list[dict[str, Any]]:
@@ -274,19 +303,18 @@ def resolve_baseline(baseline: str, rows: list[dict[str, Any]]) -> str:
                 "give one of their names."
             )
         return baseline
-    short, full = sorted({r["model_name"] for r in rows}), sorted({r["model"] for r in rows})
-    if baseline in short or baseline in full:
+    models, full = sorted({r["competitor"] for r in rows}), sorted({r["model"] for r in rows})
+    if baseline in models or baseline in full:
         return baseline
-    try:  # a part of a model's name first: every grid row of that model contains it too
-        return pick_model(baseline, short, "--baseline")
-    except UsageError:
-        return pick_model(baseline, full, "--baseline")
+    # A part of a model's name first (its grid rows contain it too); a model entered twice with other flags is two
+    # models, so a part of both is ambiguous, and the error lists their names.
+    return pick_model(baseline, models if any(baseline in m for m in models) else full, "--baseline")
 
 
 def find_baseline(rows: list[dict[str, Any]], baseline: str) -> dict[str, Any] | None:
     """The row of ``baseline`` among one dataset's competing rows: by the name the table shows, else by its model's
     name (a grid's selected point), else by the full model path."""
-    named = [r for r in rows if r["model"] == baseline] or [r for r in rows if r["model_name"] == baseline]
+    named = [r for r in rows if r["model"] == baseline] or [r for r in rows if r["competitor"] == baseline]
     by_path = [r for r in rows if r["model_path"] in (baseline, source_key(baseline))]
     matches = named or by_path
     return matches[0] if len(matches) == 1 else None
@@ -297,48 +325,40 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
     by_identity: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_identity.setdefault(run["identity"], []).append(run)
-    # Experiments of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named
-    # by the settings that differ between them.
-    by_pair: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
-    for members in by_identity.values():
-        by_pair.setdefault((members[0]["dataset"], members[0]["model"]), []).append(members)
-    rows = []
-    for (dataset, model), experiments in by_pair.items():
-        keys = sorted({k for members in experiments for k in members[0]["settings"]})
-        varying = [k for k in keys if len({json.dumps(e[0]["settings"].get(k)) for e in experiments}) > 1]
-        for members in experiments:
-            first = members[0]
-            variant = ", ".join(f"{k}={first['settings'].get(k)}" for k in varying)
-            members = one_run_per_seed(members)
-            warn_if_data_changed(members)
-            row: dict[str, Any] = {
-                "dataset": dataset,
-                "model": f"{model} ({variant})" if variant else model,
-                "model_name": model,
-                "seeds": len(members),
-                "metric": first["metric"],
-                "grid": point_key(first["grid"]) if first["grid"] else "",
-            }
-            row["val_selected_mean"] = mean_std([m["val_selected"] for m in members])[0]
-            for column, _, _ in COLUMNS:
-                row[f"{column}_mean"], row[f"{column}_std"] = mean_std([m[column] for m in members])
-            if row["val_macro_f1_mean"] is not None and row["test_macro_f1_mean"] is not None:
-                row["val_test_gap"] = row["val_macro_f1_mean"] - row["test_macro_f1_mean"]
-            else:
-                row["val_test_gap"] = None
-            for key in ("best_step", "train_runtime_s", "train_samples_per_s"):
-                row[key] = mean_std([m[key] for m in members])[0]
-            # The full identity, so a row can always be traced to exactly what was trained.
-            row["dataset_path"], row["model_path"] = first["dataset_path"], first["model_path"]
-            row["settings"] = json.dumps(first["settings"], sort_keys=True, default=str)
-            row["run_dirs"] = " ".join(sorted(str(m["run_dir"]) for m in members))
-            rows.append(row)
-    rows.sort(key=lambda r: (r["dataset"], r["model"]))
     # With a grid, only each model's point selected on validation competes for the dataset (and the baseline).
-    selected = select_grid_points(runs)
-    for r in rows:
-        pair = (r["dataset"], r["model_name"])
-        r["selected"] = not r["grid"] or (pair in selected and point_key(selected[pair]["grid"]) == r["grid"])
+    chosen = {point["runs"][0]["identity"] for point in select_grid_points(runs).values()}
+    rows = []
+    # Experiments of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named
+    # by the settings that differ between them (name_experiments).
+    for members in by_identity.values():
+        first = members[0]
+        members = one_run_per_seed(members)
+        warn_if_data_changed(members)
+        row: dict[str, Any] = {
+            "dataset": first["dataset"],
+            "model": first["row"],
+            "model_name": first["model_name"],
+            "competitor": first["model"],
+            "seeds": len(members),
+            "metric": first["metric"],
+            "grid": point_key(first["grid"]) if first["grid"] else "",
+            "selected": not first["grid"] or first["identity"] in chosen,
+        }
+        row["val_selected_mean"] = mean_std([m["val_selected"] for m in members])[0]
+        for column, _, _ in COLUMNS:
+            row[f"{column}_mean"], row[f"{column}_std"] = mean_std([m[column] for m in members])
+        if row["val_macro_f1_mean"] is not None and row["test_macro_f1_mean"] is not None:
+            row["val_test_gap"] = row["val_macro_f1_mean"] - row["test_macro_f1_mean"]
+        else:
+            row["val_test_gap"] = None
+        for key in ("best_step", "train_runtime_s", "train_samples_per_s"):
+            row[key] = mean_std([m[key] for m in members])[0]
+        # The full identity, so a row can always be traced to exactly what was trained.
+        row["dataset_path"], row["model_path"] = first["dataset_path"], first["model_path"]
+        row["settings"] = json.dumps(first["settings"], sort_keys=True, default=str)
+        row["run_dirs"] = " ".join(sorted(str(m["run_dir"]) for m in members))
+        rows.append(row)
+    rows.sort(key=lambda r: (r["dataset"], r["model"]))
     baseline = resolve_baseline(baseline, rows) if baseline is not None else None
     baseline_found = False
     for dataset in {r["dataset"] for r in rows}:
@@ -360,10 +380,10 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
                 )
                 r["delta_test_macro_f1"] = r["test_macro_f1_mean"] - base["test_macro_f1_mean"] if has else None
     if baseline is not None and not baseline_found:
-        if any(r["model"] == baseline and not r["selected"] for r in rows):
+        if point := next((r for r in rows if r["model"] == baseline and not r["selected"]), None):
             print(
                 f"warning: --baseline {baseline} is a grid point that validation did not select; a model competes (and "
-                f"serves as the baseline) at its selected point: pass the model's name ({baseline.split(' (')[0]}).",
+                f"serves as the baseline) at its selected point: pass the model's name ({point['competitor']}).",
                 file=sys.stderr,
             )
         else:

@@ -1,0 +1,112 @@
+"""A campaign's experiments stay apart from the matrix to the verdict: one model entered twice with other flags, runs
+launched with another precision or process count, runs tested on other test data, and a single seed's "win"."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+from test_compare import FAST, balanced_gold, with_errors
+from test_run_identity import report_rows, script
+
+from conftest import REPO
+from utils import run_cli
+
+sys.path.insert(0, str(REPO / "scripts"))
+import compare
+
+LABELS = ["neg", "pos"]
+
+
+def write_run(
+    root: Path,
+    folder: str,
+    model: str,
+    seed: int,
+    gold: list[str],
+    pred: list[str],
+    val: float | None = None,
+    grid: dict | None = None,
+    resolved: dict | None = None,
+    dataset: str = "d1",
+    **settings: object,
+) -> Path:
+    """A finished run folder as train.py and run_matrix.py leave it, with ``settings`` in its user_config and
+    ``resolved`` added to config.json's resolved block."""
+    run_dir = root / dataset / folder / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    user = {"dataset": f"/data/{dataset}", "model_name_or_path": model, "seed": seed, **(grid or {}), **settings}
+    record = {"dataset": f"/data/{dataset}", "label_names": LABELS, "mixed_precision": "no", "num_processes": 1}
+    record |= {"split_digests": {"test": f"{dataset}-test"}} | (resolved or {})
+    (run_dir / "config.json").write_text(json.dumps({"user_config": user, "resolved": record}))
+    test = {"macro_f1": f1_score(gold, pred, average="macro"), "accuracy": accuracy_score(gold, pred)}
+    test["num_samples"] = len(gold)
+    validation = dict.fromkeys(("macro_f1", "accuracy"), test["macro_f1"] if val is None else val)
+    results = {"metric": "macro_f1", "validation": validation, "test": test, "best_step": 10}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    if grid:
+        (run_dir / "matrix.json").write_text(json.dumps({"variant": None, "grid": grid}))
+    rows = [{"idx": i, "gold": g, "pred": p} for i, (g, p) in enumerate(zip(gold, pred, strict=True))]
+    (run_dir / "predictions_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run_dir
+
+
+def run_compare(root: Path, *args: str, capsys: pytest.CaptureFixture) -> dict:
+    """compare.main in-process; returns the JSON of the last stdout line."""
+    compare.main([str(root), *FAST, *args])
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def compare_error(root: Path, *args: str, capsys: pytest.CaptureFixture) -> str:
+    """The one error line compare.py exits 2 with."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda _: compare.main([str(root), *FAST, *args]))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error:"), err
+    return err
+
+
+# ---- one model entered twice with other flags --------------------------------------------------------------------
+
+
+def two_entries_of_one_model(root: Path) -> None:
+    """models: [{path: org/enc, learning_rate: 1e-3}, {path: org/enc, learning_rate: 1e-5}, org/base] with a
+    weight-decay grid, as run_matrix.py lays it out (a hash tells the two entries' folders apart). Validation prefers
+    wd 0.0 at lr 1e-3 and wd 0.1 at lr 1e-5; the weak lr 1e-5 runs are the newest."""
+    gold = balanced_gold(40)
+    for folder, lr, errors, vals in (("enc-1", 1e-3, 4, (0.8, 0.7)), ("enc-2", 1e-5, 16, (0.2, 0.3))):
+        for wd, val in zip((0.0, 0.1), vals, strict=True):
+            for seed in (1, 2):
+                pred = with_errors(gold, errors + 2 * seed, offset=seed)
+                grid = {"weight_decay": wd}
+                write_run(root, f"{folder}/weight_decay={wd}", "org/enc", seed, gold, pred, val, grid, learning_rate=lr)
+    for seed in (1, 2):
+        write_run(root, "base", "org/base", seed, gold, with_errors(gold, 10, offset=seed), 0.5)
+
+
+def test_one_model_entered_twice_is_two_models_in_the_report_and_the_verdict(tmp_path, capsys):
+    two_entries_of_one_model(tmp_path)
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    assert "trained 2 times" not in proc.stderr, proc.stderr  # no seed of one entry stands in for the other's
+    # Each entry's grid point is chosen among its own runs, on validation.
+    for model, point, score in (("enc (learning_rate=0.001)", 0.0, 0.8), ("enc (learning_rate=1e-05)", 0.1, 0.3)):
+        assert f"d1 / {model}: {{'weight_decay': {point}}} (mean validation macro_f1 {score:.4f} over 2" in proc.stdout
+    assert {r["model"] for r in report_rows(tmp_path)} >= {"enc (learning_rate=0.001, weight_decay=0.0)", "base"}
+
+    # The name report.py gives the entry is the name compare.py takes.
+    out = run_compare(tmp_path, "--a", "enc (learning_rate=0.001)", "--b", "base", "--bootstrap", "100", capsys=capsys)
+    r = out["per_dataset"]["d1"]
+    assert r["a_grid"] == {"weight_decay": 0.0} and r["seeds"] == [1, 2]
+    assert r["a_mean"] == pytest.approx(1 - 7 / 40)  # lr 1e-3's runs only: 6 and 8 errors
+    # The bare model name is two models: refused, with the names to use.
+    err = compare_error(tmp_path, "--a", "enc", "--b", "base", capsys=capsys)
+    assert "ambiguous" in err and "'enc (learning_rate=0.001)'" in err and "'enc (learning_rate=1e-05)'" in err
+    # A row of one grid point names no model: compare.py compares a model at its point selected on validation.
+    err = compare_error(tmp_path, "--a", "enc (learning_rate=0.001, weight_decay=0.1)", "--b", "base", capsys=capsys)
+    assert "a grid point of 'enc (learning_rate=0.001)'" in err
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert set(ranked["models"]) == {"enc (learning_rate=0.001)", "enc (learning_rate=1e-05)", "base"}
