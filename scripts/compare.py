@@ -14,7 +14,8 @@ Per dataset: the mean ± std over seeds of Δ = A − B; a paired bootstrap CI o
 resampled examples for A and B and for every seed, metric recomputed from ``predictions_test.jsonl``) with its
 p-value, Holm-corrected across datasets; ASO ε_min over the seed scores (deepsig); and whether validation ranks the
 grid points of A and B as test does (Kendall τ, and a flag when the validation winner loses on test). A dataset is
-won when Δ survives both the example bootstrap (Holm) and the seeds (ASO ε_min < 0.2, when there are ≥ 2 seeds).
+won when Δ survives both the example bootstrap (Holm) and the seeds (ASO ε_min < 0.2, so ≥ 2 paired seeds: one
+seed never wins a dataset).
 Across datasets: the Bayesian signed-rank test (baycomp) on the per-dataset mean scores with a ROPE (--rope), and
 Wilcoxon's signed-rank test from 6 datasets on. When nothing is decided, the number of seeds a paired t-test would need
 to detect the observed Δ (80% power) is printed.
@@ -437,7 +438,8 @@ def compare_dataset(
 
 
 def decide(per_dataset: dict[str, dict[str, Any]], alpha: float) -> None:
-    """Holm-correct the bootstrap p-values across datasets and set each dataset's ``significant`` and ``winner``."""
+    """Holm-correct the bootstrap p-values across datasets and set each dataset's ``significant`` and ``winner``
+    (a win needs ≥ 2 paired seeds: one seed says nothing of the seed noise)."""
     tested = [d for d, r in per_dataset.items() if r["p_value"] is not None]
     for dataset, p in zip(tested, holm([per_dataset[d]["p_value"] for d in tested]), strict=True):
         per_dataset[dataset]["p_holm"] = p
@@ -446,8 +448,15 @@ def decide(per_dataset: dict[str, dict[str, Any]], alpha: float) -> None:
         r["significant"] = r["p_holm"] is not None and r["p_holm"] < alpha
         side = "A" if r["delta_mean"] > 0 else "B"
         eps = r["aso_eps_min_a"] if side == "A" else r["aso_eps_min_b"]
-        # A win must survive both noises: the test examples drawn (bootstrap) and the seeds (ASO, when it ran).
-        r["winner"] = side if r["significant"] and r["delta_mean"] != 0 and (eps is None or eps < ASO_TAU) else None
+        # A win must survive both noises: the test examples drawn (bootstrap) and the seeds (ASO, which needs ≥ 2
+        # paired seeds: without it a single lucky seed would win the dataset).
+        ahead = r["significant"] and r["delta_mean"] != 0
+        r["winner"] = side if ahead and eps is not None and eps < ASO_TAU else None
+        if ahead and eps is None:
+            r["notes"].append(
+                f"no win with {len(r['seeds'])} paired seed: {side} is ahead beyond the test-example bootstrap, but a "
+                "win needs ≥ 2 paired seeds (ASO over seeds)"
+            )
 
 
 # ---- A vs B ------------------------------------------------------------------------------------------------------
@@ -732,7 +741,7 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         f"(A = {a}, B = {b}). Bootstrap: {args.bootstrap} resamples of the test examples (seed {args.seed}), "
         f"{100 * (1 - args.alpha):g}% percentile interval; p Holm-corrected across datasets. ASO ε_min (deepsig, "
         f"{args.aso_bootstrap} iterations) over seeds: < {ASO_TAU} means that side is almost stochastically better. "
-        f"A dataset is won when p (Holm) < {args.alpha:g} and the winner's ε_min < {ASO_TAU}.",
+        f"A dataset is won when p (Holm) < {args.alpha:g} and the winner's ε_min < {ASO_TAU}, with ≥ 2 paired seeds.",
         "",
         "| dataset | seeds | A | B | Δ mean ± std | CI | p (Holm) | ε_min A>B / B>A | won by | val/test τ | val winner loses on test |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

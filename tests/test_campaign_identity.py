@@ -110,3 +110,21 @@ def test_one_model_entered_twice_is_two_models_in_the_report_and_the_verdict(tmp
     assert "a grid point of 'enc (learning_rate=0.001)'" in err
     ranked = run_compare(tmp_path, "--all", capsys=capsys)
     assert set(ranked["models"]) == {"enc (learning_rate=0.001)", "enc (learning_rate=1e-05)", "base"}
+
+
+# ---- a single seed never wins a dataset ---------------------------------------------------------------------------
+
+
+def test_one_seed_is_never_a_significant_win(tmp_path, capsys):
+    """A right on every example, B wrong on 10% of 400: the test-example bootstrap separates them, but one seed says
+    nothing of the seed noise, so no dataset is won, and the output says why."""
+    gold = balanced_gold(400)
+    for dataset in ("d1", "d2"):
+        write_run(tmp_path, "a", "org/a", 1, gold, gold, dataset=dataset)
+        write_run(tmp_path, "b", "org/b", 1, gold, with_errors(gold, 40), dataset=dataset)
+    out = run_compare(tmp_path, "--a", "a", "--b", "b", "--bootstrap", "500", capsys=capsys)
+    for r in out["per_dataset"].values():
+        assert r["significant"] and r["ci_low"] > 0  # the bootstrap alone would call it
+        assert r["winner"] is None
+    assert out["datasets_a_wins"] == 0 and "significant wins: 0 vs 0" in out["verdict"]
+    assert any("d1: no win with 1 paired seed" in note and "≥ 2" in note for note in out["notes"]), out["notes"]
