@@ -110,16 +110,21 @@ def scored_seeds(point: dict[str, Any], metric: str) -> dict[int, dict[str, Any]
 
 
 def different_test_sets(points: list[dict[str, Any]]) -> str | None:
-    """Why the selected runs' test scores cannot be compared (they scored different numbers of test rows: another
-    --max_eval_samples, another test file), or None."""
-    sizes: dict[str, set[int]] = {}
+    """Why the selected runs' test scores cannot be compared, or None: they scored different numbers of test rows
+    (another --max_eval_samples), other rows (another or an edited test file: the test split's digest) or under other
+    label names. What a run did not record is unknown, not different."""
+    seen: dict[str, dict[str, set[str]]] = {"numbers of rows": {}, "test data": {}, "label names": {}}
     for point in points:
         for run in point["runs"]:
-            if run.get("test_num_samples") is not None:
-                sizes.setdefault(str(run["model"]), set()).add(int(run["test_num_samples"]))
-    if len(set().union(*sizes.values())) > 1:
-        listed = ", ".join(f"{m}: {'/'.join(map(str, sorted(n)))}" for m, n in sorted(sizes.items()))
-        return f"the runs were tested on different numbers of rows ({listed}); compare runs on one test set"
+            recorded = (run.get("test_num_samples"), run["data_seen"]["test_rows"], run["data_seen"]["labels"])
+            for what, value in zip(seen, recorded, strict=True):
+                if value is not None:
+                    shown = "/".join(map(str, value)) if isinstance(value, list) else str(value)
+                    seen[what].setdefault(str(run["model"]), set()).add(shown)
+    for what, by_model in seen.items():
+        if len(set().union(*by_model.values())) > 1:
+            listed = ", ".join(f"{m}: {' | '.join(sorted(v))}" for m, v in sorted(by_model.items()))
+            return f"the runs were tested on different {what} ({listed}); compare runs on one test set"
     return None
 
 

@@ -265,6 +265,28 @@ def warn_if_data_changed(members: list[dict[str, Any]]) -> None:
         )
 
 
+def warn_if_test_sets_differ(runs: list[dict[str, Any]]) -> None:
+    """Warn when the rows of one dataset were tested on different test rows or with different label names (another
+    --max_eval_samples, a test file edited between models): their test scores are not comparable."""
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_dataset.setdefault(run["dataset"], []).append(run)
+    for dataset, members in sorted(by_dataset.items()):
+        known = [k for k in ("labels", "test_rows") if all(r["data_seen"][k] is not None for r in members)]
+        seen: dict[str, set[str]] = {}
+        for run in members:
+            seen.setdefault(json.dumps({k: run["data_seen"][k] for k in known}, sort_keys=True), set()).add(run["row"])
+        listed_rows = [row for rows in seen.values() for row in rows]
+        if len(seen) < 2 or len(listed_rows) != len(set(listed_rows)):
+            continue  # one test set; or a row whose own seeds saw two, which warn_if_data_changed names
+        listed = "; ".join(f"{', '.join(sorted(rows))}: {version}" for version, rows in seen.items())
+        print(
+            f"warning: {dataset}: its rows saw different test data ({listed}); their test scores are not comparable "
+            "(compare.py leaves the dataset out). Retrain them on one test set.",
+            file=sys.stderr,
+        )
+
+
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation of the non-missing values (no std for a single value)."""
     present = [v for v in values if v is not None]
@@ -359,6 +381,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         row["run_dirs"] = " ".join(sorted(str(m["run_dir"]) for m in members))
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["model"]))
+    warn_if_test_sets_differ([r for members in by_identity.values() for r in one_run_per_seed(members, quiet=True)])
     baseline = resolve_baseline(baseline, rows) if baseline is not None else None
     baseline_found = False
     for dataset in {r["dataset"] for r in rows}:

@@ -128,3 +128,29 @@ def test_one_seed_is_never_a_significant_win(tmp_path, capsys):
         assert r["winner"] is None
     assert out["datasets_a_wins"] == 0 and "significant wins: 0 vs 0" in out["verdict"]
     assert any("d1: no win with 1 paired seed" in note and "≥ 2" in note for note in out["notes"]), out["notes"]
+
+
+# ---- A and B tested on other test data -----------------------------------------------------------------------------
+
+
+def test_sides_tested_on_other_test_data_are_left_out_of_the_verdict(tmp_path, capsys):
+    """As many test rows on both sides, but B's test split had other rows on d1 (its digest differs) and other label
+    names on d2: neither is a paired comparison. Both are left out with the reason; report.py warns."""
+    gold = balanced_gold(40)
+    seen = {"d1": {"split_digests": {"test": "other-rows"}}, "d2": {"label_names": ["neg", "pos", "neutral"]}}
+    for dataset in ("d1", "d2", "d3"):
+        for seed in (1, 2):
+            write_run(tmp_path, "a", "org/a", seed, gold, gold, dataset=dataset)
+            pred = with_errors(gold, 8, offset=seed)
+            write_run(tmp_path, "b", "org/b", seed, gold, pred, resolved=seen.get(dataset), dataset=dataset)
+    out = run_compare(tmp_path, "--a", "a", "--b", "b", "--bootstrap", "100", capsys=capsys)
+    assert list(out["per_dataset"]) == ["d3"]
+    assert "tested on different test data" in out["datasets_skipped"]["d1"], out["datasets_skipped"]
+    assert "different label names" in out["datasets_skipped"]["d2"], out["datasets_skipped"]
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert ranked["datasets_compared"] == ["d3"] and set(ranked["datasets_skipped"]) == {"d1", "d2"}
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("saw different test data" in w for w in warnings), proc.stderr
+    assert warnings[0].startswith("warning: d1:") and warnings[1].startswith("warning: d2:")
