@@ -11,8 +11,8 @@ rate, gradient norm and the validation metric from ``metrics.jsonl``), ``heatmap
 a rare class that one setting learns and another misses shows at a glance.
 
 A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
-that changes what is learned (``results.csv`` lists them in ``dataset_path``, ``model_path`` and ``settings``); only
-seeds are averaged. Names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
+that changes what is learned, the launch's mixed precision and process count included (``results.csv`` lists them
+in ``dataset_path``, ``model_path`` and ``settings``); only seeds are averaged. Names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
 and get their parent folders (``v1-reviews``, ``org1-bert-base``) or a short hash when two paths share a short name;
 runs of one dataset and model with other settings are told apart by those settings (``minilm (learning_rate=1e-05)``).
 A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
@@ -53,6 +53,8 @@ from utils import (  # noqa: E402
 # Keys that are not a row's "other settings": bookkeeping never changes what a run learns, seeds are what a row
 # averages over, and the dataset and model paths are keyed on separately (resolved).
 NOT_SETTINGS = BOOKKEEPING_SETTINGS | {"seed", "dataset", "model_name_or_path"}
+# What the launcher decided for a run (config.json's resolved block): it changes what is learned as much as a flag.
+LAUNCH_SETTINGS = ("mixed_precision", "num_processes", "effective_batch_size")
 COLUMNS = [
     ("val_macro_f1", "validation", "macro_f1"),
     ("val_accuracy", "validation", "accuracy"),
@@ -87,6 +89,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             )
             continue
         settings = {k: v for k, v in user.items() if k not in NOT_SETTINGS}
+        settings |= {k: resolved[k] for k in LAUNCH_SETTINGS if k in resolved}
         # train.py records the local dataset resolved to an absolute path, so a relative path given from another
         # working directory still names the same folder; the model is resolved here when it is a local path.
         dataset = source_key(resolved.get("dataset") or user["dataset"])

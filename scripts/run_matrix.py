@@ -35,7 +35,8 @@ of another dataset or model from an earlier matrix. ``name:`` in an entry sets t
 A run whose ``results.json`` exists is skipped, so running the matrix again retrains nothing; an interrupted run with
 checkpoints resumes from them; one that failed before its first checkpoint starts over. Before anything runs, each
 planned run is compared with the ``config.json`` of a run already in its folder (finished or not): if a setting that
-changes what is learned differs (say ``train_args`` were edited), the matrix refuses with exit code 2 rather than
+changes what is learned differs (say ``train_args`` were edited, or the launcher sets another mixed precision or
+process count than the run's ``config.json`` records), the matrix refuses with exit code 2 rather than
 report the old results as the new settings' or resume them with other settings; use another ``--output_dir``, give
 the entry its own ``name:``, or delete the folder. A failed run does not stop the others; the failures are listed at
 the end and the exit code is 1.
@@ -411,12 +412,52 @@ def differences(recorded: dict[str, Any], planned: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def check_existing_runs(runs: list[Run]) -> None:
-    """Refuse, before anything runs, a plan that would skip or resume a run trained with other settings."""
+def launch_settings(launcher: list[str]) -> dict[str, str]:
+    """The mixed precision and process count ``launcher`` gives each run (what config.json's ``resolved`` records),
+    as far as they can be told before it runs: a count that follows the GPUs a node has, say, is left out."""
+    options = launcher_options(launcher)
+    names = [Path(token).name for token in launcher]
+    accelerate = "accelerate.commands.launch" in launcher or any(
+        name == "accelerate" and launcher[i + 1 : i + 2] == ["launch"] for i, name in enumerate(names)
+    )
+    if accelerate:
+        # Its flags, else its config file's values, else "no" precision (accelerate's own order).
+        told = "mixed_precision" in options and "num_processes" in options
+        config = {} if told else accelerate_config(options)
+        out = {"mixed_precision": options.get("mixed_precision") or config.get("mixed_precision") or "no"}
+        processes = options.get("num_processes") or config.get("num_processes")
+        return out | ({"num_processes": str(processes)} if processes else {})
+    # Unlaunched, Accelerator() reads the precision from the environment (the local executor passes it on).
+    out = {"mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION", "no")}
+    if "torchrun" in names or "torch.distributed.run" in launcher:
+        processes = options.get("nproc_per_node", "1")
+        return out | ({"num_processes": processes} if processes.isdigit() else {})
+    return out | ({"num_processes": "1"} if len(launcher) == 1 else {})  # plain python: one process
+
+
+def launch_differences(run_dir: Path, launch: dict[str, str]) -> list[str]:
+    """Where the launch a run folder's config.json recorded differs from the planned one, one phrase each."""
+    try:
+        resolved = json.loads((run_dir / "config.json").read_text())["resolved"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [
+        f"{key} {json.dumps(resolved[key])} there, {json.dumps(value) if key == 'mixed_precision' else value} planned "
+        "by the launcher"
+        for key, value in launch.items()
+        if key in resolved and str(resolved[key]) != value
+    ]
+
+
+def check_existing_runs(runs: list[Run], launch: dict[str, str]) -> None:
+    """Refuse, before anything runs, a plan that would skip or resume a run trained with other settings (its flags,
+    or the launcher's precision and process count)."""
     clashes = []
     for run in runs:
         recorded = recorded_settings(run.run_dir)
-        if recorded is not None and (diffs := differences(recorded, run.settings)):
+        if recorded is not None and (
+            diffs := differences(recorded, run.settings) + launch_differences(run.run_dir, launch)
+        ):
             clashes.append(f"{run.run_dir} ({'; '.join(diffs)})")
     if clashes:
         more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
@@ -986,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
         return print_status(runs, root).get("failed", 0)
-    check_existing_runs(runs)
+    check_existing_runs(runs, launch_settings(launcher))
     if args.executor == "slurm" and not args.dry_run:
         root.mkdir(parents=True, exist_ok=True)
         jobs = submit(runs, root, launcher, args, options)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 from test_compare import FAST, balanced_gold, with_errors
-from test_run_identity import report_rows, script
+from test_run_identity import fake_finished_run, output_dirs, planned_argv, report_rows, script
 
-from conftest import REPO
+from conftest import ACCELERATE_LAUNCH, REPO
 from utils import run_cli
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -154,3 +154,55 @@ def test_sides_tested_on_other_test_data_are_left_out_of_the_verdict(tmp_path, c
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2 and all("saw different test data" in w for w in warnings), proc.stderr
     assert warnings[0].startswith("warning: d1:") and warnings[1].startswith("warning: d2:")
+
+
+# ---- mixed precision and the process count are part of a run's identity ---------------------------------------------
+
+
+def test_report_keeps_runs_of_another_precision_or_process_count_apart(tmp_path, capsys):
+    """fp32 seeds 1 and 2, then seed 1 again under a bf16 launcher, and seed 1 on two processes: three experiments,
+    never one row of "seeds" (the newer bf16 seed 1 would replace the fp32 one)."""
+    gold = balanced_gold(40)
+    launches = {
+        "fp32": {"mixed_precision": "no", "num_processes": 1, "effective_batch_size": 8},
+        "bf16": {"mixed_precision": "bf16", "num_processes": 1, "effective_batch_size": 8},
+        "ddp": {"mixed_precision": "no", "num_processes": 2, "effective_batch_size": 16},
+    }
+    for folder, seeds, errors in (("fp32", (1, 2), 4), ("bf16", (1,), 12), ("ddp", (1,), 8)):
+        for seed in seeds:
+            write_run(tmp_path, folder, "org/enc", seed, gold, with_errors(gold, errors), resolved=launches[folder])
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0 and "was trained" not in proc.stderr, proc.stderr
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    fp32 = "enc (effective_batch_size=8, mixed_precision=no, num_processes=1)"
+    bf16 = "enc (effective_batch_size=8, mixed_precision=bf16, num_processes=1)"
+    ddp = "enc (effective_batch_size=16, mixed_precision=no, num_processes=2)"
+    assert set(rows) == {fp32, bf16, ddp}
+    assert rows[fp32]["seeds"] == "2" and float(rows[fp32]["test_macro_f1_mean"]) == pytest.approx(0.9)
+    out = run_compare(tmp_path, "--a", "mixed_precision=bf16", "--b", fp32, "--bootstrap", "100", capsys=capsys)
+    assert out["per_dataset"]["d1"]["seeds"] == [1] and out["per_dataset"]["d1"]["a_mean"] == pytest.approx(0.7)
+
+
+def test_matrix_refuses_a_finished_run_of_another_precision_or_process_count(tiny_bert, tmp_path):
+    """Seed 1 trained in fp32 on one process; the campaign run again under a bf16 (or a two-process) launcher must not
+    skip it as done, which would put an fp32 seed among bf16 ones."""
+    out = tmp_path / "out"
+    base = ["--datasets", REPO / "sample_data", "--models", tiny_bert, "--seeds", "1", "--output_dir", out]
+    base += ["--num_train_epochs", "1", "--max_seq_length", "32"]
+    planned = script("run_matrix.py", *base, "--dry_run")
+    [run_dir] = map(Path, output_dirs(planned.stdout))
+    fake_finished_run(run_dir, planned_argv(planned.stdout))
+    config = json.loads((run_dir / "config.json").read_text())
+    config["resolved"] = {"mixed_precision": "no", "num_processes": 1, "effective_batch_size": 8}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    same = script("run_matrix.py", *base)
+    assert same.returncode == 0 and "0 trained, 1 skipped" in same.stdout, same.stdout + same.stderr
+    launch = " ".join(ACCELERATE_LAUNCH)  # says --mixed_precision no
+    for flags, what in (
+        ("--mixed_precision bf16 --num_processes 1", '"no" there, "bf16" planned'),
+        ("--num_processes 2", "num_processes 1 there, 2 planned"),
+    ):
+        other = script("run_matrix.py", *base, "--launcher", f"{launch} {flags}")
+        assert other.returncode == 2 and "skip" not in other.stdout, other.stdout + other.stderr
+        [line] = other.stderr.strip().splitlines()
+        assert line.startswith("error:") and str(run_dir) in line and what in line, line
