@@ -227,9 +227,25 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def point_folder(variant: str | None, point: dict[str, Any]) -> str | None:
-    """The folder of a variant and grid point (``mlp-head,learning_rate=2e-05``), or None for neither."""
+    """The folder of a variant and grid point (``mlp-head,learning_rate=2e-05``; values as train.py parses them, so
+    that ``2e-5`` and ``2.0e-5`` name one folder), or None for neither."""
     parts = ([variant] if variant else []) + [f"{k}={v}" for k, v in sorted(point.items())]
     return ",".join(parts).replace("/", "_").replace(" ", "") if parts else None
+
+
+def older_folder(parent: Path, spelled: str | None, folder: str | None) -> str | None:
+    """``folder``, or ``spelled`` (the grid point's folder named after the config's text, as earlier versions did)
+    when runs already sit there and not in ``folder``: reused, and compared with the plan like any run folder."""
+    if spelled == folder or not (parent / spelled).is_dir():
+        return folder
+    if not (parent / folder).is_dir():
+        return spelled
+    print(
+        f"warning: {parent / spelled} and {parent / folder} hold runs of one grid point (the first named before grid "
+        f"folders were named after parsed values); the matrix uses {parent / folder}, report.py counts a seed once.",
+        file=sys.stderr,
+    )
+    return folder
 
 
 def entry_names(entries: list[Entry], kind: str) -> list[str]:
@@ -363,11 +379,15 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
                 # Derived names also avoid folders that runs of another dataset/model already hold; given ones don't.
                 data_dir = dataset_name if dataset.name else free_name(root, dataset_name, 2, settings, "dataset")
                 model_dir = model_name if model.name else free_name(root / data_dir, model_name, 1, settings, "model")
-                folder = point_folder(variant, point)
+                # The grid point with the types train.py gives it: YAML reads 2e-4 as a string and 2.0e-4 as a
+                # number, one learning rate that must name one folder.
+                parsed = {k: settings[k] for k in point}
+                folder = older_folder(
+                    root / data_dir / model_dir, point_folder(variant, point), point_folder(variant, parsed)
+                )
                 run_dir = root / data_dir / model_dir / (folder or "") / f"seed{seed}"
                 run_args = args | {"seed": seed, "output_dir": str(run_dir), "runs_root": str(root)}
-                # The grid point with the types train.py gives it (YAML reads 2e-4 as a string).
-                entry = {"variant": variant, "grid": {k: settings[k] for k in point}} if folder else None
+                entry = {"variant": variant, "grid": parsed} if folder else None
                 runs.append(Run(run_dir, flags(run_args) + extra, settings, entry))
     check_distinct(runs)
     return runs

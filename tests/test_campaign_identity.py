@@ -206,3 +206,29 @@ def test_matrix_refuses_a_finished_run_of_another_precision_or_process_count(tin
         assert other.returncode == 2 and "skip" not in other.stdout, other.stdout + other.stderr
         [line] = other.stderr.strip().splitlines()
         assert line.startswith("error:") and str(run_dir) in line and what in line, line
+
+
+# ---- grid folders are named after the values, not after how the YAML spelled them ------------------------------------
+
+
+def test_grid_folders_are_named_after_parsed_values_and_old_folders_are_reused(tiny_bert, tmp_path):
+    """YAML reads ``5e-5`` as the text "5e-5" and ``5.0e-5`` as the number 5e-05: one learning rate, one folder. A
+    campaign whose runs already sit in a folder named after the text keeps using it."""
+    out = tmp_path / "out"
+    config = tmp_path / "matrix.yaml"
+    head = f"datasets: [{REPO / 'sample_data'}]\nmodels: [{tiny_bert}]\nseeds: [1]\noutput_dir: {out}\n"
+    head += "train_args: {num_train_epochs: 1, max_seq_length: 32}\n"
+    folders = []
+    for spelled in ("5e-5", "5.0e-5"):
+        config.write_text(head + f"grid: {{learning_rate: [{spelled}]}}\n")
+        planned = script("run_matrix.py", "--config", config, "--dry_run")
+        assert planned.returncode == 0, planned.stderr
+        folders += [Path(d).parent.name for d in output_dirs(planned.stdout)]
+    assert folders == ["learning_rate=5e-05"] * 2
+    # An earlier campaign's run in the folder named after the text: found and skipped as done, not trained again.
+    config.write_text(head + "grid: {learning_rate: [5e-5]}\n")
+    old = out / "sample_data" / tiny_bert.name / "learning_rate=5e-5" / "seed1"
+    fake_finished_run(old, [*planned_argv(planned.stdout)[:-4], "--output_dir", str(old), "--runs_root", str(out)])
+    again = script("run_matrix.py", "--config", config)
+    assert again.returncode == 0 and "0 trained, 1 skipped" in again.stdout, again.stdout + again.stderr
+    assert f"skip {old}" in again.stdout and not (old.parent.parent / "learning_rate=5e-05").exists()
