@@ -100,6 +100,7 @@ from utils import (  # noqa: E402
     checkpoint_dirs,
     label_suffix,
     missing_local_path,
+    resolve_model_path,
     short_hash,
     source_key,
     unique_names,
@@ -409,6 +410,37 @@ def check_distinct(runs: list[Run]) -> None:
             raise UsageError(
                 f"two planned runs have the same settings: {other.run_dir} and {run.run_dir} (a variant that sets "
                 "only defaults, or a value listed twice); remove one."
+            )
+
+
+def warn_if_pooling_resolves_alike(runs: list[Run]) -> None:
+    """Warn about two planned runs that differ only in pooling where "auto" resolves to the other's choice: one
+    experiment under two labels. Resolving reads the checkpoint (model.py, torch), so it runs only for such pairs."""
+    by_rest: dict[str, list[Run]] = {}
+    for run in runs:
+        by_rest.setdefault(json.dumps(run.settings | {"pooling": None}, sort_keys=True, default=str), []).append(run)
+    pairs = [
+        (a, b)
+        for group in by_rest.values()
+        for a in group
+        for b in group
+        if a.settings["pooling"] == "auto" != b.settings["pooling"]
+    ]
+    if not pairs:
+        return
+    from model import resolve_pooling  # here: torch costs seconds that other plans should not pay
+
+    for auto, other in pairs:
+        model = other.settings["model_name_or_path"]
+        try:
+            resolved = resolve_pooling(resolve_model_path(model), "auto")[0]
+        except Exception:  # a model this machine cannot read (a Slurm node's path, a hub id not cached): train.py says
+            continue
+        if resolved == other.settings["pooling"]:
+            print(
+                f"warning: {describe_entry(auto)} and {describe_entry(other)} train the same model: pooling auto "
+                f"resolves to {resolved} for {model} ({auto.run_dir}, {other.run_dir}); remove one.",
+                file=sys.stderr,
             )
 
 
@@ -1048,6 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.status:
         return print_status(runs, root).get("failed", 0)
     check_existing_runs(runs, launch_settings(launcher))
+    warn_if_pooling_resolves_alike(runs)
     if args.executor == "slurm" and not args.dry_run:
         root.mkdir(parents=True, exist_ok=True)
         jobs = submit(runs, root, launcher, args, options)

@@ -232,3 +232,23 @@ def test_grid_folders_are_named_after_parsed_values_and_old_folders_are_reused(t
     again = script("run_matrix.py", "--config", config)
     assert again.returncode == 0 and "0 trained, 1 skipped" in again.stdout, again.stdout + again.stderr
     assert f"skip {old}" in again.stdout and not (old.parent.parent / "learning_rate=5e-05").exists()
+
+
+# ---- variants that resolve to one setting ----------------------------------------------------------------------------
+
+
+def test_matrix_warns_about_variants_whose_pooling_resolves_alike(tiny_modernbert, tmp_path):
+    """pooling "auto" is resolved from the checkpoint (ModernBERT has no pretrained pooler: cls), so a variant that
+    sets cls trains what the default trains. The matrix says so before anything runs; mean is another experiment."""
+    config = tmp_path / "matrix.yaml"
+    head = (
+        f"datasets: [{REPO / 'sample_data'}]\nmodels: [{tiny_modernbert}]\nseeds: [1]\noutput_dir: {tmp_path / 'o'}\n"
+    )
+    config.write_text(head + "variants: {default: {}, cls-pool: {pooling: cls}}\n")
+    planned = script("run_matrix.py", "--config", config, "--dry_run")
+    assert planned.returncode == 0, planned.stderr
+    [warning] = [line for line in planned.stderr.splitlines() if line.startswith("warning:")]
+    assert "pooling auto resolves to cls" in warning and "default" in warning and "cls-pool" in warning, warning
+    config.write_text(head + "variants: {default: {}, mean-pool: {pooling: mean}}\n")
+    planned = script("run_matrix.py", "--config", config, "--dry_run")
+    assert planned.returncode == 0 and "warning" not in planned.stderr, planned.stderr
