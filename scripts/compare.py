@@ -932,8 +932,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.a == args.b:
             raise UsageError(f"--a and --b both name {args.a!r}; compare two different models.")
         result = compare_pair(runs, args)
-        stem = out_dir / f"compare_{slug(args.a)}_vs_{slug(args.b)}"
-        files = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".png")]
+        # Appended, not with_suffix: a name with a dot (learning_rate=0.001, bge-small-en-v1.5) has no suffix.
+        stem = f"compare_{slug(args.a)}_vs_{slug(args.b)}"
+        files = [out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "png")]
         atomic_write_text(files[0], pair_markdown(result, args))
         pair_csv(result, files[1])
         pair_plot(result, args.rope, files[2])

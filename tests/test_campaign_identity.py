@@ -102,6 +102,8 @@ def test_one_model_entered_twice_is_two_models_in_the_report_and_the_verdict(tmp
     r = out["per_dataset"]["d1"]
     assert r["a_grid"] == {"weight_decay": 0.0} and r["seeds"] == [1, 2]
     assert r["a_mean"] == pytest.approx(1 - 7 / 40)  # lr 1e-3's runs only: 6 and 8 errors
+    # Each comparison has files of its own (a dot in a name is no file suffix).
+    assert (tmp_path / "compare_enc_learning_rate_0.001_vs_base.md").is_file()
     # The bare model name is two models: refused, with the names to use.
     err = compare_error(tmp_path, "--a", "enc", "--b", "base", capsys=capsys)
     assert "ambiguous" in err and "'enc (learning_rate=0.001)'" in err and "'enc (learning_rate=1e-05)'" in err
