@@ -752,7 +752,7 @@ def unmatched_files(dataset: str) -> list[str]:
     folder = Path(dataset).expanduser()
     if not folder.is_dir() or (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
         return []
-    taken = {p for paths in _split_files(folder).values() for p in paths}
+    taken = {p for paths in _split_files(folder).values() for p in paths} | {folder / "labels.json"}
     return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and p not in taken)
 
 

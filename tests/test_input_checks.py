@@ -412,10 +412,12 @@ def test_unlabeled_splits_are_left_out_and_unnamed_files_are_named(tmp_path):
     folder = _splits(tmp_path / "d", rows, test=[r | {"label": -1} for r in rows], name="csv")
     (folder / "validation.csv").rename(folder / "eval.csv")
     shutil.copy(folder / "train.csv", folder / "testing.csv")
+    (folder / "labels.json").write_text(json.dumps({"label": ["neg", "pos"]}))  # read, not a split
     data = load_splits(TrainConfig(dataset=str(folder)))
     assert set(data.splits) == {"train", "validation"} and len(data.splits["validation"]) == 12
     assert any("the test split has no labels (every one missing or -1" in note for note in data.notes)
-    assert any(note.startswith("not read (no split is named so): testing.csv") for note in data.notes)
+    assert any(note.startswith("not read (no split is named so): testing.csv;") for note in data.notes)
+    assert data.label_names == ["neg", "pos"]
 
 
 def test_a_train_split_cut_to_one_class_and_a_validation_split_lacking_classes_are_warned_of(tmp_path):
