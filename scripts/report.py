@@ -54,7 +54,9 @@ from utils import (  # noqa: E402
 # averages over, and the dataset and model paths are keyed on separately (resolved).
 NOT_SETTINGS = BOOKKEEPING_SETTINGS | {"seed", "dataset", "model_name_or_path"}
 # What the launcher decided for a run (config.json's resolved block): it changes what is learned as much as a flag.
-LAUNCH_SETTINGS = ("mixed_precision", "num_processes", "effective_batch_size")
+# The effective batch follows from these and the batch flags (already settings): naming it too would make each point
+# of a batch-size grid a model of its own.
+LAUNCH_SETTINGS = ("mixed_precision", "num_processes")
 COLUMNS = [
     ("val_macro_f1", "validation", "macro_f1"),
     ("val_accuracy", "validation", "accuracy"),

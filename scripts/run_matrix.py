@@ -478,7 +478,11 @@ def launch_settings(launcher: list[str]) -> dict[str, str]:
         config = {} if told else accelerate_config(options)
         out = {"mixed_precision": options.get("mixed_precision") or config.get("mixed_precision") or "no"}
         processes = options.get("num_processes") or config.get("num_processes")
-        return out | ({"num_processes": str(processes)} if processes else {})
+        # --num_processes alone does not start several processes: without --multi_gpu (or a multi-process config)
+        # accelerate runs one on a CPU (--cpu, or no GPU) and decides by the GPUs present otherwise. Only a count
+        # it will surely start is compared.
+        distributed = "multi_gpu" in options or str(config.get("distributed_type", "")).startswith("MULTI_")
+        return out | ({"num_processes": str(processes)} if processes and distributed else {})
     # Unlaunched, Accelerator() reads the precision from the environment (the local executor passes it on).
     out = {"mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION", "no")}
     if "torchrun" in names or "torch.distributed.run" in launcher:

@@ -114,6 +114,20 @@ def test_one_model_entered_twice_is_two_models_in_the_report_and_the_verdict(tmp
     assert set(ranked["models"]) == {"enc (learning_rate=0.001)", "enc (learning_rate=1e-05)", "base"}
 
 
+def test_a_batch_size_grid_is_one_model_whose_point_is_chosen_on_validation(tmp_path):
+    """Each batch size gives another effective batch; that follows from the grid's own flag and must not make each
+    point a model of its own, which would leave nothing to select."""
+    gold = balanced_gold(40)
+    for batch, val in ((8, 0.6), (16, 0.7)):
+        for seed in (1, 2):
+            grid = {"per_device_train_batch_size": batch}
+            resolved = {"effective_batch_size": batch}
+            write_run(tmp_path, f"enc/b={batch}", "org/enc", seed, gold, with_errors(gold, 4), val, grid, resolved)
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    assert "d1 / enc: {'per_device_train_batch_size': 16} (mean validation macro_f1 0.7000 over 2" in proc.stdout
+
+
 # ---- a single seed never wins a dataset ---------------------------------------------------------------------------
 
 
@@ -176,9 +190,9 @@ def test_report_keeps_runs_of_another_precision_or_process_count_apart(tmp_path,
     proc = script("report.py", tmp_path, "--no_plots")
     assert proc.returncode == 0 and "was trained" not in proc.stderr, proc.stderr
     rows = {r["model"]: r for r in report_rows(tmp_path)}
-    fp32 = "enc (effective_batch_size=8, mixed_precision=no, num_processes=1)"
-    bf16 = "enc (effective_batch_size=8, mixed_precision=bf16, num_processes=1)"
-    ddp = "enc (effective_batch_size=16, mixed_precision=no, num_processes=2)"
+    fp32 = "enc (mixed_precision=no, num_processes=1)"
+    bf16 = "enc (mixed_precision=bf16, num_processes=1)"
+    ddp = "enc (mixed_precision=no, num_processes=2)"
     assert set(rows) == {fp32, bf16, ddp}
     assert rows[fp32]["seeds"] == "2" and float(rows[fp32]["test_macro_f1_mean"]) == pytest.approx(0.9)
     out = run_compare(tmp_path, "--a", "mixed_precision=bf16", "--b", fp32, "--bootstrap", "100", capsys=capsys)
@@ -200,9 +214,12 @@ def test_matrix_refuses_a_finished_run_of_another_precision_or_process_count(tin
     same = script("run_matrix.py", *base)
     assert same.returncode == 0 and "0 trained, 1 skipped" in same.stdout, same.stdout + same.stderr
     launch = " ".join(ACCELERATE_LAUNCH)  # says --mixed_precision no
+    # --num_processes 2 without --multi_gpu starts one process on a CPU: the same launch again is no clash.
+    rerun = script("run_matrix.py", *base, "--launcher", f"{launch} --cpu --num_processes 2")
+    assert rerun.returncode == 0 and "0 trained, 1 skipped" in rerun.stdout, rerun.stdout + rerun.stderr
     for flags, what in (
         ("--mixed_precision bf16 --num_processes 1", '"no" there, "bf16" planned'),
-        ("--num_processes 2", "num_processes 1 there, 2 planned"),
+        ("--multi_gpu --num_processes 2", "num_processes 1 there, 2 planned"),
     ):
         other = script("run_matrix.py", *base, "--launcher", f"{launch} {flags}")
         assert other.returncode == 2 and "skip" not in other.stdout, other.stdout + other.stderr
