@@ -34,12 +34,19 @@ from torch.utils.data import DataLoader
 from config import TrainConfig
 from utils import ConfigError, UsageError, missing_local_path
 
+# Names a split is taken under only when none of its names above is there: eval.csv beside validation.csv is another
+# file (named in the log as unread), not a second validation split.
+FALLBACK_ALIASES = {"validation": ("eval",)}
 SPLIT_ALIASES = {
     "train": ("train",),
-    "validation": ("validation", "dev", "valid", "val", "eval"),
+    "validation": ("validation", "dev", "valid", "val"),
     "test": ("test",),
 }
-SOURCE_ROW = "row"  # a split's column: each row's position in its file, which predictions files report as idx
+# The version of how files become rows, recorded with each run: a reader that changed (version 2: tsv read without
+# csv quoting, "eval" as validation, unlabeled splits left out) can give other rows from the same files, and
+# evaluate.py must not blame the data for that.
+DATA_READER = 2
+SOURCE_ROW = "__row__"  # a split's column: each row's place in its file (reported as idx); a name no user column takes
 # Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
 MIN_VALIDATION_ROWS = 10
 SHARD_SUFFIX = re.compile(r"[-_]\d+(-of-\d+)?$")  # train-00000-of-00002, train_1: shards of one split
@@ -91,10 +98,11 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
     for split, aliases in SPLIT_ALIASES.items():
         named: dict[str, list[Path]] = {}  # the split's files by their name without a shard suffix
-        for alias in aliases:
-            for p in files:
-                if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_")):
-                    named.setdefault(SHARD_SUFFIX.sub("", p.stem.lower()), []).append(p)
+        for group in (aliases, FALLBACK_ALIASES.get(split, ())):
+            for alias in group if not named else ():
+                for p in files:
+                    if p.stem.lower() == alias or p.stem.lower().startswith((f"{alias}-", f"{alias}_")):
+                        named.setdefault(SHARD_SUFFIX.sub("", p.stem.lower()), []).append(p)
         # validation.csv beside dev.csv or validation_old.csv: scoring on one, or on both merged, while the user tuned
         # on the other. Shards of one name (train-00000-of-00002.parquet, ...) are one split.
         if len(named) > 1:
@@ -146,6 +154,22 @@ def leading_blank_lines(file: Path) -> int:
     return count
 
 
+# A whole field in csv quotes with a doubled quote inside ("he said ""hi"""): csv quoting, as pandas writes a tsv.
+CSV_QUOTED_FIELD = re.compile(rb'(?:^|\t)"(?:[^"\t\n]|"")*""(?:[^"\t\n]|"")*"(?=\t|\r?\n|$)', re.MULTILINE)
+# A field in quotes holding a tab or line break, which only csv quoting can hold.
+CSV_QUOTED_BREAK = re.compile(rb'(?:^|\t)"(?:[^"]|"")*[\t\n](?:[^"]|"")*"(?=\t|\r?\n|$)', re.MULTILINE)
+
+
+def csv_quoted(files: list[Path]) -> bool:
+    """Whether tab-separated ``files`` quote fields as csv does (pandas' to_csv(sep="\t")), rather than hold plain
+    lines whose double quotes are text."""
+    for path in files:
+        content = path.read_bytes()
+        if CSV_QUOTED_FIELD.search(content) or CSV_QUOTED_BREAK.search(content):
+            return True
+    return False
+
+
 def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too);
     ``keep_blank_lines``: a blank line of a csv is a row (of empty cells), as evaluate.py --input needs one output
@@ -165,7 +189,10 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     suffix = suffixes.pop()
     # A .tsv is plain tab-separated lines (GLUE's files, IANA's text/tab-separated-values): a double quote is text.
     # Read with csv quoting, one stray quote would open a field that swallows the lines after it, without a word.
-    kwargs: dict[str, Any] = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+    # A tsv that pandas wrote (to_csv(sep="\t")) quotes csv-style instead, and is read so.
+    kwargs: dict[str, Any] = {}
+    if suffix == ".tsv":
+        kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_MINIMAL if csv_quoted(files) else csv.QUOTE_NONE}
     if FORMATS[suffix] == "csv":
         # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
         # "None" becomes a null label. Only an empty cell is missing here.
@@ -280,7 +307,9 @@ def _named_splits(loaded: Any, dataset: str) -> tuple[dict[str, Any], dict[str, 
     ``ClassLabel`` features give."""
     splits = {}
     for split, aliases in SPLIT_ALIASES.items():
-        if len(present := [alias for alias in aliases if alias in loaded]) > 1:  # validation and dev: which one?
+        present = [alias for alias in aliases if alias in loaded]
+        present = present or [alias for alias in FALLBACK_ALIASES.get(split, ()) if alias in loaded]
+        if len(present) > 1:  # validation and dev: which one?
             raise UsageError(
                 f"--dataset {dataset}: it has several {split} splits ({', '.join(present)}); save it with one."
             )

@@ -39,6 +39,7 @@ from transformers.utils import logging as hf_logging
 
 from config import TrainConfig, model_settings, parse_config
 from data import (
+    DATA_READER,
     LengthGroupedBatchSampler,
     build_dataloaders,
     load_splits,
@@ -1102,6 +1103,7 @@ def describe_run(
         "levels": data.spec.levels,
         "split_sizes": {split: len(ds) for split, ds in data.splits.items()},
         "split_digests": split_digests(data.splits),
+        "data_reader": DATA_READER,
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),

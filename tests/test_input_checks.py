@@ -294,6 +294,12 @@ def test_evaluate_refuses_data_edited_after_training_and_damaged_configs(tiny_be
         with pytest.raises(UsageError, match=r"the test split of .* is not the one this run recorded"):
             evaluate.main(["--run_dir", str(out), "--split", "test", *flags])
     assert (out / "predictions_test.jsonl").read_text() == written
+    # A run trained by an older data reader is told apart from edited data.
+    run_config = json.loads((out / "config.json").read_text())
+    del run_config["resolved"]["data_reader"]
+    (out / "config.json").write_text(json.dumps(run_config))
+    with pytest.raises(UsageError, match=r"the run was trained by an older data reader \(version 1, now 2"):
+        evaluate.main(["--run_dir", str(out), "--split", "test"])
     config = (out / "best_model" / "config.json").read_text()
     (out / "best_model" / "config.json").write_text(config[: len(config) // 2])
     with pytest.raises(UsageError, match=r"best_model/config\.json cannot be read"):
@@ -403,6 +409,15 @@ def test_a_stray_quote_in_a_tsv_is_text_and_merges_no_rows(tmp_path):
     data = load_splits(TrainConfig(dataset=str(tmp_path)))
     assert len(data.splits["train"]) == 12
     assert data.splits["train"]["text"][4] == '"The striker scored twice'
+    # A tsv that pandas wrote quotes csv-style ("he said ""hi""", a tab or a line break inside quotes): read so.
+    import pandas as pd
+
+    texts = ['he said "hi" loudly', "a\ttab", "a line\nbreak", "plain"] * 3
+    frame = pd.DataFrame({"text": texts, "label": [i % 2 for i in range(12)]})
+    (tmp_path / "pandas").mkdir()
+    for split in ("train", "validation"):
+        frame.to_csv(tmp_path / "pandas" / f"{split}.tsv", sep="\t", index=False)
+    assert load_splits(TrainConfig(dataset=str(tmp_path / "pandas"))).splits["validation"]["text"] == texts
 
 
 def test_unlabeled_splits_are_left_out_and_unnamed_files_are_named(tmp_path):
@@ -411,6 +426,12 @@ def test_unlabeled_splits_are_left_out_and_unnamed_files_are_named(tmp_path):
     rows = [{"text": f"row {i}", "label": i % 2} for i in range(12)]
     folder = _splits(tmp_path / "d", rows, test=[r | {"label": -1} for r in rows], name="csv")
     (folder / "validation.csv").rename(folder / "eval.csv")
+    # Beside a validation file, eval.csv is another file, not a second validation split.
+    both = shutil.copytree(folder, tmp_path / "both")
+    shutil.copy(folder / "train.csv", both / "validation.csv")
+    data = load_splits(TrainConfig(dataset=str(both)))
+    assert len(data.splits["validation"]) == 12 and data.splits["validation"]["text"] == [r["text"] for r in rows]
+    assert any(note.startswith("not read (no split is named so): eval.csv") for note in data.notes)
     shutil.copy(folder / "train.csv", folder / "testing.csv")
     (folder / "labels.json").write_text(json.dumps({"label": ["neg", "pos"]}))  # read, not a split
     data = load_splits(TrainConfig(dataset=str(folder)))
