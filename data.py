@@ -669,7 +669,7 @@ def _parse_label_list(value: str) -> list[Any] | None:
     return None
 
 
-def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
+def _label_lists_from_text(ds: Any, column: str) -> Any:
     """A label column whose every cell is a list written as text (a csv cannot hold lists) read as those lists."""
     values = column_values(ds, column)
     if not values or not all(isinstance(v, str) for v in values):
@@ -677,25 +677,16 @@ def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
     parsed = [_parse_label_list(v) for v in values]
     if any(p is None for p in parsed):
         return ds
-    import datasets
-
-    features = ds.features.copy()
-    features[column] = datasets.Sequence(datasets.Value("string"))
-    return ds.map(
-        lambda batch: {column: [[str(x) for x in _parse_label_list(v)] for v in batch[column]]},
-        batched=True,
-        features=features,
-        desc=f"label lists in {column!r} ({split})",
-    )
+    lists = [[str(x) for x in p] for p in parsed]
+    return ds.remove_columns(column).add_column(column, lists)
 
 
 def _as_text(ds: Any, name: str, split: str, column: str, flag: str) -> Any:
     """``ds`` with column ``name`` holding text: a column without any text (numbers, lists: a wrong column) is
     refused, a few numbers among texts (a jsonl row whose text is 2020) become their text, and missing cells (None, a
     csv's NaN) stay missing, counted as empty text later."""
-    missing = _missing
     values = column_values(ds, name)
-    odd = [v for v in values if not (missing(v) or isinstance(v, str))]
+    odd = [v for v in values if not (_missing(v) or isinstance(v, str))]
     if not odd:
         return ds
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in odd)
@@ -710,7 +701,7 @@ def _as_text(ds: Any, name: str, split: str, column: str, flag: str) -> Any:
     features = ds.features.copy()
     features[name] = datasets.Value("string")
     return ds.map(
-        lambda batch: {name: [v if missing(v) or isinstance(v, str) else str(v) for v in batch[name]]},
+        lambda batch: {name: [v if _missing(v) or isinstance(v, str) else str(v) for v in batch[name]]},
         batched=True,
         features=features,
         desc=f"numbers in {column!r} as text",
@@ -737,7 +728,7 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     renames = {cfg.text_column: "text", **({cfg.text_pair_column: "text_pair"} if cfg.text_pair_column else {})}
     ds = ds.select_columns(list((wanted | teacher).values()))
     if not cfg.label_columns:
-        ds = _label_lists_from_text(ds, cfg.label_column, split)
+        ds = _label_lists_from_text(ds, cfg.label_column)
     # The row's place in its file (blank and empty-text rows counted), for predictions files to point back to.
     ds = ds.add_column(SOURCE_ROW, list(range(len(ds))))
     ds = ds.rename_columns(

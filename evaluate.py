@@ -692,15 +692,13 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
     if recorded is not None and not (cfg.split == "train" and train_cfg.teacher_column):
         # Scores of other rows, written as this run's eval_<split>.json and predictions (which compare.py reads),
         # would pass for the run's own.
-        if (now := split_digests({cfg.split: rows})[cfg.split]) != recorded and (
-            resolved.get("data_reader", 1) != DATA_READER
-        ):
-            raise UsageError(
-                f"the {cfg.split} split of {dataset} reads as other rows than this run recorded, and the run was "
-                f"trained by an older data reader (version {resolved.get('data_reader', 1)}, now {DATA_READER}: tsv "
-                "quoting, eval files, unlabeled splits): score it with the version that trained it, or train it again."
-            )
-        if now != recorded:
+        if (now := split_digests({cfg.split: rows})[cfg.split]) != recorded:
+            if (reader := resolved.get("data_reader", 1)) != DATA_READER:  # the reading changed, not the data
+                raise UsageError(
+                    f"the {cfg.split} split of {dataset} reads as other rows than this run recorded, and the run was "
+                    f"trained by an older data reader (version {reader}, now {DATA_READER}: tsv quoting, eval files, "
+                    "unlabeled splits): score it with the version that trained it, or train it again."
+                )
             raise UsageError(
                 f"the {cfg.split} split of {dataset} is not the one this run recorded (its rows or labels changed "
                 f"after training: digest {recorded}, now {now}); restore the run's data to score it, or predict new "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 from test_compare import FAST, balanced_gold, with_errors
-from test_run_identity import fake_finished_run, output_dirs, planned_argv, report_rows, script
+from test_run_identity import fake_finished_run, one_finished_matrix_run, output_dirs, planned_argv, report_rows, script
 
 from conftest import ACCELERATE_LAUNCH, REPO
 from utils import run_cli
@@ -202,12 +202,7 @@ def test_report_keeps_runs_of_another_precision_or_process_count_apart(tmp_path,
 def test_matrix_refuses_a_finished_run_of_another_precision_or_process_count(tiny_bert, tmp_path):
     """Seed 1 trained in fp32 on one process; the campaign run again under a bf16 (or a two-process) launcher must not
     skip it as done, which would put an fp32 seed among bf16 ones."""
-    out = tmp_path / "out"
-    base = ["--datasets", REPO / "sample_data", "--models", tiny_bert, "--seeds", "1", "--output_dir", out]
-    base += ["--num_train_epochs", "1", "--max_seq_length", "32"]
-    planned = script("run_matrix.py", *base, "--dry_run")
-    [run_dir] = map(Path, output_dirs(planned.stdout))
-    fake_finished_run(run_dir, planned_argv(planned.stdout))
+    base, run_dir = one_finished_matrix_run(tiny_bert, tmp_path / "out")
     config = json.loads((run_dir / "config.json").read_text())
     config["resolved"] = {"mixed_precision": "no", "num_processes": 1, "effective_batch_size": 8}
     (run_dir / "config.json").write_text(json.dumps(config))

@@ -52,6 +52,16 @@ def fake_finished_run(run_dir: Path, argv: list[str], f1: float = 0.5) -> None:
     (run_dir / "results.json").write_text(json.dumps({"best_step": 6, "validation": metrics, "test": metrics}))
 
 
+def one_finished_matrix_run(model: Path, out: Path) -> tuple[list[object], Path]:
+    """A one-run matrix (the sample data, ``model``, seed 1) and its run folder, faked as finished as planned."""
+    base = ["--datasets", REPO / "sample_data", "--models", model, "--seeds", "1", "--output_dir", out]
+    base += ["--num_train_epochs", "1", "--max_seq_length", "32"]
+    planned = script("run_matrix.py", *base, "--dry_run")
+    [run_dir] = map(Path, output_dirs(planned.stdout))
+    fake_finished_run(run_dir, planned_argv(planned.stdout))
+    return base, run_dir
+
+
 def report_rows(folder: Path) -> list[dict[str, str]]:
     with open(folder / "results.csv") as handle:
         return list(csv.DictReader(handle))
@@ -346,12 +356,7 @@ def test_a_missing_path_is_a_warning_for_slurm_and_nothing_for_status(tiny_bert,
 
 
 def test_matrix_refuses_a_folder_trained_with_other_settings(tiny_bert, tmp_path):
-    out = tmp_path / "out"
-    base = ["--datasets", REPO / "sample_data", "--models", tiny_bert, "--seeds", "1", "--output_dir", out]
-    base += ["--num_train_epochs", "1", "--max_seq_length", "32"]
-    planned = script("run_matrix.py", *base, "--dry_run")
-    [run_dir] = map(Path, output_dirs(planned.stdout))
-    fake_finished_run(run_dir, planned_argv(planned.stdout))
+    base, run_dir = one_finished_matrix_run(tiny_bert, tmp_path / "out")
     stamp = (run_dir / "results.json").stat().st_mtime_ns
 
     same = script("run_matrix.py", *base)
