@@ -669,14 +669,21 @@ def _parse_label_list(value: str) -> list[Any] | None:
     return None
 
 
-def _label_lists_from_text(ds: Any, column: str) -> Any:
-    """A label column whose every cell is a list written as text (a csv cannot hold lists) read as those lists."""
+def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
+    """A label column whose every cell is a list written as text (a csv cannot hold lists) read as those lists; a
+    cell that is not a list among cells that are is refused, as a lone string in a column of lists is."""
     values = column_values(ds, column)
     if not values or not all(isinstance(v, str) for v in values):
         return ds
     parsed = [_parse_label_list(v) for v in values]
-    if any(p is None for p in parsed):
+    if all(p is None for p in parsed):
         return ds
+    if (row := next((i for i, p in enumerate(parsed) if p is None), None)) is not None:
+        # Left as text, the whole column would be one-of-n labels named by the lists' text ("['news', 'sports']").
+        raise UsageError(
+            f"row {row} of the {split} split: {column!r} holds lists of labels, but this row holds {values[row]!r:.60}; "
+            f"write it as a list, e.g. [{values[row]!r:.40}]."
+        )
     lists = [[str(x) for x in p] for p in parsed]
     return ds.remove_columns(column).add_column(column, lists)
 
@@ -728,7 +735,7 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     renames = {cfg.text_column: "text", **({cfg.text_pair_column: "text_pair"} if cfg.text_pair_column else {})}
     ds = ds.select_columns(list((wanted | teacher).values()))
     if not cfg.label_columns:
-        ds = _label_lists_from_text(ds, cfg.label_column)
+        ds = _label_lists_from_text(ds, cfg.label_column, split)
     # The row's place in its file (blank and empty-text rows counted), for predictions files to point back to.
     ds = ds.add_column(SOURCE_ROW, list(range(len(ds))))
     ds = ds.rename_columns(

@@ -401,6 +401,25 @@ def test_label_lists_written_into_a_csv_are_read_as_lists(tmp_path):
     assert data.splits["validation"]["label"][0] == [0.0, 1.0, 0.0, 1.0]
 
 
+def test_a_lone_label_among_label_lists_in_a_csv_is_refused_naming_its_row(tmp_path):
+    """One cell written as a plain label among cells written as lists would make the whole column one-of-n labels,
+    its classes named by the lists' text ("['news', 'weather']"): refused as a jsonl row is, naming the row."""
+    rows = [{"text": f"row {i}", "tags": [["weather", "news"], ["food"], ["sports"]][i % 3]} for i in range(12)]
+    folder = _splits(tmp_path / "d", rows, name="csv")
+    lines = (folder / "train.csv").read_text().splitlines()
+    lines[5] = "row 4,food"  # the fifth data row
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        UsageError, match=r"row 4 of the train split: 'tags' holds lists of labels, but this row holds 'food'"
+    ):
+        load_splits(TrainConfig(dataset=str(folder), label_column="tags"))
+    # Only in validation: the same line, not a TypeError from comparing a list with the labels train showed.
+    _splits(folder, rows, name="csv")
+    (folder / "validation.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UsageError, match=r"row 4 of the validation split: 'tags' holds lists of labels"):
+        load_splits(TrainConfig(dataset=str(folder), label_column="tags"))
+
+
 def test_a_stray_quote_in_a_tsv_is_text_and_merges_no_rows(tmp_path):
     lines = [f"row {i} was {'great' if i % 2 else 'dull'}\t{i % 2}" for i in range(12)]
     lines[4] = '"The striker scored twice\t0'  # an opening quote with no closing one
