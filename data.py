@@ -680,12 +680,20 @@ def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
         return ds
     if (row := next((i for i, p in enumerate(parsed) if p is None), None)) is not None:
         # Left as text, the whole column would be one-of-n labels named by the lists' text ("['news', 'sports']").
-        raise UsageError(
-            f"row {row} of the {split} split: {column!r} holds lists of labels, but this row holds {values[row]!r:.60}; "
-            f"write it as a list, e.g. [{values[row]!r:.40}]."
+        cell = values[row]
+        fix = (
+            "a list holds label names or integer ids only"
+            if cell.strip().startswith("[")
+            else f"write it as a list, e.g. [{cell!r:.40}]"
         )
-    lists = [[str(x) for x in p] for p in parsed]
-    return ds.remove_columns(column).add_column(column, lists)
+        raise UsageError(
+            f"row {row} of the {split} split: {column!r} holds lists of labels, but this row holds {cell!r:.60}; {fix}."
+        )
+    # Lists of integers stay integers: ids into labels.json (or names by value), as the same lists in a jsonl are.
+    # Anything else is text, so one column holds one type.
+    if not all(isinstance(x, int) for p in parsed for x in p):
+        parsed = [[str(x) for x in p] for p in parsed]
+    return ds.remove_columns(column).add_column(column, parsed)
 
 
 def _as_text(ds: Any, name: str, split: str, column: str, flag: str) -> Any:

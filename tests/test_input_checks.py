@@ -401,6 +401,18 @@ def test_label_lists_written_into_a_csv_are_read_as_lists(tmp_path):
     assert data.splits["validation"]["label"][0] == [0.0, 1.0, 0.0, 1.0]
 
 
+def test_label_id_lists_in_a_csv_are_named_by_labels_json_as_in_a_jsonl(tmp_path):
+    """A list column of integer ids saved with to_csv holds "[0, 2]": ids into labels.json, as the same lists in a
+    jsonl are, not the names "0" and "2"."""
+    rows = [{"text": f"row {i}", "tags": [[0, 2], [1], [2], []][i % 4]} for i in range(12)]
+    for name in ("jsonl", "csv"):
+        folder = _splits(tmp_path / name, rows, name=name)
+        (folder / "labels.json").write_text(json.dumps({"tags": ["news", "sports", "weather"]}))
+        data = load_splits(TrainConfig(dataset=str(folder), label_column="tags"))
+        assert data.label_names == ["news", "sports", "weather"], name
+        assert data.splits["validation"]["label"][:2] == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], name
+
+
 def test_a_lone_label_among_label_lists_in_a_csv_is_refused_naming_its_row(tmp_path):
     """One cell written as a plain label among cells written as lists would make the whole column one-of-n labels,
     its classes named by the lists' text ("['news', 'weather']"): refused as a jsonl row is, naming the row."""
