@@ -538,6 +538,11 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
         _check_label_lists(values, "train", label_column)
         flat = [x for v in values for x in (v or [])]
         level_names, value_to_id = build_label_space(flat, given)
+        if not level_names:  # a model of no outputs: nothing to learn, and no metric is defined
+            raise UsageError(
+                f"every row of the train split has an empty list in {label_column!r}: there is no label to learn. "
+                "Check --label_column and the train file."
+            )
         return LabelSpec(
             "multi_label_classification", [label_column], [{"name": label_column, "labels": level_names}]
         ), [value_to_id]

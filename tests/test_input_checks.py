@@ -413,6 +413,14 @@ def test_label_id_lists_in_a_csv_are_named_by_labels_json_as_in_a_jsonl(tmp_path
         assert data.splits["validation"]["label"][:2] == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], name
 
 
+def test_label_lists_that_are_all_empty_in_train_are_refused(tmp_path):
+    """No label in any train row's list is a task of no labels: refused before a model is built, not a model of no
+    outputs that stops at its first evaluation inside scikit-learn."""
+    rows = [{"text": f"row {i}", "tags": []} for i in range(12)]
+    with pytest.raises(UsageError, match=r"every row of the train split has an empty list in 'tags'"):
+        load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows)), label_column="tags"))
+
+
 def test_a_lone_label_among_label_lists_in_a_csv_is_refused_naming_its_row(tmp_path):
     """One cell written as a plain label among cells written as lists would make the whole column one-of-n labels,
     its classes named by the lists' text ("['news', 'weather']"): refused as a jsonl row is, naming the row."""
