@@ -654,7 +654,10 @@ def _align_teacher(ds: Any, teacher_labels: list[str] | None, label_names: list[
 
 
 def _missing(value: Any) -> bool:
-    """A missing cell: None, or the NaN a csv reader or a float column holds there."""
+    """A missing cell: None, the NaN a csv reader or a float column holds there, or an empty (whitespace-only)
+    string, which is what an empty csv cell is in a jsonl or parquet file."""
+    if isinstance(value, str):
+        return not value.strip()
     return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
 
 

@@ -389,6 +389,17 @@ def test_a_nan_label_is_a_missing_label(tmp_path):
         load_splits(TrainConfig(dataset=str(tmp_path)))
 
 
+def test_an_empty_string_label_is_a_missing_label(tmp_path):
+    """An empty string in a jsonl or parquet label column is what an empty csv cell is: no label, not a class."""
+    rows = [{"text": f"row {i}", "label": "xy"[i % 2]} for i in range(12)]
+    unlabeled = [r | {"label": ""} for r in rows]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "hidden", rows, test=unlabeled))))
+    assert set(data.splits) == {"train", "validation"} and data.label_names == ["x", "y"]
+    rows[3]["label"] = " "
+    with pytest.raises(UsageError, match="the train split has 1 rows with no label in 'label'; fill or drop them"):
+        load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="parquet"))))
+
+
 def test_label_lists_written_into_a_csv_are_read_as_lists(tmp_path):
     """A dataframe's list column saved with to_csv holds "['weather', 'news']": multi-label, not one class per
     distinct string."""
