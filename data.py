@@ -43,9 +43,9 @@ SPLIT_ALIASES = {
     "test": ("test",),
 }
 # The version of how files become rows, recorded with each run: a reader that changed (version 2: tsv read without
-# csv quoting, "eval" as validation, unlabeled splits left out) can give other rows from the same files, and
-# evaluate.py must not blame the data for that.
-DATA_READER = 2
+# csv quoting, "eval" as validation, unlabeled splits left out; version 3: integer id lists in csv cells read as ids,
+# empty-string labels as missing) can give other rows from the same files, and evaluate.py must not blame the data.
+DATA_READER = 3
 SOURCE_ROW = "__row__"  # a split's column: each row's place in its file (reported as idx); a name no user column takes
 # Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
 MIN_VALIDATION_ROWS = 10
