@@ -170,6 +170,42 @@ def csv_quoted(files: list[Path]) -> bool:
     return False
 
 
+def json_kind(value: Any) -> str | None:
+    """A parsed JSON value's type as pyarrow names it (ints and floats are both "number"); None for null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def first_mixed_json_column(files: list[Path]) -> tuple[str, Path, int, Any, str] | None:
+    """The first top-level column of json/jsonl ``files`` whose values are of two JSON types, as (column, file, row,
+    value, the type rows before it held); None when there is none or a file does not parse as rows of objects."""
+    seen: dict[str, str] = {}
+    for path in files:
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                if f.read(4096).lstrip().startswith("["):  # a json array of rows
+                    f.seek(0)
+                    rows = json.load(f)
+                else:  # json lines
+                    f.seek(0)
+                    rows = (json.loads(line) for line in f if line.strip())
+                for i, row in enumerate(rows):
+                    if not isinstance(row, dict):
+                        return None
+                    for column, value in row.items():
+                        kind = json_kind(value)
+                        if kind is not None and seen.setdefault(column, kind) != kind:
+                            return column, path, i, value, seen[column]
+        except (ValueError, UnicodeDecodeError):  # not json at all: the loader's own error says so
+            return None
+    return None
+
+
 def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too);
     ``keep_blank_lines``: a blank line of a csv is a row (of empty cells), as evaluate.py --input needs one output
@@ -221,6 +257,17 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
             raise UsageError(
                 f"cannot read {', '.join(map(str, files))}: it is not UTF-8 text. Save it as UTF-8 "
                 "(e.g. iconv -f latin1 -t utf-8 FILE > NEW, or encoding='utf-8' in pandas' to_csv)."
+            ) from err
+        # datasets before 4.7 (no Json type) reads a json column of one JSON type only: a text written as the number
+        # 2020 or a lone label string in a column of label lists fails in pyarrow ("changed from string to number in
+        # row 3", a row counted from a block of the file, not its start), or for a json array in pandas.
+        if FORMATS[suffix] == "json" and not hasattr(datasets, "Json") and (mixed := first_mixed_json_column(files)):
+            column, path, row, value, before = mixed
+            raise UsageError(
+                f"cannot read {path}: its {column!r} values are of more than one JSON type ({before} in earlier rows, "
+                f"then {value!r:.40} ({json_kind(value)}) in row {row}), which datasets {datasets.__version__} cannot "
+                f"read (4.7 and later can). Write every {column!r} value one way (a number meant as text in quotes, a "
+                "lone label of a label-list column in a list), or drop the column if the run does not read it."
             ) from err
         # datasets' own wrapper ("An error occurred while generating the dataset") says nothing: the reader's does.
         wrapper = "An error occurred while generating the dataset"

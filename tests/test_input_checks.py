@@ -6,15 +6,26 @@ from __future__ import annotations
 import json
 import shutil
 
+import datasets
 import pytest
 
 import evaluate
 import train
 from config import TrainConfig
 from conftest import REPO, tiny_args, write_csv
-from data import load_splits
+from data import first_mixed_json_column, load_splits
 from model import EncoderClassifier
 from utils import UsageError
+
+# datasets 4.7 reads a json column whose values mix JSON types (as its Json type), so the checks below see the values;
+# earlier releases cannot read such a file at all, and data.py refuses it naming the column and row.
+READS_MIXED_JSON = hasattr(datasets, "Json")
+
+
+def mixed_json(column: str, before: str, value: str, row: int) -> str:
+    """The refusal of a json column of mixed types where datasets cannot read one."""
+    return rf"'{column}' values are of more than one JSON type \({before} in earlier rows, then {value} .*row {row}\)"
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # The model folder
@@ -89,14 +100,26 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
     [
         ("same_column", ["--label_column", "text"], "--label_column 'text' is also a text column"),
         ("duplicate_names", [], r"the label names given \(labels.json or ClassLabel\) list 'a' more than once"),
-        ("string_in_lists", ["--label_column", "tags"], "row 3 of the train split: 'tags' holds lists of labels"),
+        (
+            "string_in_lists",
+            ["--label_column", "tags"],
+            "row 3 of the train split: 'tags' holds lists of labels"
+            if READS_MIXED_JSON
+            else mixed_json("tags", "array", "'y'", 3),
+        ),
         ("nan_teacher", ["--teacher_column", "teacher"], "row 2 of the train split: --teacher_column needs 2"),
         ("carve_everything", ["--validation_split_ratio", "0.99"], "leaves no training rows"),
         ("numbers_as_text", [], "the train split's 'text' column holds int values, not text .*check --text_column"),
         ("semicolons", [], "The file looks separated by ';': save it as .csv with commas or as .tsv with tabs"),
         ("latin1", [], "is not UTF-8 text. Save it as UTF-8"),
         ("unlabeled_test", [], "A split without labels cannot be scored: .* evaluate.py --run_dir RUN --input FILE"),
-        ("mixed_labels", [], r"labels mix integers \(0, 1\) and strings \('neg'\); write every label one way"),
+        (
+            "mixed_labels",
+            [],
+            r"labels mix integers \(0, 1\) and strings \('neg'\); write every label one way"
+            if READS_MIXED_JSON
+            else mixed_json("label", "number", "'neg'", 5),
+        ),
         (
             "binary_columns",
             ["--label_columns", "toxic", "rude"],
@@ -155,13 +178,33 @@ def test_shards_of_one_split_are_read_together(tmp_path):
 
 
 def test_a_number_among_texts_is_read_as_its_text(tmp_path):
-    """A jsonl row whose text is the number 2020 is a text ("2020"), not a wrong column and not an empty row."""
+    """A jsonl row whose text is the number 2020 is a text ("2020"), not a wrong column and not an empty row (where
+    datasets cannot read a json column of mixed types, a refusal naming the row)."""
     rows = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
     rows[3]["text"] = 2020
     for split in ("train", "validation"):
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if not READS_MIXED_JSON:
+        with pytest.raises(UsageError, match=mixed_json("text", "string", "2020", 3)):
+            load_splits(TrainConfig(dataset=str(tmp_path)))
+        return
     data = load_splits(TrainConfig(dataset=str(tmp_path)))
     assert len(data.splits["train"]) == 8 and "2020" in data.splits["train"]["text"]
+
+
+def test_the_first_mixed_json_column_is_found_in_arrays_and_lines(tmp_path):
+    """What datasets before 4.7 cannot read, named by column and row: a json array's or a jsonl's (blank lines not
+    counted) top-level column whose values change JSON type; nulls and ints beside floats are no change."""
+    rows = [{"text": f"row {i}", "label": i % 2, "score": None if i == 1 else i / 2} for i in range(6)]
+    (tmp_path / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert first_mixed_json_column([tmp_path / "clean.jsonl"]) is None
+    rows[4]["text"] = 2020
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    assert first_mixed_json_column([tmp_path / "train.json"]) == ("text", tmp_path / "train.json", 4, 2020, "string")
+    rows[4]["text"], rows[2]["meta"], rows[3]["meta"] = "row 4", [1], {"a": 1}
+    lines = tmp_path / "train.jsonl"
+    lines.write_text("\n" + "".join(json.dumps(r) + "\n\n" for r in rows))
+    assert first_mixed_json_column([lines]) == ("meta", lines, 3, {"a": 1}, "array")
 
 
 def test_integral_float_labels_are_the_integer_ids(tmp_path):
