@@ -267,6 +267,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name} must be a positive integer (or left unset), got {value}.")
+        if not 0 <= self.seed < 2**32:  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
+            raise ConfigError(f"--seed must be in [0, {2**32 - 1}], got {self.seed}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}.")
         for name in ("adam_beta1", "adam_beta2"):

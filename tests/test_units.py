@@ -53,6 +53,9 @@ def test_config_file_then_cli_override(tmp_path):
         (["--level_loss_weights", "1", "nan"], "--level_loss_weights must be a finite number"),
         (["--adam_beta1", "1.0"], r"--adam_beta1 must be in \[0, 1\)"),
         (["--adam_epsilon", "-1"], "--adam_epsilon must be >= 0"),
+        # numpy's and scikit-learn's seeds are 32-bit: another value was a traceback from inside set_seed.
+        (["--seed", "-1"], r"--seed must be in \[0, 4294967295\], got -1"),
+        (["--seed", str(2**32)], r"--seed must be in \[0, 4294967295\], got 4294967296"),
     ],
 )
 def test_config_validation_names_the_flag(argv, message):
