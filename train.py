@@ -412,6 +412,21 @@ def check_distributed_engine(accelerator: Any) -> None:
             )
 
 
+def check_accumulation(accelerator: Any, flag: int) -> None:
+    """Refuse an accumulation that accelerate took from its environment instead of --gradient_accumulation_steps."""
+    # accelerate prefers ACCELERATE_GRADIENT_ACCUMULATION_STEPS (a DeepSpeed config's gradient_accumulation_steps,
+    # `accelerate launch --gradient_accumulation_steps`) to the Accelerator's argument: the loop would step on its
+    # count while the schedule, the epochs and the evaluations are sized on the flag's.
+    if accelerator.gradient_accumulation_steps != flag:
+        env = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+        source = f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={env}" if env else "the accelerate config"
+        raise UsageError(
+            f"{source} (a DeepSpeed config's gradient_accumulation_steps, or accelerate launch "
+            f"--gradient_accumulation_steps) asks for {accelerator.gradient_accumulation_steps} micro-batches per "
+            f"optimizer step, --gradient_accumulation_steps {flag}; make them equal (or unset the variable)."
+        )
+
+
 def check_engine_installed() -> None:
     """A DeepSpeed config without the deepspeed package is one line, not an ImportError deep in Accelerate."""
     wanted = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true", "yes")
@@ -709,6 +724,7 @@ def start_accelerator(cfg: TrainConfig) -> tuple[Any, list[str], str | None]:
     )
     hf_logging.disable_progress_bar()
     check_distributed_engine(accelerator)
+    check_accumulation(accelerator, cfg.gradient_accumulation_steps)
     cpu_note = tune_cpu(accelerator, cfg.cpu_threads)
     return accelerator, trackers, cpu_note
 

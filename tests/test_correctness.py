@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModel
 import evaluate
 import train
 from conftest import REPO, make_tiny_model, tiny_args
+from model import EncoderClassifier
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -332,3 +333,16 @@ def test_requested_engine_that_is_not_in_effect_is_refused(engine, tiny_bert, tm
     with pytest.raises(ValueError, match=engine):
         train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--max_steps", "1"))
     assert not (tmp_path / "run" / "best_model").exists()
+
+
+def test_an_accumulation_set_by_the_launcher_that_differs_from_the_flag_is_refused(tiny_bert, tmp_path, monkeypatch):
+    """accelerate takes ACCELERATE_GRADIENT_ACCUMULATION_STEPS (set by a DeepSpeed config or `accelerate launch
+    --gradient_accumulation_steps`) over the Accelerator's argument: the loop would then step every 3 micro-batches
+    on a schedule sized for every one, end the epochs before the last step, and never evaluate or save a model."""
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "3")
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(
+        ValueError, match=r"ACCELERATE_GRADIENT_ACCUMULATION_STEPS=3 .* --gradient_accumulation_steps 1"
+    ):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--gradient_accumulation_steps", "1"))
+    assert not (tmp_path / "run").exists()
