@@ -588,7 +588,7 @@ class EvalConfig:
     top_k: int = option(3, "Number of most probable labels listed per row for --input.")
 
     def validate(self) -> None:
-        """Check the split name and sizes."""
+        """Check the split name, the sizes, and that the --input flags come with --input."""
         if self.split not in ("train", "validation", "test"):
             raise ConfigError(f"--split {self.split!r} is unknown; choose train, validation or test.")
         for name in ("max_samples", "batch_size", "top_k"):
@@ -596,6 +596,11 @@ class EvalConfig:
                 raise ConfigError(f"--{name} must be a positive integer.")
         if (self.text_column or self.text_pair_column) and not self.input:
             raise ConfigError("--text_column and --text_pair_column name the columns of an --input file; add --input.")
+        if self.output and not self.input:
+            raise ConfigError(
+                f"--output names the file of --input predictions; add --input, or drop --output (a split's "
+                f"eval_{self.split}.json and predictions_{self.split}.jsonl go to the run folder)."
+            )
 
 
 def input_columns(cfg: EvalConfig, train_cfg: TrainConfig) -> TrainConfig:

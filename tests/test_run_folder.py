@@ -193,6 +193,13 @@ def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(fini
     assert again["output"] == summary["output"] and f"to {summary['output']} (replaced)" in capsys.readouterr().err
 
 
+def test_an_output_file_without_input_is_refused_rather_than_ignored(tmp_path):
+    """--output names where --input predictions go; a split's files always go to the run folder, so with --split
+    alone the flag was ignored and the predictions were not where the user looks for them."""
+    with pytest.raises(ValueError, match="--output names the file of --input predictions; add --input"):
+        evaluate.main(["--run_dir", str(tmp_path), "--split", "test", "--output", str(tmp_path / "test.jsonl")])
+
+
 def test_a_pair_run_predicts_rows_whose_second_text_is_missing(tiny_bert, tmp_path):
     pairs = tmp_path / "pairs"
     pairs.mkdir()
