@@ -281,6 +281,11 @@ def test_predict_pools_windows_per_document_counting_each_window_once(pooling, e
         (["--class_weights", "nowhere.json"], "--class_weights nowhere.json: no such file"),
         (["--class_weights", "WEIGHTS"], "names labels that the data does not have: neutral"),
         (["--label_smoothing", "1.0"], "--label_smoothing must be in"),
+        # Settings that only another flag switches on: without it they were ignored without a word.
+        (["--window_pooling", "max"], "--window_pooling only apply to --long_text windows"),
+        (["--focal_gamma", "5"], "--focal_gamma only applies to --loss focal"),
+        (["--distill_alpha", "0.9", "--distill_temperature", "4"], "--distill_alpha, --distill_temperature only apply"),
+        (["--consistent_decoding"], "--consistent_decoding only applies to hierarchical --label_columns"),
     ],
 )
 def test_bad_loss_and_window_flags_fail_before_any_model_is_built(flags, message, tiny_bert, tmp_path, monkeypatch):
