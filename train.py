@@ -596,13 +596,16 @@ REQUIRED_SETTINGS = ("split_digests", "batch_order")
 
 
 def run_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
-    """Everything that decides what a run computes, as JSON values (saved in each checkpoint's meta.json)."""
+    """Everything that decides what a run computes, as JSON values (saved in each checkpoint's meta.json); before
+    the model is built, ``resolved`` has no step counts yet, and neither have the settings."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}
     # split_digests: the rows of every split, by content (validation picks the best state, test scores it), and not
     # where they live: a dataset copied again before a requeued job resumes (a cluster's local scratch) has the same
     # rows and resumes. Not datasets' fingerprints either, which follow a file's mtime.
     keys = ("model_path", "num_processes", "mixed_precision", "split_sizes", "steps_per_epoch", "max_steps")
-    settings |= {k: resolved[k] for k in (*keys, "split_digests", "label_names")}
+    settings |= {k: resolved[k] for k in (*keys, "split_digests", "label_names") if k in resolved}
+    if "max_steps" not in resolved and cfg.max_steps is None:  # the run's length, known once the loader is
+        del settings["max_steps"]
     settings["batch_order"] = LengthGroupedBatchSampler.ORDER
     # The model by its files' content, wherever it lives: one copied to a requeued job's scratch resumes.
     settings["model_files"] = model_files_digest(resolved["model_path"])
@@ -896,6 +899,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_logging(None, accelerator.is_main_process)
     set_seed(cfg.seed)
     model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg)
+    resolved = describe_inputs(cfg, data, model_path, accelerator)
+    if resume_dir:  # settings that differ from the checkpoint's are bad input too: refused before any work
+        check_resume_settings(resume_dir, read_meta(resume_dir), run_settings(cfg, resolved))
     claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
     for note in [cpu_note, f"pooling: {pooling} ({pooling_why})", *data.notes]:
         if note:
@@ -917,7 +923,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     optimizer = build_optimizer(model, cfg, accelerator.device)
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dls = {split: accelerator.prepare(dl) for split, dl in eval_dls.items()}
-    resolved = describe_run(cfg, data, model_path, model, accelerator, len(train_dl), pad_multiple, frozen)
+    resolved |= describe_run(cfg, model, accelerator, len(train_dl), pad_multiple, frozen)
     if windows:
         resolved["windows"] = windows  # per split: documents, windows, documents cut into several
     max_steps, steps_per_epoch = resolved["max_steps"], resolved["steps_per_epoch"]
@@ -1095,21 +1101,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-def describe_run(
-    cfg: TrainConfig,
-    data: Any,
-    model_path: str,
-    model: nn.Module,
-    accelerator: Any,
-    batches_per_epoch: int,
-    pad_multiple: int | None,
-    frozen: int,
-) -> dict[str, Any]:
-    """config.json's ``resolved``: what the flags came to (labels, sizes, processes, precision, the schedule)."""
-    # Step counts come from the prepared (per-process) loader. The scheduler is stepped by hand once per optimizer
-    # step: accelerate's prepared scheduler would step num_processes times, for schedules sized before sharding.
-    steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
-    max_steps = cfg.max_steps or math.ceil(cfg.num_train_epochs * steps_per_epoch)
+def describe_inputs(cfg: TrainConfig, data: Any, model_path: str, accelerator: Any) -> dict[str, Any]:
+    """The part of config.json's ``resolved`` known before a model is built: data, labels, processes, precision."""
     return {
         "dataset": resolved_dataset(cfg.dataset),
         "model_path": model_path,
@@ -1124,6 +1117,23 @@ def describe_run(
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
         "cpu_threads": torch.get_num_threads() if accelerator.device.type == "cpu" else None,
+    }
+
+
+def describe_run(
+    cfg: TrainConfig,
+    model: nn.Module,
+    accelerator: Any,
+    batches_per_epoch: int,
+    pad_multiple: int | None,
+    frozen: int,
+) -> dict[str, Any]:
+    """The rest of config.json's ``resolved``: what the flags came to for the model and the schedule."""
+    # Step counts come from the prepared (per-process) loader. The scheduler is stepped by hand once per optimizer
+    # step: accelerate's prepared scheduler would step num_processes times, for schedules sized before sharding.
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
+    max_steps = cfg.max_steps or math.ceil(cfg.num_train_epochs * steps_per_epoch)
+    return {
         "pooling": accelerator.unwrap_model(model).config.pooling,
         "pad_to_multiple_of": pad_multiple,
         "effective_batch_size": cfg.per_device_train_batch_size
@@ -1147,10 +1157,15 @@ def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:
     return max(0, min(math.ceil(cfg.warmup_ratio * max_steps), max_steps - 1))
 
 
+def read_meta(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's meta.json (step, best score, patience counter, the settings it was written with)."""
+    return json.loads((checkpoint / "meta.json").read_text())
+
+
 def resume(accelerator: Any, run_dir: Path, resume_dir: Path, settings: dict[str, Any]) -> RunState:
     """Load a checkpoint after checking its settings; put back the best_model/ it knows; drop later metrics."""
-    meta = json.loads((resume_dir / "meta.json").read_text())
-    check_resume_settings(resume_dir, meta, settings)
+    meta = read_meta(resume_dir)
+    check_resume_settings(resume_dir, meta, settings)  # again, with the step counts of the prepared loader
     accelerator.load_state(str(resume_dir))
     state = RunState(**{f.name: meta[f.name] for f in dataclasses.fields(RunState) if f.name in meta})
     if accelerator.is_main_process:

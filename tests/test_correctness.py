@@ -94,8 +94,10 @@ def interrupted_run(tiny_bert, tmp_path, probe):
         (["--max_seq_length", "16"], ["max_seq_length"]),
     ],
 )
-def test_resume_refuses_changed_settings_and_names_them(interrupted_run, tiny_bert, changed, named):
+def test_resume_refuses_changed_settings_and_names_them(interrupted_run, tiny_bert, changed, named, monkeypatch):
     args = tiny_args(tiny_bert, interrupted_run, None, *GUARD_FLAGS, *changed, "--resume_from_checkpoint", "latest")
+    # Before the model is built (loading a large one takes a while), as the rest of the bad input is.
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(ValueError, match="--resume_from_checkpoint") as err:
         train.main(args)
     assert all(name in str(err.value) for name in named), str(err.value)
