@@ -923,12 +923,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     optimizer = build_optimizer(model, cfg, accelerator.device)
     model, optimizer, train_dl = accelerator.prepare(model, optimizer, train_dl)
     eval_dls = {split: accelerator.prepare(dl) for split, dl in eval_dls.items()}
-    resolved |= describe_run(cfg, model, accelerator, len(train_dl), pad_multiple, frozen)
+    resolved |= describe_run(cfg, model, accelerator, len(train_dl), len(tokenized["train"]), pad_multiple, frozen)
     if windows:
         resolved["windows"] = windows  # per split: documents, windows, documents cut into several
     max_steps, steps_per_epoch = resolved["max_steps"], resolved["steps_per_epoch"]
     scheduler = get_linear_schedule_with_warmup(optimizer, resolved["warmup_steps"], max_steps)
     accelerator.register_for_checkpointing(scheduler)
+    asked = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+    if resolved["effective_batch_size"] < asked:
+        logger.warning(
+            "an optimizer step trains on at most %d rows (an epoch holds %d micro-batches of at most %d rows per "
+            "process), not the %d of --per_device_train_batch_size x --gradient_accumulation_steps x processes; "
+            "lower them to train as they say.",
+            resolved["effective_batch_size"],
+            len(train_dl),
+            cfg.per_device_train_batch_size,
+            asked,
+        )
     if resolved["warmup_steps"] >= max_steps:
         logger.warning(
             "--warmup_steps %d is not below the run's %d optimizer steps: the learning rate never reaches "
@@ -1125,10 +1136,12 @@ def describe_run(
     model: nn.Module,
     accelerator: Any,
     batches_per_epoch: int,
+    train_rows: int,
     pad_multiple: int | None,
     frozen: int,
 ) -> dict[str, Any]:
-    """The rest of config.json's ``resolved``: what the flags came to for the model and the schedule."""
+    """The rest of config.json's ``resolved``: what the flags came to for the model and the schedule (of
+    ``batches_per_epoch`` micro-batches per process over ``train_rows`` training rows)."""
     # Step counts come from the prepared (per-process) loader. The scheduler is stepped by hand once per optimizer
     # step: accelerate's prepared scheduler would step num_processes times, for schedules sized before sharding.
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
@@ -1136,9 +1149,13 @@ def describe_run(
     return {
         "pooling": accelerator.unwrap_model(model).config.pooling,
         "pad_to_multiple_of": pad_multiple,
-        "effective_batch_size": cfg.per_device_train_batch_size
-        * cfg.gradient_accumulation_steps
-        * accelerator.num_processes,
+        # An accumulation group cannot outgrow the epoch, nor a batch the data: a step then trains on fewer rows.
+        "effective_batch_size": min(
+            cfg.per_device_train_batch_size
+            * min(cfg.gradient_accumulation_steps, batches_per_epoch)
+            * accelerator.num_processes,
+            train_rows,
+        ),
         "steps_per_epoch": steps_per_epoch,
         "max_steps": max_steps,
         "num_epochs": math.ceil(max_steps / steps_per_epoch),

@@ -145,6 +145,24 @@ def test_gradient_accumulation_step_count(tiny_bert, tmp_path):
     assert [r["step"] for r in logs] == [1, 2, 3, 4, 5, 6] and logs[-1]["lr"] == 0.0
 
 
+@pytest.mark.parametrize(
+    "flags, effective",
+    [
+        # 6 micro-batches an epoch, accumulation 10: every optimizer step is the whole epoch, 48 rows, not 80.
+        (["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "10"], 48),
+        # A batch larger than the data: the one batch holds the 48 rows.
+        (["--per_device_train_batch_size", "100"], 48),
+    ],
+)
+def test_the_effective_batch_recorded_is_what_a_step_trains_on(flags, effective, tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    results = train.main(tiny_args(tiny_bert, out, None, *flags, "--num_train_epochs", "2"))
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["steps_per_epoch"] == 1 and results["global_step"] == 2
+    assert resolved["effective_batch_size"] == effective
+    assert f"an optimizer step trains on at most {effective} rows" in (out / "train.log").read_text()
+
+
 def test_max_steps_and_early_stopping(tiny_bert, tmp_path):
     out = tmp_path / "run"
     # A learning rate of ~0 never improves on the first evaluation, so patience 1 stops at the second one.
