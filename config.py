@@ -307,6 +307,8 @@ class TrainConfig:
             )
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ConfigError(f"--save_total_limit must be >= 1, got {self.save_total_limit}.")
+        if self.save_total_limit is not None and self.checkpointing_steps is None:
+            raise ConfigError("--save_total_limit only applies with --checkpointing_steps; add it or drop the limit.")
         for f in dataclasses.fields(self):
             choices = field_choices(f)
             if choices is not None and getattr(self, f.name) not in choices:

@@ -56,6 +56,8 @@ def test_config_file_then_cli_override(tmp_path):
         # numpy's and scikit-learn's seeds are 32-bit: another value was a traceback from inside set_seed.
         (["--seed", "-1"], r"--seed must be in \[0, 4294967295\], got -1"),
         (["--seed", str(2**32)], r"--seed must be in \[0, 4294967295\], got 4294967296"),
+        # Without checkpoints there is nothing to keep or delete: the flag would be ignored.
+        (["--save_total_limit", "2"], "--save_total_limit only applies with --checkpointing_steps"),
     ],
 )
 def test_config_validation_names_the_flag(argv, message):
