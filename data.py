@@ -938,6 +938,11 @@ def load_splits(cfg: TrainConfig) -> SplitData:
             val.remove_columns([c for c in ("teacher",) if c in val.column_names]),
         )
         notes.append(note)
+    elif cfg.validation_split_ratio != TrainConfig.validation_split_ratio:
+        notes.append(
+            f"warning: --validation_split_ratio {cfg.validation_split_ratio} is not used: the data has a validation "
+            "split, so none is carved from train"
+        )
     if "test" not in splits:
         notes.append("no test split: test metrics will be skipped")
     limits = {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples, "test": cfg.max_eval_samples}

@@ -534,6 +534,15 @@ def test_unlabeled_splits_are_left_out_and_unnamed_files_are_named(tmp_path):
     assert data.label_names == ["neg", "pos"]
 
 
+def test_a_validation_split_ratio_the_data_leaves_unused_is_said():
+    """The data has its own validation split, so nothing is carved: the flag would otherwise pass unnoticed."""
+    data = load_splits(TrainConfig(dataset=str(REPO / "sample_data"), validation_split_ratio=0.3))
+    assert any(n.startswith("warning: --validation_split_ratio 0.3 is not used: ") for n in data.notes)
+    assert not any(
+        "--validation_split_ratio" in n for n in load_splits(TrainConfig(dataset=str(REPO / "sample_data"))).notes
+    )
+
+
 def test_a_train_split_cut_to_one_class_and_a_validation_split_lacking_classes_are_warned_of(tmp_path):
     rows = [{"text": f"row {i}", "label": "a" if i < 8 else ["b", "c"][i % 2]} for i in range(16)]
     data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows)), max_train_samples=6, max_eval_samples=8))
