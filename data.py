@@ -724,6 +724,32 @@ def _parse_label_list(value: str) -> list[Any] | None:
     return None
 
 
+def _teacher_lists_from_text(ds: Any) -> Any:
+    """Teacher probabilities written into csv cells (pandas' to_csv writes ``"[0.3, 0.7]"``) read as lists of
+    numbers; a cell that is not such a list is refused, naming its row."""
+    values = column_values(ds, "teacher")
+    if not any(isinstance(v, str) for v in values):
+        return ds
+    lists = []
+    for row, value in enumerate(values):
+        if _missing(value):  # an empty cell: this row has no teacher
+            lists.append(None)
+            continue
+        parsed = None
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                pass
+        if not (isinstance(parsed, list) and all(isinstance(p, int | float) for p in parsed)):
+            raise UsageError(
+                f"row {row} of the train split: --teacher_column needs a list of probabilities, one per label, "
+                f"such as [0.3, 0.7], got {value!r:.60}."
+            )
+        lists.append([float(p) for p in parsed])
+    return ds.remove_columns("teacher").add_column("teacher", lists)
+
+
 def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
     """A label column whose every cell is a list written as text (a csv cannot hold lists) read as those lists; a
     cell that is not a list among cells that are is refused, as a lone string in a column of lists is."""
@@ -804,6 +830,8 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     ds = ds.rename_columns(
         {k: v for k, v in renames.items() if k != v} | ({cfg.teacher_column: "teacher"} if teacher else {})
     )
+    if teacher:
+        ds = _teacher_lists_from_text(ds)
     text_cols = ["text"] + (["text_pair"] if cfg.text_pair_column else [])
     for name, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=False):
         ds = _as_text(ds, name, split, column, f"{name}_column")

@@ -236,6 +236,24 @@ def test_teacher_labels_order_is_checked_and_reordered_to_label_ids(tmp_path):
     assert any("teacher_labels" in note for note in data.notes)
 
 
+def test_teacher_probabilities_written_into_csv_cells_are_read_as_lists(tmp_path):
+    # pandas' to_csv writes a column of lists as "[0.3, 0.7]" and a missing one as an empty cell.
+    import pandas as pd
+
+    folder = _teacher_data(tmp_path / "jsonl", ["pos", "neg"])
+    as_csv = tmp_path / "csv"
+    as_csv.mkdir()
+    for split in ("train", "validation"):
+        rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+        pd.DataFrame(rows).to_csv(as_csv / f"{split}.csv", index=False)
+    (as_csv / "labels.json").write_text((folder / "labels.json").read_text())
+    data = load_splits(TrainConfig(dataset=str(as_csv), teacher_column="teacher"))
+    assert data.splits["train"]["teacher"][:3] == [None, [0.7, 0.3], [0.1, 0.9]]
+    (as_csv / "train.csv").write_text('text,label,teacher\nfun,pos,"[0.3, 0.7]"\nbore,neg,0.9\nok,pos,\n')
+    with pytest.raises(UsageError, match=r"row 1 of the train split: --teacher_column needs a list .*got '0.9'"):
+        load_splits(TrainConfig(dataset=str(as_csv), teacher_column="teacher"))
+
+
 def test_teacher_labels_with_other_names_are_refused(tmp_path):
     folder = _teacher_data(tmp_path / "d", ["negative", "positive"])
     with pytest.raises(UsageError) as err:
