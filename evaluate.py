@@ -51,6 +51,7 @@ from utils import (
     atomic_savefig,
     atomic_write_json,
     atomic_write_text,
+    evaluate_input_source,
     logger,
     read_best_record,
     read_latest_pointer,
@@ -784,6 +785,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_output(cfg)
         raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples)
         destination = input_destination(cfg, run_dir, len(raw))
+        source = str(Path(cfg.input).resolve())
+        earlier = None if cfg.output or not destination.exists() else evaluate_input_source(run_dir, destination)
+        if earlier not in (None, source):  # the same input again replaces its predictions; another file's are kept
+            raise UsageError(
+                f"{destination} holds the predictions of {earlier}, another file of the same name; give --output "
+                f"FILE for {cfg.input}, or remove {destination.name} to replace them."
+            )
     else:
         name = cfg.split
         raw, label_names = load_scored_split(cfg, train_cfg, resolved)
@@ -813,7 +821,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 r["label"] = r.pop("pred")
             replaced = destination.exists()
             atomic_write_text(destination, "".join(json.dumps(r) + "\n" for r in rows))
-            record_evaluate_output(run_dir, destination)  # so a new model of this run replaces them too
+            record_evaluate_output(run_dir, destination, source)  # so a new model of this run replaces them too
             logger.info("wrote %d predictions to %s%s", len(rows), destination, " (replaced)" if replaced else "")
             print(json.dumps(summary))
         return summary

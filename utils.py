@@ -62,21 +62,41 @@ EVALUATE_SPLIT_FILES = re.compile(
 EVALUATE_MANIFEST = ".evaluate_outputs.json"
 
 
-def _manifest_names(run_dir: Path) -> list[str]:
-    """The file names listed in a run's evaluate.py manifest (none if it is missing or unreadable)."""
+def _read_manifest(run_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """A run's evaluate.py manifest: the file names it lists, and for --input predictions the input each came from
+    (none if it is missing or unreadable; an older manifest is a bare list of names)."""
     try:
         listed = json.loads((run_dir / EVALUATE_MANIFEST).read_text())
     except (OSError, ValueError):
-        return []
+        return [], {}
+    files, inputs = (listed.get("files"), listed.get("inputs")) if isinstance(listed, dict) else (listed, {})
     # Names only: never a path outside the run folder.
-    return [Path(n).name for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+    names = [Path(n).name for n in files if isinstance(n, str)] if isinstance(files, list) else []
+    sources = {Path(k).name: v for k, v in inputs.items() if isinstance(v, str)} if isinstance(inputs, dict) else {}
+    return names, sources
 
 
-def record_evaluate_output(run_dir: Path, path: Path) -> None:
-    """Note in the run's manifest that evaluate.py wrote ``path`` (only files inside the run folder)."""
+def _manifest_names(run_dir: Path) -> list[str]:
+    """The file names listed in a run's evaluate.py manifest."""
+    return _read_manifest(run_dir)[0]
+
+
+def record_evaluate_output(run_dir: Path, path: Path, source: str | None = None) -> None:
+    """Note in the run's manifest that evaluate.py wrote ``path`` (only files inside the run folder), with the
+    --input file ``source`` its predictions came from."""
     run_dir, path = Path(run_dir).resolve(), Path(path).resolve()
-    if path.parent == run_dir and path.name not in (names := _manifest_names(run_dir)):
-        atomic_write_json(run_dir / EVALUATE_MANIFEST, [*names, path.name])
+    if path.parent != run_dir:
+        return
+    names, sources = _read_manifest(run_dir)
+    if source is not None:
+        sources[path.name] = source
+    files = names if path.name in names else [*names, path.name]
+    atomic_write_json(run_dir / EVALUATE_MANIFEST, {"files": files, "inputs": sources})
+
+
+def evaluate_input_source(run_dir: Path, path: Path) -> str | None:
+    """The --input file whose predictions ``path`` in the run folder holds, as the manifest recorded it."""
+    return _read_manifest(Path(run_dir))[1].get(Path(path).name)
 
 
 def evaluate_outputs(run_dir: Path) -> list[Path]:

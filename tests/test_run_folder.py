@@ -193,6 +193,23 @@ def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(fini
     assert again["output"] == summary["output"] and f"to {summary['output']} (replaced)" in capsys.readouterr().err
 
 
+def test_input_files_of_the_same_name_do_not_replace_each_others_predictions(finished_run, tmp_path):
+    first, second = tmp_path / "a" / "texts.csv", tmp_path / "b" / "texts.csv"
+    for path, text in ((first, "hello there"), (second, "another text")):
+        path.parent.mkdir()
+        path.write_text(f"text\n{text}\n")
+    written = Path(evaluate.main(["--run_dir", str(finished_run), "--input", str(first)])["output"])
+    with pytest.raises(ValueError, match=rf"predictions_texts.jsonl holds the predictions of {first}.* --output"):
+        evaluate.main(["--run_dir", str(finished_run), "--input", str(second)])
+    assert json.loads(written.read_text())["text"] == "hello there"
+    elsewhere = tmp_path / "b.jsonl"
+    evaluate.main(["--run_dir", str(finished_run), "--input", str(second), "--output", str(elsewhere)])
+    assert json.loads(elsewhere.read_text())["text"] == "another text"
+    written.unlink()  # once the first file's predictions are gone, the name is free
+    evaluate.main(["--run_dir", str(finished_run), "--input", str(second)])
+    assert json.loads(written.read_text())["text"] == "another text"
+
+
 def test_an_output_file_without_input_is_refused_rather_than_ignored(tmp_path):
     """--output names where --input predictions go; a split's files always go to the run folder, so with --split
     alone the flag was ignored and the predictions were not where the user looks for them."""
