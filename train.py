@@ -824,6 +824,9 @@ def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any, over
     setup_logging(run_dir / "train.log", accelerator.is_main_process)
     if stale:
         logger.info("--overwrite_output_dir: removed the previous run's %s", ", ".join(p.name for p in stale))
+    elif overwrite and resume_dir is not None:
+        # Not refused: run_matrix.py restarts an interrupted run with its flags plus --resume_from_checkpoint.
+        logger.info("--overwrite_output_dir has no effect on a resume: the run continues from %s", resume_dir.name)
 
 
 def build_model(cfg: TrainConfig, model_path: str, data: Any, pooling: str) -> tuple[EncoderClassifier, int]:

@@ -199,8 +199,11 @@ def test_resumed_early_stopped_run_stays_stopped(tiny_bert, tmp_path):
     assert first["stopped_early"] and first["global_step"] == 4
     # A crash after the stop decision (the checkpoint of step 4 holds it) and before results.json: resume.
     (out / "results.json").unlink()
-    again = train.main(tiny_args(tiny_bert, out, None, *flags, "--resume_from_checkpoint", "latest"))
+    # --overwrite_output_dir (a campaign's flags, repeated at its restart) does not wipe the run it resumes.
+    resume = ["--resume_from_checkpoint", "latest", "--overwrite_output_dir"]
+    again = train.main(tiny_args(tiny_bert, out, None, *flags, *resume))
     assert again["stopped_early"] and again["global_step"] == 4 and again["best_step"] == 2
+    assert "--overwrite_output_dir has no effect on a resume" in (out / "train.log").read_text()
 
 
 # ---- sample counts ------------------------------------------------------------------------------------------------
