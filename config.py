@@ -322,16 +322,12 @@ class TrainConfig:
             raise ConfigError("--multi_label with --label_columns needs at least two 0/1 columns.")
         if self.label_columns is not None and not self.multi_label and len(self.label_columns) < 2:
             raise ConfigError("--label_columns needs at least two levels (coarse to fine); for one use --label_column.")
-        if self.consistent_decoding and (self.label_columns is None or self.multi_label):
-            raise ConfigError("--consistent_decoding only applies to hierarchical --label_columns; drop it.")
         if self.level_loss_weights is not None and (
             self.label_columns is None or self.multi_label or len(self.level_loss_weights) != len(self.label_columns)
         ):
             raise ConfigError("--level_loss_weights needs one weight per hierarchical --label_columns level.")
         if self.teacher_column is not None and (self.label_columns is not None or self.multi_label):
             raise ConfigError("--teacher_column works with single-label classification only.")
-        if self.teacher_column is None and (given := self._given("distill_alpha", "distill_temperature")):
-            raise ConfigError(f"{', '.join(given)} only apply to distillation; add --teacher_column or drop them.")
         if not 0 <= self.distill_alpha <= 1:
             raise ConfigError(f"--distill_alpha must be in [0, 1], got {self.distill_alpha}.")
         if self.distill_temperature <= 0:
@@ -345,17 +341,33 @@ class TrainConfig:
                 raise ConfigError(f"{flag} {label!r} is also a text column; labels and texts need their own columns.")
         self._validate_long_text()
         self._validate_loss()
-
-    def _given(self, *names: str) -> list[str]:
-        """The flags among ``names`` set to other values than their defaults, as ``--name``."""
+        # Ignored without a word, they would pass for settings of the run.
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        return [f"--{n}" for n in names if getattr(self, n) != defaults[n]]
+        for flag, names in self.switched_off().items():
+            if given := [f"--{n}" for n in names if getattr(self, n) != defaults[n]]:
+                one = len(given) == 1
+                raise ConfigError(
+                    f"{', '.join(given)} only appl{'ies' if one else 'y'} to {flag}; add {flag} or drop "
+                    f"{'it' if one else 'them'}."
+                )
+
+    def switched_off(self) -> dict[str, tuple[str, ...]]:
+        """The settings that only another flag puts to use, by that flag, where it is not given: they change
+        nothing (a run that holds them computes what one with their defaults does)."""
+        hierarchical = self.label_columns is not None and not self.multi_label
+        uses = {
+            "--long_text windows": (
+                self.long_text == "windows",
+                ("window_stride", "max_windows_per_doc", "window_pooling"),
+            ),
+            "--loss focal": (self.loss == "focal", ("focal_gamma",)),
+            "--teacher_column": (self.teacher_column is not None, ("distill_alpha", "distill_temperature")),
+            "hierarchical --label_columns": (hierarchical, ("consistent_decoding",)),
+        }
+        return {flag: names for flag, (used, names) in uses.items() if not used}
 
     def _validate_long_text(self) -> None:
-        """The window flags: meaningful values, and given only with --long_text windows."""
-        if self.long_text != "windows":
-            if given := self._given("window_stride", "max_windows_per_doc", "window_pooling"):
-                raise ConfigError(f"{', '.join(given)} only apply to --long_text windows; add it or drop them.")
+        """The window flags' values."""
         if self.window_stride is not None and self.window_stride < 0:
             raise ConfigError(f"--window_stride must be >= 0 (tokens shared by two windows), got {self.window_stride}.")
         if self.max_windows_per_doc is not None and self.max_windows_per_doc < 1:
@@ -372,8 +384,6 @@ class TrainConfig:
             raise ConfigError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}.")
         if self.focal_gamma < 0:
             raise ConfigError(f"--focal_gamma must be >= 0, got {self.focal_gamma}.")
-        if self.loss != "focal" and self._given("focal_gamma"):
-            raise ConfigError("--focal_gamma only applies to --loss focal; add it or drop --focal_gamma.")
         if self.loss == "focal" and self.teacher_column is not None:
             # The focal factor reweighs rows by the student's own confidence, which fights the teacher's soft
             # targets; the combination has no settled definition, so it is refused rather than guessed at.

@@ -598,7 +598,9 @@ REQUIRED_SETTINGS = ("split_digests", "batch_order")
 def run_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides what a run computes, as JSON values (saved in each checkpoint's meta.json); before
     the model is built, ``resolved`` has no step counts yet, and neither have the settings."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}
+    # Settings no flag puts to use are left out: a run begun when they were taken without one resumes without them.
+    unused = {name for names in cfg.switched_off().values() for name in names}
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE | unused}
     # split_digests: the rows of every split, by content (validation picks the best state, test scores it), and not
     # where they live: a dataset copied again before a requeued job resumes (a cluster's local scratch) has the same
     # rows and resumes. Not datasets' fingerprints either, which follow a file's mtime.

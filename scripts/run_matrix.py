@@ -454,8 +454,10 @@ def describe_entry(run: Run) -> str:
 def differences(recorded: dict[str, Any], planned: dict[str, Any]) -> list[str]:
     """Settings (not bookkeeping) where a recorded user_config differs from the planned one, one phrase each."""
     diffs = []
-    # Keys only one side knows (a field added to train.py since that run) cannot be compared and are left out.
-    for key in sorted((recorded.keys() & planned.keys()) - BOOKKEEPING_SETTINGS):
+    # Keys only one side knows (a field added to train.py since that run) cannot be compared and are left out; so
+    # are settings no flag of the plan puts to use (an older train.py took --focal_gamma without --loss focal).
+    unused = {name for names in TrainConfig(**planned).switched_off().values() for name in names}
+    for key in sorted((recorded.keys() & planned.keys()) - BOOKKEEPING_SETTINGS - unused):
         before, after = recorded[key], planned[key]
         if key in ("dataset", "model_name_or_path"):
             before, after = source_key(before), source_key(after)

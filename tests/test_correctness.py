@@ -156,6 +156,21 @@ def test_resume_refuses_a_checkpoint_of_an_older_version(interrupted_run, tiny_b
         train.main(args)
 
 
+def test_a_checkpoint_with_settings_its_run_never_used_resumes(interrupted_run, tiny_bert):
+    """A run started when --focal_gamma, --window_pooling, --distill_alpha and --consistent_decoding were taken (and
+    ignored) without the flag that uses them recorded them: it resumes without them, as it computes the same."""
+    meta_file = interrupted_run / "checkpoints" / "step_000005" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    ignored = {"focal_gamma": 3.0, "window_pooling": "max", "distill_alpha": 0.9, "consistent_decoding": True}
+    args = tiny_args(tiny_bert, interrupted_run, None, *GUARD_FLAGS, "--resume_from_checkpoint", "latest")
+    # Where the flag that uses one is given, it is compared as every setting is.
+    meta_file.write_text(json.dumps(meta | {"settings": meta["settings"] | ignored | {"loss": "focal"}}))
+    with pytest.raises(ValueError, match=r"other settings \(focal_gamma: checkpoint 3.0, now 2.0\)"):
+        train.main([*args, "--loss", "focal"])
+    meta_file.write_text(json.dumps(meta | {"settings": meta["settings"] | ignored}))
+    assert train.main(args)["global_step"] == 12
+
+
 def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed_from(interrupted_run, tiny_bert):
     partial = interrupted_run / "checkpoints" / ".step_000009.tmp"  # save_state was writing it when the kill came
     partial.mkdir()

@@ -274,7 +274,7 @@ def test_predict_pools_windows_per_document_counting_each_window_once(pooling, e
     "flags, message",
     [
         (["--loss", "focal", "--teacher_column", "llm"], "--loss focal does not combine with distillation"),
-        (["--window_stride", "4"], "--window_stride only apply to --long_text windows"),
+        (["--window_stride", "4"], "--window_stride only applies to --long_text windows"),
         (["--long_text", "windows", "--window_stride", "30"], "--window_stride 30 leaves windows no room to advance"),
         (["--long_text", "windows", "--window_pooling", "median"], "--window_pooling 'median' is unknown"),
         (["--pos_weight", "balanced"], "--pos_weight is for multi-label data"),
@@ -282,7 +282,7 @@ def test_predict_pools_windows_per_document_counting_each_window_once(pooling, e
         (["--class_weights", "WEIGHTS"], "names labels that the data does not have: neutral"),
         (["--label_smoothing", "1.0"], "--label_smoothing must be in"),
         # Settings that only another flag switches on: without it they were ignored without a word.
-        (["--window_pooling", "max"], "--window_pooling only apply to --long_text windows"),
+        (["--window_pooling", "max"], "--window_pooling only applies to --long_text windows"),
         (["--focal_gamma", "5"], "--focal_gamma only applies to --loss focal"),
         (["--distill_alpha", "0.9", "--distill_temperature", "4"], "--distill_alpha, --distill_temperature only apply"),
         (["--consistent_decoding"], "--consistent_decoding only applies to hierarchical --label_columns"),

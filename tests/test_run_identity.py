@@ -376,6 +376,19 @@ def test_matrix_refuses_a_folder_trained_with_other_settings(tiny_bert, tmp_path
     assert resumed.returncode == 2 and "max_seq_length" in resumed.stderr, resumed.stdout
 
 
+def test_matrix_takes_a_folder_whose_run_holds_settings_no_flag_used(tiny_bert, tmp_path):
+    """A run trained when --focal_gamma was taken (and ignored) without --loss focal recorded it; train.py now
+    refuses the flag, so the campaign drops it: the run is the one planned, not a folder of other settings."""
+    base, run_dir = one_finished_matrix_run(tiny_bert, tmp_path / "out")
+    config = json.loads((run_dir / "config.json").read_text())
+    config["user_config"] |= {"focal_gamma": 3.0, "distill_alpha": 0.9}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    same = script("run_matrix.py", *base)
+    assert same.returncode == 0 and "0 trained, 1 skipped" in same.stdout, same.stdout + same.stderr
+    focal = script("run_matrix.py", *base, "--loss", "focal", "--dry_run")
+    assert focal.returncode == 2 and "focal_gamma 3.0 there, 2.0 planned" in focal.stderr, focal.stdout
+
+
 def test_matrix_trains_another_model_with_the_same_short_name_in_its_own_folder(tiny_bert, tmp_path):
     out = tmp_path / "out"
     first, second = (shutil.copytree(tiny_bert, tmp_path / org / "tiny") for org in ("org1", "org2"))
