@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -742,7 +743,7 @@ def input_destination(cfg: EvalConfig, run_dir: Path, rows: int) -> Path:
         return Path(cfg.output)  # its folder is created when it is written
     stem = Path(cfg.input).stem
     # A file named like a split (test.csv) must not replace the predictions training wrote for that split.
-    stem = f"{stem}_input" if stem in ("train", "validation", "test") else stem
+    stem = f"{stem}_input" if re.fullmatch(r"(train|validation|test)(_first\d+)?", stem) else stem
     # A subset's predictions get their own name, as a split's do: the whole file's stay as they are.
     return run_dir / f"predictions_{subset_name(stem, cfg.max_samples, rows)}.jsonl"
 

@@ -187,6 +187,12 @@ def test_input_predictions_keep_one_line_per_input_line_and_their_own_names(fini
     for output in (tmp_path / "new" / "folder" / "out.jsonl", tmp_path / "out.json"):  # folders made as needed
         evaluate.main(["--run_dir", str(finished_run), "--input", str(data), "--output", str(output)])
         assert len(output.read_text().splitlines()) == 3
+    # An input named like a split's files (test.csv, validation_first5.csv) gets a name of its own.
+    for stem in ("test", "validation_first5"):
+        named = tmp_path / f"{stem}.csv"
+        named.write_text(data.read_text())
+        output = evaluate.main(["--run_dir", str(finished_run), "--input", str(named)])["output"]
+        assert Path(output).name == f"predictions_{stem}_input.jsonl"
     # The same input again replaces its predictions, and says so.
     capsys.readouterr()
     again = evaluate.main(["--run_dir", str(finished_run), "--input", str(data)])
