@@ -708,9 +708,11 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
 
 
-def _parse_label_list(value: str) -> list[Any] | None:
-    """``'["a", "b"]'`` or ``"['a', 'b']"`` (a list written into a csv cell by json or pandas) as a list of labels;
-    None for anything else."""
+def _parse_list(value: Any, items: type | tuple[type, ...] = str | int) -> list[Any] | None:
+    """``'["a", "b"]'`` or ``"['a', 'b']"`` (a list written into a csv cell by json or pandas) as a list whose items
+    are of types ``items`` (never bools); None for anything else."""
+    if not isinstance(value, str):
+        return None
     text = value.strip()
     if not (text.startswith("[") and text.endswith("]")):
         return None
@@ -719,7 +721,7 @@ def _parse_label_list(value: str) -> list[Any] | None:
             parsed = parse(text)
         except (ValueError, SyntaxError, RecursionError):
             continue
-        if isinstance(parsed, list) and all(isinstance(x, str | int) and not isinstance(x, bool) for x in parsed):
+        if isinstance(parsed, list) and all(isinstance(x, items) and not isinstance(x, bool) for x in parsed):
             return parsed
     return None
 
@@ -735,13 +737,7 @@ def _teacher_lists_from_text(ds: Any) -> Any:
         if _missing(value):  # an empty cell: this row has no teacher
             lists.append(None)
             continue
-        parsed = None
-        if isinstance(value, str) and value.strip().startswith("["):
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                pass
-        if not (isinstance(parsed, list) and all(isinstance(p, int | float) for p in parsed)):
+        if (parsed := _parse_list(value, int | float)) is None:
             raise UsageError(
                 f"row {row} of the train split: --teacher_column needs a list of probabilities, one per label, "
                 f"such as [0.3, 0.7], got {value!r:.60}."
@@ -756,7 +752,7 @@ def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
     values = column_values(ds, column)
     if not values or not all(isinstance(v, str) for v in values):
         return ds
-    parsed = [_parse_label_list(v) for v in values]
+    parsed = [_parse_list(v) for v in values]
     if all(p is None for p in parsed):
         return ds
     if (row := next((i for i, p in enumerate(parsed) if p is None), None)) is not None:
