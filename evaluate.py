@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from data import (
 from model import LOSSES, EncoderClassifier, EncoderClassifierConfig, class_loss
 from utils import (
     BEST_MODEL,
+    EVALUATE_SPLIT_FILES,
     RUNS_ROOT,
     ConfigError,
     TrainingError,
@@ -704,7 +704,8 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
                 raise UsageError(
                     f"the {cfg.split} split of {dataset} reads as other rows than this run recorded, and the run was "
                     f"trained by an older data reader (version {reader}, now {DATA_READER}: tsv quoting, eval files, "
-                    "unlabeled splits, csv id lists, empty labels): score it with the version that trained it, or train it again."
+                    "unlabeled splits, csv id lists, empty labels): score it with the version that trained it, or "
+                    "train it again."
                 )
             raise UsageError(
                 f"the {cfg.split} split of {dataset} is not the one this run recorded (its rows or labels changed "
@@ -742,8 +743,9 @@ def input_destination(cfg: EvalConfig, run_dir: Path, rows: int) -> Path:
     if cfg.output:
         return Path(cfg.output)  # its folder is created when it is written
     stem = Path(cfg.input).stem
-    # A file named like a split (test.csv) must not replace the predictions training wrote for that split.
-    stem = f"{stem}_input" if re.fullmatch(r"(train|validation|test)(_first\d+)?", stem) else stem
+    # A file named like a split's (test.csv, validation_first5.csv) must not replace that split's predictions.
+    if EVALUATE_SPLIT_FILES.fullmatch(f"predictions_{subset_name(stem, cfg.max_samples, rows)}.jsonl"):
+        stem = f"{stem}_input"
     # A subset's predictions get their own name, as a split's do: the whole file's stay as they are.
     return run_dir / f"predictions_{subset_name(stem, cfg.max_samples, rows)}.jsonl"
 
