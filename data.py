@@ -1018,31 +1018,35 @@ def _file_weights(mapping: Any, names: list[str], where: str) -> list[float]:
     return [float(mapping.get(name, 1.0)) for name in names]
 
 
-def loss_weights(cfg: TrainConfig, data: SplitData) -> tuple[dict[str, Any], list[str]]:
+def loss_weights(cfg: TrainConfig, data: SplitData, windows: Any | None = None) -> tuple[dict[str, Any], list[str]]:
     """The model config entries of ``--class_weights`` (one list per level, in label-id order) and ``--pos_weight``
-    (one per label), resolved from the training rows or the file; also lines for the log. ConfigError where the
-    problem type has no use for the flag."""
+    (one per label), resolved from the training rows (``windows``: the tokenized train windows) or the file; also
+    lines for the log. ConfigError where the problem type has no use for the flag."""
     problem, levels = data.spec.problem_type, data.spec.levels
     multi = problem == "multi_label_classification"
     if cfg.class_weights != "none" and multi:
         raise ConfigError("--class_weights is for one-of-n labels; for multi-label data use --pos_weight balanced.")
     if cfg.pos_weight != "none" and not multi:
         raise ConfigError(f"--pos_weight is for multi-label data ({problem} here); use --class_weights instead.")
-    labels = column_values(data.splits["train"], "label")
+    # Under --long_text windows training sees every window as a row, so "balanced" is over the windows: the weighted
+    # rows of an epoch then average 1, as they do without windows (long documents of a class bring more of them).
+    labels = column_values(data.splits["train"] if windows is None else windows, "label")
+    unit = "rows" if windows is None else "windows"
     if cfg.pos_weight == "balanced":
         positives = np.asarray(labels).sum(axis=0)  # (num_labels,)
         # negatives / positives: the weight that makes a label's positive and negative terms weigh the same in the
         # loss (torch's BCEWithLogitsLoss recipe); a label with no positive row keeps 1.
         weights = [float((len(labels) - p) / p) if p else 1.0 for p in positives]
         names = levels[0]["labels"]
-        note = "pos_weight (balanced): " + ", ".join(f"{n}={w:.3g}" for n, w in zip(names, weights, strict=True))
+        values = ", ".join(f"{n}={w:.3g}" for n, w in zip(names, weights, strict=True))
+        note = f"pos_weight (balanced over {len(labels)} training {unit}): {values}"
         return {"pos_weight": weights}, [note]
     if cfg.class_weights == "none":
         return {}, []
     per_level = [[row[i] for row in labels] for i in range(len(levels))] if len(levels) > 1 else [labels]
     if cfg.class_weights == "balanced":
         weights = [balanced_weights(ids, len(level["labels"])) for ids, level in zip(per_level, levels, strict=True)]
-        how = f"balanced over {len(labels)} training rows"
+        how = f"balanced over {len(labels)} training {unit}"
     else:
         try:
             given = json.loads(Path(cfg.class_weights).read_text())

@@ -792,9 +792,15 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
         others = ", ".join(["auto", *sorted(set(POOLERS) - {"pooler"})])
         raise ConfigError(f"--pooling {cfg.pooling}: {err}; choose one of: {others}.") from err
     data = load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)))
-    data.loss_weights, notes = loss_weights(cfg, data)
-    data.notes += notes
+    data.loss_weights, notes = loss_weights(cfg, data)  # refuses what the problem type has no use for, early
+    if not balanced_over_windows(cfg):  # those are resolved and logged once the windows are known (main)
+        data.notes += notes
     return model_path, tokenizer, data, pooling
+
+
+def balanced_over_windows(cfg: TrainConfig) -> bool:
+    """Whether the loss weights are "balanced" over windows, so resolved only after tokenization."""
+    return cfg.long_text == "windows" and "balanced" in (cfg.class_weights, cfg.pos_weight)
 
 
 def check_window_stride(cfg: TrainConfig, stride: int, tokenizer: Any) -> None:
@@ -919,6 +925,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     windows = window_counts(tokenized) if cfg.long_text == "windows" else None
     if windows:
         log_windows(windows, cfg)
+    if balanced_over_windows(cfg):
+        data.loss_weights, notes = loss_weights(cfg, data, tokenized["train"])
+        for note in notes:
+            logger.info(note)
     pad_multiple = pad_multiple_for(accelerator, cfg.torch_compile)
     train_dl, eval_dls = build_dataloaders(tokenized, tokenizer, cfg, pad_multiple)
     train_sampler = train_dl.batch_sampler

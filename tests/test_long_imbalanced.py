@@ -424,6 +424,41 @@ def test_balanced_class_weights_raise_the_rare_class_recall(seeded_bert, imbalan
     assert "validation recall per class" not in (tmp_path / "none" / "train.log").read_text()
 
 
+def long_and_short_rows(n, seed):
+    """Documents of two classes told apart by their first word: "report" ones of 50-60 tokens (three windows at
+    length 32), "note" ones of 5-8 (one window)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = ["report", "note"][i % 2]
+        size = rng.randint(50, 60) if label == "report" else rng.randint(5, 8)
+        rows.append({"text": f"{'goalkeeper' if label == 'report' else 'rain'} {filler(size)}", "label": label})
+    return rows
+
+
+@pytest.mark.parametrize("limit", [None, "1"])
+def test_balanced_class_weights_under_windows_balance_the_windows_training_sees(tiny_bert, tmp_path, limit):
+    data = tmp_path / "data"
+    for split, n, seed in (("train", 40, 1), ("validation", 10, 2), ("test", 10, 3)):
+        write_jsonl(data / f"{split}.jsonl", long_and_short_rows(n, seed))
+    out = tmp_path / "run"
+    flags = ["--long_text", "windows", "--class_weights", "balanced", "--num_train_epochs", "1"]
+    train.main(tiny_args(tiny_bert, out, data, *flags, *(["--max_windows_per_doc", limit] if limit else [])))
+
+    # Training sees every window as a row, so "balanced" is over windows: 20 reports of 2-3 windows and 20 notes of
+    # one (n windows: n / (2 * (n - 20)), n / (2 * 20)); the weighted rows then average 1, as they do without
+    # windows. Over documents (20 and 20) both weights were 1, and reports weighed 2-3 times the notes in the loss.
+    n = json.loads((out / "config.json").read_text())["resolved"]["windows"]["train"]["windows"]
+    saved = json.loads((out / "best_model" / "config.json").read_text())
+    weight = dict(zip([saved["id2label"][str(i)] for i in range(2)], saved["class_weights"][0], strict=True))
+    if limit is None:
+        assert n >= 60
+        assert weight == {"report": pytest.approx(n / (2 * (n - 20))), "note": pytest.approx(n / 40)}
+        assert f"class weights (balanced over {n} training windows): " in (out / "train.log").read_text()
+    else:  # one window per document: windows and documents are the same rows
+        assert n == 40 and weight == {"report": 1.0, "note": 1.0}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["windows", "class_weights"])
 def test_reload_parity_through_the_cli(setting, tiny_bert, late_evidence, imbalanced, tmp_path):
@@ -503,8 +538,15 @@ def test_every_problem_type_trains_with_the_loss_settings_and_windows(task, tiny
         assert saved["class_weights"][0][coarse.index("NUM")] == 3.0 and saved["class_weights"][0].count(1.0) == 5
         assert saved["loss"] == "focal" and "label_coarse.loss" in results["validation"]
     elif task == "multi_label":
-        # 48 rows: sports on 24 (24 negatives / 24 positives = 1), weather on 32 (16 / 32 = 0.5).
-        assert saved["pos_weight"] == [1.0, 0.5] and saved["label_smoothing"] == 0.1
+        # Over the windows training sees (a row's tags on each of its windows): negatives / positives per label. Over
+        # the 48 rows it would be [1.0, 0.5] (sports on 24, weather on 32).
+        from transformers import AutoTokenizer
+
+        _, owner = encode_windows(AutoTokenizer.from_pretrained(tiny_bert), [r["text"] for r in rows], None, 8, 2)
+        positives = [sum(tag in rows[i]["tags"] for i in owner) for tag in ("sports", "weather")]
+        assert len(owner) > 48
+        assert saved["pos_weight"] == [pytest.approx((len(owner) - p) / p) for p in positives]
+        assert saved["label_smoothing"] == 0.1
     else:
         assert saved["class_weights"] == [[1.0, 1.0]]
     windows = json.loads((out / "config.json").read_text())["resolved"]["windows"]["validation"]
