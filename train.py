@@ -241,6 +241,21 @@ def check_model_folder(model_path: str, flag: str) -> None:
         raise UsageError(f"{flag} {folder}: cannot read its weights ({type(err).__name__}: {err!s:.120}).") from err
 
 
+def check_encoder(backbone: nn.Module, backbone_config: Any, flag: str) -> None:
+    """The backbone must be an encoder, whose every token sees the whole text: the poolings read it that way."""
+    name = getattr(backbone_config, "model_type", None) or type(backbone).__name__
+    encoders = "train.py fine-tunes encoders (BERT, RoBERTa, DeBERTa, ModernBERT, ...); pass one of those."
+    if getattr(backbone_config, "is_encoder_decoder", False):
+        # AutoModel builds the whole seq2seq model, whose forward then fails for want of decoder inputs.
+        raise UsageError(f"{flag} is an encoder-decoder model ({name}); {encoders}")
+    # Causal attention modules say so (is_causal, set by the architecture or its config); an encoder's say False.
+    if any(getattr(module, "is_causal", None) is True for module in backbone.modules()):
+        raise UsageError(
+            f"{flag} is a decoder-only model ({name}): each token sees only the tokens before it, so the first token "
+            f"(cls, pooler) holds nothing of the text after it; {encoders}"
+        )
+
+
 def check_tokenizer(tokenizer: Any, backbone_config: Any, cfg: TrainConfig) -> None:
     """The tokenizer must fit the backbone and leave --max_seq_length room for text."""
     flag = f"--model_name_or_path {cfg.model_name_or_path}"
@@ -774,8 +789,9 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
             f"--model_name_or_path {cfg.model_name_or_path}: cannot load its tokenizer or config "
             f"({str(err).splitlines()[0]:.200}). Pass a local model directory or a hub id reachable from this machine."
         ) from err
-    check_tokenizer(tokenizer, backbone_config, cfg)
     backbone = meta_backbone(backbone_config)  # the architecture, for the checks below
+    check_encoder(backbone, backbone_config, f"--model_name_or_path {cfg.model_name_or_path}")
+    check_tokenizer(tokenizer, backbone_config, cfg)
     if cfg.max_seq_length > (limit := max_model_length(tokenizer, backbone_config, position_offset(backbone))):
         raise UsageError(
             f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."

@@ -47,8 +47,10 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         BertTokenizer,
         DistilBertConfig,
         ElectraConfig,
+        GPT2Config,
         ModernBertConfig,
         RobertaConfig,
+        T5Config,
     )
 
     path.mkdir(parents=True, exist_ok=True)
@@ -72,6 +74,11 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         "electra": lambda: ElectraConfig(embedding_size=16, **layers, max_position_embeddings=128, **common),
         "distilbert": lambda: DistilBertConfig(
             dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=128, **common
+        ),
+        # Not encoders: train.py refuses both before building a model.
+        "gpt2": lambda: GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128, **common),
+        "t5": lambda: T5Config(
+            d_model=32, d_kv=16, d_ff=37, num_layers=2, num_heads=2, decoder_start_token_id=0, **common
         ),
         "modernbert": lambda: ModernBertConfig(
             **layers,

@@ -12,7 +12,7 @@ import pytest
 import evaluate
 import train
 from config import TrainConfig
-from conftest import REPO, tiny_args, write_csv
+from conftest import REPO, make_tiny_model, tiny_args, write_csv
 from data import first_mixed_json_column, load_splits
 from model import EncoderClassifier
 from utils import UsageError
@@ -41,6 +41,8 @@ def _model_variant(tiny_bert, folder, case):
         return folder, []
     if case == "path_like":
         return folder.parent / "no" / "such" / "model", []
+    if case in ("gpt2", "t5"):
+        return make_tiny_model(folder, case), []
     shutil.copytree(tiny_bert, folder)
     if case == "no_tokenizer":
         for name in ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
@@ -67,6 +69,8 @@ def _model_variant(tiny_bert, folder, case):
     [
         ("classifier", "is a classifier saved by train.py, not a backbone"),
         ("path_like", "no such folder"),
+        ("gpt2", r"is a decoder-only model \(gpt2\): each token sees only the tokens before it"),
+        ("t5", r"is an encoder-decoder model \(t5\); train.py fine-tunes encoders"),
         ("no_tokenizer", "has no tokenizer files"),
         ("no_weights", "has no weights"),
         ("corrupt_weights", "cannot read its weights"),
