@@ -166,17 +166,12 @@ def check_output_dir(run_dir: Path, overwrite: bool) -> None:
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         what = "is a file" if not ancestor.is_dir() else "is not writable"
         raise UsageError(f"cannot create the run folder {run_dir}: {ancestor} {what}; choose another --output_dir.")
-    config = run_dir / "config.json"
-    if config.is_file():
-        try:
-            is_run = "user_config" in json.loads(config.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
-            is_run = False
-        if not is_run:  # a model folder (e.g. the backbone's own): its config.json is not ours to replace
-            raise UsageError(
-                f"--output_dir {run_dir} holds a config.json that is not a run's (a model folder?); a run writes its "
-                "own config.json there, so choose another folder."
-            )
+    if (run_dir / "config.json").is_file() and run_user_config(run_dir) is None:
+        # A model folder (e.g. the backbone's own): its config.json is not ours to replace.
+        raise UsageError(
+            f"--output_dir {run_dir} holds a config.json that is not a run's (a model folder?); a run writes its "
+            "own config.json there, so choose another folder."
+        )
     existing = [m for m in RUN_MARKERS if (run_dir / m).exists()]
     if existing and not overwrite:
         # A run stopped before its end (preempted, crashed) is usually meant to be continued, not replaced.
@@ -212,11 +207,35 @@ TOKENIZER_FILES = (
 )
 
 
+def run_user_config(folder: Path) -> dict[str, Any] | None:
+    """The flags a train.py run folder recorded (its config.json's user_config); None for any other folder."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return config.get("user_config") if isinstance(config, dict) else None
+
+
 def check_model_folder(model_path: str, flag: str) -> None:
-    """A local --model_name_or_path must be a backbone with its tokenizer and weights, not a run's classifier."""
+    """A local --model_name_or_path must be a backbone with its tokenizer and weights, not a run's classifier, a
+    run folder or a checkpoint."""
     folder = Path(model_path)
     if missing_local_path(model_path):
         raise UsageError(f"{flag}: no such folder (a hub id is NAME or ORG/NAME).")
+    # A run folder, or one of its checkpoints (no config.json, so transformers' own error would blame the tokenizer).
+    checkpoint = folder in checkpoint_dirs(folder.parent.parent)
+    run = folder.parent.parent if checkpoint else folder
+    if (recorded := run_user_config(run)) is not None:
+        what = "a checkpoint of a train.py run" if checkpoint else "a train.py run folder"
+        encoder = f"train from the encoder it started from ({recorded.get('model_name_or_path')})"
+        if checkpoint and not (run / "results.json").exists():  # a finished run is never resumed
+            raise UsageError(
+                f"{flag} is {what}, not a backbone; continue that run with --resume_from_checkpoint {folder}, "
+                f"or {encoder}."
+            )
+        raise UsageError(
+            f"{flag} is {what}, not a backbone; {encoder}, or score the run with evaluate.py --run_dir {run}."
+        )
     if not folder.is_dir() or not (folder / "config.json").is_file():
         return  # a hub id, or a folder AutoTokenizer reports on
     try:

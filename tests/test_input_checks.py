@@ -43,6 +43,15 @@ def _model_variant(tiny_bert, folder, case):
         return folder.parent / "no" / "such" / "model", []
     if case in ("gpt2", "t5"):
         return make_tiny_model(folder, case), []
+    if case in ("run_folder", "checkpoint", "finished_checkpoint"):  # a run of train.py or a checkpoint of one
+        checkpoint = folder / "checkpoints" / "step_000004"
+        checkpoint.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"user_config": {"model_name_or_path": str(tiny_bert)}}))
+        (checkpoint / "meta.json").write_text(json.dumps({"step": 4}))
+        shutil.copy(tiny_bert / "model.safetensors", checkpoint)
+        if case == "finished_checkpoint":
+            (folder / "results.json").write_text("{}")
+        return (folder if case == "run_folder" else checkpoint), []
     shutil.copytree(tiny_bert, folder)
     if case == "no_tokenizer":
         for name in ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
@@ -71,6 +80,13 @@ def _model_variant(tiny_bert, folder, case):
         ("path_like", "no such folder"),
         ("gpt2", r"is a decoder-only model \(gpt2\): each token sees only the tokens before it"),
         ("t5", r"is an encoder-decoder model \(t5\); train.py fine-tunes encoders"),
+        (
+            "run_folder",
+            r"is a train.py run folder, not a backbone; train from the encoder it started from \(/.*"
+            "evaluate.py --run_dir /",
+        ),
+        ("checkpoint", "is a checkpoint of a train.py run, not a backbone; continue that run with --resume_from_ch"),
+        ("finished_checkpoint", r"is a checkpoint of a train.py run, not a backbone; train from the encoder .*\(/"),
         ("no_tokenizer", "has no tokenizer files"),
         ("no_weights", "has no weights"),
         ("corrupt_weights", "cannot read its weights"),
