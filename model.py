@@ -284,13 +284,22 @@ def model_file(model_path: str, filename: str) -> str | None:
     )
 
 
+def sentence_transformers_modules(model_path: str) -> list[dict[str, Any]] | None:
+    """The modules of a sentence-transformers checkpoint in order (``modules.json``: Transformer, Pooling, then
+    Dense, Normalize...); None when the model is no sentence-transformers model."""
+    if (modules := model_file(model_path, "modules.json")) is None:
+        return None
+    try:
+        found = json.loads(Path(modules).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{modules} is not valid JSON ({err})") from err
+    return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else None
+
+
 def sentence_transformers_modes(model_path: str) -> frozenset[str] | None:
     """The pooling modes of a sentence-transformers checkpoint (``modules.json``'s Pooling module, e.g.
     ``{"mean_tokens"}``); None when the model is no sentence-transformers model."""
-    modules = model_file(model_path, "modules.json")
-    if modules is None:
-        return None
-    found = [m for m in json.loads(Path(modules).read_text()) if str(m.get("type", "")).endswith(".Pooling")]
+    found = [m for m in sentence_transformers_modules(model_path) or [] if is_pooling_module(m)]
     config = model_file(model_path, f"{found[0]['path']}/config.json") if found and found[0].get("path") else None
     if config is None:
         return None
@@ -298,6 +307,19 @@ def sentence_transformers_modes(model_path: str) -> frozenset[str] | None:
     return frozenset(
         k.removeprefix("pooling_mode_") for k, v in settings.items() if k.startswith("pooling_mode_") and v
     )
+
+
+def is_pooling_module(module: dict[str, Any]) -> bool:
+    """Whether a ``modules.json`` entry is sentence-transformers' Pooling module."""
+    return str(module.get("type", "")).endswith(".Pooling")
+
+
+def modules_after_pooling(model_path: str) -> list[str]:
+    """The sentence-transformers modules that follow the Pooling one (Dense, Normalize), by class name: the
+    classifier's head reads the pooled vector, so these are not used."""
+    modules = sentence_transformers_modules(model_path) or []
+    pooling = next((i for i, m in enumerate(modules) if is_pooling_module(m)), len(modules))
+    return [str(m.get("type", "?")).rsplit(".", 1)[-1] for m in modules[pooling + 1 :]]
 
 
 def checkpoint_weight_names(model_path: str) -> set[str]:
@@ -379,7 +401,12 @@ def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
         return pooling, "as asked"
     modes = sentence_transformers_modes(model_path)
     if modes is not None and (name := SENTENCE_TRANSFORMERS_POOLINGS.get(modes)):
-        return name, f"auto: the checkpoint's sentence-transformers pooling, {'+'.join(sorted(modes))}"
+        why = f"auto: the checkpoint's sentence-transformers pooling, {'+'.join(sorted(modes))}"
+        if after := modules_after_pooling(model_path):
+            plural = len(after) > 1
+            why += f"; its {' and '.join(after)} module{'s' * plural} after the pooling {'are' if plural else 'is'} "
+            why += "not used"
+        return name, why
     why = "auto: "
     if modes is not None:
         why += f"its sentence-transformers pooling, {'+'.join(sorted(modes)) or 'none'}, has no equivalent here; "

@@ -286,6 +286,22 @@ def test_auto_takes_the_sentence_transformers_pooling(tmp_path, modes, expected)
             assert "mean_sqrt_len_tokens" in why and "no equivalent" in why
 
 
+def test_auto_says_which_sentence_transformers_modules_after_the_pooling_go_unused(tmp_path):
+    path = write_sentence_transformers_files(make_tiny_model(tmp_path / "st"), mean_tokens=True)
+    modules = json.loads((path / "modules.json").read_text())
+    dense = {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    (path / "modules.json").write_text(
+        json.dumps([*modules[:2], dense, {**modules[2], "idx": 3, "path": "3_Normalize"}])
+    )
+    name, why = model.resolve_pooling(str(path))
+    assert name == "mean"
+    assert why.endswith("mean_tokens; its Dense and Normalize modules after the pooling are not used")
+    # A modules.json cut off by a copy is named, not read as another model's.
+    (path / "modules.json").write_text('[{"idx": 0, "na')
+    with pytest.raises(ValueError, match=r"modules.json is not valid JSON"):
+        model.resolve_pooling(str(path))
+
+
 def test_auto_takes_the_pretrained_pooler_when_the_checkpoint_has_its_weights(tiny_bert):
     # conftest's tiny BERT is a BertModel saved with its (randomly initialised) pooler.
     assert {"pooler.dense.weight", "pooler.dense.bias"} <= model.checkpoint_weight_names(str(tiny_bert))
