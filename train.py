@@ -275,6 +275,20 @@ def check_encoder(backbone: nn.Module, backbone_config: Any, flag: str) -> None:
         )
 
 
+def task_head_note(backbone_config: Any, flag: str) -> str | None:
+    """A log note when the checkpoint is a classifier trained elsewhere (BertForSequenceClassification...): AutoModel
+    loads its encoder only, so its head and the label names it learned are left behind."""
+    task = [a for a in getattr(backbone_config, "architectures", None) or [] if a.endswith("ForSequenceClassification")]
+    if not task:
+        return None
+    labels = list((getattr(backbone_config, "id2label", None) or {}).values())
+    shown = ", ".join(map(str, labels[:5])) + (", ..." if len(labels) > 5 else "")
+    return (
+        f"{flag} is a {task[0]} ({len(labels)} labels: {shown}): its encoder is trained on, its classification head "
+        "is not used (a new one learns this data's labels)"
+    )
+
+
 def check_tokenizer(tokenizer: Any, backbone_config: Any, cfg: TrainConfig) -> None:
     """The tokenizer must fit the backbone and leave --max_seq_length room for text."""
     flag = f"--model_name_or_path {cfg.model_name_or_path}"
@@ -828,6 +842,8 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
         raise ConfigError(f"--pooling {cfg.pooling}: {err}; choose one of: {others}.") from err
     data = load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)))
     data.loss_weights, notes = loss_weights(cfg, data)  # refuses what the problem type has no use for, early
+    head = task_head_note(backbone_config, f"--model_name_or_path {cfg.model_name_or_path}")
+    data.notes += [head] if head else []
     if not balanced_over_windows(cfg):  # those are resolved and logged once the windows are known (main)
         data.notes += notes
     return model_path, tokenizer, data, pooling

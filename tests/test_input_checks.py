@@ -11,7 +11,7 @@ import pytest
 
 import evaluate
 import train
-from config import TrainConfig
+from config import TrainConfig, parse_config
 from conftest import REPO, make_tiny_model, tiny_args, write_csv
 from data import first_mixed_json_column, load_splits
 from model import EncoderClassifier
@@ -109,6 +109,41 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
     with pytest.raises(UsageError, match=message):
         train.main(tiny_args(model, tmp_path / "run", data, *flags))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_task_models_own_head_is_left_out_and_the_log_says_so(tiny_bert, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    folder = tmp_path / "sentiment_model"  # a classifier fine-tuned elsewhere, trained on here with other labels
+    shutil.copytree(tiny_bert, folder)
+    config = BertConfig.from_pretrained(folder, id2label={0: "neg", 1: "neu", 2: "pos"})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    _, _, data, _ = train.load_inputs(parse_config(tiny_args(folder, tmp_path / "run")))
+    assert (
+        f"--model_name_or_path {folder} is a BertForSequenceClassification (3 labels: neg, neu, pos): its encoder is "
+        "trained on, its classification head is not used (a new one learns this data's labels)"
+    ) in data.notes
+
+
+@pytest.mark.parametrize("layout", ["pytorch_model.bin", "shards"])
+def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_bert, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    folder = tmp_path / layout
+    shutil.copytree(tiny_bert, folder)
+    (folder / "model.safetensors").unlink()
+    stored = AutoModel.from_pretrained(tiny_bert).state_dict()
+    if layout == "shards":
+        AutoModel.from_pretrained(tiny_bert).save_pretrained(folder, max_shard_size="20KB")
+        assert (folder / "model.safetensors.index.json").is_file() and len(list(folder.glob("model-*"))) > 1
+    else:
+        torch.save(stored, folder / "pytorch_model.bin")
+    model_path, _, _, (pooling, _) = train.load_inputs(parse_config(tiny_args(folder, tmp_path / "run")))
+    assert pooling == "pooler"  # the pooler's weights found in the shard index or the .bin
+    classifier = EncoderClassifier.from_backbone(model_path, {0: "a", 1: "b"}, pooling=pooling)
+    loaded = classifier.backbone.state_dict() | {f"pooler.{k}": v for k, v in classifier.pooler.state_dict().items()}
+    assert all(torch.equal(loaded[name], tensor) for name, tensor in stored.items())
 
 
 # ---------------------------------------------------------------------------------------------------------------
