@@ -52,6 +52,7 @@ from utils import (
     atomic_savefig,
     atomic_write_json,
     atomic_write_text,
+    checkpoint_dirs,
     evaluate_input_source,
     logger,
     read_best_record,
@@ -627,8 +628,22 @@ def model_files_lacking(model_dir: Path) -> list[str]:
 
 def load_run_config(run_dir: Path) -> dict[str, Any]:
     """The config.json of a run, with a clear error when the folder is not a run with a complete best model."""
+    if run_dir in checkpoint_dirs(run_dir.parent.parent):
+        run = run_dir.parent.parent
+        raise UsageError(
+            f"{run_dir} is a checkpoint of the run {run}; pass --run_dir {run} (its {BEST_MODEL}/ is scored)."
+        )
     if not (run_dir / "config.json").is_file():
         raise UsageError(f"{run_dir} is not a run directory (no config.json); pass --run_dir of a training run.")
+    try:
+        config, damaged = json.loads((run_dir / "config.json").read_text()), None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        config, damaged = None, err  # named below, once the best model is found
+    if isinstance(config, dict) and "user_config" not in config:
+        raise UsageError(
+            f"{run_dir} is a model folder, not a run of train.py (its config.json is not a run's); pass --run_dir of "
+            "a training run."
+        )
     best = run_dir / BEST_MODEL
     finished = (run_dir / "results.json").is_file()
     if not best.is_dir():
@@ -643,10 +658,9 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
             f"{best} lacks {', '.join(lacking)}: the folder is incomplete (files deleted or not copied). Restore it "
             "from where it came from, or train the run again."
         )
-    try:
-        return json.loads((run_dir / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{run_dir / 'config.json'} is damaged ({err}); restore it, or train the run again.") from err
+    if damaged is not None:
+        raise UsageError(f"{run_dir / 'config.json'} is damaged ({damaged}); restore it, or train the run again.")
+    return config
 
 
 def load_model_config(model_dir: Path) -> EncoderClassifierConfig:

@@ -111,6 +111,22 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+def test_evaluate_names_a_model_folder_or_a_checkpoint_given_as_the_run(tiny_bert, tmp_path):
+    with pytest.raises(
+        UsageError,
+        match=r"is a model folder, not a run of train.py \(its config.json is not a run.s\); pass --run_dir of a t",
+    ):
+        evaluate.main(["--split", "validation", "--run_dir", str(tiny_bert)])
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_000004"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "meta.json").write_text(json.dumps({"step": 4}))
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"user_config": {}, "resolved": {}}))
+    with pytest.raises(
+        UsageError, match=rf"is a checkpoint of the run {tmp_path / 'run'}; pass --run_dir {tmp_path / 'run'}"
+    ):
+        evaluate.main(["--split", "validation", "--run_dir", str(checkpoint)])
+
+
 def test_a_task_models_own_head_is_left_out_and_the_log_says_so(tiny_bert, tmp_path):
     from transformers import BertConfig, BertForSequenceClassification
 
