@@ -141,7 +141,10 @@ class TrainingError(RuntimeError):
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A local directory for packaged models (found with importlib, no import needed), else the name unchanged."""
+    """A local directory for packaged models (found with importlib, no import needed) and for ``~/...`` (which a
+    --config file or a matrix hands over unexpanded), else the name unchanged."""
+    if name_or_path.startswith("~") and (home := Path(name_or_path).expanduser()).exists():
+        return str(home)
     if Path(name_or_path).exists() or name_or_path not in PACKAGED_MODELS:
         return name_or_path
     package, subdir = PACKAGED_MODELS[name_or_path]

@@ -127,6 +127,14 @@ def test_evaluate_names_a_model_folder_or_a_checkpoint_given_as_the_run(tiny_ber
         evaluate.main(["--split", "validation", "--run_dir", str(checkpoint)])
 
 
+def test_a_model_path_under_the_home_folder_is_found_as_a_dataset_path_is(tiny_bert, tmp_path, monkeypatch):
+    # A YAML --config file or run_matrix.py's model list hands "~/..." over as written: no shell expands it.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_bert, tmp_path / "models" / "bert")
+    model_path, _, _, _ = train.load_inputs(parse_config(tiny_args("~/models/bert", tmp_path / "run")))
+    assert model_path == str(tmp_path / "models" / "bert")
+
+
 def test_a_task_models_own_head_is_left_out_and_the_log_says_so(tiny_bert, tmp_path):
     from transformers import BertConfig, BertForSequenceClassification
 
