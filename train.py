@@ -297,6 +297,13 @@ def check_tokenizer(tokenizer: Any, backbone_config: Any, cfg: TrainConfig) -> N
             f"{flag}: its tokenizer has no padding token, which batches need; set pad_token in its "
             "tokenizer_config.json (BERT-style encoders use [PAD] or <pad>)."
         )
+    # A tokenizer_config.json without its vocabulary file (vocab.txt, tokenizer.json) still loads: as the special
+    # tokens alone, which turn every word into the unknown token.
+    if len(tokenizer) <= len(special := set(tokenizer.all_special_tokens)):
+        raise UsageError(
+            f"{flag}: its tokenizer holds only its {len(special)} special tokens ({', '.join(sorted(special))}), no "
+            "vocabulary; copy the tokenizer's vocabulary file (vocab.txt, tokenizer.json, ...) into the folder."
+        )
     vocab = getattr(backbone_config, "vocab_size", None)
     if isinstance(vocab, int) and len(tokenizer) > vocab:
         raise UsageError(

@@ -56,6 +56,9 @@ def _model_variant(tiny_bert, folder, case):
     if case == "no_tokenizer":
         for name in ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
             (folder / name).unlink(missing_ok=True)
+    elif case == "no_vocabulary":  # tokenizer_config.json alone: AutoTokenizer builds one of special tokens only
+        for name in ("vocab.txt", "tokenizer.json"):
+            (folder / name).unlink(missing_ok=True)
     elif case == "no_weights":
         (folder / "model.safetensors").unlink()
     elif case == "corrupt_weights":
@@ -88,6 +91,7 @@ def _model_variant(tiny_bert, folder, case):
         ("checkpoint", "is a checkpoint of a train.py run, not a backbone; continue that run with --resume_from_ch"),
         ("finished_checkpoint", r"is a checkpoint of a train.py run, not a backbone; train from the encoder .*\(/"),
         ("no_tokenizer", "has no tokenizer files"),
+        ("no_vocabulary", r"its tokenizer holds only its 5 special tokens \(\[CLS\], .*\), no vocabulary; copy the"),
         ("no_weights", "has no weights"),
         ("corrupt_weights", "cannot read its weights"),
         ("no_pad", "its tokenizer has no padding token"),
