@@ -764,6 +764,53 @@ def input_destination(cfg: EvalConfig, run_dir: Path, rows: int) -> Path:
     return run_dir / f"predictions_{subset_name(stem, cfg.max_samples, rows)}.jsonl"
 
 
+def setup_differences(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any], accelerator: Any) -> list[str]:
+    """What this evaluation computes with that the run's own scoring did not: the causes evaluate.py knows of for
+    scores that differ from results.json by rounding."""
+    differences = []
+    if cfg.batch_size is not None and cfg.batch_size != train_cfg.per_device_eval_batch_size:
+        differences.append(f"--batch_size {cfg.batch_size} (the run's {train_cfg.per_device_eval_batch_size})")
+    if (processes := resolved.get("num_processes")) and processes != accelerator.num_processes:
+        differences.append(f"{accelerator.num_processes} process(es) (the run's {processes})")
+    threads = torch.get_num_threads() if accelerator.device.type == "cpu" else None
+    if (run_threads := resolved.get("cpu_threads")) and threads and threads != run_threads:
+        differences.append(f"{threads} CPU threads (the run's {run_threads})")
+    return differences
+
+
+def report_reproduction(run_dir: Path, split: str, metrics: dict[str, Any], differences: list[str]) -> None:
+    """Say whether the scores of the run's whole ``split`` are the ones results.json recorded for the reloaded best
+    model, and when they are not, what this evaluation does otherwise (a colleague comparing numbers, or a user
+    whose eval_<split>.json no longer matches results.json, is told here rather than left to find out)."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):  # unfinished (said above) or damaged: nothing recorded to compare with
+        return
+    # validation_reloaded: the same reload-and-score path evaluate.py runs, at the end of training.
+    recorded = results.get("validation_reloaded" if split == "validation" else split) or results.get(split)
+    if not isinstance(recorded, dict) or recorded.get("num_samples") != metrics.get("num_samples"):
+        return  # a split the run did not score, or other rows (a subset): not the recorded numbers
+    keys = [k for k in dict.fromkeys((results.get("metric", "macro_f1"), "loss")) if k in recorded and k in metrics]
+    if not (changed := [k for k in keys if metrics[k] != recorded[k]]):
+        logger.info("%s %s reproduce results.json exactly", split, " and ".join(keys))
+        return
+    shown = "; ".join(f"{split} {k} {metrics[k]!r} differs from results.json's {recorded[k]!r}" for k in changed)
+    why = (
+        f"this evaluation runs with {', '.join(differences)}"
+        if differences
+        else "nothing evaluate.py sets differs from the run (batch size, processes, precision, threads), so the "
+        "machine's kernels or the library versions round otherwise"
+    )
+    logger.warning(
+        "%s, which the run recorded for this best model: %s. eval_%s.json, predictions_%s.jsonl hold this "
+        "evaluation's numbers.",
+        shown,
+        why,
+        split,
+        split,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI entry point: evaluate a split (metrics, predictions, confusion matrix) or predict an unlabeled file."""
     cfg: EvalConfig = parse_config(argv, EvalConfig)
@@ -858,6 +905,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 logger.info("no confusion_%s.png: %d classes (over %d)", tag, len(model_labels), MAX_CONFUSION_CLASSES)
         logger.info("wrote eval_%s.json, predictions_%s.jsonl%s in %s", tag, tag, plotted, run_dir)
+        if tag == split:  # the whole split, as results.json holds it
+            report_reproduction(run_dir, split, metrics, setup_differences(cfg, train_cfg, resolved, accelerator))
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
         print(json.dumps({"split": split, **summary}))
     return metrics

@@ -150,6 +150,25 @@ def test_scores_of_an_unfinished_run_are_said_to_be_interim_and_replaced_when_it
     assert "removed confusion_test.png, eval_test.json, predictions_eval_texts.jsonl: evaluate.py" in read_log(out)
 
 
+def test_evaluate_says_whether_its_scores_reproduce_the_run_s_recorded_ones(finished_run, capsys):
+    capsys.readouterr()
+    evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+    assert "test macro_f1 and loss reproduce results.json exactly" in capsys.readouterr().err
+    # A colleague's results.json for the same run (another machine, other library versions) records other last
+    # digits: evaluate.py must say that its numbers are not the recorded ones, and which of its settings differ.
+    results = json.loads((finished_run / "results.json").read_text())
+    recorded = results["validation_reloaded"]
+    recorded["loss"] += 1e-7
+    (finished_run / "results.json").write_text(json.dumps(results))
+    metrics = evaluate.main(["--split", "validation", "--run_dir", str(finished_run), "--batch_size", "3"])
+    err = capsys.readouterr().err
+    assert f"validation loss {metrics['loss']!r} differs from results.json's {recorded['loss']!r}" in err
+    assert "--batch_size 3 (the run's 128)" in err and "eval_validation.json, predictions_validation.jsonl" in err
+    # A subset is not the recorded split: nothing to compare.
+    evaluate.main(["--split", "test", "--run_dir", str(finished_run), "--max_samples", "5"])
+    assert "results.json" not in capsys.readouterr().err
+
+
 def test_evaluate_names_a_missing_damaged_or_incomplete_best_model(finished_run):
     # RUN/best_model given for RUN: read as the run.
     metrics = evaluate.main(["--split", "validation", "--run_dir", str(finished_run / "best_model")])
