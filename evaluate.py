@@ -54,6 +54,7 @@ from utils import (
     atomic_write_text,
     checkpoint_dirs,
     evaluate_input_source,
+    library_versions,
     logger,
     read_best_record,
     read_latest_pointer,
@@ -775,6 +776,10 @@ def setup_differences(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
     threads = torch.get_num_threads() if accelerator.device.type == "cpu" else None
     if (run_threads := resolved.get("cpu_threads")) and threads and threads != run_threads:
         differences.append(f"{threads} CPU threads (the run's {run_threads})")
+    now = library_versions()
+    for name, then in (resolved.get("versions") or {}).items():
+        if now.get(name) != then:
+            differences.append(f"{name} {now.get(name)} (the run's {then})")
     return differences
 
 
@@ -798,8 +803,8 @@ def report_reproduction(run_dir: Path, split: str, metrics: dict[str, Any], diff
     why = (
         f"this evaluation runs with {', '.join(differences)}"
         if differences
-        else "nothing evaluate.py sets differs from the run (batch size, processes, precision, threads), so the "
-        "machine's kernels or the library versions round otherwise"
+        else "nothing evaluate.py knows of differs from the run (batch size, processes, threads, library versions), "
+        "so this machine's kernels round otherwise"
     )
     logger.warning(
         "%s, which the run recorded for this best model: %s. eval_%s.json, predictions_%s.jsonl hold this "

@@ -82,6 +82,7 @@ from utils import (
     default_run_dir,
     evaluate_outputs,
     is_accelerate_launch,
+    library_versions,
     logger,
     missing_local_path,
     model_files_digest,
@@ -1022,6 +1023,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             " and the only step runs at 0, so nothing is learned" if max_steps == 1 else "",
         )
     settings = run_settings(cfg, resolved)
+    resolved["model_files"] = settings["model_files"]  # a colleague's same-named model with other weights shows here
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
@@ -1201,6 +1203,8 @@ def describe_inputs(cfg: TrainConfig, data: Any, model_path: str, accelerator: A
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
         "cpu_threads": torch.get_num_threads() if accelerator.device.type == "cpu" else None,
+        # Kernels and defaults change between releases: scores of one command on two machines differ by these too.
+        "versions": library_versions(),
     }
 
 

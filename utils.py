@@ -184,6 +184,16 @@ def model_files_digest(model_path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def library_versions() -> dict[str, str]:
+    """The versions of Python and of the libraries that compute a run (saved in config.json, compared by evaluate.py)."""
+    import platform
+    from importlib.metadata import version
+
+    return {"python": platform.python_version()} | {
+        name: version(name) for name in ("torch", "transformers", "accelerate", "datasets")
+    }
+
+
 def setup_logging(log_file: Path | None = None, is_main_process: bool = True) -> logging.Logger:
     """Log to the console (main process only, INFO) and to ``log_file`` if given."""
     logger.handlers.clear()

@@ -169,6 +169,29 @@ def test_evaluate_says_whether_its_scores_reproduce_the_run_s_recorded_ones(fini
     assert "results.json" not in capsys.readouterr().err
 
 
+def test_the_run_records_its_model_by_content_and_its_library_versions_and_evaluate_names_other_ones(
+    finished_run, tiny_bert, capsys
+):
+    """A colleague's numbers differ from mine: config.json must show whether the model files or the libraries did."""
+    import transformers
+
+    config = json.loads((finished_run / "config.json").read_text())
+    resolved = config["resolved"]
+    assert resolved["model_files"] == train.model_files_digest(str(tiny_bert))
+    assert resolved["versions"]["torch"] == torch.__version__
+    assert resolved["versions"]["transformers"] == transformers.__version__
+    assert {"python", "accelerate", "datasets"} <= set(resolved["versions"])
+    # The same run scored where torch is another version than the one that trained it.
+    resolved["versions"]["torch"] = "0.0.1"
+    (finished_run / "config.json").write_text(json.dumps(config))
+    results = json.loads((finished_run / "results.json").read_text())
+    results["test"]["loss"] += 1e-3
+    (finished_run / "results.json").write_text(json.dumps(results))
+    capsys.readouterr()
+    evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+    assert f"this evaluation runs with torch {torch.__version__} (the run's 0.0.1)" in capsys.readouterr().err
+
+
 def test_evaluate_names_a_missing_damaged_or_incomplete_best_model(finished_run):
     # RUN/best_model given for RUN: read as the run.
     metrics = evaluate.main(["--split", "validation", "--run_dir", str(finished_run / "best_model")])
