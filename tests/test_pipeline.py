@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from safetensors.torch import load_file
 
 import evaluate
 import train
-from conftest import REPO, make_tiny_model, tiny_args, write_csv
+from conftest import ACCELERATE_LAUNCH, REPO, make_tiny_model, tiny_args, write_csv
 
 
 def read_jsonl(path):
@@ -193,6 +194,32 @@ def test_same_seed_same_weights(tiny_bert, tmp_path):
         weights.append(load_file(tmp_path / name / "best_model" / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_python_and_accelerate_launch_train_the_same_run(precision, tiny_bert, tmp_path):
+    """A colleague's `accelerate launch train.py` (one process) and my `python train.py` of the same flags give the
+    same numbers: python train.py takes the precision from ACCELERATE_MIXED_PRECISION, as accelerate sets it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launchers = {
+        "python": ([sys.executable], env | {"ACCELERATE_MIXED_PRECISION": precision}),
+        "accelerate": ([*ACCELERATE_LAUNCH, "--num_processes", "1", "--mixed_precision", precision], env),
+    }
+    for name, (launcher, launch_env) in launchers.items():
+        args = tiny_args(tiny_bert, tmp_path / name, None, "--eval_steps", "3", "--logging_steps", "1")
+        proc = subprocess.run(
+            [*launcher, str(REPO / "train.py"), *args], env=launch_env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    ours, theirs = (json.loads((tmp_path / n / "results.json").read_text()) for n in launchers)
+    for name in launchers:
+        assert json.loads((tmp_path / name / "config.json").read_text())["resolved"]["mixed_precision"] == precision
+    for key in ("best_step", "validation", "test", "train_samples"):
+        assert ours[key] == theirs[key], key
+    losses = [[r["loss"] for r in read_jsonl(tmp_path / n / "metrics.jsonl") if "loss" in r] for n in launchers]
+    assert losses[0] == losses[1] and len(losses[0]) == 12
+    for name in ("predictions_test.jsonl", "predictions_validation.jsonl", "best_model/model.safetensors"):
+        assert (tmp_path / "python" / name).read_bytes() == (tmp_path / "accelerate" / name).read_bytes(), name
 
 
 def test_modernbert_sentence_pairs_int_labels_with_carved_validation(tiny_modernbert, tmp_path):
