@@ -839,6 +839,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if accelerator.is_main_process:
         warn_if_unfinished(run_dir)
+        asked = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()  # `accelerate launch --mixed_precision`
+        if asked and asked != accelerator.mixed_precision:
+            logger.info(
+                "scoring in mixed precision %s, the run's, not the launcher's %s: so the scores are the run's own",
+                accelerator.mixed_precision,
+                asked,
+            )
         if (trained := resolved.get("num_processes")) and trained != accelerator.num_processes and not cfg.input:
             # Each process sorts its shard by length, so other batches pad other rows: logits move by rounding.
             logger.warning(

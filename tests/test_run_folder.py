@@ -192,6 +192,15 @@ def test_the_run_records_its_model_by_content_and_its_library_versions_and_evalu
     assert f"this evaluation runs with torch {torch.__version__} (the run's 0.0.1)" in capsys.readouterr().err
 
 
+def test_evaluate_says_it_scores_in_the_run_s_precision_not_the_launcher_s(finished_run, monkeypatch, capsys):
+    # `accelerate launch --mixed_precision bf16 evaluate.py` on an fp32 run: scored in fp32, as results.json was.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    capsys.readouterr()
+    metrics = evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
+    assert metrics["loss"] == json.loads((finished_run / "results.json").read_text())["test"]["loss"]
+    assert "mixed precision no, the run's, not the launcher's bf16" in capsys.readouterr().err
+
+
 def test_evaluate_names_a_missing_damaged_or_incomplete_best_model(finished_run):
     # RUN/best_model given for RUN: read as the run.
     metrics = evaluate.main(["--split", "validation", "--run_dir", str(finished_run / "best_model")])
