@@ -783,10 +783,11 @@ def setup_differences(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
     return differences
 
 
-def report_reproduction(run_dir: Path, split: str, metrics: dict[str, Any], differences: list[str]) -> None:
-    """Say whether the scores of the run's whole ``split`` are the ones results.json recorded for the reloaded best
-    model, and when they are not, what this evaluation does otherwise (a colleague comparing numbers, or a user
-    whose eval_<split>.json no longer matches results.json, is told here rather than left to find out)."""
+def report_reproduction(run_dir: Path, split: str, tag: str, metrics: dict[str, Any], differences: list[str]) -> None:
+    """Say whether the scores of the run's whole ``split`` (written as eval_<tag>.json) are the ones results.json
+    recorded for the reloaded best model, and when they are not, what this evaluation does otherwise (a colleague
+    comparing numbers, or a user whose eval_<split>.json no longer matches results.json, is told here rather than
+    left to find out)."""
     try:
         results = json.loads((run_dir / "results.json").read_text())
     except (OSError, ValueError):  # unfinished (said above) or damaged: nothing recorded to compare with
@@ -794,7 +795,7 @@ def report_reproduction(run_dir: Path, split: str, metrics: dict[str, Any], diff
     # validation_reloaded: the same reload-and-score path evaluate.py runs, at the end of training.
     recorded = results.get("validation_reloaded" if split == "validation" else split) or results.get(split)
     if not isinstance(recorded, dict) or recorded.get("num_samples") != metrics.get("num_samples"):
-        return  # a split the run did not score, or other rows (a subset): not the recorded numbers
+        return  # a split the run did not score, or fewer rows (a subset): not the recorded numbers
     keys = [k for k in dict.fromkeys((results.get("metric", "macro_f1"), "loss")) if k in recorded and k in metrics]
     if not (changed := [k for k in keys if metrics[k] != recorded[k]]):
         logger.info("%s %s reproduce results.json exactly", split, " and ".join(keys))
@@ -811,8 +812,8 @@ def report_reproduction(run_dir: Path, split: str, metrics: dict[str, Any], diff
         "evaluation's numbers.",
         shown,
         why,
-        split,
-        split,
+        tag,
+        tag,
     )
 
 
@@ -917,8 +918,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 logger.info("no confusion_%s.png: %d classes (over %d)", tag, len(model_labels), MAX_CONFUSION_CLASSES)
         logger.info("wrote eval_%s.json, predictions_%s.jsonl%s in %s", tag, tag, plotted, run_dir)
-        if tag == split:  # the whole split, as results.json holds it
-            report_reproduction(run_dir, split, metrics, setup_differences(cfg, train_cfg, resolved, accelerator))
+        report_reproduction(run_dir, split, tag, metrics, setup_differences(cfg, train_cfg, resolved, accelerator))
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
         print(json.dumps({"split": split, **summary}))
     return metrics

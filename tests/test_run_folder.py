@@ -164,9 +164,11 @@ def test_evaluate_says_whether_its_scores_reproduce_the_run_s_recorded_ones(fini
     err = capsys.readouterr().err
     assert f"validation loss {metrics['loss']!r} differs from results.json's {recorded['loss']!r}" in err
     assert "--batch_size 3 (the run's 128)" in err and "eval_validation.json, predictions_validation.jsonl" in err
-    # A subset is not the recorded split: nothing to compare.
+    # A subset is not the recorded split: nothing to compare. --max_samples of the whole split (16 rows) is.
     evaluate.main(["--split", "test", "--run_dir", str(finished_run), "--max_samples", "5"])
     assert "results.json" not in capsys.readouterr().err
+    evaluate.main(["--split", "test", "--run_dir", str(finished_run), "--max_samples", "50"])
+    assert "test macro_f1 and loss reproduce results.json exactly" in capsys.readouterr().err
 
 
 def test_the_run_records_its_model_by_content_and_its_library_versions_and_evaluate_names_other_ones(
