@@ -773,6 +773,8 @@ def setup_differences(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
         differences.append(f"--batch_size {cfg.batch_size} (the run's {train_cfg.per_device_eval_batch_size})")
     if (processes := resolved.get("num_processes")) and processes != accelerator.num_processes:
         differences.append(f"{accelerator.num_processes} process(es) (the run's {processes})")
+    if (device := resolved.get("device")) and device.split(":")[0] != accelerator.device.type:
+        differences.append(f"device {accelerator.device.type} (the run's {device})")
     threads = torch.get_num_threads() if accelerator.device.type == "cpu" else None
     if (run_threads := resolved.get("cpu_threads")) and threads and threads != run_threads:
         differences.append(f"{threads} CPU threads (the run's {run_threads})")
@@ -804,8 +806,8 @@ def report_reproduction(run_dir: Path, split: str, tag: str, metrics: dict[str, 
     why = (
         f"this evaluation runs with {', '.join(differences)}"
         if differences
-        else "nothing evaluate.py knows of differs from the run (batch size, processes, threads, library versions), "
-        "so this machine's kernels round otherwise"
+        else "nothing evaluate.py knows of differs from the run (batch size, processes, device, threads, library "
+        "versions), so this machine's kernels round otherwise"
     )
     logger.warning(
         "%s, which the run recorded for this best model: %s. eval_%s.json, predictions_%s.jsonl hold this "

@@ -186,12 +186,11 @@ def model_files_digest(model_path: str) -> str:
 
 def library_versions() -> dict[str, str]:
     """The versions of Python and of the libraries that compute a run (saved in config.json, compared by evaluate.py)."""
+    import importlib
     import platform
-    from importlib.metadata import version
 
-    return {"python": platform.python_version()} | {
-        name: version(name) for name in ("torch", "transformers", "accelerate", "datasets")
-    }
+    modules = ("torch", "transformers", "accelerate", "datasets")  # all imported by the time a run is described
+    return {"python": platform.python_version()} | {m: importlib.import_module(m).__version__ for m in modules}
 
 
 def setup_logging(log_file: Path | None = None, is_main_process: bool = True) -> logging.Logger:

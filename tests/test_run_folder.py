@@ -183,15 +183,18 @@ def test_the_run_records_its_model_by_content_and_its_library_versions_and_evalu
     assert resolved["versions"]["torch"] == torch.__version__
     assert resolved["versions"]["transformers"] == transformers.__version__
     assert {"python", "accelerate", "datasets"} <= set(resolved["versions"])
-    # The same run scored where torch is another version than the one that trained it.
+    # The same run scored where torch is another version than the one that trained it, on a CPU where it trained on a
+    # GPU.
     resolved["versions"]["torch"] = "0.0.1"
+    resolved["device"] = "cuda:0"
     (finished_run / "config.json").write_text(json.dumps(config))
     results = json.loads((finished_run / "results.json").read_text())
     results["test"]["loss"] += 1e-3
     (finished_run / "results.json").write_text(json.dumps(results))
     capsys.readouterr()
     evaluate.main(["--split", "test", "--run_dir", str(finished_run)])
-    assert f"this evaluation runs with torch {torch.__version__} (the run's 0.0.1)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "device cpu (the run's cuda:0)" in err and f"torch {torch.__version__} (the run's 0.0.1)" in err
 
 
 def test_evaluate_says_it_scores_in_the_run_s_precision_not_the_launcher_s(finished_run, monkeypatch, capsys):
