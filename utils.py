@@ -194,15 +194,20 @@ def library_versions() -> dict[str, str]:
 
 
 def setup_logging(log_file: Path | None = None, is_main_process: bool = True) -> logging.Logger:
-    """Log to the console (main process only, INFO) and to ``log_file`` if given."""
+    """Log to the console and to ``log_file`` if given, from the main process only."""
     logger.handlers.clear()
     logger.propagate = False
-    logger.setLevel(logging.INFO if is_main_process else logging.WARNING)
+    logger.setLevel(logging.INFO)
+    if not is_main_process:
+        # Every rank runs the same checks and sees the same all-reduced numbers: a warning from each would repeat
+        # the main process's. (A handler, so that logging's last-resort stderr handler stays silent too.)
+        logger.addHandler(logging.NullHandler())
+        return logger
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(fmt)
     logger.addHandler(console)
-    if log_file is not None and is_main_process:
+    if log_file is not None:
         file_handler = logging.FileHandler(log_file)
         file_handler.setFormatter(fmt)
         logger.addHandler(file_handler)
