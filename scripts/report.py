@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -38,7 +39,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from config import METRICS  # noqa: E402
+from config import METRICS, TrainConfig  # noqa: E402
 from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
     LABEL_SETTINGS,
@@ -90,7 +91,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
                 file=sys.stderr,
             )
             continue
-        settings = {k: v for k, v in user.items() if k not in NOT_SETTINGS}
+        settings = {k: v for k, v in user.items() if k not in NOT_SETTINGS | switched_off(user)}
         settings |= {k: resolved[k] for k in LAUNCH_SETTINGS if k in resolved}
         # train.py records the local dataset resolved to an absolute path, so a relative path given from another
         # working directory still names the same folder; the model is resolved here when it is a local path.
@@ -148,6 +149,14 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             run["model"] = f"{run['model']} [{run['variant']}]"
     name_experiments(runs)
     return runs
+
+
+def switched_off(user: dict[str, Any]) -> set[str]:
+    """The settings of a user_config that no flag of the run put to use (TrainConfig.switched_off): an older
+    train.py recorded --focal_gamma without --loss focal, say, where it changed nothing, so it names no experiment."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}  # a key a later train.py dropped is still a setting
+    cfg = TrainConfig(**{k: v for k, v in user.items() if k in known})
+    return {name for names in cfg.switched_off().values() for name in names}
 
 
 def read_matrix_entry(run_dir: Path) -> dict[str, Any]:

@@ -164,6 +164,31 @@ def test_report_baseline_given_as_the_path_of_several_variant_rows_is_ambiguous(
     assert float(rows["minilm [fast]"]["delta_test_macro_f1"]) == pytest.approx(-0.2)
 
 
+def test_report_joins_runs_that_differ_only_in_a_setting_their_flags_left_unused(tmp_path):
+    """An older train.py recorded --focal_gamma without --loss focal, where it changes nothing: that seed belongs to
+    the row of its recipe. Under --loss focal the gamma is the recipe: each its own row."""
+    for seed, gamma in ((1, 3.0), (2, 2.0)):
+        write_report_run(
+            tmp_path / f"ce{seed}",
+            "/data/emotion",
+            "/m/minilm",
+            seed,
+            0.5 + seed / 10,
+            loss="cross_entropy",
+            focal_gamma=gamma,
+        )
+    for gamma, f1 in ((3.0, 0.4), (1.0, 0.9)):
+        write_report_run(
+            tmp_path / f"focal{gamma}", "/data/emotion", "/m/minilm", 1, f1, loss="focal", focal_gamma=gamma
+        )
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["model"], r["seeds"], r["test_macro_f1_mean"]) for r in report_rows(tmp_path)}
+    assert len(rows) == 3, rows
+    [plain] = [r for r in report_rows(tmp_path) if r["seeds"] == "2"]
+    assert float(plain["test_macro_f1_mean"]) == pytest.approx(0.65) and "focal_gamma" not in plain["settings"]
+
+
 def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
     older = write_report_run(tmp_path / "first", "/data/emotion", "/m/minilm", 1, 0.6)
     newer = write_report_run(tmp_path / "again", "/data/emotion", "/m/minilm", 1, 0.8)
