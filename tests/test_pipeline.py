@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -50,6 +51,15 @@ def test_run_directory_contract(bert_run):
     assert config["resolved"]["label_names"] == ["food", "sports", "technology", "weather"]
     # The pointer lets `python evaluate.py` find this run without a path.
     assert (out.parent / "runs" / "LATEST").read_text().strip() == str(out.resolve())
+
+
+def test_log_lines_printed_during_training_start_their_own_console_line(tiny_bert, tmp_path, capfd):
+    """An evaluation's line is logged while the progress bar is drawn: it goes above the bar, not onto its end."""
+    train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--num_train_epochs", "1", "--eval_steps", "3"))
+    # A terminal starts over at a carriage return as at a newline: split on both, as it shows them.
+    shown = re.split(r"[\r\n]", capfd.readouterr().err)
+    evaluations = [line for line in shown if " INFO step 3: validation " in line or " INFO step 6: validation " in line]
+    assert len(evaluations) == 2 and all(re.match(r"\d\d:\d\d:\d\d INFO", line) for line in evaluations), evaluations
 
 
 def test_best_step_has_the_best_recorded_score(bert_run):
