@@ -345,6 +345,11 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
         sys.exit(2)
     except TrainingError as err:  # expected and explained in one line; other errors keep their traceback
         print(f"error: {err}", file=sys.stderr)
+        # The run's train.log (what a batch job leaves to read) says why the run ended, as the console does.
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, str(err), None, None)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
         sys.exit(1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import evaluate
 import train
 from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
 from conftest import SHARED_DATA, sigterm_after_each_checkpoint, tiny_args, train_on_two_processes
+from utils import run_cli
 
 RESUME_FLAGS = [*SHARED_RESUME_FLAGS, "--checkpointing_steps", "5"]
 
@@ -144,6 +146,29 @@ def test_a_diverged_model_is_never_scored_or_kept_as_the_best(tiny_bert, tmp_pat
         train.main(tiny_args(tiny_bert, out, None, "--eval_steps", "6", "--nan_policy", "skip"))
     assert json.loads((out / "best_model" / "best.json").read_text())["step"] == 6
     assert all(torch.isfinite(t).all() for t in weights(out).values())
+
+
+def test_a_run_stopped_by_a_non_finite_loss_says_why_in_its_log(tiny_bert, tmp_path, monkeypatch, capsys):
+    """train.log is what a batch job leaves to read: it names the error that ended the run, as the console does."""
+    from model import EncoderClassifier
+
+    real_forward = EncoderClassifier.forward
+
+    def poisoned(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(EncoderClassifier, "forward", poisoned)
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["train.py", *tiny_args(tiny_bert, out, None)])
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(train.main)
+    assert stopped.value.code == 1
+    [error] = [line for line in capsys.readouterr().err.splitlines() if "non-finite" in line]
+    assert error.startswith("error: non-finite loss/gradient at optimizer step 1"), error
+    last = (out / "train.log").read_text().splitlines()[-1]
+    assert last.endswith(" ERROR " + error.removeprefix("error: ")), last
 
 
 @pytest.mark.slow
