@@ -1290,13 +1290,15 @@ def log_plan(run_dir: Path, data: Any, resolved: dict[str, Any]) -> None:
     sizes = resolved["split_sizes"]
     logger.info("run directory: %s", run_dir)
     logger.info(
-        "%d train / %d validation / %s test rows, %d labels; %d processes, mixed precision %s, %d optimizer steps "
-        "(%d per epoch, %d warmup), effective batch %d",
+        "%d train / %d validation / %s test rows, %d labels; %d process%s on %s, mixed precision %s, %d optimizer "
+        "steps (%d per epoch, %d warmup), effective batch %d",
         sizes["train"],
         sizes["validation"],
         sizes.get("test", "no"),
         resolved["num_labels"],
         resolved["num_processes"],
+        "" if resolved["num_processes"] == 1 else "es",
+        resolved["device"].split(":")[0],  # the main process's cuda:0 stands for every rank's GPU
         resolved["mixed_precision"],
         resolved["max_steps"],
         resolved["steps_per_epoch"],

@@ -60,6 +60,8 @@ def test_log_lines_printed_during_training_start_their_own_console_line(tiny_ber
     shown = re.split(r"[\r\n]", capfd.readouterr().err)
     evaluations = [line for line in shown if " INFO step 3: validation " in line or " INFO step 6: validation " in line]
     assert len(evaluations) == 2 and all(re.match(r"\d\d:\d\d:\d\d INFO", line) for line in evaluations), evaluations
+    # The start-up line names the device the run trains on.
+    assert "4 labels; 1 process on cpu, mixed precision no," in (tmp_path / "run" / "train.log").read_text()
 
 
 def test_best_step_has_the_best_recorded_score(bert_run):
