@@ -58,6 +58,7 @@ NOT_SETTINGS = BOOKKEEPING_SETTINGS | {"seed", "dataset", "model_name_or_path"}
 # The effective batch follows from these and the batch flags (already settings): naming it too would make each point
 # of a batch-size grid a model of its own.
 LAUNCH_SETTINGS = ("mixed_precision", "num_processes")
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 COLUMNS = [
     ("val_macro_f1", "validation", "macro_f1"),
     ("val_accuracy", "validation", "accuracy"),
@@ -91,6 +92,10 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
                 file=sys.stderr,
             )
             continue
+        # A setting added to train.py after the run is missing from its config; it ran as that setting's default runs
+        # (a new flag's default keeps what train.py did before), so it joins the rows of the default, as run_matrix.py
+        # takes it for the planned run.
+        user = DEFAULTS | user
         settings = {k: v for k, v in user.items() if k not in NOT_SETTINGS | switched_off(user)}
         settings |= {k: resolved[k] for k in LAUNCH_SETTINGS if k in resolved}
         # train.py records the local dataset resolved to an absolute path, so a relative path given from another

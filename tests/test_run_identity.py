@@ -189,6 +189,20 @@ def test_report_joins_runs_that_differ_only_in_a_setting_their_flags_left_unused
     assert float(plain["test_macro_f1_mean"]) == pytest.approx(0.65) and "focal_gamma" not in plain["settings"]
 
 
+def test_report_joins_a_run_recorded_before_a_setting_existed_to_the_rows_of_its_default(tmp_path):
+    """A seed trained before --loss and --label_smoothing existed ran what their defaults run: one row with a seed
+    that records them at their defaults, and apart from one that sets another value."""
+    write_report_run(tmp_path / "old", "/data/emotion", "/m/minilm", 1, 0.6)
+    write_report_run(tmp_path / "new", "/data/emotion", "/m/minilm", 2, 0.8, loss="cross_entropy", label_smoothing=0.0)
+    write_report_run(tmp_path / "smooth", "/data/emotion", "/m/minilm", 1, 0.9, label_smoothing=0.1)
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    assert set(rows) == {"minilm (label_smoothing=0.0)", "minilm (label_smoothing=0.1)"}, set(rows)
+    assert rows["minilm (label_smoothing=0.0)"]["seeds"] == "2"
+    assert float(rows["minilm (label_smoothing=0.0)"]["test_macro_f1_mean"]) == pytest.approx(0.7)
+
+
 def test_report_keeps_one_run_per_seed_and_warns_about_the_duplicates(tmp_path):
     older = write_report_run(tmp_path / "first", "/data/emotion", "/m/minilm", 1, 0.6)
     newer = write_report_run(tmp_path / "again", "/data/emotion", "/m/minilm", 1, 0.8)
