@@ -7,7 +7,7 @@
 Writes ``results.csv`` (one row per dataset x model, numeric columns) and ``results.md`` (the same table for
 reading, the per-dataset winner in bold) into the folder, ``curves.png`` into each run directory (loss, learning
 rate, gradient norm and the validation metric from ``metrics.jsonl``), ``heatmap_test_macro_f1.png``, and per dataset
-``per_class_f1_<dataset>.png``: the test F1 of every class in every run (validation when a run has no test split), where
+``per_class_f1_<dataset>.png``: the test F1 of every class in every run the table averages (validation when a run has no test split), where
 a rare class that one setting learns and another misses shows at a glance.
 
 A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
@@ -264,6 +264,14 @@ def one_run_per_seed(members: list[dict[str, Any]], quiet: bool = False) -> list
     return kept
 
 
+def averaged_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs the table averages: one per seed of each row (a seed trained twice keeps its newest run)."""
+    by_identity: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_identity.setdefault(run["identity"], []).append(run)
+    return [run for members in by_identity.values() for run in one_run_per_seed(members, quiet=True)]
+
+
 def warn_if_data_changed(members: list[dict[str, Any]]) -> None:
     """Warn when the seeds of one row saw different label names, split sizes or test rows (the data was edited in
     place)."""
@@ -400,7 +408,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         row["run_dirs"] = " ".join(sorted(str(m["run_dir"]) for m in members))
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["model"]))
-    warn_if_test_sets_differ([r for members in by_identity.values() for r in one_run_per_seed(members, quiet=True)])
+    warn_if_test_sets_differ(averaged_runs(runs))
     baseline = resolve_baseline(baseline, rows) if baseline is not None else None
     baseline_found = False
     for dataset in {r["dataset"] for r in rows}:
@@ -634,7 +642,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for run in runs:
             plot_curves(run["run_dir"])
         plot_heatmap(rows, root / "heatmap_test_macro_f1.png")
-        plot_per_class_f1(runs, rows, root)
+        plot_per_class_f1(averaged_runs(runs), rows, root)  # not a seed's older copy, which the table left out
     print(table)
     print(f"wrote {root / 'results.md'} and {root / 'results.csv'} ({len(runs)} runs, {len(rows)} rows)")
     return rows

@@ -617,3 +617,30 @@ def test_report_draws_per_class_f1_by_run(tmp_path):
             "minilm (class_weights=balanced)",
             "minilm (class_weights=none)",
         }
+
+
+def test_per_class_plot_shows_the_runs_the_table_averages(tmp_path, monkeypatch, capsys):
+    """A seed trained twice counts once in the table (the newest run): the plot draws that run, not both copies."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import report
+
+    for name, rare, when in (("first", 0.1, 1_000_000), ("again", 0.7, 2_000_000)):
+        run = tmp_path / name
+        run.mkdir()
+        user = {"dataset": "/data/imb", "model_name_or_path": "/m/minilm", "seed": 1}
+        (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+        per_class = {"common": {"f1-score": 0.9}, "rare": {"f1-score": rare}}
+        metrics = {"macro_f1": (0.9 + rare) / 2, "accuracy": 0.9, "per_class": per_class}
+        (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
+        os.utime(run / "results.json", (when, when))
+    drawn = {}
+
+    def keep_columns(fig, path, dpi=100):
+        if path.name.startswith("per_class_f1"):
+            drawn["columns"] = [label.get_text() for label in fig.axes[0].get_xticklabels()]
+            drawn["cells"] = [text.get_text() for text in fig.axes[0].texts]  # (class, run) cells, row by row
+
+    monkeypatch.setattr(report, "atomic_savefig", keep_columns)
+    [row] = report.main([str(tmp_path)])
+    assert row["seeds"] == 1 and row["run_dirs"] == str(tmp_path / "again"), row
+    assert drawn == {"columns": ["minilm seed 1"], "cells": ["0.90", "0.70"]}, drawn
