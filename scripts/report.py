@@ -7,8 +7,8 @@
 Writes ``results.csv`` (one row per dataset x model, numeric columns) and ``results.md`` (the same table for
 reading, the per-dataset winner in bold) into the folder, ``curves.png`` into each run directory (loss, learning
 rate, gradient norm and the validation metric from ``metrics.jsonl``), ``heatmap_test_macro_f1.png``, and per dataset
-``per_class_f1_<dataset>.png``: the test F1 of every class in every run the table averages (validation when a run has no test split), where
-a rare class that one setting learns and another misses shows at a glance.
+``per_class_f1_<dataset>.png``: the test F1 of every class in every run the table averages (validation when a run has
+no test split), where a rare class that one setting learns and another misses shows at a glance.
 
 A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
 that changes what is learned, the launch's mixed precision and process count included (``results.csv`` lists them
