@@ -176,9 +176,10 @@ def point_key(grid: dict[str, Any]) -> str:
     return json.dumps(grid, sort_keys=True, default=str)
 
 
-def select_grid_points(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def select_grid_points(runs: list[dict[str, Any]], warn: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
     """For each (dataset, model): the grid point with the best mean VALIDATION score over seeds, by the runs' own
-    metric and its direction (config.METRICS); test scores never take part. Also the runner-up and the margin."""
+    metric and its direction (config.METRICS); test scores never take part. Also the runner-up and the margin.
+    Points selected by different metrics cannot be ranked: none is chosen (``warn``: and a warning says so)."""
     groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
         # A point is one experiment: runs whose settings differ are never one point's seeds.
@@ -193,7 +194,16 @@ def select_grid_points(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict
                 scored.append({"grid": members[0]["grid"], "runs": members, "score": score})
         if not scored:
             continue
-        metric = scored[0]["runs"][0]["metric"]
+        if len(metrics := sorted({p["runs"][0]["metric"] for p in scored})) > 1:
+            if warn:
+                print(
+                    f"warning: {pair[0]} / {pair[1]}: its grid points select their best state by different metrics "
+                    f"({', '.join(metrics)}), whose validation scores do not rank against each other, so no point "
+                    "competes; give each metric a variant of its own instead.",
+                    file=sys.stderr,
+                )
+            continue
+        metric = metrics[0]
         sign = -1 if METRICS.get(metric) == "min" else 1
         # Ties go to the point listed first in a stable order (the sorted point key), never to the test score.
         scored.sort(key=lambda p: (-sign * p["score"], point_key(p["grid"])))
@@ -375,7 +385,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
     for run in runs:
         by_identity.setdefault(run["identity"], []).append(run)
     # With a grid, only each model's point selected on validation competes for the dataset (and the baseline).
-    chosen = {point["runs"][0]["identity"] for point in select_grid_points(runs).values()}
+    chosen = {point["runs"][0]["identity"] for point in select_grid_points(runs, warn=True).values()}
     rows = []
     # Experiments of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named
     # by the settings that differ between them (name_experiments).

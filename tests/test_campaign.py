@@ -85,3 +85,22 @@ def test_grid_selection_never_reads_test_scores(tmp_path):
     rows = report.aggregate(report.load_runs(tmp_path / "a"), None)
     winners = [r for r in rows if r.get("winner")]
     assert len(winners) == 1 and json.loads(winners[0]["grid"]) == {"learning_rate": 1e-3}
+
+
+def test_grid_points_selected_by_different_metrics_are_not_ranked_against_each_other(tmp_path, capsys):
+    """A grid over --metric_for_best_model: one point's validation loss and another's macro-F1 are no one scale, so
+    no point is chosen by comparing them, and the table says why."""
+    for metric, score in (("loss", 0.9), ("macro_f1", 0.6)):
+        run = tmp_path / "ds" / "m" / metric / "seed1"
+        run.mkdir(parents=True)
+        user = {"dataset": "/data/ds", "model_name_or_path": "/models/m", "seed": 1, "metric_for_best_model": metric}
+        (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {"dataset": "/data/ds"}}))
+        scores = {"macro_f1": 0.6, "accuracy": 0.6, "loss": score}
+        (run / "results.json").write_text(json.dumps({"metric": metric, "best_step": 1, "validation": scores}))
+        (run / "matrix.json").write_text(json.dumps({"variant": None, "grid": {"metric_for_best_model": metric}}))
+    runs = report.load_runs(tmp_path)
+    assert report.select_grid_points(runs) == {}
+    rows = report.aggregate(runs, None)
+    assert not any(r["selected"] or r.get("winner") for r in rows)
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert "ds / m:" in warning and "different metrics (loss, macro_f1)" in warning, warning
