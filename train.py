@@ -825,10 +825,15 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         backbone_config = AutoConfig.from_pretrained(model_path)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ImportError, TypeError) as err:
+        # transformers 4 fails on a tokenizer config without its vocabulary file with a TypeError, then an
+        # ImportError from the slow-to-fast conversion it falls back to (protobuf, sentencepiece).
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        hint = "Pass a local model directory or a hub id reachable from this machine."
+        if isinstance(err, ImportError | TypeError):
+            hint = "Check that the folder holds its tokenizer's vocabulary file (vocab.txt, tokenizer.json, ...)."
         raise UsageError(
-            f"--model_name_or_path {cfg.model_name_or_path}: cannot load its tokenizer or config "
-            f"({str(err).splitlines()[0]:.200}). Pass a local model directory or a hub id reachable from this machine."
+            f"--model_name_or_path {cfg.model_name_or_path}: cannot load its tokenizer or config ({first:.200}). {hint}"
         ) from err
     backbone = meta_backbone(backbone_config)  # the architecture, for the checks below
     check_encoder(backbone, backbone_config, f"--model_name_or_path {cfg.model_name_or_path}")
