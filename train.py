@@ -493,16 +493,22 @@ def check_engine_installed() -> None:
         )
 
 
-def check_finite(grad_norm: torch.Tensor, accelerator: Any, policy: str, step: int) -> bool:
-    """Whether to apply this optimizer step: False to skip a non-finite one, TrainingError to stop the run."""
+def check_finite(grad_norm: torch.Tensor, accelerator: Any, policy: str, step: int, run_dir: Path) -> bool:
+    """Whether to apply this optimizer step: False to skip a non-finite one, TrainingError to stop the run (naming
+    what the run has saved, which the bad step never reached)."""
     # The norm is all-reduced, so every rank sees the same value and decides the same. fp16's loss scaler handles
     # its own overflows (it skips the step and lowers the scale), so those are not errors.
     # DeepSpeed clips inside its own engine and returns no norm.
     if grad_norm is None or accelerator.mixed_precision == "fp16" or torch.isfinite(grad_norm):
         return True
     if policy == "stop":
+        saved = [f"{name}/" for name in (BEST_MODEL, CHECKPOINTS) if (run_dir / name).exists()]
+        if not saved:
+            kept = "nothing was saved yet"
+        else:
+            kept = f"{' and '.join(saved)} {'are kept as they were' if len(saved) > 1 else 'is kept as it was'}"
         raise TrainingError(
-            f"non-finite loss/gradient at optimizer step {step}; best_model/ and the checkpoints are intact. "
+            f"non-finite loss/gradient at optimizer step {step}; {kept}. "
             "Lower --learning_rate or --max_grad_norm, check the data, or pass --nan_policy skip."
         )
     logger.warning("non-finite gradient at optimizer step %d: update skipped (--nan_policy skip)", step)
@@ -1097,7 +1103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if accelerator.sync_gradients:
                     max_norm = cfg.max_grad_norm or float("inf")
                     grad_norm, grad_scale = clip_gradients(accelerator, model, optimizer, max_norm)
-                    apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state.step + 1)
+                    apply_update = check_finite(grad_norm, accelerator, cfg.nan_policy, state.step + 1, run_dir)
                 if apply_update:
                     step_clipped(optimizer, grad_scale)
                 optimizer.zero_grad(set_to_none=True)

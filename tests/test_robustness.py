@@ -114,7 +114,8 @@ def test_non_finite_loss_stops_with_a_clear_error_or_is_skipped(tiny_bert, tmp_p
 
     monkeypatch.setattr(EncoderClassifier, "forward", poisoned)
     out = tmp_path / "stop"
-    with pytest.raises(train.TrainingError, match="non-finite loss/gradient at optimizer step 8"):
+    saved = r"best_model/ and checkpoints/ are kept as they were\."
+    with pytest.raises(train.TrainingError, match=r"non-finite loss/gradient at optimizer step 8; " + saved):
         train.main(tiny_args(tiny_bert, out, None, "--eval_steps", "6", "--checkpointing_steps", "6"))
     assert (out / "best_model" / "model.safetensors").is_file() and (out / "checkpoints" / "step_000006").is_dir()
 
@@ -166,7 +167,8 @@ def test_a_run_stopped_by_a_non_finite_loss_says_why_in_its_log(tiny_bert, tmp_p
         run_cli(train.main)
     assert stopped.value.code == 1
     [error] = [line for line in capsys.readouterr().err.splitlines() if "non-finite" in line]
-    assert error.startswith("error: non-finite loss/gradient at optimizer step 1"), error
+    # Nothing is saved before the first evaluation or checkpoint: the message must not promise a best_model/.
+    assert error.startswith("error: non-finite loss/gradient at optimizer step 1; nothing was saved yet."), error
     last = (out / "train.log").read_text().splitlines()[-1]
     assert last.endswith(" ERROR " + error.removeprefix("error: ")), last
 
