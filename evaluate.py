@@ -52,12 +52,13 @@ from utils import (
     atomic_savefig,
     atomic_write_json,
     atomic_write_text,
-    checkpoint_dirs,
+    checkpoint_run,
     evaluate_input_source,
     library_versions,
     logger,
     read_best_record,
     read_latest_pointer,
+    read_run_config,
     record_evaluate_output,
     run_cli,
     setup_logging,
@@ -629,18 +630,17 @@ def model_files_lacking(model_dir: Path) -> list[str]:
 
 def load_run_config(run_dir: Path) -> dict[str, Any]:
     """The config.json of a run, with a clear error when the folder is not a run with a complete best model."""
-    if run_dir in checkpoint_dirs(run_dir.parent.parent):
-        run = run_dir.parent.parent
+    if (run := checkpoint_run(run_dir)) is not None:
         raise UsageError(
             f"{run_dir} is a checkpoint of the run {run}; pass --run_dir {run} (its {BEST_MODEL}/ is scored)."
         )
     if not (run_dir / "config.json").is_file():
         raise UsageError(f"{run_dir} is not a run directory (no config.json); pass --run_dir of a training run.")
     try:
-        config, damaged = json.loads((run_dir / "config.json").read_text()), None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        config, damaged = read_run_config(run_dir), None
+    except ValueError as err:
         config, damaged = None, err  # named below, once the best model is found
-    if isinstance(config, dict) and "user_config" not in config:
+    if config is None and damaged is None:
         raise UsageError(
             f"{run_dir} is a model folder, not a run of train.py (its config.json is not a run's); pass --run_dir of "
             "a training run."

@@ -79,6 +79,7 @@ from utils import (
     check_latest_pointer,
     checkpoint_dirs,
     checkpoint_name,
+    checkpoint_run,
     default_run_dir,
     evaluate_outputs,
     is_accelerate_launch,
@@ -89,6 +90,7 @@ from utils import (
     pad_multiple_for,
     read_best_record,
     read_latest_pointer,
+    read_run_config,
     resolve_model_path,
     run_cli,
     setup_logging,
@@ -211,10 +213,10 @@ TOKENIZER_FILES = (
 def run_user_config(folder: Path) -> dict[str, Any] | None:
     """The flags a train.py run folder recorded (its config.json's user_config); None for any other folder."""
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        config = read_run_config(folder)
+    except ValueError:  # a damaged config.json: not known to be a run's
         return None
-    return config.get("user_config") if isinstance(config, dict) else None
+    return config["user_config"] if config is not None else None
 
 
 def check_model_folder(model_path: str, flag: str) -> None:
@@ -224,8 +226,8 @@ def check_model_folder(model_path: str, flag: str) -> None:
     if missing_local_path(model_path):
         raise UsageError(f"{flag}: no such folder (a hub id is NAME or ORG/NAME).")
     # A run folder, or one of its checkpoints (no config.json, so transformers' own error would blame the tokenizer).
-    checkpoint = folder in checkpoint_dirs(folder.parent.parent)
-    run = folder.parent.parent if checkpoint else folder
+    checkpoint = (of_run := checkpoint_run(folder)) is not None
+    run = of_run or folder
     if (recorded := run_user_config(run)) is not None:
         what = "a checkpoint of a train.py run" if checkpoint else "a train.py run folder"
         encoder = f"train from the encoder it started from ({recorded.get('model_name_or_path')})"

@@ -127,6 +127,22 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
+def checkpoint_run(folder: Path) -> Path | None:
+    """The run folder whose checkpoint ``folder`` is (``RUN/checkpoints/step_NNNNNN``), else None."""
+    run = Path(folder).parent.parent
+    return run if Path(folder) in checkpoint_dirs(run) else None
+
+
+def read_run_config(folder: Path) -> dict[str, Any] | None:
+    """A train.py run's config.json (the dict holding its ``user_config``); None where the folder has no config.json
+    or another's (a model's). A config.json that is not JSON raises ValueError."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except OSError:
+        return None
+    return config if isinstance(config, dict) and isinstance(config.get("user_config"), dict) else None
+
+
 # ---- errors: run_cli turns these into one line and an exit code, by class -----------------------------------------
 
 
