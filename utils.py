@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -274,9 +275,23 @@ def atomic_savefig(fig: Any, path: Path, dpi: int = 100) -> None:
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
-    """Append one JSON object as a line (metrics.jsonl)."""
+    """Append one JSON object as a line (metrics.jsonl); a NaN or infinite number is written as null."""
+    # json.dumps writes NaN/Infinity, which strict readers (jq, JSON.parse, Go, Rust) refuse: a window with a step
+    # skipped by --nan_policy skip would make the whole file unreadable to them.
+    line = json.dumps(_finite_or_none(obj), default=_json_default, allow_nan=False)
     with open(path, "a") as handle:
-        handle.write(json.dumps(obj, default=_json_default) + "\n")
+        handle.write(line + "\n")
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (numpy's too) inside dicts and lists replaced by None."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # a numpy or torch scalar
+        obj = obj.item()
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 import evaluate
 import train
+from conftest import REPO, SHARED_DATA, sigterm_after_each_checkpoint, tiny_args, train_on_two_processes
 from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
-from conftest import SHARED_DATA, sigterm_after_each_checkpoint, tiny_args, train_on_two_processes
 from utils import run_cli
 
 RESUME_FLAGS = [*SHARED_RESUME_FLAGS, "--checkpointing_steps", "5"]
@@ -124,6 +124,17 @@ def test_non_finite_loss_stops_with_a_clear_error_or_is_skipped(tiny_bert, tmp_p
     assert results["global_step"] == 12
     assert "update skipped" in (tmp_path / "skip" / "train.log").read_text()
     assert all(torch.isfinite(t).all() for t in weights(tmp_path / "skip").values())
+    # metrics.jsonl is strict JSON (jq and JSON.parse reject NaN): the skipped step's window logs its loss as null,
+    # and what reads the file (a resume's truncation, report.py's curves) takes the null.
+    lines = (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl")) for line in lines]
+    assert any("loss" in r and r["loss"] is None for r in records)
+    train.truncate_metrics(tmp_path / "skip" / "metrics.jsonl", 12)
+    assert (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines() == lines
+    sys.path.insert(0, str(REPO / "scripts"))
+    import report
+
+    assert report.plot_curves(tmp_path / "skip").is_file()
 
 
 def test_a_diverged_model_is_never_scored_or_kept_as_the_best(tiny_bert, tmp_path, monkeypatch):
