@@ -729,6 +729,19 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
             )
     if cfg.max_samples is not None and cfg.max_samples < len(rows):
         rows = rows.select(range(cfg.max_samples))
+    elif cfg.max_samples is not None and cfg.max_samples > len(rows):
+        # Scores of fewer rows than asked would otherwise pass for the N asked, say next to another run's N.
+        flag, used = ("max_train_samples", "trained on") if cfg.split == "train" else ("max_eval_samples", "scored")
+        limit = getattr(train_cfg, flag)
+        why = f" the run {used} (its --{flag} {limit})" if limit == len(rows) else ""
+        logger.warning(
+            "--max_samples %d is more than the %d rows of the %s split%s: scoring those %d",
+            cfg.max_samples,
+            len(rows),
+            cfg.split,
+            why,
+            len(rows),
+        )
     return rows, data.label_names
 
 

@@ -114,6 +114,23 @@ def test_evaluate_train_split_uses_the_runs_max_train_samples(tiny_bert, tmp_pat
     assert evaluate.main(["--run_dir", str(out), "--split", "train", "--max_samples", "5"])["num_samples"] == 5
 
 
+def test_a_max_samples_above_the_rows_the_run_used_is_said_with_both_numbers(tiny_bert, tmp_path, capsys):
+    """Fewer rows scored than asked must not pass for the number asked (beside another run's --max_samples 10)."""
+    out = tmp_path / "run"
+    flags = ("--max_train_samples", "12", "--max_eval_samples", "6", "--num_train_epochs", "1")
+    train.main(tiny_args(tiny_bert, out, None, *flags))
+    capsys.readouterr()
+    assert evaluate.main(["--run_dir", str(out), "--split", "test", "--max_samples", "10"])["num_samples"] == 6
+    note = "--max_samples 10 is more than the 6 rows of the test split the run scored (its --max_eval_samples 6)"
+    assert note in capsys.readouterr().err
+    assert evaluate.main(["--run_dir", str(out), "--split", "train", "--max_samples", "20"])["num_samples"] == 12
+    assert "20 is more than the 12 rows of the train split the run trained on (its --max_train_samples 12)" in (
+        capsys.readouterr().err
+    )
+    assert evaluate.main(["--run_dir", str(out), "--split", "test", "--max_samples", "6"])["num_samples"] == 6
+    assert "--max_samples" not in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # CSV/TSV: only an empty cell is missing; "NA", "None", "null" are text and class names
 
