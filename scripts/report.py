@@ -6,7 +6,8 @@
 
 Writes ``results.csv`` (one row per dataset x model, numeric columns) and ``results.md`` (the same table for
 reading, the per-dataset winner in bold) into the folder, ``curves.png`` into each run directory (loss, learning
-rate, gradient norm and the validation metric from ``metrics.jsonl``), ``heatmap_test_macro_f1.png``, and per dataset
+rate, gradient norm and the validation metrics from ``metrics.jsonl``, the one that chose ``best_model/`` marked at
+its best step), ``heatmap_test_macro_f1.png``, and per dataset
 ``per_class_f1_<dataset>.png``: the test F1 of every class in every run the table averages (validation when a run has
 no test split), where a rare class that one setting learns and another misses shows at a glance.
 
@@ -515,7 +516,8 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_curves(run_dir: Path) -> Path | None:
-    """Loss, learning rate, gradient norm and validation metrics against the step, from metrics.jsonl."""
+    """Loss, learning rate, gradient norm and validation metrics against the step, from metrics.jsonl; the metric
+    that selected the best state (results.json's, validation loss included) is drawn with its best step marked."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
@@ -529,19 +531,37 @@ def plot_curves(run_dir: Path) -> Path | None:
         with contextlib.suppress(ValueError):  # a line cut off by a kill mid-write: the curves go without it
             records.append(json.loads(line))
     records = [r for r in records if isinstance(r, dict)]
+    results = {}
+    with contextlib.suppress(OSError, ValueError):  # no results.json: the curves go without the best step
+        results = json.loads((run_dir / "results.json").read_text())
+    results = results if isinstance(results, dict) else {}
+    metric, best_step = results.get("metric", "macro_f1"), results.get("best_step")
     train = [r for r in records if "loss" in r]
-    evals = [r for r in records if "eval_macro_f1" in r]
+    evals = [r for r in records if any(k.startswith("eval_") for k in r)]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
     panels = [("loss", train, "train loss"), ("lr", train, "learning rate"), ("grad_norm", train, "grad norm")]
     for ax, (key, rows, title) in zip(axes, panels, strict=False):
-        ax.plot([r["step"] for r in rows], [r[key] for r in rows])
+        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=title)
         ax.set_title(title)
         ax.set_xlabel("step")
-    for key in ("eval_macro_f1", "eval_accuracy"):
-        axes[3].plot([r["step"] for r in evals], [r[key] for r in evals], marker="o", label=key[5:])
-    axes[3].set_title("validation")
+    # Validation loss beside the train loss (one scale), the scores together; the metric that chose best_model/
+    # among them, with its best step marked.
+    for key in dict.fromkeys(["loss", "macro_f1", "accuracy", metric]):
+        if rows := [r for r in evals if r.get(f"eval_{key}") is not None]:
+            ax = axes[0] if key == "loss" else axes[3]
+            ax.plot([r["step"] for r in rows], [r[f"eval_{key}"] for r in rows], marker="o", label=f"validation {key}")
+    selecting = axes[0] if metric == "loss" else axes[3]
+    if best := [r for r in evals if r["step"] == best_step and r.get(f"eval_{metric}") is not None]:
+        value = best[-1][f"eval_{metric}"]
+        label = f"best {metric} {value:.4f} (step {best_step})"
+        selecting.plot([best_step], [value], marker="*", markersize=14, color="red", linestyle="none", label=label)
+        for ax in (axes[0], axes[3]):  # the other panel's scores at the state best_model/ holds, too
+            ax.axvline(best_step, color="red", linestyle=":", linewidth=1)
+    axes[0].set_title("loss")
+    axes[3].set_title(f"validation (best_model/ chosen by {metric})")
     axes[3].set_xlabel("step")
-    axes[3].legend()
+    axes[0].legend(fontsize=7)
+    axes[3].legend(fontsize=7)
     fig.suptitle(str(run_dir), fontsize=8)
     fig.tight_layout()
     out = run_dir / "curves.png"

@@ -413,3 +413,28 @@ def test_length_grouped_batches_shard_whole_across_two_ranks():
     assert set(seen) == set(range(203))
     # Only the last round is completed with repeated rows (Accelerate's even_batches), here 16 + 16 - 11 of them.
     assert len(seen) - 203 == 21
+
+
+# ---- curves.png ----------------------------------------------------------------------------------------------------
+
+
+def test_curves_draw_the_metric_that_chose_the_best_model_and_mark_its_step(tmp_path, monkeypatch):
+    """A run that keeps its lowest validation loss: the curves must show that loss and where best_model/ comes from,
+    not only macro-F1 and accuracy (which may peak elsewhere)."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import report
+
+    lines = []
+    for step, (loss, f1) in zip((2, 4, 6), ((0.9, 0.3), (0.5, 0.4), (0.7, 0.6)), strict=True):
+        lines.append({"step": step, "loss": loss + 0.1, "lr": 1e-5, "grad_norm": 1.0})
+        lines.append({"step": step, "eval_loss": loss, "eval_macro_f1": f1, "eval_accuracy": f1})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (tmp_path / "results.json").write_text(json.dumps({"metric": "loss", "best_step": 4}))
+    drawn = {}
+    monkeypatch.setattr(report, "atomic_savefig", lambda fig, path, dpi=100: drawn.update(fig=fig))
+    report.plot_curves(tmp_path)
+    curves = {line.get_label(): line for ax in drawn["fig"].axes for line in ax.get_lines()}
+    assert list(curves["validation loss"].get_ydata()) == [0.9, 0.5, 0.7]
+    best = curves["best loss 0.5000 (step 4)"]
+    assert (list(best.get_xdata()), list(best.get_ydata())) == ([4], [0.5])
+    assert list(curves["validation macro_f1"].get_ydata()) == [0.3, 0.4, 0.6]
