@@ -296,6 +296,18 @@ def sentence_transformers_modules(model_path: str) -> list[dict[str, Any]] | Non
     return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else None
 
 
+def encoder_folder(model_path: str) -> str:
+    """Where the encoder's config, weights and tokenizer are: ``model_path``, or, in the older sentence-transformers
+    layout (nothing at the top but modules.json and the modules' folders), the Transformer module's folder that
+    modules.json names (``0_Transformer``). The Pooling module is read from ``model_path`` either way."""
+    folder = Path(model_path)
+    if not folder.is_dir() or (folder / "config.json").is_file():
+        return model_path
+    modules = sentence_transformers_modules(model_path) or []
+    named = [m["path"] for m in modules if str(m.get("type", "")).endswith(".Transformer") and m.get("path")]
+    return str(folder / named[0]) if named else model_path
+
+
 def sentence_transformers_modes(model_path: str) -> frozenset[str] | None:
     """The pooling modes of a sentence-transformers checkpoint (``modules.json``'s Pooling module, e.g.
     ``{"mean_tokens"}``); None when the model is no sentence-transformers model."""
@@ -380,12 +392,13 @@ def pretrained_pooler_dense(backbone: nn.Module) -> tuple[str, nn.Linear] | None
 def has_pretrained_pooler(model_path: str) -> bool:
     """Whether the backbone has a pretrained pooler (BERT's, ALBERT's) and its checkpoint stores that layer's weights
     (a backbone saved from random initialisation without them has nothing to start from)."""
-    backbone = meta_backbone(AutoConfig.from_pretrained(model_path))
+    encoder = encoder_folder(model_path)
+    backbone = meta_backbone(AutoConfig.from_pretrained(encoder))
     if (found := pretrained_pooler_dense(backbone)) is None:
         return False
     # A base model's checkpoint names it pooler.*, a task model's (bert-base-uncased's BertForPreTraining) bert.pooler.*
     stored = {found[0], f"{backbone.base_model_prefix}.{found[0]}"}
-    return bool(stored & checkpoint_weight_names(model_path))
+    return bool(stored & checkpoint_weight_names(encoder))
 
 
 def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
@@ -798,7 +811,7 @@ class EncoderClassifier(PreTrainedModel):
             settings["pooling"] = resolve_pooling(backbone_name_or_path)[0]
         # transformers loads a checkpoint in its stored dtype; training needs fp32 master weights.
         pretrained, loading = AutoModel.from_pretrained(
-            backbone_name_or_path, dtype=torch.float32, output_loading_info=True
+            encoder_folder(backbone_name_or_path), dtype=torch.float32, output_loading_info=True
         )
         found = pretrained_pooler_dense(pretrained)
         if settings.get("pooling") == "pooler" and (

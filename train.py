@@ -58,6 +58,7 @@ from model import (
     EncoderClassifier,
     EncoderClassifierConfig,
     checkpoint_weight_names,
+    encoder_folder,
     layer_stack,
     meta_backbone,
     position_offset,
@@ -239,6 +240,18 @@ def check_model_folder(model_path: str, flag: str) -> None:
         raise UsageError(
             f"{flag} is {what}, not a backbone; {encoder}, or score the run with evaluate.py --run_dir {run}."
         )
+    try:
+        encoder_dir = Path(encoder_folder(model_path))
+    except ValueError as err:  # a modules.json that is not JSON
+        raise UsageError(f"{flag}: {err}.") from err
+    if encoder_dir != folder:  # an older sentence-transformers layout: the encoder is in 0_Transformer/
+        if not (encoder_dir / "config.json").is_file():
+            what = "has no config.json" if encoder_dir.is_dir() else "is no such folder"
+            raise UsageError(
+                f"{flag}: its modules.json names {encoder_dir.name}/ as the encoder's folder, which {what}; restore "
+                "it, or pass the folder that holds the encoder's config.json, weights and tokenizer."
+            )
+        folder = encoder_dir
     if not folder.is_dir() or not (folder / "config.json").is_file():
         return  # a hub id, or a folder AutoTokenizer reports on
     try:
@@ -258,7 +271,7 @@ def check_model_folder(model_path: str, flag: str) -> None:
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise UsageError(f"{flag} {folder} has no weights ({', '.join(WEIGHT_FILES)}); pass a folder with them.")
     try:
-        checkpoint_weight_names(model_path)
+        checkpoint_weight_names(str(folder))
     except Exception as err:  # a truncated or corrupt file fails in as many ways as its readers have
         raise UsageError(f"{flag} {folder}: cannot read its weights ({type(err).__name__}: {err!s:.120}).") from err
 
@@ -831,8 +844,8 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
     model_path = resolve_model_path(cfg.model_name_or_path)
     check_model_folder(model_path, f"--model_name_or_path {cfg.model_name_or_path}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        backbone_config = AutoConfig.from_pretrained(model_path)
+        tokenizer = AutoTokenizer.from_pretrained(encoder_folder(model_path))
+        backbone_config = AutoConfig.from_pretrained(encoder_folder(model_path))
     except (OSError, ValueError, ImportError, TypeError) as err:
         # transformers 4 fails on a tokenizer config without its vocabulary file with a TypeError, then an
         # ImportError from the slow-to-fast conversion it falls back to (protobuf, sentencepiece).

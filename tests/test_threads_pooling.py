@@ -320,6 +320,38 @@ def test_the_minilm_package_resolves_to_mean(minilm_path):
     assert name == "mean" and "sentence-transformers" in why
 
 
+def test_an_older_sentence_transformers_layout_trains_from_its_transformer_folder(tiny_bert, tmp_path):
+    """sentence-transformers 1.x saved the encoder in 0_Transformer/ (named by modules.json), nothing at the top: the
+    encoder is read from there, the pooling from the Pooling module, as for today's layout."""
+    import shutil
+
+    folder = tmp_path / "old_st"
+    shutil.copytree(tiny_bert, folder / "0_Transformer")
+    write_sentence_transformers_files(folder, mean_tokens=True)
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").write_text(json.dumps([{**modules[0], "path": "0_Transformer"}, *modules[1:]]))
+    out = tmp_path / "run"
+    train.main(tiny_args(folder, out, None, "--num_train_epochs", "1"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"]["pooling"] == "mean" and config["resolved"]["model_path"] == str(folder)
+    assert "pooling: mean (auto: the checkpoint's sentence-transformers pooling, mean_tokens" in (
+        (out / "train.log").read_text()
+    )
+    # The pretrained encoder was loaded, not a random one: its weights are where training started from.
+    classifier = EncoderClassifier.from_backbone(str(folder), {0: "a", 1: "b"}, pooling="auto")
+    stored = load_file(str(tiny_bert / "model.safetensors"))
+    assert torch.equal(
+        classifier.backbone.embeddings.word_embeddings.weight, stored["embeddings.word_embeddings.weight"]
+    )
+    # A modules.json whose Transformer folder is gone: one line naming the folder, before any model is built.
+    shutil.rmtree(folder / "0_Transformer")
+    with pytest.raises(
+        utils.UsageError,
+        match=r"its modules.json names 0_Transformer/ as the encoder.s folder, which is no such folder; restore",
+    ):
+        train.main(tiny_args(folder, tmp_path / "run2", None))
+
+
 def test_pooler_without_pooler_weights_is_one_line_before_the_model_is_built(
     tiny_bert_without_pooler, tmp_path, monkeypatch
 ):
