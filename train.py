@@ -496,6 +496,18 @@ def check_accumulation(accelerator: Any, flag: int) -> None:
             f"--gradient_accumulation_steps) asks for {accelerator.gradient_accumulation_steps} micro-batches per "
             f"optimizer step, --gradient_accumulation_steps {flag}; make them equal (or unset the variable)."
         )
+    # A DeepSpeed JSON's own count replaces the Accelerator's only in prepare(), after the schedule was sized; a
+    # JSON without the key counts as 1, and "auto" takes the flag's.
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    in_file = plugin.get_value("gradient_accumulation_steps") if plugin is not None else "auto"
+    if in_file != "auto" and int(in_file) != flag:
+        path = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "")
+        raise UsageError(
+            f"the DeepSpeed config {path if path not in ('', 'none') else '(accelerate config)'} gives "
+            f"gradient_accumulation_steps {in_file} (1 when it sets none), "
+            f"--gradient_accumulation_steps {flag}; accelerate would step on the config's count while the schedule "
+            f'is sized on the flag\'s: set gradient_accumulation_steps to {flag} or "auto" in the DeepSpeed config.'
+        )
 
 
 def check_engine_installed() -> None:

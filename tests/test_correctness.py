@@ -366,3 +366,37 @@ def test_an_accumulation_set_by_the_launcher_that_differs_from_the_flag_is_refus
     ):
         train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--gradient_accumulation_steps", "1"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("in_file", "refused"),
+    [
+        ({"gradient_accumulation_steps": 4}, "gives gradient_accumulation_steps 4"),
+        ({}, r"gives gradient_accumulation_steps 1 \(1 when it sets none\)"),
+        ({"gradient_accumulation_steps": "auto"}, None),
+        ({"gradient_accumulation_steps": 2}, None),
+    ],
+)
+def test_a_deepspeed_configs_accumulation_that_differs_from_the_flag_is_refused(
+    in_file, refused, tmp_path, monkeypatch
+):
+    """accelerate puts a DeepSpeed JSON's gradient_accumulation_steps (1 where it has none) in place of the
+    Accelerator's only in prepare(), after the schedule and the epochs were sized on the flag's: the check must see
+    it before any model is built. ("auto" takes the flag's.)"""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DeepSpeedPlugin
+
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 2}, **in_file}))
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(path))
+    plugin = DeepSpeedPlugin()  # as accelerate builds it from `accelerate launch --deepspeed_config_file`
+    accelerator = SimpleNamespace(gradient_accumulation_steps=2, state=SimpleNamespace(deepspeed_plugin=plugin))
+    if refused is None:
+        train.check_accumulation(accelerator, 2)
+        return
+    with pytest.raises(
+        train.UsageError,
+        match=rf"the DeepSpeed config {path} {refused}.*, --gradient_accumulation_steps 2; .* to 2 or \"auto\"",
+    ):
+        train.check_accumulation(accelerator, 2)
