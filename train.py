@@ -1029,6 +1029,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pad_multiple = pad_multiple_for(accelerator, cfg.torch_compile)
     train_dl, eval_dls = build_dataloaders(tokenized, tokenizer, cfg, pad_multiple)
     train_sampler = train_dl.batch_sampler
+    # The steps the prepared loader will give (accelerate deals whole batches out to the processes, the last round
+    # filled), so a warmup that outlasts the run is refused before a model is built; checked again once prepared.
+    check_warmup(cfg, schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))[1])
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model, frozen = build_model(cfg, model_path, data, pooling)
@@ -1052,14 +1055,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cfg.per_device_train_batch_size,
             asked,
         )
-    if resolved["warmup_steps"] >= max_steps:
-        logger.warning(
-            "--warmup_steps %d is not below the run's %d optimizer steps: the learning rate never reaches "
-            "--learning_rate%s.",
-            resolved["warmup_steps"],
-            max_steps,
-            " and the only step runs at 0, so nothing is learned" if max_steps == 1 else "",
-        )
+    check_warmup(cfg, max_steps)
     settings = run_settings(cfg, resolved)
     resolved["model_files"] = settings["model_files"]  # a colleague's same-named model with other weights shows here
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
@@ -1259,8 +1255,7 @@ def describe_run(
     ``batches_per_epoch`` micro-batches per process over ``train_rows`` training rows)."""
     # Step counts come from the prepared (per-process) loader. The scheduler is stepped by hand once per optimizer
     # step: accelerate's prepared scheduler would step num_processes times, for schedules sized before sharding.
-    steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
-    max_steps = cfg.max_steps or math.ceil(cfg.num_train_epochs * steps_per_epoch)
+    steps_per_epoch, max_steps = schedule_steps(cfg, batches_per_epoch)
     return {
         "pooling": accelerator.unwrap_model(model).config.pooling,
         "pad_to_multiple_of": pad_multiple,
@@ -1278,6 +1273,23 @@ def describe_run(
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "frozen_parameters": frozen,
     }
+
+
+def schedule_steps(cfg: TrainConfig, batches_per_epoch: int) -> tuple[int, int]:
+    """Optimizer steps per epoch and in the whole run, for ``batches_per_epoch`` micro-batches per process."""
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
+    return steps_per_epoch, cfg.max_steps or math.ceil(cfg.num_train_epochs * steps_per_epoch)
+
+
+def check_warmup(cfg: TrainConfig, max_steps: int) -> None:
+    """An explicit --warmup_steps must end before the run does: the learning rate would never reach --learning_rate
+    (and a one-step run would take its only step at 0, learning nothing)."""
+    if cfg.warmup_steps is not None and cfg.warmup_steps >= max_steps:
+        raise ConfigError(
+            f"--warmup_steps {cfg.warmup_steps} is not below the run's {max_steps} optimizer steps: the learning rate "
+            f"would never reach --learning_rate; give --warmup_steps below {max_steps}, or leave it out to warm up "
+            f"for --warmup_ratio ({cfg.warmup_ratio}) of the steps."
+        )
 
 
 def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:

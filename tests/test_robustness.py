@@ -221,12 +221,12 @@ def test_two_cpu_processes_match_one_process_evaluation(tiny_bert, tmp_path):
 def test_two_processes_print_each_warning_and_start_up_line_once(tiny_bert, tmp_path):
     """Every rank runs the same checks; the user reads each warning once, as train.log holds it, not once per rank."""
     out = tmp_path / "run"
-    # Warm-up longer than the run: a warning every rank reaches after the loader is prepared.
+    # An accumulation longer than the epoch: a warning every rank reaches after the loader is prepared.
     proc = train_on_two_processes(
-        tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--warmup_steps", "99"), tmp_path
+        tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--gradient_accumulation_steps", "99"), tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    warning = "--warmup_steps 99 is not below the run's"
+    warning = "an optimizer step trains on at most 48 rows"
     assert proc.stderr.count(warning) == 1, proc.stderr
     assert proc.stderr.count("INFO run directory:") == 1, proc.stderr
     assert (out / "train.log").read_text().count(warning) == 1

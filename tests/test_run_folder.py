@@ -81,18 +81,27 @@ def test_a_checkpoint_missing_a_file_is_named_before_loading(tiny_bert, finished
         train.main(tiny_args(tiny_bert, finished_run, None, *STEPS, "--resume_from_checkpoint", "latest"))
 
 
-def test_a_one_step_run_learns_at_its_one_step(tiny_bert, tmp_path):
+def test_a_one_step_run_learns_at_its_one_step(tiny_bert, tmp_path, monkeypatch):
     """A warmup of ceil(0.1 x 1) = 1 step ran the only step at lr 0: the pretrained weights came back as a trained
-    model. The ratio's warmup stays below the run's length; an explicit --warmup_steps that is not is warned about."""
+    model. The ratio's warmup stays below the run's length; an explicit --warmup_steps that is not is refused before
+    a model is built."""
     out = tmp_path / "one"
     train.main(tiny_args(tiny_bert, out, None, "--max_steps", "1", "--warmup_ratio", "0.1"))
     assert json.loads((out / "config.json").read_text())["resolved"]["warmup_steps"] == 0
     pretrained = AutoModel.from_pretrained(tiny_bert).state_dict()
     trained = EncoderClassifier.from_pretrained(out / "best_model").backbone.state_dict()
     assert any(not torch.equal(trained[k], pretrained[k]) for k in trained if k in pretrained)
-    explicit = tmp_path / "explicit"
-    train.main(tiny_args(tiny_bert, explicit, None, "--max_steps", "2", "--warmup_steps", "2"))
-    assert "--warmup_steps 2 is not below the run's 2 optimizer steps" in read_log(explicit)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", never)
+    refusal = r"--warmup_steps {} is not below the run's {} optimizer steps: .* give --warmup_steps below {}, or leave"
+    with pytest.raises(train.ConfigError, match=refusal.format(2, 2, 2)):
+        train.main(tiny_args(tiny_bert, tmp_path / "explicit", None, "--max_steps", "2", "--warmup_steps", "2"))
+    # Without --max_steps: the epochs' steps (2 epochs of 48 rows in batches of 8) are counted before the model.
+    with pytest.raises(train.ConfigError, match=refusal.format(12, 12, 12)):
+        train.main(tiny_args(tiny_bert, tmp_path / "epochs", None, "--warmup_steps", "12"))
 
 
 # ---- evaluate.py's files follow the model they scored ---------------------------------------------------------------
