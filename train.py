@@ -694,6 +694,7 @@ def run_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> dict[str, Any]:
     # where they live: a dataset copied again before a requeued job resumes (a cluster's local scratch) has the same
     # rows and resumes. Not datasets' fingerprints either, which follow a file's mtime.
     keys = ("model_path", "num_processes", "mixed_precision", "split_sizes", "steps_per_epoch", "max_steps")
+    keys += ("loss_weights",)  # --class_weights/--pos_weight resolved (known once the data is tokenized)
     settings |= {k: resolved[k] for k in (*keys, "split_digests", "label_names") if k in resolved}
     if "max_steps" not in resolved and cfg.max_steps is None:  # the run's length, known once the loader is
         del settings["max_steps"]
@@ -1026,6 +1027,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data.loss_weights, notes = loss_weights(cfg, data, tokenized["train"])
         for note in notes:
             logger.info(note)
+    resolved["loss_weights"] = data.loss_weights  # as the loss uses them; a checkpoint's settings record them
+    if resume_dir:
+        check_resume_loss_weights(resume_dir, read_meta(resume_dir), data.loss_weights)
     pad_multiple = pad_multiple_for(accelerator, cfg.torch_compile)
     train_dl, eval_dls = build_dataloaders(tokenized, tokenizer, cfg, pad_multiple)
     train_sampler = train_dl.batch_sampler
@@ -1299,6 +1303,40 @@ def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:
     if cfg.warmup_steps is not None:
         return cfg.warmup_steps
     return max(0, min(math.ceil(cfg.warmup_ratio * max_steps), max_steps - 1))
+
+
+def check_resume_loss_weights(checkpoint: Path, meta: dict[str, Any], weights: dict[str, Any]) -> None:
+    """Refuse a resume whose class or positive weights, as this train.py resolves them from the flags and the data,
+    are not those the checkpoint trained with (a version that computed "balanced" otherwise)."""
+    if (saved := (meta.get("settings") or {}).get("loss_weights")) is None:
+        # A checkpoint written before the weights were recorded: its copy of best_model/ holds them in its config.
+        try:
+            config = json.loads((checkpoint / BEST_MODEL / "config.json").read_text())
+        except (OSError, ValueError):
+            config = None
+        if not isinstance(config, dict):
+            if weights:
+                logger.warning(
+                    "%s records no class or positive weights (written by an older train.py, before any best "
+                    "model): the resume trains on with these, %s",
+                    checkpoint,
+                    json.dumps(weights)[:200],
+                )
+            return
+        saved = {k: config[k] for k in ("class_weights", "pos_weight") if config.get(k)}
+    now = json.loads(json.dumps(weights))
+    if saved != now:
+        shown = "; ".join(
+            f"{k}: checkpoint {json.dumps(saved.get(k))[:80]}, now {json.dumps(now.get(k))[:80]}"
+            for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)
+        )
+        raise UsageError(
+            f"--resume_from_checkpoint {checkpoint} trained with other loss weights than these flags and data resolve "
+            f"to now ({shown}): an older train.py computed them otherwise (balanced weights under --long_text windows "
+            "are over the windows now), or the --class_weights file was edited. Resume with the version and files "
+            "that wrote it, or start a new run."
+        )
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:

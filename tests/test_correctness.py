@@ -171,6 +171,37 @@ def test_a_checkpoint_with_settings_its_run_never_used_resumes(interrupted_run, 
     assert train.main(args)["global_step"] == 12
 
 
+def test_resume_refuses_loss_weights_other_than_the_checkpoints(tiny_bert, tmp_path, probe, monkeypatch):
+    """Flags compare equal (--class_weights balanced) while the weights they resolve to differ (a train.py that
+    computed "balanced" over rows, not windows): the resume must not go on silently with other weights."""
+    out = tmp_path / "run"
+    flags = [*GUARD_FLAGS, "--class_weights", "balanced", "--eval_steps", "2"]
+    probe.install(block_at=5, self_signal=True)
+    with pytest.raises(SystemExit):
+        train.main(tiny_args(tiny_bert, out, None, *flags, "--checkpointing_steps", "5"))
+    probe.uninstall()
+    checkpoint = out / "checkpoints" / "step_000005"
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    recorded = meta["settings"]["loss_weights"]["class_weights"]
+    assert json.loads((out / "config.json").read_text())["resolved"]["loss_weights"]["class_weights"] == recorded
+    # A checkpoint written before the weights were recorded: its best_model/ copy holds the ones it trained with.
+    older = {k: v for k, v in meta["settings"].items() if k != "loss_weights"}
+    (checkpoint / "meta.json").write_text(json.dumps(meta | {"settings": older}))
+    config_file = checkpoint / "best_model" / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["class_weights"] == recorded
+    config_file.unlink()  # a hard link to the run's best_model/config.json: write a file of its own
+    config_file.write_text(json.dumps(config | {"class_weights": [[w * 2 for w in recorded[0]]]}))
+    args = tiny_args(tiny_bert, out, None, *flags, "--resume_from_checkpoint", "latest")
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(train.UsageError, match=r"trained with other loss weights .*\(class_weights: checkpoint \[\["):
+        train.main(args)
+    # The checkpoint's own record wins over its best_model/ copy.
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+    monkeypatch.undo()
+    assert train.main(args)["global_step"] == 12
+
+
 def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed_from(interrupted_run, tiny_bert):
     partial = interrupted_run / "checkpoints" / ".step_000009.tmp"  # save_state was writing it when the kill came
     partial.mkdir()
