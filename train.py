@@ -1325,11 +1325,10 @@ def check_resume_loss_weights(checkpoint: Path, meta: dict[str, Any], weights: d
             return
         saved = {k: config[k] for k in ("class_weights", "pos_weight") if config.get(k)}
     now = json.loads(json.dumps(weights))
-    if saved != now:
+    # Close, not equal: an older version may have summed the same counts in another order.
+    if differ := [k for k in sorted(set(saved) | set(now)) if not same_numbers(saved.get(k), now.get(k))]:
         shown = "; ".join(
-            f"{k}: checkpoint {json.dumps(saved.get(k))[:80]}, now {json.dumps(now.get(k))[:80]}"
-            for k in sorted(set(saved) | set(now))
-            if saved.get(k) != now.get(k)
+            f"{k}: checkpoint {json.dumps(saved.get(k))[:80]}, now {json.dumps(now.get(k))[:80]}" for k in differ
         )
         raise UsageError(
             f"--resume_from_checkpoint {checkpoint} trained with other loss weights than these flags and data resolve "
@@ -1337,6 +1336,15 @@ def check_resume_loss_weights(checkpoint: Path, meta: dict[str, Any], weights: d
             "are over the windows now), or the --class_weights file was edited. Resume with the version and files "
             "that wrote it, or start a new run."
         )
+
+
+def same_numbers(a: Any, b: Any) -> bool:
+    """Whether two (nested) lists of numbers match to float rounding; other values must be equal."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_numbers(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:
