@@ -1011,7 +1011,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     resolved = describe_inputs(cfg, data, model_path, accelerator)
     if resume_dir:  # settings that differ from the checkpoint's are bad input too: refused before any work
         check_resume_settings(resume_dir, read_meta(resume_dir), run_settings(cfg, resolved))
-    claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
     for note in [cpu_note, f"pooling: {pooling} ({pooling_why})", *data.notes]:
         if note:
             if note.startswith("warning: "):
@@ -1036,6 +1035,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The steps the prepared loader will give (accelerate deals whole batches out to the processes, the last round
     # filled), so a warmup that outlasts the run is refused before a model is built; checked again once prepared.
     check_warmup(cfg, schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))[1])
+    # Only now, with every input check passed, may --overwrite_output_dir remove the run this one replaces.
+    claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model, frozen = build_model(cfg, model_path, data, pooling)

@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import logging.handlers
 import math
 import os
 import platform
@@ -223,7 +224,9 @@ class ConsoleHandler(logging.StreamHandler):
 
 
 def setup_logging(log_file: Path | None = None, is_main_process: bool = True) -> logging.Logger:
-    """Log to the console and to ``log_file`` if given, from the main process only."""
+    """Log to the console and to ``log_file`` if given, from the main process only. Lines logged before a file is
+    given are held and written first into it, so a run's train.log starts where its console output does."""
+    held = [r for h in logger.handlers if isinstance(h, logging.handlers.MemoryHandler) for r in h.buffer]
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.INFO)
@@ -239,7 +242,13 @@ def setup_logging(log_file: Path | None = None, is_main_process: bool = True) ->
     if log_file is not None:
         file_handler = logging.FileHandler(log_file)
         file_handler.setFormatter(fmt)
+        for record in held:
+            file_handler.handle(record)
         logger.addHandler(file_handler)
+    else:
+        # No target: the lines stay held until a file is given (a run folder is claimed only once its input passed
+        # every check, so that a refused run leaves an old run it would replace untouched).
+        logger.addHandler(logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1))
     return logger
 
 
@@ -372,7 +381,10 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
             sys.stderr.flush()
             os._exit(0)
     except UsageError as err:  # ConfigError included
-        print(f"error: {err}", file=sys.stderr)
+        # Every process of a launch runs the same input checks: one line per machine, not one per process (a file
+        # missing on one machine of several is still named there).
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except TrainingError as err:  # expected and explained in one line; other errors keep their traceback
         print(f"error: {err}", file=sys.stderr)

@@ -82,10 +82,6 @@ def test_bad_input_through_accelerate_launch_is_one_error_line_then_the_launcher
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="every rank prints the bad input's error line: a two-process launch shows it twice (code bug)",
-)
 def test_bad_input_on_two_processes_is_one_error_line(tiny_bert, tmp_path):
     """README: bad input is one ``error:`` line before any model is built, and the launcher exits 1. Each rank runs
     the same checks, so the line must be printed by one of them only, as warnings are."""

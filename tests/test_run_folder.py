@@ -104,6 +104,21 @@ def test_a_one_step_run_learns_at_its_one_step(tiny_bert, tmp_path, monkeypatch)
         train.main(tiny_args(tiny_bert, tmp_path / "epochs", None, "--warmup_steps", "12"))
 
 
+def test_overwrite_keeps_the_old_run_when_the_new_one_is_refused(tiny_bert, finished_run):
+    """--overwrite_output_dir replaces a run with a new one: a new run refused on input known only once the data is
+    tokenized (a warmup as long as the run) must leave the old run whole, and the early log lines reach train.log."""
+    before = {p.name for p in finished_run.iterdir()}
+    results = (finished_run / "results.json").read_text()
+    args = tiny_args(tiny_bert, finished_run, None, "--max_steps", "2", "--warmup_steps", "2", "--overwrite_output_dir")
+    with pytest.raises(train.ConfigError, match="--warmup_steps 2 is not below"):
+        train.main(args)
+    assert {p.name for p in finished_run.iterdir()} == before
+    assert (finished_run / "results.json").read_text() == results
+    train.main(tiny_args(tiny_bert, finished_run, None, "--max_steps", "2", "--overwrite_output_dir"))
+    log = read_log(finished_run)
+    assert log.index("pooling:") < log.index("--overwrite_output_dir: removed") < log.index("run directory:")
+
+
 # ---- evaluate.py's files follow the model they scored ---------------------------------------------------------------
 
 
