@@ -68,6 +68,8 @@ class SplitData:
     spec: Any = None  # LabelSpec: problem type, label columns, levels and their names
     # Model config entries of the loss weights resolved from train (loss_weights: class_weights / pos_weight).
     loss_weights: dict[str, Any] = field(default_factory=dict)
+    # Per evaluated split, how many of its texts are also training texts (see split_overlap).
+    overlap: dict[str, int] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -883,6 +885,41 @@ def _unlabeled(ds: Any, train: Any, cfg: TrainConfig) -> bool:
     return minus_one and not any(_is_integer(v) and v == -1 for v in column_values(train, columns[0]))
 
 
+# From this share of a split on, texts it shares with train are a warning (the shared sets hold 0-2% of such rows).
+OVERLAP_WARNING = 0.01
+
+
+def split_overlap(splits: dict[str, Any]) -> dict[str, int]:
+    """Per split other than train, how many of its rows have a text (with its pair) that a training row has too,
+    spacing aside: a score over them measures what the model memorised, not how it generalises."""
+    pair = "text_pair" in splits["train"].column_names
+
+    def texts(ds: Any) -> list[Any]:
+        """The rows' texts, with runs of whitespace and the ends ignored."""
+        columns = [column_values(ds, "text")] + ([column_values(ds, "text_pair")] if pair else [])
+        return [tuple(" ".join(str(t).split()) for t in row) for row in zip(*columns, strict=True)]
+
+    seen = set(texts(splits["train"]))
+    return {split: sum(t in seen for t in texts(ds)) for split, ds in splits.items() if split != "train"}
+
+
+def _overlap_notes(overlap: dict[str, int], splits: dict[str, Any]) -> list[str]:
+    """One line per split that shares texts with train: a warning from OVERLAP_WARNING of its rows on."""
+    notes = []
+    for split, shared in overlap.items():
+        if shared:
+            share = shared / len(splits[split])
+            line = (
+                f"{shared} of the {split} split's {len(splits[split])} texts ({share:.1%}) also appear in train: "
+                f"{'the best state is chosen' if split == 'validation' else 'its scores are'} partly on examples "
+                "the model trained on"
+            )
+            if share >= OVERLAP_WARNING:
+                line = f"warning: {line}; remove them from {split} (or from train) to measure generalisation"
+            notes.append(line)
+    return notes
+
+
 def _class_coverage(splits: dict[str, Any], spec: LabelSpec, cfg: TrainConfig) -> list[str]:
     """After the validation carve and the row limits: warn of a train split left with one class, and say which
     classes validation lacks (its macro-F1, which picks the best state, averages over the classes it holds)."""
@@ -974,6 +1011,8 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         if split in splits and limit is not None and limit < len(splits[split]):
             splits[split] = splits[split].select(range(limit))
     notes += _class_coverage(splits, spec, cfg)
+    overlap = split_overlap(splits)
+    notes += _overlap_notes(overlap, splits)
     enough = max(MIN_VALIDATION_ROWS, len(spec.levels[-1]["labels"]))  # and at least one row per class
     if "validation" in splits and (rows := len(splits["validation"])) < enough:
         notes.append(
@@ -983,7 +1022,7 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         )
     # idx lets evaluation restore the original row order after length-sorted, sharded batching.
     splits = {split: ds.add_column("idx", list(range(len(ds)))) for split, ds in splits.items()}
-    return SplitData(splits=splits, label_names=spec.levels[-1]["labels"], notes=notes, spec=spec)
+    return SplitData(splits=splits, label_names=spec.levels[-1]["labels"], notes=notes, spec=spec, overlap=overlap)
 
 
 # ----------------------------------------------------------------------------------------------------------------

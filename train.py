@@ -1237,6 +1237,7 @@ def describe_inputs(cfg: TrainConfig, data: Any, model_path: str, accelerator: A
         "levels": data.spec.levels,
         "split_sizes": {split: len(ds) for split, ds in data.splits.items()},
         "split_digests": split_digests(data.splits),
+        "split_overlap": data.overlap,  # rows of validation/test whose text is a training text
         "data_reader": DATA_READER,
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,

@@ -277,3 +277,34 @@ def test_teacher_labels_with_other_names_are_refused(tmp_path):
         load_splits(TrainConfig(dataset=str(folder), teacher_column="teacher"))
     message = str(err.value)
     assert "['negative', 'positive']" in message and "['neg', 'pos']" in message and "labels.json" in message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Texts shared between splits: a test score partly made of examples the model trained on
+
+
+def test_texts_of_validation_and_test_found_in_train_are_counted_and_said(tiny_bert, tmp_path):
+    """A test row that is a training row (a copy, or the same text with other spacing) is scored on memory: the run
+    says how many each split holds, as a warning from 1% of the split on, and config.json records the counts."""
+    train_rows = [(f"training sentence number {i} about topic {i % 3}", f"c{i % 2}") for i in range(40)]
+    folder = tmp_path / "data"
+    write_csv(folder / "train.csv", train_rows)
+    # 3 of 12 test texts are training texts (one with other spacing); validation shares one with test only.
+    test_rows = [(f"held out text {i}", f"c{i % 2}") for i in range(9)]
+    test_rows += [train_rows[0], train_rows[5], ("training  sentence number 7 about  topic 1 ", "c1")]
+    write_csv(folder / "test.csv", test_rows)
+    write_csv(folder / "validation.csv", [(f"held out text {i}", f"c{i % 2}") for i in range(8, 20)])
+    data = load_splits(TrainConfig(dataset=str(folder)))
+    assert data.overlap == {"validation": 0, "test": 3}
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, folder, "--max_steps", "1", "--warmup_ratio", "0"))
+    said = [line for line in (out / "train.log").read_text().splitlines() if "also appear in train" in line]
+    assert len(said) == 1 and " WARNING " in said[0], said
+    assert "3 of the test split's 12 texts (25.0%)" in said[0]
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["split_overlap"] == {"validation": 0, "test": 3}
+    # The real sets carry a few such rows: below 1% they are an info line, not a warning.
+    assert load_splits(TrainConfig(dataset=str(REPO.parent / "shared/data/emotion"))).overlap == {
+        "validation": 5,
+        "test": 11,
+    }
