@@ -13,7 +13,7 @@ no test split), where a rare class that one setting learns and another misses sh
 
 A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
 that changes what is learned, the launch's mixed precision and process count included (``results.csv`` lists them
-in ``dataset_path``, ``model_path`` and ``settings``); only seeds are averaged. Names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
+in ``dataset_path``, ``model_path`` and ``settings``, and the run folders in ``run_dirs``, a JSON list); only seeds are averaged. Names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
 and get their parent folders (``v1-reviews``, ``org1-bert-base``) or a short hash when two paths share a short name;
 runs of one dataset and model with other settings are told apart by those settings (``minilm (learning_rate=1e-05)``).
 A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
@@ -416,7 +416,8 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         # The full identity, so a row can always be traced to exactly what was trained.
         row["dataset_path"], row["model_path"] = first["dataset_path"], first["model_path"]
         row["settings"] = json.dumps(first["settings"], sort_keys=True, default=str)
-        row["run_dirs"] = " ".join(sorted(str(m["run_dir"]) for m in members))
+        # A JSON list: a folder name may hold spaces, commas or quotes.
+        row["run_dirs"] = json.dumps(sorted(str(m["run_dir"]) for m in members))
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["model"]))
     warn_if_test_sets_differ(averaged_runs(runs))
@@ -605,7 +606,7 @@ def plot_heatmap(rows: list[dict[str, Any]], path: Path) -> None:
 
 def run_label(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """A run's column name in the per-class plot: its row in the table (model and differing settings) and seed."""
-    row = next((r for r in rows if str(run["run_dir"]) in r["run_dirs"].split(" ")), None)
+    row = next((r for r in rows if str(run["run_dir"]) in json.loads(r["run_dirs"])), None)
     return f"{row['model'] if row else run['model']} seed {run['seed']}"
 
 

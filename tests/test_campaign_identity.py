@@ -266,3 +266,48 @@ def test_matrix_warns_about_variants_whose_pooling_resolves_alike(tiny_modernber
     config.write_text(head + "variants: {default: {}, mean-pool: {pooling: mean}}\n")
     planned = script("run_matrix.py", "--config", config, "--dry_run")
     assert planned.returncode == 0 and "warning" not in planned.stderr, planned.stderr
+
+
+# ---- results.csv: the run folders of a row ----------------------------------------------------------------------
+
+
+def test_results_csv_lists_run_folders_with_spaces_unambiguously(tmp_path, monkeypatch):
+    """Run folders whose names hold spaces (``lr 1e-3``): results.csv's run_dirs is a JSON list of them, and the
+    per-class plot names each run after its own row (its grid point), which it finds by that list."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import report
+
+    gold = balanced_gold(40)
+    dirs = {}
+    for lr, errors in ((1e-3, 4), (1e-5, 8)):
+        for seed in (1, 2):
+            run_dir = write_run(
+                tmp_path,
+                f"my enc/lr {lr}",
+                "org/enc",
+                seed,
+                gold,
+                with_errors(gold, errors),
+                grid={"learning_rate": lr},
+            )
+            per_class = {name: {"f1-score": 0.5} for name in LABELS}
+            results = json.loads((run_dir / "results.json").read_text())
+            results["test"]["per_class"] = per_class
+            (run_dir / "results.json").write_text(json.dumps(results))
+            dirs.setdefault(lr, []).append(str(run_dir))
+    drawn = {}
+
+    def keep_columns(fig, path, dpi=100):
+        if path.name.startswith("per_class_f1"):
+            drawn["columns"] = [label.get_text().replace("\n", " ") for label in fig.axes[0].get_xticklabels()]
+
+    monkeypatch.setattr(report, "atomic_savefig", keep_columns)
+    report.main([str(tmp_path)])
+    assert sorted(drawn["columns"]) == [
+        f"enc (learning_rate={lr}) seed {s}" for lr in ("0.001", "1e-05") for s in (1, 2)
+    ], drawn
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    assert {m: json.loads(r["run_dirs"]) for m, r in rows.items()} == {
+        "enc (learning_rate=0.001)": sorted(dirs[1e-3]),
+        "enc (learning_rate=1e-05)": sorted(dirs[1e-5]),
+    }

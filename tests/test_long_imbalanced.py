@@ -642,5 +642,5 @@ def test_per_class_plot_shows_the_runs_the_table_averages(tmp_path, monkeypatch,
 
     monkeypatch.setattr(report, "atomic_savefig", keep_columns)
     [row] = report.main([str(tmp_path)])
-    assert row["seeds"] == 1 and row["run_dirs"] == str(tmp_path / "again"), row
+    assert row["seeds"] == 1 and json.loads(row["run_dirs"]) == [str(tmp_path / "again")], row
     assert drawn == {"columns": ["minilm seed 1"], "cells": ["0.90", "0.70"]}, drawn
