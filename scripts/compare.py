@@ -18,7 +18,8 @@ won when Δ survives both the example bootstrap (Holm) and the seeds (ASO ε_min
 seed never wins a dataset).
 Across datasets: the Bayesian signed-rank test (baycomp) on the per-dataset mean scores with a ROPE (--rope), and
 Wilcoxon's signed-rank test from 6 datasets on. When nothing is decided, the number of seeds a paired t-test would need
-to detect the observed Δ (80% power) is printed.
+to detect the observed Δ (80% power) is printed. Runs compared on a dataset that ran on different library versions
+(config.json's ``resolved.versions``) get a warning, and the verdict a CAUTION naming the datasets.
 
 Prints a per-dataset summary, the verdict and, as the LAST line, one JSON object (``p_a_better``, ``p_equivalent``,
 ``p_b_better``, ``datasets_a_wins``, ``datasets_b_wins``, ``per_dataset``, ``verdict``, ...). Writes
@@ -408,6 +409,13 @@ def compare_dataset(
     }
     if out["unpaired_seeds"]:
         out["notes"].append(f"seeds {out['unpaired_seeds']} have a test score on one side only: left out")
+    # Library versions change kernels, tokenizers and defaults: a Δ between runs on other versions may be theirs.
+    differ = report.environment_differences({args.a: runs_a, args.b: runs_b}, model_files=False)
+    out["versions_differ"] = "; ".join(differ) or None
+    for side, side_runs in ((args.a, runs_a), (args.b, runs_b)):
+        seeds_of = {f"seed {r['seed']}": [r] for r in side_runs}
+        if files := report.environment_differences(seeds_of, versions=False):
+            out["notes"].append(f"{side}'s seeds ran on different {'; '.join(files)} (its model folder changed?)")
     arrays = prediction_arrays(runs_a, runs_b)
     if isinstance(arrays, str):
         out |= {"ci_low": None, "ci_high": None, "p_value": None}
@@ -536,6 +544,7 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
             r["seeds_needed"] = None
     result["per_dataset"] = per_dataset
     result["notes"] = notes + [f"{d}: {n}" for d, r in per_dataset.items() for n in r["notes"]]
+    result["versions_differ"] = {d: r["versions_differ"] for d, r in per_dataset.items() if r["versions_differ"]}
     result["verdict"] = verdict(result, args.a, args.b)
     return result
 
@@ -563,10 +572,23 @@ def verdict(result: dict[str, Any], a: str, b: str) -> str:
         f"(significant wins: {result['datasets_a_wins']} vs {result['datasets_b_wins']})"
     )
     if result["p_a_better"] is None:
-        return f"{head}; across datasets: not computed (the Bayesian signed-rank test needs ≥ 2 datasets, found {n})"
+        text = f"{head}; across datasets: not computed (the Bayesian signed-rank test needs ≥ 2 datasets, found {n})"
+    else:
+        text = (
+            f"{head}; across datasets P({a} better) = {result['p_a_better']:.2f}, P(equivalent within "
+            f"±{result['rope']:g}) = {result['p_equivalent']:.2f}, P({b} better) = {result['p_b_better']:.2f}: "
+            f"{result['conclusion']}"
+        )
+    return text + versions_caution(result["versions_differ"])
+
+
+def versions_caution(differ: dict[str, str]) -> str:
+    """The verdict's caution when runs it compares ran on other library versions (empty when none did)."""
+    if not differ:
+        return ""
     return (
-        f"{head}; across datasets P({a} better) = {result['p_a_better']:.2f}, P(equivalent within ±{result['rope']:g}) "
-        f"= {result['p_equivalent']:.2f}, P({b} better) = {result['p_b_better']:.2f}: {result['conclusion']}"
+        f"; CAUTION: the runs compared ran on different library versions on {len(differ)} dataset(s) "
+        f"({', '.join(differ)}), which may account for the differences"
     )
 
 
@@ -614,7 +636,11 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         have_val = all(v is not None for v in val)
         val_winner = models[int(np.argmax(val))] if have_val else None
         test_winner = models[int(np.argmax(test))]
+        differ = report.environment_differences(
+            {m: p["runs"] for m, p in zip(models, points, strict=True)}, model_files=False
+        )
         per_dataset[dataset] = {
+            "versions_differ": "; ".join(differ) or None,
             "scores": dict(zip(models, map(float, test), strict=True)),
             "grids": {m: p["grid"] for m, p in zip(models, points, strict=True)},
             "val_test_tau": kendall_tau(val, test) if have_val else None,
@@ -642,7 +668,8 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         notes.append(f"the Bayesian signed-rank test needs ≥ 2 datasets with every model, found {len(complete)}")
     result["pairwise_vs_best"] = pairwise
     result["notes"] = notes
-    result["verdict"] = verdict_all(result, best)
+    result["versions_differ"] = {d: r["versions_differ"] for d, r in per_dataset.items() if r["versions_differ"]}
+    result["verdict"] = verdict_all(result, best) + versions_caution(result["versions_differ"])
     return result
 
 
@@ -731,7 +758,16 @@ PAIR_COLUMNS = [
     "dataset", "seeds", "a_mean", "a_std", "b_mean", "b_std", "delta_mean", "delta_std", "ci_low", "ci_high",
     "p_value", "p_holm", "aso_eps_min_a", "aso_eps_min_b", "significant", "winner", "val_test_tau",
     "val_winner_loses_on_test", "a_val_test_drop", "b_val_test_drop", "seeds_needed", "a_grid", "b_grid",
+    "versions_differ",
 ]  # fmt: skip
+
+
+def versions_markdown(differ: dict[str, str]) -> list[str]:
+    """A warning paragraph per dataset whose compared runs ran on different library versions (none when none did)."""
+    return [
+        f"**Warning:** on {d} the runs compared ran on different library versions: {what}."
+        for d, what in differ.items()
+    ] + ([""] if differ else [])
 
 
 def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
@@ -742,6 +778,7 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"**Verdict:** {result['verdict']}",
         "",
+        *versions_markdown(result["versions_differ"]),
         f"Score: {result['metric']}, each model at its grid point selected on mean validation score. Δ = A − B "
         f"(A = {a}, B = {b}). Bootstrap: {args.bootstrap} resamples of the test examples (seed {args.seed}), "
         f"{100 * (1 - args.alpha):g}% percentile interval; p Holm-corrected across datasets. ASO ε_min (deepsig, "
@@ -840,6 +877,7 @@ def pair_plot(result: dict[str, Any], rope: float, path: Path) -> None:
 def all_markdown(result: dict[str, Any]) -> str:
     """The --all report as Markdown."""
     lines = [f"# Ranking of {len(result['models'])} models", "", f"**Verdict:** {result['verdict']}", ""]
+    lines += versions_markdown(result["versions_differ"])
     lines += [f"Score: {result['metric']} at each model's grid point selected on validation; rank 1 is best.", ""]
     lines += ["| model | mean rank | mean score | P(best better) | P(equivalent) |", "|---|---|---|---|---|"]
     for row in result["ranking"]:
@@ -871,11 +909,10 @@ def all_csv(result: dict[str, Any], path: Path) -> None:
     models = result["models"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["dataset", *models, "val_test_tau", "val_winner_loses_on_test"])
+        writer.writerow(["dataset", *models, "val_test_tau", "val_winner_loses_on_test", "versions_differ"])
         for dataset, r in result["per_dataset"].items():
-            writer.writerow(
-                [dataset, *(r["scores"][m] for m in models), r["val_test_tau"], r["val_winner_loses_on_test"]]
-            )
+            scores = [r["scores"][m] for m in models]
+            writer.writerow([dataset, *scores, r["val_test_tau"], r["val_winner_loses_on_test"], r["versions_differ"]])
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------------
@@ -949,6 +986,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(
                     f"  {seeds_text(r['seeds_needed'])} seeds per model would detect Δ {r['delta_mean']:+.4f} (80% power)"
                 )
+    for dataset, what in result["versions_differ"].items():
+        print(
+            f"warning: {dataset}: the runs compared ran on different library versions ({what}); a difference may be "
+            "the libraries' rather than the models'. Retrain one side with the other's versions.",
+            file=sys.stderr,
+        )
     for dataset, why in result["datasets_skipped"].items():
         print(f"skipped {dataset}: {why}")
     for note in result["notes"]:

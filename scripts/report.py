@@ -17,7 +17,8 @@ in ``dataset_path``, ``model_path`` and ``settings``, and the run folders in ``r
 and get their parent folders (``v1-reviews``, ``org1-bert-base``) or a short hash when two paths share a short name;
 runs of one dataset and model with other settings are told apart by those settings (``minilm (learning_rate=1e-05)``).
 A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
-``results.json`` is kept and a warning names the folders.
+``results.json`` is kept and a warning names the folders. Seeds of one row that ran on different library versions or
+model files (config.json's ``resolved``) get a warning, a ``†`` beside the seed count and a ``mixed`` column naming them.
 
 The winner of a dataset is the model with the best mean *validation* score by the runs' own metric (macro-F1 by
 default), the number a researcher may select on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
@@ -143,6 +144,10 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             "rows": resolved.get("split_sizes"),
             "test_rows": digests.get("test"),
         }
+        # What computed the run: a row whose seeds ran on other library versions or model files (a peer's run copied
+        # in, a library upgraded mid-campaign, a model folder replaced) is flagged; not recorded is unknown.
+        record["versions"] = resolved.get("versions") if isinstance(resolved.get("versions"), dict) else {}
+        record["model_files"] = resolved.get("model_files")
         # Every split's digest: two datasets whose runs saw the same rows are one dataset in two folders.
         record["data_digest"] = json.dumps(digests, sort_keys=True) if digests else None
         scored = results.get("test") or results.get("validation") or {}
@@ -303,6 +308,29 @@ def warn_if_data_changed(members: list[dict[str, Any]]) -> None:
         )
 
 
+def environment_differences(
+    groups: dict[str, list[dict[str, Any]]], versions: bool = True, model_files: bool = True
+) -> list[str]:
+    """Where the runs of ``groups`` (a label, ``seed 1`` or a model's name, to its runs) ran on other library
+    ``versions`` or other ``model_files``, one phrase each: ``torch 2.13.0 (seed 1), 2.14.1 (seed 2)``. What a run did
+    not record (a run older than the record) is unknown, not different."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for label, members in groups.items():
+        for run in members:
+            recorded = dict(run.get("versions") or {}) if versions else {}
+            if model_files and run.get("model_files"):
+                recorded["model files"] = run["model_files"]
+            for key, value in recorded.items():
+                labels = seen.setdefault(key, {}).setdefault(str(value), [])
+                if label not in labels:
+                    labels.append(label)
+    return [
+        f"{key} " + ", ".join(f"{value} ({', '.join(labels)})" for value, labels in values.items())
+        for key, values in seen.items()
+        if len(values) > 1
+    ]
+
+
 def warn_if_test_sets_differ(runs: list[dict[str, Any]]) -> None:
     """Warn when the rows of one dataset were tested on different test rows or with different label names (another
     --max_eval_samples, a test file edited between models): their test scores are not comparable."""
@@ -394,6 +422,13 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         first = members[0]
         members = one_run_per_seed(members)
         warn_if_data_changed(members)
+        mixed = environment_differences({f"seed {m['seed']}": [m] for m in members})
+        if mixed:
+            print(
+                f"warning: {first['dataset']} / {first['row']}: its seeds ran on different {'; '.join(mixed)}; the row "
+                "averages runs of two set-ups. Retrain the odd seeds (delete their folders) with the others' set-up.",
+                file=sys.stderr,
+            )
         row: dict[str, Any] = {
             "dataset": first["dataset"],
             "model": first["row"],
@@ -418,6 +453,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         row["settings"] = json.dumps(first["settings"], sort_keys=True, default=str)
         # A JSON list: a folder name may hold spaces, commas or quotes.
         row["run_dirs"] = json.dumps(sorted(str(m["run_dir"]) for m in members))
+        row["mixed"] = "; ".join(mixed)
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["model"]))
     warn_if_test_sets_differ(averaged_runs(runs))
@@ -470,7 +506,7 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         cells = [
             r["dataset"],
             f"**{r['model']}**" if r.get("winner") else r["model"],
-            str(r["seeds"]),
+            f"{r['seeds']} †" if r["mixed"] else str(r["seeds"]),
             *(fmt(r[f"{c}_mean"], r[f"{c}_std"]) for c, _, _ in COLUMNS),
             fmt(r["val_test_gap"]),
             fmt(r["best_step"], digits=0),
@@ -485,6 +521,10 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation score on "
         "that dataset by the runs' own --metric_for_best_model (selected on validation, not on test). Gap: mean validation minus mean test macro-F1.\n"
     )
+    if any(r["mixed"] for r in rows):
+        note += (
+            "† The row's seeds ran on different library versions or model files (results.csv's `mixed` says which).\n"
+        )
     return "\n".join(lines) + "\n" + note
 
 

@@ -311,3 +311,71 @@ def test_results_csv_lists_run_folders_with_spaces_unambiguously(tmp_path, monke
         "enc (learning_rate=0.001)": sorted(dirs[1e-3]),
         "enc (learning_rate=1e-05)": sorted(dirs[1e-5]),
     }
+
+
+# ---- seeds of one row, or the two sides of a verdict, that ran on other library versions or model files ---------------
+
+TORCH_13 = {"versions": {"python": "3.12.3", "torch": "2.13.0", "transformers": "5.24.0"}, "model_files": "aaaa"}
+TORCH_14 = {"versions": {"python": "3.12.3", "torch": "2.14.1", "transformers": "5.24.0"}, "model_files": "aaaa"}
+
+
+def test_report_flags_a_row_whose_seeds_ran_on_other_versions_or_model_files(tmp_path):
+    """Seeds 1 and 2 of enc ran on torch 2.13, its seed 3 (a peer's run copied in) on torch 2.14; base's seed 2 ran on
+    other model files (its folder replaced mid-campaign). Both rows say so, in a warning, results.csv and the table;
+    a run that did not record its versions is unknown, not different."""
+    gold = balanced_gold(40)
+    for seed in (1, 2, 3):
+        write_run(
+            tmp_path, "enc", "org/enc", seed, gold, with_errors(gold, 4), resolved=TORCH_14 if seed == 3 else TORCH_13
+        )
+    for seed, files in ((1, {"model_files": "aaaa"}), (2, {"model_files": "bbbb"}), (3, {})):
+        write_run(tmp_path, "base", "org/base", seed, gold, with_errors(gold, 8), resolved=TORCH_13 | files)
+    write_run(tmp_path, "old", "org/old", 1, gold, gold, resolved=TORCH_13)
+    write_run(tmp_path, "old", "org/old", 2, gold, gold)  # recorded no versions (older train.py)
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    warnings = sorted(line for line in proc.stderr.splitlines() if line.startswith("warning:"))
+    assert len(warnings) == 2, proc.stderr
+    assert warnings[0].startswith("warning: d1 / base: its seeds ran on different model files aaaa (seed 1, seed 3)")
+    assert "bbbb (seed 2)" in warnings[0] and "torch" not in warnings[0]
+    assert warnings[1].startswith("warning: d1 / enc: its seeds ran on different torch 2.13.0 (seed 1, seed 2), 2.14.1")
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    assert rows["enc"]["mixed"] == "torch 2.13.0 (seed 1, seed 2), 2.14.1 (seed 3)"
+    assert rows["base"]["mixed"] == "model files aaaa (seed 1, seed 3), bbbb (seed 2)"
+    assert rows["old"]["mixed"] == ""
+    table = (tmp_path / "results.md").read_text()
+    seeds = {cells[1].strip("*"): cells[2] for line in table.splitlines() if (cells := line.split(" | "))[0] == "| d1"}
+    assert seeds == {"enc": "3 †", "base": "3 †", "old": "2"}, table
+    assert "† The row's seeds ran on different library versions or model files" in table
+
+
+def test_compare_warns_when_the_sides_ran_on_other_library_versions(tmp_path, capsys):
+    """A's runs ran on torch 2.14, B's on torch 2.13 on d1 (A retrained after an upgrade); on d2 both on 2.13. The
+    verdict carries a caution naming d1, a warning line names the versions, and the files say so too."""
+    gold = balanced_gold(40)
+    for dataset in ("d1", "d2"):
+        for seed in (1, 2):
+            a_env = TORCH_14 if dataset == "d1" else TORCH_13
+            write_run(tmp_path, "a", "org/a", seed, gold, gold, resolved=a_env, dataset=dataset)
+            write_run(
+                tmp_path,
+                "b",
+                "org/b",
+                seed,
+                gold,
+                with_errors(gold, 8, offset=seed),
+                resolved=TORCH_13,
+                dataset=dataset,
+            )
+    out = run_compare(tmp_path, "--a", "a", "--b", "b", "--bootstrap", "100", capsys=capsys)
+    assert out["versions_differ"] == {"d1": "torch 2.14.1 (a), 2.13.0 (b)"}, out["versions_differ"]
+    assert out["per_dataset"]["d2"]["versions_differ"] is None
+    assert "CAUTION: the runs compared ran on different library versions on 1 dataset(s) (d1)" in out["verdict"]
+    compare.main([str(tmp_path), *FAST, "--a", "a", "--b", "b", "--bootstrap", "100"])
+    err = capsys.readouterr().err
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warning.startswith("warning: d1: the runs compared ran on different library versions (torch 2.14.1 (a)")
+    md = (tmp_path / "compare_a_vs_b.md").read_text()
+    assert "**Warning:** on d1 the runs compared ran on different library versions: torch 2.14.1 (a), 2.13.0 (b)." in md
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert set(ranked["versions_differ"]) == {"d1"} and "CAUTION" in ranked["verdict"]
