@@ -39,7 +39,9 @@ changes what is learned differs (say ``train_args`` were edited, or the launcher
 process count than the run's ``config.json`` records), the matrix refuses with exit code 2 rather than
 report the old results as the new settings' or resume them with other settings; use another ``--output_dir``, give
 the entry its own ``name:``, or delete the folder. A failed run does not stop the others; the failures are listed at
-the end and the exit code is 1.
+the end and the exit code is 1. SIGINT or SIGTERM sent to the matrix (Ctrl-C, ``kill <pid>``) starts no further run
+and passes SIGTERM to the running ones, which stop at a checkpoint; the matrix exits 130 (143) and the same command
+resumes them.
 
 Executors: ``--executor sequential`` (the default: one run after another) or ``--executor local --max_parallel N``
 (N runs at once on this machine, each on its own GPU(s) via ``CUDA_VISIBLE_DEVICES`` (``--gpus_per_run``), or on a
@@ -674,11 +676,63 @@ def log_tail(path: Path, lines: int = 15) -> list[str]:
     return path.read_text(errors="replace").splitlines()[-lines:] if path.is_file() else []
 
 
-def run_logged(command: list[str], env: dict[str, str], log: Path, echo: bool) -> int:
+class Stop:
+    """SIGINT or SIGTERM sent to the matrix (Ctrl-C, ``kill <pid>``, a container or scheduler stopping it): no run
+    starts after it, and each running one is sent SIGTERM, so that train.py stops it at a checkpoint (its own
+    handling) instead of leaving it orphaned, to die at its next line of output without one. The same command run
+    again resumes it."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.procs: set[subprocess.Popen] = set()
+        self.lock = threading.RLock()  # re-entrant: the handler runs in the main thread, between any two bytecodes
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Stop:
+        """Catch SIGINT and SIGTERM (signal handlers can only be set from the main thread)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Give the signals back to their previous handlers."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        with self.lock:
+            first, self.signal = self.signal is None, self.signal or signum
+            running = [p for p in self.procs if p.poll() is None]
+            # SIGTERM whatever came: it is what every launcher passes on to train.py (the README's table); a
+            # Ctrl-C at a terminal has reached the runs already, and a second signal changes nothing for them.
+            for proc in running:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        if first:
+            print(
+                f"{signal.Signals(signum).name} received: no further run starts; {len(running)} running run(s) "
+                "asked to stop at a checkpoint",
+                flush=True,
+            )
+
+    def start(self, command: list[str], env: dict[str, str]) -> subprocess.Popen | None:
+        """Start a run's process, or None once a stop was asked for."""
+        with self.lock:
+            if self.signal is not None:
+                return None
+            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.procs.add(proc)
+            return proc
+
+
+def run_logged(command: list[str], env: dict[str, str], log: Path, echo: bool, stop: Stop) -> int | None:
     """Run ``command`` with its output appended to ``log`` (and shown on the console when ``echo``: with several
-    runs at once their lines would interleave); returns the exit code."""
+    runs at once their lines would interleave); returns the exit code, or None when ``stop`` kept it from starting."""
     with open(log, "a") as handle:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = stop.start(command, env)
+        if proc is None:
+            return None
         for line in proc.stdout:
             handle.write(line)
             if echo:
@@ -767,6 +821,8 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
     """Train the unfinished runs in plan order, one worker per slot, each run claimed first; returns what happened
     to each run."""
     outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
+    outcome |= {"stopped": [], "signal": []}
+    stop = Stop()
     todo: queue.Queue[tuple[int, Run]] = queue.Queue()
     for item in enumerate(runs, 1):
         todo.put(item)
@@ -779,7 +835,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
 
     def summary() -> str:
         """Counts so far and an ETA from the finished runs' mean duration."""
-        left = len(runs) - sum(len(v) for v in outcome.values())
+        left = len(runs) - sum(len(v) for k, v in outcome.items() if k != "signal")
         eta = f", ETA {statistics.fmean(durations) * left / len(slots) / 60:.0f} min" if durations and left else ""
         return f"{len(outcome['trained'])} trained, {len(outcome['failed'])} failed, {left} left{eta}"
 
@@ -789,8 +845,14 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
         begin(run)
         say(f"{tag} start {' '.join(f'{k}={v}' for k, v in slot.items())} {shlex.join(command)}".replace("  ", " "))
         start = time.perf_counter()
-        code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, echo=len(slots) == 1)
-        if code == 0:
+        code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop)
+        if code is None:
+            say(f"{tag} not started: {run.run_dir} (the matrix is stopping)")
+        elif code != 0 and stop.signal is not None:
+            # Stopped by the signal (at a checkpoint, once train.py's loop runs): not a failure; it resumes.
+            outcome["stopped"].append(run.run_dir)
+            say(f"{tag} stopped (exit {code}): {run.run_dir}; the same command resumes it")
+        elif code == 0:
             durations.append(time.perf_counter() - start)
             outcome["trained"].append(run.run_dir)
             results = json.loads((run.run_dir / "results.json").read_text())
@@ -807,7 +869,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
 
     def worker(slot: dict[str, str]) -> None:
         """Take the next run of the plan until none is left; a failed run never stops the others."""
-        while True:
+        while stop.signal is None:
             try:
                 index, run = todo.get_nowait()
             except queue.Empty:
@@ -834,10 +896,12 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                     train(tag, run, slot)
 
     threads = [threading.Thread(target=worker, args=(slot,)) for slot in slots]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with stop:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    outcome["signal"] = [stop.signal] if stop.signal is not None else []
     return outcome
 
 
@@ -1114,6 +1178,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
     for run_dir, clash in outcome["clashed"]:
         print(f"  refused: {run_dir} {clash}; use another --output_dir")
+    if outcome["signal"]:
+        [signum] = outcome["signal"]
+        left = len(runs) - sum(len(outcome[k]) for k in ("trained", "skipped", "elsewhere", "failed", "clashed"))
+        print(
+            f"matrix: interrupted by {signal.Signals(signum).name}: {len(outcome['stopped'])} stopped, "
+            f"{left - len(outcome['stopped'])} not started; run the same command again to resume (a stopped run "
+            "resumes from its last checkpoint)"
+        )
+        raise SystemExit(128 + signum)  # as a shell reports a command stopped by the signal
     if not args.dry_run:
         print(f"table: python {REPO / 'scripts' / 'report.py'} {cfg.get('output_dir') or 'outputs/matrix'}")
     return len(failed) + len(outcome["clashed"])

@@ -3,6 +3,7 @@ twice (and that a killed holder does not leave stuck), and --status."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -360,3 +361,49 @@ def test_status_names_a_bookkeeping_file_it_cannot_parse(tmp_path):
     (run.run_dir / run_matrix.FAILED).write_text('{"exit_code": 2, "lo')  # cut off by a full disk
     with pytest.raises(ValueError, match=r"failed.json cannot be parsed .*; delete it"):
         run_matrix.describe(run, {})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_matrix_stops_its_run_at_a_checkpoint_and_the_same_command_resumes(tiny_bert, tmp_path, sig):
+    """``kill <matrix pid>`` (or Ctrl-C sent to it alone) while a run trains: the run is stopped at a checkpoint, not
+    left training orphaned or killed without one, no further run starts, the matrix exits 128 + the signal, and the
+    same command run again resumes the stopped run and trains the rest."""
+    config = tmp_path / "matrix.yaml"
+    config.write_text(
+        f"""
+datasets: [{SHARED_DATA / "emotion"}]
+models: [{tiny_bert}]
+seeds: [1, 2]
+train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 1, max_seq_length: 24,
+  per_device_train_batch_size: 8, checkpointing_steps: 2}}
+"""
+    )
+    out, ready = tmp_path / "matrix", tmp_path / "ready"
+    command = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--config", str(config)]
+    command += ["--output_dir", str(out), "--launcher", f"{sys.executable} {REPO / 'tests' / 'train_probe.py'}"]
+    env = {**os.environ, "PROBE_BLOCK_AT": "2", "PROBE_READY": str(ready)}
+    # A session of its own, so that whatever the matrix leaves running can be found and ended by the test.
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists(), proc.communicate()[0]
+        os.kill(proc.pid, sig)  # the matrix's pid only, as `kill PID` does
+        printed = proc.communicate(timeout=120)[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + sig, printed
+    first, second = out / "emotion" / tiny_bert.name / "seed1", out / "emotion" / tiny_bert.name / "seed2"
+    log = (first / "train.log").read_text()
+    assert "received: stopped after step 2" in log, log
+    assert (first / "checkpoints" / "step_000002").is_dir() and not (first / "results.json").exists()
+    assert not (first / run_matrix.FAILED).exists() and not (second / "config.json").exists()
+    assert f"interrupted by {signal.Signals(sig).name}" in printed and "1 stopped" in printed, printed
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0 and "2 trained, 0 skipped, 0 failed of 2 runs" in again.stdout, again.stdout
+    assert "resumed from" in (first / "train.log").read_text() and (second / "results.json").is_file()
