@@ -601,20 +601,33 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
     models = sorted({r["model"] for r in runs})
     datasets = sorted({r["dataset"] for r in runs})
     key = f"test_{args.metric}"
-    complete, skipped = [], {}
+    complete, skipped, notes = [], {}, []
+    paired: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (dataset, model) -> the runs of the seeds all ran
     for dataset in datasets:
         points = [selection.get((dataset, m)) for m in models]
         lacking = [m for m, p in zip(models, points, strict=True) if not p or mean_of(p["runs"], key) is None]
         if lacking:
             skipped[dataset] = f"no test {args.metric} for {', '.join(lacking)}"
+            continue
+        # Runs are paired by (dataset, seed), as for A vs B: a model's seed that another lacks (failed, or added
+        # later to one model) would compare a mean over other seeds.
+        by_model = [scored_seeds(p, args.metric) for p in points]
+        common = sorted(set.intersection(*(set(s) for s in by_model)))
+        if not common:
+            skipped[dataset] = f"no seed with a test {args.metric} for every model"
         elif reason := different_test_sets(points):
             skipped[dataset] = reason
         else:
             complete.append(dataset)
+            paired |= {(dataset, m): [runs[s] for s in common] for m, runs in zip(models, by_model, strict=True)}
+            if unpaired := sorted(set().union(*by_model) - set(common)):
+                notes.append(
+                    f"{dataset}: seeds {unpaired} left out: not run (with a test {args.metric}) by every model"
+                )
     for dataset, reason in copied_datasets({d: [selection[(d, m)] for m in models] for d in complete}).items():
         skipped[dataset] = reason
         complete.remove(dataset)
-    scores = np.array([[mean_of(selection[(d, m)]["runs"], key) for m in models] for d in complete]).reshape(
+    scores = np.array([[mean_of(paired[(d, m)], key) for m in models] for d in complete]).reshape(
         len(complete), len(models)
     )
     # Rank 1 is the best test score on a dataset; ties share the mean rank.
@@ -631,14 +644,12 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
     per_dataset = {}
     for i, dataset in enumerate(complete):
         points = [selection[(dataset, m)] for m in models]
-        val = [mean_of(p["runs"], f"val_{args.metric}") for p in points]
+        val = [mean_of(paired[(dataset, m)], f"val_{args.metric}") for m in models]
         test = list(scores[i])
         have_val = all(v is not None for v in val)
         val_winner = models[int(np.argmax(val))] if have_val else None
         test_winner = models[int(np.argmax(test))]
-        differ = report.environment_differences(
-            {m: p["runs"] for m, p in zip(models, points, strict=True)}, model_files=False
-        )
+        differ = report.environment_differences({m: paired[(dataset, m)] for m in models}, model_files=False)
         per_dataset[dataset] = {
             "versions_differ": "; ".join(differ) or None,
             "scores": dict(zip(models, map(float, test), strict=True)),
@@ -650,7 +661,6 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         }
     result: dict[str, Any] = {"models": models, "metric": f"test {args.metric}", "datasets_compared": complete}
     result |= {"datasets_skipped": skipped, "ranking": ranking, "per_dataset": per_dataset}
-    notes: list[str] = []
     result["friedman_p"] = result["critical_difference"] = result["omnibus"] = result["posthoc"] = None
     if len(complete) >= MIN_AUTORANK_DATASETS and len(models) >= 2:
         result |= run_autorank(scores, complete, models, args, out_dir, notes)

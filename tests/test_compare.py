@@ -268,6 +268,24 @@ def test_all_ranks_models_with_friedman_and_a_cd_diagram(tmp_path, capsys):
     assert out["verdict"].startswith("good ranks first")
 
 
+def test_all_ranks_models_on_the_seeds_every_model_ran(tmp_path, capsys):
+    """good beats other on seeds 1 and 2 of both datasets; good's seed 3 (which other never ran, say it failed) is
+    poor. --all pairs seeds as A-vs-B does: it ranks on seeds 1 and 2, says seed 3 is left out, and good ranks
+    first; its 3-seed mean against other's 2-seed mean would rank other first."""
+    for dataset in ("d1", "d2"):
+        gold = balanced_gold(40)
+        for seed in (1, 2):
+            write_run(tmp_path, dataset, "org/good", seed, gold, with_errors(gold, 2, offset=seed))
+            write_run(tmp_path, dataset, "org/other", seed, gold, with_errors(gold, 6, offset=seed))
+        write_run(tmp_path, dataset, "org/good", 3, gold, with_errors(gold, 20))
+    out = run_compare(tmp_path, "--all", capsys=capsys)
+    assert out["per_dataset"]["d1"]["scores"] == {"good": pytest.approx(0.95), "other": pytest.approx(0.85)}
+    assert [row["model"] for row in out["ranking"]] == ["good", "other"], out["ranking"]
+    assert "d1: seeds [3] left out: not run (with a test macro_f1) by every model" in out["notes"], out["notes"]
+    pair = run_compare(tmp_path, "--a", "good", "--b", "other", capsys=capsys)
+    assert pair["per_dataset"]["d1"]["a_mean"] == pytest.approx(out["per_dataset"]["d1"]["scores"]["good"])
+
+
 def test_cli_name_errors_and_final_json_line(tmp_path, capsys):
     """Ambiguous or unknown names exit 2 with one error line; a good run's last stdout line is the JSON summary."""
     gold = balanced_gold(20)
