@@ -154,12 +154,37 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         record["per_class_split"] = "test" if results.get("test") else "validation"
         record["per_class_f1"] = {name: r.get("f1-score") for name, r in (scored.get("per_class") or {}).items()}
         runs.append(record)
+    warn_if_unfinished(root)
     name_runs(runs)
     for run in runs:
         if run["variant"]:
             run["model"] = f"{run['model']} [{run['variant']}]"
     name_experiments(runs)
     return runs
+
+
+def warn_if_unfinished(root: Path) -> None:
+    """Warn about run folders under ``root`` without a results.json (failed, interrupted or still training): the
+    table leaves them out, so a row has fewer seeds than planned, or a dataset is missing, without it."""
+    failed = {path.parent for path in root.rglob("failed.json")}  # run_matrix.py's record of a run that exited non-zero
+    unfinished = set()
+    for path in root.rglob("config.json"):
+        if path.parent in failed or (path.parent / "results.json").is_file():
+            continue
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a model's config.json is no run's
+            if "user_config" in json.loads(path.read_text()):
+                unfinished.add(path.parent)
+    failed = {d for d in failed if not (d / "results.json").is_file()}  # retrained since it failed
+    if not failed and not unfinished:
+        return
+    listed = sorted(map(str, failed | unfinished))
+    shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
+    print(
+        f"warning: {len(listed)} run(s) under {root} have no results.json and are not in the table ({len(failed)} "
+        f"failed, {len(unfinished)} interrupted or still training): {shown}; run the matrix again to finish them "
+        "(its --status names each), or delete their folders.",
+        file=sys.stderr,
+    )
 
 
 def switched_off(user: dict[str, Any]) -> set[str]:

@@ -379,3 +379,28 @@ def test_compare_warns_when_the_sides_ran_on_other_library_versions(tmp_path, ca
     assert "**Warning:** on d1 the runs compared ran on different library versions: torch 2.14.1 (a), 2.13.0 (b)." in md
     ranked = run_compare(tmp_path, "--all", capsys=capsys)
     assert set(ranked["versions_differ"]) == {"d1"} and "CAUTION" in ranked["verdict"]
+
+
+# ---- runs that are not in the table -----------------------------------------------------------------------------------
+
+
+def test_report_names_the_runs_it_leaves_out_for_want_of_results(tmp_path):
+    """A campaign with a failed run (failed.json, as run_matrix.py leaves it) and an interrupted one (config.json and a
+    checkpoint, no results.json): the table has fewer seeds, and d2 no row at all, so a warning names both folders;
+    a finished run's best_model/config.json is not taken for a run."""
+    gold = balanced_gold(40)
+    for seed in (1, 2):
+        write_run(tmp_path, "a", "org/a", seed, gold, gold)
+    (tmp_path / "d1" / "a" / "seed1" / "best_model").mkdir()
+    (tmp_path / "d1" / "a" / "seed1" / "best_model" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    failed = tmp_path / "d1" / "a" / "seed3"
+    failed.mkdir()
+    (failed / "failed.json").write_text(json.dumps({"exit_code": 1, "log": "output.log", "tail": []}))
+    interrupted = write_run(tmp_path, "a", "org/a", 1, gold, gold, dataset="d2")
+    (interrupted / "results.json").unlink()
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(f"warning: 2 run(s) under {tmp_path} have no results.json and are not in the table ")
+    assert "(1 failed, 1 interrupted or still training)" in warning and f"{failed}, {interrupted};" in warning
+    assert [r["dataset"] for r in report_rows(tmp_path)] == ["d1"]
