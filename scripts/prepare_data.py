@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in ("val_ratio", "test_ratio"):
         if not 0 < getattr(args, name) < 1:
             raise UsageError(f"--{name} must be in (0, 1).")
+    if args.max_seq_length < 1:
+        raise UsageError(f"--max_seq_length {args.max_seq_length} must be positive (tokens of one window).")
+    if args.window_stride is not None and args.window_stride < 0:
+        raise UsageError(f"--window_stride {args.window_stride} must be >= 0 (tokens shared by two windows).")
     stride = args.window_stride if args.window_stride is not None else args.max_seq_length // 4
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -90,6 +94,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     notes, carved = [], {}
     # Carve test first, then validation from what is left, so both ratios are of the original train size.
     test_carved = "test" not in raw
+    if test_carved and "validation" not in raw and args.val_ratio + args.test_ratio >= 1:
+        raise UsageError(
+            f"--val_ratio {args.val_ratio:g} and --test_ratio {args.test_ratio:g} carve all of train and leave no "
+            "training rows; choose ratios whose sum is below 1 (0.1 and 0.1, say)."
+        )
     if test_carved:
         raw["train"], raw["test"], how = carve(raw["train"], args.test_ratio, args.seed, args.label_column)
         carved["test"] = {"ratio": args.test_ratio, "method": how, "seed": args.seed}
@@ -105,14 +114,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     renames = {args.text_column: "text", args.label_column: "label"}
     if args.text_pair_column:
         renames[args.text_pair_column] = "text_pair"
-    out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"source": args.source, "notes": notes, "carved": carved, "labels": label_names}
     report["splits"] = {}
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
-    if stride >= (room := window_room(tokenizer, args.max_seq_length, pair=args.text_pair_column is not None)):
+    if (room := window_room(tokenizer, args.max_seq_length, pair=args.text_pair_column is not None)) < 1:
+        raise UsageError(
+            f"--max_seq_length {args.max_seq_length} leaves no room for text beside the tokenizer's "
+            f"{args.max_seq_length - room} special tokens; give a longer one (128, say)."
+        )
+    if stride >= room:
         raise UsageError(f"--window_stride {stride} must be below the {room} text tokens of a --max_seq_length window.")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refusal above leaves no folder behind
     lengths_by_split = {}
     for split in ("train", "validation", "test"):
         ds = raw[split]

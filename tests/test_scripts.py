@@ -150,6 +150,30 @@ def test_prepare_data_refuses_a_non_empty_folder(tmp_path):
     assert proc.returncode == 2 and "is not empty" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--window_stride", "-3"], "--window_stride -3"),
+        (["--max_seq_length", "0"], "--max_seq_length 0"),
+        (["--max_seq_length", "2"], "--max_seq_length 2 leaves no room for text"),
+        (["--val_ratio", "0.5", "--test_ratio", "0.5"], "--val_ratio 0.5 and --test_ratio 0.5"),
+    ],
+)
+def test_prepare_data_refuses_bad_lengths_and_ratios_before_writing(tiny_bert, tmp_path, flags, named):
+    """A negative stride (a traceback from the tokenizer after train.parquet was written), a length with no room for
+    text, and carved splits that leave no training rows: one error line naming the flags, and no OUT folder left
+    behind that the next try would find not empty."""
+    rows = [{"text": f"review number {i}", "label": "good" if i % 5 else "bad"} for i in range(50)]
+    source = tmp_path / "reviews.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "prepared"
+    command = [sys.executable, str(SCRIPTS / "prepare_data.py"), str(source), str(out), "--tokenizer", str(tiny_bert)]
+    proc = subprocess.run([*command, *flags], capture_output=True, text=True)
+    last = proc.stderr.strip().splitlines()[-1]  # after the datasets library's progress bars
+    assert proc.returncode == 2 and last.startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
+    assert named in last and not out.exists(), proc.stderr
+
+
 def test_make_pairs_builds_a_pair_dataset_that_train_reads(tmp_path):
     words = "one two three four five six seven eight nine ten eleven"
     rows = [{"text": f"{words} sentence {i}", "label": i % 2} for i in range(60)] + [{"text": "too short", "label": 0}]
