@@ -180,7 +180,7 @@ def warn_if_unfinished(root: Path) -> None:
     listed = sorted(map(str, failed | unfinished))
     shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
     print(
-        f"warning: {len(listed)} run(s) under {root} have no results.json and are not in the table ({len(failed)} "
+        f"warning: {len(listed)} run(s) under {root} have no results.json and are left out ({len(failed)} "
         f"failed, {len(unfinished)} interrupted or still training): {shown}; run the matrix again to finish them "
         "(its --status names each), or delete their folders.",
         file=sys.stderr,

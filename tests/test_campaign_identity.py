@@ -401,6 +401,6 @@ def test_report_names_the_runs_it_leaves_out_for_want_of_results(tmp_path):
     proc = script("report.py", tmp_path, "--no_plots")
     assert proc.returncode == 0, proc.stderr
     [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
-    assert warning.startswith(f"warning: 2 run(s) under {tmp_path} have no results.json and are not in the table ")
+    assert warning.startswith(f"warning: 2 run(s) under {tmp_path} have no results.json and are left out ")
     assert "(1 failed, 1 interrupted or still training)" in warning and f"{failed}, {interrupted};" in warning
     assert [r["dataset"] for r in report_rows(tmp_path)] == ["d1"]
