@@ -368,6 +368,7 @@ def point_table(runs: list[dict[str, Any]], dataset: str, models: list[str], met
             groups.setdefault((r["model"], json.dumps(r.get("grid") or {}, sort_keys=True)), []).append(r)
     table = []
     for (model, grid), members in sorted(groups.items()):
+        members = report.one_run_per_seed(members, quiet=True)  # a seed trained twice counts once, as in the table
         val, test = mean_of(members, f"val_{metric}"), mean_of(members, f"test_{metric}")
         if val is not None and test is not None:
             table.append({"model": model, "grid": json.loads(grid), "val": val, "test": test})

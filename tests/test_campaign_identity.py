@@ -4,6 +4,7 @@ launched with another precision or process count, runs tested on other test data
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -404,3 +405,26 @@ def test_report_names_the_runs_it_leaves_out_for_want_of_results(tmp_path):
     assert warning.startswith(f"warning: 2 run(s) under {tmp_path} have no results.json and are left out ")
     assert "(1 failed, 1 interrupted or still training)" in warning and f"{failed}, {interrupted};" in warning
     assert [r["dataset"] for r in report_rows(tmp_path)] == ["d1"]
+
+
+def test_the_validation_test_agreement_counts_each_seed_once(tmp_path, capsys):
+    """Seed 1 of a's lr 1e-5 point was trained twice (an older copy in another folder, as report.py warns): the
+    verdict's Kendall τ between validation and test over the grid points uses the newest run of each seed, as the
+    table does; the older copy's scores would put that point out of order."""
+    gold = balanced_gold(40)
+    points = {
+        ("org/a", 1e-3): (0.9, 4),
+        ("org/a", 1e-5): (0.6, 16),
+        ("org/b", 1e-3): (0.8, 8),
+        ("org/b", 1e-5): (0.7, 12),
+    }
+    for (model, lr), (val, errors) in points.items():
+        for seed in (1, 2):
+            grid = {"learning_rate": lr}
+            write_run(
+                tmp_path, f"{model[-1]}/lr{lr}", model, seed, gold, with_errors(gold, errors, offset=seed), val, grid
+            )
+    old = write_run(tmp_path, "a-old/lr1e-05", "org/a", 1, gold, with_errors(gold, 20), 0.95, {"learning_rate": 1e-5})
+    os.utime(old / "results.json", (1_000_000, 1_000_000))
+    out = run_compare(tmp_path, "--a", "a", "--b", "b", "--bootstrap", "100", capsys=capsys)
+    assert out["per_dataset"]["d1"]["val_test_tau"] == pytest.approx(1.0)
