@@ -46,7 +46,16 @@ def make_pairs(cfg: PairsConfig) -> dict[str, int]:
     out = Path(cfg.output_dir)
     if out.exists():
         raise UsageError(f"{out} exists; choose a new --output_dir (nothing is overwritten).")
-    rows = pq.read_table(Path(cfg.source) / "train.parquet", columns=[cfg.text_column, cfg.label_column]).to_pylist()
+    if cfg.train_pairs < 1 or cfg.eval_pairs < 1:
+        raise UsageError(f"--train_pairs {cfg.train_pairs} and --eval_pairs {cfg.eval_pairs} must be at least 1.")
+    source = Path(cfg.source) / "train.parquet"
+    if not source.is_file():
+        raise UsageError(f"--source {cfg.source} holds no train.parquet; give a dataset folder as train.py reads it.")
+    columns = pq.read_schema(source).names
+    for flag, column in (("--text_column", cfg.text_column), ("--label_column", cfg.label_column)):
+        if column not in columns:
+            raise UsageError(f"{flag} {column!r} is not a column of {source} (its columns: {', '.join(columns)}).")
+    rows = pq.read_table(source, columns=[cfg.text_column, cfg.label_column]).to_pylist()
     rows = [r for r in rows if len(str(r[cfg.text_column]).split()) >= cfg.min_words]
     random.Random(cfg.seed).shuffle(rows)
     sizes = {"train": cfg.train_pairs, "validation": cfg.eval_pairs, "test": cfg.eval_pairs}

@@ -198,6 +198,31 @@ def test_make_pairs_builds_a_pair_dataset_that_train_reads(tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr  # nothing is overwritten
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--train_pairs", "-5"], "--train_pairs -5"),
+        (["--eval_pairs", "0"], "--eval_pairs 0"),
+        (["--text_column", "sentence"], "--text_column 'sentence'"),
+        (["--source", "nowhere"], "nowhere"),
+    ],
+)
+def test_make_pairs_refuses_bad_counts_columns_and_sources_before_writing(tmp_path, flags, named):
+    """A negative count wrote every sentence but the last few as "train" pairs (and printed -5), no pairs wrote empty
+    splits, and a missing column or source was a pyarrow traceback: now one error line, and no folder."""
+    rows = [{"text": f"one two three four five six seven eight nine ten eleven {i}", "label": i % 2} for i in range(60)]
+    source = tmp_path / "source"
+    source.mkdir()
+    pq.write_table(pyarrow.Table.from_pylist(rows), source / "train.parquet")
+    out = tmp_path / "pairs"
+    command = [sys.executable, str(SCRIPTS / "make_pairs.py"), "--source", str(source), "--output_dir", str(out)]
+    proc = subprocess.run(
+        [*command, "--train_pairs", "20", "--eval_pairs", "5", *flags], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr
+    assert named in proc.stderr and not out.exists(), proc.stderr
+
+
 def test_evaluate_input_predicts_every_row_of_unlabeled_text(tiny_bert, tmp_path):
     out = tmp_path / "run"
     train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1"))
