@@ -950,6 +950,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError("give both --a NAME and --b NAME (or --all to rank every model).")
     if args.rope < 0 or not 0 < args.alpha < 1 or args.bootstrap < 1 or args.aso_bootstrap < 1:
         raise UsageError("--rope must be ≥ 0, --alpha in (0, 1), --bootstrap and --aso_bootstrap ≥ 1.")
+    if not 0 <= args.seed < 2**32:  # numpy's, deepsig's and baycomp's generators take no other
+        raise UsageError(f"--seed {args.seed} must be in [0, 2**32).")
     return args
 
 

@@ -299,6 +299,7 @@ def test_cli_name_errors_and_final_json_line(tmp_path, capsys):
         (["--a", "model", "--b", "model-b"], "ambiguous"),
         (["--a", "nope", "--b", "model-b"], "no model"),
         (["--a", "model-a", "--b", "model-b", "--output_dir", str(tmp_path / "afile" / "out")], "a file is in the way"),
+        (["--a", "model-a", "--b", "model-b", "--seed", "-1"], "--seed -1"),  # was numpy's traceback
     ):
         with pytest.raises(SystemExit) as exit_info:
             run_cli(lambda _, names=names: compare.main([str(tmp_path), *names]))
