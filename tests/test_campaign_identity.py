@@ -1,8 +1,10 @@
 """A campaign's experiments stay apart from the matrix to the verdict: one model entered twice with other flags, runs
-launched with another precision or process count, runs tested on other test data, and a single seed's "win"."""
+launched with another precision or process count, runs tested on other test data, a single seed's "win", seeds run
+on other library versions or model files, and runs the table leaves out."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -378,6 +380,9 @@ def test_compare_warns_when_the_sides_ran_on_other_library_versions(tmp_path, ca
     assert warning.startswith("warning: d1: the runs compared ran on different library versions (torch 2.14.1 (a)")
     md = (tmp_path / "compare_a_vs_b.md").read_text()
     assert "**Warning:** on d1 the runs compared ran on different library versions: torch 2.14.1 (a), 2.13.0 (b)." in md
+    with open(tmp_path / "compare_a_vs_b.csv") as handle:
+        rows = {r["dataset"]: r["versions_differ"] for r in csv.DictReader(handle)}
+    assert rows == {"d1": "torch 2.14.1 (a), 2.13.0 (b)", "d2": ""}
     ranked = run_compare(tmp_path, "--all", capsys=capsys)
     assert set(ranked["versions_differ"]) == {"d1"} and "CAUTION" in ranked["verdict"]
 
