@@ -821,7 +821,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
     """Train the unfinished runs in plan order, one worker per slot, each run claimed first; returns what happened
     to each run."""
     outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
-    outcome |= {"stopped": [], "signal": []}
+    outcome["stopped"] = []  # by a signal to the matrix (Stop)
     stop = Stop()
     todo: queue.Queue[tuple[int, Run]] = queue.Queue()
     for item in enumerate(runs, 1):
@@ -835,7 +835,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
 
     def summary() -> str:
         """Counts so far and an ETA from the finished runs' mean duration."""
-        left = len(runs) - sum(len(v) for k, v in outcome.items() if k != "signal")
+        left = len(runs) - sum(len(v) for v in outcome.values())
         eta = f", ETA {statistics.fmean(durations) * left / len(slots) / 60:.0f} min" if durations and left else ""
         return f"{len(outcome['trained'])} trained, {len(outcome['failed'])} failed, {left} left{eta}"
 
@@ -901,7 +901,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
             thread.start()
         for thread in threads:
             thread.join()
-    outcome["signal"] = [stop.signal] if stop.signal is not None else []
+    outcome["signal"] = [stop.signal] if stop.signal is not None else []  # after the workers: not a run's outcome
     return outcome
 
 
