@@ -460,6 +460,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
             "model_name": first["model_name"],
             "competitor": first["model"],
             "seeds": len(members),
+            "seed_list": json.dumps(sorted(m["seed"] for m in members)),
             "metric": first["metric"],
             "grid": point_key(first["grid"]) if first["grid"] else "",
             "selected": not first["grid"] or first["identity"] in chosen,
@@ -494,6 +495,17 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         best = max(ranked, key=lambda r: sign * r["val_selected_mean"], default=None) if len(metrics) == 1 else None
         for r in same:
             r["winner"] = r is best
+        if best is not None and len(seeds := {r["model"]: json.loads(r["seed_list"]) for r in ranked}) > 1:
+            if len({tuple(v) for v in seeds.values()}) > 1:
+                # A mean over seeds 1-3 against one over seed 1 alone (the others failed, or not run yet): the bold
+                # may rest on a lucky seed. Said, not hidden: the table documents every run; compare.py pairs seeds.
+                best["winner_seeds_differ"] = True
+                listed = "; ".join(f"{m}: {', '.join(map(str, v))}" for m, v in sorted(seeds.items()))
+                print(
+                    f"warning: {dataset}: the models ran different seeds ({listed}); the bold winner compares means "
+                    "over different seeds: scripts/compare.py pairs them.",
+                    file=sys.stderr,
+                )
         base = find_baseline(same, baseline) if baseline is not None else None
         baseline_found |= base is not None
         for r in same:
@@ -530,7 +542,7 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
     for r in rows:
         cells = [
             r["dataset"],
-            f"**{r['model']}**" if r.get("winner") else r["model"],
+            (f"**{r['model']}**" + (" ‡" if r.get("winner_seeds_differ") else "")) if r.get("winner") else r["model"],
             f"{r['seeds']} †" if r["mixed"] else str(r["seeds"]),
             *(fmt(r[f"{c}_mean"], r[f"{c}_std"]) for c, _, _ in COLUMNS),
             fmt(r["val_test_gap"]),
@@ -546,6 +558,11 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation score on "
         "that dataset by the runs' own --metric_for_best_model (selected on validation, not on test). Gap: mean validation minus mean test macro-F1.\n"
     )
+    if any(r.get("winner_seeds_differ") for r in rows):
+        note += (
+            "‡ The models of this dataset ran different seeds (results.csv's `seed_list`): the winner's mean is over "
+            "other seeds than its rivals'; `scripts/compare.py` pairs seeds.\n"
+        )
     if any(r["mixed"] for r in rows):
         note += (
             "† The row's seeds ran on different library versions or model files (results.csv's `mixed` says which).\n"

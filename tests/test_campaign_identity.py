@@ -337,7 +337,8 @@ def test_report_flags_a_row_whose_seeds_ran_on_other_versions_or_model_files(tmp
     write_run(tmp_path, "old", "org/old", 2, gold, gold)  # recorded no versions (older train.py)
     proc = script("report.py", tmp_path, "--no_plots")
     assert proc.returncode == 0, proc.stderr
-    warnings = sorted(line for line in proc.stderr.splitlines() if line.startswith("warning:"))
+    # (old ran 2 seeds to the others' 3: the winner's seeds warning is another test's.)
+    warnings = sorted(line for line in proc.stderr.splitlines() if line.startswith("warning: d1 / "))
     assert len(warnings) == 2, proc.stderr
     assert warnings[0].startswith("warning: d1 / base: its seeds ran on different model files aaaa (seed 1, seed 3)")
     assert "bbbb (seed 2)" in warnings[0] and "torch" not in warnings[0]
@@ -347,7 +348,8 @@ def test_report_flags_a_row_whose_seeds_ran_on_other_versions_or_model_files(tmp
     assert rows["base"]["mixed"] == "model files aaaa (seed 1, seed 3), bbbb (seed 2)"
     assert rows["old"]["mixed"] == ""
     table = (tmp_path / "results.md").read_text()
-    seeds = {cells[1].strip("*"): cells[2] for line in table.splitlines() if (cells := line.split(" | "))[0] == "| d1"}
+    rows = [cells for line in table.splitlines() if (cells := line.split(" | "))[0] == "| d1"]
+    seeds = {cells[1].removesuffix(" ‡").strip("*"): cells[2] for cells in rows}
     assert seeds == {"enc": "3 †", "base": "3 †", "old": "2"}, table
     assert "† The row's seeds ran on different library versions or model files" in table
 
@@ -433,3 +435,29 @@ def test_the_validation_test_agreement_counts_each_seed_once(tmp_path, capsys):
     os.utime(old / "results.json", (1_000_000, 1_000_000))
     out = run_compare(tmp_path, "--a", "a", "--b", "b", "--bootstrap", "100", capsys=capsys)
     assert out["per_dataset"]["d1"]["val_test_tau"] == pytest.approx(1.0)
+
+
+def test_a_winner_over_models_of_other_seeds_is_marked(tmp_path):
+    """lucky ran seed 1 only (its failed seeds 2 and 3 left out), steady seeds 1-3; on seed 1 steady scored as high.
+    A bold winner of one seed's mean against three seeds' is no paired comparison: the table marks it and a warning
+    names the seeds; a dataset where both ran the same seeds carries no mark."""
+    gold = balanced_gold(40)
+    write_run(tmp_path, "lucky", "org/lucky", 1, gold, gold, val=0.95)
+    for seed, val in ((1, 0.95), (2, 0.80), (3, 0.82)):
+        write_run(tmp_path, "steady", "org/steady", seed, gold, with_errors(gold, 4), val=val)
+    for seed in (1, 2):
+        write_run(tmp_path, "lucky", "org/lucky", seed, gold, gold, val=0.9, dataset="d2")
+        write_run(tmp_path, "steady", "org/steady", seed, gold, gold, val=0.8, dataset="d2")
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: d1: the models ran different seeds (lucky: 1; steady: 1, 2, 3); the bold winner compares means "
+        "over different seeds: scripts/compare.py pairs them."
+    ], proc.stderr
+    table = (tmp_path / "results.md").read_text()
+    names = {(c[0], c[1]) for line in table.splitlines() if (c := line.strip("| ").split(" | "))[0] in ("d1", "d2")}
+    assert names == {("d1", "**lucky** ‡"), ("d1", "steady"), ("d2", "**lucky**"), ("d2", "steady")}, table
+    assert "‡ The models of this dataset ran different seeds" in table
+    rows = {(r["dataset"], r["model"]): r for r in report_rows(tmp_path)}
+    assert rows["d1", "steady"]["seed_list"] == "[1, 2, 3]"
