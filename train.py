@@ -717,6 +717,7 @@ def check_resume_settings(checkpoint: Path, meta: dict[str, Any], settings: dict
     compared = set(saved) & set(settings)
     if "model_files" in compared:  # the same files elsewhere are the same model; older checkpoints compare the path
         compared.discard("model_path")
+    compared.discard("loss_weights")  # to float rounding, by check_resume_loss_weights
     changed = [k for k in sorted(compared) if saved[k] != settings[k]]
     if changed:
         shown = "; ".join(f"{k}: checkpoint {saved[k]!r:.60}, now {settings.get(k)!r:.60}" for k in changed)

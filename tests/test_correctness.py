@@ -196,8 +196,11 @@ def test_resume_refuses_loss_weights_other_than_the_checkpoints(tiny_bert, tmp_p
     monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(train.UsageError, match=r"trained with other loss weights .*\(class_weights: checkpoint \[\["):
         train.main(args)
-    # The checkpoint's own record wins over its best_model/ copy.
-    (checkpoint / "meta.json").write_text(json.dumps(meta))
+    # The checkpoint's own record wins over its best_model/ copy, compared to float rounding as the copy is (a
+    # version that sums the same counts in another order resumes).
+    nudged = [[w * (1 + 1e-12) for w in recorded[0]]]
+    settings = meta["settings"] | {"loss_weights": {"class_weights": nudged}}
+    (checkpoint / "meta.json").write_text(json.dumps(meta | {"settings": settings}))
     monkeypatch.undo()
     assert train.main(args)["global_step"] == 12
 
