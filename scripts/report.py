@@ -49,6 +49,7 @@ from utils import (  # noqa: E402
     atomic_savefig,
     atomic_write_text,
     label_suffix,
+    read_run_config,
     source_key,
     unique_names,
 )
@@ -171,8 +172,8 @@ def warn_if_unfinished(root: Path) -> None:
     for path in root.rglob("config.json"):
         if path.parent in failed or (path.parent / "results.json").is_file():
             continue
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # a model's config.json is no run's
-            if "user_config" in json.loads(path.read_text()):
+        with contextlib.suppress(ValueError):  # a damaged config.json: not known to be a run's
+            if read_run_config(path.parent) is not None:  # a model's config.json is no run's
                 unfinished.add(path.parent)
     failed = {d for d in failed if not (d / "results.json").is_file()}  # retrained since it failed
     if not failed and not unfinished:
@@ -495,17 +496,17 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         best = max(ranked, key=lambda r: sign * r["val_selected_mean"], default=None) if len(metrics) == 1 else None
         for r in same:
             r["winner"] = r is best
-        if best is not None and len(seeds := {r["model"]: json.loads(r["seed_list"]) for r in ranked}) > 1:
-            if len({tuple(v) for v in seeds.values()}) > 1:
-                # A mean over seeds 1-3 against one over seed 1 alone (the others failed, or not run yet): the bold
-                # may rest on a lucky seed. Said, not hidden: the table documents every run; compare.py pairs seeds.
-                best["winner_seeds_differ"] = True
-                listed = "; ".join(f"{m}: {', '.join(map(str, v))}" for m, v in sorted(seeds.items()))
-                print(
-                    f"warning: {dataset}: the models ran different seeds ({listed}); the bold winner compares means "
-                    "over different seeds: scripts/compare.py pairs them.",
-                    file=sys.stderr,
-                )
+        seeds = {r["model"]: json.loads(r["seed_list"]) for r in ranked}
+        if best is not None and len({tuple(v) for v in seeds.values()}) > 1:
+            # A mean over seeds 1-3 against one over seed 1 alone (the others failed, or not run yet): the bold may
+            # rest on a lucky seed. Said, not hidden: the table documents every run; compare.py pairs seeds.
+            best["winner_seeds_differ"] = True
+            listed = "; ".join(f"{m}: {', '.join(map(str, v))}" for m, v in sorted(seeds.items()))
+            print(
+                f"warning: {dataset}: the models ran different seeds ({listed}); the bold winner compares means "
+                "over different seeds: scripts/compare.py pairs them.",
+                file=sys.stderr,
+            )
         base = find_baseline(same, baseline) if baseline is not None else None
         baseline_found |= base is not None
         for r in same:
