@@ -1112,9 +1112,10 @@ def loss_weights(cfg: TrainConfig, data: SplitData, windows: Any | None = None) 
     return {"class_weights": weights}, notes
 
 
-def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
-    """An unlabeled file (evaluate.py --input) as a dataset with ``text`` (, ``text_pair``) and ``idx`` columns,
-    read with the run's text columns; ``limit`` keeps the first rows."""
+def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None, label_columns: tuple[str, ...] = ()) -> Any:
+    """A file to predict (evaluate.py --input) as a dataset with ``text`` (, ``text_pair``) and ``idx`` columns,
+    read with the run's text columns, plus those of ``label_columns`` the file has, as they are; ``limit`` keeps the
+    first rows."""
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"--input {path}: no such file.")
@@ -1124,7 +1125,7 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
     check_columns(ds, "input", wanted)
-    ds = ds.select_columns(list(wanted.values()))
+    ds = ds.select_columns(list(wanted.values()) + [c for c in label_columns if c in ds.column_names])
     for flag, column in wanted.items():
         ds = _as_text(ds, column, "input", column, flag)
     ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
@@ -1135,6 +1136,73 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None) -> Any:
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds.add_column("idx", list(range(len(ds))))
+
+
+def label_name_map(names: list[str]) -> dict[Any, int]:
+    """A trained model's label names as a map from label values to ids: each name, and each integer as the id it is
+    (or, where every name is an integer, as the name it is: star ratings 1..5 trained without labels.json)."""
+    value_to_id: dict[Any, int] = {name: i for i, name in enumerate(names)}
+    if all(INTEGER_TEXT.fullmatch(name) for name in names):
+        return value_to_id | {int(name): i for i, name in enumerate(names)}
+    return value_to_id | {i: i for i in range(len(names))}
+
+
+def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter) -> int | None:
+    """One label value of an --input file as an id (None when missing); a value the model does not know is counted
+    in ``unknown``."""
+    if _missing(value):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)  # a csv column with an empty cell is read as floats
+    key = label_key(value, value_to_id)
+    if key not in value_to_id:
+        unknown[value] += 1
+        return None
+    return value_to_id[key]
+
+
+def input_labels(ds: Any, spec: LabelSpec) -> list[Any]:
+    """The gold labels of an --input file's rows (columns ``spec.columns``, the model's label names in
+    ``spec.levels``), encoded as training encodes them: an id, a list of level ids or a multi-hot list; None for a row
+    without a label. Labels the model was not trained on are refused, naming them."""
+    columns = [column_values(ds, c) for c in spec.columns]
+    unknown: Counter = Counter()
+    if spec.problem_type != "multi_label_classification":  # one id per level (one level unless a hierarchy)
+        maps = [label_name_map(level["labels"]) for level in spec.levels]
+        per_level = [[_input_label(v, m, unknown) for v in values] for values, m in zip(columns, maps, strict=True)]
+        encoded = [None if None in row else list(row) for row in zip(*per_level, strict=True)]
+        if spec.problem_type == "single_label_classification":
+            encoded = [None if row is None else row[0] for row in encoded]
+    elif len(spec.columns) == 1:  # a column of label lists (a csv writes them as text)
+        value_to_id, size, encoded = label_name_map(spec.levels[0]["labels"]), len(spec.levels[0]["labels"]), []
+        for row, value in enumerate(columns[0]):
+            labels = value if isinstance(value, list) else None if _missing(value) else _parse_list(value)
+            if labels is None and not _missing(value):
+                raise UsageError(
+                    f"row {row} of the --input file: {spec.columns[0]!r} holds lists of labels for this model, but "
+                    f"this row holds {value!r:.60}; write it as a list, e.g. [{value!r:.40}]."
+                )
+            ids = None if labels is None else {_input_label(x, value_to_id, unknown) for x in labels}
+            encoded.append(None if ids is None else [1.0 if i in ids else 0.0 for i in range(size)])
+    else:  # one 0/1 column per label
+        encoded = []
+        for row in zip(*columns, strict=True):
+            if any(_missing(v) for v in row):
+                encoded.append(None)
+            elif all(_binary(v) is not None for v in row):
+                encoded.append([float(_binary(v)) for v in row])
+            else:
+                bad = next(c for c, v in zip(spec.columns, row, strict=True) if _binary(v) is None)
+                raise UsageError(f"the --input file's {bad!r} column must hold 0/1 values, as in training.")
+    if unknown:
+        shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
+        names = [name for level in spec.levels for name in level["labels"]]
+        raise UsageError(
+            f"the --input file's {'/'.join(map(repr, spec.columns))} column holds labels this model was not trained on: "
+            f"{shown} (its labels: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); write them as the "
+            "model's label names or ids, or pass --predict_only to predict without scoring."
+        )
+    return encoded
 
 
 # ----------------------------------------------------------------------------------------------------------------

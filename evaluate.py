@@ -33,8 +33,10 @@ from config import METRICS, TrainConfig, option, parse_config
 from data import (
     DATA_READER,
     SOURCE_ROW,
+    LabelSpec,
     build_dataloaders,
     column_values,
+    input_labels,
     load_splits,
     load_unlabeled,
     split_digests,
@@ -54,6 +56,7 @@ from utils import (
     atomic_write_text,
     checkpoint_run,
     evaluate_input_source,
+    evaluate_outputs,
     library_versions,
     logger,
     read_best_record,
@@ -581,7 +584,9 @@ class EvalConfig:
     )
     batch_size: int | None = option(None, "Evaluation batch size per process (default: the run's).")
     input: str | None = option(
-        None, "Predict labels for an unlabeled csv/tsv/jsonl/json/parquet file (its text column as in training)."
+        None,
+        "Predict labels for a csv/tsv/jsonl/json/parquet file (its text column as in training); a file that also has "
+        "the label column is scored as well (metrics in eval_<name>.json).",
     )
     output: str | None = option(
         None, "A .jsonl file for the --input predictions (default: RUN/predictions_<input name>.jsonl)."
@@ -590,6 +595,10 @@ class EvalConfig:
     text_pair_column: str | None = option(
         None, "The --input file's second text column, for a run trained on pairs (default: the run's)."
     )
+    label_column: str | None = option(
+        None, "The --input file's label column, scored when the file has it (default: the run's --label_column)."
+    )
+    predict_only: bool = option(False, "Predict --input without scoring it, even where the file has labels.")
     top_k: int = option(3, "Number of most probable labels listed per row for --input.")
 
     def validate(self) -> None:
@@ -599,8 +608,13 @@ class EvalConfig:
         for name in ("max_samples", "batch_size", "top_k"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer.")
-        if (self.text_column or self.text_pair_column) and not self.input:
-            raise ConfigError("--text_column and --text_pair_column name the columns of an --input file; add --input.")
+        if (self.text_column or self.text_pair_column or self.label_column or self.predict_only) and not self.input:
+            raise ConfigError(
+                "--text_column, --text_pair_column, --label_column and --predict_only are about an --input file; add "
+                "--input."
+            )
+        if self.label_column and self.predict_only:
+            raise ConfigError("--label_column names the labels to score; --predict_only scores none: drop one.")
         if self.output and not self.input:
             raise ConfigError(
                 f"--output names the file of --input predictions; add --input, or drop --output (a split's "
@@ -778,6 +792,141 @@ def input_destination(cfg: EvalConfig, run_dir: Path, rows: int) -> Path:
     return run_dir / f"predictions_{subset_name(stem, cfg.max_samples, rows)}.jsonl"
 
 
+def input_label_spec(cfg: EvalConfig, train_cfg: TrainConfig, model_config: Any) -> LabelSpec:
+    """The columns an --input file's labels are read from (the run's, or --label_column) and the model's label names
+    for each, so the file is scored as the run's own test split is."""
+    problem = getattr(model_config, "problem_type", None) or "single_label_classification"
+    names = [model_config.id2label[i] for i in range(model_config.num_labels)]
+    if not train_cfg.label_columns:
+        column = cfg.label_column or train_cfg.label_column
+        return LabelSpec(problem, [column], [{"name": column, "labels": names}])
+    if cfg.label_column:
+        raise UsageError(
+            f"--label_column: this run reads its labels from the columns {', '.join(train_cfg.label_columns)} "
+            "(--label_columns); the --input file is scored when it has them, under those names."
+        )
+    if problem == "hierarchical_classification":
+        levels = [{"name": level["name"], "labels": list(level["labels"])} for level in model_config.levels]
+    else:  # one 0/1 column per label
+        levels = [{"name": "labels", "labels": names}]
+    return LabelSpec(problem, list(train_cfg.label_columns), levels)
+
+
+def input_gold(cfg: EvalConfig, raw: Any, spec: LabelSpec) -> list[Any] | None:
+    """The --input file's gold labels per row (None for a row without one), or None when it is only predicted: no
+    label column, --predict_only, or a label column without any label."""
+    present = [c for c in spec.columns if c in raw.column_names]
+    if cfg.label_column and not present:
+        raise UsageError(f"--label_column {cfg.label_column!r} is not a column of {cfg.input}.")
+    if cfg.predict_only or not present:
+        return None
+    if missing := [c for c in spec.columns if c not in present]:
+        raise UsageError(
+            f"{cfg.input} has the label column(s) {', '.join(present)} but not {', '.join(missing)}, which this run "
+            "was trained on: add them to score the file, or pass --predict_only."
+        )
+    gold = input_labels(raw, spec)
+    if all(g is None for g in gold):
+        logger.info("%s: the column %s holds no labels, so the file is predicted, not scored", cfg.input, present[0])
+        return None
+    return gold
+
+
+def input_score_files(destination: Path) -> tuple[Path, Path]:
+    """The metrics file and confusion picture of a scored --input, beside its predictions: predictions_<name>.jsonl
+    (or <name>.jsonl) -> eval_<name>.json, confusion_<name>.png."""
+    stem = destination.stem.removeprefix("predictions_")
+    return destination.with_name(f"eval_{stem}.json"), destination.with_name(f"confusion_{stem}.png")
+
+
+def check_input_destination(cfg: EvalConfig, run_dir: Path, destination: Path) -> None:
+    """Refuse an --output that would write over the run's own split files (eval_test.json, predictions_test.jsonl)."""
+    if not cfg.output or destination.resolve().parent != run_dir.resolve():
+        return
+    if taken := [
+        p.name for p in (destination, *input_score_files(destination)) if EVALUATE_SPLIT_FILES.fullmatch(p.name)
+    ]:
+        raise UsageError(
+            f"--output {cfg.output} would write {taken[0]}, a name the run's own split scores use; give another name."
+        )
+
+
+def check_score_files(run_dir: Path, destination: Path) -> None:
+    """Refuse to write a scored --input's eval_<name>.json or confusion_<name>.png over a file of the run folder that
+    evaluate.py did not write (the user's own)."""
+    ours = {p.resolve() for p in evaluate_outputs(run_dir)}
+    for path in input_score_files(destination):
+        if path.exists() and path.resolve().parent == run_dir.resolve() and path.resolve() not in ours:
+            raise UsageError(
+                f"{path} is not a file evaluate.py wrote, and scoring {destination.stem.removeprefix('predictions_')} "
+                "would replace it; give --output FILE.jsonl elsewhere, or move that file."
+            )
+
+
+def input_scores(
+    raw: Any, out: dict[str, np.ndarray], gold: list[Any], task: Task, label_names: list[str]
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None, dict[str, int]]:
+    """Which predicted rows of an --input file are scored (a label and a text: a split leaves rows without text out
+    too), their gold labels as training encodes them, their metrics (None when no row is scored) and the counts of
+    rows left unscored by reason."""
+    texts = [column_values(raw, c) for c in ("text", "text_pair") if c in raw.column_names]
+    has_text = [all(t.strip() for t in row) for row in zip(*texts, strict=True)]
+    rows = [int(i) for i in out["idx"]]
+    scored = np.array([gold[i] is not None and has_text[i] for i in rows], dtype=bool)
+    dtype = np.float32 if task.config.problem_type == "multi_label_classification" else np.int64
+    labels = np.asarray([gold[i] for i, keep in zip(rows, scored, strict=True) if keep], dtype=dtype)
+    unscored = {
+        "no_label": sum(gold[i] is None for i in rows),
+        "no_text": sum(gold[i] is not None and not has_text[i] for i in rows),
+    }
+    metrics = task.metrics(labels, out["logits"][scored], label_names) if scored.any() else None
+    return scored, labels, metrics, unscored
+
+
+def drop_stale_input_scores(run_dir: Path, paths: list[Path]) -> None:
+    """Remove the scores an earlier evaluate.py wrote for an --input that is now not scored (they would describe
+    other predictions than the new ones); beside an --output elsewhere, whose files may be the user's, only warn."""
+    ours = {p.resolve() for p in evaluate_outputs(run_dir)}
+    for path in [p for p in paths if p.is_file()]:
+        if path.resolve() in ours:
+            path.unlink()
+            logger.info("removed %s: it scored an earlier prediction of this input", path.name)
+        else:
+            logger.warning("%s is not from these predictions (they are not scored); it was left as it is", path)
+
+
+def write_input_scores(
+    cfg: EvalConfig,
+    run_dir: Path,
+    destination: Path,
+    metrics: dict[str, Any],
+    unscored: dict[str, int],
+    confusion: tuple[np.ndarray, np.ndarray] | None,
+    label_names: list[str],
+) -> None:
+    """eval_<name>.json and confusion_<name>.png of a scored --input file, beside its predictions."""
+    eval_path, confusion_path = input_score_files(destination)
+    record = {"input": str(Path(cfg.input).resolve()), "run_dir": str(run_dir), "predictions": str(destination)}
+    atomic_write_json(eval_path, record | {"unscored_rows": unscored, **metrics})
+    record_evaluate_output(run_dir, eval_path)  # so a new best model of this run removes them with the predictions
+    written = [eval_path.name]
+    title = f"{eval_path.stem.removeprefix('eval_')} ({run_dir.name})"
+    if confusion is not None and plot_confusion(*confusion, label_names, confusion_path, title):
+        record_evaluate_output(run_dir, confusion_path)
+        written.append(confusion_path.name)
+    else:
+        drop_stale_input_scores(run_dir, [confusion_path])
+    left = [f"{n} without a {why.removeprefix('no_')}" for why, n in unscored.items() if n]
+    logger.info(
+        "scored %d rows of %s against its labels%s; wrote %s in %s",
+        metrics["num_samples"],
+        cfg.input,
+        f" ({' and '.join(left)}: predicted, not scored)" if left else "",
+        ", ".join(written),
+        eval_path.parent,
+    )
+
+
 def setup_differences(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any], accelerator: Any) -> list[str]:
     """What this evaluation computes with that the run's own scoring did not: the causes evaluate.py knows of for
     scores that differ from results.json by rounding."""
@@ -872,11 +1021,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 accelerator.num_processes,
                 trained,
             )
+    model_dir = run_dir / BEST_MODEL
+    model_config = load_model_config(model_dir)
+    model_labels = [model_config.id2label[i] for i in range(model_config.num_labels)]
+    gold = None
     if cfg.input:
         name, label_names = "input", None
         check_output(cfg)
-        raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples)
+        spec = input_label_spec(cfg, train_cfg, model_config)
+        label_columns = () if cfg.predict_only else tuple(spec.columns)
+        raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples, label_columns)
         destination = input_destination(cfg, run_dir, len(raw))
+        check_input_destination(cfg, run_dir, destination)
+        gold = input_gold(cfg, raw, spec)
+        if gold is not None:
+            check_score_files(run_dir, destination)
+        raw = raw.remove_columns([c for c in label_columns if c in raw.column_names])
         source = str(Path(cfg.input).resolve())
         earlier = None if cfg.output or not destination.exists() else evaluate_input_source(run_dir, destination)
         if earlier not in (None, source):  # the same input again replaces its predictions; another file's are kept
@@ -887,9 +1047,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         name = cfg.split
         raw, label_names = load_scored_split(cfg, train_cfg, resolved)
-    model_dir = run_dir / BEST_MODEL
-    model_config = load_model_config(model_dir)
-    model_labels = [model_config.id2label[i] for i in range(model_config.num_labels)]
     if label_names is not None and label_names != model_labels:
         raise UsageError(
             f"the data's labels {label_names} differ from the model's {model_labels}; was the dataset changed?"
@@ -907,15 +1064,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if cfg.input:
         summary = {"input": cfg.input, "num_predictions": len(out["idx"]), "output": str(destination)}
+        scored, labels, input_metrics, unscored = (
+            input_scores(raw, out, gold, task, model_labels) if gold is not None else (None, None, None, {})
+        )
+        eval_path, confusion_path = input_score_files(destination)
+        if input_metrics is not None:
+            summary |= {"eval": str(eval_path), **input_metrics}
         if accelerator.is_main_process:
             rows = predictions_rows(raw, out, model_labels, task, cfg.top_k)
-            for r in rows:  # no gold here, so the prediction is simply "the label"
+            for r in rows:  # the prediction is "the label", as for a file without labels; the gold is "gold"
                 r["label"] = r.pop("pred")
+            if input_metrics is not None:
+                logits = out["logits"][scored]
+                for row, gold_row, logit, loss in zip(
+                    np.flatnonzero(scored), labels, logits, task.losses(labels, logits), strict=True
+                ):
+                    rows[row] |= task.gold(gold_row, logit, model_labels) | {"loss": float(loss)}
             replaced = destination.exists()
             atomic_write_text(destination, "".join(json.dumps(r) + "\n" for r in rows))
             record_evaluate_output(run_dir, destination, source)  # so a new model of this run replaces them too
             logger.info("wrote %d predictions to %s%s", len(rows), destination, " (replaced)" if replaced else "")
-            print(json.dumps(summary))
+            if input_metrics is not None:
+                confusion = task.confusion(labels, out["logits"][scored])
+                write_input_scores(cfg, run_dir, destination, input_metrics, unscored, confusion, model_labels)
+            else:
+                if gold is not None:
+                    logger.warning(
+                        "%s has labels, but no row has both a label and a text: nothing is scored", cfg.input
+                    )
+                drop_stale_input_scores(run_dir, [eval_path, confusion_path])
+            print(json.dumps({k: v for k, v in summary.items() if k != "per_class"}))
         return summary
 
     split, metrics = cfg.split, metrics[name]

@@ -198,13 +198,13 @@ def free_port() -> str:
         return str(sock.getsockname()[1])
 
 
-def train_on_two_processes(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``accelerate launch --multi_gpu --num_processes 2 train.py ARGS`` as two gloo ranks on a CPU-only machine
-    (``accelerate launch --cpu --num_processes 2`` would start one process), one thread each."""
+def train_on_two_processes(args: list[str], cwd: Path, script: str = "train.py") -> subprocess.CompletedProcess:
+    """``accelerate launch --multi_gpu --num_processes 2 train.py ARGS`` (or another ``script``) as two gloo ranks on
+    a CPU-only machine (``accelerate launch --cpu --num_processes 2`` would start one process), one thread each."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     launch = [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", "--main_process_port", free_port()]
     return subprocess.run(
-        [*launch, str(REPO / "train.py"), *args],
+        [*launch, str(REPO / script), *args],
         capture_output=True,
         text=True,
         env=env,

@@ -387,6 +387,14 @@ def test_windows_on_two_processes_count_every_document_once(tiny_bert, late_evid
     single = evaluate.main(["--split", "test", "--run_dir", str(out)])
     assert single["num_samples"] == 40 and single["accuracy"] == results["test"]["accuracy"]
     assert single["loss"] == pytest.approx(results["test"]["loss"], rel=1e-6)
+    # The test file as a labeled --input, scored on two processes: each document once, the split's scores.
+    proc = train_on_two_processes(
+        ["--run_dir", str(out), "--input", str(late_evidence / "test.jsonl")], tmp_path, "evaluate.py"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scored = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert scored["num_predictions"] == scored["num_samples"] == 40 and scored["accuracy"] == single["accuracy"]
+    assert len((out / "predictions_test_input.jsonl").read_text().splitlines()) == 40
 
 
 # ---- imbalanced labels end to end ----------------------------------------------------------------------------------
@@ -478,6 +486,12 @@ def test_reload_parity_through_the_cli(setting, tiny_bert, late_evidence, imbala
         expected = {k: v for k, v in results[split].items() if k != "per_class"}
         assert again == {"split": split, **expected}
     assert read_jsonl(out / "predictions_test.jsonl") == written
+    # The test file given as --input, labels and all, is scored as the test split: the same rows, documents, loss.
+    source = (late_evidence if setting == "windows" else imbalanced) / "test.jsonl"
+    scored = cli("evaluate.py", "--run_dir", out, "--input", source, cwd=tmp_path)
+    for key in ("accuracy", "macro_f1", "num_samples"):
+        assert scored[key] == results["test"][key]
+    assert scored["loss"] == pytest.approx(results["test"]["loss"], rel=1e-5)
     if setting == "windows":
         # evaluate.py --input labels documents too: one line per input row, each read through all its windows.
         new = write_jsonl(tmp_path / "new.jsonl", [{"text": r["text"]} for r in late_evidence_rows(6, 9)])

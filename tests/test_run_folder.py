@@ -167,11 +167,21 @@ def test_scores_of_an_unfinished_run_are_said_to_be_interim_and_replaced_when_it
     # The user's own file, named like evaluate.py's outputs, kept in the run folder and predicted from there.
     (out / "eval_texts.json").write_text('[{"text": "a sports match"}, {"text": "a new phone"}]')
     evaluate.main(["--run_dir", str(out), "--input", str(out / "eval_texts.json")])
+    # A file with labels: its scores are about this best model too. One named like the user's file is refused.
+    shutil.copy(REPO / "sample_data" / "test.csv", out / "labeled.csv")
+    assert "eval" in evaluate.main(["--run_dir", str(out), "--input", str(out / "labeled.csv")])
+    shutil.copy(REPO / "sample_data" / "test.csv", tmp_path / "texts.csv")
+    with pytest.raises(ValueError, match=r"eval_texts.json is not a file evaluate.py wrote.* --output"):
+        evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "texts.csv")])
     train.main(tiny_args(tiny_bert, out, None, *STEPS, "--resume_from_checkpoint", "latest"))
     names = {p.name for p in out.iterdir()}
-    assert not {"eval_test.json", "confusion_test.png", "predictions_eval_texts.jsonl"} & names
-    assert {"predictions_test.jsonl", "predictions_validation.jsonl", "results.json", "eval_texts.json"} <= names
-    assert "removed confusion_test.png, eval_test.json, predictions_eval_texts.jsonl: evaluate.py" in read_log(out)
+    scores = {"eval_labeled.json", "confusion_labeled.png", "predictions_labeled.jsonl"}
+    assert not {"eval_test.json", "confusion_test.png", "predictions_eval_texts.jsonl", *scores} & names
+    assert {"predictions_test.jsonl", "results.json", "eval_texts.json", "labeled.csv"} <= names
+    assert (
+        "removed confusion_labeled.png, confusion_test.png, eval_labeled.json, eval_test.json, "
+        "predictions_eval_texts.jsonl, predictions_labeled.jsonl: evaluate.py" in read_log(out)
+    )
 
 
 def test_evaluate_says_whether_its_scores_reproduce_the_run_s_recorded_ones(finished_run, capsys):

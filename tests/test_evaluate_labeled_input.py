@@ -1,0 +1,134 @@
+"""evaluate.py --input on a file that has labels: another dataset's test set scored against the run's labels, exactly
+as the run's own test split is scored."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import evaluate
+import train
+from conftest import SHARED_DATA, tiny_args, write_csv
+
+EMOTION = SHARED_DATA / "emotion"
+TREC = SHARED_DATA / "trec"
+SCORES = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "num_samples")
+
+
+def same_scores(got: dict, want: dict, keys: tuple[str, ...] = SCORES) -> None:
+    """The metrics a user compares agree: counts and F1 exactly, the mean loss to float rounding."""
+    assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def emotion_run(tiny_bert, tmp_path_factory):
+    """A tiny model trained on emotion, and its test split's scores (the first 40 rows)."""
+    out = tmp_path_factory.mktemp("labeled") / "run"
+    flags = ["--max_train_samples", "200", "--max_eval_samples", "40", "--num_train_epochs", "1"]
+    train.main(tiny_args(tiny_bert, out, EMOTION, *flags))
+    return out, evaluate.main(["--run_dir", str(out), "--split", "test"])
+
+
+def test_a_labeled_file_is_scored_as_the_split_it_holds(emotion_run, tmp_path):
+    out, split = emotion_run
+    rows = pd.read_parquet(EMOTION / "test.parquet").head(40)
+    names = json.loads((EMOTION / "labels.json").read_text())["label"]
+    # Labels written as names in a csv, and as the ids the dataset uses in a jsonl, read as the same classes.
+    as_names = tmp_path / "held_out.csv"
+    rows.assign(label=[names[i] for i in rows["label"]]).to_csv(as_names, index=False)
+    as_ids = tmp_path / "ids.jsonl"
+    rows.to_json(as_ids, orient="records", lines=True)
+    for path in (as_names, as_ids):
+        summary = evaluate.main(["--run_dir", str(out), "--input", str(path)])
+        same_scores(summary, split)
+        assert summary["num_predictions"] == 40
+    scores = json.loads((out / "eval_held_out.json").read_text())
+    same_scores(scores, split)
+    assert scores["unscored_rows"] == {"no_label": 0, "no_text": 0} and (out / "confusion_held_out.png").is_file()
+    predicted = [json.loads(line) for line in (out / "predictions_held_out.jsonl").read_text().splitlines()]
+    by_split = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]
+    # The prediction stays "label" (as for a file without labels); the gold, its probability and the loss are added.
+    assert [r["label"] for r in predicted] == [r["pred"] for r in by_split]
+    assert [r["gold"] for r in predicted] == [names[i] for i in rows["label"]] == [r["gold"] for r in by_split]
+    assert [r["loss"] for r in predicted] == pytest.approx([r["loss"] for r in by_split], rel=1e-5)
+
+    # A column named otherwise is named on the command line.
+    renamed = tmp_path / "renamed.csv"
+    rows.rename(columns={"label": "emotion"}).to_csv(renamed, index=False)
+    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(renamed), "--label_column", "emotion"]), split)
+    assert "eval" not in evaluate.main(["--run_dir", str(out), "--input", str(renamed)])  # no label column: predicted
+
+
+def test_rows_without_a_label_or_text_are_predicted_but_not_scored(emotion_run, tmp_path):
+    out, split = emotion_run
+    rows = pd.read_parquet(EMOTION / "test.parquet").head(40)
+    extra = pd.DataFrame({"text": ["no label on this one", "   "], "label": [None, 1]})
+    path = tmp_path / "partial.csv"
+    pd.concat([rows, extra]).to_csv(path, index=False)  # the missing label makes the column floats: 0.0, 1.0, ...
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(path)])
+    assert summary["num_predictions"] == 42
+    same_scores(summary, split)
+    assert json.loads((out / "eval_partial.json").read_text())["unscored_rows"] == {"no_label": 1, "no_text": 1}
+    lines = [json.loads(line) for line in (out / "predictions_partial.jsonl").read_text().splitlines()]
+    assert len(lines) == 42 and "gold" in lines[0] and "gold" not in lines[40] and "gold" not in lines[41]
+
+    # Predicting the same file without scoring removes the scores of the earlier predictions.
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only"])
+    assert "eval" not in summary and not (out / "eval_partial.json").exists()
+    assert not (out / "confusion_partial.png").exists()
+
+
+def test_a_labeled_file_with_labels_the_model_lacks_is_one_line(emotion_run, tmp_path):
+    out, _ = emotion_run
+    path = write_csv(tmp_path / "other.csv", [("so bored today", "boredom"), ("what a joy", "joy")])
+    with pytest.raises(
+        ValueError, match=r"holds labels this model was not trained on: 'boredom' \(1x\).*--predict_only"
+    ):
+        evaluate.main(["--run_dir", str(out), "--input", str(path)])
+    assert not (out / "predictions_other.jsonl").exists()
+    assert "eval" not in evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only"])
+    with pytest.raises(ValueError, match=r"--label_column 'gold' is not a column of"):
+        evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "gold"])
+    # Scores written over the run's own test scores would pass for them (scripts read eval_test.json).
+    with pytest.raises(ValueError, match=r"would write eval_test.json, a name the run's own split scores use"):
+        evaluate.main(["--run_dir", str(out), "--input", str(path), "--output", str(out / "test.jsonl")])
+    with pytest.raises(ValueError, match=r"--label_column .* --predict_only"):
+        evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only", "--label_column", "label"])
+
+
+def test_a_labeled_file_of_a_hierarchy_is_scored_on_every_level(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    flags = ["--label_columns", "label_coarse", "label_fine", "--max_train_samples", "200", "--max_eval_samples", "30"]
+    train.main(tiny_args(tiny_bert, out, TREC, *flags, "--num_train_epochs", "1"))
+    split = evaluate.main(["--run_dir", str(out), "--split", "test"])
+    path = tmp_path / "questions.parquet"
+    pd.read_parquet(TREC / "test.parquet").head(30).to_parquet(path)
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(path)])
+    same_scores(summary, split, (*SCORES, "label_coarse.macro_f1", "level_consistency"))
+    with pytest.raises(ValueError, match=r"has the label column\(s\) label_coarse but not label_fine"):
+        pd.read_parquet(path).drop(columns="label_fine").to_parquet(tmp_path / "coarse.parquet")
+        evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "coarse.parquet")])
+
+
+def test_a_labeled_file_of_a_multi_label_run_is_scored(tiny_bert, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    topics = [("goal match team", "sports"), ("chip software code", "tech"), ("rain wind snow", "weather")]
+    rows = [
+        {"text": f"{topics[i % 3][0]} {topics[(i // 3) % 3][0]} {i}", "tags": sorted({topics[i % 3][1], "tech"})}
+        for i in range(90)
+    ]
+    for split, part in [("train", rows[:60]), ("validation", rows[60:75]), ("test", rows[75:])]:
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--label_column", "tags", "--num_train_epochs", "1"))
+    split = evaluate.main(["--run_dir", str(out), "--split", "test"])
+    # A csv holds each row's labels as a list written as text.
+    path = tmp_path / "tagged.csv"
+    pd.DataFrame(rows[75:]).assign(tags=lambda d: d["tags"].map(json.dumps)).to_csv(path, index=False)
+    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(path)]), split)
+    gold = json.loads((out / "predictions_tagged.jsonl").read_text().splitlines()[0])["gold"]
+    assert gold == rows[75]["tags"]
