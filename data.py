@@ -1154,6 +1154,8 @@ def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter) -> i
         return None
     if isinstance(value, float | np.floating) and float(value).is_integer():
         value = int(value)  # a csv column with an empty cell is read as floats
+    if _is_integer(value) and value == -1 and -1 not in value_to_id:
+        return None  # a hidden label, as GLUE's test files write them
     key = label_key(value, value_to_id)
     if key not in value_to_id:
         unknown[value] += 1

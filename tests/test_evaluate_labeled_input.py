@@ -75,6 +75,12 @@ def test_rows_without_a_label_or_text_are_predicted_but_not_scored(emotion_run, 
     lines = [json.loads(line) for line in (out / "predictions_partial.jsonl").read_text().splitlines()]
     assert len(lines) == 42 and "gold" in lines[0] and "gold" not in lines[40] and "gold" not in lines[41]
 
+    # A benchmark's hidden test labels (GLUE writes -1) are no labels: the file is predicted, as it was before.
+    hidden = tmp_path / "hidden.tsv"
+    rows.assign(label=-1).to_csv(hidden, sep="\t", index=False)
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(hidden)])
+    assert "eval" not in summary and summary["num_predictions"] == 40 and not (out / "eval_hidden.json").exists()
+
     # Predicting the same file without scoring removes the scores of the earlier predictions.
     summary = evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only"])
     assert "eval" not in summary and not (out / "eval_partial.json").exists()
