@@ -138,3 +138,20 @@ def test_a_labeled_file_of_a_multi_label_run_is_scored(tiny_bert, tmp_path):
     same_scores(evaluate.main(["--run_dir", str(out), "--input", str(path)]), split)
     gold = json.loads((out / "predictions_tagged.jsonl").read_text().splitlines()[0])["gold"]
     assert gold == rows[75]["tags"]
+
+
+def test_a_labeled_file_of_zero_one_columns_is_scored(tiny_bert, tmp_path):
+    rows = [(f"row {i} goal" if i % 2 else f"row {i} rain", i % 2, 1 - i % 2, int(i % 3 == 0)) for i in range(60)]
+    path = write_csv(tmp_path / "all.csv", rows, header=("text", "sports", "weather", "misc"))
+    out = tmp_path / "run"
+    flags = ["--label_columns", "sports", "weather", "misc", "--multi_label", "--num_train_epochs", "1"]
+    train.main(tiny_args(tiny_bert, out, path, *flags))
+    summary = evaluate.main(["--run_dir", str(out), "--input", str(path)])
+    assert summary["num_samples"] == 60 and 0 <= summary["macro_f1"] <= 1
+    gold = [json.loads(line)["gold"] for line in (out / "predictions_all.jsonl").read_text().splitlines()]
+    assert gold[:2] == [["weather", "misc"], ["sports"]]
+    with pytest.raises(ValueError, match=r"--label_column: this run reads its labels from the columns sports"):
+        evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "sports"])
+    bad = write_csv(tmp_path / "bad.csv", [("x", 1, 0, 2)], header=("text", "sports", "weather", "misc"))
+    with pytest.raises(ValueError, match=r"'misc' column must hold 0/1 values"):
+        evaluate.main(["--run_dir", str(out), "--input", str(bad)])
