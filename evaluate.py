@@ -799,6 +799,9 @@ def input_label_spec(cfg: EvalConfig, train_cfg: TrainConfig, model_config: Any)
     names = [model_config.id2label[i] for i in range(model_config.num_labels)]
     if not train_cfg.label_columns:
         column = cfg.label_column or train_cfg.label_column
+        texts = input_columns(cfg, train_cfg)
+        if column in (texts.text_column, texts.text_pair_column):
+            raise UsageError(f"--label_column {column!r} is the --input file's text column; name its label column.")
         return LabelSpec(problem, [column], [{"name": column, "labels": names}])
     if cfg.label_column:
         raise UsageError(

@@ -96,6 +96,8 @@ def test_a_labeled_file_with_labels_the_model_lacks_is_one_line(emotion_run, tmp
         evaluate.main(["--run_dir", str(out), "--input", str(path)])
     assert not (out / "predictions_other.jsonl").exists()
     assert "eval" not in evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only"])
+    with pytest.raises(ValueError, match=r"--label_column 'text' is the --input file's text column"):
+        evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "text"])
     with pytest.raises(ValueError, match=r"--label_column 'gold' is not a column of"):
         evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "gold"])
     # Scores written over the run's own test scores would pass for them (scripts read eval_test.json).
