@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1138,13 +1138,38 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None, label_columns
     return ds.add_column("idx", list(range(len(ds))))
 
 
-def label_name_map(names: list[str]) -> dict[Any, int]:
-    """A trained model's label names as a map from label values to ids: each name, and each integer as the id it is
-    (or, where every name is an integer, as the name it is: star ratings 1..5 trained without labels.json)."""
-    value_to_id: dict[Any, int] = {name: i for i, name in enumerate(names)}
-    if all(INTEGER_TEXT.fullmatch(name) for name in names):
-        return value_to_id | {int(name): i for i, name in enumerate(names)}
-    return value_to_id | {i: i for i in range(len(names))}
+def trained_label_maps(cfg: TrainConfig, levels: list[dict[str, Any]]) -> list[dict[Any, int]] | None:
+    """The maps from label values to ids the run built from its train split (``cfg`` is the run's own config), read
+    again from its data; None when that data cannot be read or no longer gives the model's label names ``levels``."""
+    try:
+        raw, names = load_raw_splits(cfg.dataset)
+        train, _ = _normalise_split(raw["train"], "train", replace(cfg, teacher_column=None))
+        spec, maps = _label_spec(train, cfg, names)
+    except Exception:  # moved, deleted, offline, edited: whatever the cause, the label names decide instead
+        return None
+    same = [level["labels"] for level in spec.levels] == [level["labels"] for level in levels]
+    return maps if same and len(maps) == len(levels) else None
+
+
+def integers_ambiguous(names: list[str]) -> bool:
+    """True when label names that are integers make an integer label either a name or a position: labels.json's
+    "1".."5" over ids 0..4, or star ratings 1..5 named by their values (the run's train split tells which)."""
+    return any(INTEGER_TEXT.fullmatch(name) for name in names) and names != [str(i) for i in range(len(names))]
+
+
+def label_name_map(names: list[str], trained: dict[Any, int] | None = None) -> dict[Any, int]:
+    """A trained model's label names as a map from an --input file's label values to ids: each name, and each
+    integer as the run read its own labels. ``trained`` is the map the run built from its train split; without it an
+    integer is the name it spells where a name is an integer (star ratings 1..5 trained without labels.json), else
+    the id it is."""
+    by_name = {name: i for i, name in enumerate(names)}
+    if trained is not None:
+        # The run's own map first, so label_key converts as training did (its keys' type decides); names that are
+        # no integers are added, since they cannot be read as anything else.
+        return trained | {name: i for name, i in by_name.items() if not INTEGER_TEXT.fullmatch(name)}
+    if integer_names := {int(name): i for name, i in by_name.items() if INTEGER_TEXT.fullmatch(name)}:
+        return by_name | integer_names
+    return by_name | {i: i for i in range(len(names))}
 
 
 def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter) -> int | None:
@@ -1154,6 +1179,8 @@ def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter) -> i
         return None
     if isinstance(value, float | np.floating) and float(value).is_integer():
         value = int(value)  # a csv column with an empty cell is read as floats
+    if isinstance(value, str) and value not in value_to_id and INTEGER_TEXT.fullmatch(value.strip()):
+        value = int(value)  # an id written as text (a jsonl's "3"), as the run's own splits read one
     if _is_integer(value) and value == -1 and -1 not in value_to_id:
         return None  # a hidden label, as GLUE's test files write them
     key = label_key(value, value_to_id)
@@ -1163,20 +1190,33 @@ def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter) -> i
     return value_to_id[key]
 
 
-def input_labels(ds: Any, spec: LabelSpec) -> list[Any]:
+def _one_label_each(values: list[Any], column: str, what: str) -> None:
+    """Refuse lists or mappings where one label is expected (another task's column), naming the first."""
+    if (odd := next((v for v in values if isinstance(v, list | dict)), None)) is not None:
+        raise UsageError(
+            f"the --input file's {column!r} column holds {type(odd).__name__}s such as {odd!r:.60}, but this model "
+            f"takes {what}; check --label_column, or pass --predict_only to predict without scoring."
+        )
+
+
+def input_labels(ds: Any, spec: LabelSpec, trained: list[dict[Any, int]] | None = None) -> list[Any]:
     """The gold labels of an --input file's rows (columns ``spec.columns``, the model's label names in
     ``spec.levels``), encoded as training encodes them: an id, a list of level ids or a multi-hot list; None for a row
-    without a label. Labels the model was not trained on are refused, naming them."""
+    without a label. ``trained``: the run's own maps per level (see trained_label_maps), where integer names need
+    them. Labels the model was not trained on are refused, naming them."""
     columns = [column_values(ds, c) for c in spec.columns]
     unknown: Counter = Counter()
+    maps = [label_name_map(level["labels"], trained[i] if trained else None) for i, level in enumerate(spec.levels)]
     if spec.problem_type != "multi_label_classification":  # one id per level (one level unless a hierarchy)
-        maps = [label_name_map(level["labels"]) for level in spec.levels]
+        for values, column in zip(columns, spec.columns, strict=True):
+            _one_label_each(values, column, "one label per row")
         per_level = [[_input_label(v, m, unknown) for v in values] for values, m in zip(columns, maps, strict=True)]
         encoded = [None if None in row else list(row) for row in zip(*per_level, strict=True)]
         if spec.problem_type == "single_label_classification":
             encoded = [None if row is None else row[0] for row in encoded]
     elif len(spec.columns) == 1:  # a column of label lists (a csv writes them as text)
-        value_to_id, size, encoded = label_name_map(spec.levels[0]["labels"]), len(spec.levels[0]["labels"]), []
+        value_to_id, size, encoded = maps[0], len(spec.levels[0]["labels"]), []
+        _one_label_each([x for v in columns[0] if isinstance(v, list) for x in v], spec.columns[0], "label names")
         for row, value in enumerate(columns[0]):
             labels = value if isinstance(value, list) else None if _missing(value) else _parse_list(value)
             if labels is None and not _missing(value):

@@ -37,10 +37,12 @@ from data import (
     build_dataloaders,
     column_values,
     input_labels,
+    integers_ambiguous,
     load_splits,
     load_unlabeled,
     split_digests,
     tokenize_splits,
+    trained_label_maps,
     windowing,
 )
 from model import LOSSES, EncoderClassifier, EncoderClassifierConfig, class_loss
@@ -815,9 +817,10 @@ def input_label_spec(cfg: EvalConfig, train_cfg: TrainConfig, model_config: Any)
     return LabelSpec(problem, list(train_cfg.label_columns), levels)
 
 
-def input_gold(cfg: EvalConfig, raw: Any, spec: LabelSpec) -> list[Any] | None:
+def input_gold(cfg: EvalConfig, raw: Any, spec: LabelSpec, run_cfg: TrainConfig) -> list[Any] | None:
     """The --input file's gold labels per row (None for a row without one), or None when it is only predicted: no
-    label column, --predict_only, or a label column without any label."""
+    label column, --predict_only, or a label column without any label. ``run_cfg`` reads the run's own data where
+    integer label names leave open how it read an integer label."""
     present = [c for c in spec.columns if c in raw.column_names]
     if cfg.label_column and not present:
         raise UsageError(f"--label_column {cfg.label_column!r} is not a column of {cfg.input}.")
@@ -828,7 +831,17 @@ def input_gold(cfg: EvalConfig, raw: Any, spec: LabelSpec) -> list[Any] | None:
             f"{cfg.input} has the label column(s) {', '.join(present)} but not {', '.join(missing)}, which this run "
             "was trained on: add them to score the file, or pass --predict_only."
         )
-    gold = input_labels(raw, spec)
+    zero_one = spec.problem_type == "multi_label_classification" and len(spec.columns) > 1  # names: the columns
+    trained = None
+    if not zero_one and any(integers_ambiguous(level["labels"]) for level in spec.levels):
+        if (trained := trained_label_maps(run_cfg, spec.levels)) is None:
+            logger.warning(
+                "the model's label names are integers, and the run's data %s cannot be read again to tell whether it "
+                "read an integer label as a name or as a position: an integer in %s is read as the name it is",
+                run_cfg.dataset,
+                cfg.input,
+            )
+    gold = input_labels(raw, spec, trained)
     if all(g is None for g in gold):
         logger.info("%s: the column %s holds no labels, so the file is predicted, not scored", cfg.input, present[0])
         return None
@@ -1036,7 +1049,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples, label_columns)
         destination = input_destination(cfg, run_dir, len(raw))
         check_input_destination(cfg, run_dir, destination)
-        gold = input_gold(cfg, raw, spec)
+        run_data = dataclasses.replace(train_cfg, dataset=resolved.get("dataset", train_cfg.dataset))
+        gold = input_gold(cfg, raw, spec, run_data)
         if gold is not None:
             check_score_files(run_dir, destination)
         raw = raw.remove_columns([c for c in label_columns if c in raw.column_names])

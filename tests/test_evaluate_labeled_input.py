@@ -157,3 +157,62 @@ def test_a_labeled_file_of_zero_one_columns_is_scored(tiny_bert, tmp_path):
     bad = write_csv(tmp_path / "bad.csv", [("x", 1, 0, 2)], header=("text", "sports", "weather", "misc"))
     with pytest.raises(ValueError, match=r"'misc' column must hold 0/1 values"):
         evaluate.main(["--run_dir", str(out), "--input", str(bad)])
+
+
+def star_ratings(folder, labels, names=None):
+    """A small dataset whose label column holds ``labels(i)`` for row i (a labels.json of ``names`` when given)."""
+    words = ["awful", "bad", "okay", "good", "great"]
+    for split, size, start in [("train", 100, 0), ("validation", 25, 1000), ("test", 25, 2000)]:
+        rows = [(f"{words[i % 5]} film {start + i}", labels(i, split)) for i in range(size)]
+        write_csv(folder / f"{split}.csv", rows)
+    if names is not None:
+        (folder / "labels.json").write_text(json.dumps({"label": names}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "labels, names, without_data",
+    [
+        # labels.json names the ids 0..4 "1".."5": an integer in the file is an id, as the run read it. Without the
+        # run's data an integer is the name it spells, so the file's 0 is no label of this model.
+        (lambda i, split: i % 5, ["1", "2", "3", "4", "5"], r"not trained on: 0 \(5x\)"),
+        # Names "1", "2" and "n/a" (so the train file is read as text); a test file without "n/a" reads as numbers.
+        (lambda i, split: ["1", "2", "n/a"][i % 3 if split != "test" else i % 2], None, None),
+    ],
+    ids=["labels_json_ids", "integer_and_text_names"],
+)
+def test_integer_label_names_are_read_as_the_run_read_them(tiny_bert, tmp_path, capsys, labels, names, without_data):
+    data = star_ratings(tmp_path / "data", labels, names)
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--num_train_epochs", "1"))
+    split = evaluate.main(["--run_dir", str(out), "--split", "test"])
+    test_file = tmp_path / "test.csv"
+    test_file.write_bytes((data / "test.csv").read_bytes())
+    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(test_file)]), split)
+    gold = [json.loads(line)["gold"] for line in (out / "predictions_test.jsonl").read_text().splitlines()]
+    assert [
+        json.loads(line)["gold"] for line in (out / "predictions_test_input.jsonl").read_text().splitlines()
+    ] == gold
+
+    data.rename(tmp_path / "moved")  # the run's data is gone: integers are the names they spell, as the log says
+    capsys.readouterr()
+    if without_data:
+        with pytest.raises(ValueError, match=without_data):
+            evaluate.main(["--run_dir", str(out), "--input", str(test_file)])
+    else:
+        same_scores(evaluate.main(["--run_dir", str(out), "--input", str(test_file)]), split)
+    assert "cannot be read again to tell whether it read an integer label as a name" in capsys.readouterr().err
+
+
+def test_label_values_that_are_not_labels_are_one_line(emotion_run, tmp_path):
+    out, split = emotion_run
+    rows = pd.read_parquet(EMOTION / "test.parquet").head(40)
+    # Ids written as text (a jsonl's "3") are the ids they spell, as the run's own splits read them.
+    as_text = tmp_path / "text_ids.jsonl"
+    rows.assign(label=rows["label"].map(str)).to_json(as_text, orient="records", lines=True)
+    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(as_text)]), split)
+    # A list (another task's multi-label column) where this model takes one label.
+    lists = tmp_path / "lists.jsonl"
+    lists.write_text('{"text": "so happy", "label": ["joy", "love"]}\n')
+    with pytest.raises(ValueError, match=r"'label' column holds lists .* one label per row"):
+        evaluate.main(["--run_dir", str(out), "--input", str(lists)])
