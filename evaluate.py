@@ -48,6 +48,7 @@ from data import (
 from model import LOSSES, EncoderClassifier, EncoderClassifierConfig, class_loss
 from utils import (
     BEST_MODEL,
+    EVALUATE_MANIFEST,
     EVALUATE_SPLIT_FILES,
     RUNS_ROOT,
     ConfigError,
@@ -855,6 +856,28 @@ def input_score_files(destination: Path) -> tuple[Path, Path]:
     return destination.with_name(f"eval_{stem}.json"), destination.with_name(f"confusion_{stem}.png")
 
 
+def holds_predictions(path: Path) -> bool:
+    """True for a file of prediction lines (the first line a JSON object with an ``idx``), or an empty file: what an
+    --output may replace without a word."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            first = file.readline()
+        row = json.loads(first) if first else {"idx": None}
+    except (OSError, ValueError):  # unreadable, not text, not JSON lines: not predictions
+        return False
+    return isinstance(row, dict) and "idx" in row
+
+
+def holds_scores(path: Path, destination: Path) -> bool:
+    """True for the eval_<name>.json evaluate.py wrote for the predictions ``destination``."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    written = isinstance(record, dict) and {"input", "predictions", "unscored_rows"} <= record.keys()
+    return written and Path(str(record["predictions"])).name == destination.name
+
+
 def check_input_destination(cfg: EvalConfig, run_dir: Path, destination: Path) -> None:
     """Refuse an --output that would write over the run's own split files (eval_test.json, predictions_test.jsonl)."""
     if not cfg.output or destination.resolve().parent != run_dir.resolve():
@@ -867,12 +890,24 @@ def check_input_destination(cfg: EvalConfig, run_dir: Path, destination: Path) -
         )
 
 
-def check_score_files(run_dir: Path, destination: Path) -> None:
-    """Refuse to write a scored --input's eval_<name>.json or confusion_<name>.png over a file of the run folder that
-    evaluate.py did not write (the user's own)."""
-    ours = {p.resolve() for p in evaluate_outputs(run_dir)}
-    for path in input_score_files(destination):
-        if path.exists() and path.resolve().parent == run_dir.resolve() and path.resolve() not in ours:
+def check_overwrites(cfg: EvalConfig, run_dir: Path, destination: Path, scored: bool) -> None:
+    """Refuse to write the predictions of --input (and, ``scored``, its eval_<name>.json and confusion_<name>.png)
+    over a file evaluate.py did not write: the input itself, the run's own files (config.json, results.json, ...), or
+    a file of the user's beside an --output."""
+    paths = [destination, *(input_score_files(destination) if scored else ())]
+    if taken := next((p for p in paths if p.resolve() == Path(cfg.input).resolve()), None):
+        raise UsageError(
+            f"--output {cfg.output}: {taken} is the --input file, which this would replace; give another --output."
+        )
+    # The manifest lists evaluate.py's files in the run folder; elsewhere a file's content says whether it is one.
+    ours = {p.resolve() for p in evaluate_outputs(run_dir) if p.name != EVALUATE_MANIFEST}
+    if destination.exists() and destination.resolve() not in ours and not holds_predictions(destination):
+        raise UsageError(
+            f"{'--output ' if cfg.output else ''}{destination} is a file evaluate.py did not write, and the predictions "
+            f"of {cfg.input} would replace it; give --output another FILE.jsonl, or move that file."
+        )
+    for path in paths[1:]:
+        if path.exists() and path.resolve() not in ours and not holds_scores(paths[1], destination):
             raise UsageError(
                 f"{path} is not a file evaluate.py wrote, and scoring {destination.stem.removeprefix('predictions_')} "
                 "would replace it; give --output FILE.jsonl elsewhere, or move that file."
@@ -1051,8 +1086,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_input_destination(cfg, run_dir, destination)
         run_data = dataclasses.replace(train_cfg, dataset=resolved.get("dataset", train_cfg.dataset))
         gold = input_gold(cfg, raw, spec, run_data)
-        if gold is not None:
-            check_score_files(run_dir, destination)
+        check_overwrites(cfg, run_dir, destination, scored=gold is not None)
         raw = raw.remove_columns([c for c in label_columns if c in raw.column_names])
         source = str(Path(cfg.input).resolve())
         earlier = None if cfg.output or not destination.exists() else evaluate_input_source(run_dir, destination)

@@ -216,3 +216,34 @@ def test_label_values_that_are_not_labels_are_one_line(emotion_run, tmp_path):
     lists.write_text('{"text": "so happy", "label": ["joy", "love"]}\n')
     with pytest.raises(ValueError, match=r"'label' column holds lists .* one label per row"):
         evaluate.main(["--run_dir", str(out), "--input", str(lists)])
+
+
+def test_a_scored_input_never_writes_over_a_file_it_did_not_write(emotion_run, tmp_path):
+    out, _ = emotion_run
+    rows = pd.read_parquet(EMOTION / "test.parquet").head(10)
+    path = tmp_path / "texts.jsonl"
+    rows.to_json(path, orient="records", lines=True)
+    kept = {p: p.read_bytes() for p in (out / "config.json", out / "results.json", out / "metrics.jsonl", path)}
+    # The run's own files, and the input itself, are not predictions files to replace.
+    for taken in ("config.json", "results.json", "metrics.jsonl"):
+        with pytest.raises(ValueError, match=rf"--output .*{taken} is a file evaluate.py did not write"):
+            evaluate.main(["--run_dir", str(out), "--input", str(path), "--output", str(out / taken)])
+    with pytest.raises(ValueError, match=r"--output .*texts.jsonl is the --input file"):
+        evaluate.main(["--run_dir", str(out), "--input", str(path), "--output", str(path)])
+    # The scores beside an --output elsewhere: a file of that name that is not an earlier score is the user's.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "eval_preds.json").write_text('{"my": "notes"}\n')
+    kept[mine / "eval_preds.json"] = (mine / "eval_preds.json").read_bytes()
+    with pytest.raises(ValueError, match=r"eval_preds.json is not a file evaluate.py wrote"):
+        evaluate.main(["--run_dir", str(out), "--input", str(path), "--output", str(mine / "preds.jsonl")])
+    # An input named as the scores of its own --output would be written over by them.
+    own = mine / "eval_own.json"
+    rows.to_json(own, orient="records")
+    kept[own] = own.read_bytes()
+    with pytest.raises(ValueError, match=r"eval_own.json is the --input file"):
+        evaluate.main(["--run_dir", str(out), "--input", str(own), "--output", str(mine / "own.jsonl")])
+    assert {p: p.read_bytes() for p in kept} == kept
+    # Scores evaluate.py wrote there are its to replace: the same command again succeeds.
+    again = ["--run_dir", str(out), "--input", str(path), "--output", str(mine / "again.jsonl")]
+    assert evaluate.main(again)["num_samples"] == evaluate.main(again)["num_samples"] == 10
