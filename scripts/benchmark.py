@@ -129,7 +129,7 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
         train_dataloader,
     )
     from evaluate import compute_metrics, predict
-    from model import EncoderClassifier
+    from model import EncoderClassifier, encoder_folder
     from train import clip_gradients, step_clipped
     from utils import pad_multiple_for, resolve_model_path, tune_cpu
 
@@ -142,7 +142,8 @@ def run_worker(cfg: BenchConfig) -> dict[str, Any]:
         tune_cpu(accelerator)
     set_seed(cfg.seed)
     model_path = resolve_model_path(cfg.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    # An older sentence-transformers folder keeps its tokenizer in 0_Transformer/ (from_backbone reads it there too).
+    tokenizer = AutoTokenizer.from_pretrained(encoder_folder(model_path))
     data = load_splits(
         TrainConfig(
             dataset=cfg.dataset,

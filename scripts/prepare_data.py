@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["splits"] = {}
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
+    from model import encoder_folder
+
+    # An older sentence-transformers model keeps its tokenizer in 0_Transformer/, where train.py reads it too.
+    tokenizer = AutoTokenizer.from_pretrained(encoder_folder(resolve_model_path(args.tokenizer)))
     if (room := window_room(tokenizer, args.max_seq_length, pair=args.text_pair_column is not None)) < 1:
         raise UsageError(
             f"--max_seq_length {args.max_seq_length} leaves no room for text beside the tokenizer's "

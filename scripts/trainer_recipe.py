@@ -72,6 +72,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
     )
 
     from data import SOURCE_ROW, load_splits
+    from model import encoder_folder
     from utils import resolve_model_path
 
     data = load_splits(
@@ -85,7 +86,8 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
             max_eval_samples=cfg.max_eval_samples,
         )
     )
-    model_path = resolve_model_path(cfg.model_name_or_path)
+    # The encoder's own folder: an older sentence-transformers model keeps it in 0_Transformer/, as train.py reads it.
+    model_path = encoder_folder(resolve_model_path(cfg.model_name_or_path))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:

@@ -331,6 +331,41 @@ def test_benchmark_prints_both_recipes_and_the_speedup(tiny_bert):
     )
 
 
+def test_scripts_read_an_older_sentence_transformers_folder_as_train_does(tiny_bert, tmp_path):
+    """A sentence-transformers 1.x folder (the encoder in 0_Transformer/, named by modules.json; nothing at the top)
+    trains through train.py: prepare_data.py's --tokenizer, the benchmark's worker and the Trainer recipe read it
+    from the same folder instead of failing to find a tokenizer or a config at the top."""
+    import shutil
+
+    from test_threads_pooling import write_sentence_transformers_files
+
+    folder = tmp_path / "old_st"
+    shutil.copytree(tiny_bert, folder / "0_Transformer")
+    write_sentence_transformers_files(folder, mean_tokens=True)
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").write_text(json.dumps([{**modules[0], "path": "0_Transformer"}, *modules[1:]]))
+
+    out = tmp_path / "prepared"
+    run_script("prepare_data.py", REPO / "sample_data", out, "--tokenizer", folder, "--max_seq_length", "32")
+    report = json.loads((out / "report.json").read_text())
+    assert report["splits"]["train"]["token_length_percentiles"]["max"] > 3  # counted with the encoder's tokenizer
+
+    sys.path.insert(0, str(SCRIPTS))
+    import benchmark
+    import trainer_recipe
+
+    common = ["--dataset", str(REPO / "sample_data"), "--model_name_or_path", str(folder), "--max_seq_length", "24"]
+    worker = benchmark.parse_config(
+        [*common, "--worker", "ours", "--train_steps", "1", "--untimed_steps", "0", "--mixed_precision", "no"],
+        benchmark.BenchConfig,
+    )
+    assert benchmark.run_worker(worker)["train_steps"] == 1
+    recipe = trainer_recipe.parse_config(
+        [*common, "--num_train_epochs", "1", "--output_dir", str(tmp_path / "trainer")], trainer_recipe.RecipeConfig
+    )
+    assert 0 <= trainer_recipe.run(recipe)["test"]["accuracy"] <= 1
+
+
 def test_report_separates_settings_and_averages_only_seeds(tmp_path):
     def fake_run(name, seed, lr, f1):
         run = tmp_path / name
