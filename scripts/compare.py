@@ -18,8 +18,8 @@ won when Δ survives both the example bootstrap (Holm) and the seeds (ASO ε_min
 seed never wins a dataset).
 Across datasets: the Bayesian signed-rank test (baycomp) on the per-dataset mean scores with a ROPE (--rope), and
 Wilcoxon's signed-rank test from 6 datasets on. When nothing is decided, the number of seeds a paired t-test would need
-to detect the observed Δ (80% power) is printed. Runs compared on a dataset that ran on different library versions
-(config.json's ``resolved.versions``) get a warning, and the verdict a CAUTION naming the datasets.
+to detect the observed Δ (80% power) is printed. Runs compared on a dataset that ran on different library versions,
+devices or CPU thread counts (config.json's ``resolved``) get a warning, and the verdict a CAUTION naming the datasets.
 
 Prints a per-dataset summary, the verdict and, as the LAST line, one JSON object (``p_a_better``, ``p_equivalent``,
 ``p_b_better``, ``datasets_a_wins``, ``datasets_b_wins``, ``per_dataset``, ``verdict``, ...). Writes
@@ -61,6 +61,7 @@ DECISIVE = 0.95  # posterior probability at which the Bayesian test is read as a
 POWER = 0.8
 MIN_WILCOXON_DATASETS = 6  # below this, the exact Wilcoxon test cannot reach p < 0.05 two-sided
 MIN_AUTORANK_DATASETS = 5  # autorank refuses fewer rows
+SETUP = "library versions, devices or CPU thread counts"  # what versions_differ compares between the runs
 
 
 # ---- reading runs -------------------------------------------------------------------------------------------------
@@ -410,7 +411,8 @@ def compare_dataset(
     }
     if out["unpaired_seeds"]:
         out["notes"].append(f"seeds {out['unpaired_seeds']} have a test score on one side only: left out")
-    # Library versions change kernels, tokenizers and defaults: a Δ between runs on other versions may be theirs.
+    # Library versions change kernels, tokenizers and defaults, a device or thread count the kernels and the dropout
+    # stream: a Δ between runs on other set-ups may be theirs.
     differ = report.environment_differences({args.a: runs_a, args.b: runs_b}, model_files=False)
     out["versions_differ"] = "; ".join(differ) or None
     for side, side_runs in ((args.a, runs_a), (args.b, runs_b)):
@@ -584,11 +586,12 @@ def verdict(result: dict[str, Any], a: str, b: str) -> str:
 
 
 def versions_caution(differ: dict[str, str]) -> str:
-    """The verdict's caution when runs it compares ran on other library versions (empty when none did)."""
+    """The verdict's caution when runs it compares ran on other library versions, devices or CPU thread counts
+    (empty when none did)."""
     if not differ:
         return ""
     return (
-        f"; CAUTION: the runs compared ran on different library versions on {len(differ)} dataset(s) "
+        f"; CAUTION: the runs compared ran on different {SETUP} on {len(differ)} dataset(s) "
         f"({', '.join(differ)}), which may account for the differences"
     )
 
@@ -774,10 +777,9 @@ PAIR_COLUMNS = [
 
 
 def versions_markdown(differ: dict[str, str]) -> list[str]:
-    """A warning paragraph per dataset whose compared runs ran on different library versions (none when none did)."""
+    """A warning paragraph per dataset whose compared runs ran on different set-ups (none when none did)."""
     return [
-        f"**Warning:** on {d} the runs compared ran on different library versions: {what}."
-        for d, what in differ.items()
+        f"**Warning:** on {d} the runs compared ran on different {SETUP}: {what}." for d, what in differ.items()
     ] + ([""] if differ else [])
 
 
@@ -1001,8 +1003,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
     for dataset, what in result["versions_differ"].items():
         print(
-            f"warning: {dataset}: the runs compared ran on different library versions ({what}); a difference may be "
-            "the libraries' rather than the models'. Retrain one side with the other's versions.",
+            f"warning: {dataset}: the runs compared ran on different {SETUP} ({what}); a difference may be the "
+            "set-ups' rather than the models'. Retrain one side on the other's set-up.",
             file=sys.stderr,
         )
     for dataset, why in result["datasets_skipped"].items():

@@ -17,8 +17,9 @@ in ``dataset_path``, ``model_path`` and ``settings``, and the run folders in ``r
 and get their parent folders (``v1-reviews``, ``org1-bert-base``) or a short hash when two paths share a short name;
 runs of one dataset and model with other settings are told apart by those settings (``minilm (learning_rate=1e-05)``).
 A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
-``results.json`` is kept and a warning names the folders. Seeds of one row that ran on different library versions or
-model files (config.json's ``resolved``) get a warning, a ``†`` beside the seed count and a ``mixed`` column naming them.
+``results.json`` is kept and a warning names the folders. Seeds of one row that ran on different library versions,
+devices, CPU thread counts or model files (config.json's ``resolved``) get a warning, a ``†`` beside the seed count and a
+``mixed`` column naming them.
 
 The winner of a dataset is the model with the best mean *validation* score by the runs' own metric (macro-F1 by
 default), the number a researcher may select on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
@@ -149,6 +150,12 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         # in, a library upgraded mid-campaign, a model folder replaced) is flagged; not recorded is unknown.
         record["versions"] = resolved.get("versions") if isinstance(resolved.get("versions"), dict) else {}
         record["model_files"] = resolved.get("model_files")
+        # The device kind (cuda:0 and cuda:1 are one kind) and a CPU run's thread count: other kernels, another
+        # dropout stream, sums in another order, so numbers that differ by rounding or more.
+        device = resolved.get("device")
+        record["hardware"] = {"device": str(device).split(":")[0]} if device else {}
+        if resolved.get("cpu_threads"):
+            record["hardware"]["CPU threads"] = resolved["cpu_threads"]
         # Every split's digest: two datasets whose runs saw the same rows are one dataset in two folders.
         record["data_digest"] = json.dumps(digests, sort_keys=True) if digests else None
         scored = results.get("test") or results.get("validation") or {}
@@ -338,12 +345,13 @@ def environment_differences(
     groups: dict[str, list[dict[str, Any]]], versions: bool = True, model_files: bool = True
 ) -> list[str]:
     """Where the runs of ``groups`` (a label, ``seed 1`` or a model's name, to its runs) ran on other library
-    ``versions`` or other ``model_files``, one phrase each: ``torch 2.13.0 (seed 1), 2.14.1 (seed 2)``. What a run did
-    not record (a run older than the record) is unknown, not different."""
+    ``versions``, devices or CPU thread counts, or other ``model_files``, one phrase each: ``torch 2.13.0 (seed 1),
+    2.14.1 (seed 2)``, ``device cpu (seed 1), cuda (seed 2)``. What a run did not record (a run older than the record,
+    the thread count of a GPU run) is unknown, not different."""
     seen: dict[str, dict[str, list[str]]] = {}
     for label, members in groups.items():
         for run in members:
-            recorded = dict(run.get("versions") or {}) if versions else {}
+            recorded = dict(run.get("versions") or {}) | dict(run.get("hardware") or {}) if versions else {}
             if model_files and run.get("model_files"):
                 recorded["model files"] = run["model_files"]
             for key, value in recorded.items():
@@ -566,7 +574,8 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         )
     if any(r["mixed"] for r in rows):
         note += (
-            "† The row's seeds ran on different library versions or model files (results.csv's `mixed` says which).\n"
+            "† The row's seeds ran on different library versions, devices, CPU thread counts or model files "
+            "(results.csv's `mixed` says which).\n"
         )
     return "\n".join(lines) + "\n" + note
 

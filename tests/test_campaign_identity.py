@@ -351,7 +351,34 @@ def test_report_flags_a_row_whose_seeds_ran_on_other_versions_or_model_files(tmp
     rows = [cells for line in table.splitlines() if (cells := line.split(" | "))[0] == "| d1"]
     seeds = {cells[1].removesuffix(" ‡").strip("*"): cells[2] for cells in rows}
     assert seeds == {"enc": "3 †", "base": "3 †", "old": "2"}, table
-    assert "† The row's seeds ran on different library versions or model files" in table
+    assert "† The row's seeds ran on different library versions, devices, CPU thread counts or model files" in table
+
+
+def test_report_and_compare_flag_seeds_trained_on_another_device_or_thread_count(tmp_path, capsys):
+    """enc's seeds 1 and 2 trained on a CPU with 2 threads, seed 3 with 16 (another machine); gpu's seeds on cuda:0 and
+    cuda:1 (one kind of device) and seed 3 on the CPU. Their numbers differ by rounding or more, so both rows are
+    mixed; the sides of a verdict on cuda and on the CPU get the caution."""
+    gold = balanced_gold(40)
+    cpu2 = TORCH_13 | {"device": "cpu", "cpu_threads": 2}
+    for seed in (1, 2, 3):
+        enc = cpu2 | {"cpu_threads": 16} if seed == 3 else cpu2
+        write_run(tmp_path, "enc", "org/enc", seed, gold, with_errors(gold, 4), resolved=enc)
+        gpu = TORCH_13 | {"device": f"cuda:{seed - 1}", "cpu_threads": None} if seed < 3 else cpu2
+        write_run(tmp_path, "gpu", "org/gpu", seed, gold, with_errors(gold, 8, offset=seed), resolved=gpu)
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in report_rows(tmp_path)}
+    assert rows["enc"]["mixed"] == "CPU threads 2 (seed 1, seed 2), 16 (seed 3)"
+    assert rows["gpu"]["mixed"] == "device cuda (seed 1, seed 2), cpu (seed 3)"
+    assert "warning: d1 / gpu: its seeds ran on different device cuda (seed 1, seed 2), cpu (seed 3)" in proc.stderr
+    table = (tmp_path / "results.md").read_text()
+    assert [line.split(" | ")[2] for line in table.splitlines() if line.startswith("| d1")] == ["3 †", "3 †"], table
+    # Seeds 1 and 2 pair a cuda run of gpu with a CPU run of enc.
+    out = run_compare(tmp_path, "--a", "gpu", "--b", "enc", "--bootstrap", "100", capsys=capsys)
+    assert out["versions_differ"]["d1"].startswith("device cuda (gpu), cpu (gpu, enc)"), out["versions_differ"]
+    assert (
+        "CAUTION: the runs compared ran on different library versions, devices or CPU thread counts" in (out["verdict"])
+    )
 
 
 def test_compare_warns_when_the_sides_ran_on_other_library_versions(tmp_path, capsys):
@@ -375,13 +402,17 @@ def test_compare_warns_when_the_sides_ran_on_other_library_versions(tmp_path, ca
     out = run_compare(tmp_path, "--a", "a", "--b", "b", "--bootstrap", "100", capsys=capsys)
     assert out["versions_differ"] == {"d1": "torch 2.14.1 (a), 2.13.0 (b)"}, out["versions_differ"]
     assert out["per_dataset"]["d2"]["versions_differ"] is None
-    assert "CAUTION: the runs compared ran on different library versions on 1 dataset(s) (d1)" in out["verdict"]
+    assert (
+        "CAUTION: the runs compared ran on different library versions, devices or CPU thread counts on 1 dataset(s) (d1)"
+        in out["verdict"]
+    )
     compare.main([str(tmp_path), *FAST, "--a", "a", "--b", "b", "--bootstrap", "100"])
     err = capsys.readouterr().err
     [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert warning.startswith("warning: d1: the runs compared ran on different library versions (torch 2.14.1 (a)")
+    setup = "library versions, devices or CPU thread counts"
+    assert warning.startswith(f"warning: d1: the runs compared ran on different {setup} (torch 2.14.1 (a)")
     md = (tmp_path / "compare_a_vs_b.md").read_text()
-    assert "**Warning:** on d1 the runs compared ran on different library versions: torch 2.14.1 (a), 2.13.0 (b)." in md
+    assert f"**Warning:** on d1 the runs compared ran on different {setup}: torch 2.14.1 (a), 2.13.0 (b)." in md
     with open(tmp_path / "compare_a_vs_b.csv") as handle:
         rows = {r["dataset"]: r["versions_differ"] for r in csv.DictReader(handle)}
     assert rows == {"d1": "torch 2.14.1 (a), 2.13.0 (b)", "d2": ""}
