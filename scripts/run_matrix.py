@@ -1064,6 +1064,24 @@ def submit(
     return jobs
 
 
+def stopped_following(jobs: list[Any], root: Path, cluster: str) -> None:
+    """Say, after a Ctrl-C during --wait, that only the following stopped, and how to see the runs through."""
+    first = jobs[0].job_id.split("_")[0]
+    if cluster == "slurm":
+        where = f"the {len(jobs)} submitted run(s) keep running under Slurm (job {first})"
+    else:  # submitit's local jobs are children of this terminal's session: its Ctrl-C reaches them too
+        where = (
+            f"submitit's local job(s) {first} keep running unless the Ctrl-C reached them too (a terminal's does: "
+            "their runs stop at a checkpoint, and the same command resumes them)"
+        )
+    # Not "the same command": it would submit the runs still waiting in the queue a second time.
+    print(
+        f"interrupted: stopped following the jobs; {where}. Their state: the same command with --status in place of "
+        f"--wait; the table once they have ended: python {REPO / 'scripts' / 'report.py'} {root}",
+        flush=True,
+    )
+
+
 def job_records(root: Path) -> dict[str, dict[str, Any]]:
     """The submitted jobs recorded beside the plan, by run folder (empty when none were)."""
     path = root / JOBS
@@ -1160,7 +1178,11 @@ def main(argv: list[str] | None = None) -> int:
                     job.result()
         if not (jobs and (args.wait or args.slurm_cluster == "debug")):
             return 0
-        failed = follow(runs, root, jobs).get("failed", 0)
+        try:
+            failed = follow(runs, root, jobs).get("failed", 0)
+        except KeyboardInterrupt:
+            stopped_following(jobs, root, args.slurm_cluster)
+            raise SystemExit(130) from None  # as a shell reports a command stopped by SIGINT
         print(f"table: python {REPO / 'scripts' / 'report.py'} {root}")
         return failed
     if local:

@@ -211,6 +211,43 @@ train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 2, 
     assert_same_run(ref_run, run, tmp_path / "ref.pt", tmp_path / "run.pt")
 
 
+def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_collect_them(tiny_bert, tmp_path, capsys):
+    """A Ctrl-C during --wait stops the following only: one line says the submitted jobs keep running and how to see
+    them through (--status, then report.py), with exit code 130, instead of a KeyboardInterrupt traceback."""
+    out, started = tmp_path / "matrix", tmp_path / "started"
+    trainer = tmp_path / "trainer.py"  # stands in for the launcher: trains nothing, for as long as the test needs
+    trainer.write_text("import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(300)\n")
+    driver = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--datasets", str(SHARED_DATA / "sst2")]
+    driver += ["--models", str(tiny_bert), "--output_dir", str(out), "--executor", "slurm", "--slurm_cluster", "local"]
+    driver += ["--wait", "--launcher", f"{sys.executable} {trainer} {started}"]
+    log = tmp_path / "driver.log"  # not a pipe: the job, a child of the driver, would hold it open
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(driver, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (started.is_file() and started.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert started.is_file(), log.read_text()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        printed = log.read_text()
+        assert proc.returncode == 130, printed
+        assert "Traceback" not in printed and "KeyboardInterrupt" not in printed, printed
+        last = printed.strip().splitlines()[-1]
+        assert last.startswith("interrupted: stopped following the jobs; submitit's local job(s) "), last
+        assert "the same command with --status in place of --wait" in last and f"report.py {out}" in last
+        os.kill(int(started.read_text()), 0)  # the job was not stopped: its trainer still runs
+    finally:
+        proc.kill()
+        if started.is_file() and started.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(started.read_text()), signal.SIGKILL)  # the job then ends as a failed run
+    # Under Slurm the jobs run elsewhere: they keep running whatever reached this process.
+    job = type("Job", (), {"job_id": "4242_0"})()
+    run_matrix.stopped_following([job, job], out, "slurm")
+    assert "the 2 submitted run(s) keep running under Slurm (job 4242). Their state:" in capsys.readouterr().out
+
+
 def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_log(tiny_bert, tmp_path):
     """A task that breaks before the trainer reports anything (here: a launcher that does not exist) leaves no
     failed.json; --status still calls the run failed, from submitit's result file, and shows the job's log."""
