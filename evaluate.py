@@ -1035,6 +1035,10 @@ def report_reproduction(run_dir: Path, split: str, tag: str, metrics: dict[str, 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI entry point: evaluate a split (metrics, predictions, confusion matrix) or predict an unlabeled file."""
     cfg: EvalConfig = parse_config(argv, EvalConfig)
+    # Before the first line is logged (run_folder's): with no handler yet it would be lost, and after a train.main()
+    # in this process it would go to that run's train.log. The launcher's rank until the Accelerator exists (it needs
+    # the run's precision; a state made before it would take the launch for one process).
+    setup_logging(None, os.environ.get("RANK", "0") == "0")
     run_dir = run_folder(cfg)
     run = load_run_config(run_dir)
     train_cfg = TrainConfig(**run["user_config"])

@@ -227,7 +227,11 @@ def setup_logging(log_file: Path | None = None, is_main_process: bool = True) ->
     """Log to the console and to ``log_file`` if given, from the main process only. Lines logged before a file is
     given are held and written first into it, so a run's train.log starts where its console output does."""
     held = [r for h in logger.handlers if isinstance(h, logging.handlers.MemoryHandler) for r in h.buffer]
-    logger.handlers.clear()
+    for handler in list(logger.handlers):
+        # Closed, not only dropped: main() run again in one process (a notebook, the tests) would keep the previous
+        # run's train.log open, one more file handle each time.
+        logger.removeHandler(handler)
+        handler.close()
     logger.propagate = False
     logger.setLevel(logging.INFO)
     if not is_main_process:

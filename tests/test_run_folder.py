@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -203,6 +205,35 @@ def test_evaluate_says_whether_its_scores_reproduce_the_run_s_recorded_ones(fini
     assert "results.json" not in capsys.readouterr().err
     evaluate.main(["--split", "test", "--run_dir", str(finished_run), "--max_samples", "50"])
     assert "test macro_f1 and loss reproduce results.json exactly" in capsys.readouterr().err
+
+
+def open_files(path: Path) -> int:
+    """How many file descriptors of this process point at ``path``."""
+    return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path.resolve()) for fd in os.listdir("/proc/self/fd"))
+
+
+def test_evaluate_after_train_in_one_process_logs_to_its_console_only_and_closes_the_run_s_log(finished_run, capsys):
+    """A notebook trains, then scores RUN/best_model: evaluate's first line (the run it reads RUN/best_model as) is on
+    the console, not appended to the train.log train.main left open, which is closed; in a fresh process that line,
+    logged before any handler, was not shown at all."""
+    log = finished_run / "train.log"
+    before = read_log(finished_run)
+    assert open_files(log) == 1  # train.main's handler, kept for an error line after main() (utils.run_cli)
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        evaluate.main(["--split", "validation", "--run_dir", str(finished_run / "best_model")])
+    assert f"is a run's best model: scoring the run {finished_run}" in capsys.readouterr().err
+    assert read_log(finished_run) == before and open_files(log) == 0
+    assert not [w for w in caught if "train.log" in str(w.message)]  # closed, not dropped open ("unclosed file")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), "--split", "validation", "--run_dir", finished_run / "best_model"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"INFO --run_dir {finished_run / 'best_model'} is a run's best model: scoring the run" in proc.stderr
 
 
 def test_the_run_records_its_model_by_content_and_its_library_versions_and_evaluate_names_other_ones(
