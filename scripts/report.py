@@ -22,7 +22,7 @@ devices, CPU thread counts or model files (config.json's ``resolved``) get a war
 ``mixed`` column naming them.
 
 The winner of a dataset is the model with the best mean *validation* score by the runs' own metric (macro-F1 by
-default), the number a researcher may select on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
+default; models that tie on it are all winners), the number a researcher may select on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
 validation score survives on test.
 """
 
@@ -501,14 +501,20 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         metrics = {r["metric"] for r in same}
         ranked = [r for r in same if r["val_selected_mean"] is not None]
         sign = -1 if len(metrics) == 1 and METRICS.get(next(iter(metrics))) == "min" else 1
-        best = max(ranked, key=lambda r: sign * r["val_selected_mean"], default=None) if len(metrics) == 1 else None
+        top = max((sign * r["val_selected_mean"] for r in ranked), default=None) if len(metrics) == 1 else None
+        # Models that tie on the best mean (two that predict alike, a score on few validation rows) are all bold:
+        # picking one would crown whichever sorts first. (The means' last bit may differ with the summing order.)
+        best = [
+            r for r in ranked if top is not None and math.isclose(sign * r["val_selected_mean"], top, abs_tol=1e-12)
+        ]
         for r in same:
-            r["winner"] = r is best
+            r["winner"] = any(r is b for b in best)
         seeds = {r["model"]: json.loads(r["seed_list"]) for r in ranked}
-        if best is not None and len({tuple(v) for v in seeds.values()}) > 1:
+        if best and len({tuple(v) for v in seeds.values()}) > 1:
             # A mean over seeds 1-3 against one over seed 1 alone (the others failed, or not run yet): the bold may
             # rest on a lucky seed. Said, not hidden: the table documents every run; compare.py pairs seeds.
-            best["winner_seeds_differ"] = True
+            for r in best:
+                r["winner_seeds_differ"] = True
             listed = "; ".join(f"{m}: {', '.join(map(str, v))}" for m, v in sorted(seeds.items()))
             print(
                 f"warning: {dataset}: the models ran different seeds ({listed}); the bold winner compares means "
@@ -565,7 +571,7 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation score on "
-        "that dataset by the runs' own --metric_for_best_model (selected on validation, not on test). Gap: mean validation minus mean test macro-F1.\n"
+        "that dataset by the runs' own --metric_for_best_model (selected on validation, not on test; every model that ties on it). Gap: mean validation minus mean test macro-F1.\n"
     )
     if any(r.get("winner_seeds_differ") for r in rows):
         note += (

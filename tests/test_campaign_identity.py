@@ -468,6 +468,26 @@ def test_the_validation_test_agreement_counts_each_seed_once(tmp_path, capsys):
     assert out["per_dataset"]["d1"]["val_test_tau"] == pytest.approx(1.0)
 
 
+def test_models_that_tie_on_the_best_validation_mean_are_all_bold(tmp_path):
+    """alpha and beta both average 0.85 on validation (0.8 and 0.9, 0.85 twice: means that differ in their last bit);
+    crowning the one that sorts first would call it better. Both are bold, and winners in results.csv; gamma is not."""
+    gold = balanced_gold(40)
+    for seed, (a, b, c) in ((1, (0.8, 0.85, 0.7)), (2, (0.9, 0.85, 0.7))):
+        write_run(tmp_path, "alpha", "org/alpha", seed, gold, with_errors(gold, 8), val=a)
+        write_run(tmp_path, "beta", "org/beta", seed, gold, with_errors(gold, 4), val=b)
+        write_run(tmp_path, "gamma", "org/gamma", seed, gold, gold, val=c)
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "results.md").read_text()
+    names = {c[1] for line in table.splitlines() if (c := line.strip("| ").split(" | "))[0] == "d1"}
+    assert names == {"**alpha**", "**beta**", "gamma"}, table
+    assert {r["model"]: r["winner"] for r in report_rows(tmp_path)} == {
+        "alpha": "True",
+        "beta": "True",
+        "gamma": "False",
+    }
+
+
 def test_a_winner_over_models_of_other_seeds_is_marked(tmp_path):
     """lucky ran seed 1 only (its failed seeds 2 and 3 left out), steady seeds 1-3; on seed 1 steady scored as high.
     A bold winner of one seed's mean against three seeds' is no paired comparison: the table marks it and a warning
