@@ -651,8 +651,8 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         val = [mean_of(paired[(dataset, m)], f"val_{args.metric}") for m in models]
         test = list(scores[i])
         have_val = all(v is not None for v in val)
-        val_winner = models[int(np.argmax(val))] if have_val else None
-        test_winner = models[int(np.argmax(test))]
+        val_winner = sole_best(models, val) if have_val else None
+        test_winner = sole_best(models, test)
         differ = report.environment_differences({m: paired[(dataset, m)] for m in models}, model_files=False)
         per_dataset[dataset] = {
             "versions_differ": "; ".join(differ) or None,
@@ -661,7 +661,7 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
             "val_test_tau": kendall_tau(val, test) if have_val else None,
             "val_winner": val_winner,
             "test_winner": test_winner,
-            "val_winner_loses_on_test": have_val and test[models.index(val_winner)] < max(test),
+            "val_winner_loses_on_test": val_winner is not None and test[models.index(val_winner)] < max(test),
         }
     result: dict[str, Any] = {"models": models, "metric": f"test {args.metric}", "datasets_compared": complete}
     result |= {"datasets_skipped": skipped, "ranking": ranking, "per_dataset": per_dataset}
@@ -685,6 +685,12 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
     result["versions_differ"] = {d: r["versions_differ"] for d, r in per_dataset.items() if r["versions_differ"]}
     result["verdict"] = verdict_all(result, best) + versions_caution(result["versions_differ"])
     return result
+
+
+def sole_best(models: list[str], scores: list[float]) -> str | None:
+    """The model with the highest score, or None when several share it (as A vs B names no winner of a tie)."""
+    at_top = [m for m, score in zip(models, scores, strict=True) if score == max(scores)]
+    return at_top[0] if len(at_top) == 1 else None
 
 
 def run_autorank(
@@ -727,13 +733,18 @@ def verdict_all(result: dict[str, Any], best: str | None) -> str:
     n = len(result["datasets_compared"])
     if best is None or n == 0:
         return "no dataset has runs of every model: nothing to rank"
-    head = f"{best} ranks first (mean rank {result['ranking'][0]['mean_rank']:.2f} of {len(result['models'])} over {n} datasets)"
+    first = result["ranking"][0]["mean_rank"]
+    # Models of one mean rank share it: naming the one sorted first would call it better.
+    tied = [r["model"] for r in result["ranking"] if r["mean_rank"] == first]
+    who = f"{best} ranks first" if len(tied) == 1 else f"{', '.join(tied)} share the first rank"
+    head = f"{who} (mean rank {first:.2f} of {len(result['models'])} over {n} datasets)"
     if result["friedman_p"] is not None:
         head += f"; {result['omnibus']} p = {result['friedman_p']:.3g}"
         if result["critical_difference"] is not None:
             head += f", Nemenyi CD = {result['critical_difference']:.2f}"
     if result["pairwise_vs_best"]:
-        parts = [f"vs {m}: P(better) = {p['p_best_better']:.2f}" for m, p in result["pairwise_vs_best"].items()]
+        side = "vs" if len(tied) == 1 else f"{best} vs"  # of several firsts, the pairs are the first listed's
+        parts = [f"{side} {m}: P(better) = {p['p_best_better']:.2f}" for m, p in result["pairwise_vs_best"].items()]
         head += "; " + ", ".join(parts)
     return head
 
@@ -908,7 +919,7 @@ def all_markdown(result: dict[str, Any]) -> str:
     for dataset, r in result["per_dataset"].items():
         flag = "**val winner loses on test**" if r["val_winner_loses_on_test"] else ""
         lines.append(
-            f"| {dataset} | {num(r['val_test_tau'], 2)} | {r['val_winner'] or '-'} | {r['test_winner']} | {flag} |"
+            f"| {dataset} | {num(r['val_test_tau'], 2)} | {r['val_winner'] or '-'} | {r['test_winner'] or '-'} | {flag} |"
         )
     if result["datasets_skipped"]:
         lines += ["", "## Skipped datasets", ""] + [f"- {d}: {why}" for d, why in result["datasets_skipped"].items()]

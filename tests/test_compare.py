@@ -268,6 +268,28 @@ def test_all_ranks_models_with_friedman_and_a_cd_diagram(tmp_path, capsys):
     assert out["verdict"].startswith("good ranks first")
 
 
+def test_all_names_no_winner_of_a_tie(tmp_path, capsys):
+    """twin and other predict the same labels on both datasets and tie on validation too; third scores worse on test
+    but best on validation of d2. --all names no first model, validation or test winner where the top is shared
+    (taking the model sorted first would call it better), and flags d2's validation winner, which loses on test."""
+    gold = balanced_gold(40)
+    for dataset in ("d1", "d2"):
+        for seed in (1, 2):
+            for model in ("org/twin", "org/other"):
+                write_run(tmp_path, dataset, model, seed, gold, with_errors(gold, 4), val=0.8)
+            write_run(
+                tmp_path, dataset, "org/third", seed, gold, with_errors(gold, 12), val=0.9 if dataset == "d2" else 0.5
+            )
+    out = run_compare(tmp_path, "--all", capsys=capsys)
+    assert out["verdict"].startswith("other, twin share the first rank (mean rank 1.50 of 3 over 2 datasets)"), out
+    assert "other vs twin: P(better) = " in out["verdict"]
+    d1, d2 = out["per_dataset"]["d1"], out["per_dataset"]["d2"]
+    assert (d1["val_winner"], d1["test_winner"], d1["val_winner_loses_on_test"]) == (None, None, False)
+    assert (d2["val_winner"], d2["test_winner"], d2["val_winner_loses_on_test"]) == ("third", None, True)
+    [row] = [line for line in (tmp_path / "compare_all.md").read_text().splitlines() if line.startswith("| d1 |")]
+    assert row.endswith(" | - | - |  |"), row  # neither winner named
+
+
 def test_all_ranks_models_on_the_seeds_every_model_ran(tmp_path, capsys):
     """good beats other on seeds 1 and 2 of both datasets; good's seed 3 (which other never ran, say it failed) is
     poor. --all pairs seeds as A-vs-B does: it ranks on seeds 1 and 2, says seed 3 is left out, and good ranks
