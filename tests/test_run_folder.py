@@ -17,7 +17,7 @@ from transformers import AutoModel
 
 import evaluate
 import train
-from conftest import ACCELERATE_LAUNCH, REPO, sigterm_after_each_checkpoint, tiny_args, write_csv
+from conftest import ACCELERATE_LAUNCH, REPO, free_port, sigterm_after_each_checkpoint, tiny_args, write_csv
 from model import EncoderClassifier
 
 STEPS = ["--max_steps", "6", "--checkpointing_steps", "2", "--eval_steps", "2", "--logging_steps", "1"]
@@ -234,6 +234,27 @@ def test_evaluate_after_train_in_one_process_logs_to_its_console_only_and_closes
     )
     assert proc.returncode == 0, proc.stderr
     assert f"INFO --run_dir {finished_run / 'best_model'} is a run's best model: scoring the run" in proc.stderr
+
+
+def test_evaluate_on_two_processes_prints_each_line_once(finished_run, tmp_path):
+    """Scoring RUN/best_model on two gloo ranks: the lines logged before the Accelerator exists (the run it reads
+    RUN/best_model as) and after it are printed once, by the main process, and the two ranks are one launch (the
+    run's one process is named as the difference), not two processes of one each, both writing the files."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [*ACCELERATE_LAUNCH, "--multi_gpu", "--num_processes", "2", "--main_process_port", free_port()]
+    command = [
+        *launch,
+        str(REPO / "evaluate.py"),
+        "--split",
+        "validation",
+        "--run_dir",
+        str(finished_run / "best_model"),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("is a run's best model: scoring the run") == 1, proc.stderr
+    assert proc.stderr.count("the run evaluated on 1 process(es), this on 2") == 1, proc.stderr
+    assert proc.stdout.count('{"split": "validation"') == 1, proc.stdout
 
 
 def test_the_run_records_its_model_by_content_and_its_library_versions_and_evaluate_names_other_ones(
