@@ -529,6 +529,8 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
                     base is not None and r["test_macro_f1_mean"] is not None and base["test_macro_f1_mean"] is not None
                 )
                 r["delta_test_macro_f1"] = r["test_macro_f1_mean"] - base["test_macro_f1_mean"] if has else None
+                # A mean over seeds 1-3 minus the baseline's over seed 1: no paired difference, marked as the winner is.
+                r["delta_seeds_differ"] = has and r["seed_list"] != base["seed_list"]
     if baseline is not None and not baseline_found:
         if point := next((r for r in rows if r["model"] == baseline and not r["selected"]), None):
             print(
@@ -567,16 +569,17 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         ]
         if baseline:
             delta = r.get("delta_test_macro_f1")
-            cells.append("-" if delta is None else f"{delta:+.4f}")
+            cells.append("-" if delta is None else f"{delta:+.4f}" + (" ‡" if r.get("delta_seeds_differ") else ""))
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation score on "
         "that dataset by the runs' own --metric_for_best_model (selected on validation, not on test; every model that ties on it). Gap: mean validation minus mean test macro-F1.\n"
     )
-    if any(r.get("winner_seeds_differ") for r in rows):
+    if any(r.get("winner_seeds_differ") or r.get("delta_seeds_differ") for r in rows):
         note += (
             "‡ The models of this dataset ran different seeds (results.csv's `seed_list`): the winner's mean is over "
-            "other seeds than its rivals'; `scripts/compare.py` pairs seeds.\n"
+            "other seeds than its rivals', a Δ's over other seeds than the baseline's; `scripts/compare.py` pairs "
+            "seeds.\n"
         )
     if any(r["mixed"] for r in rows):
         note += (

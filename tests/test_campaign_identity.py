@@ -512,3 +512,11 @@ def test_a_winner_over_models_of_other_seeds_is_marked(tmp_path):
     assert "‡ The models of this dataset ran different seeds" in table
     rows = {(r["dataset"], r["model"]): r for r in report_rows(tmp_path)}
     assert rows["d1", "steady"]["seed_list"] == "[1, 2, 3]"
+    # Against a baseline, lucky's Δ on d1 (seed 1 minus steady's seeds 1-3) is marked too; d2's (seeds 1, 2 both) not.
+    proc = script("report.py", tmp_path, "--no_plots", "--baseline", "steady")
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "results.md").read_text()
+    cells = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith("| d")]
+    deltas = {c[0]: c[-1] for c in cells if c[1].startswith("**lucky**")}
+    assert deltas == {"d1": "+0.1000 ‡", "d2": "+0.0000"}, table
+    assert "a Δ's over other seeds than the baseline's" in table
