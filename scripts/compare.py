@@ -157,11 +157,6 @@ def pick_model(name: str, runs: list[dict[str, Any]], flag: str) -> str:
     return report.pick_model(name, models, flag)
 
 
-def grid_text(grid: dict[str, Any]) -> str:
-    """A grid point as ``k=v, k=v`` (``-`` without a grid)."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(grid.items())) or "-"
-
-
 def mean_of(records: list[dict[str, Any]], key: str) -> float | None:
     """Mean of ``key`` over the records that have it."""
     values = [r[key] for r in records if r.get(key) is not None]
@@ -411,6 +406,11 @@ def compare_dataset(
     }
     if out["unpaired_seeds"]:
         out["notes"].append(f"seeds {out['unpaired_seeds']} have a test score on one side only: left out")
+    for side, point in ((args.a, point_a), (args.b, point_b)):
+        if point.get("seeds_differ"):
+            out["notes"].append(
+                f"{side}'s grid point was selected among points that ran different seeds ({point['seeds_differ']})"
+            )
     # Library versions change kernels, tokenizers and defaults, a device or thread count the kernels and the dropout
     # stream: a Δ between runs on other set-ups may be theirs.
     differ = report.environment_differences({args.a: runs_a, args.b: runs_b}, model_files=False)
@@ -842,7 +842,7 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     lines += ["|---|---|---|---|---|---|---|"]
     for dataset, r in result["per_dataset"].items():
         lines.append(
-            f"| {dataset} | {grid_text(r['a_grid'])} | {grid_text(r['b_grid'])} | {num(r['a_val_test_drop'], signed=True)} "
+            f"| {dataset} | {report.grid_text(r['a_grid'])} | {report.grid_text(r['b_grid'])} | {num(r['a_val_test_drop'], signed=True)} "
             f"| {num(r['b_val_test_drop'], signed=True)} | {r['val_winner'] or '-'} | {r['test_winner'] or '-'} |"
         )
     advice = [(d, r["seeds_needed"]) for d, r in result["per_dataset"].items() if r["seeds_needed"] is not None]
@@ -863,7 +863,7 @@ def pair_csv(result: dict[str, Any], path: Path) -> None:
     for dataset, r in result["per_dataset"].items():
         row = {"dataset": dataset} | {k: r.get(k) for k in PAIR_COLUMNS[1:]}
         row["seeds"] = len(r["seeds"])
-        row["a_grid"], row["b_grid"] = grid_text(r["a_grid"]), grid_text(r["b_grid"])
+        row["a_grid"], row["b_grid"] = report.grid_text(r["a_grid"]), report.grid_text(r["b_grid"])
         rows.append(row)
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=PAIR_COLUMNS)

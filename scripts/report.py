@@ -249,7 +249,24 @@ def select_grid_points(runs: list[dict[str, Any]], warn: bool = False) -> dict[t
         best, runner_up = scored[0], scored[1] if len(scored) > 1 else None
         margin = sign * (best["score"] - runner_up["score"]) if runner_up else None
         chosen[pair] = best | {"metric": metric, "runner_up": runner_up, "margin": margin}
+        # A point's mean over seed 1 alone (its other seeds failed, or are still to run) against another's over seeds
+        # 1-3: the choice may rest on a lucky seed. Said, as for the winner of a dataset.
+        seeds = {grid_text(p["grid"]): sorted(m["seed"] for m in p["runs"]) for p in scored}
+        if len({tuple(v) for v in seeds.values()}) > 1:
+            chosen[pair]["seeds_differ"] = "; ".join(f"{g}: {', '.join(map(str, v))}" for g, v in sorted(seeds.items()))
+            if warn:
+                print(
+                    f"warning: {pair[0]} / {pair[1]}: its grid points ran different seeds "
+                    f"({chosen[pair]['seeds_differ']}); the point selected on validation compares means over different "
+                    "seeds: run the missing seeds to compare them alike.",
+                    file=sys.stderr,
+                )
     return chosen
+
+
+def grid_text(grid: dict[str, Any]) -> str:
+    """A grid point as ``k=v, k=v`` (``-`` without a grid)."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(grid.items())) or "-"
 
 
 def name_runs(runs: list[dict[str, Any]]) -> None:
@@ -599,9 +616,10 @@ def selection_markdown(runs: list[dict[str, Any]]) -> str:
         margin = (
             "the only point" if best["margin"] is None else f"{best['margin']:.4f} over {best['runner_up']['grid']}"
         )
+        differ = f"; ‡ the points ran different seeds: {best['seeds_differ']}" if best.get("seeds_differ") else ""
         lines.append(
             f"- {dataset} / {model}: {best['grid']} (mean validation {best['metric']} {best['score']:.4f} over "
-            f"{len(best['runs'])} seeds; margin {margin})"
+            f"{len(best['runs'])} seeds; margin {margin}{differ})"
         )
     if not lines:
         return ""

@@ -488,6 +488,49 @@ def test_models_that_tie_on_the_best_validation_mean_are_all_bold(tmp_path):
     }
 
 
+def test_a_grid_point_selected_over_points_of_other_seeds_is_said(tmp_path, capsys):
+    """enc's learning rate 1e-3 ran seed 1 only (its other seeds failed), 1e-5 seeds 1-3: 1e-3 is selected on one
+    lucky seed's validation score against three seeds' mean. The selection still stands (validation chose it), but a
+    warning, the selection line and compare's notes say the points ran different seeds; base's points ran alike."""
+    gold = balanced_gold(40)
+    write_run(tmp_path, "enc/lr3", "org/enc", 1, gold, with_errors(gold, 6), val=0.95, grid={"learning_rate": 1e-3})
+    for seed, val in ((1, 0.90), (2, 0.85), (3, 0.88)):
+        write_run(
+            tmp_path, "enc/lr5", "org/enc", seed, gold, with_errors(gold, 2), val=val, grid={"learning_rate": 1e-5}
+        )
+    for seed in (1, 2, 3):
+        for lr, val in ((1e-3, 0.8), (1e-5, 0.7)):
+            write_run(
+                tmp_path,
+                f"base/{lr}",
+                "org/base",
+                seed,
+                gold,
+                with_errors(gold, 4),
+                val=val,
+                grid={"learning_rate": lr},
+            )
+    proc = script("report.py", tmp_path, "--no_plots")
+    assert proc.returncode == 0, proc.stderr
+    differ = "learning_rate=0.001: 1; learning_rate=1e-05: 1, 2, 3"
+    warnings = [line for line in proc.stderr.splitlines() if "grid points ran different seeds" in line]
+    assert warnings == [
+        f"warning: d1 / enc: its grid points ran different seeds ({differ}); the point selected on "
+        "validation compares means over different seeds: run the missing seeds to compare them alike."
+    ]
+    table = (tmp_path / "results.md").read_text()
+    [line] = [line for line in table.splitlines() if line.startswith("- d1 / enc: ")]
+    assert line.startswith("- d1 / enc: {'learning_rate': 0.001}") and line.endswith(
+        f"‡ the points ran different seeds: {differ})"
+    )
+    assert "ran different seeds" not in next(line for line in table.splitlines() if line.startswith("- d1 / base: "))
+    out = run_compare(tmp_path, "--a", "enc", "--b", "base", "--bootstrap", "100", capsys=capsys)
+    assert (
+        f"enc's grid point was selected among points that ran different seeds ({differ})"
+        in out["per_dataset"]["d1"]["notes"]
+    )
+
+
 def test_a_winner_over_models_of_other_seeds_is_marked(tmp_path):
     """lucky ran seed 1 only (its failed seeds 2 and 3 left out), steady seeds 1-3; on seed 1 steady scored as high.
     A bold winner of one seed's mean against three seeds' is no paired comparison: the table marks it and a warning
