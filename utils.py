@@ -228,8 +228,8 @@ def setup_logging(log_file: Path | None = None, is_main_process: bool = True) ->
     given are held and written first into it, so a run's train.log starts where its console output does."""
     held = [r for h in logger.handlers if isinstance(h, logging.handlers.MemoryHandler) for r in h.buffer]
     for handler in list(logger.handlers):
-        # Closed, not only dropped: main() run again in one process (a notebook, the tests) would keep the previous
-        # run's train.log open, one more file handle each time.
+        # Closed, not only dropped: main() run again in one process (a notebook, the tests) would leave the previous
+        # run's train.log open until the garbage collector found it (an "unclosed file" ResourceWarning).
         logger.removeHandler(handler)
         handler.close()
     logger.propagate = False
