@@ -308,13 +308,15 @@ def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]
             raise UsageError(
                 f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that folder."
             )
-        return {split: load_files(paths) for split, paths in files.items()}, _labels_json(path)
+        splits = {split: load_files(paths) for split, paths in files.items()}
+        return splits, _labels_json(path) or _class_label_names(splits["train"])
     if path.is_file():
         if path.suffix.lower() not in FORMATS:
             raise UsageError(
                 f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}."
             )
-        return {"train": load_files([path])}, _labels_json(path.parent)
+        train = load_files([path])
+        return {"train": train}, _labels_json(path.parent) or _class_label_names(train)
     if path.suffix.lower() in FORMATS or missing_local_path(dataset):
         raise UsageError(f"--dataset {dataset}: no such file or folder.")
     return _load_hub(dataset)
@@ -366,12 +368,17 @@ def _named_splits(loaded: Any, dataset: str) -> tuple[dict[str, Any], dict[str, 
             splits[split] = loaded[present[0]]
     if "train" not in splits:
         raise UsageError(f"--dataset {dataset}: it has no train split (splits: {', '.join(loaded)}).")
-    features = splits["train"].features
-    return splits, {name: ClassLabelNames(f.names) for name, f in features.items() if hasattr(f, "names")}
+    return splits, _class_label_names(splits["train"])
 
 
 class ClassLabelNames(list):
     """Label names from a ``ClassLabel`` feature: the column holds their ids by definition, whatever the names."""
+
+
+def _class_label_names(train: Any) -> dict[str, list[str]]:
+    """The label names of the train split's ``ClassLabel`` columns (a parquet file written by ``datasets`` keeps
+    them in its schema, as a saved ``DatasetDict`` does), per column."""
+    return {name: ClassLabelNames(f.names) for name, f in train.features.items() if hasattr(f, "names")}
 
 
 # ----------------------------------------------------------------------------------------------------------------

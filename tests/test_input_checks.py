@@ -330,6 +330,25 @@ def test_a_folder_saved_by_datasets_is_read_with_its_class_names(tmp_path):
         load_splits(TrainConfig(dataset=str(tmp_path / "both")))
 
 
+def test_parquet_files_written_by_datasets_keep_their_class_names(tmp_path):
+    """A parquet folder or file that ``Dataset.to_parquet`` wrote holds its ClassLabel in the schema: the classes are
+    its names (not "0", "1", ...), its column holds ids whatever the names, and labels.json beside it still wins."""
+    import datasets
+
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["3", "1", "2"])}
+    )
+    rows = [{"text": f"row {i}", "label": 1 + i % 2} for i in range(8)]  # ids 1 and 2 only: the names "1" and "2"
+    for split in ("train", "validation"):
+        datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["3", "1", "2"]
+    assert data.splits["validation"]["label"] == [1 + i % 2 for i in range(8)]
+    assert load_splits(TrainConfig(dataset=str(tmp_path / "train.parquet"))).label_names == ["3", "1", "2"]
+    (tmp_path / "labels.json").write_text(json.dumps({"label": ["a", "b", "c"]}))
+    assert load_splits(TrainConfig(dataset=str(tmp_path))).label_names == ["a", "b", "c"]
+
+
 def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
     """Only the names of the label column in use must be distinct: a mapping such as trec's fine_to_coarse repeats
     ids by design."""
