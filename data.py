@@ -44,8 +44,9 @@ SPLIT_ALIASES = {
 }
 # The version of how files become rows, recorded with each run: a reader that changed (version 2: tsv read without
 # csv quoting, "eval" as validation, unlabeled splits left out; version 3: integer id lists in csv cells read as ids,
-# empty-string labels as missing) can give other rows from the same files, and evaluate.py must not blame the data.
-DATA_READER = 3
+# empty-string labels as missing; version 4: a class of one row kept for training by the validation carve, and the
+# ClassLabel names of parquet files) can give other rows from the same files, and evaluate.py must not blame the data.
+DATA_READER = 4
 SOURCE_ROW = "__row__"  # a split's column: each row's place in its file (reported as idx); a name no user column takes
 # Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
 MIN_VALIDATION_ROWS = 10
@@ -517,11 +518,15 @@ def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, col
         )
 
 
-def carve_validation(train: Any, strata: list[Any], ratio: float, seed: int) -> tuple[Any, Any, str]:
-    """Split a stratified validation set off train (plain random split when a class has fewer than 2 rows)."""
+def carve_validation(
+    train: Any, strata: list[Any], ratio: float, seed: int, classes: bool = True
+) -> tuple[Any, Any, str]:
+    """Split a stratified validation set off train (plain random split when the classes are too small to stratify).
+    ``classes``: the strata are classes, so a class of one row keeps it for training (carved off, it would be a
+    validation class that training never shows, and it would stop every other class from being stratified); label
+    sets of multi-label rows are often unique, so those are only stratified where each set has two rows."""
     from sklearn.model_selection import train_test_split
 
-    indices = np.arange(len(train))
     # As scikit-learn rounds: the validation part up, the rest for training; both must keep at least one row.
     held_out = math.ceil(ratio * len(train))
     if not 0 < held_out < len(train):
@@ -530,12 +535,22 @@ def carve_validation(train: Any, strata: list[Any], ratio: float, seed: int) -> 
             f"{'no validation' if held_out == 0 else 'no training'} rows; choose a ratio such as 0.1."
         )
     counts = Counter(strata)
-    ok = min(counts.values()) >= 2 and len(train) * ratio >= len(counts)
-    stratify = strata if ok else None
-    train_idx, val_idx = train_test_split(indices, test_size=ratio, random_state=seed, stratify=stratify)
-    how = "stratified" if stratify is not None else "random (a class has too few rows to stratify)"
+    alone = [i for i, s in enumerate(strata) if counts[s] < 2] if classes else []
+    pool = np.asarray([i for i, s in enumerate(strata) if counts[s] >= 2]) if alone else np.arange(len(train))
+    if len(pool) - held_out < 1:  # too few rows of classes with two or more: carved from every row, as before
+        alone, pool = [], np.arange(len(train))
+    pool_classes = Counter(strata[i] for i in pool)
+    # scikit-learn stratifies only with a row of each class on both sides.
+    least = min(len(pool) * ratio, len(pool) - held_out)
+    ok = min(pool_classes.values()) >= 2 and least >= len(pool_classes)
+    train_idx, val_idx = train_test_split(
+        pool, test_size=held_out, random_state=seed, stratify=[strata[i] for i in pool] if ok else None
+    )
+    how = "stratified" if ok else "random (a class has too few rows to stratify)"
+    if alone:
+        how += f"; {len(alone)} row{'s' * (len(alone) > 1)} of classes with one row kept for training"
     note = f"no validation split: carved {len(val_idx)} of {len(train)} train rows as validation ({how}, seed {seed})"
-    return train.select(sorted(train_idx)), train.select(sorted(val_idx)), note
+    return train.select(sorted([*train_idx, *alone])), train.select(sorted(val_idx)), note
 
 
 @dataclass
@@ -1000,7 +1015,8 @@ def load_splits(cfg: TrainConfig) -> SplitData:
             else row
             for row in labels
         ]
-        train, val, note = carve_validation(splits["train"], strata, cfg.validation_split_ratio, cfg.seed)
+        classes = spec.problem_type != "multi_label_classification"
+        train, val, note = carve_validation(splits["train"], strata, cfg.validation_split_ratio, cfg.seed, classes)
         splits["train"], splits["validation"] = (
             train,
             val.remove_columns([c for c in ("teacher",) if c in val.column_names]),

@@ -308,3 +308,19 @@ def test_texts_of_validation_and_test_found_in_train_are_counted_and_said(tiny_b
         "validation": 5,
         "test": 11,
     }
+
+
+def test_a_class_of_one_row_stays_in_train_when_validation_is_carved(tmp_path):
+    """A class with a single row cannot be on both sides of the carve: it stays for training (a validation class the
+    model never trained on, on some seeds, otherwise) and the other classes are still stratified."""
+    rows = [(f"common row {i}", ["a", "b"][i % 2]) for i in range(20)] + [("the only rare row", "rare")]
+    data_file = write_csv(tmp_path / "reviews.csv", rows)
+    for seed in range(4):
+        data = load_splits(TrainConfig(dataset=str(data_file), validation_split_ratio=0.5, seed=seed))
+        assert "the only rare row" in data.splits["train"]["text"][:]
+        held = data.splits["validation"]["label"][:]
+        assert len(held) == 11 and {held.count(0), held.count(1)} == {5, 6}  # stratified: a 10, b 10 (rare 1)
+        assert (
+            f"no validation split: carved 11 of 21 train rows as validation (stratified; 1 row of classes with one row "
+            f"kept for training, seed {seed})" in data.notes
+        )
