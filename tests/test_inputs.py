@@ -324,3 +324,12 @@ def test_a_class_of_one_row_stays_in_train_when_validation_is_carved(tmp_path):
             f"no validation split: carved 11 of 21 train rows as validation (stratified; 1 row of classes with one row "
             f"kept for training, seed {seed})" in data.notes
         )
+
+
+def test_a_carve_that_leaves_fewer_training_rows_than_classes_is_random_not_a_traceback(tmp_path):
+    """A large --validation_split_ratio may leave too few training rows to hold every class: scikit-learn cannot
+    stratify that, so the carve is random and the log says so (the run warns of its one-class train split)."""
+    data_file = write_csv(tmp_path / "three.csv", [(f"row {i}", "abc"[i % 3]) for i in range(21)])
+    data = load_splits(TrainConfig(dataset=str(data_file), validation_split_ratio=0.95))
+    assert len(data.splits["train"]) == 1 and len(data.splits["validation"]) == 20
+    assert any("random (a class has too few rows to stratify)" in note for note in data.notes)
