@@ -44,8 +44,9 @@ SPLIT_ALIASES = {
 }
 # The version of how files become rows, recorded with each run: a reader that changed (version 2: tsv read without
 # csv quoting, "eval" as validation, unlabeled splits left out; version 3: integer id lists in csv cells read as ids,
-# empty-string labels as missing; version 4: a class of one row kept for training by the validation carve, and the
-# ClassLabel names of parquet files) can give other rows from the same files, and evaluate.py must not blame the data.
+# empty-string labels as missing; version 4: a class of one row kept for training by the validation carve, the
+# ClassLabel names of parquet files, and each split's ClassLabel ids read through its own names) can give other rows
+# from the same files, and evaluate.py must not blame the data.
 DATA_READER = 4
 SOURCE_ROW = "__row__"  # a split's column: each row's place in its file (reported as idx); a name no user column takes
 # Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
@@ -299,7 +300,46 @@ def _labels_json(folder: Path) -> dict[str, list[str]]:
 
 def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The available splits of ``dataset`` as ``datasets.Dataset`` objects, and the label names the source gives
-    per column (``labels.json`` or ``ClassLabel`` features; key "" for a plain list)."""
+    per column (``labels.json`` or ``ClassLabel`` features; key "" for a plain list). A split whose ``ClassLabel``
+    numbers the classes otherwise than train's holds train's ids for them."""
+    splits, names = _load_raw_splits(dataset)
+    return _align_class_labels(splits), names
+
+
+def _align_class_labels(splits: dict[str, Any]) -> dict[str, Any]:
+    """Each split's ``ClassLabel`` ids re-expressed as train's ids for the same names: splits encoded one at a time
+    (``class_encode_column`` on each, which numbers the classes that split holds) give one id other classes, and
+    read by id every row would be scored against another class. A used id whose name train's feature lacks is an
+    error."""
+    import datasets
+
+    train = _class_label_names(splits["train"])
+    for split, ds in splits.items():
+        for column, names in _class_label_names(ds).items():
+            if split == "train" or column not in train or list(names) == list(train[column]):
+                continue
+            used = {v for v in column_values(ds, column) if v is not None and v >= 0}  # -1: no label (GLUE's test)
+            if unknown := sorted({names[v] for v in used} - set(train[column])):
+                raise UsageError(
+                    f"the {split} split's {column!r} holds classes that train's ClassLabel does not name: "
+                    f"{', '.join(map(repr, unknown[:5]))} (train's: {', '.join(train[column][:8])}); add examples of "
+                    "them to train or remove those rows."
+                )
+            to_train = [train[column].index(name) if name in train[column] else -1 for name in names]
+            features = ds.features.copy()
+            features[column] = datasets.ClassLabel(names=list(train[column]))
+            ds = ds.map(
+                lambda batch, c=column, m=to_train: {c: [m[v] if v is not None and v >= 0 else v for v in batch[c]]},
+                batched=True,
+                features=features,
+                desc=f"{split} {column!r} as train's class ids",
+            )
+        splits[split] = ds
+    return splits
+
+
+def _load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The splits and label names of ``dataset`` as its source holds them (see load_raw_splits)."""
     path = Path(dataset).expanduser()
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         return _load_saved(path)

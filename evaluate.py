@@ -736,8 +736,8 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
                 raise UsageError(
                     f"the {cfg.split} split of {dataset} reads as other rows than this run recorded, and the run was "
                     f"trained by an older data reader (version {reader}, now {DATA_READER}: tsv quoting, eval files, "
-                    "unlabeled splits, csv id lists, empty labels, one-row classes in the carve): score it with the "
-                    "version that trained it, or train it again."
+                    "unlabeled splits, csv id lists, empty labels, one-row classes in the carve, ClassLabel ids): score "
+                    "it with the version that trained it, or train it again."
                 )
             raise UsageError(
                 f"the {cfg.split} split of {dataset} is not the one this run recorded (its rows or labels changed "

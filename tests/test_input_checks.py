@@ -349,6 +349,32 @@ def test_parquet_files_written_by_datasets_keep_their_class_names(tmp_path):
     assert load_splits(TrainConfig(dataset=str(tmp_path))).label_names == ["a", "b", "c"]
 
 
+def test_splits_whose_class_labels_number_the_classes_otherwise_are_read_by_name(tmp_path):
+    """Splits encoded one at a time (``class_encode_column`` numbers the classes each split holds) give one id other
+    classes: each split's ids are read through its own names, so every row keeps its class; a class train's
+    ClassLabel lacks is refused."""
+    import datasets
+
+    def encoded(labels: list[str]) -> datasets.Dataset:
+        rows = {"text": [f"row {i} {label}" for i, label in enumerate(labels)], "label": labels}
+        return datasets.Dataset.from_dict(rows).class_encode_column("label")
+
+    train = encoded(["anger", "fear", "joy"] * 4)  # anger 0, fear 1, joy 2
+    test = encoded(["joy", "fear", "joy"])  # fear 0, joy 1
+    train.to_parquet(str(tmp_path / "train.parquet"))
+    test.to_parquet(str(tmp_path / "test.parquet"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["anger", "fear", "joy"]
+    assert data.splits["test"]["label"][:] == [2, 1, 2]
+    datasets.DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "saved"))
+    assert load_splits(TrainConfig(dataset=str(tmp_path / "saved"))).splits["test"]["label"][:] == [2, 1, 2]
+    encoded(["joy", "surprise"]).to_parquet(str(tmp_path / "test.parquet"))
+    with pytest.raises(
+        UsageError, match="the test split's 'label' holds classes that train's ClassLabel does not name"
+    ):
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+
+
 def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
     """Only the names of the label column in use must be distinct: a mapping such as trec's fine_to_coarse repeats
     ids by design."""
