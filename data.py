@@ -318,7 +318,10 @@ def _align_class_labels(splits: dict[str, Any]) -> dict[str, Any]:
         for column, names in _class_label_names(ds).items():
             if split == "train" or column not in train or list(names) == list(train[column]):
                 continue
-            used = {v for v in column_values(ds, column) if v is not None and v >= 0}  # -1: no label (GLUE's test)
+            values = column_values(ds, column)
+            listed = not hasattr(ds.features[column], "names")  # a list of ClassLabel ids per row
+            flat = [x for v in values for x in (v or [])] if listed else values
+            used = {v for v in flat if v is not None and v >= 0}  # -1: no label (GLUE's hidden test labels)
             if unknown := sorted({names[v] for v in used} - set(train[column])):
                 raise UsageError(
                     f"the {split} split's {column!r} holds classes that train's ClassLabel does not name: "
@@ -326,10 +329,18 @@ def _align_class_labels(splits: dict[str, Any]) -> dict[str, Any]:
                     "them to train or remove those rows."
                 )
             to_train = [train[column].index(name) if name in train[column] else -1 for name in names]
+
+            def as_train(v: Any, m: list[int] = to_train) -> Any:
+                """One id in train's numbering (a missing or -1 label stays as it is)."""
+                return m[v] if v is not None and v >= 0 else v
+
             features = ds.features.copy()
-            features[column] = datasets.ClassLabel(names=list(train[column]))
+            aligned = datasets.ClassLabel(names=list(train[column]))
+            features[column] = replace(features[column], feature=aligned) if listed else aligned
             ds = ds.map(
-                lambda batch, c=column, m=to_train: {c: [m[v] if v is not None and v >= 0 else v for v in batch[c]]},
+                lambda batch, c=column, f=as_train, many=listed: {
+                    c: [[f(x) for x in v] if many and v is not None else f(v) for v in batch[c]]
+                },
                 batched=True,
                 features=features,
                 desc=f"{split} {column!r} as train's class ids",
@@ -416,10 +427,20 @@ class ClassLabelNames(list):
     """Label names from a ``ClassLabel`` feature: the column holds their ids by definition, whatever the names."""
 
 
+def _class_label(feature: Any) -> Any:
+    """The ``ClassLabel`` of a column's feature: the feature itself, or the items' of a list column (a multi-label
+    column such as go_emotions' ``labels``); None for any other column."""
+    if hasattr(feature, "names"):
+        return feature
+    item = getattr(feature, "feature", None)
+    return item if hasattr(item, "names") else None
+
+
 def _class_label_names(train: Any) -> dict[str, list[str]]:
     """The label names of the train split's ``ClassLabel`` columns (a parquet file written by ``datasets`` keeps
-    them in its schema, as a saved ``DatasetDict`` does), per column."""
-    return {name: ClassLabelNames(f.names) for name, f in train.features.items() if hasattr(f, "names")}
+    them in its schema, as a saved ``DatasetDict`` does), lists of them included, per column."""
+    found = {name: _class_label(f) for name, f in train.features.items()}
+    return {name: ClassLabelNames(label.names) for name, label in found.items() if label is not None}
 
 
 # ----------------------------------------------------------------------------------------------------------------

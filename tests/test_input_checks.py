@@ -375,6 +375,27 @@ def test_splits_whose_class_labels_number_the_classes_otherwise_are_read_by_name
         load_splits(TrainConfig(dataset=str(tmp_path)))
 
 
+def test_a_list_of_class_labels_is_named_by_its_class_label(tmp_path):
+    """A multi-label column of ClassLabel lists (go_emotions' ``labels``) is named by its feature's names, not "0",
+    "1", ...; a split that numbers them otherwise is read through its own names."""
+    import datasets
+
+    def split(names: list[str], labels: list[list[int]]) -> datasets.Dataset:
+        features = datasets.Features(
+            {"text": datasets.Value("string"), "labels": datasets.Sequence(datasets.ClassLabel(names=names))}
+        )
+        return datasets.Dataset.from_dict(
+            {"text": [f"row {i}" for i in range(len(labels))], "labels": labels}, features
+        )
+
+    train = split(["anger", "joy", "neutral"], [[0], [1, 2], [2], [0, 1]] * 3)
+    validation = split(["joy", "neutral"], [[0], [0, 1], []])
+    datasets.DatasetDict({"train": train, "validation": validation}).save_to_disk(str(tmp_path / "saved"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path / "saved"), label_column="labels"))
+    assert data.label_names == ["anger", "joy", "neutral"]
+    assert data.splits["validation"]["label"][:] == [[0.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+
+
 def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
     """Only the names of the label column in use must be distinct: a mapping such as trec's fine_to_coarse repeats
     ids by design."""
