@@ -1031,6 +1031,17 @@ def _class_coverage(splits: dict[str, Any], spec: LabelSpec, cfg: TrainConfig) -
             f"train has ({', '.join(map(repr, lacking[:5]))}{', ...' if len(lacking) > 5 else ''}): the best state is "
             "chosen without them; give a validation split with every class (or --max_eval_samples over more rows)"
         )
+    for split in ("validation", "test"):
+        # Classes that labels.json or a ClassLabel names while the training rows hold none (a split's own label
+        # unseen in train is refused in _encode unless the names list it): the model cannot learn to predict them.
+        if unseen := [finest[i] for i in sorted(present.get(split, set()) - present["train"])]:
+            limited = f" (--max_train_samples {cfg.max_train_samples})" if cfg.max_train_samples else ""
+            notes.append(
+                f"warning: the {split} split holds {len(unseen)} class{'es' * (len(unseen) > 1)} that the "
+                f"{len(splits['train'])} training rows{limited} never show ({', '.join(map(repr, unseen[:5]))}"
+                f"{', ...' if len(unseen) > 5 else ''}): the model cannot learn to predict "
+                f"{'them' if len(unseen) > 1 else 'it'}, and its {split} scores count {'them' if len(unseen) > 1 else 'it'} as missed"
+            )
     return notes
 
 

@@ -333,3 +333,20 @@ def test_a_carve_that_leaves_fewer_training_rows_than_classes_is_random_not_a_tr
     data = load_splits(TrainConfig(dataset=str(data_file), validation_split_ratio=0.95))
     assert len(data.splits["train"]) == 1 and len(data.splits["validation"]) == 20
     assert any("random (a class has too few rows to stratify)" in note for note in data.notes)
+
+
+def test_an_evaluated_class_that_the_training_rows_never_show_is_warned_of(tmp_path):
+    """labels.json may name classes train lacks (so their rows are not refused): validation and test rows of such a
+    class are warned of, since the model cannot learn to predict them."""
+    folder = tmp_path / "data"
+    write_csv(folder / "train.csv", [(f"row {i}", i % 2) for i in range(12)])
+    write_csv(folder / "validation.csv", [(f"val {i}", i % 2) for i in range(12)])
+    write_csv(folder / "test.csv", [(f"test {i}", i % 3) for i in range(12)])
+    (folder / "labels.json").write_text(json.dumps({"label": ["neg", "pos", "mixed"]}))
+    data = load_splits(TrainConfig(dataset=str(folder)))
+    assert data.label_names == ["neg", "pos", "mixed"]
+    unseen = [note for note in data.notes if "never show" in note]
+    assert unseen == [
+        "warning: the test split holds 1 class that the 12 training rows never show ('mixed'): the model cannot "
+        "learn to predict it, and its test scores count it as missed"
+    ]
