@@ -1294,12 +1294,26 @@ def _one_label_each(values: list[Any], column: str, what: str) -> None:
         )
 
 
+def _named_values(ds: Any, column: str) -> list[Any]:
+    """A column's values, ``ClassLabel`` ids (a parquet file ``datasets`` wrote) as the names the file gives them: its
+    own numbering need not be the model's. A missing or -1 id stays as it is."""
+    values = column_values(ds, column)
+    if (label := _class_label(ds.features[column])) is None:
+        return values
+
+    def name(v: Any) -> Any:
+        """One id as its name."""
+        return label.names[v] if _is_integer(v) and v >= 0 else v
+
+    return [[name(x) for x in v] if isinstance(v, list) else name(v) for v in values]
+
+
 def input_labels(ds: Any, spec: LabelSpec, trained: list[dict[Any, int]] | None = None) -> list[Any]:
     """The gold labels of an --input file's rows (columns ``spec.columns``, the model's label names in
     ``spec.levels``), encoded as training encodes them: an id, a list of level ids or a multi-hot list; None for a row
     without a label. ``trained``: the run's own maps per level (see trained_label_maps), where integer names need
     them. Labels the model was not trained on are refused, naming them."""
-    columns = [column_values(ds, c) for c in spec.columns]
+    columns = [_named_values(ds, c) for c in spec.columns]
     unknown: Counter = Counter()
     maps = [label_name_map(level["labels"], trained[i] if trained else None) for i, level in enumerate(spec.levels)]
     if spec.problem_type != "multi_label_classification":  # one id per level (one level unless a hierarchy)

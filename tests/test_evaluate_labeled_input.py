@@ -247,3 +247,18 @@ def test_a_scored_input_never_writes_over_a_file_it_did_not_write(emotion_run, t
     # Scores evaluate.py wrote there are its to replace: the same command again succeeds.
     again = ["--run_dir", str(out), "--input", str(path), "--output", str(mine / "again.jsonl")]
     assert evaluate.main(again)["num_samples"] == evaluate.main(again)["num_samples"] == 10
+
+
+def test_a_labeled_parquet_with_its_own_class_label_numbering_is_read_by_name(emotion_run, tmp_path):
+    """A parquet file datasets wrote numbers its ClassLabel its own way (here: only the classes it holds, sorted by
+    name); read as the model's ids, every row would be scored against another class."""
+    import datasets
+
+    out, split = emotion_run
+    rows = pd.read_parquet(EMOTION / "test.parquet").head(40)
+    names = json.loads((EMOTION / "labels.json").read_text())["label"]
+    ds = datasets.Dataset.from_dict({"text": list(rows["text"]), "label": [names[i] for i in rows["label"]]})
+    ds = ds.class_encode_column("label")
+    assert ds.features["label"].names != names
+    ds.to_parquet(tmp_path / "encoded.parquet")
+    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "encoded.parquet")]), split)
