@@ -295,7 +295,10 @@ def _labels_json(folder: Path) -> dict[str, list[str]]:
         return {"": [str(x) for x in content]}
     if isinstance(content, dict):
         return {k: [str(x) for x in v] for k, v in content.items() if isinstance(v, list)}
-    return {}
+    raise UsageError(
+        f"{path} holds a {type(content).__name__}, not label names: write a list of names, or "
+        '{"<label column>": [names...]}.'
+    )
 
 
 def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -357,8 +360,13 @@ def _load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]
     if path.is_dir():
         files = _split_files(path)
         if "train" not in files:
+            packed = sorted(
+                p.name for p in path.glob("train*.*") if p.suffix.lower() in {".gz", ".bz2", ".xz", ".zip", ".zst"}
+            )
+            hint = f" ({', '.join(packed)} is compressed: unpack it)" if packed else ""
             raise UsageError(
-                f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that folder."
+                f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that "
+                f"folder{hint}."
             )
         splits = {split: load_files(paths) for split, paths in files.items()}
         return splits, _labels_json(path) or _class_label_names(splits["train"])

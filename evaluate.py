@@ -1013,7 +1013,7 @@ def report_reproduction(run_dir: Path, split: str, tag: str, metrics: dict[str, 
         return  # a split the run did not score, or fewer rows (a subset): not the recorded numbers
     keys = [k for k in dict.fromkeys((results.get("metric", "macro_f1"), "loss")) if k in recorded and k in metrics]
     if not (changed := [k for k in keys if metrics[k] != recorded[k]]):
-        logger.info("%s %s reproduce results.json exactly", split, " and ".join(keys))
+        logger.info("%s %s reproduce%s results.json exactly", split, " and ".join(keys), "" if len(keys) > 1 else "s")
         return
     shown = "; ".join(f"{split} {k} {metrics[k]!r} differs from results.json's {recorded[k]!r}" for k in changed)
     why = (
@@ -1103,6 +1103,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         name = cfg.split
         raw, label_names = load_scored_split(cfg, train_cfg, resolved)
     if label_names is not None and label_names != model_labels:
+        if (reader := resolved.get("data_reader", 1)) != DATA_READER:  # the reading changed, perhaps not the data
+            raise UsageError(
+                f"the data's labels {label_names} differ from the model's {model_labels}, and the run was trained by "
+                f"an older data reader (version {reader}, now {DATA_READER}: ClassLabel names of parquet files are "
+                "now read); score it with the version that trained it, or train it again."
+            )
         raise UsageError(
             f"the data's labels {label_names} differ from the model's {model_labels}; was the dataset changed?"
         )

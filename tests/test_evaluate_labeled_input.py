@@ -262,3 +262,22 @@ def test_a_labeled_parquet_with_its_own_class_label_numbering_is_read_by_name(em
     assert ds.features["label"].names != names
     ds.to_parquet(tmp_path / "encoded.parquet")
     same_scores(evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "encoded.parquet")]), split)
+
+
+def test_label_names_read_otherwise_by_a_newer_reader_say_so(tiny_bert, tmp_path):
+    """A run trained by an older data reader whose labels now read with other names is told that the reader changed
+    (ClassLabel names of parquet files are read since version 4), not only asked whether the data did."""
+    data = tmp_path / "data"
+    rows = [(f"{'great fun' if i % 2 else 'awful bore'} {i}", i % 2) for i in range(24)]
+    for split in ("train", "validation", "test"):
+        write_csv(data / f"{split}.csv", rows)
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--num_train_epochs", "1"))
+    (data / "labels.json").write_text(json.dumps(["neg", "pos"]))
+    with pytest.raises(ValueError, match=r"differ from the model's \['0', '1'\]; was the dataset changed\?"):
+        evaluate.main(["--run_dir", str(out), "--split", "test"])
+    config = json.loads((out / "config.json").read_text())
+    config["resolved"]["data_reader"] = 3
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"trained by an older data reader \(version 3, now 4: ClassLabel names"):
+        evaluate.main(["--run_dir", str(out), "--split", "test"])

@@ -219,6 +219,8 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         ),
         ("dev_and_validation", [], r"holds several validation splits \(validation.jsonl, dev.jsonl\)"),
         ("validation_old", [], r"holds several validation splits \(validation.jsonl, validation_old.jsonl\)"),
+        ("labels_json_string", [], r"labels.json holds a str, not label names: write a list of names"),
+        ("gzipped", [], r"no train file found; .*\(train.jsonl.gz is compressed: unpack it\)"),
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -239,9 +241,15 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         rows = [r | {"text": i} for i, r in enumerate(rows)]
     if case == "duplicate_names":
         (data / "labels.json").write_text(json.dumps({"label": ["a", "a"], "to_group": [0, 0]}))
+    if case == "labels_json_string":  # ignored, the classes would be named by their values without a word
+        (data / "labels.json").write_text(json.dumps("negative, positive"))
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     if case == "semicolons":  # a spreadsheet's export in a locale that separates with ';'
         (data / "train.csv").write_text("text;label\n" + "".join(f"{r['text']};{r['label']}\n" for r in rows))
+    elif case == "gzipped":  # as a dataset is often downloaded
+        import gzip
+
+        (data / "train.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
     elif case == "latin1":  # an export from an old spreadsheet or database
         text = "text,label\n" + "".join(f"café {r['text']},{r['label']}\n" for r in rows)
         (data / "train.csv").write_bytes(text.encode("latin-1"))
