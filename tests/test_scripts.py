@@ -335,15 +335,10 @@ def test_scripts_read_an_older_sentence_transformers_folder_as_train_does(tiny_b
     """A sentence-transformers 1.x folder (the encoder in 0_Transformer/, named by modules.json; nothing at the top)
     trains through train.py: prepare_data.py's --tokenizer, the benchmark's worker and the Trainer recipe read it
     from the same folder instead of failing to find a tokenizer or a config at the top."""
-    import shutil
 
-    from test_threads_pooling import write_sentence_transformers_files
+    from test_threads_pooling import old_sentence_transformers_folder
 
-    folder = tmp_path / "old_st"
-    shutil.copytree(tiny_bert, folder / "0_Transformer")
-    write_sentence_transformers_files(folder, mean_tokens=True)
-    modules = json.loads((folder / "modules.json").read_text())
-    (folder / "modules.json").write_text(json.dumps([{**modules[0], "path": "0_Transformer"}, *modules[1:]]))
+    folder = old_sentence_transformers_folder(tiny_bert, tmp_path / "old_st")
 
     out = tmp_path / "prepared"
     run_script("prepare_data.py", REPO / "sample_data", out, "--tokenizer", folder, "--max_seq_length", "32")

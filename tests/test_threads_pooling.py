@@ -235,6 +235,18 @@ def test_bf16_kernels_are_built_once_per_batch_shape(tiny_bert, tmp_path):
 # ---- pooling ----------------------------------------------------------------------------------------------------
 
 
+def old_sentence_transformers_folder(model: Path, folder: Path) -> Path:
+    """A sentence-transformers 1.x folder of ``model``: the encoder in 0_Transformer/ (modules.json names it), mean
+    pooling, nothing at the top."""
+    import shutil
+
+    shutil.copytree(model, folder / "0_Transformer")
+    write_sentence_transformers_files(folder, mean_tokens=True)
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").write_text(json.dumps([{**modules[0], "path": "0_Transformer"}, *modules[1:]]))
+    return folder
+
+
 def write_sentence_transformers_files(path: Path, **modes: bool) -> Path:
     """Add what sentence-transformers saves beside a model: modules.json and the Pooling module's config."""
     modules = [
@@ -325,11 +337,7 @@ def test_an_older_sentence_transformers_layout_trains_from_its_transformer_folde
     encoder is read from there, the pooling from the Pooling module, as for today's layout."""
     import shutil
 
-    folder = tmp_path / "old_st"
-    shutil.copytree(tiny_bert, folder / "0_Transformer")
-    write_sentence_transformers_files(folder, mean_tokens=True)
-    modules = json.loads((folder / "modules.json").read_text())
-    (folder / "modules.json").write_text(json.dumps([{**modules[0], "path": "0_Transformer"}, *modules[1:]]))
+    folder = old_sentence_transformers_folder(tiny_bert, tmp_path / "old_st")
     out = tmp_path / "run"
     train.main(tiny_args(folder, out, None, "--num_train_epochs", "1"))
     config = json.loads((out / "config.json").read_text())
