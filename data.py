@@ -630,6 +630,9 @@ class LabelSpec:
     columns: list[str]
     levels: list[dict[str, Any]]  # [{"name": column, "labels": [names]}], coarse to fine; one entry otherwise
     parents: list[list[int]] = field(default_factory=list)  # per level >= 1: parent id of each label id
+    # Per level, the [label value, id] pairs train's labels were read by (1 and "1" differ): what a file scored
+    # later (evaluate.py --input) needs where integer names leave open whether an integer is a name or a position.
+    value_ids: list[list[list[Any]]] = field(default_factory=list)
 
 
 def _binary(value: Any) -> int | None:
@@ -1075,6 +1078,7 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         splits[split], note = _normalise_split(ds, split, cfg)
         notes += [note] if note else []
     spec, maps = _label_spec(splits["train"], cfg, names)
+    spec.value_ids = [[[k.item() if isinstance(k, np.generic) else k, i] for k, i in m.items()] for m in maps]
     if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
         # Often a renamed label column: say so rather than name the classes by their raw values without a word.
         notes.append(f"labels.json names the labels of {other}, not of {spec.columns}: labels named by their values")
@@ -1275,7 +1279,7 @@ def label_name_map(names: list[str], trained: dict[Any, int] | None = None) -> d
     return by_name | {i: i for i in range(len(names))}
 
 
-def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter) -> int | None:
+def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter, hidden: bool = True) -> int | None:
     """One label value of an --input file as an id (None when missing); a value the model does not know is counted
     in ``unknown``."""
     if _missing(value):
@@ -1284,8 +1288,8 @@ def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter) -> i
         value = int(value)  # a csv column with an empty cell is read as floats
     if isinstance(value, str) and value not in value_to_id and INTEGER_TEXT.fullmatch(value.strip()):
         value = int(value)  # an id written as text (a jsonl's "3"), as the run's own splits read one
-    if _is_integer(value) and value == -1 and -1 not in value_to_id:
-        return None  # a hidden label, as GLUE's test files write them
+    if hidden and _is_integer(value) and value == -1 and -1 not in value_to_id:
+        return None  # a hidden label, as GLUE's test files write them (a row's, not one label of a list's)
     key = label_key(value, value_to_id)
     if key not in value_to_id:
         unknown[value] += 1
@@ -1341,7 +1345,7 @@ def input_labels(ds: Any, spec: LabelSpec, trained: list[dict[Any, int]] | None 
                     f"row {row} of the --input file: {spec.columns[0]!r} holds lists of labels for this model, but "
                     f"this row holds {value!r:.60}; write it as a list, e.g. [{value!r:.40}]."
                 )
-            ids = None if labels is None else {_input_label(x, value_to_id, unknown) for x in labels}
+            ids = None if labels is None else {_input_label(x, value_to_id, unknown, hidden=False) for x in labels}
             encoded.append(None if ids is None else [1.0 if i in ids else 0.0 for i in range(size)])
     else:  # one 0/1 column per label
         encoded = []

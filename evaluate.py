@@ -818,10 +818,13 @@ def input_label_spec(cfg: EvalConfig, train_cfg: TrainConfig, model_config: Any)
     return LabelSpec(problem, list(train_cfg.label_columns), levels)
 
 
-def input_gold(cfg: EvalConfig, raw: Any, spec: LabelSpec, run_cfg: TrainConfig) -> list[Any] | None:
+def input_gold(
+    cfg: EvalConfig, raw: Any, spec: LabelSpec, run_cfg: TrainConfig, recorded: list | None = None
+) -> list[Any] | None:
     """The --input file's gold labels per row (None for a row without one), or None when it is only predicted: no
-    label column, --predict_only, or a label column without any label. ``run_cfg`` reads the run's own data where
-    integer label names leave open how it read an integer label."""
+    label column, --predict_only, or a label column without any label. Where integer label names leave open how the
+    run read an integer label, ``recorded`` (config.json's resolved.label_values) tells, or for a run trained before
+    it was recorded, the run's own data (``run_cfg``) read again."""
     present = [c for c in spec.columns if c in raw.column_names]
     if cfg.label_column and not present:
         raise UsageError(f"--label_column {cfg.label_column!r} is not a column of {cfg.input}.")
@@ -835,7 +838,9 @@ def input_gold(cfg: EvalConfig, raw: Any, spec: LabelSpec, run_cfg: TrainConfig)
     zero_one = spec.problem_type == "multi_label_classification" and len(spec.columns) > 1  # names: the columns
     trained = None
     if not zero_one and any(integers_ambiguous(level["labels"]) for level in spec.levels):
-        if (trained := trained_label_maps(run_cfg, spec.levels)) is None:
+        if recorded and len(recorded) == len(spec.levels):
+            trained = [{value: i for value, i in pairs} for pairs in recorded]
+        elif (trained := trained_label_maps(run_cfg, spec.levels)) is None:
             logger.warning(
                 "the model's label names are integers, and the run's data %s cannot be read again to tell whether it "
                 "read an integer label as a name or as a position: an integer in %s is read as the name it is",
@@ -1089,7 +1094,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         destination = input_destination(cfg, run_dir, len(raw))
         check_input_destination(cfg, run_dir, destination)
         run_data = dataclasses.replace(train_cfg, dataset=resolved.get("dataset", train_cfg.dataset))
-        gold = input_gold(cfg, raw, spec, run_data)
+        gold = input_gold(cfg, raw, spec, run_data, resolved.get("label_values"))
         check_overwrites(cfg, run_dir, destination, scored=gold is not None)
         raw = raw.remove_columns([c for c in label_columns if c in raw.column_names])
         source = str(Path(cfg.input).resolve())

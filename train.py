@@ -1236,6 +1236,7 @@ def describe_inputs(cfg: TrainConfig, data: Any, model_path: str, accelerator: A
         "num_labels": len(data.label_names),
         "problem_type": data.spec.problem_type,
         "levels": data.spec.levels,
+        "label_values": data.spec.value_ids,  # how each label value was read (evaluate.py --input reads alike)
         "split_sizes": {split: len(ds) for split, ds in data.splits.items()},
         "split_digests": split_digests(data.splits),
         "split_overlap": data.overlap,  # rows of validation/test whose text is a training text

@@ -140,6 +140,10 @@ def test_a_labeled_file_of_a_multi_label_run_is_scored(tiny_bert, tmp_path):
     same_scores(evaluate.main(["--run_dir", str(out), "--input", str(path)]), split)
     gold = json.loads((out / "predictions_tagged.jsonl").read_text().splitlines()[0])["gold"]
     assert gold == rows[75]["tags"]
+    # A -1 inside a list is no hidden label (a row's is): it is a label the model lacks, not one to drop unsaid.
+    (tmp_path / "minus.jsonl").write_text(json.dumps({"text": "goal match", "tags": ["sports", -1]}) + "\n")
+    with pytest.raises(ValueError, match=r"not trained on: -1 \(1x\)"):
+        evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "minus.jsonl")])
 
 
 def test_a_labeled_file_of_zero_one_columns_is_scored(tiny_bert, tmp_path):
@@ -194,7 +198,20 @@ def test_integer_label_names_are_read_as_the_run_read_them(tiny_bert, tmp_path, 
         json.loads(line)["gold"] for line in (out / "predictions_test_input.jsonl").read_text().splitlines()
     ] == gold
 
-    data.rename(tmp_path / "moved")  # the run's data is gone: integers are the names they spell, as the log says
+    # config.json records how the run read each label value: the run's data is not needed to read them alike.
+    moved = data.rename(tmp_path / "moved")
+    capsys.readouterr()
+    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(test_file)]), split)
+    assert "cannot be read again" not in capsys.readouterr().err
+
+    # A run trained before that was recorded reads its data again, and without it integers are the names they spell,
+    # as the log says.
+    config = json.loads((out / "config.json").read_text())
+    del config["resolved"]["label_values"]
+    (out / "config.json").write_text(json.dumps(config))
+    moved.rename(data)
+    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(test_file)]), split)
+    data.rename(moved)
     capsys.readouterr()
     if without_data:
         with pytest.raises(ValueError, match=without_data):
