@@ -141,9 +141,9 @@ def test_a_labeled_file_of_a_multi_label_run_is_scored(tiny_bert, tmp_path):
     gold = json.loads((out / "predictions_tagged.jsonl").read_text().splitlines()[0])["gold"]
     assert gold == rows[75]["tags"]
     # A -1 inside a list is no hidden label (a row's is): it is a label the model lacks, not one to drop unsaid.
-    (tmp_path / "minus.jsonl").write_text(json.dumps({"text": "goal match", "tags": ["sports", -1]}) + "\n")
+    (tmp_path / "minus.csv").write_text('text,tags\ngoal match,"[""sports"", -1]"\n')
     with pytest.raises(ValueError, match=r"not trained on: -1 \(1x\)"):
-        evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "minus.jsonl")])
+        evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "minus.csv")])
 
 
 def test_a_labeled_file_of_zero_one_columns_is_scored(tiny_bert, tmp_path):
