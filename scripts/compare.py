@@ -73,7 +73,8 @@ def finest(label: Any) -> Any:
 
 
 def read_predictions(run_dir: Path, split: str = "test") -> dict[int, tuple[Any, Any]] | None:
-    """``idx -> (gold, pred)`` from a run's ``predictions_<split>.jsonl``; None when missing or unlabeled."""
+    """``idx -> (gold, pred)`` from a run's ``predictions_<split>.jsonl`` (or a scored input's: rows without a gold
+    label are not scored); None when missing or unlabeled."""
     path = Path(run_dir) / f"predictions_{split}.jsonl"
     if not path.is_file():
         return None
@@ -86,9 +87,10 @@ def read_predictions(run_dir: Path, split: str = "test") -> dict[int, tuple[Any,
         except ValueError:  # a file cut off mid-line: no bootstrap on part of the test set
             return None
         if "gold" not in record:
-            return None
-        rows[int(record["idx"])] = (finest(record["gold"]), finest(record["pred"]))
-    return rows
+            continue  # a split without labels has none; an input's row without a label is predicted, not scored
+        # An --input file's predictions keep the prediction as "label" (evaluate.py), a split's as "pred".
+        rows[int(record["idx"])] = (finest(record["gold"]), finest(record.get("pred", record.get("label"))))
+    return rows or None
 
 
 def label_names(run_dir: Path) -> list[str]:
@@ -155,6 +157,24 @@ def pick_model(name: str, runs: list[dict[str, Any]], flag: str) -> str:
             f"validation; pass {point['model']!r}."
         )
     return report.pick_model(name, models, flag)
+
+
+def scored_on(runs: list[dict[str, Any]], name: str) -> None:
+    """Put each run's scores on the input ``name`` (run_matrix.py --score_inputs: RUN/eval_<name>.json) where its test
+    scores were, so the verdict judges them; a run without them has no score there."""
+    names = sorted({n for run in runs for n in run["heldout"]})
+    if name not in names:
+        listed = ", ".join(names) or "none (run_matrix.py --score_inputs FILE scores them)"
+        raise UsageError(f"--on {name}: no run has scores of {name}; scored inputs: {listed}.")
+    for run in runs:
+        scores = run["heldout"].get(name) or {}
+        for metric in COMPARABLE:
+            run[f"test_{metric}"] = scores.get(metric)
+        run["test_num_samples"] = scores.get("num_samples")
+        # Runs scored on other files of one name were tested on other data: the dataset is skipped, with the files.
+        run["data_seen"] = run["data_seen"] | {"test_rows": scores.get("input")}
+        predictions = Path(str(scores.get("predictions") or f"predictions_{name}.jsonl"))
+        run["scored_on"] = predictions.stem.removeprefix("predictions_")
 
 
 def mean_of(records: list[dict[str, Any]], key: str) -> float | None:
@@ -334,7 +354,7 @@ def prediction_arrays(
     runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], bool] | str:
     """Gold and per-run prediction matrices over the test examples every run scored, or why there are none."""
-    loaded = [read_predictions(r["run_dir"]) for r in runs_a + runs_b]
+    loaded = [read_predictions(r["run_dir"], r.get("scored_on", "test")) for r in runs_a + runs_b]
     missing = [str(r["run_dir"]) for r, rows in zip(runs_a + runs_b, loaded, strict=True) if rows is None]
     if missing:
         return f"no labeled predictions_test.jsonl in {', '.join(missing)}"
@@ -490,7 +510,7 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
         if lacking:
             skipped[dataset] = f"no runs of {' and '.join(lacking)}"
         elif not set(scored_seeds(point_a, args.metric)) & set(scored_seeds(point_b, args.metric)):
-            skipped[dataset] = f"no seed with a test {args.metric} on both sides"
+            skipped[dataset] = f"no seed with a {scored_label(args)} on both sides"
         elif reason := different_test_sets([point_a, point_b]):
             skipped[dataset] = reason
         else:
@@ -501,7 +521,7 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
     rng = np.random.default_rng(args.seed)
     per_dataset = {d: compare_dataset(d, a, b, runs, args, rng, comparisons=len(pairs)) for d, (a, b) in pairs.items()}
     decide(per_dataset, args.alpha)
-    result: dict[str, Any] = {"a": args.a, "b": args.b, "metric": f"test {args.metric}", "rope": args.rope}
+    result: dict[str, Any] = {"a": args.a, "b": args.b, "metric": scored_label(args), "rope": args.rope}
     result |= {"alpha": args.alpha, "datasets_compared": list(per_dataset), "datasets_skipped": skipped}
     notes: list[str] = []
     x = np.array([r["a_mean"] for r in per_dataset.values()])
@@ -550,6 +570,11 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
     result["versions_differ"] = {d: r["versions_differ"] for d, r in per_dataset.items() if r["versions_differ"]}
     result["verdict"] = verdict(result, args.a, args.b)
     return result
+
+
+def scored_label(args: argparse.Namespace) -> str:
+    """What the verdict scores: the test metric, or a scored input's (--on)."""
+    return f"held-out {args.on} {args.metric}" if args.on else f"test {args.metric}"
 
 
 def conclusion(result: dict[str, Any], a: str, b: str) -> str:
@@ -663,7 +688,7 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
             "test_winner": test_winner,
             "val_winner_loses_on_test": val_winner is not None and test[models.index(val_winner)] < max(test),
         }
-    result: dict[str, Any] = {"models": models, "metric": f"test {args.metric}", "datasets_compared": complete}
+    result: dict[str, Any] = {"models": models, "metric": scored_label(args), "datasets_compared": complete}
     result |= {"datasets_skipped": skipped, "ranking": ranking, "per_dataset": per_dataset}
     result["friedman_p"] = result["critical_difference"] = result["omnibus"] = result["posthoc"] = None
     if len(complete) >= MIN_AUTORANK_DATASETS and len(models) >= 2:
@@ -956,6 +981,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", type=int, default=1000, help="Resamples of the test examples per dataset.")
     parser.add_argument("--aso_bootstrap", type=int, default=1000, help="deepsig ASO bootstrap iterations.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap, ASO and the Bayesian sampler.")
+    parser.add_argument(
+        "--on", metavar="NAME", help="Judge the scores on a scored input file (RUN/eval_<NAME>.json) instead of test."
+    )
     args = parser.parse_args(argv)
     if args.all and (args.a or args.b):
         raise UsageError("--all ranks every model: drop --a/--b, or drop --all to compare two models.")
@@ -975,6 +1003,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = report.load_runs(root) if root.is_dir() else []
     if not runs:
         raise UsageError(f"no finished runs (results.json + config.json) under {root}; pass the matrix's output_dir.")
+    if args.on:
+        scored_on(runs, args.on)
     out_dir = Path(args.output_dir) if args.output_dir else root
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 from config import METRICS, TrainConfig  # noqa: E402
 from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
+    EVALUATE_SPLIT_FILES,
     LABEL_SETTINGS,
     UsageError,
     atomic_savefig,
@@ -161,6 +162,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         scored = results.get("test") or results.get("validation") or {}
         record["per_class_split"] = "test" if results.get("test") else "validation"
         record["per_class_f1"] = {name: r.get("f1-score") for name, r in (scored.get("per_class") or {}).items()}
+        record["heldout"] = heldout_scores(run_dir)
         runs.append(record)
     warn_if_unfinished(root)
     name_runs(runs)
@@ -169,6 +171,20 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             run["model"] = f"{run['model']} [{run['variant']}]"
     name_experiments(runs)
     return runs
+
+
+def heldout_scores(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The scored --input files of a run (evaluate.py's eval_<name>.json beside predictions_<name>.jsonl), by name."""
+    scores = {}
+    for path in sorted(run_dir.glob("eval_*.json")):
+        if EVALUATE_SPLIT_FILES.fullmatch(path.name):  # the run's own splits (and their subsets)
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(path.read_text())
+            # Only what evaluate.py --input wrote: a user's own eval_*.json is not a held-out score.
+            if isinstance(record, dict) and {"input", "predictions", "unscored_rows"} <= record.keys():
+                scores[path.stem.removeprefix("eval_")] = record
+    return scores
 
 
 def warn_if_unfinished(root: Path) -> None:
@@ -466,6 +482,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         by_identity.setdefault(run["identity"], []).append(run)
     # With a grid, only each model's point selected on validation competes for the dataset (and the baseline).
     chosen = {point["runs"][0]["identity"] for point in select_grid_points(runs, warn=True).values()}
+    inputs = sorted({name for run in runs for name in run["heldout"]})
     rows = []
     # Experiments of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named
     # by the settings that differ between them (name_experiments).
@@ -506,9 +523,12 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         # A JSON list: a folder name may hold spaces, commas or quotes.
         row["run_dirs"] = json.dumps(sorted(str(m["run_dir"]) for m in members))
         row["mixed"] = "; ".join(mixed)
+        for name in inputs:
+            add_heldout(row, members, name)
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["model"]))
     warn_if_test_sets_differ(averaged_runs(runs))
+    warn_if_inputs_differ(averaged_runs(runs))
     baseline = resolve_baseline(baseline, rows) if baseline is not None else None
     baseline_found = False
     for dataset in {r["dataset"] for r in rows}:
@@ -561,6 +581,49 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
     return rows
 
 
+def add_heldout(row: dict[str, Any], members: list[dict[str, Any]], name: str) -> None:
+    """The row's mean ± std over seeds of the selection metric on the scored input ``name``, and which seeds it
+    averages: a row whose seeds lack some of the scores says so (a warning, and the seeds in the cell)."""
+    scored = [m for m in members if isinstance((m["heldout"].get(name) or {}).get(row["metric"]), int | float)]
+    row[f"heldout_{name}_mean"], row[f"heldout_{name}_std"] = mean_std(
+        [m["heldout"][name][row["metric"]] for m in scored]
+    )
+    row[f"heldout_{name}_seed_list"] = json.dumps(sorted(m["seed"] for m in scored))
+    if scored and len(scored) < len(members):
+        lacking = sorted(m["seed"] for m in members if not any(m is s for s in scored))
+        print(
+            f"warning: {row['dataset']} / {row['model']}: seed(s) {', '.join(map(str, lacking))} have no scores of "
+            f"{name}; its held-out column averages {len(scored)} of {len(members)} seeds. Score them with "
+            "run_matrix.py --score_inputs (the same command again scores the runs that lack them).",
+            file=sys.stderr,
+        )
+
+
+def warn_if_inputs_differ(runs: list[dict[str, Any]]) -> None:
+    """Warn when the eval_<name>.json of some runs came from another input file of that name: their held-out scores
+    share a column but not a test set."""
+    for name in sorted({n for run in runs for n in run["heldout"]}):
+        files: dict[str, list[str]] = {}
+        for run in runs:
+            if name in run["heldout"]:
+                files.setdefault(str(run["heldout"][name]["input"]), []).append(str(run["run_dir"]))
+        if len(files) > 1:
+            listed = "; ".join(f"{f} ({len(d)} runs, e.g. {d[0]})" for f, d in sorted(files.items()))
+            print(
+                f"warning: the held-out scores of {name} came from different input files ({listed}); their column "
+                "mixes test sets. Score every run on one file (delete the others' eval_<name>.json and run the "
+                "matrix again with --score_inputs).",
+                file=sys.stderr,
+            )
+
+
+def heldout_cell(row: dict[str, Any], name: str) -> str:
+    """A held-out column's cell: mean ± std, and the seeds it averages when not all of the row's."""
+    cell = fmt(row.get(f"heldout_{name}_mean"), row.get(f"heldout_{name}_std"))
+    scored = len(json.loads(row.get(f"heldout_{name}_seed_list") or "[]"))
+    return f"{cell} ({scored}/{row['seeds']} seeds)" if 0 < scored < row["seeds"] else cell
+
+
 def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
     """``mean ± std`` (or ``-`` when missing)."""
     if mean is None:
@@ -572,6 +635,10 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
     """The results table as Markdown; the per-dataset winner (best mean validation score by the runs' metric) in bold."""
     header = ["dataset", "model", "seeds", "val macro-F1", "val acc", "test macro-F1", "test acc", "val→test gap"]
     header += ["best step", "train s", "samples/s"] + ([f"Δ test macro-F1 vs {baseline}"] if baseline else [])
+    # The scored inputs (aggregate gives every row each one's columns), in the order aggregate added them.
+    inputs = [k[len("heldout_") : -len("_mean")] for k in rows[0] if k.startswith("heldout_") and k.endswith("_mean")]
+    metric = "/".join(sorted({r["metric"] for r in rows}))
+    header += [f"held-out {name} {metric}" for name in inputs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [
@@ -587,6 +654,7 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         if baseline:
             delta = r.get("delta_test_macro_f1")
             cells.append("-" if delta is None else f"{delta:+.4f}" + (" ‡" if r.get("delta_seeds_differ") else ""))
+        cells += [heldout_cell(r, name) for name in inputs]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         "\nMean ± sample standard deviation over seeds (a single seed shows no ±). Bold: the model with the best mean validation score on "
@@ -597,6 +665,12 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
             "‡ The models of this dataset ran different seeds (results.csv's `seed_list`): the winner's mean is over "
             "other seeds than its rivals', a Δ's over other seeds than the baseline's; `scripts/compare.py` pairs "
             "seeds.\n"
+        )
+    if inputs:
+        note += (
+            f"Held-out: the selection metric ({metric}) on each input file run_matrix.py --score_inputs scored with "
+            "the run's best model (evaluate.py --input: RUN/eval_<name>.json); (k/n seeds) when only k of the row's "
+            "seeds have its scores.\n"
         )
     if any(r["mixed"] for r in rows):
         note += (

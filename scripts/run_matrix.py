@@ -96,6 +96,7 @@ sys.path.insert(0, str(REPO))
 from config import TrainConfig, build_parser, load_config_file  # noqa: E402
 from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
+    EVALUATE_SPLIT_FILES,
     LABEL_SETTINGS,
     UsageError,
     atomic_write_json,
@@ -594,11 +595,14 @@ def run_state(run_dir: Path) -> str:
     return "interrupted" if checkpoint_dirs(run_dir) else "queued"
 
 
-def describe(run: Run, jobs: dict[str, dict[str, Any]]) -> tuple[str, str, list[str]]:
-    """A run's state, a note on its submitted job (if any), and the lines that explain a failure."""
+def describe(run: Run, jobs: dict[str, dict[str, Any]], inputs: list[str] = ()) -> tuple[str, str, list[str]]:
+    """A run's state, a note on its submitted job (if any) and on the inputs it has no scores of, and the lines that
+    explain a failure."""
     state = run_state(run.run_dir)
     record = jobs.get(str(run.run_dir.resolve()))
     note = f"(job {record['job_id']})" if record else ""
+    if state == "done" and (missing := unscored(run.run_dir, inputs)):
+        note = f"{note} (no scores of {', '.join(input_name(f) for f in missing)})".lstrip()
     if state == "failed":
         failure = read_json(run.run_dir / FAILED)
         return state, note, [f"exit {failure['exit_code']}; last lines of {failure['log']}:", *failure["tail"]]
@@ -612,12 +616,12 @@ def describe(run: Run, jobs: dict[str, dict[str, Any]]) -> tuple[str, str, list[
     return state, note, []
 
 
-def print_status(runs: list[Run], root: Path) -> dict[str, int]:
+def print_status(runs: list[Run], root: Path, inputs: list[str] = ()) -> dict[str, int]:
     """One line per run of the plan with its state (the last log lines of a failed run), then the counts."""
     counts: dict[str, int] = {}
     jobs = job_records(root)
     for run in runs:
-        state, note, lines = describe(run, jobs)
+        state, note, lines = describe(run, jobs, inputs)
         counts[state] = counts.get(state, 0) + 1
         print(f"{state:<11} {run.run_dir} {note}".rstrip())
         print("".join(f"            {line}\n" for line in lines[:1]), end="")
@@ -626,7 +630,9 @@ def print_status(runs: list[Run], root: Path) -> dict[str, int]:
     return counts
 
 
-def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float = 5.0) -> dict[str, int]:
+def follow(
+    runs: list[Run], root: Path, jobs: list[Any], inputs: list[str] = (), interval: float = 5.0
+) -> dict[str, int]:
     """Until every submitted job has ended: one line per run state change and a summary line after each change."""
     seen: dict[Path, str] = {}
     while True:
@@ -634,7 +640,7 @@ def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float = 5.0) 
         records = job_records(root)
         changed = False
         for run in runs:
-            state, note, lines = describe(run, records)
+            state, note, lines = describe(run, records, inputs)
             if seen.get(run.run_dir) != state:
                 seen[run.run_dir], changed = state, True
                 print(f"{state:<11} {run.run_dir} {note}".rstrip() + (f": {lines[-1]}" if lines else ""), flush=True)
@@ -817,11 +823,80 @@ def record_failure(run_dir: Path, code: int) -> None:
     atomic_write_json(run_dir / FAILED, {"exit_code": code, "log": str(log), "tail": log_tail(log)})
 
 
-def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], dry_run: bool) -> dict[str, list]:
+def input_name(path: str) -> str:
+    """The name evaluate.py --input gives a file's scores (RUN/eval_<name>.json): its stem, with ``_input`` after a
+    split's name (as evaluate.input_destination does, so a test.csv never replaces the run's own eval_test.json)."""
+    stem = Path(path).stem
+    return f"{stem}_input" if EVALUATE_SPLIT_FILES.fullmatch(f"predictions_{stem}.jsonl") else stem
+
+
+def check_score_inputs(files: list[str]) -> list[str]:
+    """The --score_inputs files as absolute paths, refused in one line when one is missing, unreadable, of a type
+    evaluate.py does not read, or named like another (their scores would take one eval_<name>.json)."""
+    from data import FORMATS  # here: torch costs seconds that a matrix without --score_inputs should not pay
+
+    names: dict[str, str] = {}
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"--score_inputs {file}: no such file.")
+        if path.suffix.lower() not in FORMATS:
+            raise UsageError(
+                f"--score_inputs {file}: evaluate.py reads {', '.join(FORMATS)} files, not {path.suffix!r}."
+            )
+        try:
+            with open(path, "rb") as handle:
+                if not handle.read(1):
+                    raise UsageError(f"--score_inputs {file}: the file is empty.")
+        except OSError as err:
+            raise UsageError(f"--score_inputs {file}: cannot be read ({err.strerror}).") from None
+        if (name := input_name(file)) in names:
+            raise UsageError(
+                f"--score_inputs {names[name]} and {file} would both be scored as eval_{name}.json; rename one."
+            )
+        names[name] = file
+    return [str(Path(f).resolve()) for f in files]
+
+
+def scored_from(run_dir: Path, file: str) -> str | None:
+    """The input file whose scores RUN/eval_<name>.json holds for ``file``'s name (None when there are none)."""
+    try:
+        record = json.loads((run_dir / f"eval_{input_name(file)}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return str(record.get("input")) if isinstance(record, dict) else None
+
+
+def unscored(run_dir: Path, inputs: list[str]) -> list[str]:
+    """The inputs a finished run has no scores of yet (a run finished before --score_inputs named them)."""
+    return [file for file in inputs if scored_from(run_dir, file) != file]
+
+
+def check_scored_elsewhere(runs: list[Run], inputs: list[str]) -> None:
+    """Refuse, before any run starts, inputs whose name a run's scores of another file already take: evaluate.py
+    would refuse to replace them, run after run."""
+    for run in runs:
+        for file in inputs:
+            if (other := scored_from(run.run_dir, file)) not in (None, file):
+                raise UsageError(
+                    f"{run.run_dir / f'eval_{input_name(file)}.json'} holds the scores of {other}, another file named "
+                    f"like --score_inputs {file}; rename {file} (its name names the scores) or delete those files."
+                )
+
+
+def score_command(run: Run, launcher: list[str], file: str) -> list[str]:
+    """The command that scores ``file`` with the run's best model, launched as the run was."""
+    return [*launcher, str(REPO / "evaluate.py"), "--run_dir", str(run.run_dir), "--input", file]
+
+
+def execute(
+    runs: list[Run], launcher: list[str], slots: list[dict[str, str]], dry_run: bool, inputs: list[str] = ()
+) -> dict[str, list]:
     """Train the unfinished runs in plan order, one worker per slot, each run claimed first; returns what happened
     to each run."""
     outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
     outcome["stopped"] = []  # by a signal to the matrix (Stop)
+    scoring: dict[str, list] = {"scored": [], "score_failed": []}  # not a run's outcome: a run is trained or not
     stop = Stop()
     todo: queue.Queue[tuple[int, Run]] = queue.Queue()
     for item in enumerate(runs, 1):
@@ -838,6 +913,20 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
         left = len(runs) - sum(len(v) for v in outcome.values())
         eta = f", ETA {statistics.fmean(durations) * left / len(slots) / 60:.0f} min" if durations and left else ""
         return f"{len(outcome['trained'])} trained, {len(outcome['failed'])} failed, {left} left{eta}"
+
+    def score(tag: str, run: Run, slot: dict[str, str]) -> None:
+        """Score each input the finished run lacks scores of; a failure is recorded, the run stays as it is."""
+        for file in unscored(run.run_dir, inputs):
+            command = score_command(run, with_own_port(launcher) if len(slots) > 1 else launcher, file)
+            say(f"{tag} score {shlex.join(command)}")
+            code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop)
+            if code is None or (code != 0 and stop.signal is not None):
+                return  # the matrix is stopping: the same command scores it
+            if code != 0:
+                scoring["score_failed"].append((run.run_dir, file, code))
+                say(f"{tag} scoring FAILED (exit {code}): {file} with {run.run_dir}")
+            else:
+                scoring["scored"].append((run.run_dir, file))
 
     def train(tag: str, run: Run, slot: dict[str, str]) -> None:
         """Train one claimed run in the slot's environment and record how it ended."""
@@ -862,6 +951,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                 f"{tag} done in {durations[-1]:.0f}s: validation {metric} {results['validation'][metric]:.4f}, "
                 f"test {test:.4f} ({summary()})"
             )
+            score(tag, run, slot)
         else:
             record_failure(run.run_dir, code)
             outcome["failed"].append((run.run_dir, code))
@@ -875,10 +965,13 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
             except queue.Empty:
                 return
             tag = f"[{index}/{len(runs)}]"
+            done = (run.run_dir / "results.json").is_file()
             if dry_run:
-                say(f"{tag} {shlex.join(train_command(run, launcher))}")
+                say(f"{tag} {shlex.join(train_command(run, launcher))}" if not done else f"{tag} skip {run.run_dir}")
+                for file in unscored(run.run_dir, inputs) if done else inputs:
+                    say(f"{tag} {shlex.join(score_command(run, launcher, file))}")
                 continue
-            if (run.run_dir / "results.json").is_file():
+            if done and not unscored(run.run_dir, inputs):
                 outcome["skipped"].append(run.run_dir)
                 say(f"{tag} skip {run.run_dir} (results.json exists)")
                 continue
@@ -889,9 +982,10 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                 elif not mine:
                     outcome["elsewhere"].append(run.run_dir)
                     say(f"{tag} skip {run.run_dir} (being trained by another process)")
-                elif (run.run_dir / "results.json").is_file():  # finished by another process since the check
+                elif (run.run_dir / "results.json").is_file():  # finished (perhaps by another process) since the check
                     outcome["skipped"].append(run.run_dir)
                     say(f"{tag} skip {run.run_dir} (results.json exists)")
+                    score(tag, run, slot)
                 else:
                     train(tag, run, slot)
 
@@ -902,7 +996,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
         for thread in threads:
             thread.join()
     outcome["signal"] = [stop.signal] if stop.signal is not None else []  # after the workers: not a run's outcome
-    return outcome
+    return outcome | scoring
 
 
 JOBS = "jobs.json"  # beside the plan: the Slurm (or submitit local) job of each submitted run, with its log paths
@@ -913,41 +1007,52 @@ class RunTask:
     """One planned run as a submitit array task: claims it, trains it through the launcher, and on preemption or
     time-out (submitit's signal) stops it at a checkpoint and requeues itself; the requeued task resumes exactly."""
 
-    def __init__(self, launcher: list[str], cwd: str, grace_s: float) -> None:
-        self.launcher, self.cwd, self.grace_s = launcher, cwd, grace_s
+    def __init__(self, launcher: list[str], cwd: str, grace_s: float, inputs: list[str] = ()) -> None:
+        self.launcher, self.cwd, self.grace_s, self.inputs = launcher, cwd, grace_s, list(inputs)
         self.proc: subprocess.Popen | None = None
 
     def __call__(self, run: Run) -> str:
-        """Train ``run`` unless it is finished or being trained elsewhere; returns what happened."""
+        """Train ``run`` unless it is finished or being trained elsewhere, then score the inputs it has no scores
+        of; returns what happened."""
         os.chdir(self.cwd)  # the plan's paths are relative to where run_matrix.py was started
-        if (run.run_dir / "results.json").is_file():
+        if (run.run_dir / "results.json").is_file() and not unscored(run.run_dir, self.inputs):
             return f"skipped {run.run_dir} (results.json exists)"
         with claim(run.run_dir, run.settings) as mine:
             if clash := settings_clash(run, mine):
                 raise RuntimeError(f"{run.run_dir} {clash}; use another --output_dir")
             if not mine:
                 return f"skipped {run.run_dir} (being trained by another process)"
-            if (run.run_dir / "results.json").is_file():
-                return f"skipped {run.run_dir} (results.json exists)"
-            begin(run)
-            command = train_command(run, with_own_port(self.launcher))
-            print(f"start {shlex.join(command)}", flush=True)
-            with open(run.run_dir / OUTPUT, "a") as log:
-                # Slurm signals every process of the step, and SIGUSR2's default action is to die: the trainer
-                # ignores it (an ignored signal stays ignored across exec) and stops on our SIGTERM instead.
-                self.proc = subprocess.Popen(
-                    command,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN),
-                )
-                # poll(), not wait(): wait() holds a lock that the checkpoint handler (same thread) would need.
-                while (code := self.proc.poll()) is None:
-                    time.sleep(0.5)
-        if code != 0:
-            record_failure(run.run_dir, code)
-            raise RuntimeError(f"{run.run_dir} failed with exit code {code}; see {run.run_dir / OUTPUT}")
-        return f"trained {run.run_dir}"
+            done = "scored" if (run.run_dir / "results.json").is_file() else "trained"
+            if done == "trained":
+                begin(run)
+                if code := self.launch(run, train_command(run, with_own_port(self.launcher))):
+                    record_failure(run.run_dir, code)
+                    raise RuntimeError(f"{run.run_dir} failed with exit code {code}; see {run.run_dir / OUTPUT}")
+            failed = [
+                f"{file} (exit {code})"
+                for file in unscored(run.run_dir, self.inputs)
+                if (code := self.launch(run, score_command(run, with_own_port(self.launcher), file)))
+            ]
+        if failed:  # the run is finished and kept: --status says which scores it lacks, the same command scores them
+            return f"{done} {run.run_dir}; scoring failed: {', '.join(failed)}; see {run.run_dir / OUTPUT}"
+        return f"{done} {run.run_dir}"
+
+    def launch(self, run: Run, command: list[str]) -> int:
+        """Run ``command`` with its output appended to the run's output.log; returns its exit code."""
+        print(f"start {shlex.join(command)}", flush=True)
+        with open(run.run_dir / OUTPUT, "a") as log:
+            # Slurm signals every process of the step, and SIGUSR2's default action is to die: the trainer
+            # ignores it (an ignored signal stays ignored across exec) and stops on our SIGTERM instead.
+            self.proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN),
+            )
+            # poll(), not wait(): wait() holds a lock that the checkpoint handler (same thread) would need.
+            while (code := self.proc.poll()) is None:
+                time.sleep(0.5)
+        return code
 
     def exited(self) -> bool:
         """Whether the trainer has exited, without reaping it (the interrupted poll loop still owns that)."""
@@ -966,7 +1071,7 @@ class RunTask:
                 time.sleep(0.2)
             print(f"stopped at a checkpoint; requeued to resume {run.run_dir}", flush=True)
         # The requeued task starts afresh: its resume flags are worked out again from the checkpoints on disk.
-        return submitit.helpers.DelayedSubmission(RunTask(self.launcher, self.cwd, self.grace_s), run)
+        return submitit.helpers.DelayedSubmission(RunTask(self.launcher, self.cwd, self.grace_s, self.inputs), run)
 
 
 def parse_minutes(value: str) -> int:
@@ -1002,10 +1107,21 @@ def slurm_options(extra: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def submit(
-    runs: list[Run], root: Path, launcher: list[str], args: argparse.Namespace, options: dict[str, Any]
+    runs: list[Run],
+    root: Path,
+    launcher: list[str],
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    inputs: list[str] = (),
 ) -> list[Any]:
-    """Submit the unfinished, unclaimed runs as one submitit job array; record each run's job beside the plan."""
-    todo = [r for r in runs if run_state(r.run_dir) not in ("done", "running")]
+    """Submit the unfinished, unclaimed runs (and the finished ones that lack scores of ``inputs``) as one submitit
+    job array; record each run's job beside the plan."""
+    states = {r.run_dir: run_state(r.run_dir) for r in runs}
+    todo = [
+        r
+        for r in runs
+        if states[r.run_dir] not in ("done", "running") or (states[r.run_dir] == "done" and unscored(r.run_dir, inputs))
+    ]
     if not todo:
         print("slurm executor: nothing to submit (every run is done or being trained)")
         return []
@@ -1035,9 +1151,10 @@ def submit(
     # Keep a margin inside the signal's lead (submitit's local executor: a fixed 30 s) for the trainer's checkpoint
     # write and the requeue itself.
     lead = args.slurm_signal_delay if args.slurm_cluster == "slurm" else 30
-    task = RunTask(launcher, os.getcwd(), grace_s=max(10.0, lead - 20.0))
+    task = RunTask(launcher, os.getcwd(), grace_s=max(10.0, lead - 20.0), inputs=inputs)
     for run in todo:
-        begin(run)
+        if states[run.run_dir] != "done":  # a finished run submitted for its scores keeps its folder as it is
+            begin(run)
     jobs = executor.map_array(task, todo)
     records = {
         str(run.run_dir.resolve()): {  # absolute: --status may be run from another folder
@@ -1141,7 +1258,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", action="store_true", help="slurm: follow the jobs until all have ended.")
     parser.add_argument("--status", action="store_true", help="Print the state of every run of the plan and exit.")
     parser.add_argument("--dry_run", action="store_true", help="Print the commands without running them.")
+    parser.add_argument(
+        "--score_inputs",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="Files with the runs' label column(s) that each finished run's best model scores (RUN/eval_<name>.json).",
+    )
     args, extra = parser.parse_known_args(argv)
+    inputs = check_score_inputs(args.score_inputs) if args.score_inputs else []
     if (args.max_parallel is not None and args.max_parallel < 1) or args.gpus_per_run < 1:
         raise UsageError("--max_parallel and --gpus_per_run must be positive integers.")
     cfg = load_config_file(args.config) if args.config else {}
@@ -1166,12 +1291,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(cfg, extra, paths="ignore" if args.status else "warn" if args.executor == "slurm" else "error")
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
-        return print_status(runs, root).get("failed", 0)
+        return print_status(runs, root, inputs).get("failed", 0)
     check_existing_runs(runs, launch_settings(launcher))
+    check_scored_elsewhere(runs, inputs)
     warn_if_pooling_resolves_alike(runs)
     if args.executor == "slurm" and not args.dry_run:
         root.mkdir(parents=True, exist_ok=True)
-        jobs = submit(runs, root, launcher, args, options)
+        jobs = submit(runs, root, launcher, args, options, inputs)
         if args.slurm_cluster == "debug":  # submitit's debug jobs run in this process, when asked for a result
             for job in jobs:
                 with contextlib.suppress(Exception):  # a failed run is reported below like any other
@@ -1179,7 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (jobs and (args.wait or args.slurm_cluster == "debug")):
             return 0
         try:
-            failed = follow(runs, root, jobs).get("failed", 0)
+            failed = follow(runs, root, jobs, inputs).get("failed", 0)
         except KeyboardInterrupt:
             stopped_following(jobs, root, args.slurm_cluster)
             raise SystemExit(130) from None  # as a shell reports a command stopped by SIGINT
@@ -1188,18 +1314,22 @@ def main(argv: list[str] | None = None) -> int:
     if local:
         described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
         print(f"local executor: {len(slots)} runs at once ({described})", flush=True)
-    outcome = execute(runs, launcher, slots, args.dry_run)
-    failed = outcome["failed"]
+    outcome = execute(runs, launcher, slots, args.dry_run, inputs)
+    failed, score_failed = outcome["failed"], outcome["score_failed"]
     print(
         f"matrix: {len(outcome['trained'])} trained, {len(outcome['skipped'])} skipped, {len(failed)} failed"
         + (f", {len(outcome['clashed'])} refused" if outcome["clashed"] else "")
         + f" of {len(runs)} runs"
         + (f" ({len(outcome['elsewhere'])} being trained elsewhere)" if outcome["elsewhere"] else "")
+        + (f"; {len(outcome['scored'])} input scores written, {len(score_failed)} failed" if inputs else "")
     )
     for run_dir, code in failed:
         print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
     for run_dir, clash in outcome["clashed"]:
         print(f"  refused: {run_dir} {clash}; use another --output_dir")
+    for run_dir, file, code in score_failed:
+        # The run itself is finished and kept; the same command scores it again.
+        print(f"  scoring failed (exit {code}): {file} with {run_dir}  (see {run_dir / OUTPUT})")
     if outcome["signal"]:
         [signum] = outcome["signal"]
         left = len(runs) - sum(len(outcome[k]) for k in ("trained", "skipped", "elsewhere", "failed", "clashed"))
@@ -1211,7 +1341,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(128 + signum)  # as a shell reports a command stopped by the signal
     if not args.dry_run:
         print(f"table: python {REPO / 'scripts' / 'report.py'} {cfg.get('output_dir') or 'outputs/matrix'}")
-    return len(failed) + len(outcome["clashed"])
+    return len(failed) + len(outcome["clashed"]) + len(score_failed)
 
 
 if __name__ == "__main__":

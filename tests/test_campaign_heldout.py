@@ -1,0 +1,172 @@
+"""Out-of-domain scores in the campaign: run_matrix.py --score_inputs scores files with the runs' labels with each
+run's best model, report.py tabulates them per input, compare.py --on NAME gives its verdict on them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_campaign import fake_run
+
+from conftest import REPO, SHARED_DATA
+
+sys.path.insert(0, str(REPO / "scripts"))
+import compare
+import report
+import run_matrix
+
+
+def matrix(tmp_path: Path, tiny_bert: Path, *extra: str) -> subprocess.CompletedProcess:
+    """run_matrix.py on emotion x the tiny model x seeds 1, 2 (a few seconds a run)."""
+    flags = ["--max_train_samples", "32", "--max_eval_samples", "16", "--num_train_epochs", "1"]
+    flags += ["--max_seq_length", "24", "--per_device_train_batch_size", "16"]
+    command = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--datasets", str(SHARED_DATA / "emotion")]
+    command += ["--models", str(tiny_bert), "--seeds", "1", "2", "--output_dir", str(tmp_path / "matrix")]
+    return subprocess.run([*command, *flags, *extra], capture_output=True, text=True)
+
+
+def held_out(tmp_path: Path, name: str = "held_out.csv", rows: int = 24) -> Path:
+    """Another file with the runs' columns: emotion test rows past those the runs were tested on."""
+    path = tmp_path / "inputs" / name
+    path.parent.mkdir(exist_ok=True)
+    pd.read_parquet(SHARED_DATA / "emotion" / "test.parquet").iloc[100 : 100 + rows].to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing(tiny_bert, tmp_path):
+    first = matrix(tmp_path, tiny_bert)  # runs finished before the flag was added
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    runs = sorted(p.parent for p in (tmp_path / "matrix").rglob("results.json"))
+    assert len(runs) == 2 and not list(runs[0].glob("eval_held_out*.json"))
+
+    good = held_out(tmp_path)
+    bad = tmp_path / "inputs" / "no_text.csv"  # no text column: evaluate.py refuses it, run after run
+    pd.read_csv(good).rename(columns={"text": "sentence"}).to_csv(bad, index=False)
+    second = matrix(tmp_path, tiny_bert, "--executor", "local", "--max_parallel", "2", "--score_inputs", good, bad)
+    assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "0 trained, 2 skipped, 0 failed of 2 runs; 2 input scores written, 2 failed" in second.stdout
+    assert f"scoring failed (exit 2): {bad} with {runs[0]}" in second.stdout
+    for run in runs:  # the run is kept whatever its scoring did
+        scores = json.loads((run / "eval_held_out.json").read_text())
+        assert scores["input"] == str(good) and scores["num_samples"] == 24
+        assert (run / "results.json").is_file() and not (run / "failed.json").exists()
+    status = run_matrix_status(tmp_path, tiny_bert, good, bad)
+    assert status.count("(no scores of no_text)") == 2 and "status: 2 done of 2 runs" in status
+
+    stamp = (runs[0] / "eval_held_out.json").stat().st_mtime_ns
+    pd.read_csv(good).to_csv(bad, index=False)  # fixed: the same command scores it, and only it
+    third = matrix(tmp_path, tiny_bert, "--score_inputs", good, bad)
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
+    assert "2 input scores written, 0 failed" in third.stdout
+    assert (runs[0] / "eval_held_out.json").stat().st_mtime_ns == stamp
+    assert "0 input scores written, 0 failed" in matrix(tmp_path, tiny_bert, "--score_inputs", good, bad).stdout
+
+    rows = report.main([str(tmp_path / "matrix"), "--no_plots"])
+    scores = [json.loads((run / "eval_held_out.json").read_text())["macro_f1"] for run in runs]
+    assert rows[0]["heldout_held_out_mean"] == pytest.approx(sum(scores) / 2)
+    assert json.loads(rows[0]["heldout_held_out_seed_list"]) == [1, 2]
+    assert "held-out held_out macro_f1" in (tmp_path / "matrix" / "results.md").read_text()
+
+
+def run_matrix_status(tmp_path: Path, tiny_bert: Path, *inputs: Path) -> str:
+    """--status of the plan, told which inputs each run should have scores of."""
+    proc = matrix(tmp_path, tiny_bert, "--status", "--score_inputs", *inputs)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_the_slurm_path_scores_finished_runs_that_lack_scores(tiny_bert, tmp_path):
+    assert matrix(tmp_path, tiny_bert).returncode == 0
+    good = held_out(tmp_path)
+    slurm = matrix(tmp_path, tiny_bert, "--executor", "slurm", "--slurm_cluster", "debug", "--score_inputs", good)
+    assert slurm.returncode == 0, slurm.stdout[-2000:] + slurm.stderr[-2000:]
+    assert "submitted 2 of 2 runs" in slurm.stdout
+    runs = sorted(p.parent for p in (tmp_path / "matrix").rglob("results.json"))
+    assert all(json.loads((r / "eval_held_out.json").read_text())["input"] == str(good) for r in runs)
+    again = matrix(tmp_path, tiny_bert, "--executor", "slurm", "--slurm_cluster", "debug", "--score_inputs", good)
+    assert "nothing to submit" in again.stdout
+
+
+def test_an_input_that_cannot_be_scored_is_refused_before_any_run(tmp_path):
+    out = tmp_path / "out"
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", "m", "--output_dir", str(out), "--score_inputs"]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    text = tmp_path / "notes.txt"
+    text.write_text("a")
+    one, other = held_out(tmp_path, "same.csv", 2), held_out(tmp_path, "same.jsonl", 2)
+    for files, error in [
+        ([tmp_path / "missing.csv"], "missing.csv: no such file"),
+        ([empty], "empty.csv: the file is empty"),
+        ([text], "not '.txt'"),
+        ([one, other], "would both be scored as eval_same.json"),
+    ]:
+        with pytest.raises(run_matrix.UsageError, match=error):
+            run_matrix.main([*base, *map(str, files)])
+    assert not out.exists()  # nothing ran
+    # A file named like a split is scored under evaluate.py's name for it, beside the run's own eval_test.json.
+    assert run_matrix.input_name("data/test.csv") == "test_input" and run_matrix.input_name("x/ood.csv") == "ood"
+
+
+def heldout_file(run: Path, name: str, value: float, source: str) -> None:
+    """The eval_<name>.json evaluate.py --input writes, with both metrics compare.py reads."""
+    record = {"macro_f1": value, "accuracy": value, "num_samples": 10, "input": source}
+    record |= {"predictions": str(run / f"predictions_{name}.jsonl"), "unscored_rows": {"no_label": 0, "no_text": 0}}
+    (run / f"eval_{name}.json").write_text(json.dumps(record))
+
+
+def test_report_averages_each_input_over_seeds_and_says_when_seeds_or_files_differ(tmp_path, capsys):
+    for seed in (1, 2, 3):
+        fake_run(tmp_path, {"learning_rate": 0.1}, seed, val=0.8, test=0.8)
+    runs = sorted(p.parent for p in tmp_path.rglob("results.json"))
+    heldout_file(runs[0], "ood", 0.5, "/data/ood.csv")
+    heldout_file(runs[1], "ood", 0.7, "/data/ood.csv")
+    (runs[2] / "eval_notes.json").write_text(json.dumps({"macro_f1": 1.0}))  # the user's own: not a score
+    [row] = report.main([str(tmp_path), "--no_plots"])
+    err = capsys.readouterr().err
+    assert row["heldout_ood_mean"] == pytest.approx(0.6) and json.loads(row["heldout_ood_seed_list"]) == [1, 2]
+    assert "seed(s) 3 have no scores of ood; its held-out column averages 2 of 3 seeds" in err
+    assert "heldout_notes_mean" not in row
+    table = (tmp_path / "results.md").read_text()
+    assert "held-out ood macro_f1" in table and "0.6000 ± 0.1414 (2/3 seeds)" in table
+    with open(tmp_path / "results.csv") as handle:
+        assert float(next(csv.DictReader(handle))["heldout_ood_mean"]) == pytest.approx(0.6)
+
+    heldout_file(runs[2], "ood", 0.9, "/elsewhere/ood.csv")
+    [row] = report.main([str(tmp_path), "--no_plots"])
+    err = capsys.readouterr().err
+    assert row["heldout_ood_mean"] == pytest.approx(0.7) and "2/3 seeds" not in (tmp_path / "results.md").read_text()
+    assert "the held-out scores of ood came from different input files" in err and "/elsewhere/ood.csv" in err
+
+
+def two_models(root: Path) -> None:
+    """Models a and b on one dataset, seeds 1-3: a ahead on test, b ahead on the held-out file."""
+    for model, test, ood in (("a", 0.9, 0.5), ("b", 0.6, 0.8)):
+        for seed in (1, 2, 3):
+            run = root / model / f"seed{seed}"
+            run.mkdir(parents=True)
+            user = {"dataset": "/data/ds", "model_name_or_path": f"/models/{model}", "seed": seed}
+            (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {"dataset": "/data/ds"}}))
+            scores = {"macro_f1": test + seed / 100, "accuracy": test}
+            results = {"metric": "macro_f1", "best_step": 1, "validation": scores, "test": scores}
+            (run / "results.json").write_text(json.dumps(results))
+            heldout_file(run, "ood", ood + seed / 100, "/data/ood.csv")
+
+
+def test_compare_on_a_scored_input_judges_its_scores_instead_of_test(tmp_path):
+    two_models(tmp_path)
+    base = [str(tmp_path), "--a", "a", "--b", "b", "--bootstrap", "20", "--aso_bootstrap", "20"]
+    on_test = compare.main(base)
+    on_ood = compare.main([*base, "--on", "ood"])
+    assert on_test["per_dataset"]["ds"]["delta_mean"] == pytest.approx(0.3)
+    assert on_ood["per_dataset"]["ds"]["delta_mean"] == pytest.approx(-0.3)
+    assert on_ood["metric"] == "held-out ood macro_f1"
+    with pytest.raises(compare.UsageError, match=r"--on oops: no run has scores of oops; scored inputs: ood"):
+        compare.main([*base, "--on", "oops"])
