@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 from test_campaign import fake_run
+from test_compare import balanced_gold, with_errors, write_run
 
 from conftest import REPO, SHARED_DATA
 
@@ -111,6 +113,13 @@ def test_an_input_that_cannot_be_scored_is_refused_before_any_run(tmp_path):
         with pytest.raises(run_matrix.UsageError, match=error):
             run_matrix.main([*base, *map(str, files)])
     assert not out.exists()  # nothing ran
+    # A run already scored on another file of that name: evaluate.py would refuse to replace its scores, run after run.
+    run = run_matrix.Run(tmp_path / "run", [], {})
+    run.run_dir.mkdir()
+    heldout_file(run.run_dir, "same", 0.5, "/elsewhere/same.csv")
+    with pytest.raises(run_matrix.UsageError, match=r"eval_same.json holds the scores of /elsewhere/same.csv"):
+        run_matrix.check_scored_elsewhere([run], [str(one)])
+    run_matrix.check_scored_elsewhere([run], ["/elsewhere/same.csv"])  # the file it was scored on: nothing to say
     # A file named like a split is scored under evaluate.py's name for it, beside the run's own eval_test.json.
     assert run_matrix.input_name("data/test.csv") == "test_input" and run_matrix.input_name("x/ood.csv") == "ood"
 
@@ -146,27 +155,36 @@ def test_report_averages_each_input_over_seeds_and_says_when_seeds_or_files_diff
     assert "the held-out scores of ood came from different input files" in err and "/elsewhere/ood.csv" in err
 
 
-def two_models(root: Path) -> None:
-    """Models a and b on one dataset, seeds 1-3: a ahead on test, b ahead on the held-out file."""
-    for model, test, ood in (("a", 0.9, 0.5), ("b", 0.6, 0.8)):
-        for seed in (1, 2, 3):
-            run = root / model / f"seed{seed}"
-            run.mkdir(parents=True)
-            user = {"dataset": "/data/ds", "model_name_or_path": f"/models/{model}", "seed": seed}
-            (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {"dataset": "/data/ds"}}))
-            scores = {"macro_f1": test + seed / 100, "accuracy": test}
-            results = {"metric": "macro_f1", "best_step": 1, "validation": scores, "test": scores}
-            (run / "results.json").write_text(json.dumps(results))
-            heldout_file(run, "ood", ood + seed / 100, "/data/ood.csv")
+def scored_input(run: Path, gold: list, pred: list, source: str = "/data/ood.csv") -> None:
+    """What evaluate.py --input leaves for a file with labels: predictions (the prediction as "label", a row without a
+    label unscored) and eval_ood.json."""
+    rows = [{"idx": i, "label": p, "gold": g} for i, (g, p) in enumerate(zip(gold, pred, strict=True))]
+    rows.append({"idx": len(rows), "label": pred[0]})
+    (run / "predictions_ood.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    heldout_file(run, "ood", f1_score(gold, pred, average="macro"), source)
 
 
-def test_compare_on_a_scored_input_judges_its_scores_instead_of_test(tmp_path):
-    two_models(tmp_path)
-    base = [str(tmp_path), "--a", "a", "--b", "b", "--bootstrap", "20", "--aso_bootstrap", "20"]
-    on_test = compare.main(base)
+def test_compare_on_a_scored_input_judges_its_scores_instead_of_test(tmp_path, capsys):
+    gold = balanced_gold(40)
+    for seed in (1, 2, 3):  # A right on every test row and wrong on held-out rows; B the other way round
+        a = write_run(tmp_path, "d1", "org/model-a", seed, gold, gold)
+        b = write_run(tmp_path, "d1", "org/model-b", seed, gold, with_errors(gold, 4 + seed))
+        scored_input(a, gold, with_errors(gold, 8 + seed))
+        scored_input(b, gold, gold)
+    base = [str(tmp_path), "--a", "model-a", "--b", "model-b", "--bootstrap", "50", "--aso_bootstrap", "50"]
+    assert compare.main(base)["per_dataset"]["d1"]["delta_mean"] > 0
     on_ood = compare.main([*base, "--on", "ood"])
-    assert on_test["per_dataset"]["ds"]["delta_mean"] == pytest.approx(0.3)
-    assert on_ood["per_dataset"]["ds"]["delta_mean"] == pytest.approx(-0.3)
-    assert on_ood["metric"] == "held-out ood macro_f1"
+    d1 = on_ood["per_dataset"]["d1"]
+    assert d1["delta_mean"] == pytest.approx(-0.25, abs=1e-3) and on_ood["metric"] == "held-out ood macro_f1"
+    # The bootstrap resamples the input's scored rows (not the unlabeled one), from its predictions.
+    assert d1["n_test_examples"] == 40 and d1["delta_recomputed"] == pytest.approx(d1["delta_mean"])
+    assert d1["ci_high"] < 0
+    ranked = compare.main([str(tmp_path), "--all", "--on", "ood", "--bootstrap", "50", "--aso_bootstrap", "50"])
+    assert ranked["metric"] == "held-out ood macro_f1"
     with pytest.raises(compare.UsageError, match=r"--on oops: no run has scores of oops; scored inputs: ood"):
         compare.main([*base, "--on", "oops"])
+
+    scored_input(b, gold, gold, source="/elsewhere/ood.csv")  # one run scored on another file of that name
+    capsys.readouterr()
+    skipped = compare.main([*base, "--on", "ood"])["datasets_skipped"]
+    assert "different test data" in skipped["d1"] and "/elsewhere/ood.csv" in skipped["d1"]
