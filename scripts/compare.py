@@ -4,6 +4,7 @@
     python scripts/compare.py outputs/matrix --a mine --b base --rope 0.005 --bootstrap 2000 --seed 1
     python scripts/compare.py outputs/matrix --a mine --b base --aso_bootstrap 200   # faster ASO (deepsig default: 1000)
     python scripts/compare.py outputs/matrix --all                                # rank every model (Friedman + Nemenyi)
+    python scripts/compare.py outputs/matrix --a mine --b base --on ood       # on a scored input (RUN/eval_ood.json)
 
 A model NAME is the ``model`` column of scripts/report.py (a matrix variant is ``"<model> [<variant>]"``), exactly or
 as a unique substring. Each model is compared at the grid point that scripts/report.py selects on mean VALIDATION

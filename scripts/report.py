@@ -21,6 +21,10 @@ A seed trained twice for one row (say the same settings in two folders) counts o
 devices, CPU thread counts or model files (config.json's ``resolved``) get a warning, a ``†`` beside the seed count and a
 ``mixed`` column naming them.
 
+Input files that run_matrix.py --score_inputs scored with each run's best model (``RUN/eval_<name>.json``) get a
+column each, ``held-out <name> <metric>``: the mean ± std over seeds of the selection metric on that file, with
+``(k/n seeds)`` and a warning when only some of the row's seeds have its scores.
+
 The winner of a dataset is the model with the best mean *validation* score by the runs' own metric (macro-F1 by
 default; models that tie on it are all winners), the number a researcher may select on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
 validation score survives on test.

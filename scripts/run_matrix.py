@@ -5,6 +5,7 @@
         --num_train_epochs 2 --max_seq_length 64          # any other flag goes to train.py
     python scripts/run_matrix.py --config matrix.yaml     # datasets/models may carry their own train.py flags
     python scripts/run_matrix.py --config matrix.yaml --launcher "accelerate launch --num_processes 2"
+    python scripts/run_matrix.py --config matrix.yaml --score_inputs ood_test.csv   # each run's best model scores it
 
 matrix.yaml::
 
