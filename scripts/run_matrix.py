@@ -885,6 +885,16 @@ def check_scored_elsewhere(runs: list[Run], inputs: list[str]) -> None:
                 )
 
 
+def scoring_failure(run_dir: Path, file: str, code: int) -> str | None:
+    """Why scoring ``file`` with the run failed, or None: a non-zero exit, or an exit 0 that wrote no scores of it
+    (evaluate.py only predicts a file without a label the run reads: its scores would be asked for on every rerun)."""
+    if code != 0:
+        return f"exit {code}"
+    if scored_from(run_dir, file) != file:
+        return f"no scores written: no row of {Path(file).name} has a label in the run's label column(s)"
+    return None
+
+
 def score_command(run: Run, launcher: list[str], file: str) -> list[str]:
     """The command that scores ``file`` with the run's best model, launched as the run was."""
     return [*launcher, str(REPO / "evaluate.py"), "--run_dir", str(run.run_dir), "--input", file]
@@ -923,9 +933,9 @@ def execute(
             code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop)
             if code is None or (code != 0 and stop.signal is not None):
                 return  # the matrix is stopping: the same command scores it
-            if code != 0:
-                scoring["score_failed"].append((run.run_dir, file, code))
-                say(f"{tag} scoring FAILED (exit {code}): {file} with {run.run_dir}")
+            if why := scoring_failure(run.run_dir, file, code):
+                scoring["score_failed"].append((run.run_dir, file, why))
+                say(f"{tag} scoring FAILED ({why}): {file} with {run.run_dir}")
             else:
                 scoring["scored"].append((run.run_dir, file))
 
@@ -1030,9 +1040,13 @@ class RunTask:
                     record_failure(run.run_dir, code)
                     raise RuntimeError(f"{run.run_dir} failed with exit code {code}; see {run.run_dir / OUTPUT}")
             failed = [
-                f"{file} (exit {code})"
+                f"{file} ({why})"
                 for file in unscored(run.run_dir, self.inputs)
-                if (code := self.launch(run, score_command(run, with_own_port(self.launcher), file)))
+                if (
+                    why := scoring_failure(
+                        run.run_dir, file, self.launch(run, score_command(run, with_own_port(self.launcher), file))
+                    )
+                )
             ]
         if failed:  # the run is finished and kept: --status says which scores it lacks, the same command scores them
             return f"{done} {run.run_dir}; scoring failed: {', '.join(failed)}; see {run.run_dir / OUTPUT}"
@@ -1328,9 +1342,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
     for run_dir, clash in outcome["clashed"]:
         print(f"  refused: {run_dir} {clash}; use another --output_dir")
-    for run_dir, file, code in score_failed:
+    for run_dir, file, why in score_failed:
         # The run itself is finished and kept; the same command scores it again.
-        print(f"  scoring failed (exit {code}): {file} with {run_dir}  (see {run_dir / OUTPUT})")
+        print(f"  scoring failed ({why}): {file} with {run_dir}  (see {run_dir / OUTPUT})")
     if outcome["signal"]:
         [signum] = outcome["signal"]
         left = len(runs) - sum(len(outcome[k]) for k in ("trained", "skipped", "elsewhere", "failed", "clashed"))

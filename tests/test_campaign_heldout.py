@@ -76,6 +76,17 @@ def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing(tiny_b
     assert "held-out held_out macro_f1" in (tmp_path / "matrix" / "results.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_file_without_the_runs_labels_is_a_failed_scoring_not_a_written_score(tiny_bert, tmp_path):
+    unlabeled = tmp_path / "inputs" / "unlabeled.csv"  # texts only: evaluate.py predicts them and scores nothing
+    pd.read_csv(held_out(tmp_path))[["text"]].to_csv(unlabeled, index=False)
+    proc = matrix(tmp_path, tiny_bert, "--score_inputs", unlabeled)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "2 trained, 0 skipped, 0 failed of 2 runs; 0 input scores written, 2 failed" in proc.stdout
+    assert "scoring failed (no scores written: no row of unlabeled.csv has a label" in proc.stdout
+    assert not list((tmp_path / "matrix").rglob("eval_unlabeled.json"))
+
+
 def run_matrix_status(tmp_path: Path, tiny_bert: Path, *inputs: Path) -> str:
     """--status of the plan, told which inputs each run should have scores of."""
     proc = matrix(tmp_path, tiny_bert, "--status", "--score_inputs", *inputs)
