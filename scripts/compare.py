@@ -160,6 +160,9 @@ def pick_model(name: str, runs: list[dict[str, Any]], flag: str) -> str:
     return report.pick_model(name, models, flag)
 
 
+SCORE_THEM = " (run_matrix.py --score_inputs with the same command scores the runs that lack them)"
+
+
 def scored_on(runs: list[dict[str, Any]], name: str) -> None:
     """Put each run's scores on the input ``name`` (run_matrix.py --score_inputs: RUN/eval_<name>.json) where its test
     scores were, so the verdict judges them; a run without them has no score there."""
@@ -355,16 +358,17 @@ def prediction_arrays(
     runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], bool] | str:
     """Gold and per-run prediction matrices over the test examples every run scored, or why there are none."""
+    split = (runs_a + runs_b)[0].get("scored_on", "test")  # --on puts every run's scores on one input's name
     loaded = [read_predictions(r["run_dir"], r.get("scored_on", "test")) for r in runs_a + runs_b]
     missing = [str(r["run_dir"]) for r, rows in zip(runs_a + runs_b, loaded, strict=True) if rows is None]
     if missing:
-        return f"no labeled predictions_test.jsonl in {', '.join(missing)}"
+        return f"no labeled predictions_{split}.jsonl in {', '.join(missing)}"
     common = sorted(set.intersection(*(set(rows) for rows in loaded)))
     if not common:
-        return "the runs' predictions_test.jsonl share no example idx"
+        return f"the runs' predictions_{split}.jsonl share no example idx"
     first = loaded[0]
     if any(rows[i][0] != first[i][0] for rows in loaded[1:] for i in common):
-        return "the runs' predictions_test.jsonl disagree on gold labels (different test data?)"
+        return f"the runs' predictions_{split}.jsonl disagree on gold labels (different test data?)"
     multi_label = isinstance(first[common[0]][0], list)
     names = {str(n) for r in runs_a + runs_b for n in label_names(r["run_dir"])} if multi_label else set()
     for rows in loaded:
@@ -426,7 +430,13 @@ def compare_dataset(
         "notes": [],
     }
     if out["unpaired_seeds"]:
-        out["notes"].append(f"seeds {out['unpaired_seeds']} have a test score on one side only: left out")
+        out["notes"].append(f"seeds {out['unpaired_seeds']} have a {scored_label(args)} on one side only: left out")
+    # Under --on a run scored before the input was added has none of its scores: a mean over fewer seeds than ran.
+    ran = set(by_seed(point_a["runs"])) | set(by_seed(point_b["runs"]))
+    if unscored := sorted(ran - set(seeds_a) - set(seeds_b)):
+        out["notes"].append(
+            f"seeds {unscored} have no {scored_label(args)} on either side: left out{SCORE_THEM * bool(args.on)}"
+        )
     for side, point in ((args.a, point_a), (args.b, point_b)):
         if point.get("seeds_differ"):
             out["notes"].append(
@@ -575,7 +585,12 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
 
 def scored_label(args: argparse.Namespace) -> str:
     """What the verdict scores: the test metric, or a scored input's (--on)."""
-    return f"held-out {args.on} {args.metric}" if args.on else f"test {args.metric}"
+    return f"{scored_data(args)} {args.metric}"
+
+
+def scored_data(args: argparse.Namespace) -> str:
+    """The data the verdict scores, as its text names it: ``test``, or ``held-out <name>`` under --on."""
+    return f"held-out {args.on}" if args.on else "test"
 
 
 def conclusion(result: dict[str, Any], a: str, b: str) -> str:
@@ -637,14 +652,14 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         points = [selection.get((dataset, m)) for m in models]
         lacking = [m for m, p in zip(models, points, strict=True) if not p or mean_of(p["runs"], key) is None]
         if lacking:
-            skipped[dataset] = f"no test {args.metric} for {', '.join(lacking)}"
+            skipped[dataset] = f"no {scored_label(args)} for {', '.join(lacking)}"
             continue
         # Runs are paired by (dataset, seed), as for A vs B: a model's seed that another lacks (failed, or added
         # later to one model) would compare a mean over other seeds.
         by_model = [scored_seeds(p, args.metric) for p in points]
         common = sorted(set.intersection(*(set(s) for s in by_model)))
         if not common:
-            skipped[dataset] = f"no seed with a test {args.metric} for every model"
+            skipped[dataset] = f"no seed with a {scored_label(args)} for every model"
         elif reason := different_test_sets(points):
             skipped[dataset] = reason
         else:
@@ -652,7 +667,13 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
             paired |= {(dataset, m): [runs[s] for s in common] for m, runs in zip(models, by_model, strict=True)}
             if unpaired := sorted(set().union(*by_model) - set(common)):
                 notes.append(
-                    f"{dataset}: seeds {unpaired} left out: not run (with a test {args.metric}) by every model"
+                    f"{dataset}: seeds {unpaired} left out: not run (with a {scored_label(args)}) by every model"
+                )
+            ran = set().union(*(by_seed(p["runs"]) for p in points))
+            if unscored := sorted(ran - set().union(*by_model)):
+                notes.append(
+                    f"{dataset}: seeds {unscored} have no {scored_label(args)} for any model: left out"
+                    + SCORE_THEM * bool(args.on)
                 )
     for dataset, reason in copied_datasets({d: [selection[(d, m)] for m in models] for d in complete}).items():
         skipped[dataset] = reason
@@ -822,7 +843,7 @@ def versions_markdown(differ: dict[str, str]) -> list[str]:
 
 def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     """The A-vs-B report as Markdown."""
-    a, b = result["a"], result["b"]
+    a, b, what = result["a"], result["b"], scored_data(args)
     lines = [
         f"# {a} vs {b}",
         "",
@@ -830,12 +851,13 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         *versions_markdown(result["versions_differ"]),
         f"Score: {result['metric']}, each model at its grid point selected on mean validation score. Δ = A − B "
-        f"(A = {a}, B = {b}). Bootstrap: {args.bootstrap} resamples of the test examples (seed {args.seed}), "
+        f"(A = {a}, B = {b}). Bootstrap: {args.bootstrap} resamples of the {what} examples (seed {args.seed}), "
         f"{100 * (1 - args.alpha):g}% percentile interval; p Holm-corrected across datasets. ASO ε_min (deepsig, "
         f"{args.aso_bootstrap} iterations) over seeds: < {ASO_TAU} means that side is almost stochastically better. "
         f"A dataset is won when p (Holm) < {args.alpha:g} and the winner's ε_min < {ASO_TAU}, with ≥ 2 paired seeds.",
         "",
-        "| dataset | seeds | A | B | Δ mean ± std | CI | p (Holm) | ε_min A>B / B>A | won by | val/test τ | val winner loses on test |",
+        "| dataset | seeds | A | B | Δ mean ± std | CI | p (Holm) | ε_min A>B / B>A | won by "
+        f"| val/{what} τ | val winner loses on {what} |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset, r in result["per_dataset"].items():
@@ -861,9 +883,9 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     lines.append(
         f"Wilcoxon signed-rank p = {wil:.4f}." if wil is not None else "Wilcoxon: not computed (< 6 datasets)."
     )
-    lines += ["", "## Validation vs test", ""]
+    lines += ["", f"## Validation vs {what}", ""]
     lines += [
-        "| dataset | A grid point | B grid point | A val→test drop | B val→test drop | val winner | test winner |"
+        f"| dataset | A grid point | B grid point | A val→{what} drop | B val→{what} drop | val winner | {what} winner |"
     ]
     lines += ["|---|---|---|---|---|---|---|"]
     for dataset, r in result["per_dataset"].items():
@@ -897,7 +919,7 @@ def pair_csv(result: dict[str, Any], path: Path) -> None:
         writer.writerows(rows)
 
 
-def pair_plot(result: dict[str, Any], rope: float, path: Path) -> None:
+def pair_plot(result: dict[str, Any], rope: float, path: Path, what: str = "test") -> None:
     """Δ per dataset: the bootstrap interval as a bar, the mean as a dot, each seed's Δ as a cross, the ROPE shaded."""
     import matplotlib
 
@@ -917,15 +939,15 @@ def pair_plot(result: dict[str, Any], rope: float, path: Path) -> None:
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel(f"Δ {result['metric']} ({result['a']} − {result['b']})")
-    ax.set_title("bar: bootstrap CI over test examples; x: seeds; dot: mean (red: won)", fontsize=9)
+    ax.set_title(f"bar: bootstrap CI over {what} examples; x: seeds; dot: mean (red: won)", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 
-def all_markdown(result: dict[str, Any]) -> str:
-    """The --all report as Markdown."""
+def all_markdown(result: dict[str, Any], what: str = "test") -> str:
+    """The --all report as Markdown; ``what`` names the data scored (test, or a held-out input under --on)."""
     lines = [f"# Ranking of {len(result['models'])} models", "", f"**Verdict:** {result['verdict']}", ""]
     lines += versions_markdown(result["versions_differ"])
     lines += [f"Score: {result['metric']} at each model's grid point selected on validation; rank 1 is best.", ""]
@@ -940,10 +962,10 @@ def all_markdown(result: dict[str, Any]) -> str:
         lines += ["", f"{result['omnibus']} p = {num(result['friedman_p'], 4)}; post-hoc: {result['posthoc'] or '-'}"]
         if result["critical_difference"] is not None:
             lines[-1] += f", critical difference = {result['critical_difference']:.3f} (see compare_all_cd.png)"
-    lines += ["", "## Validation vs test", "", "| dataset | τ (models) | val winner | test winner | flag |"]
+    lines += ["", f"## Validation vs {what}", "", f"| dataset | τ (models) | val winner | {what} winner | flag |"]
     lines += ["|---|---|---|---|---|"]
     for dataset, r in result["per_dataset"].items():
-        flag = "**val winner loses on test**" if r["val_winner_loses_on_test"] else ""
+        flag = f"**val winner loses on {what}**" if r["val_winner_loses_on_test"] else ""
         lines.append(
             f"| {dataset} | {num(r['val_test_tau'], 2)} | {r['val_winner'] or '-'} | {r['test_winner'] or '-'} | {flag} |"
         )
@@ -1014,7 +1036,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.all:
         result = rank_all(runs, args, out_dir)
         files = [out_dir / "compare_all.md", out_dir / "compare_all.csv"]
-        atomic_write_text(files[0], all_markdown(result))
+        atomic_write_text(files[0], all_markdown(result, scored_data(args)))
         all_csv(result, files[1])
         files += [Path(result["cd_diagram"])] if result.get("cd_diagram") else []
         for row in result["ranking"]:
@@ -1031,11 +1053,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         files = [out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "png")]
         atomic_write_text(files[0], pair_markdown(result, args))
         pair_csv(result, files[1])
-        pair_plot(result, args.rope, files[2])
+        pair_plot(result, args.rope, files[2], scored_data(args))
         for dataset, r in result["per_dataset"].items():
             ci = f"CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] is not None else "no CI"
             won = {"A": args.a, "B": args.b}.get(r["winner"], "no winner")
-            flag = "; validation winner loses on test" if r["val_winner_loses_on_test"] else ""
+            flag = f"; validation winner loses on {scored_data(args)}" if r["val_winner_loses_on_test"] else ""
             print(
                 f"{dataset}: Δ {r['delta_mean']:+.4f} (seeds {r['seeds']}), {ci}, p(Holm) {num(r['p_holm'], 3)}: {won}{flag}"
             )

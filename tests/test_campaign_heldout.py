@@ -199,3 +199,24 @@ def test_compare_on_a_scored_input_judges_its_scores_instead_of_test(tmp_path, c
     capsys.readouterr()
     skipped = compare.main([*base, "--on", "ood"])["datasets_skipped"]
     assert "different test data" in skipped["d1"] and "/elsewhere/ood.csv" in skipped["d1"]
+
+
+def test_compare_on_names_the_held_out_data_and_the_seeds_it_lacks_scores_of(tmp_path, capsys):
+    gold = balanced_gold(40)
+    for seed in (1, 2, 3):  # seed 3 trained before the input was scored: no scores of ood on either side
+        a = write_run(tmp_path, "d1", "org/model-a", seed, gold, gold)
+        b = write_run(tmp_path, "d1", "org/model-b", seed, gold, with_errors(gold, 4 + seed))
+        if seed < 3:
+            scored_input(a, gold, with_errors(gold, 8 + seed))
+            scored_input(b, gold, gold)
+    base = [str(tmp_path), "--bootstrap", "50", "--aso_bootstrap", "50", "--on", "ood"]
+    result = compare.main([*base, "--a", "model-a", "--b", "model-b"])
+    assert result["per_dataset"]["d1"]["seeds"] == [1, 2]
+    assert "d1: seeds [3] have no held-out ood macro_f1 on either side: left out" in "\n".join(result["notes"])
+    text = (tmp_path / "compare_model-a_vs_model-b.md").read_text()
+    assert "## Validation vs held-out ood" in text and "val/held-out ood τ" in text
+    assert "resamples of the held-out ood examples" in text and "val→test" not in text
+    ranked = compare.main([*base, "--all"])
+    assert "d1: seeds [3] have no held-out ood macro_f1 for any model: left out" in "\n".join(ranked["notes"])
+    text = (tmp_path / "compare_all.md").read_text()
+    assert "## Validation vs held-out ood" in text and "| held-out ood winner |" in text and "vs test" not in text
