@@ -869,8 +869,17 @@ def scored_from(run_dir: Path, file: str) -> str | None:
 
 
 def unscored(run_dir: Path, inputs: list[str]) -> list[str]:
-    """The inputs a finished run has no scores of yet (a run finished before --score_inputs named them)."""
-    return [file for file in inputs if scored_from(run_dir, file) != file]
+    """The inputs a finished run has no scores of yet (a run finished before --score_inputs named them), or scores
+    older than the file (edited or written again since: its scores describe other rows)."""
+    return [file for file in inputs if scored_from(run_dir, file) != file or scored_before_change(run_dir, file)]
+
+
+def scored_before_change(run_dir: Path, file: str) -> bool:
+    """Whether the file changed after the run's scores of it were written."""
+    try:
+        return Path(file).stat().st_mtime_ns > (run_dir / f"eval_{input_name(file)}.json").stat().st_mtime_ns
+    except OSError:
+        return False
 
 
 def check_scored_elsewhere(runs: list[Run], inputs: list[str]) -> None:

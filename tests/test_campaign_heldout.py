@@ -87,6 +87,18 @@ def test_a_file_without_the_runs_labels_is_a_failed_scoring_not_a_written_score(
     assert not list((tmp_path / "matrix").rglob("eval_unlabeled.json"))
 
 
+@pytest.mark.slow
+def test_a_file_changed_after_its_scores_is_scored_again(tiny_bert, tmp_path):
+    good = held_out(tmp_path, rows=24)
+    assert matrix(tmp_path, tiny_bert, "--score_inputs", good).returncode == 0
+    held_out(tmp_path, rows=12)  # the user rebuilt the file: the runs' scores describe rows it no longer has
+    again = matrix(tmp_path, tiny_bert, "--score_inputs", good)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "0 trained, 2 skipped, 0 failed of 2 runs; 2 input scores written, 0 failed" in again.stdout
+    for run in (p.parent for p in (tmp_path / "matrix").rglob("results.json")):
+        assert json.loads((run / "eval_held_out.json").read_text())["num_samples"] == 12
+
+
 def run_matrix_status(tmp_path: Path, tiny_bert: Path, *inputs: Path) -> str:
     """--status of the plan, told which inputs each run should have scores of."""
     proc = matrix(tmp_path, tiny_bert, "--status", "--score_inputs", *inputs)
