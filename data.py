@@ -1081,7 +1081,8 @@ def load_splits(cfg: TrainConfig) -> SplitData:
     spec.value_ids = [[[k.item() if isinstance(k, np.generic) else k, i] for k, i in m.items()] for m in maps]
     if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
         # Often a renamed label column: say so rather than name the classes by their raw values without a word.
-        notes.append(f"labels.json names the labels of {other}, not of {spec.columns}: labels named by their values")
+        source = "the data's ClassLabel" if all(isinstance(names[c], ClassLabelNames) for c in other) else "labels.json"
+        notes.append(f"{source} names the labels of {other}, not of {spec.columns}: labels named by their values")
     splits = {split: _encode(ds, split, spec, maps) for split, ds in splits.items()}
     if spec.problem_type == "hierarchical_classification":
         spec.parents = _level_parents(column_values(splits["train"], "label"), spec.levels)

@@ -350,3 +350,26 @@ def test_an_evaluated_class_that_the_training_rows_never_show_is_warned_of(tmp_p
         "warning: the test split holds 1 class that the 12 training rows never show ('mixed'): the model cannot "
         "learn to predict it, and its test scores count it as missed"
     ]
+
+
+def test_a_class_label_of_another_column_is_named_as_such(tmp_path):
+    """A parquet whose ClassLabel names another column than --label_column: the note names the ClassLabel, not a
+    labels.json the folder does not have."""
+    import datasets
+
+    from config import TrainConfig
+    from data import load_splits
+
+    data = tmp_path / "data"
+    rows = {
+        "text": [f"text {i}" for i in range(30)],
+        "topic": [i % 2 for i in range(30)],
+        "stars": [i % 3 for i in range(30)],
+    }
+    ds = datasets.Dataset.from_dict(rows).cast_column("topic", datasets.ClassLabel(names=["news", "sport"]))
+    data.mkdir()
+    ds.to_parquet(data / "train.parquet")
+    notes = load_splits(TrainConfig(dataset=str(data), label_column="stars")).notes
+    assert (
+        "the data's ClassLabel names the labels of ['topic'], not of ['stars']: labels named by their values" in notes
+    )
