@@ -723,9 +723,27 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
     # Train after the validation carve and --max_train_samples, so --split train scores the rows the run trained on.
     # Scoring needs no teacher probabilities, so a distillation run's data is read without them.
     dataset = resolved["dataset"]
-    data = load_splits(dataclasses.replace(train_cfg, dataset=dataset, teacher_column=None))
+    try:
+        data = load_splits(dataclasses.replace(train_cfg, dataset=dataset, teacher_column=None))
+    except UsageError as err:
+        # The reader names train.py's --dataset, a flag evaluate.py does not take: the data is the run's own.
+        if not str(err).startswith(prefix := f"--dataset {dataset}: "):
+            raise
+        raise UsageError(
+            f"the run's data {dataset} (config.json's resolved.dataset): {str(err).removeprefix(prefix).rstrip('.')}. "
+            f"Put it back there to score --split {cfg.split}, or predict a file with --input FILE."
+        ) from err
     if cfg.split not in data.splits:
-        raise UsageError(f"the dataset {dataset} has no {cfg.split} split.")
+        if any(note.startswith(f"the {cfg.split} split has no labels") for note in data.notes):
+            # Left out of the run as a benchmark's hidden labels are: its rows can still be predicted.
+            raise UsageError(
+                f"the {cfg.split} split of {dataset} has no labels (every one missing or -1), so the run left it out "
+                f"and there is nothing to score; predict its rows with --input FILE (its {cfg.split} file)."
+            )
+        raise UsageError(
+            f"the dataset {dataset} has no {cfg.split} split; score another --split, or predict a file with "
+            "--input FILE."
+        )
     rows = data.splits[cfg.split]
     recorded = (resolved.get("split_digests") or {}).get(cfg.split)
     if recorded is not None and not (cfg.split == "train" and train_cfg.teacher_column):

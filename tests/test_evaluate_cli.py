@@ -1,0 +1,65 @@
+"""evaluate.py as the README's Evaluating section runs it: `python evaluate.py --split ... --run_dir RUN` in a fresh
+process, its error lines about the run's own data, and the rows its predictions point at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import train
+from conftest import REPO, tiny_args
+
+
+def run_evaluate(*flags: str | Path) -> subprocess.CompletedProcess:
+    """`python evaluate.py FLAGS` in a fresh process, offline."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), *map(str, flags)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    """The `error:` lines a command printed."""
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_a_test_split_the_run_left_out_unlabeled_is_named_with_the_way_to_predict_it(tiny_bert, tmp_path):
+    """The README: a test split without labels is left out with a note, "predict it with evaluate.py --input". Asked
+    to score it, evaluate.py said the dataset had no test split, though test.csv was right there."""
+    data = shutil.copytree(REPO / "sample_data", tmp_path / "data")
+    lines = (data / "test.csv").read_text().splitlines()
+    (data / "test.csv").write_text("\n".join([lines[0], *(line.rsplit(",", 1)[0] + ",-1" for line in lines[1:])]))
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--num_train_epochs", "1"))
+    proc = run_evaluate("--run_dir", out, "--split", "test")
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr
+    assert error_lines(proc)[0] == (
+        f"error: the test split of {data} has no labels (every one missing or -1), so the run left it out and there "
+        "is nothing to score; predict its rows with --input FILE (its test file)."
+    )
+    predicted = run_evaluate("--run_dir", out, "--input", data / "test.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    assert len((out / "predictions_test_input.jsonl").read_text().splitlines()) == 16
+
+
+def test_data_moved_after_training_is_named_as_the_runs_not_as_a_flag_evaluate_lacks(tiny_bert, tmp_path):
+    """The run's data is gone: the line named train.py's --dataset, which evaluate.py does not take (passing it is an
+    unrecognized argument). It names the run's recorded path and the two ways on."""
+    data = shutil.copytree(REPO / "sample_data", tmp_path / "data")
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--num_train_epochs", "1"))
+    shutil.move(data, tmp_path / "moved")
+    proc = run_evaluate("--run_dir", out, "--split", "validation")
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr
+    line = error_lines(proc)[0]
+    assert "--dataset" not in line
+    assert line == (
+        f"error: the run's data {data} (config.json's resolved.dataset): no such file or folder. Put it back there to "
+        "score --split validation, or predict a file with --input FILE."
+    )
+    assert not (out / "eval_validation.json").exists()
