@@ -3,6 +3,7 @@ process, its error lines about the run's own data, and the rows its predictions 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import train
-from conftest import REPO, tiny_args
+from conftest import REPO, tiny_args, write_csv
 
 
 def run_evaluate(*flags: str | Path) -> subprocess.CompletedProcess:
@@ -63,3 +64,29 @@ def test_data_moved_after_training_is_named_as_the_runs_not_as_a_flag_evaluate_l
         "score --split validation, or predict a file with --input FILE."
     )
     assert not (out / "eval_validation.json").exists()
+
+
+def test_a_carved_validation_rows_idx_is_its_place_in_the_train_file(tiny_bert, tmp_path):
+    """The README: a prediction's idx is its row's place in the split's file, "a carved validation row's place in the
+    train file", so a join with the file holds, for train.py's predictions and evaluate.py's alike."""
+    rows = [
+        (f"row {i} " + ("ball match" if i % 3 else "rain cloud"), "sports" if i % 3 else "weather") for i in range(60)
+    ]
+    rows[5] = ("", "sports")  # dropped for its empty text, still counted in the places after it
+    data = write_csv(tmp_path / "one" / "all.csv", rows)
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--num_train_epochs", "1", "--validation_split_ratio", "0.25"))
+    written = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
+    assert len(written) == 15 and all((r["text"], r["gold"]) == rows[r["idx"]] for r in written)
+    assert [r["idx"] for r in written] != list(range(15))  # places in the file, not positions in the split
+    proc = run_evaluate("--run_dir", out, "--split", "validation")
+    assert proc.returncode == 0, proc.stderr
+    again = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
+    assert [r["idx"] for r in again] == [r["idx"] for r in written]
+    assert json.loads(proc.stdout.splitlines()[-1])["num_samples"] == 15
+    # --split train scores the rows the run trained on: the carve's others, each at its place in the same file.
+    proc = run_evaluate("--run_dir", out, "--split", "train")
+    assert proc.returncode == 0, proc.stderr
+    trained = [json.loads(line) for line in (out / "predictions_train.jsonl").read_text().splitlines()]
+    assert all((r["text"], r["gold"]) == rows[r["idx"]] for r in trained)
+    assert {r["idx"] for r in trained} | {r["idx"] for r in written} == set(range(60)) - {5}
