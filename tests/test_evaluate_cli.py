@@ -90,3 +90,33 @@ def test_a_carved_validation_rows_idx_is_its_place_in_the_train_file(tiny_bert, 
     trained = [json.loads(line) for line in (out / "predictions_train.jsonl").read_text().splitlines()]
     assert all((r["text"], r["gold"]) == rows[r["idx"]] for r in trained)
     assert {r["idx"] for r in trained} | {r["idx"] for r in written} == set(range(60)) - {5}
+
+
+def test_a_multi_label_runs_validation_reproduces_results_at_its_tuned_thresholds(tiny_bert, tmp_path):
+    """The README: `evaluate.py --split validation` gives results.json's `validation`, which for a multi-label run is
+    scored at the thresholds tuned after training (the best step's scores were at 0.5); such a run has no confusion
+    picture, its per-label report holds the same."""
+    data = tmp_path / "data"
+    data.mkdir()
+    topics = [("goal match team", "sports"), ("chip software code", "tech"), ("rain wind snow", "weather")]
+    rows = [
+        {"text": f"{topics[i % 3][0]} {topics[(i // 3) % 3][0]} {i}", "tags": sorted({topics[i % 3][1], "tech"})}
+        for i in range(90)
+    ]
+    for split, part in (("train", rows[:60]), ("validation", rows[60:75]), ("test", rows[75:])):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    out = tmp_path / "run"
+    results = train.main(tiny_args(tiny_bert, out, data, "--label_column", "tags", "--num_train_epochs", "1"))
+    best = json.loads((out / "best_model" / "config.json").read_text())
+    proc = run_evaluate("--run_dir", out, "--split", "validation")
+    assert proc.returncode == 0, proc.stderr
+    scored = json.loads(proc.stdout.splitlines()[-1])
+    assert "validation macro_f1 and loss reproduce results.json exactly" in proc.stderr
+    assert (
+        scored["macro_f1"] == results["validation"]["macro_f1"]
+        and scored["accuracy"] == results["validation"]["accuracy"]
+    )
+    assert results["thresholds"] == best["thresholds"] and len(best["thresholds"]) == 3
+    step = json.loads((out / "best_model" / "best.json").read_text())["validation"]
+    assert step == results["validation_at_best_step"]  # the best step's record, at 0.5
+    assert (out / "eval_validation.json").is_file() and not list(out.glob("confusion_*.png"))
