@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import train
 from conftest import REPO, tiny_args, write_csv
 
@@ -90,6 +92,16 @@ def test_a_carved_validation_rows_idx_is_its_place_in_the_train_file(tiny_bert, 
     trained = [json.loads(line) for line in (out / "predictions_train.jsonl").read_text().splitlines()]
     assert all((r["text"], r["gold"]) == rows[r["idx"]] for r in trained)
     assert {r["idx"] for r in trained} | {r["idx"] for r in written} == set(range(60)) - {5}
+    # The file itself as --input: each row's line at its place, the gold and the probability given to it as the split's
+    # predictions have them; the row without text is predicted, not scored.
+    proc = run_evaluate("--run_dir", out, "--input", data, "--output", tmp_path / "all.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert [r["idx"] for r in lines] == list(range(60)) and "gold" not in lines[5]
+    for r in written:
+        line = lines[r["idx"]]
+        assert (line["label"], line["gold"]) == (r["pred"], r["gold"])
+        assert line["gold_probability"] == pytest.approx(r["gold_probability"], rel=1e-5)
 
 
 def test_a_multi_label_runs_validation_reproduces_results_at_its_tuned_thresholds(tiny_bert, tmp_path):
