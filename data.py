@@ -1225,6 +1225,8 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None, label_columns
     read with the run's text columns, plus those of ``label_columns`` the file has, as they are; ``limit`` keeps the
     first rows."""
     file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"--input {path} is a folder; give one of its files (--input {path.rstrip('/')}/FILE).")
     if not file.is_file():
         raise UsageError(f"--input {path}: no such file.")
     if file.suffix.lower() not in FORMATS:

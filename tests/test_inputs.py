@@ -176,6 +176,15 @@ def test_na_like_strings_in_unlabeled_input_are_text(tmp_path):
     assert ds["text"] == ["NA", "None", "", "sunny"]
 
 
+def test_a_folder_given_as_input_is_named_a_folder(tmp_path):
+    # A user pointing --input at a dataset folder was told it did not exist.
+    write_csv(tmp_path / "data" / "test.csv", [("sunny",)], header=("text",))
+    with pytest.raises(UsageError, match=r"^--input .*data is a folder; give one of its files \(--input .*data/FILE\)"):
+        load_unlabeled(str(tmp_path / "data"), TrainConfig(), None)
+    with pytest.raises(UsageError, match=r"^--input .*missing.csv: no such file"):
+        load_unlabeled(str(tmp_path / "missing.csv"), TrainConfig(), None)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # A data file edited in place with its mtime kept is read again; an unchanged one hits the caches
 
