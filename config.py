@@ -294,6 +294,12 @@ class TrainConfig:
             raise ConfigError("--freeze backbone already freezes every layer; drop --freeze_layers.")
         if not 0 < self.layer_lr_decay <= 1:
             raise ConfigError(f"--layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}.")
+        if self.freeze == "backbone" and self.layer_lr_decay < 1:
+            # No layer trains, so the decay would change nothing while passing for a setting of the run.
+            raise ConfigError(
+                f"--layer_lr_decay {self.layer_lr_decay} does nothing under --freeze backbone (no encoder layer "
+                "trains; pooling and head train at --head_learning_rate or --learning_rate); drop one of them."
+            )
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             raise ConfigError(f"--head_learning_rate must be > 0, got {self.head_learning_rate}.")
         if self.max_grad_norm < 0:

@@ -350,6 +350,15 @@ def check_layer_flags(cfg: TrainConfig, backbone: nn.Module, backbone_config: An
         )
     if cfg.freeze_layers > stack:
         raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {stack} layers.")
+    if cfg.layer_lr_decay < 1 and cfg.freeze_layers and cfg.freeze_layers >= stack - 1:
+        # The top layer trains at --learning_rate and every layer below it is frozen (the embeddings with them): no
+        # parameter gets a decayed rate.
+        fewer = f"freeze at most {stack - 2} layers" if stack > 2 else "drop --freeze_layers"
+        raise UsageError(
+            f"--layer_lr_decay {cfg.layer_lr_decay} does nothing with --freeze_layers {cfg.freeze_layers}: of the "
+            f"backbone's {stack} layers only the top one or none trains, at --learning_rate; {fewer}, or drop "
+            "--layer_lr_decay."
+        )
 
 
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "swanlab": "swanlab"}
