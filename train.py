@@ -1086,13 +1086,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if accelerator.is_main_process:
             append_jsonl(run_dir / "metrics.jsonl", record)
 
+    # The lr logged is --learning_rate on its schedule, unless no backbone parameter trains (--freeze backbone): then
+    # pooling and head train at --head_learning_rate, and nothing at --learning_rate.
+    trains_backbone = any(p.requires_grad for p in accelerator.unwrap_model(model).backbone.parameters())
+    logged_lr = cfg.learning_rate if trains_backbone else cfg.head_learning_rate or cfg.learning_rate
+
     def log_window(step: int) -> None:
         """Log the window's mean loss, lr, grad norm and throughput."""
         flushed = window.flush()
         state.train_samples += flushed.pop("samples")
         record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": flushed.pop("loss")}
-        # --learning_rate on the schedule: the first group's own lr is the embeddings' under --layer_lr_decay.
-        lr = cfg.learning_rate * scheduler.get_last_lr()[0] / scheduler.base_lrs[0]
+        # On the schedule: the first group's own lr is the embeddings' under --layer_lr_decay.
+        lr = logged_lr * scheduler.get_last_lr()[0] / scheduler.base_lrs[0]
         record |= {"lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None}
         log_event(record | flushed)
         progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")

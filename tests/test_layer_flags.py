@@ -1,7 +1,9 @@
 """Freezing combined with layer-wise and head learning rates: a combination that changes nothing is refused before a
-model is built."""
+model is built, and the lr metrics.jsonl logs is the one the trained parameters get."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -35,3 +37,14 @@ def test_layer_lr_decay_with_a_trained_layer_below_the_top_still_runs(tiny_bert,
     out = tmp_path / "run"
     train.main(tiny_args(tiny_bert, out, None, "--freeze", "embeddings", "--layer_lr_decay", "0.5", "--max_steps", "1"))
     assert (out / "results.json").is_file()
+
+
+def test_logged_lr_under_a_frozen_backbone_is_the_head_learning_rate(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    flags = ["--freeze", "backbone", "--head_learning_rate", "5e-3", "--learning_rate", "1e-4"]
+    flags += ["--max_steps", "4", "--warmup_steps", "0", "--logging_steps", "1"]
+    train.main(tiny_args(tiny_bert, out, None, *flags))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [line["lr"] for line in lines if "lr" in line]
+    # Linear decay from 5e-3 over 4 steps, logged after each step: the rate the pooling and head train at.
+    assert logged == pytest.approx([5e-3 * (4 - step) / 4 for step in (1, 2, 3, 4)])
