@@ -1118,6 +1118,11 @@ def load_splits(cfg: TrainConfig) -> SplitData:
     for split, limit in limits.items():
         if split in splits and limit is not None and limit < len(splits[split]):
             splits[split] = splits[split].select(range(limit))
+        elif split in splits and limit is not None and limit > len(splits[split]):
+            # Said, so that a limit above the data (a campaign's one limit over datasets of several sizes) is not
+            # read as a run on that many rows.
+            flag = "--max_train_samples" if split == "train" else "--max_eval_samples"
+            notes.append(f"{flag} {limit} is above the {len(splits[split])} {split} rows: all of them are used")
     notes += _class_coverage(splits, spec, cfg)
     overlap = split_overlap(splits)
     notes += _overlap_notes(overlap, splits)
