@@ -1416,11 +1416,8 @@ def encode_windows(
     if pairs is None:
         windowed, fallback = rows, []
     else:
-        # The room the first text leaves in a window; the fast tokenizer panics when the stride does not fit it.
-        firsts = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        room = window_room(tokenizer, max_seq_length, pair=True)
-        windowed = [i for i in rows if room - len(firsts[i]) > stride]
-        fallback = [i for i in rows if room - len(firsts[i]) <= stride]
+        fallback = unwindowable_pairs(tokenizer, texts, max_seq_length, stride)
+        windowed = sorted(set(rows) - set(fallback))
     per_row: list[list[dict[str, list[int]]]] = [[] for _ in rows]
     if windowed:
         pick = (lambda xs: [xs[i] for i in windowed]) if fallback else (lambda xs: xs)
@@ -1448,6 +1445,24 @@ def encode_windows(
     names = [n for n in tokenizer.model_input_names if n in per_row[0][0]] if rows else []
     encoded = {name: [w[name] for windows in per_row for w in windows] for name in names}
     return encoded, [row for row, windows in enumerate(per_row) for _ in windows]
+
+
+def unwindowable_pairs(tokenizer: Any, texts: list[str], max_seq_length: int, stride: int) -> list[int]:
+    """The rows of a pair batch whose first text (``texts``) leaves no more than ``stride`` tokens of a window for the
+    second: windows could not advance through it (the fast tokenizer panics), so they are truncated instead."""
+    firsts = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    room = window_room(tokenizer, max_seq_length, pair=True)
+    return [i for i, ids in enumerate(firsts) if room - len(ids) <= stride]
+
+
+def truncated_pairs(tokenizer: Any, texts: list[str], pairs: list[str], max_seq_length: int, stride: int) -> set[int]:
+    """The rows of a pair batch that encode_windows truncates instead of windowing and that do not fit whole: text
+    of these documents is cut off as under --long_text truncate."""
+    fallback = unwindowable_pairs(tokenizer, texts, max_seq_length, stride)
+    if not fallback:
+        return set()
+    whole = tokenizer([texts[i] for i in fallback], [pairs[i] for i in fallback], verbose=False)["input_ids"]
+    return {row for row, ids in zip(fallback, whole, strict=True) if len(ids) > max_seq_length}
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -1501,6 +1516,9 @@ def tokenize_splits(
         out["window"] = [positions[k] for k in keep]
         per_doc = Counter(rows)
         out["doc_windows"] = [per_doc[rows[k]] for k in keep]  # before the limit: for the log's counts
+        if (pairs := batch.get("text_pair")) is not None:  # for the log's counts too
+            cut = truncated_pairs(tokenizer, batch["text"], pairs, max_seq_length, windows.stride)
+            out["doc_truncated"] = [rows[k] in cut for k in keep]
         out["length"] = [len(ids) for ids in out["input_ids"]]
         return out
 
@@ -1524,7 +1542,7 @@ def tokenize_splits(
             drop = list(ds.column_names)
             limit = windows.max_train_windows if split == "train" else None
             spec = ("windows", windows.stride, limit)
-            key = Hasher.hash((ds._fingerprint, tokenizer_hash, max_seq_length, input_names, spec, "v1"))
+            key = Hasher.hash((ds._fingerprint, tokenizer_hash, max_seq_length, input_names, spec, "v2"))
             function, kwargs = encode_windowed, {"fn_kwargs": {"limit": limit}}
         tokenized[split] = ds.map(
             function,
@@ -1539,12 +1557,15 @@ def tokenize_splits(
 
 
 def window_counts(tokenized: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """Per split of windowed token ids: documents, windows used, and documents cut into more than one window."""
+    """Per split of windowed token ids: documents, windows used, documents cut into more than one window, and pairs
+    truncated instead (their first text leaves the second no room to advance)."""
     counts = {}
     for split, ds in tokenized.items():
         first = np.asarray(column_values(ds, "window")) == 0  # one row per document: its first window
         whole = np.asarray(column_values(ds, "doc_windows"))[first]  # (documents,): windows before a limit
         counts[split] = {"documents": len(whole), "windows": len(ds), "cut": int((whole > 1).sum())}
+        if "doc_truncated" in ds.column_names:
+            counts[split]["truncated"] = int(np.asarray(column_values(ds, "doc_truncated"), dtype=bool)[first].sum())
     return counts
 
 

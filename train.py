@@ -574,6 +574,17 @@ def log_windows(counts: dict[str, dict[str, int]], cfg: TrainConfig) -> None:
             limit,
             c["cut"],
         )
+        if c.get("truncated"):
+            # Not windowed at all: a window holds the whole first text, so the second could not advance through it.
+            logger.warning(
+                "long_text windows: %s: %d pair documents were truncated instead, as --long_text truncate does: "
+                "their first text leaves no more than --window_stride (%d) tokens of --max_seq_length %d for the "
+                "second; raise --max_seq_length or lower --window_stride to window them",
+                split,
+                c["truncated"],
+                windowing(cfg).stride,
+                cfg.max_seq_length,
+            )
 
 
 def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
