@@ -369,6 +369,9 @@ class TrainConfig:
             "--loss focal": (self.loss == "focal", ("focal_gamma",)),
             "--teacher_column": (self.teacher_column is not None, ("distill_alpha", "distill_temperature")),
             "hierarchical --label_columns": (hierarchical, ("consistent_decoding",)),
+            # Refused above with its own line; listed so that a run recorded with both resumes and is tabulated
+            # without the decay, which no layer trained with.
+            "--freeze none or embeddings": (self.freeze != "backbone", ("layer_lr_decay",)),
         }
         return {flag: names for flag, (used, names) in uses.items() if not used}
 

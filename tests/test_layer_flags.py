@@ -8,6 +8,7 @@ import json
 import pytest
 
 import train
+from config import TrainConfig
 from conftest import tiny_args
 from utils import ConfigError, UsageError
 
@@ -48,3 +49,13 @@ def test_logged_lr_under_a_frozen_backbone_is_the_head_learning_rate(tiny_bert, 
     logged = [line["lr"] for line in lines if "lr" in line]
     # Linear decay from 5e-3 over 4 steps, logged after each step: the rate the pooling and head train at.
     assert logged == pytest.approx([5e-3 * (4 - step) / 4 for step in (1, 2, 3, 4)])
+
+
+def test_a_run_recorded_with_a_decay_under_a_frozen_backbone_is_compared_without_it():
+    # Resume (train.run_settings), run_matrix and report.py leave out what TrainConfig.switched_off names: a run
+    # written before the refusal, with --freeze backbone --layer_lr_decay 0.8, resumes and tabulates as one without.
+    def unused(cfg: TrainConfig) -> set[str]:
+        return {name for names in cfg.switched_off().values() for name in names}
+
+    assert "layer_lr_decay" in unused(TrainConfig(freeze="backbone", layer_lr_decay=0.8))
+    assert "layer_lr_decay" not in unused(TrainConfig(freeze="embeddings", layer_lr_decay=0.8))
