@@ -37,6 +37,33 @@ class ProfileConfig(TrainConfig):
     top_ops: int = option(12, "Operators listed, by self time.")
 
 
+def self_time_us(event: Any, clock: str) -> float:
+    """An operator's self time in microseconds on ``clock`` ("cpu", or "device": its GPU kernels)."""
+    if clock == "cpu":
+        return event.self_cpu_time_total
+    # torch 2.4 renamed self_cuda_time_total to self_device_time_total (and later dropped the old name).
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        if (value := getattr(event, name, None)) is not None:
+            return value
+    return 0.0
+
+
+def operator_rows(averages: Any, clock: str, steps: int, top: int) -> tuple[list[dict[str, Any]], float]:
+    """The ``top`` operators by self time on ``clock``, per step, and the total self time per step (ms)."""
+    events = sorted(averages, key=lambda e: self_time_us(e, clock), reverse=True)
+    total = sum(self_time_us(e, clock) for e in averages)
+    rows = [
+        {
+            "op": e.key,
+            "calls_per_step": e.count / steps,
+            "ms_per_step": self_time_us(e, clock) / 1000 / steps,
+            "share": self_time_us(e, clock) / total if total else 0.0,
+        }
+        for e in events[:top]
+    ]
+    return rows, total / 1000 / steps
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time one epoch of train.py's loop per phase, then list the top operators; returns the figures."""
     import torch
@@ -141,23 +168,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"| {name} | {seconds:.2f} | {per_step * 1000:.1f} | {seconds / epoch_total:.0%} |")
 
     top: list[dict[str, Any]] = []
+    gpu_busy_ms = None
     if cfg.profiler_steps:
         from torch.profiler import ProfilerActivity, profile
 
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if accelerator.device.type == "cuda" else [])
+        on_gpu = accelerator.device.type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+        sync()
+        begin = time.perf_counter()
         with profile(activities=activities) as prof:
             for _ in range(cfg.profiler_steps):
                 one_step(next(feed), None)
-        key = "self_cuda_time_total" if accelerator.device.type == "cuda" else "self_cpu_time_total"
-        events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[: cfg.top_ops]
-        total = sum(getattr(e, key) for e in prof.key_averages())
-        print(f"\ntop operators over {cfg.profiler_steps} steps, by self time:")
-        print("| operator | calls per step | ms per step | share |\n| --- | --- | --- | --- |")
-        for event in events:
-            per_step = getattr(event, key) / 1000 / cfg.profiler_steps
-            share = getattr(event, key) / total
-            print(f"| {event.key} | {event.count / cfg.profiler_steps:.0f} | {per_step:.1f} | {share:.0%} |")
-            top.append({"op": event.key, "ms_per_step": per_step, "share": share})
+            sync()
+        profiled_ms = (time.perf_counter() - begin) * 1000 / cfg.profiler_steps
+        averages = prof.key_averages()
+        # On a GPU the kernels' time and the CPU's time to launch them are both listed: a small model's step can
+        # be bound by either, and only the two side by side say which.
+        for clock in ("device", "cpu") if on_gpu else ("cpu",):
+            rows_, total = operator_rows(averages, clock, cfg.profiler_steps, cfg.top_ops)
+            label = "GPU kernel" if clock == "device" else "CPU"
+            print(f"\ntop operators over {cfg.profiler_steps} steps, by {label} self time:")
+            print("| operator | calls per step | ms per step | share |\n| --- | --- | --- | --- |")
+            for row in rows_:
+                print(f"| {row['op']} | {row['calls_per_step']:.0f} | {row['ms_per_step']:.1f} | {row['share']:.0%} |")
+            if clock == "device":
+                gpu_busy_ms = total
+                print(
+                    f"GPU kernels busy {total:.1f} ms per step of {profiled_ms:.1f} ms (profiled steps, no per-phase "
+                    f"synchronize): {total / profiled_ms:.0%}"
+                )
+            if not top:
+                top = rows_
     summary = {
         "steps": steps,
         "mixed_precision": accelerator.mixed_precision,
@@ -165,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "epoch_seconds": epoch_total,
         "phases_s": {name: seconds for name, seconds, _ in rows},
         "top_ops": top,
+        "gpu_busy_ms_per_step": gpu_busy_ms,
     }
     print(json.dumps(summary))
     return summary

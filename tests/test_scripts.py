@@ -454,3 +454,24 @@ def test_profile_step_times_every_phase_of_the_loop_through_accelerate_launch(ti
     assert sum(phases.values()) == pytest.approx(result["epoch_seconds"], rel=1e-6)
     assert len(result["top_ops"]) == 3 and "| forward |" in out.stdout
     assert not (tmp_path / "run").exists()  # writes nothing outside a temporary folder
+
+
+def test_profile_operator_table_reads_the_gpu_time_under_this_torch_name():
+    """The GPU table reads the kernels' time under the attribute this torch names it (torch 2.11 has only
+    self_device_time_total; profile_step asked for self_cuda_time_total and failed on a GPU)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from profile_step import operator_rows
+
+    x = torch.randn(64, 64)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            (x @ x).relu()
+    averages = prof.key_averages()
+    cpu_rows, cpu_total = operator_rows(averages, "cpu", steps=2, top=2)
+    assert len(cpu_rows) == 2 and cpu_total > 0 and cpu_rows[0]["ms_per_step"] >= cpu_rows[1]["ms_per_step"]
+    assert {row["op"] for row in cpu_rows} & {"aten::mm", "aten::matmul", "aten::relu", "aten::clamp_min"}
+    device_rows, device_total = operator_rows(averages, "device", steps=2, top=2)  # no GPU ran: zero, not an error
+    assert device_total == 0 and all(row["share"] == 0 for row in device_rows)
