@@ -49,7 +49,27 @@ def test_cpu_threads_are_the_share_of_the_physical_cores(restore_threads, monkey
     assert torch.get_num_threads() == max(1, cores // 2)
     assert utils.tune_cpu(cpu_accelerator(2), threads=1).startswith("CPU threads per process: 1 (--cpu_threads)")
     assert torch.get_num_threads() == 1
-    assert utils.tune_cpu(SimpleNamespace(device=torch.device("cuda"), mixed_precision="no")) is None
+
+
+@pytest.fixture
+def restore_cudnn_sdp():
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    yield
+    torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+def test_a_gpu_run_attends_without_cudnns_per_shape_graphs_unless_asked(restore_cudnn_sdp, monkeypatch):
+    """On a GPU, SDPA's cuDNN kernel (a graph built per new batch shape) is switched off and the log says so;
+    TORCH_CUDNN_SDPA_ENABLED in the environment keeps torch's choice. The CPU threads are left alone."""
+    gpu = SimpleNamespace(device=torch.device("cuda"), mixed_precision="bf16", num_processes=1)
+    threads = torch.get_num_threads()
+    monkeypatch.delenv("TORCH_CUDNN_SDPA_ENABLED", raising=False)
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    assert "not cuDNN's" in utils.tune_cpu(gpu)
+    assert not torch.backends.cuda.cudnn_sdp_enabled() and torch.get_num_threads() == threads
+    monkeypatch.setenv("TORCH_CUDNN_SDPA_ENABLED", "1")
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    assert utils.tune_cpu(gpu) is None and torch.backends.cuda.cudnn_sdp_enabled()
 
 
 def test_the_users_omp_num_threads_is_kept(restore_threads, monkeypatch):
