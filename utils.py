@@ -393,11 +393,24 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
     except TrainingError as err:  # expected and explained in one line; other errors keep their traceback
         print(f"error: {err}", file=sys.stderr)
         # The run's train.log (what a batch job leaves to read) says why the run ended, as the console does.
-        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, str(err), None, None)
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.handle(record)
+        log_to_files(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, str(err), None, None))
         sys.exit(1)
+    except Exception:
+        # A bug: the console shows Python's traceback; a failed cluster run is read from its folder, so train.log
+        # gets it too (the file handlers only: the console handler would print it a second time).
+        log_to_files(
+            logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 0, "stopped by an unexpected error:", None, sys.exc_info()
+            )
+        )
+        raise
+
+
+def log_to_files(record: logging.LogRecord) -> None:
+    """Write ``record`` to the run's log file(s) only, not to the console."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 # ---- run identity: shared by scripts/run_matrix.py (and so batch_train.sh) and scripts/report.py ---------------

@@ -184,6 +184,21 @@ def test_a_run_stopped_by_a_non_finite_loss_says_why_in_its_log(tiny_bert, tmp_p
     assert last.endswith(" ERROR " + error.removeprefix("error: ")), last
 
 
+def test_an_unexpected_error_leaves_its_traceback_in_the_runs_log(tmp_path, capsys):
+    """A failed cluster run is read from its folder: a bug's traceback lands in train.log as well as on the console."""
+    from utils import setup_logging
+
+    def broken(_):
+        setup_logging(tmp_path / "train.log")
+        raise KeyError("head_size")  # a bug, not bad input: no one-line error for it
+
+    with pytest.raises(KeyError):
+        run_cli(broken)
+    log = (tmp_path / "train.log").read_text()
+    assert "Traceback (most recent call last):" in log and "KeyError: 'head_size'" in log, log
+    assert "Traceback" not in capsys.readouterr().err  # the console's traceback is Python's own, printed once
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_match_one_process_evaluation(tiny_bert, tmp_path):
     out = tmp_path / "run"
