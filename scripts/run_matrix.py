@@ -691,7 +691,8 @@ class Stop:
 
     def __init__(self) -> None:
         self.signal: int | None = None
-        self.procs: set[subprocess.Popen] = set()
+        # Each process, with what it scores ("FILE with RUN") or None when it trains: a stopped scoring is said as one.
+        self.procs: dict[subprocess.Popen, str | None] = {}
         self.lock = threading.RLock()  # re-entrant: the handler runs in the main thread, between any two bytecodes
         self._previous: dict[int, Any] = {}
 
@@ -710,34 +711,40 @@ class Stop:
     def _handle(self, signum: int, frame: Any) -> None:
         with self.lock:
             first, self.signal = self.signal is None, self.signal or signum
-            running = [p for p in self.procs if p.poll() is None]
+            running = {p: scoring for p, scoring in self.procs.items() if p.poll() is None}
             # SIGTERM whatever came: it is what every launcher passes on to train.py (the README's table); a
             # Ctrl-C at a terminal has reached the runs already, and a second signal changes nothing for them.
             for proc in running:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
         if first:
+            training = sum(scoring is None for scoring in running.values())
+            said = [f"{training} running run(s) asked to stop at a checkpoint"] if training or not running else []
+            # A scoring has no checkpoint: its run is finished and kept, and the same command scores the file again.
+            said += [f"the scoring of {s} stopped (the run is finished and kept)" for s in running.values() if s]
             print(
-                f"{signal.Signals(signum).name} received: no further run starts; {len(running)} running run(s) "
-                "asked to stop at a checkpoint",
+                f"{signal.Signals(signum).name} received: no further run or scoring starts; {'; '.join(said)}",
                 flush=True,
             )
 
-    def start(self, command: list[str], env: dict[str, str]) -> subprocess.Popen | None:
-        """Start a run's process, or None once a stop was asked for."""
+    def start(self, command: list[str], env: dict[str, str], scoring: str | None = None) -> subprocess.Popen | None:
+        """Start a run's process (``scoring``: the "FILE with RUN" it scores), or None once a stop was asked for."""
         with self.lock:
             if self.signal is not None:
                 return None
             proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            self.procs.add(proc)
+            self.procs[proc] = scoring
             return proc
 
 
-def run_logged(command: list[str], env: dict[str, str], log: Path, echo: bool, stop: Stop) -> int | None:
+def run_logged(
+    command: list[str], env: dict[str, str], log: Path, echo: bool, stop: Stop, scoring: str | None = None
+) -> int | None:
     """Run ``command`` with its output appended to ``log`` (and shown on the console when ``echo``: with several
-    runs at once their lines would interleave); returns the exit code, or None when ``stop`` kept it from starting."""
+    runs at once their lines would interleave); returns the exit code, or None when ``stop`` kept it from starting.
+    ``scoring`` names the file and run a scoring command scores."""
     with open(log, "a") as handle:
-        proc = stop.start(command, env)
+        proc = stop.start(command, env, scoring)
         if proc is None:
             return None
         for line in proc.stdout:
@@ -916,7 +923,8 @@ def execute(
     to each run."""
     outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
     outcome["stopped"] = []  # by a signal to the matrix (Stop)
-    scoring: dict[str, list] = {"scored": [], "score_failed": []}  # not a run's outcome: a run is trained or not
+    # Not a run's outcome: a run is trained or not.
+    scoring: dict[str, list] = {"scored": [], "score_failed": [], "score_stopped": []}
     stop = Stop()
     todo: queue.Queue[tuple[int, Run]] = queue.Queue()
     for item in enumerate(runs, 1):
@@ -939,9 +947,13 @@ def execute(
         for file in unscored(run.run_dir, inputs):
             command = score_command(run, with_own_port(launcher) if len(slots) > 1 else launcher, file)
             say(f"{tag} score {shlex.join(command)}")
-            code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop)
-            if code is None or (code != 0 and stop.signal is not None):
+            what = f"{file} with {run.run_dir}"
+            code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop, what)
+            if code is None:
                 return  # the matrix is stopping: the same command scores it
+            if code != 0 and stop.signal is not None:
+                scoring["score_stopped"].append(what)
+                return
             if why := scoring_failure(run.run_dir, file, code):
                 scoring["score_failed"].append((run.run_dir, file, why))
                 say(f"{tag} scoring FAILED ({why}): {file} with {run.run_dir}")
@@ -1357,11 +1369,22 @@ def main(argv: list[str] | None = None) -> int:
     if outcome["signal"]:
         [signum] = outcome["signal"]
         left = len(runs) - sum(len(outcome[k]) for k in ("trained", "skipped", "elsewhere", "failed", "clashed"))
-        print(
-            f"matrix: interrupted by {signal.Signals(signum).name}: {len(outcome['stopped'])} stopped, "
-            f"{left - len(outcome['stopped'])} not started; run the same command again to resume (a stopped run "
-            "resumes from its last checkpoint)"
-        )
+        name, stopped, scorings = signal.Signals(signum).name, outcome["stopped"], outcome["score_stopped"]
+        not_started = left - len(stopped)
+        if scorings and not stopped and not not_started:  # only scoring was under way: no run to resume
+            them = "it (the finished run is kept" if len(scorings) == 1 else "them (the finished runs are kept"
+            print(
+                f"matrix: interrupted by {name} while scoring: {len(scorings)} scoring stopped "
+                f"({'; '.join(scorings)}); run the same command again to score {them}; only the files a run lacks "
+                "scores of are scored)"
+            )
+        else:
+            scored = f", {len(scorings)} scoring stopped ({'; '.join(scorings)})" if scorings else ""
+            print(
+                f"matrix: interrupted by {name}: {len(stopped)} stopped, {not_started} not started{scored}; run the "
+                "same command again to resume (a stopped run resumes from its last checkpoint"
+                + (", a stopped scoring is done again)" if scorings else ")")
+            )
         raise SystemExit(128 + signum)  # as a shell reports a command stopped by the signal
     if not args.dry_run:
         print(f"table: python {REPO / 'scripts' / 'report.py'} {cfg.get('output_dir') or 'outputs/matrix'}")

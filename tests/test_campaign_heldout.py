@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -232,3 +234,45 @@ def test_compare_on_names_the_held_out_data_and_the_seeds_it_lacks_scores_of(tmp
     assert "d1: seeds [3] have no held-out ood macro_f1 for any model: left out" in "\n".join(ranked["notes"])
     text = (tmp_path / "compare_all.md").read_text()
     assert "## Validation vs held-out ood" in text and "| held-out ood winner |" in text and "vs test" not in text
+
+
+def finished_run(tmp_path: Path, datasets: list[str]) -> list[run_matrix.Run]:
+    """A plan of the given datasets x a stand-in model x seed 1 whose runs are finished (results.json), unscored."""
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    cfg = {"datasets": datasets, "models": [str(model)], "seeds": [1], "output_dir": str(tmp_path / "matrix")}
+    runs = run_matrix.plan(cfg, [])
+    for run in runs:
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "results.json").write_text("{}")
+    return runs
+
+
+def test_ctrl_c_while_scoring_says_which_scoring_stopped_and_that_the_same_command_scores_it(tmp_path):
+    """SIGINT while a finished run's best model scores a held-out file: the wording is about that scoring (which
+    file, which run, that the run is kept and the same command scores it), not about training and checkpoints."""
+    [run] = finished_run(tmp_path, [str(SHARED_DATA / "emotion")])
+    good, ready = held_out(tmp_path), tmp_path / "ready"
+    scorer = tmp_path / "scorer.py"  # stands in for the launcher: scores nothing, for as long as the test needs
+    scorer.write_text("import sys, time\nopen(sys.argv[1], 'w').write('x')\ntime.sleep(300)\n")
+    command = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--datasets", str(SHARED_DATA / "emotion")]
+    command += ["--models", str(tmp_path / "model"), "--seeds", "1", "--output_dir", str(tmp_path / "matrix")]
+    command += ["--launcher", f"{sys.executable} {scorer} {ready}", "--score_inputs", str(good)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists(), proc.communicate()[0]
+        proc.send_signal(signal.SIGINT)
+        printed = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, printed
+    assert f"SIGINT received: no further run or scoring starts; the scoring of {good} with {run.run_dir} stopped" in (
+        printed
+    )
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith(f"matrix: interrupted by SIGINT while scoring: 1 scoring stopped ({good} with "), last
+    assert "run the same command again to score it (the finished run is kept" in last, last
+    assert "checkpoint" not in printed and (run.run_dir / "results.json").is_file()
