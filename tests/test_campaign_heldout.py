@@ -248,8 +248,9 @@ def finished_run(tmp_path: Path, datasets: list[str]) -> list[run_matrix.Run]:
     return runs
 
 
-def test_ctrl_c_while_scoring_says_which_scoring_stopped_and_that_the_same_command_scores_it(tmp_path):
-    """SIGINT while a finished run's best model scores a held-out file: the wording is about that scoring (which
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_scoring_says_which_scoring_stopped_and_that_the_same_command_scores_it(tmp_path, sig):
+    """SIGINT (or SIGTERM) while a finished run's best model scores a held-out file: the wording is about that scoring (which
     file, which run, that the run is kept and the same command scores it), not about training and checkpoints."""
     [run] = finished_run(tmp_path, [str(SHARED_DATA / "emotion")])
     good, ready = held_out(tmp_path), tmp_path / "ready"
@@ -264,15 +265,16 @@ def test_ctrl_c_while_scoring_says_which_scoring_stopped_and_that_the_same_comma
         while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert ready.exists(), proc.communicate()[0]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         printed = proc.communicate(timeout=60)[0]
     finally:
         proc.kill()
-    assert proc.returncode == 130, printed
-    assert f"SIGINT received: no further run or scoring starts; the scoring of {good} with {run.run_dir} stopped" in (
-        printed
+    assert proc.returncode == 128 + sig, printed
+    assert (
+        f"{sig.name} received: no further run or scoring starts; the scoring of {good} with {run.run_dir} stopped"
+        in (printed)
     )
     last = printed.strip().splitlines()[-1]
-    assert last.startswith(f"matrix: interrupted by SIGINT while scoring: 1 scoring stopped ({good} with "), last
+    assert last.startswith(f"matrix: interrupted by {sig.name} while scoring: 1 scoring stopped ({good} with "), last
     assert "run the same command again to score it (the finished run is kept" in last, last
     assert "checkpoint" not in printed and (run.run_dir / "results.json").is_file()
