@@ -163,13 +163,16 @@ def pick_model(name: str, runs: list[dict[str, Any]], flag: str) -> str:
 SCORE_THEM = " (run_matrix.py --score_inputs with the same command scores the runs that lack them)"
 
 
-def scored_on(runs: list[dict[str, Any]], name: str) -> None:
-    """Put each run's scores on the input ``name`` (run_matrix.py --score_inputs: RUN/eval_<name>.json) where its test
-    scores were, so the verdict judges them; a run without them has no score there."""
+def scored_on(runs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The runs of the datasets scored on the input ``name`` (run_matrix.py --score_inputs DATASET=FILE: another
+    dataset's runs were never meant to score it), each with its scores of it (RUN/eval_<name>.json) where its test
+    scores were, so the verdict judges them; a run of such a dataset without them has no score there."""
     names = sorted({n for run in runs for n in run["heldout"]})
     if name not in names:
         listed = ", ".join(names) or "none (run_matrix.py --score_inputs FILE scores them)"
         raise UsageError(f"--on {name}: no run has scores of {name}; scored inputs: {listed}.")
+    datasets = {run["dataset"] for run in runs if name in run["heldout"]}
+    runs = [run for run in runs if run["dataset"] in datasets]
     for run in runs:
         scores = run["heldout"].get(name) or {}
         for metric in COMPARABLE:
@@ -179,6 +182,7 @@ def scored_on(runs: list[dict[str, Any]], name: str) -> None:
         run["data_seen"] = run["data_seen"] | {"test_rows": scores.get("input")}
         predictions = Path(str(scores.get("predictions") or f"predictions_{name}.jsonl"))
         run["scored_on"] = predictions.stem.removeprefix("predictions_")
+    return runs
 
 
 def mean_of(records: list[dict[str, Any]], key: str) -> float | None:
@@ -1027,7 +1031,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not runs:
         raise UsageError(f"no finished runs (results.json + config.json) under {root}; pass the matrix's output_dir.")
     if args.on:
-        scored_on(runs, args.on)
+        runs = scored_on(runs, args.on)
     out_dir = Path(args.output_dir) if args.output_dir else root
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

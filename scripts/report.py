@@ -23,7 +23,8 @@ devices, CPU thread counts or model files (config.json's ``resolved``) get a war
 
 Input files that run_matrix.py --score_inputs scored with each run's best model (``RUN/eval_<name>.json``) get a
 column each, ``held-out <name> <metric>``: the mean ± std over seeds of the selection metric on that file, with
-``(k/n seeds)`` and a warning when only some of the row's seeds have its scores.
+``(k/n seeds)`` and a warning when only some of the row's seeds have its scores; the rows of a dataset none of whose
+runs scored the file (another dataset's: ``--score_inputs DATASET=FILE``) leave its cells blank.
 
 The winner of a dataset is the model with the best mean *validation* score by the runs' own metric (macro-F1 by
 default; models that tie on it are all winners), the number a researcher may select on; its test score is reported beside it, never used to choose. The val→test gap column shows how much of the
@@ -486,7 +487,10 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         by_identity.setdefault(run["identity"], []).append(run)
     # With a grid, only each model's point selected on validation competes for the dataset (and the baseline).
     chosen = {point["runs"][0]["identity"] for point in select_grid_points(runs, warn=True).values()}
-    inputs = sorted({name for run in runs for name in run["heldout"]})
+    # A file is one dataset's (run_matrix.py --score_inputs DATASET=FILE): its column is that dataset's rows' only.
+    inputs_of: dict[str, set[str]] = {}
+    for run in runs:
+        inputs_of.setdefault(run["dataset"], set()).update(run["heldout"])
     rows = []
     # Experiments of one dataset x model with other settings (a learning-rate sweep, say) are separate rows, named
     # by the settings that differ between them (name_experiments).
@@ -527,7 +531,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         # A JSON list: a folder name may hold spaces, commas or quotes.
         row["run_dirs"] = json.dumps(sorted(str(m["run_dir"]) for m in members))
         row["mixed"] = "; ".join(mixed)
-        for name in inputs:
+        for name in sorted(inputs_of[first["dataset"]]):
             add_heldout(row, members, name)
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["model"]))
@@ -622,7 +626,10 @@ def warn_if_inputs_differ(runs: list[dict[str, Any]]) -> None:
 
 
 def heldout_cell(row: dict[str, Any], name: str) -> str:
-    """A held-out column's cell: mean ± std, and the seeds it averages when not all of the row's."""
+    """A held-out column's cell: mean ± std, and the seeds it averages when not all of the row's; blank for an input
+    of another dataset."""
+    if f"heldout_{name}_mean" not in row:
+        return ""
     cell = fmt(row.get(f"heldout_{name}_mean"), row.get(f"heldout_{name}_std"))
     scored = len(json.loads(row.get(f"heldout_{name}_seed_list") or "[]"))
     return f"{cell} ({scored}/{row['seeds']} seeds)" if 0 < scored < row["seeds"] else cell
@@ -639,8 +646,15 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
     """The results table as Markdown; the per-dataset winner (best mean validation score by the runs' metric) in bold."""
     header = ["dataset", "model", "seeds", "val macro-F1", "val acc", "test macro-F1", "test acc", "val→test gap"]
     header += ["best step", "train s", "samples/s"] + ([f"Δ test macro-F1 vs {baseline}"] if baseline else [])
-    # The scored inputs (aggregate gives every row each one's columns), in the order aggregate added them.
-    inputs = [k[len("heldout_") : -len("_mean")] for k in rows[0] if k.startswith("heldout_") and k.endswith("_mean")]
+    # The scored inputs (aggregate gives a row the columns of its dataset's inputs), in name order.
+    inputs = sorted(
+        {
+            k[len("heldout_") : -len("_mean")]
+            for r in rows
+            for k in r
+            if k.startswith("heldout_") and k.endswith("_mean")
+        }
+    )
     metric = "/".join(sorted({r["metric"] for r in rows}))
     header += [f"held-out {name} {metric}" for name in inputs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -674,7 +688,7 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         note += (
             f"Held-out: the selection metric ({metric}) on each input file run_matrix.py --score_inputs scored with "
             "the run's best model (evaluate.py --input: RUN/eval_<name>.json); (k/n seeds) when only k of the row's "
-            "seeds have its scores.\n"
+            "seeds have its scores; blank where no run of the dataset was scored on the file (another dataset's).\n"
         )
     if any(r["mixed"] for r in rows):
         note += (

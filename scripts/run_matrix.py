@@ -6,6 +6,7 @@
     python scripts/run_matrix.py --config matrix.yaml     # datasets/models may carry their own train.py flags
     python scripts/run_matrix.py --config matrix.yaml --launcher "accelerate launch --num_processes 2"
     python scripts/run_matrix.py --config matrix.yaml --score_inputs ood_test.csv   # each run's best model scores it
+    python scripts/run_matrix.py --config matrix.yaml --score_inputs sst2=reviews.csv emotion=tweets.csv  # per dataset
 
 matrix.yaml::
 
@@ -134,6 +135,8 @@ class Run:
     argv: list[str]
     settings: dict[str, Any]
     entry: dict[str, Any] | None = None  # {"variant": name, "grid": point} for matrix.json, None for a plain run
+    dataset_name: str = ""  # the plan's name of its dataset (its folder name), which --score_inputs DATASET=FILE uses
+    inputs: list[str] = field(default_factory=list)  # the --score_inputs files of its dataset
 
 
 MATRIX_KEYS = ("output_dir", "datasets", "models", "seeds", "train_args", "variants", "grid")
@@ -393,7 +396,7 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
                 run_dir = root / data_dir / model_dir / (folder or "") / f"seed{seed}"
                 run_args = args | {"seed": seed, "output_dir": str(run_dir), "runs_root": str(root)}
                 entry = {"variant": variant, "grid": parsed} if folder else None
-                runs.append(Run(run_dir, flags(run_args) + extra, settings, entry))
+                runs.append(Run(run_dir, flags(run_args) + extra, settings, entry, dataset_name))
     check_distinct(runs)
     return runs
 
@@ -596,13 +599,13 @@ def run_state(run_dir: Path) -> str:
     return "interrupted" if checkpoint_dirs(run_dir) else "queued"
 
 
-def describe(run: Run, jobs: dict[str, dict[str, Any]], inputs: list[str] = ()) -> tuple[str, str, list[str]]:
+def describe(run: Run, jobs: dict[str, dict[str, Any]]) -> tuple[str, str, list[str]]:
     """A run's state, a note on its submitted job (if any) and on the inputs it has no scores of, and the lines that
     explain a failure."""
     state = run_state(run.run_dir)
     record = jobs.get(str(run.run_dir.resolve()))
     note = f"(job {record['job_id']})" if record else ""
-    if state == "done" and (missing := unscored(run.run_dir, inputs)):
+    if state == "done" and (missing := unscored(run.run_dir, run.inputs)):
         note = f"{note} (no scores of {', '.join(input_name(f) for f in missing)})".lstrip()
     if state == "failed":
         failure = read_json(run.run_dir / FAILED)
@@ -617,12 +620,12 @@ def describe(run: Run, jobs: dict[str, dict[str, Any]], inputs: list[str] = ()) 
     return state, note, []
 
 
-def print_status(runs: list[Run], root: Path, inputs: list[str] = ()) -> dict[str, int]:
+def print_status(runs: list[Run], root: Path) -> dict[str, int]:
     """One line per run of the plan with its state (the last log lines of a failed run), then the counts."""
     counts: dict[str, int] = {}
     jobs = job_records(root)
     for run in runs:
-        state, note, lines = describe(run, jobs, inputs)
+        state, note, lines = describe(run, jobs)
         counts[state] = counts.get(state, 0) + 1
         print(f"{state:<11} {run.run_dir} {note}".rstrip())
         print("".join(f"            {line}\n" for line in lines[:1]), end="")
@@ -631,9 +634,7 @@ def print_status(runs: list[Run], root: Path, inputs: list[str] = ()) -> dict[st
     return counts
 
 
-def follow(
-    runs: list[Run], root: Path, jobs: list[Any], inputs: list[str] = (), interval: float = 5.0
-) -> dict[str, int]:
+def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float = 5.0) -> dict[str, int]:
     """Until every submitted job has ended: one line per run state change and a summary line after each change."""
     seen: dict[Path, str] = {}
     while True:
@@ -641,7 +642,7 @@ def follow(
         records = job_records(root)
         changed = False
         for run in runs:
-            state, note, lines = describe(run, records, inputs)
+            state, note, lines = describe(run, records)
             if seen.get(run.run_dir) != state:
                 seen[run.run_dir], changed = state, True
                 print(f"{state:<11} {run.run_dir} {note}".rstrip() + (f": {lines[-1]}" if lines else ""), flush=True)
@@ -838,12 +839,39 @@ def input_name(path: str) -> str:
     return f"{stem}_input" if EVALUATE_SPLIT_FILES.fullmatch(f"predictions_{stem}.jsonl") else stem
 
 
+def assign_score_inputs(items: list[str], runs: list[Run]) -> None:
+    """Give each run the --score_inputs files of its dataset: ``DATASET=FILE`` (DATASET as the plan names it), or a
+    plain FILE for a plan of one dataset; a plain FILE in a plan of several (whose runs read other labels), or a
+    DATASET the plan does not have, is refused in one line."""
+    names = list(dict.fromkeys(run.dataset_name for run in runs))
+    given: dict[str, list[str]] = {name: [] for name in names}
+    for item in items:
+        name, sep, file = item.partition("=")
+        if not sep or Path(item).is_file():  # a file whose name holds "=" is a plain FILE
+            if len(names) > 1:
+                raise UsageError(
+                    f"--score_inputs {item}: the plan has {len(names)} datasets ({', '.join(names)}), whose runs read "
+                    f"other labels; say whose runs score it: --score_inputs DATASET=FILE (e.g. {names[0]}={item})."
+                )
+            name, file = names[0], item
+        elif name not in given:
+            raise UsageError(
+                f"--score_inputs {item}: the plan has no dataset {name!r}; the plan's datasets are {', '.join(names)}."
+            )
+        given[name].append(file)
+    files = {name: check_score_inputs(files) for name, files in given.items()}
+    for run in runs:
+        run.inputs = files[run.dataset_name]
+
+
 def check_score_inputs(files: list[str]) -> list[str]:
-    """The --score_inputs files as absolute paths, refused in one line when one is missing, unreadable, of a type
-    evaluate.py does not read, or named like another (their scores would take one eval_<name>.json)."""
+    """One dataset's --score_inputs files as absolute paths (a symlink kept as given: its name names the scores),
+    refused in one line when one is missing, unreadable, of a type evaluate.py does not read, given twice (the same
+    file under two names included), or named like another (their scores would take one eval_<name>.json)."""
     from data import FORMATS  # here: torch costs seconds that a matrix without --score_inputs should not pay
 
     names: dict[str, str] = {}
+    real: dict[str, str] = {}
     for file in files:
         path = Path(file)
         if not path.is_file():
@@ -858,16 +886,25 @@ def check_score_inputs(files: list[str]) -> list[str]:
                     raise UsageError(f"--score_inputs {file}: the file is empty.")
         except OSError as err:
             raise UsageError(f"--score_inputs {file}: cannot be read ({err.strerror}).") from None
+        if (same := real.setdefault(real_path(file), file)) != file or files.count(file) > 1:
+            how = f"and {file} are one file ({real_path(file)})" if same != file else "is given twice"
+            raise UsageError(f"--score_inputs {same} {how}; give it once.")
         if (name := input_name(file)) in names:
             raise UsageError(
                 f"--score_inputs {names[name]} and {file} would both be scored as eval_{name}.json; rename one."
             )
         names[name] = file
-    return [str(Path(f).resolve()) for f in files]
+    return [os.path.abspath(f) for f in files]
+
+
+def real_path(file: str) -> str:
+    """The file a path names, links followed: what evaluate.py records as the ``input`` it scored."""
+    return str(Path(file).resolve())
 
 
 def scored_from(run_dir: Path, file: str) -> str | None:
-    """The input file whose scores RUN/eval_<name>.json holds for ``file``'s name (None when there are none)."""
+    """The input file (its real path) whose scores RUN/eval_<name>.json holds for ``file``'s name (None when there
+    are none)."""
     try:
         record = json.loads((run_dir / f"eval_{input_name(file)}.json").read_text())
     except (OSError, ValueError):
@@ -878,7 +915,9 @@ def scored_from(run_dir: Path, file: str) -> str | None:
 def unscored(run_dir: Path, inputs: list[str]) -> list[str]:
     """The inputs a finished run has no scores of yet (a run finished before --score_inputs named them), or scores
     older than the file (edited or written again since: its scores describe other rows)."""
-    return [file for file in inputs if scored_from(run_dir, file) != file or scored_before_change(run_dir, file)]
+    return [
+        file for file in inputs if scored_from(run_dir, file) != real_path(file) or scored_before_change(run_dir, file)
+    ]
 
 
 def scored_before_change(run_dir: Path, file: str) -> bool:
@@ -889,12 +928,12 @@ def scored_before_change(run_dir: Path, file: str) -> bool:
         return False
 
 
-def check_scored_elsewhere(runs: list[Run], inputs: list[str]) -> None:
+def check_scored_elsewhere(runs: list[Run]) -> None:
     """Refuse, before any run starts, inputs whose name a run's scores of another file already take: evaluate.py
     would refuse to replace them, run after run."""
     for run in runs:
-        for file in inputs:
-            if (other := scored_from(run.run_dir, file)) not in (None, file):
+        for file in run.inputs:
+            if (other := scored_from(run.run_dir, file)) not in (None, real_path(file)):
                 raise UsageError(
                     f"{run.run_dir / f'eval_{input_name(file)}.json'} holds the scores of {other}, another file named "
                     f"like --score_inputs {file}; rename {file} (its name names the scores) or delete those files."
@@ -906,7 +945,7 @@ def scoring_failure(run_dir: Path, file: str, code: int) -> str | None:
     (evaluate.py only predicts a file without a label the run reads: its scores would be asked for on every rerun)."""
     if code != 0:
         return f"exit {code}"
-    if scored_from(run_dir, file) != file:
+    if scored_from(run_dir, file) != real_path(file):
         return f"no scores written: no row of {Path(file).name} has a label in the run's label column(s)"
     return None
 
@@ -916,9 +955,7 @@ def score_command(run: Run, launcher: list[str], file: str) -> list[str]:
     return [*launcher, str(REPO / "evaluate.py"), "--run_dir", str(run.run_dir), "--input", file]
 
 
-def execute(
-    runs: list[Run], launcher: list[str], slots: list[dict[str, str]], dry_run: bool, inputs: list[str] = ()
-) -> dict[str, list]:
+def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], dry_run: bool) -> dict[str, list]:
     """Train the unfinished runs in plan order, one worker per slot, each run claimed first; returns what happened
     to each run."""
     outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
@@ -944,7 +981,7 @@ def execute(
 
     def score(tag: str, run: Run, slot: dict[str, str]) -> None:
         """Score each input the finished run lacks scores of; a failure is recorded, the run stays as it is."""
-        for file in unscored(run.run_dir, inputs):
+        for file in unscored(run.run_dir, run.inputs):
             command = score_command(run, with_own_port(launcher) if len(slots) > 1 else launcher, file)
             say(f"{tag} score {shlex.join(command)}")
             what = f"{file} with {run.run_dir}"
@@ -1000,10 +1037,10 @@ def execute(
             done = (run.run_dir / "results.json").is_file()
             if dry_run:
                 say(f"{tag} {shlex.join(train_command(run, launcher))}" if not done else f"{tag} skip {run.run_dir}")
-                for file in unscored(run.run_dir, inputs) if done else inputs:
+                for file in unscored(run.run_dir, run.inputs) if done else run.inputs:
                     say(f"{tag} {shlex.join(score_command(run, launcher, file))}")
                 continue
-            if done and not unscored(run.run_dir, inputs):
+            if done and not unscored(run.run_dir, run.inputs):
                 outcome["skipped"].append(run.run_dir)
                 say(f"{tag} skip {run.run_dir} (results.json exists)")
                 continue
@@ -1039,15 +1076,15 @@ class RunTask:
     """One planned run as a submitit array task: claims it, trains it through the launcher, and on preemption or
     time-out (submitit's signal) stops it at a checkpoint and requeues itself; the requeued task resumes exactly."""
 
-    def __init__(self, launcher: list[str], cwd: str, grace_s: float, inputs: list[str] = ()) -> None:
-        self.launcher, self.cwd, self.grace_s, self.inputs = launcher, cwd, grace_s, list(inputs)
+    def __init__(self, launcher: list[str], cwd: str, grace_s: float) -> None:
+        self.launcher, self.cwd, self.grace_s = launcher, cwd, grace_s
         self.proc: subprocess.Popen | None = None
 
     def __call__(self, run: Run) -> str:
         """Train ``run`` unless it is finished or being trained elsewhere, then score the inputs it has no scores
         of; returns what happened."""
         os.chdir(self.cwd)  # the plan's paths are relative to where run_matrix.py was started
-        if (run.run_dir / "results.json").is_file() and not unscored(run.run_dir, self.inputs):
+        if (run.run_dir / "results.json").is_file() and not unscored(run.run_dir, run.inputs):
             return f"skipped {run.run_dir} (results.json exists)"
         with claim(run.run_dir, run.settings) as mine:
             if clash := settings_clash(run, mine):
@@ -1062,7 +1099,7 @@ class RunTask:
                     raise RuntimeError(f"{run.run_dir} failed with exit code {code}; see {run.run_dir / OUTPUT}")
             failed = [
                 f"{file} ({why})"
-                for file in unscored(run.run_dir, self.inputs)
+                for file in unscored(run.run_dir, run.inputs)
                 if (
                     why := scoring_failure(
                         run.run_dir, file, self.launch(run, score_command(run, with_own_port(self.launcher), file))
@@ -1107,7 +1144,7 @@ class RunTask:
                 time.sleep(0.2)
             print(f"stopped at a checkpoint; requeued to resume {run.run_dir}", flush=True)
         # The requeued task starts afresh: its resume flags are worked out again from the checkpoints on disk.
-        return submitit.helpers.DelayedSubmission(RunTask(self.launcher, self.cwd, self.grace_s, self.inputs), run)
+        return submitit.helpers.DelayedSubmission(RunTask(self.launcher, self.cwd, self.grace_s), run)
 
 
 def parse_minutes(value: str) -> int:
@@ -1148,15 +1185,15 @@ def submit(
     launcher: list[str],
     args: argparse.Namespace,
     options: dict[str, Any],
-    inputs: list[str] = (),
 ) -> list[Any]:
-    """Submit the unfinished, unclaimed runs (and the finished ones that lack scores of ``inputs``) as one submitit
+    """Submit the unfinished, unclaimed runs (and the finished ones that lack scores of their inputs) as one submitit
     job array; record each run's job beside the plan."""
     states = {r.run_dir: run_state(r.run_dir) for r in runs}
     todo = [
         r
         for r in runs
-        if states[r.run_dir] not in ("done", "running") or (states[r.run_dir] == "done" and unscored(r.run_dir, inputs))
+        if states[r.run_dir] not in ("done", "running")
+        or (states[r.run_dir] == "done" and unscored(r.run_dir, r.inputs))
     ]
     if not todo:
         print("slurm executor: nothing to submit (every run is done or being trained)")
@@ -1187,7 +1224,7 @@ def submit(
     # Keep a margin inside the signal's lead (submitit's local executor: a fixed 30 s) for the trainer's checkpoint
     # write and the requeue itself.
     lead = args.slurm_signal_delay if args.slurm_cluster == "slurm" else 30
-    task = RunTask(launcher, os.getcwd(), grace_s=max(10.0, lead - 20.0), inputs=inputs)
+    task = RunTask(launcher, os.getcwd(), grace_s=max(10.0, lead - 20.0))
     for run in todo:
         if states[run.run_dir] != "done":  # a finished run submitted for its scores keeps its folder as it is
             begin(run)
@@ -1298,11 +1335,11 @@ def main(argv: list[str] | None = None) -> int:
         "--score_inputs",
         nargs="+",
         default=[],
-        metavar="FILE",
-        help="Files with the runs' label column(s) that each finished run's best model scores (RUN/eval_<name>.json).",
+        metavar="[DATASET=]FILE",
+        help="Files with the runs' label column(s) that each finished run's best model scores (RUN/eval_<name>.json); "
+        "DATASET=FILE (DATASET as the plan names it; needed when it has several) gives FILE to that dataset's runs.",
     )
     args, extra = parser.parse_known_args(argv)
-    inputs = check_score_inputs(args.score_inputs) if args.score_inputs else []
     if (args.max_parallel is not None and args.max_parallel < 1) or args.gpus_per_run < 1:
         raise UsageError("--max_parallel and --gpus_per_run must be positive integers.")
     cfg = load_config_file(args.config) if args.config else {}
@@ -1325,15 +1362,17 @@ def main(argv: list[str] | None = None) -> int:
         launcher += ["-m", "accelerate.commands.launch", *([] if engine else ["--multi_gpu"])]
         launcher += ["--num_processes", str(args.gpus_per_run), "--gpu_ids", "all", "--num_machines", "1"]
     runs = plan(cfg, extra, paths="ignore" if args.status else "warn" if args.executor == "slurm" else "error")
+    if args.score_inputs:
+        assign_score_inputs(args.score_inputs, runs)
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
-        return print_status(runs, root, inputs).get("failed", 0)
+        return print_status(runs, root).get("failed", 0)
     check_existing_runs(runs, launch_settings(launcher))
-    check_scored_elsewhere(runs, inputs)
+    check_scored_elsewhere(runs)
     warn_if_pooling_resolves_alike(runs)
     if args.executor == "slurm" and not args.dry_run:
         root.mkdir(parents=True, exist_ok=True)
-        jobs = submit(runs, root, launcher, args, options, inputs)
+        jobs = submit(runs, root, launcher, args, options)
         if args.slurm_cluster == "debug":  # submitit's debug jobs run in this process, when asked for a result
             for job in jobs:
                 with contextlib.suppress(Exception):  # a failed run is reported below like any other
@@ -1341,7 +1380,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (jobs and (args.wait or args.slurm_cluster == "debug")):
             return 0
         try:
-            failed = follow(runs, root, jobs, inputs).get("failed", 0)
+            failed = follow(runs, root, jobs).get("failed", 0)
         except KeyboardInterrupt:
             stopped_following(jobs, root, args.slurm_cluster)
             raise SystemExit(130) from None  # as a shell reports a command stopped by SIGINT
@@ -1350,14 +1389,14 @@ def main(argv: list[str] | None = None) -> int:
     if local:
         described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
         print(f"local executor: {len(slots)} runs at once ({described})", flush=True)
-    outcome = execute(runs, launcher, slots, args.dry_run, inputs)
+    outcome = execute(runs, launcher, slots, args.dry_run)
     failed, score_failed = outcome["failed"], outcome["score_failed"]
     print(
         f"matrix: {len(outcome['trained'])} trained, {len(outcome['skipped'])} skipped, {len(failed)} failed"
         + (f", {len(outcome['clashed'])} refused" if outcome["clashed"] else "")
         + f" of {len(runs)} runs"
         + (f" ({len(outcome['elsewhere'])} being trained elsewhere)" if outcome["elsewhere"] else "")
-        + (f"; {len(outcome['scored'])} input scores written, {len(score_failed)} failed" if inputs else "")
+        + (f"; {len(outcome['scored'])} input scores written, {len(score_failed)} failed" if args.score_inputs else "")
     )
     for run_dir, code in failed:
         print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")

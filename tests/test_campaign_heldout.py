@@ -139,12 +139,13 @@ def test_an_input_that_cannot_be_scored_is_refused_before_any_run(tmp_path):
             run_matrix.main([*base, *map(str, files)])
     assert not out.exists()  # nothing ran
     # A run already scored on another file of that name: evaluate.py would refuse to replace its scores, run after run.
-    run = run_matrix.Run(tmp_path / "run", [], {})
+    run = run_matrix.Run(tmp_path / "run", [], {}, inputs=[str(one)])
     run.run_dir.mkdir()
     heldout_file(run.run_dir, "same", 0.5, "/elsewhere/same.csv")
     with pytest.raises(run_matrix.UsageError, match=r"eval_same.json holds the scores of /elsewhere/same.csv"):
-        run_matrix.check_scored_elsewhere([run], [str(one)])
-    run_matrix.check_scored_elsewhere([run], ["/elsewhere/same.csv"])  # the file it was scored on: nothing to say
+        run_matrix.check_scored_elsewhere([run])
+    run.inputs = ["/elsewhere/same.csv"]  # the file it was scored on: nothing to say
+    run_matrix.check_scored_elsewhere([run])
     # A file named like a split is scored under evaluate.py's name for it, beside the run's own eval_test.json.
     assert run_matrix.input_name("data/test.csv") == "test_input" and run_matrix.input_name("x/ood.csv") == "ood"
 
@@ -180,13 +181,13 @@ def test_report_averages_each_input_over_seeds_and_says_when_seeds_or_files_diff
     assert "the held-out scores of ood came from different input files" in err and "/elsewhere/ood.csv" in err
 
 
-def scored_input(run: Path, gold: list, pred: list, source: str = "/data/ood.csv") -> None:
+def scored_input(run: Path, gold: list, pred: list, source: str = "/data/ood.csv", name: str = "ood") -> None:
     """What evaluate.py --input leaves for a file with labels: predictions (the prediction as "label", a row without a
-    label unscored) and eval_ood.json."""
+    label unscored) and eval_<name>.json."""
     rows = [{"idx": i, "label": p, "gold": g} for i, (g, p) in enumerate(zip(gold, pred, strict=True))]
     rows.append({"idx": len(rows), "label": pred[0]})
-    (run / "predictions_ood.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    heldout_file(run, "ood", f1_score(gold, pred, average="macro"), source)
+    (run / f"predictions_{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    heldout_file(run, name, f1_score(gold, pred, average="macro"), source)
 
 
 def test_compare_on_a_scored_input_judges_its_scores_instead_of_test(tmp_path, capsys):
@@ -278,3 +279,79 @@ def test_ctrl_c_while_scoring_says_which_scoring_stopped_and_that_the_same_comma
     assert last.startswith(f"matrix: interrupted by {sig.name} while scoring: 1 scoring stopped ({good} with "), last
     assert "run the same command again to score it (the finished run is kept" in last, last
     assert "checkpoint" not in printed and (run.run_dir / "results.json").is_file()
+
+
+def test_each_dataset_scores_only_the_files_given_for_it(tmp_path, capsys):
+    """A plan of several datasets takes --score_inputs DATASET=FILE: an sst2 file is scored by the sst2 runs only
+    (emotion's runs have other labels). A plain FILE, or a DATASET the plan does not have, is refused before any run."""
+    datasets = [str(SHARED_DATA / "emotion"), str(SHARED_DATA / "sst2")]
+    emotion_run, sst2_run = finished_run(tmp_path, datasets)
+    tweets, reviews = held_out(tmp_path, "tweets.csv"), held_out(tmp_path, "reviews.csv")
+    base = ["--datasets", *datasets, "--models", str(tmp_path / "model"), "--seeds", "1"]
+    base += ["--output_dir", str(tmp_path / "matrix"), "--dry_run", "--score_inputs"]
+    run_matrix.main([*base, f"emotion={tweets}", f"sst2={reviews}"])
+    printed = capsys.readouterr().out
+    assert f"--run_dir {emotion_run.run_dir} --input {tweets}" in printed
+    assert f"--run_dir {sst2_run.run_dir} --input {reviews}" in printed
+    assert (
+        f"{emotion_run.run_dir} --input {reviews}" not in printed
+        and f"{sst2_run.run_dir} --input {tweets}" not in printed
+    )
+    with pytest.raises(
+        run_matrix.UsageError, match=r"plan has 2 datasets \(emotion, sst2\).*--score_inputs DATASET=FILE"
+    ):
+        run_matrix.main([*base, str(reviews)])
+    with pytest.raises(run_matrix.UsageError, match=r"--score_inputs imdb=.*the plan's datasets are emotion, sst2"):
+        run_matrix.main([*base, f"imdb={reviews}"])
+    # --status counts, for each run, only its own dataset's files.
+    status = [*base[:-2], "--status", "--score_inputs", f"sst2={reviews}"]
+    run_matrix.main(status)
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        f"done        {emotion_run.run_dir}" in lines
+        and f"done        {sst2_run.run_dir} (no scores of reviews)" in lines
+    )
+
+
+def test_a_linked_file_is_scored_under_the_name_given_and_one_file_twice_is_refused(tmp_path, capsys):
+    """A --score_inputs file given through a symlink keeps the name the user gave it (eval_<link name>.json, the
+    report's column), and a run scored through the link counts as scored; the same file twice is refused."""
+    [run] = finished_run(tmp_path, [str(SHARED_DATA / "emotion")])
+    target = held_out(tmp_path, "export_2024_07.csv")
+    link = tmp_path / "reviews.csv"
+    link.symlink_to(target)
+    base = ["--datasets", str(SHARED_DATA / "emotion"), "--models", str(tmp_path / "model"), "--seeds", "1"]
+    base += ["--output_dir", str(tmp_path / "matrix"), "--score_inputs"]
+    run_matrix.main([*base, str(link), "--dry_run"])
+    assert f"--run_dir {run.run_dir} --input {link}\n" in capsys.readouterr().out
+    heldout_file(run.run_dir, "reviews", 0.5, str(target))  # what evaluate.py --input LINK writes: the file it read
+    run_matrix.main([*base, str(link), "--status"])
+    assert f"done        {run.run_dir}\n" in capsys.readouterr().out  # scored: nothing to score again
+    with pytest.raises(run_matrix.UsageError, match=r"reviews.csv and .*export_2024_07.csv are one file"):
+        run_matrix.main([*base, str(link), str(target)])
+
+
+def test_report_and_compare_list_a_held_out_file_under_its_own_datasets_runs_only(tmp_path, capsys):
+    """--score_inputs d1=reviews.csv d2=tweets.csv: the table shows reviews' scores in d1's rows and nothing in d2's
+    (no run of d2 was meant to score it: not a missing score), and compare.py --on reviews judges d1 alone."""
+    gold = balanced_gold(40)
+    for dataset, name in (("d1", "reviews"), ("d2", "tweets")):
+        for seed in (1, 2):
+            a = write_run(tmp_path, dataset, "org/model-a", seed, gold, gold)
+            b = write_run(tmp_path, dataset, "org/model-b", seed, gold, with_errors(gold, 4 + seed))
+            scored_input(a, gold, with_errors(gold, 8 + seed), f"/data/{name}.csv", name)
+            scored_input(b, gold, gold, f"/data/{name}.csv", name)
+    capsys.readouterr()
+    rows = report.main([str(tmp_path), "--no_plots"])
+    assert "warning" not in capsys.readouterr().err
+    assert all(("heldout_reviews_mean" in r) == (r["dataset"] == "d1") for r in rows)
+    header, _, *lines = (tmp_path / "results.md").read_text().split("\n\n")[0].splitlines()
+    column = [c.strip() for c in header.split("|")].index("held-out reviews macro_f1")
+    cells = {(c[1], c[2].strip("*")): c[column] for c in ([x.strip() for x in line.split("|")] for line in lines)}
+    assert cells[("d2", "model-a")] == "" and cells[("d1", "model-a")].startswith("0.")
+    base = [str(tmp_path), "--bootstrap", "50", "--aso_bootstrap", "50", "--on", "reviews"]
+    result = compare.main([*base, "--a", "model-a", "--b", "model-b"])
+    assert result["datasets_compared"] == ["d1"] and result["datasets_skipped"] == {}
+    assert "d2" not in (tmp_path / "compare_model-a_vs_model-b.md").read_text()
+    ranked = compare.main([*base, "--all"])
+    assert ranked["datasets_skipped"] == {}, ranked["datasets_skipped"]
