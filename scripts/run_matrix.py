@@ -1254,20 +1254,32 @@ def submit(
     return jobs
 
 
-def stopped_following(jobs: list[Any], root: Path, cluster: str) -> None:
-    """Say, after a Ctrl-C during --wait, that only the following stopped, and how to see the runs through."""
+class Terminated(Exception):
+    """SIGTERM while following the jobs (--wait), raised where the following is, as a Ctrl-C's KeyboardInterrupt is."""
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    """The SIGTERM handler of --wait: its default action would end the process without a word on the jobs."""
+    raise Terminated
+
+
+def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = signal.SIGINT) -> None:
+    """Say, after a Ctrl-C (or SIGTERM) during --wait, that only the following stopped, and how to see the runs
+    through."""
     first = jobs[0].job_id.split("_")[0]
     if cluster == "slurm":
         where = f"the {len(jobs)} submitted run(s) keep running under Slurm (job {first})"
-    else:  # submitit's local jobs are children of this terminal's session: its Ctrl-C reaches them too
+    else:  # submitit's local jobs are children of this process: a signal to its whole group reaches them too
+        name, how = ("Ctrl-C", "a terminal's does") if signum == signal.SIGINT else ("SIGTERM", "one to a group does")
         where = (
-            f"submitit's local job(s) {first} keep running unless the Ctrl-C reached them too (a terminal's does: "
+            f"submitit's local job(s) {first} keep running unless the {name} reached them too ({how}: "
             "their runs stop at a checkpoint, and the same command resumes them)"
         )
     # Not "the same command": it would submit the runs still waiting in the queue a second time.
     print(
-        f"interrupted: stopped following the jobs; {where}. Their state: the same command with --status in place of "
-        f"--wait; the table once they have ended: python {REPO / 'scripts' / 'report.py'} {root}",
+        f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: stopped following the jobs; {where}. Their "
+        "state: the same command with --status in place of --wait; the table once they have ended: "
+        f"python {REPO / 'scripts' / 'report.py'} {root}",
         flush=True,
     )
 
@@ -1379,11 +1391,15 @@ def main(argv: list[str] | None = None) -> int:
                     job.result()
         if not (jobs and (args.wait or args.slurm_cluster == "debug")):
             return 0
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
         try:
             failed = follow(runs, root, jobs).get("failed", 0)
-        except KeyboardInterrupt:
-            stopped_following(jobs, root, args.slurm_cluster)
-            raise SystemExit(130) from None  # as a shell reports a command stopped by SIGINT
+        except (KeyboardInterrupt, Terminated) as stopped:
+            signum = signal.SIGTERM if isinstance(stopped, Terminated) else signal.SIGINT
+            stopped_following(jobs, root, args.slurm_cluster, signum)
+            raise SystemExit(128 + signum) from None  # as a shell reports a command stopped by the signal
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         print(f"table: python {REPO / 'scripts' / 'report.py'} {root}")
         return failed
     if local:

@@ -211,9 +211,13 @@ train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 2, 
     assert_same_run(ref_run, run, tmp_path / "ref.pt", tmp_path / "run.pt")
 
 
-def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_collect_them(tiny_bert, tmp_path, capsys):
-    """A Ctrl-C during --wait stops the following only: one line says the submitted jobs keep running and how to see
-    them through (--status, then report.py), with exit code 130, instead of a KeyboardInterrupt traceback."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_collect_them(
+    tiny_bert, tmp_path, capsys, sig
+):
+    """A Ctrl-C (or a kill: SIGTERM) during --wait stops the following only: one line says the submitted jobs keep
+    running and how to see them through (--status, then report.py), with exit code 130 (143), instead of a
+    KeyboardInterrupt traceback or a silent death."""
     out, started = tmp_path / "matrix", tmp_path / "started"
     trainer = tmp_path / "trainer.py"  # stands in for the launcher: trains nothing, for as long as the test needs
     trainer.write_text("import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(300)\n")
@@ -228,13 +232,14 @@ def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_coll
         while not (started.is_file() and started.read_text()) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert started.is_file(), log.read_text()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         proc.wait(timeout=60)
         printed = log.read_text()
-        assert proc.returncode == 130, printed
+        assert proc.returncode == 128 + sig, printed
         assert "Traceback" not in printed and "KeyboardInterrupt" not in printed, printed
         last = printed.strip().splitlines()[-1]
-        assert last.startswith("interrupted: stopped following the jobs; submitit's local job(s) "), last
+        said = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}[sig]
+        assert last.startswith(f"{said}: stopped following the jobs; submitit's local job(s) "), last
         assert "the same command with --status in place of --wait" in last and f"report.py {out}" in last
         os.kill(int(started.read_text()), 0)  # the job was not stopped: its trainer still runs
     finally:
@@ -244,8 +249,10 @@ def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_coll
                 os.kill(int(started.read_text()), signal.SIGKILL)  # the job then ends as a failed run
     # Under Slurm the jobs run elsewhere: they keep running whatever reached this process.
     job = type("Job", (), {"job_id": "4242_0"})()
-    run_matrix.stopped_following([job, job], out, "slurm")
-    assert "the 2 submitted run(s) keep running under Slurm (job 4242). Their state:" in capsys.readouterr().out
+    run_matrix.stopped_following([job, job], out, "slurm", signal.SIGTERM)
+    printed = capsys.readouterr().out
+    assert printed.startswith("terminated: stopped following the jobs; the 2 submitted run(s) keep running under Slurm")
+    assert "(job 4242). Their state:" in printed
 
 
 def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_log(tiny_bert, tmp_path):
