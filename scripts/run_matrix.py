@@ -1189,14 +1189,23 @@ def submit(
     """Submit the unfinished, unclaimed runs (and the finished ones that lack scores of their inputs) as one submitit
     job array; record each run's job beside the plan."""
     states = {r.run_dir: run_state(r.run_dir) for r in runs}
+    queued = in_slurm_queue(runs, root)
+    if queued:
+        print(
+            f"slurm executor: skipped {len(queued)} run(s) whose Slurm job is still in the queue "
+            f"({', '.join(queued.values())}); --status shows them"
+        )
     todo = [
         r
         for r in runs
-        if states[r.run_dir] not in ("done", "running")
-        or (states[r.run_dir] == "done" and unscored(r.run_dir, r.inputs))
+        if r.run_dir not in queued
+        and (
+            states[r.run_dir] not in ("done", "running")
+            or (states[r.run_dir] == "done" and unscored(r.run_dir, r.inputs))
+        )
     ]
     if not todo:
-        print("slurm executor: nothing to submit (every run is done or being trained)")
+        print("slurm executor: nothing to submit (every run is done, being trained or queued)")
         return []
     minutes = parse_minutes(args.slurm_time)
     executor = submitit.AutoExecutor(folder=root / SUBMITIT / "%j", cluster=args.slurm_cluster)
@@ -1263,6 +1272,35 @@ def raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def in_slurm_queue(runs: list[Run], root: Path) -> dict[Path, str]:
+    """The runs whose recorded Slurm job is still pending or running, as squeue lists it ("<job id> <state>"): such a
+    run holds no claim until its job starts, and submitting it again would train it twice."""
+    records = job_records(root)
+    jobs = {
+        run.run_dir: record["job_id"]
+        for run in runs
+        if (record := records.get(str(run.run_dir.resolve()))) and record.get("cluster") == "slurm"
+    }
+    if not jobs:
+        return {}
+    arrays = ",".join(sorted({job.split("_")[0] for job in jobs.values()}))
+    command = ["squeue", "--noheader", "--array", "--format=%i %T", "--jobs", arrays]
+    try:
+        listed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        listed = subprocess.CompletedProcess(command, 1, "", str(err))
+    # squeue names a job that has left the queue "invalid" when it is the only one asked about.
+    if listed.returncode != 0 and "invalid job id" not in listed.stderr.lower():
+        print(
+            f"warning: {shlex.join(command)} failed ({(listed.stderr.strip().splitlines() or ['no output'])[-1]}): "
+            "a run whose job is still queued may be submitted again (its claim keeps it from training twice at once).",
+            file=sys.stderr,
+        )
+        return {}
+    states = dict(line.split(maxsplit=1) for line in listed.stdout.splitlines() if len(line.split()) == 2)
+    return {run_dir: f"{job} {states[job]}" for run_dir, job in jobs.items() if job in states}
+
+
 def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = signal.SIGINT) -> None:
     """Say, after a Ctrl-C (or SIGTERM) during --wait, that only the following stopped, and how to see the runs
     through."""
@@ -1275,7 +1313,8 @@ def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = s
             f"submitit's local job(s) {first} keep running unless the {name} reached them too ({how}: "
             "their runs stop at a checkpoint, and the same command resumes them)"
         )
-    # Not "the same command": it would submit the runs still waiting in the queue a second time.
+    # --status rather than the same command: that one submits whatever is not done, queued or running (a run whose
+    # job failed meanwhile, say), more than one who only wants to look asked for.
     print(
         f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: stopped following the jobs; {where}. Their "
         "state: the same command with --status in place of --wait; the table once they have ended: "

@@ -451,3 +451,58 @@ train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 1, 
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0 and "2 trained, 0 skipped, 0 failed of 2 runs" in again.stdout, again.stdout
     assert "resumed from" in (first / "train.log").read_text() and (second / "results.json").is_file()
+
+
+def test_a_resubmission_skips_runs_whose_slurm_job_is_still_queued_or_running(tmp_path, monkeypatch, capsys):
+    """Submitting the plan again (the same command after a Ctrl-C, say) must not submit a second job for a run whose
+    job is still pending in Slurm's queue (it holds no claim yet) or running: squeue says which are (faked here)."""
+    out, model = tmp_path / "matrix", tmp_path / "model"
+    model.mkdir()
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", str(model), "--seeds", "1", "2", "3"]
+    base += ["--output_dir", str(out)]
+    pending, running, ended = run_matrix.plan(
+        {"datasets": [str(SHARED_DATA / "sst2")], "models": [str(model)], "seeds": [1, 2, 3], "output_dir": str(out)},
+        [],
+    )
+    out.mkdir()
+    logs = {"stdout": str(tmp_path / "o"), "stderr": str(tmp_path / "e"), "result": str(tmp_path / "r")}
+    records = {
+        str(run.run_dir.resolve()): {"job_id": f"4242_{i}", "cluster": "slurm", **logs, "submitted": 0}
+        for i, run in enumerate((pending, running, ended))
+    }
+    (out / run_matrix.JOBS).write_text(json.dumps(records))
+    bin_dir = tmp_path / "bin"  # squeue lists the array's tasks still in the queue; task 2 has ended
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text(
+        f"#!/bin/sh\necho \"$@\" > {tmp_path / 'squeue_args'}\necho '4242_0 PENDING'\necho '4242_1 RUNNING'\n"
+    )
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    submitted = []
+
+    class Executor:  # submitit's, faked: records what would be submitted
+        def __init__(self, folder, cluster):
+            pass
+
+        def update_parameters(self, **params):
+            pass
+
+        def map_array(self, task, runs):
+            submitted.extend(run.run_dir for run in runs)
+            paths = type("Paths", (), {"stdout": "o", "stderr": "e", "result_pickle": "r"})()
+            return [type("Job", (), {"job_id": f"5151_{i}", "paths": paths})() for i in range(len(runs))]
+
+    monkeypatch.setattr(run_matrix.submitit, "AutoExecutor", Executor)
+    assert run_matrix.main([*base, "--executor", "slurm"]) == 0
+    assert submitted == [ended.run_dir]
+    printed = capsys.readouterr().out
+    assert "skipped 2 run(s) whose Slurm job is still in the queue (4242_0 PENDING, 4242_1 RUNNING)" in printed
+    assert "--jobs 4242" in (tmp_path / "squeue_args").read_text()
+    # No answer from Slurm: said, and the runs are submitted (their claims still keep one from training twice at once).
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho 'Unable to contact slurm controller' >&2\nexit 1\n")
+    submitted.clear()
+    assert run_matrix.main([*base, "--executor", "slurm"]) == 0
+    assert submitted == [pending.run_dir, running.run_dir, ended.run_dir]
+    assert "(Unable to contact slurm controller): a run whose job is still queued may be submitted again" in (
+        capsys.readouterr().err
+    )
