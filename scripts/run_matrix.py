@@ -135,7 +135,7 @@ class Run:
     argv: list[str]
     settings: dict[str, Any]
     entry: dict[str, Any] | None = None  # {"variant": name, "grid": point} for matrix.json, None for a plain run
-    dataset_name: str = ""  # the plan's name of its dataset (its folder name), which --score_inputs DATASET=FILE uses
+    dataset_name: str = ""  # the plan's name of its dataset (its name:, else its short name): --score_inputs DATASET=
     inputs: list[str] = field(default_factory=list)  # the --score_inputs files of its dataset
 
 
