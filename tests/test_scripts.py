@@ -475,3 +475,39 @@ def test_profile_operator_table_reads_the_gpu_time_under_this_torch_name():
     assert {row["op"] for row in cpu_rows} & {"aten::mm", "aten::matmul", "aten::relu", "aten::clamp_min"}
     device_rows, device_total = operator_rows(averages, "device", steps=2, top=2)  # no GPU ran: zero, not an error
     assert device_total == 0 and all(row["share"] == 0 for row in device_rows)
+
+
+def test_profile_gpu_busy_time_counts_each_kernel_once():
+    """torch lists a kernel's time under the kernel and again under the operator that launched it (and under a
+    record_function range): the GPU's busy time is the kernels' own entries, the table the operators'."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from profile_step import operator_rows
+
+    def entry(key, device_type, device_us, cpu_us=0.0, annotation=False):
+        return SimpleNamespace(
+            key=key,
+            count=2,
+            device_type=device_type,
+            is_user_annotation=annotation,
+            self_device_time_total=device_us,
+            self_cpu_time_total=cpu_us,
+        )
+
+    averages = [
+        entry("aten::mm", DeviceType.CPU, 10.0, cpu_us=30.0),
+        entry("sm90_gemm_kernel", DeviceType.CUDA, 10.0),
+        entry("Optimizer.step#AdamW.step", DeviceType.CPU, 4.0, cpu_us=5.0, annotation=True),
+        entry("aten::_fused_adamw_", DeviceType.CPU, 4.0, cpu_us=8.0),
+        entry("multi_tensor_apply_kernel", DeviceType.CUDA, 4.0),
+        entry("cudaLaunchKernel", DeviceType.CPU, 0.0, cpu_us=6.0),
+    ]
+    rows, total = operator_rows(averages, "device", steps=2, top=3)
+    assert total == pytest.approx(14.0 / 1000 / 2)  # 10 + 4 us over 2 steps, each kernel once
+    assert [r["op"] for r in rows[:2]] == ["aten::mm", "aten::_fused_adamw_"]
+    assert rows[0]["share"] == pytest.approx(10 / 14)
+    cpu_rows, cpu_total = operator_rows(averages, "cpu", steps=2, top=6)
+    assert cpu_total == pytest.approx(49.0 / 1000 / 2) and "sm90_gemm_kernel" not in {r["op"] for r in cpu_rows}
