@@ -608,19 +608,22 @@ def add_heldout(row: dict[str, Any], members: list[dict[str, Any]], name: str) -
 
 
 def warn_if_inputs_differ(runs: list[dict[str, Any]]) -> None:
-    """Warn when the eval_<name>.json of some runs came from another input file of that name: their held-out scores
-    share a column but not a test set."""
-    for name in sorted({n for run in runs for n in run["heldout"]}):
-        files: dict[str, list[str]] = {}
-        for run in runs:
-            if name in run["heldout"]:
-                files.setdefault(str(run["heldout"][name]["input"]), []).append(str(run["run_dir"]))
-        if len(files) > 1:
-            listed = "; ".join(f"{f} ({len(d)} runs, e.g. {d[0]})" for f, d in sorted(files.items()))
+    """Warn when the eval_<name>.json of some runs of one dataset came from another input file of that name: their
+    held-out scores share a column but not a test set. Each dataset may have its own file of one name
+    (--score_inputs DATASET=FILE); a row averages one dataset's runs only."""
+    files: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for run in runs:
+        for name, scores in run["heldout"].items():
+            files.setdefault((run["dataset"], name), {}).setdefault(str(scores["input"]), []).append(
+                str(run["run_dir"])
+            )
+    for (dataset, name), by_file in sorted(files.items()):
+        if len(by_file) > 1:
+            listed = "; ".join(f"{f} ({len(d)} runs, e.g. {d[0]})" for f, d in sorted(by_file.items()))
             print(
-                f"warning: the held-out scores of {name} came from different input files ({listed}); their column "
-                "mixes test sets. Score every run on one file (delete the others' eval_<name>.json and run the "
-                "matrix again with --score_inputs).",
+                f"warning: the held-out scores of {name} on {dataset} came from different input files ({listed}); "
+                "their column mixes test sets. Score every run on one file (delete the others' eval_<name>.json "
+                "and run the matrix again with --score_inputs).",
                 file=sys.stderr,
             )
 

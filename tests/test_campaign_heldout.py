@@ -178,7 +178,7 @@ def test_report_averages_each_input_over_seeds_and_says_when_seeds_or_files_diff
     [row] = report.main([str(tmp_path), "--no_plots"])
     err = capsys.readouterr().err
     assert row["heldout_ood_mean"] == pytest.approx(0.7) and "2/3 seeds" not in (tmp_path / "results.md").read_text()
-    assert "the held-out scores of ood came from different input files" in err and "/elsewhere/ood.csv" in err
+    assert "the held-out scores of ood on ds came from different input files" in err and "/elsewhere/ood.csv" in err
 
 
 def scored_input(run: Path, gold: list, pred: list, source: str = "/data/ood.csv", name: str = "ood") -> None:
@@ -355,3 +355,18 @@ def test_report_and_compare_list_a_held_out_file_under_its_own_datasets_runs_onl
     assert "d2" not in (tmp_path / "compare_model-a_vs_model-b.md").read_text()
     ranked = compare.main([*base, "--all"])
     assert ranked["datasets_skipped"] == {}, ranked["datasets_skipped"]
+
+
+def test_report_does_not_warn_when_each_dataset_has_its_own_file_of_one_name(tmp_path, capsys):
+    """--score_inputs sst2=.../ood.csv emotion=.../ood.csv: one column name, one file per dataset, no mixing."""
+    gold = balanced_gold(20)
+    for dataset in ("d1", "d2"):
+        for seed in (1, 2):
+            run = write_run(tmp_path, dataset, "org/model-a", seed, gold, gold)
+            heldout_file(run, "ood", 0.6, f"/data/{dataset}/ood.csv")
+    report.main([str(tmp_path), "--no_plots"])
+    assert "came from different input files" not in capsys.readouterr().err
+    heldout_file(run, "ood", 0.6, "/elsewhere/ood.csv")  # one d2 run on another file: that is mixing
+    report.main([str(tmp_path), "--no_plots"])
+    err = capsys.readouterr().err
+    assert "the held-out scores of ood on d2 came from different input files" in err and "/data/d1/" not in err
