@@ -1001,6 +1001,14 @@ def write_input_scores(
     )
 
 
+def run_cudnn_attention(resolved: dict[str, Any]) -> bool | None:
+    """Whether the run's GPU attention could take cuDNN's kernel, so a reload computes as it did: as recorded, and
+    torch's own choice (allowed) for a GPU run trained before it was recorded; None for a CPU run."""
+    if "cudnn_attention" in resolved:
+        return resolved["cudnn_attention"]
+    return True if str(resolved.get("device", "")).startswith("cuda") else None
+
+
 def setup_differences(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any], accelerator: Any) -> list[str]:
     """What this evaluation computes with that the run's own scoring did not: the causes evaluate.py knows of for
     scores that differ from results.json by rounding."""
@@ -1077,7 +1085,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     accelerator = Accelerator(mixed_precision=resolved.get("mixed_precision", "no"))
     setup_logging(None, accelerator.is_main_process)
     # `accelerate launch evaluate.py` on a CPU would otherwise score on the one thread the launcher leaves it.
-    if cpu_note := tune_cpu(accelerator):
+    if cpu_note := tune_cpu(accelerator, cudnn_attention=run_cudnn_attention(resolved)):
         logger.info(cpu_note)
 
     if accelerator.is_main_process:

@@ -1270,6 +1270,8 @@ def describe_inputs(cfg: TrainConfig, data: Any, model_path: str, accelerator: A
         "mixed_precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
         "cpu_threads": torch.get_num_threads() if accelerator.device.type == "cpu" else None,
+        # Whether SDPA could take cuDNN's attention kernel (utils.tune_gpu): evaluate.py reloads with the same choice.
+        "cudnn_attention": torch.backends.cuda.cudnn_sdp_enabled() if accelerator.device.type == "cuda" else None,
         # Kernels and defaults change between releases: scores of one command on two machines differ by these too.
         "versions": library_versions(),
     }

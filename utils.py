@@ -580,27 +580,36 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def tune_gpu(accelerator: Any) -> str | None:
-    """GPU settings: attention without cuDNN's SDPA kernel, unless TORCH_CUDNN_SDPA_ENABLED is set. Returns a line
-    for the log (None where nothing changed)."""
-    if accelerator.device.type != "cuda" or "TORCH_CUDNN_SDPA_ENABLED" in os.environ:
+def cudnn_attention_asked() -> bool:
+    """Whether the environment asks to keep cuDNN's SDPA attention (TORCH_CUDNN_SDPA_ENABLED=1)."""
+    return os.environ.get("TORCH_CUDNN_SDPA_ENABLED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def tune_gpu(accelerator: Any, cudnn_attention: bool | None = None) -> str | None:
+    """GPU settings: attention without cuDNN's SDPA kernel, unless TORCH_CUDNN_SDPA_ENABLED=1 asks for it or
+    ``cudnn_attention`` (a run's recorded choice, which evaluate.py reproduces) says otherwise. Returns a line for the
+    log (None where nothing changed)."""
+    if accelerator.device.type != "cuda":
         return None
     import torch
 
     # torch picks cuDNN's attention for bf16/fp16 with a padding mask on Hopper, and cuDNN builds a graph for every
-    # new (batch, length) shape, hundreds of ms of CPU each: length-grouped batches and length-sorted evaluation
-    # bring dozens of shapes. On an H200 (MiniLM, batch 32, bf16, 150 steps of emotion) training ran 585 samples/s
-    # with it and 1071 without; the memory-efficient kernel that takes its place needs no per-shape build.
-    torch.backends.cuda.enable_cudnn_sdp(False)
+    # new (batch, length) shape on the CPU: length-grouped batches and length-sorted evaluation bring many shapes. On
+    # an H200 (MiniLM, batch 32, bf16, 150 steps of emotion) training ran 585 samples/s with it and 1071 without; the
+    # memory-efficient kernel that takes its place needs no per-shape build.
+    keep = cudnn_attention_asked() if cudnn_attention is None else cudnn_attention
+    torch.backends.cuda.enable_cudnn_sdp(keep)
+    if keep or accelerator.mixed_precision == "no":  # fp32 attention never takes cuDNN's kernel: nothing to say
+        return None
     return "attention: SDPA's memory-efficient kernel, not cuDNN's (set TORCH_CUDNN_SDPA_ENABLED=1 to keep cuDNN's)"
 
 
-def tune_cpu(accelerator: Any, threads: int | None = None) -> str | None:
+def tune_cpu(accelerator: Any, threads: int | None = None, cudnn_attention: bool | None = None) -> str | None:
     """CPU settings: each local process computes with its share of the physical cores (or ``threads``, or the
     user's OMP_NUM_THREADS), and glibc malloc keeps freed memory; on a GPU, tune_gpu's. Returns a line for the log
     (None where nothing changed)."""
     if accelerator.device.type != "cpu":
-        return tune_gpu(accelerator)
+        return tune_gpu(accelerator, cudnn_attention)
     note = "; freed memory kept for reuse (glibc malloc)" if keep_freed_memory() else ""
     # oneDNN's kernel cache (one bf16 kernel per matmul shape, and length-grouped batches bring many shapes) keeps
     # oneDNN's own capacity, 1024, as the Trainer runs with. A bound of 64 thrashed on a sentence-pair task: over 3

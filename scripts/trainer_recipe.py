@@ -8,7 +8,7 @@ AutoModelForSequenceClassification (the checkpoint's pretrained pooler + a new l
 the Trainer's default optimizer (fused AdamW on torch >= 2.8), evaluation each epoch and the best validation state
 reloaded at the end by the same metric as ours (so both recipes select their model the same way).
 ``--recipe best``: the Trainer at its fastest settings: bf16 where the device has it, ``group_by_length``, fused
-AdamW, and the evaluation batch size given. Both read the splits through ``data.load_splits`` (same rows, same
+AdamW, the evaluation batch size given, and on a GPU attention without cuDNN's kernel (as ours). Both read the splits through ``data.load_splits`` (same rows, same
 carved validation, same label ids as train.py) and tokenize at ``--max_seq_length``. The last stdout line is JSON:
 validation and test macro-F1 and accuracy, and the seconds of the whole run.
 """
@@ -73,7 +73,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
 
     from data import SOURCE_ROW, load_splits
     from model import encoder_folder
-    from utils import resolve_model_path
+    from utils import cudnn_attention_asked, resolve_model_path
 
     data = load_splits(
         TrainConfig(
@@ -116,6 +116,10 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         }
 
     best = cfg.recipe == "best"
+    if best and torch.cuda.is_available() and not cudnn_attention_asked():
+        # At its best the Trainer attends as our GPU runs do (utils.tune_gpu): without cuDNN's attention kernel,
+        # whose per-shape graph builds would slow its length-grouped batches and not ours.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     # The same settings under either generation's names: transformers 5 takes a warmup share as a float
     # warmup_steps and the batch order as train_sampling_strategy; transformers 4 as warmup_ratio and group_by_length.
     if "train_sampling_strategy" in inspect.signature(TrainingArguments).parameters:

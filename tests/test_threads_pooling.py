@@ -59,17 +59,35 @@ def restore_cudnn_sdp():
 
 
 def test_a_gpu_run_attends_without_cudnns_per_shape_graphs_unless_asked(restore_cudnn_sdp, monkeypatch):
-    """On a GPU, SDPA's cuDNN kernel (a graph built per new batch shape) is switched off and the log says so;
-    TORCH_CUDNN_SDPA_ENABLED in the environment keeps torch's choice. The CPU threads are left alone."""
+    """On a GPU, SDPA's cuDNN kernel (a graph built per new batch shape) is switched off and a mixed-precision log
+    says so; TORCH_CUDNN_SDPA_ENABLED=1 keeps it, and evaluate.py passes the run's recorded choice. The CPU threads
+    are left alone."""
     gpu = SimpleNamespace(device=torch.device("cuda"), mixed_precision="bf16", num_processes=1)
     threads = torch.get_num_threads()
     monkeypatch.delenv("TORCH_CUDNN_SDPA_ENABLED", raising=False)
     torch.backends.cuda.enable_cudnn_sdp(True)
     assert "not cuDNN's" in utils.tune_cpu(gpu)
     assert not torch.backends.cuda.cudnn_sdp_enabled() and torch.get_num_threads() == threads
-    monkeypatch.setenv("TORCH_CUDNN_SDPA_ENABLED", "1")
     torch.backends.cuda.enable_cudnn_sdp(True)
-    assert utils.tune_cpu(gpu) is None and torch.backends.cuda.cudnn_sdp_enabled()
+    assert utils.tune_cpu(SimpleNamespace(device=torch.device("cuda"), mixed_precision="no")) is None  # fp32: no line
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
+    for value in ("1", "true"):
+        monkeypatch.setenv("TORCH_CUDNN_SDPA_ENABLED", value)
+        assert utils.tune_cpu(gpu) is None and torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setenv("TORCH_CUDNN_SDPA_ENABLED", "0")
+    assert "not cuDNN's" in utils.tune_cpu(gpu) and not torch.backends.cuda.cudnn_sdp_enabled()
+    # A run's recorded choice wins over the environment, so a reload computes as the run did.
+    assert utils.tune_cpu(gpu, cudnn_attention=True) is None and torch.backends.cuda.cudnn_sdp_enabled()
+    assert "not cuDNN's" in utils.tune_cpu(gpu, cudnn_attention=False)
+
+
+def test_evaluate_reloads_a_gpu_run_with_the_attention_kernel_it_trained_with():
+    """config.json's resolved.cudnn_attention as recorded; a GPU run from before it was recorded ran with torch's
+    own choice (cuDNN allowed); a CPU run has none to reproduce."""
+    assert evaluate.run_cudnn_attention({"device": "cuda:0", "cudnn_attention": False}) is False
+    assert evaluate.run_cudnn_attention({"device": "cuda:0"}) is True
+    assert evaluate.run_cudnn_attention({"device": "cpu", "cudnn_attention": None}) is None
+    assert evaluate.run_cudnn_attention({"device": "cpu"}) is None
 
 
 def test_the_users_omp_num_threads_is_kept(restore_threads, monkeypatch):
