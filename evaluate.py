@@ -264,6 +264,9 @@ def decode_levels(level_logits: list[np.ndarray], parents: list[list[int]], cons
 # Problem types: a new one is one Task subclass plus one line in TASKS
 
 
+TOP_K = 3  # labels listed per row of a single-label run's predictions, unless --top_k says otherwise
+
+
 class Task:
     """How a problem type turns logits into metrics and words. ``config`` is the model's config (problem_type,
     thresholds, levels...); methods take the label names (the finest level's for a hierarchy)."""
@@ -275,7 +278,7 @@ class Task:
         """Plain-float metrics (``loss`` and the selectable ones of config.METRICS) and a ``per_class`` report."""
         raise NotImplementedError
 
-    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = TOP_K) -> list[dict[str, Any]]:
         """Per row, the prediction in words (``pred`` and its probabilities)."""
         raise NotImplementedError
 
@@ -303,7 +306,7 @@ class SingleLabel(Task):
         """Accuracy, F1 (macro/micro/weighted), macro precision/recall, mean loss, count and a per-class report."""
         return class_metrics(labels, logits, label_names, losses=self.losses(labels, logits))
 
-    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = TOP_K) -> list[dict[str, Any]]:
         """The most probable label, its probability and the top k labels with theirs."""
         rows = []
         for p in softmax(logits):
@@ -360,7 +363,7 @@ class MultiLabel(Task):
             "per_class": {name: report[name] for name in label_names},
         }
 
-    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = TOP_K) -> list[dict[str, Any]]:
         """The labels over their thresholds and every label's probability."""
         thresholds = self.thresholds(len(label_names))
         return [
@@ -410,7 +413,7 @@ class Hierarchical(Task):
         top["loss"] = float(sum(w * m["loss"] for w, m in zip(weights, per_level, strict=True)))
         return top | metrics | {"level_consistency": float(agree.mean()), "per_class": finest["per_class"]}
 
-    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = 3) -> list[dict[str, Any]]:
+    def describe(self, logits: np.ndarray, label_names: list[str], top_k: int = TOP_K) -> list[dict[str, Any]]:
         """One label per level and the finest prediction's probability."""
         level_logits, preds = self.decode(logits)
         finest = softmax(level_logits[-1])
@@ -506,7 +509,7 @@ def score_best_model(
 
 
 def predictions_rows(
-    raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Task, top_k: int = 3
+    raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Task, top_k: int = TOP_K
 ) -> list[dict[str, Any]]:
     """One record per example (a document, with ``windows`` counting its windows under --long_text windows): idx,
     text (and pair), gold, prediction, probabilities and the row's loss."""
@@ -529,7 +532,7 @@ def predictions_rows(
 
 
 def write_predictions(
-    path: Path, raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Task, top_k: int = 3
+    path: Path, raw: Any, out: dict[str, np.ndarray], label_names: list[str], task: Task, top_k: int = TOP_K
 ) -> None:
     """predictions_<split>.jsonl: one line per example in row order (gold, prediction, probabilities, loss)."""
     rows = predictions_rows(raw, out, label_names, task, top_k)
@@ -602,7 +605,11 @@ class EvalConfig:
         None, "The --input file's label column, scored when the file has it (default: the run's --label_column)."
     )
     predict_only: bool = option(False, "Predict --input without scoring it, even where the file has labels.")
-    top_k: int = option(3, "Number of most probable labels listed per row for --input.")
+    top_k: int | None = option(
+        None,
+        f"Number of most probable labels listed per row of the predictions (default {TOP_K}); single-label runs only: "
+        "a multi-label run lists every label's probability, a hierarchical one a label per level.",
+    )
 
     def validate(self) -> None:
         """Check the split name, the sizes, and that the --input flags come with --input."""
@@ -623,6 +630,18 @@ class EvalConfig:
                 f"--output names the file of --input predictions; add --input, or drop --output (a split's "
                 f"eval_{self.split}.json and predictions_{self.split}.jsonl go to the run folder)."
             )
+
+
+def check_top_k(cfg: EvalConfig, model_config: EncoderClassifierConfig) -> None:
+    """--top_k only where rows list a top k (single-label runs): elsewhere it would change nothing, without a word."""
+    problem = model_config.problem_type or "single_label_classification"
+    if cfg.top_k is None or problem == "single_label_classification":
+        return
+    kind, lists = {
+        "multi_label_classification": ("multi-label", "every label's probability"),
+        "hierarchical_classification": ("hierarchical", "one label per level and the finest one's probability"),
+    }.get(problem, (problem, "no top k"))
+    raise UsageError(f"--top_k: this run is {kind}: each prediction row lists {lists}, not a top k; drop --top_k.")
 
 
 def input_columns(cfg: EvalConfig, train_cfg: TrainConfig) -> TrainConfig:
@@ -1109,6 +1128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
     model_dir = run_dir / BEST_MODEL
     model_config = load_model_config(model_dir)
+    check_top_k(cfg, model_config)
     model_labels = [model_config.id2label[i] for i in range(model_config.num_labels)]
     gold = None
     if cfg.input:
@@ -1163,7 +1183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if input_metrics is not None:
             summary |= {"eval": str(eval_path), **input_metrics}
         if accelerator.is_main_process:
-            rows = predictions_rows(raw, out, model_labels, task, cfg.top_k)
+            rows = predictions_rows(raw, out, model_labels, task, cfg.top_k or TOP_K)
             for r in rows:  # the prediction is "the label", as for a file without labels; the gold is "gold"
                 r["label"] = r.pop("pred")
             if input_metrics is not None:
@@ -1193,7 +1213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tag = subset_name(split, cfg.max_samples, len(raw))
     if accelerator.is_main_process:
         atomic_write_json(run_dir / f"eval_{tag}.json", {"split": split, "run_dir": str(run_dir), **metrics})
-        write_predictions(run_dir / f"predictions_{tag}.jsonl", raw, out, model_labels, task)
+        write_predictions(run_dir / f"predictions_{tag}.jsonl", raw, out, model_labels, task, cfg.top_k or TOP_K)
         # A hierarchy plots its finest level; multi-label has no single matrix (see per_class instead).
         plotted = ""
         if (confusion := task.confusion(out["labels"], out["logits"])) is not None:

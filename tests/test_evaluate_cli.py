@@ -132,3 +132,34 @@ def test_a_multi_label_runs_validation_reproduces_results_at_its_tuned_threshold
     step = json.loads((out / "best_model" / "best.json").read_text())["validation"]
     assert step == results["validation_at_best_step"]  # the best step's record, at 0.5
     assert (out / "eval_validation.json").is_file() and not list(out.glob("confusion_*.png"))
+
+
+def test_top_k_sets_the_labels_listed_and_is_refused_where_a_run_lists_no_top_k(tiny_bert, tmp_path, monkeypatch):
+    """README: --top_k K lists K labels per row, for a split's predictions as for --input's; a multi-label run (every
+    label's probability) and a hierarchical one (a label per level) list no top k, so --top_k there is one error line
+    before the model is loaded, not a flag ignored without a word."""
+    import evaluate
+
+    single = tmp_path / "single"
+    train.main(tiny_args(tiny_bert, single, None, "--num_train_epochs", "1"))
+    evaluate.main(["--run_dir", str(single), "--split", "test", "--top_k", "4"])
+    rows = [json.loads(line) for line in (single / "predictions_test.jsonl").read_text().splitlines()]
+    assert {len(r["top_k"]) for r in rows} == {4}
+
+    multi, hierarchy = tmp_path / "multi", tmp_path / "hierarchy"
+    rows = [(f"row {i} goal" if i % 2 else f"row {i} rain", i % 2, 1 - i % 2, int(i % 3 == 0)) for i in range(60)]
+    data = write_csv(tmp_path / "multi.csv", rows, header=("text", "sports", "weather", "misc"))
+    train.main(tiny_args(tiny_bert, multi, data, "--label_columns", "sports", "weather", "misc", "--multi_label"))
+    levels = [(f"row {i} goal", "sport" if i % 2 else "nature", ["goal", "rain", "wind"][i % 3]) for i in range(60)]
+    data = write_csv(tmp_path / "levels.csv", levels, header=("text", "coarse", "fine"))
+    train.main(tiny_args(tiny_bert, hierarchy, data, "--label_columns", "coarse", "fine", "--num_train_epochs", "1"))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(evaluate, "score_best_model", no_model)
+    for run, kind in ((multi, "multi-label"), (hierarchy, "hierarchical")):
+        for where in (["--split", "validation"], ["--input", str(data), "--predict_only"]):
+            with pytest.raises(ValueError, match=rf"--top_k: this run is {kind}: .*; drop --top_k\.$"):
+                evaluate.main(["--run_dir", str(run), *where, "--top_k", "2"])
+    assert not list(tmp_path.rglob("predictions_levels*"))  # the --input predictions: none written
