@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -368,9 +369,14 @@ def read_latest_pointer(runs_root: Path) -> Path:
     return Path(pointer.read_text().strip())
 
 
+# How long a process other than its machine's main one waits, on bad input, for the launcher to stop it (torchrun's
+# agent stops every process within a second of one failing; the main process takes a second or two to exit).
+OWN_ERROR_WAIT_S = 10.0
+
+
 def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) -> None:
-    """Run ``main`` as a command: bad input becomes one ``error:`` line and exit code 2, no traceback. With
-    ``fast_exit``, a successful run ends without the interpreter's teardown."""
+    """Run ``main`` as a command: bad input becomes one ``error:`` line (per machine of a launch) and exit code 2, no
+    traceback. With ``fast_exit``, a successful run ends without the interpreter's teardown."""
     try:
         main(None)
         # Not under a profiler or tracer (they write their results after the script), nor with a worker thread
@@ -386,9 +392,15 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
             os._exit(0)
     except UsageError as err:  # ConfigError included
         # Every process of a launch runs the same input checks: one line per machine, not one per process (a file
-        # missing on one machine of several is still named there).
-        if os.environ.get("LOCAL_RANK", "0") == "0":
+        # missing on one machine of several is still named there). The local main process says it at once; another
+        # process waits, as the launcher stops it once the main one has failed, and speaks only when that does not
+        # come: the error was its own (a file only it cannot read), which would otherwise end the launch unsaid.
+        local_rank = os.environ.get("LOCAL_RANK", "0")
+        if local_rank == "0":
             print(f"error: {err}", file=sys.stderr)
+        else:
+            time.sleep(OWN_ERROR_WAIT_S)
+            print(f"error: rank {os.environ.get('RANK', local_rank)}: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     except TrainingError as err:  # expected and explained in one line; other errors keep their traceback
         print(f"error: {err}", file=sys.stderr)

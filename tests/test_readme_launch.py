@@ -90,3 +90,35 @@ def test_bad_input_on_two_processes_is_one_error_line(tiny_bert, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and not out.exists()
     assert errors == [f"error: --dataset {tmp_path / 'no-such-data'}: no such file or folder."], errors
+
+
+RANK_1_MISSES_THE_DATA = """
+import dataclasses, os, sys
+sys.path.insert(0, {repo!r})
+import train, utils
+real = train.load_inputs
+
+
+def load_inputs(cfg):
+    # Rank 1 alone reads the data from a path that is not there (a node without the mount, say).
+    if os.environ["RANK"] == "1":
+        cfg = dataclasses.replace(cfg, dataset={missing!r})
+    return real(cfg)
+
+
+train.load_inputs = load_inputs
+utils.run_cli(train.main, fast_exit=True)
+"""
+
+
+@pytest.mark.slow
+def test_bad_input_that_only_rank_1_meets_is_its_one_error_line_and_the_launch_fails(tiny_bert, tmp_path):
+    """README: an error only one process meets (a file only it cannot read) is still one `error:` line, from that
+    process and naming its rank, and the launch exits non-zero instead of hanging (rank 0 waits at a barrier)."""
+    missing = tmp_path / "not-on-this-node"
+    wrapper = tmp_path / "train_rank1.py"
+    wrapper.write_text(RANK_1_MISSES_THE_DATA.format(repo=str(REPO), missing=str(missing)))
+    proc = train_on_two_processes(tiny_args(tiny_bert, tmp_path / "run", None, "--max_steps", "2"), tmp_path, wrapper)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert errors == [f"error: rank 1: --dataset {missing}: no such file or folder."], proc.stderr[-3000:]
