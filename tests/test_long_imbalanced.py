@@ -658,3 +658,26 @@ def test_per_class_plot_shows_the_runs_the_table_averages(tmp_path, monkeypatch,
     [row] = report.main([str(tmp_path)])
     assert row["seeds"] == 1 and json.loads(row["run_dirs"]) == [str(tmp_path / "again")], row
     assert drawn == {"columns": ["minilm seed 1"], "cells": ["0.90", "0.70"]}, drawn
+
+
+def test_prepare_data_token_length_and_window_percentiles_match_a_hand_computed_case(tiny_bert, tmp_path):
+    """report.json's p50/p95 (token lengths, and windows per document) are numpy's linear percentiles of the lengths
+    train.py would see: checked on five documents whose figures are computed by hand."""
+    words = [1, 2, 3, 4, 10]  # one token per filler word, plus [CLS] and [SEP]: 3, 4, 5, 6 and 12 tokens
+    for split in ("train", "validation", "test"):
+        write_jsonl(tmp_path / "docs" / f"{split}.jsonl", [{"text": filler(n), "label": "ab"[n % 2]} for n in words])
+    out = tmp_path / "prepared"
+    command = [sys.executable, REPO / "scripts" / "prepare_data.py", tmp_path / "docs", out, "--tokenizer", tiny_bert]
+    command += ["--max_seq_length", "8", "--window_stride", "2"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    test = json.loads((out / "report.json").read_text())["splits"]["test"]
+    # Sorted lengths 3 4 5 6 12: p50 the middle one; p95 at rank 0.95 * 4 = 3.8, 6 + 0.8 * (12 - 6) = 10.8.
+    assert test["token_length_percentiles"] == pytest.approx(
+        {"p50": 5, "p90": 9.6, "p95": 10.8, "p99": 11.76, "max": 12}
+    )
+    assert test["long_documents"] == {"count": 1, "share": 0.2}
+    # Windows of 6 text tokens advancing by 4: one each for 1..4 text tokens, 1 + ceil((10 - 6) / 4) = 2 for 10;
+    # sorted 1 1 1 1 2: p50 1, p95 1 + 0.8 * (2 - 1) = 1.8.
+    assert test["windows_per_document"] == pytest.approx({"mean": 1.2, "p50": 1, "p95": 1.8, "max": 2, "total": 6})
+    assert "| test | 5 | 60.0% | 40.0% | 5 | 11 | 12 | 20.0% | 1.20, 2 |" in (out / "report.md").read_text()
