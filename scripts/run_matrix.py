@@ -1306,15 +1306,20 @@ def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = s
     through."""
     first = jobs[0].job_id.split("_")[0]
     if cluster == "slurm":
-        where = f"the {len(jobs)} submitted run(s) keep running under Slurm (job {first})"
+        # submit() skips the runs whose job squeue still lists: the same command submits no run twice.
+        where = (
+            f"the {len(jobs)} submitted run(s) keep running under Slurm (job {first}); run the same command again to "
+            "resubmit the runs whose job ended unfinished (each resumes from its last checkpoint, if it has one): it "
+            "skips the runs done, queued or running, and --wait then follows only what it submitted"
+        )
     else:  # submitit's local jobs are children of this process: a signal to its whole group reaches them too
         name, how = ("Ctrl-C", "a terminal's does") if signum == signal.SIGINT else ("SIGTERM", "one to a group does")
         where = (
             f"submitit's local job(s) {first} keep running unless the {name} reached them too ({how}: "
             "their runs stop at a checkpoint, and the same command resumes them)"
         )
-    # --status rather than the same command: that one submits whatever is not done, queued or running (a run whose
-    # job failed meanwhile, say), more than one who only wants to look asked for.
+    # To look, --status rather than the same command: that one submits whatever is not done, queued or running (a run
+    # whose job failed meanwhile, say), more than one who only wants to look asked for.
     print(
         f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: stopped following the jobs; {where}. Their "
         "state: the same command with --status in place of --wait; the table once they have ended: "

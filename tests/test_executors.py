@@ -252,7 +252,7 @@ def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_coll
     run_matrix.stopped_following([job, job], out, "slurm", signal.SIGTERM)
     printed = capsys.readouterr().out
     assert printed.startswith("terminated: stopped following the jobs; the 2 submitted run(s) keep running under Slurm")
-    assert "(job 4242). Their state:" in printed
+    assert "(job 4242); run the same command again" in printed and "only what it submitted. Their state:" in printed
 
 
 def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_log(tiny_bert, tmp_path):
@@ -451,6 +451,19 @@ train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 1, 
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0 and "2 trained, 0 skipped, 0 failed of 2 runs" in again.stdout, again.stdout
     assert "resumed from" in (first / "train.log").read_text() and (second / "results.json").is_file()
+
+
+def test_a_stopped_wait_under_slurm_says_the_same_command_resubmits_only_what_ended_unfinished(tmp_path, capsys):
+    """After a Ctrl-C during --wait under Slurm, the line says that the same command is safe to run again: it skips
+    the runs done, queued or running (the test below) and submits only those whose job ended unfinished."""
+    job = type("Job", (), {"job_id": "4242_0"})()
+    run_matrix.stopped_following([job], tmp_path, "slurm", signal.SIGINT)
+    printed = capsys.readouterr().out
+    assert (
+        "run the same command again to resubmit the runs whose job ended unfinished (each resumes from its last "
+        "checkpoint, if it has one): it skips the runs done, queued or running, and --wait then follows only what it "
+        "submitted"
+    ) in printed, printed
 
 
 def test_a_resubmission_skips_runs_whose_slurm_job_is_still_queued_or_running(tmp_path, monkeypatch, capsys):
