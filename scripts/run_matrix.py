@@ -22,6 +22,7 @@ matrix.yaml::
       mlp-head: {head: mlp}
     grid: {learning_rate: [2e-5, 5e-5]}                           # optional: every point is a run (a model entry
                                                                   # may carry its own grid: too)
+    score_inputs: [emotion=tweets.csv]                            # optional: as --score_inputs (which replaces it)
 
 With variants and grids a run goes to ``<output_dir>/<dataset>/<model>/<variant>,<key>=<value>.../seed<k>/`` and
 its ``matrix.json`` names the variant and the grid point; ``report.py`` shows a variant as ``<model> [<variant>]``
@@ -139,7 +140,7 @@ class Run:
     inputs: list[str] = field(default_factory=list)  # the --score_inputs files of its dataset
 
 
-MATRIX_KEYS = ("output_dir", "datasets", "models", "seeds", "train_args", "variants", "grid")
+MATRIX_KEYS = ("output_dir", "datasets", "models", "seeds", "train_args", "variants", "grid", "score_inputs")
 # Set by the matrix for each run: the same key among a config's train.py flags would be silently replaced.
 MATRIX_OWNED = {"dataset", "model_name_or_path", "seed", "output_dir", "runs_root"}
 
@@ -180,6 +181,9 @@ def check_matrix(cfg: dict[str, Any]) -> None:
             raise UsageError(f"seeds lists {', '.join(map(str, twice))} more than once; each seed is one run.")
     if cfg.get("output_dir") is not None and not isinstance(cfg["output_dir"], str):
         raise UsageError(f"output_dir must be a path, got {cfg['output_dir']!r}.")
+    inputs = cfg.get("score_inputs")
+    if inputs is not None and not (isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)):
+        raise UsageError(f"score_inputs must be a list of FILE or DATASET=FILE entries, got {inputs!r}.")
     train_args = cfg.get("train_args")
     if train_args is not None and not isinstance(train_args, dict):
         raise UsageError(f"train_args must map train.py flags to values, got {train_args!r}.")
@@ -839,10 +843,11 @@ def input_name(path: str) -> str:
     return f"{stem}_input" if EVALUATE_SPLIT_FILES.fullmatch(f"predictions_{stem}.jsonl") else stem
 
 
-def assign_score_inputs(items: list[str], runs: list[Run]) -> None:
+def assign_score_inputs(items: list[str], runs: list[Run], where: str = "--score_inputs") -> None:
     """Give each run the --score_inputs files of its dataset: ``DATASET=FILE`` (DATASET as the plan names it), or a
     plain FILE for a plan of one dataset; a plain FILE in a plan of several (whose runs read other labels), or a
-    DATASET the plan does not have, is refused in one line."""
+    DATASET the plan does not have, is refused in one line, which starts with ``where`` (the flag, or the config's
+    key)."""
     names = list(dict.fromkeys(run.dataset_name for run in runs))
     given: dict[str, list[str]] = {name: [] for name in names}
     for item in items:
@@ -850,21 +855,21 @@ def assign_score_inputs(items: list[str], runs: list[Run]) -> None:
         if not sep or Path(item).is_file():  # a file whose name holds "=" is a plain FILE
             if len(names) > 1:
                 raise UsageError(
-                    f"--score_inputs {item}: the plan has {len(names)} datasets ({', '.join(names)}), whose runs read "
-                    f"other labels; say whose runs score it: --score_inputs DATASET=FILE (e.g. {names[0]}={item})."
+                    f"{where} {item}: the plan has {len(names)} datasets ({', '.join(names)}), whose runs read other "
+                    f"labels; say whose runs score it: {where.split(': ')[-1]} DATASET=FILE (e.g. {names[0]}={item})."
                 )
             name, file = names[0], item
         elif name not in given:
             raise UsageError(
-                f"--score_inputs {item}: the plan has no dataset {name!r}; the plan's datasets are {', '.join(names)}."
+                f"{where} {item}: the plan has no dataset {name!r}; the plan's datasets are {', '.join(names)}."
             )
         given[name].append(file)
-    files = {name: check_score_inputs(files) for name, files in given.items()}
+    files = {name: check_score_inputs(files, where) for name, files in given.items()}
     for run in runs:
         run.inputs = files[run.dataset_name]
 
 
-def check_score_inputs(files: list[str]) -> list[str]:
+def check_score_inputs(files: list[str], where: str = "--score_inputs") -> list[str]:
     """One dataset's --score_inputs files as absolute paths (a symlink kept as given: its name names the scores),
     refused in one line when one is missing, unreadable, of a type evaluate.py does not read, given twice (the same
     file under two names included), or named like another (their scores would take one eval_<name>.json)."""
@@ -875,24 +880,20 @@ def check_score_inputs(files: list[str]) -> list[str]:
     for file in files:
         path = Path(file)
         if not path.is_file():
-            raise UsageError(f"--score_inputs {file}: no such file.")
+            raise UsageError(f"{where} {file}: no such file.")
         if path.suffix.lower() not in FORMATS:
-            raise UsageError(
-                f"--score_inputs {file}: evaluate.py reads {', '.join(FORMATS)} files, not {path.suffix!r}."
-            )
+            raise UsageError(f"{where} {file}: evaluate.py reads {', '.join(FORMATS)} files, not {path.suffix!r}.")
         try:
             with open(path, "rb") as handle:
                 if not handle.read(1):
-                    raise UsageError(f"--score_inputs {file}: the file is empty.")
+                    raise UsageError(f"{where} {file}: the file is empty.")
         except OSError as err:
-            raise UsageError(f"--score_inputs {file}: cannot be read ({err.strerror}).") from None
+            raise UsageError(f"{where} {file}: cannot be read ({err.strerror}).") from None
         if (same := real.setdefault(real_path(file), file)) != file or files.count(file) > 1:
             how = f"and {file} are one file ({real_path(file)})" if same != file else "is given twice"
-            raise UsageError(f"--score_inputs {same} {how}; give it once.")
+            raise UsageError(f"{where} {same} {how}; give it once.")
         if (name := input_name(file)) in names:
-            raise UsageError(
-                f"--score_inputs {names[name]} and {file} would both be scored as eval_{name}.json; rename one."
-            )
+            raise UsageError(f"{where} {names[name]} and {file} would both be scored as eval_{name}.json; rename one.")
         names[name] = file
     return [os.path.abspath(f) for f in files]
 
@@ -1361,7 +1362,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
-    parser.add_argument("--config", help="YAML/JSON with datasets, models, seeds, train_args, output_dir.")
+    parser.add_argument(
+        "--config",
+        help="YAML/JSON with datasets, models, seeds, train_args, output_dir (and variants, grid, score_inputs).",
+    )
     parser.add_argument("--datasets", nargs="+", help="Datasets (train.py --dataset values).")
     parser.add_argument("--models", nargs="+", help="Models (train.py --model_name_or_path values).")
     parser.add_argument("--seeds", nargs="+", type=int, help="Seeds (default 42).")
@@ -1418,8 +1422,12 @@ def main(argv: list[str] | None = None) -> int:
         launcher += ["-m", "accelerate.commands.launch", *([] if engine else ["--multi_gpu"])]
         launcher += ["--num_processes", str(args.gpus_per_run), "--gpu_ids", "all", "--num_machines", "1"]
     runs = plan(cfg, extra, paths="ignore" if args.status else "warn" if args.executor == "slurm" else "error")
-    if args.score_inputs:
-        assign_score_inputs(args.score_inputs, runs)
+    # The flag replaces the config's list, as --datasets replaces its datasets; paths are relative to here, as the
+    # plan's other paths are.
+    score_inputs = args.score_inputs or cfg.get("score_inputs") or []
+    if score_inputs:
+        where = "--score_inputs" if args.score_inputs else f"--config {args.config}: score_inputs"
+        assign_score_inputs(score_inputs, runs, where)
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
         return print_status(runs, root).get("failed", 0)
@@ -1456,7 +1464,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f", {len(outcome['clashed'])} refused" if outcome["clashed"] else "")
         + f" of {len(runs)} runs"
         + (f" ({len(outcome['elsewhere'])} being trained elsewhere)" if outcome["elsewhere"] else "")
-        + (f"; {len(outcome['scored'])} input scores written, {len(score_failed)} failed" if args.score_inputs else "")
+        + (f"; {len(outcome['scored'])} input scores written, {len(score_failed)} failed" if score_inputs else "")
     )
     for run_dir, code in failed:
         print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")

@@ -313,6 +313,42 @@ def test_each_dataset_scores_only_the_files_given_for_it(tmp_path, capsys):
     )
 
 
+def test_the_matrix_config_gives_score_inputs_in_the_forms_of_the_flag(tmp_path, capsys, monkeypatch):
+    """README: a `score_inputs:` list in the matrix config takes what --score_inputs takes (FILE, DATASET=FILE), its
+    paths relative to where run_matrix.py starts, as the plan's other paths are; the flag, when given, replaces it."""
+    datasets = [str(SHARED_DATA / "emotion"), str(SHARED_DATA / "sst2")]
+    emotion_run, sst2_run = finished_run(tmp_path, datasets)
+    tweets, reviews = held_out(tmp_path, "tweets.csv"), held_out(tmp_path, "reviews.csv")
+    plan = {
+        "datasets": datasets,
+        "models": [str(tmp_path / "model")],
+        "seeds": [1],
+        "output_dir": str(tmp_path / "matrix"),
+    }
+    config = tmp_path / "plans" / "matrix.yaml"
+    config.parent.mkdir()
+    monkeypatch.chdir(tmp_path)
+    config.write_text(json.dumps(plan | {"score_inputs": ["emotion=inputs/tweets.csv", "sst2=inputs/reviews.csv"]}))
+    run_matrix.main(["--config", str(config), "--dry_run"])
+    printed = capsys.readouterr().out
+    assert f"--run_dir {emotion_run.run_dir} --input {tweets}" in printed
+    assert f"--run_dir {sst2_run.run_dir} --input {reviews}" in printed
+    run_matrix.main(["--config", str(config), "--dry_run", "--score_inputs", "sst2=inputs/tweets.csv"])
+    printed = capsys.readouterr().out
+    assert f"--input {tweets}" in printed and "--input" not in printed.replace(f"--input {tweets}", "")
+    # Checked as the flag's values are, and named as the config's.
+    named = f"--config {config}: score_inputs"
+    for given, refused in (
+        (["inputs/tweets.csv"], f"{named} inputs/tweets.csv: the plan has 2 datasets .* score_inputs DATASET=FILE"),
+        (["imdb=inputs/tweets.csv"], f"{named} imdb=inputs/tweets.csv: the plan has no dataset 'imdb'"),
+        (["sst2=missing.csv"], f"{named} missing.csv: no such file"),
+        ("sst2=inputs/reviews.csv", "score_inputs must be a list of FILE or DATASET=FILE entries"),
+    ):
+        config.write_text(json.dumps(plan | {"score_inputs": given}))
+        with pytest.raises(run_matrix.UsageError, match=f"^{refused}"):
+            run_matrix.main(["--config", str(config), "--dry_run"])
+
+
 def test_a_linked_file_is_scored_under_the_name_given_and_one_file_twice_is_refused(tmp_path, capsys):
     """A --score_inputs file given through a symlink keeps the name the user gave it (eval_<link name>.json, the
     report's column), and a run scored through the link counts as scored; the same file twice is refused."""
