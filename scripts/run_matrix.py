@@ -851,17 +851,23 @@ def assign_score_inputs(items: list[str], runs: list[Run], where: str = "--score
     names = list(dict.fromkeys(run.dataset_name for run in runs))
     given: dict[str, list[str]] = {name: [] for name in names}
     for item in items:
-        name, sep, file = item.partition("=")
-        if not sep or Path(item).is_file():  # a file whose name holds "=" is a plain FILE
+        # The longest of the plan's names that the item starts with (a plan's `name:` may hold "=" itself); "~" is
+        # expanded in FILE as the shell expands it only at the start of a word.
+        named = max((n for n in names if item.startswith(f"{n}=")), key=len, default=None)
+        name, sep, file = (named, "=", item[len(named) + 1 :]) if named else item.partition("=")
+        file = os.path.expanduser(file)
+        if not sep or Path(os.path.expanduser(item)).is_file():  # a file whose name holds "=" is a plain FILE
             if len(names) > 1:
                 raise UsageError(
                     f"{where} {item}: the plan has {len(names)} datasets ({', '.join(names)}), whose runs read other "
                     f"labels; say whose runs score it: {where.split(': ')[-1]} DATASET=FILE (e.g. {names[0]}={item})."
                 )
-            name, file = names[0], item
+            name, file = names[0], os.path.expanduser(item)
         elif name not in given:
+            missing = "no such file, and " if len(names) == 1 else ""
             raise UsageError(
-                f"{where} {item}: the plan has no dataset {name!r}; the plan's datasets are {', '.join(names)}."
+                f"{where} {item}: {missing}the plan has no dataset {name!r}; the plan's datasets are "
+                f"{', '.join(names)}."
             )
         given[name].append(file)
     files = {name: check_score_inputs(files, where) for name, files in given.items()}

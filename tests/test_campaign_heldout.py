@@ -406,3 +406,22 @@ def test_report_does_not_warn_when_each_dataset_has_its_own_file_of_one_name(tmp
     report.main([str(tmp_path), "--no_plots"])
     err = capsys.readouterr().err
     assert "the held-out scores of ood on d2 came from different input files" in err and "/data/d1/" not in err
+
+
+def test_score_inputs_name_a_dataset_by_the_longest_plan_name_and_expand_home(tmp_path, monkeypatch):
+    """A plan's `name:` may hold "=" (s=t=FILE gives FILE to s=t, not to s); ~ in FILE is the home folder, also where
+    the shell leaves it (after DATASET=); a missing plain file in a one-dataset plan says no such file."""
+    from types import SimpleNamespace
+
+    reviews = held_out(tmp_path, "reviews.csv")
+    runs = [SimpleNamespace(dataset_name="s"), SimpleNamespace(dataset_name="s=t")]
+    run_matrix.assign_score_inputs([f"s=t={reviews}"], runs)
+    assert runs[0].inputs == [] and runs[1].inputs == [str(reviews)]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run_matrix.assign_score_inputs(["s=~/inputs/reviews.csv"], runs)
+    assert runs[0].inputs == [str(reviews)] and runs[1].inputs == []
+    one = [SimpleNamespace(dataset_name="emotion")]
+    run_matrix.assign_score_inputs(["~/inputs/reviews.csv"], one)
+    assert one[0].inputs == [str(reviews)]
+    with pytest.raises(run_matrix.UsageError, match=r"results=final.csv: no such file, and the plan has no dataset"):
+        run_matrix.assign_score_inputs(["results=final.csv"], one)
