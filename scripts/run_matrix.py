@@ -1086,6 +1086,7 @@ class RunTask:
     def __init__(self, launcher: list[str], cwd: str, grace_s: float) -> None:
         self.launcher, self.cwd, self.grace_s = launcher, cwd, grace_s
         self.proc: subprocess.Popen | None = None
+        self.scoring: str | None = None  # the --score_inputs file being scored, for the preemption's wording
 
     def __call__(self, run: Run) -> str:
         """Train ``run`` unless it is finished or being trained elsewhere, then score the inputs it has no scores
@@ -1107,15 +1108,19 @@ class RunTask:
             failed = [
                 f"{file} ({why})"
                 for file in unscored(run.run_dir, run.inputs)
-                if (
-                    why := scoring_failure(
-                        run.run_dir, file, self.launch(run, score_command(run, with_own_port(self.launcher), file))
-                    )
-                )
+                if (why := scoring_failure(run.run_dir, file, self.score(run, file)))
             ]
         if failed:  # the run is finished and kept: --status says which scores it lacks, the same command scores them
             return f"{done} {run.run_dir}; scoring failed: {', '.join(failed)}; see {run.run_dir / OUTPUT}"
         return f"{done} {run.run_dir}"
+
+    def score(self, run: Run, file: str) -> int:
+        """Score ``file`` with the run's best model (evaluate.py --input); returns its exit code."""
+        self.scoring = file
+        try:
+            return self.launch(run, score_command(run, with_own_port(self.launcher), file))
+        finally:
+            self.scoring = None
 
     def launch(self, run: Run, command: list[str]) -> int:
         """Run ``command`` with its output appended to the run's output.log; returns its exit code."""
@@ -1149,7 +1154,14 @@ class RunTask:
             deadline = time.monotonic() + self.grace_s
             while not self.exited() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            print(f"stopped at a checkpoint; requeued to resume {run.run_dir}", flush=True)
+            if self.scoring is not None:  # the run is finished and kept: only the scoring is redone
+                print(
+                    f"stopped the scoring of {self.scoring} with {run.run_dir} (the run is finished and kept); "
+                    "requeued to score it again",
+                    flush=True,
+                )
+            else:
+                print(f"stopped at a checkpoint; requeued to resume {run.run_dir}", flush=True)
         # The requeued task starts afresh: its resume flags are worked out again from the checkpoints on disk.
         return submitit.helpers.DelayedSubmission(RunTask(self.launcher, self.cwd, self.grace_s), run)
 

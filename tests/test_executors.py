@@ -519,3 +519,22 @@ def test_a_resubmission_skips_runs_whose_slurm_job_is_still_queued_or_running(tm
     assert "(Unable to contact slurm controller): a run whose job is still queued may be submitted again" in (
         capsys.readouterr().err
     )
+
+
+def test_a_preemption_while_scoring_says_the_scoring_stopped_not_a_checkpoint(tmp_path, capsys):
+    """Slurm's preemption signal while a finished run scores a --score_inputs file: the job log names the scoring
+    and that the requeued task scores it again (the run itself is finished and kept), not a training checkpoint."""
+    from types import SimpleNamespace
+
+    task = run_matrix.RunTask(["accelerate", "launch"], str(tmp_path), grace_s=10)
+    task.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    task.scoring = str(tmp_path / "ood.csv")
+    run = SimpleNamespace(run_dir=tmp_path / "run")
+    try:
+        task.checkpoint(run)
+    finally:
+        task.proc.kill()
+        task.proc.wait()
+    printed = capsys.readouterr().out
+    assert f"stopped the scoring of {tmp_path / 'ood.csv'} with {run.run_dir}" in printed
+    assert "requeued to score it again" in printed and "checkpoint" not in printed
