@@ -172,6 +172,14 @@ def scored_on(runs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
         listed = ", ".join(names) or "none (run_matrix.py --score_inputs FILE scores them)"
         raise UsageError(f"--on {name}: no run has scores of {name}; scored inputs: {listed}.")
     datasets = {run["dataset"] for run in runs if name in run["heldout"]}
+    if left := sorted({run["dataset"] for run in runs} - datasets):
+        # Not an error: a DATASET=FILE file belongs to its dataset's runs alone. But a dataset given the file whose
+        # scorings all failed looks the same from here, so it is named rather than dropped without a word.
+        print(
+            f"note: --on {name}: no run of {', '.join(left)} has scores of {name}, left out (if they were given the "
+            "file, their scorings failed: run_matrix.py --status lists them)",
+            file=sys.stderr,
+        )
     runs = [run for run in runs if run["dataset"] in datasets]
     for run in runs:
         scores = run["heldout"].get(name) or {}

@@ -386,9 +386,12 @@ def test_report_and_compare_list_a_held_out_file_under_its_own_datasets_runs_onl
     cells = {(c[1], c[2].strip("*")): c[column] for c in ([x.strip() for x in line.split("|")] for line in lines)}
     assert cells[("d2", "model-a")] == "" and cells[("d1", "model-a")].startswith("0.")
     base = [str(tmp_path), "--bootstrap", "50", "--aso_bootstrap", "50", "--on", "reviews"]
+    capsys.readouterr()
     result = compare.main([*base, "--a", "model-a", "--b", "model-b"])
     assert result["datasets_compared"] == ["d1"] and result["datasets_skipped"] == {}
     assert "d2" not in (tmp_path / "compare_model-a_vs_model-b.md").read_text()
+    # Left out, and said: d2's runs may have been given the file and failed to score it.
+    assert "note: --on reviews: no run of d2 has scores of reviews, left out" in capsys.readouterr().err
     ranked = compare.main([*base, "--all"])
     assert ranked["datasets_skipped"] == {}, ranked["datasets_skipped"]
 
