@@ -573,6 +573,16 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
             f"labels mix integers ({', '.join(map(repr, ints))}) and strings ({', '.join(map(repr, strs))}); "
             "write every label one way (all names or all integer ids)."
         )
+    # "pos " beside "pos" (a spreadsheet cell's trailing space) would be a class of its own, scored apart.
+    spelled: dict[str, list[str]] = {}
+    for v in values:
+        if isinstance(v, str):
+            spelled.setdefault(v.strip(), []).append(v)
+    if same := next((both for both in spelled.values() if len(both) > 1), None):
+        raise UsageError(
+            f"labels {same[0]!r} and {same[1]!r} differ only by spaces around them; strip them in the data (as they "
+            "are, they would be separate classes)."
+        )
     return [str(v) for v in values], {v: i for i, v in enumerate(values)}
 
 
@@ -581,9 +591,13 @@ def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, col
     unknown = Counter(v for v in values if label_key(v, value_to_id) not in value_to_id)
     if unknown:
         shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
+        # Train's "pos " and this split's "pos": the spaces are invisible in the message unless named.
+        stripped = {str(k).strip(): k for k in value_to_id if isinstance(k, str)}
+        spaced = [(v, stripped[v.strip()]) for v in unknown if isinstance(v, str) and v.strip() in stripped]
+        hint = "".join(f" ({v!r} is {k!r} in train: strip the spaces around labels.)" for v, k in spaced[:1])
         raise UsageError(
             f"the {split} split has labels not seen in train in {column!r}: {shown}. "
-            "Add examples of them to train or remove those rows."
+            f"Add examples of them to train or remove those rows.{hint}"
         )
 
 

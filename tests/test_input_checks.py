@@ -221,6 +221,8 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         ("validation_old", [], r"holds several validation splits \(validation.jsonl, validation_old.jsonl\)"),
         ("labels_json_string", [], r"labels.json holds a str, not label names: write a list of names"),
         ("gzipped", [], r"no train file found; .*\(train.jsonl.gz is compressed: unpack it\)"),
+        # "pos " beside "pos" (a spreadsheet's trailing space) would train as a third class, without a word.
+        ("spaced_labels", [], r"labels 'pos' and 'pos ' differ only by spaces around them; strip them"),
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -241,6 +243,8 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         rows = [r | {"text": i} for i, r in enumerate(rows)]
     if case == "duplicate_names":
         (data / "labels.json").write_text(json.dumps({"label": ["a", "a"], "to_group": [0, 0]}))
+    if case == "spaced_labels":
+        rows = [r | {"label": ["pos", "pos ", "neg"][i % 3]} for i, r in enumerate(rows)]
     if case == "labels_json_string":  # ignored, the classes would be named by their values without a word
         (data / "labels.json").write_text(json.dumps("negative, positive"))
     lines = "".join(json.dumps(r) + "\n" for r in rows)
@@ -607,6 +611,14 @@ def test_an_empty_string_label_is_a_missing_label(tmp_path):
     rows[3]["label"] = " "
     with pytest.raises(UsageError, match="the train split has 1 rows with no label in 'label'; fill or drop them"):
         load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="parquet"))))
+
+
+def test_a_label_spaced_otherwise_in_train_is_named_with_its_spaces(tmp_path):
+    """Train's "pos " (every one of them) against validation's "pos": the refusal shows the spaces it turns on."""
+    write_csv(tmp_path / "train.csv", [(f"row {i}", ["pos ", "neg"][i % 2]) for i in range(8)])
+    write_csv(tmp_path / "validation.csv", [(f"row {i}", ["pos", "neg"][i % 2]) for i in range(8)])
+    with pytest.raises(UsageError, match=r"'pos' \(4x\).* \('pos' is 'pos ' in train: strip the spaces around labels"):
+        load_splits(TrainConfig(dataset=str(tmp_path)))
 
 
 def test_label_lists_written_into_a_csv_are_read_as_lists(tmp_path):
