@@ -210,6 +210,40 @@ def first_mixed_json_column(files: list[Path]) -> tuple[str, Path, int, Any, str
     return None
 
 
+def json_rows_problem(path: Path) -> str | None:
+    """Why a json/jsonl file holds no rows of named columns, as a refusal; None when it does (or does not parse: the
+    loader's own error says so). datasets reads one object of columns (pandas' ``to_json()`` default) as one row, and
+    a list of lists as a column of lists, so either would be refused later for a wrong column."""
+    rows = "as JSON lines (pandas: to_json(FILE, orient='records', lines=True))"
+    with open(path, encoding="utf-8-sig") as f:
+        head = f.read(4096).lstrip()
+        if head.startswith("[") and head[1:].lstrip().startswith("["):
+            return (
+                f"{path} is a JSON list of lists (rows without column names): write each row as an object naming its "
+                f"columns, {rows}."
+            )
+        if not head.startswith("{"):
+            return None
+        f.seek(0)
+        first = next(line for line in f if line.strip())
+        try:
+            if isinstance(json.loads(first), dict) and any(line.strip() for line in f):
+                return None  # json lines
+        except ValueError:
+            pass  # an object written over several lines
+        f.seek(0)
+        try:
+            whole = json.load(f)
+        except ValueError:
+            return None
+    if not whole or not all(isinstance(v, list | dict) for v in whole.values()):
+        return None  # one row
+    keys = ", ".join(repr(k) for k in list(whole)[:5]) + (", ..." if len(whole) > 5 else "")
+    under = next((k for k, v in whole.items() if isinstance(v, list) and v and isinstance(v[0], dict)), None)
+    where = f" (the rows look to be the list under {under!r})" if under is not None else ""
+    return f"{path} is one JSON object (keys: {keys}), not rows{where}: write one object per row naming its columns, {rows}, or a JSON list of such objects."
+
+
 def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too);
     ``keep_blank_lines``: a blank line of a csv is a row (of empty cells), as evaluate.py --input needs one output
@@ -227,6 +261,8 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
             f"{', '.join(map(str, original))} holds no rows (an empty split); add rows or remove the file."
         )
     suffix = suffixes.pop()
+    if FORMATS[suffix] == "json" and (problem := next(filter(None, map(json_rows_problem, files)), None)):
+        raise UsageError(problem)
     # A .tsv is plain tab-separated lines (GLUE's files, IANA's text/tab-separated-values): a double quote is text.
     # Read with csv quoting, one stray quote would open a field that swallows the lines after it, without a word.
     # A tsv that pandas wrote (to_csv(sep="\t")) quotes csv-style instead, and is read so.

@@ -223,6 +223,9 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         ("gzipped", [], r"no train file found; .*\(train.jsonl.gz is compressed: unpack it\)"),
         # "pos " beside "pos" (a spreadsheet's trailing space) would train as a third class, without a word.
         ("spaced_labels", [], r"labels 'pos' and 'pos ' differ only by spaces around them; strip them"),
+        # pandas' to_json() writes columns, not rows: read as one row of dicts, refused as if the column were wrong.
+        ("json_of_columns", [], r"train.json is one JSON object \(keys: 'text', 'label'\), not rows: write one"),
+        ("json_of_lists", [], r"train.json is a JSON list of lists \(rows without column names\): write each row"),
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -254,6 +257,12 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         import gzip
 
         (data / "train.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    elif case == "json_of_columns":
+        import pandas as pd
+
+        pd.DataFrame(rows).to_json(data / "train.json")
+    elif case == "json_of_lists":
+        (data / "train.json").write_text(json.dumps([[r["text"], r["label"]] for r in rows]))
     elif case == "latin1":  # an export from an old spreadsheet or database
         text = "text,label\n" + "".join(f"café {r['text']},{r['label']}\n" for r in rows)
         (data / "train.csv").write_bytes(text.encode("latin-1"))
