@@ -503,8 +503,11 @@ def check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
         )
     for flag, column in wanted.items():
         if column not in ds.column_names:
-            close = difflib.get_close_matches(column, ds.column_names, n=3, cutoff=0.5)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            # A column another flag reads already is no guess (the text column for a missing --text_pair_column);
+            # quoted, so that a name's spaces show ('text ' for text).
+            others = set(wanted.values()) - {column}
+            close = difflib.get_close_matches(column, [c for c in ds.column_names if c not in others], n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             # One column whose name holds the others: a .csv not separated by commas, or a .tsv not by tabs.
             if len(ds.column_names) == 1 and (sep := next((c for c in ";\t|," if c in ds.column_names[0]), None)):
                 hint = f" The file looks separated by {sep!r}: save it as .csv with commas or as .tsv with tabs."

@@ -226,6 +226,14 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         # pandas' to_json() writes columns, not rows: read as one row of dicts, refused as if the column were wrong.
         ("json_of_columns", [], r"train.json is one JSON object \(keys: 'text', 'label'\), not rows: write one"),
         ("json_of_lists", [], r"train.json is a JSON list of lists \(rows without column names\): write each row"),
+        # The text column is no guess for the missing second text: it is read already.
+        (
+            "missing_pair",
+            ["--text_pair_column", "text_b"],
+            r"'text_b' is not a column of the train split \(columns: "
+            r"text, label\)\.$",
+        ),
+        ("padded_header", [], r"\(columns: text , label\)\. Did you mean 'text '\?"),  # the space shows in quotes
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -257,6 +265,8 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         import gzip
 
         (data / "train.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    elif case == "padded_header":  # "text ,label": a space typed after a column name
+        (data / "train.csv").write_text("text ,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
     elif case == "json_of_columns":
         import pandas as pd
 
@@ -268,7 +278,7 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "train.csv").write_bytes(text.encode("latin-1"))
     else:
         (data / "train.jsonl").write_text(lines)
-    if case not in ("carve_everything", "semicolons", "latin1"):
+    if case not in ("carve_everything", "semicolons", "latin1", "padded_header"):
         (data / "validation.jsonl").write_text(lines)
     if case == "dev_and_validation":  # which one would the scores come from?
         (data / "dev.jsonl").write_text(lines)

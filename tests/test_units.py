@@ -182,7 +182,7 @@ def test_folder_with_dev_split_and_empty_text(tmp_path):
         (
             "missing_column",
             ["--text_column", "txt"],
-            "--text_column 'txt' is not a column of the train split .* Did you mean text",
+            "--text_column 'txt' is not a column of the train split .* Did you mean 'text'",
         ),
         ("unknown_label", [], "the test split has labels not seen in train in .label.: 'neutral' \\(1x\\)"),
         ("missing_path", [], "no such file or folder"),
