@@ -210,6 +210,25 @@ def first_mixed_json_column(files: list[Path]) -> tuple[str, Path, int, Any, str
     return None
 
 
+def duplicate_header(path: Path, delimiter: str, quoting: int) -> str | None:
+    """The refusal of a csv/tsv header that names one column twice: pandas reads the second as NAME.1, so the run
+    would read the first without a word; None when every name is its own."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), [])
+    except (UnicodeDecodeError, csv.Error):  # the loader's own error says so
+        return None
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, 1):
+        if name in seen and name:  # nameless columns (a spreadsheet's trailing commas) are "Unnamed: N" each
+            return (
+                f"{path}'s header names {name!r} twice (columns {seen[name]} and {i}): the second would be read as "
+                f"'{name}.1' and the first used without a word; rename or drop one."
+            )
+        seen[name] = i
+    return None
+
+
 def json_rows_problem(path: Path) -> str | None:
     """Why a json/jsonl file holds no rows of named columns, as a refusal; None when it does (or does not parse: the
     loader's own error says so). datasets reads one object of columns (pandas' ``to_json()`` default) as one row, and
@@ -270,6 +289,9 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     if suffix == ".tsv":
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_MINIMAL if csv_quoted(files) else csv.QUOTE_NONE}
     if FORMATS[suffix] == "csv":
+        delimiter, quoting = kwargs.get("delimiter", ","), kwargs.get("quoting", csv.QUOTE_MINIMAL)
+        if problem := next(filter(None, (duplicate_header(p, delimiter, quoting) for p in files)), None):
+            raise UsageError(problem)
         # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
         # "None" becomes a null label. Only an empty cell is missing here.
         kwargs |= {"keep_default_na": False, "na_values": [""]}

@@ -233,6 +233,8 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
             r"'text_b' is not a column of the train split \(columns: "
             r"text, label\)\.$",
         ),
+        # A merged spreadsheet's two 'label' columns: pandas reads the second as 'label.1', and the first was used.
+        ("duplicate_header", [], r"train.csv's header names 'label' twice \(columns 2 and 3\): .*rename or drop one"),
         ("padded_header", [], r"\(columns: text , label\)\. Did you mean 'text '\?"),  # the space shows in quotes
     ],
 )
@@ -265,6 +267,10 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         import gzip
 
         (data / "train.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    elif case == "duplicate_header":
+        (data / "train.csv").write_text(
+            "text,label,label\n" + "".join(f"{r['text']},{r['label']},{1 - r['label']}\n" for r in rows)
+        )
     elif case == "padded_header":  # "text ,label": a space typed after a column name
         (data / "train.csv").write_text("text ,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
     elif case == "json_of_columns":
@@ -278,7 +284,7 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "train.csv").write_bytes(text.encode("latin-1"))
     else:
         (data / "train.jsonl").write_text(lines)
-    if case not in ("carve_everything", "semicolons", "latin1", "padded_header"):
+    if case not in ("carve_everything", "semicolons", "latin1", "padded_header", "duplicate_header"):
         (data / "validation.jsonl").write_text(lines)
     if case == "dev_and_validation":  # which one would the scores come from?
         (data / "dev.jsonl").write_text(lines)
