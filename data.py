@@ -120,6 +120,16 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+def _holds_train(folder: Path) -> bool:
+    """Whether ``folder`` holds a train file of a format read here (readable or not)."""
+    try:
+        return "train" in _split_files(folder)
+    except UsageError:  # several train files: still the data's folder
+        return True
+    except OSError:
+        return False
+
+
 def content_hash(files: list[Path]) -> str:
     """A digest of the files' bytes (read in chunks), so caches follow what a file holds, not its path and mtime."""
     import xxhash  # a dependency of datasets, and far faster than hashlib on large files
@@ -422,6 +432,17 @@ def _load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]
                 p.name for p in path.glob("train*.*") if p.suffix.lower() in {".gz", ".bz2", ".xz", ".zip", ".zst"}
             )
             hint = f" ({', '.join(packed)} is compressed: unpack it)" if packed else ""
+            other = sorted(
+                p.name
+                for p in path.glob("train*.*")
+                if p.is_file() and p.suffix.lower() not in {*FORMATS, ".gz", ".bz2", ".xz", ".zip", ".zst"}
+            )
+            if other and not hint:  # train.txt, train.xlsx: no reader here
+                hint = f" ({other[0]} is not a format read here: save it as .csv, .tsv, .jsonl or .parquet)"
+            # A dataset repository cloned from the hub keeps its files in data/ (or one folder per config).
+            nested = [sub for sub in sorted(path.iterdir()) if sub.is_dir() and _holds_train(sub)]
+            if nested and not hint:
+                hint = f" (its folder {nested[0].name}/ holds one: pass --dataset {nested[0]})"
             raise UsageError(
                 f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that "
                 f"folder{hint}."

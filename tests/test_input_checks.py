@@ -233,6 +233,9 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
             r"'text_b' is not a column of the train split \(columns: "
             r"text, label\)\.$",
         ),
+        # A dataset repository cloned from the hub keeps its files in data/.
+        ("nested", [], r"no train file found; .* \(its folder data/ holds one: pass --dataset .*/data/data\)\.$"),
+        ("spreadsheet", [], r"no train file found; .* \(train.xlsx is not a format read here: save it as .csv"),
         # A merged spreadsheet's two 'label' columns: pandas reads the second as 'label.1', and the first was used.
         ("duplicate_header", [], r"train.csv's header names 'label' twice \(columns 2 and 3\): .*rename or drop one"),
         ("padded_header", [], r"\(columns: text , label\)\. Did you mean 'text '\?"),  # the space shows in quotes
@@ -267,6 +270,11 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         import gzip
 
         (data / "train.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    elif case == "nested":
+        (data / "data").mkdir()
+        (data / "data" / "train.jsonl").write_text(lines)
+    elif case == "spreadsheet":
+        (data / "train.xlsx").write_bytes(b"PK\x03\x04")
     elif case == "duplicate_header":
         (data / "train.csv").write_text(
             "text,label,label\n" + "".join(f"{r['text']},{r['label']},{1 - r['label']}\n" for r in rows)
