@@ -223,6 +223,55 @@ def test_edited_file_with_restored_mtime_is_not_served_from_cache(tiny_bert, tmp
     assert tokenized["train"]["input_ids"] == expected
 
 
+def test_two_runs_tokenizing_one_dataset_at_once_never_read_a_half_written_cache(tiny_bert, tmp_path, monkeypatch):
+    """Parallel runs of one dataset share the token cache (same data, tokenizer and length: one key). The first is
+    held mid-write while the second tokenizes: the second must not load the first's unfinished file, and both must
+    end with the same, complete token ids."""
+    import threading
+
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+    from transformers import AutoTokenizer
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "data"
+    write_csv(
+        folder / "train.csv", [(f"sunny day {i}", "weather") if i % 2 else (f"match {i}", "sports") for i in range(40)]
+    )
+    splits = {"train": load_splits(TrainConfig(dataset=str(folder))).splits["train"]}
+    cache = tmp_path / "cache" / "tokenized"
+    writing, go_on = threading.Event(), threading.Event()
+    finalize = ArrowWriter.finalize
+
+    def held_finalize(self, *args, **kwargs):
+        """The first run's writer stops before its file is complete, until the second run has finished."""
+        if threading.current_thread().name == "first":
+            writing.set()
+            assert go_on.wait(60)
+        return finalize(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArrowWriter, "finalize", held_finalize)
+    first: dict = {}
+    thread = threading.Thread(
+        target=lambda: first.update(tokenize_splits(splits, AutoTokenizer.from_pretrained(tiny_bert), 32)), name="first"
+    )
+    thread.start()
+    try:
+        assert writing.wait(60)
+        assert list(cache.iterdir())  # the first run's unfinished file is there
+        second = tokenize_splits(splits, AutoTokenizer.from_pretrained(tiny_bert), 32)
+    finally:
+        go_on.set()
+        thread.join(60)
+    expected = AutoTokenizer.from_pretrained(tiny_bert)(list(splits["train"]["text"]), truncation=True, max_length=32)
+    assert first["train"]["input_ids"] == second["train"]["input_ids"] == expected["input_ids"]
+    # One finished file under the shared key, no leftovers; a third run reads it.
+    [cached] = list(cache.iterdir())
+    third = tokenize_splits(splits, AutoTokenizer.from_pretrained(tiny_bert), 32)
+    assert third["train"].cache_files[0]["filename"] == str(cached)
+    assert third["train"]["input_ids"] == expected["input_ids"]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Distillation: teacher probabilities follow the label ids; labels.json's teacher_labels declares the teacher's order
 
