@@ -48,7 +48,10 @@ resumes them.
 
 Executors: ``--executor sequential`` (the default: one run after another) or ``--executor local --max_parallel N``
 (N runs at once on this machine, each on its own GPU(s) via ``CUDA_VISIBLE_DEVICES`` (``--gpus_per_run``), or on a
-CPU-only machine on its share of the cores via ``OMP_NUM_THREADS``). Either way a run is claimed before it trains
+CPU-only machine on its share of the cores via ``OMP_NUM_THREADS``). ``--runs_per_gpu K`` puts K runs of one GPU on
+each GPU at once, for small models that leave a GPU mostly idle: the slots go GPU 0, GPU 1, ..., GPU 0, GPU 1, ...,
+so a ``--max_parallel`` below their count spreads the runs over the GPUs first. Several runs at once, GPU or not,
+each get their share of the cores through ``OMP_NUM_THREADS``. Either way a run is claimed before it trains
 (an exclusive ``flock`` on ``<run>/.claim``, released by the kernel if the holder dies), so two invocations of one
 plan never train the same run at once: the second skips what the first is training (and refuses it when the first
 trains it with other settings). ``--status`` prints done / running / failed / interrupted / queued per run of the
@@ -662,25 +665,48 @@ def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float = 5.0) 
         time.sleep(interval)
 
 
-def device_slots(gpus_per_run: int, max_parallel: int | None) -> list[dict[str, str]]:
-    """The environment of each parallel slot: its own GPU(s), or on a CPU-only machine its share of the cores."""
+def visible_gpus() -> list[str]:
+    """The GPUs this machine lets runs use: CUDA_VISIBLE_DEVICES when set, else those nvidia-smi lists."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        gpus = [g for g in visible.split(",") if g.strip()]
-    elif shutil.which("nvidia-smi"):
+        return [g for g in visible.split(",") if g.strip()]
+    if shutil.which("nvidia-smi"):
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
-        gpus = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
-    else:
-        gpus = []
-    if gpus:
-        if gpus_per_run > len(gpus):  # no group could be formed: nothing would run, and the matrix would say "0 failed"
-            raise UsageError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible ({','.join(gpus)}).")
-        groups = [gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
-        return [{"CUDA_VISIBLE_DEVICES": ",".join(g)} for g in groups[: max_parallel or len(groups)]]
-    slots = max_parallel or 1
+        return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+    return []
+
+
+def core_share(processes: int) -> str:
+    """OMP_NUM_THREADS for each of ``processes`` processes sharing this machine's cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    # Threads split so N runs together never oversubscribe the cores (each would otherwise take all of them).
-    return [{"OMP_NUM_THREADS": str(max(1, cores // slots))} for _ in range(slots)]
+    return str(max(1, cores // processes))
+
+
+def device_slots(gpus_per_run: int, max_parallel: int | None, runs_per_gpu: int = 1) -> list[dict[str, str]]:
+    """The environment of each parallel slot: its own GPU(s) (a group shared by ``runs_per_gpu`` slots), or on a
+    CPU-only machine its share of the cores."""
+    gpus = visible_gpus()
+    if not gpus:
+        if runs_per_gpu > 1:  # nothing to share: the one knob of CPU-only parallelism is --max_parallel
+            raise UsageError(
+                f"--runs_per_gpu {runs_per_gpu}: no GPU is visible; on a CPU-only machine --max_parallel N runs N at "
+                "once, each on its share of the cores."
+            )
+        slots = max_parallel or 1
+        # Threads split so N runs together never oversubscribe the cores (each would otherwise take all of them).
+        return [{"OMP_NUM_THREADS": core_share(slots)} for _ in range(slots)]
+    if gpus_per_run > len(gpus):  # no group could be formed: nothing would run, and the matrix would say "0 failed"
+        raise UsageError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible ({','.join(gpus)}).")
+    groups = [",".join(gpus[i : i + gpus_per_run]) for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+    # Round by round over the groups (0, 1, ..., 0, 1, ...): --max_parallel below the slot count keeps the first
+    # slots, so runs spread over the GPUs before any GPU takes a second one.
+    slots = [{"CUDA_VISIBLE_DEVICES": group} for _ in range(runs_per_gpu) for group in groups][:max_parallel]
+    if len(slots) > 1:
+        # torch would start a thread per core in every process, and the runs' host sides (Python launching kernels,
+        # collation) would compete for the cores; a run of several GPUs is one process per GPU.
+        for slot in slots:
+            slot["OMP_NUM_THREADS"] = core_share(len(slots) * gpus_per_run)
+    return slots
 
 
 def log_tail(path: Path, lines: int = 15) -> list[str]:
@@ -1394,6 +1420,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max_parallel", type=int, help="local: runs at once (default: one per GPU group, else 1).")
     parser.add_argument("--gpus_per_run", type=int, default=1, help="local, slurm: GPUs given to each run.")
+    parser.add_argument(
+        "--runs_per_gpu", type=int, help="local: runs sharing each GPU at once, for small models (default 1)."
+    )
     parser.add_argument("--slurm_partition", help="slurm: the partition to submit to.")
     parser.add_argument("--slurm_time", default="4:00:00", help="slurm: time limit of one job (requeued past it).")
     parser.add_argument("--slurm_array_parallelism", type=int, help="slurm: array tasks running at once.")
@@ -1427,9 +1456,22 @@ def main(argv: list[str] | None = None) -> int:
     options, extra = slurm_options(extra)  # --slurm_<anything> goes to submitit, not to train.py
     if options and args.executor != "slurm":
         raise UsageError(f"--{next(iter(options))} is an option of --executor slurm.")
+    runs_per_gpu = 1 if args.runs_per_gpu is None else args.runs_per_gpu
+    if runs_per_gpu < 1:
+        raise UsageError(f"--runs_per_gpu must be a positive integer, got {runs_per_gpu}.")
+    if args.runs_per_gpu is not None and args.executor != "local":
+        raise UsageError("--runs_per_gpu is an option of --executor local.")
+    if runs_per_gpu > 1 and args.gpus_per_run > 1:
+        # Runs sharing a GPU take turns on it (without MPS the GPU time-slices between processes), and a DDP step
+        # ends only when every rank's all-reduce has run: each step would wait on the slowest turn among its GPUs.
+        raise UsageError(
+            f"--runs_per_gpu {runs_per_gpu} with --gpus_per_run {args.gpus_per_run}: runs that share GPUs take turns "
+            "on each of them, so a run on several GPUs would wait at every gradient all-reduce for its other GPUs "
+            "to finish another run's work; share GPUs among runs of one GPU each."
+        )
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     local = args.executor == "local"
-    slots = device_slots(args.gpus_per_run, args.max_parallel) if local else [{}]
+    slots = device_slots(args.gpus_per_run, args.max_parallel, runs_per_gpu) if local else [{}]
     gpu_groups = args.executor == "slurm" or any("CUDA_VISIBLE_DEVICES" in slot for slot in slots)
     if gpu_groups and not args.launcher and args.gpus_per_run > 1:
         # One run per GPU group (a Slurm array task's allocation, or a local slot's CUDA_VISIBLE_DEVICES): accelerate

@@ -320,7 +320,9 @@ def test_local_runs_on_gpu_groups_are_launched_on_every_gpu_of_their_group(tiny_
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "2 runs at once (CUDA_VISIBLE_DEVICES=0,1; CUDA_VISIBLE_DEVICES=2,3)" in proc.stdout
+    share = max(1, len(os.sched_getaffinity(0)) // 4)  # the cores split among 2 runs x 2 processes
+    slots = f"CUDA_VISIBLE_DEVICES=0,1 OMP_NUM_THREADS={share}; CUDA_VISIBLE_DEVICES=2,3 OMP_NUM_THREADS={share}"
+    assert f"2 runs at once ({slots})" in proc.stdout
     commands = [line for line in proc.stdout.splitlines() if "train.py" in line]
     # --multi_gpu would override the config's FSDP with plain DDP.
     ddp = "" if engine else "--multi_gpu "
@@ -362,6 +364,91 @@ def test_more_gpus_per_run_than_visible_is_an_error_not_an_empty_success(tiny_be
     )
     assert proc.returncode == 2, proc.stdout
     assert proc.stderr.strip() == "error: --gpus_per_run 3: only 2 GPU(s) are visible (0,1)."
+
+
+def slots_on(*shapes: tuple[str, str]) -> list[dict[str, str]]:
+    """Slot environments: (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS) per slot, OMP_NUM_THREADS left out when ""."""
+    return [{"CUDA_VISIBLE_DEVICES": g} | ({"OMP_NUM_THREADS": t} if t else {}) for g, t in shapes]
+
+
+def test_runs_per_gpu_shares_each_gpu_spreading_runs_across_gpus_first(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two GPUs as the executor sees them
+    monkeypatch.setattr(run_matrix.os, "sched_getaffinity", lambda pid: set(range(16)))  # a 16-core host
+    # Two runs per GPU: four slots, GPU 0 and GPU 1 in turn, each with a quarter of the cores.
+    assert run_matrix.device_slots(1, None, runs_per_gpu=2) == slots_on(*[(g, "4") for g in "0101"])
+    # --max_parallel below the slot count takes the first slots: both GPUs are used before one takes a second run.
+    assert run_matrix.device_slots(1, 3, runs_per_gpu=2) == slots_on(*[(g, "5") for g in "010"])
+    assert run_matrix.device_slots(1, 2, runs_per_gpu=3) == slots_on(("0", "8"), ("1", "8"))
+    # One run per GPU, as before, now with its share of the cores; a lone run keeps the whole machine.
+    assert run_matrix.device_slots(1, None) == slots_on(("0", "8"), ("1", "8"))
+    assert run_matrix.device_slots(1, 1, runs_per_gpu=2) == slots_on(("0", ""))
+    # A run of two GPUs is two processes (one per GPU), each with its share.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert run_matrix.device_slots(2, None) == slots_on(("0,1", "4"), ("2,3", "4"))
+    # No GPU: --max_parallel runs, each on its share of the cores, as before.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert run_matrix.device_slots(1, 3) == [{"OMP_NUM_THREADS": "5"}] * 3
+
+
+@pytest.mark.parametrize(
+    "argv, gpus, message",
+    [
+        (["--executor", "local", "--runs_per_gpu", "0"], "0", "--runs_per_gpu must be a positive integer, got 0."),
+        (["--runs_per_gpu", "2"], "0", "--runs_per_gpu is an option of --executor local."),
+        (["--executor", "slurm", "--runs_per_gpu", "2"], "0", "--runs_per_gpu is an option of --executor local."),
+        (
+            ["--executor", "local", "--runs_per_gpu", "2", "--gpus_per_run", "2"],
+            "0,1",
+            "--runs_per_gpu 2 with --gpus_per_run 2: runs that share GPUs take turns on each of them, so a run on "
+            "several GPUs would wait at every gradient all-reduce for its other GPUs to finish another run's work; "
+            "share GPUs among runs of one GPU each.",
+        ),
+        (
+            ["--executor", "local", "--runs_per_gpu", "2"],
+            "",
+            "--runs_per_gpu 2: no GPU is visible; on a CPU-only machine --max_parallel N runs N at once, each on its "
+            "share of the cores.",
+        ),
+    ],
+    ids=["zero", "sequential", "slurm", "multi-gpu-runs", "no-gpu"],
+)
+def test_runs_per_gpu_is_refused_in_one_line_where_it_has_no_meaning(monkeypatch, argv, gpus, message):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main(["--datasets", "d", "--models", "m", *argv])
+    assert str(err.value) == message
+
+
+# Stands in for train.py: records the environment it was given, then waits until `expected` runs have started (so
+# they provably ran at once) and writes the results a finished run leaves.
+FAKE_TRAINER = """
+import json, os, sys, time
+from pathlib import Path
+run_dir, started, expected = Path(sys.argv[-1]), Path(sys.argv[1]), int(sys.argv[2])
+(run_dir / "env.json").write_text(json.dumps({k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")}))
+(started / run_dir.name).touch()
+deadline = time.time() + 60
+while len(list(started.iterdir())) < expected:
+    if time.time() > deadline:
+        sys.exit(f"only {len(list(started.iterdir()))} of {expected} runs started at once")
+    time.sleep(0.05)
+(run_dir / "results.json").write_text(json.dumps({"metric": "accuracy", "validation": {"accuracy": 1.0}}))
+"""
+
+
+def test_runs_sharing_a_gpu_run_at_once_each_with_its_slots_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(run_matrix.os, "sched_getaffinity", lambda pid: set(range(16)))
+    fake, started = tmp_path / "fake_train.py", tmp_path / "started"
+    fake.write_text(FAKE_TRAINER)
+    started.mkdir()
+    runs = [run_matrix.Run(tmp_path / f"run{i}", ["--output_dir", str(tmp_path / f"run{i}")], {}) for i in range(4)]
+    slots = run_matrix.device_slots(1, None, runs_per_gpu=2)
+    outcome = run_matrix.execute(runs, [sys.executable, str(fake), str(started), "4"], slots, dry_run=False)
+    assert len(outcome["trained"]) == 4, [run_matrix.log_tail(r.run_dir / run_matrix.OUTPUT) for r in runs]
+    envs = [json.loads((r.run_dir / "env.json").read_text()) for r in runs]
+    assert sorted(e["CUDA_VISIBLE_DEVICES"] for e in envs) == ["0", "0", "1", "1"]
+    assert all(e["OMP_NUM_THREADS"] == "4" for e in envs)
 
 
 def test_a_run_held_or_trained_elsewhere_with_other_settings_is_refused_not_skipped(tiny_bert, tmp_path):
