@@ -401,10 +401,18 @@ def has_pretrained_pooler(model_path: str) -> bool:
     return bool(stored & checkpoint_weight_names(encoder))
 
 
+def modernbert_classifier_pooling(model_path: str) -> str | None:
+    """A ModernBERT checkpoint's own ``classifier_pooling`` (cls or mean: what ModernBertForSequenceClassification
+    pools with); None for other architectures."""
+    config = AutoConfig.from_pretrained(encoder_folder(model_path))
+    found = getattr(config, "classifier_pooling", None) if config.model_type == "modernbert" else None
+    return found if found in ("cls", "mean") else None
+
+
 def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
     """The pooling to build on the backbone at ``model_path`` and why, for the log. ``auto``: the checkpoint's
-    sentence-transformers pooling, else its pretrained pooler, else cls. ValueError for ``pooler`` on a backbone
-    without pretrained pooler weights."""
+    sentence-transformers pooling, else ModernBERT's classifier_pooling, else its pretrained pooler, else cls.
+    ValueError for ``pooler`` on a backbone without pretrained pooler weights."""
     if pooling == "pooler" and not has_pretrained_pooler(model_path):
         raise ValueError(
             f"{model_path} has no pretrained pooler to start from (its architecture has no pooler layer, or its "
@@ -423,6 +431,10 @@ def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
     why = "auto: "
     if modes is not None:
         why += f"its sentence-transformers pooling, {'+'.join(sorted(modes)) or 'none'}, has no equivalent here; "
+    # ModernBERT has no pretrained pooler; its checkpoints name the pooling its classification model uses (mean in
+    # ModernBERT-base's own config, where cls would be the fallback below).
+    if found := modernbert_classifier_pooling(model_path):
+        return found, why + f"ModernBERT's classifier_pooling, {found}"
     if has_pretrained_pooler(model_path):
         return "pooler", why + "the checkpoint's pretrained pooler"
     return "cls", why + "no pretrained pooler weights in the checkpoint"

@@ -255,8 +255,8 @@ def test_grid_folders_are_named_after_parsed_values_and_old_folders_are_reused(t
 
 
 def test_matrix_warns_about_variants_whose_pooling_resolves_alike(tiny_modernbert, tmp_path):
-    """pooling "auto" is resolved from the checkpoint (ModernBERT has no pretrained pooler: cls), so a variant that
-    sets cls trains what the default trains. The matrix says so before anything runs; mean is another experiment."""
+    """pooling "auto" is resolved from the checkpoint (the tiny ModernBERT's classifier_pooling is cls, its config's
+    default), so a variant that sets cls trains what the default trains. The matrix says so before anything runs; mean is another experiment."""
     config = tmp_path / "matrix.yaml"
     head = (
         f"datasets: [{REPO / 'sample_data'}]\nmodels: [{tiny_modernbert}]\nseeds: [1]\noutput_dir: {tmp_path / 'o'}\n"

@@ -367,6 +367,25 @@ def test_auto_takes_cls_without_pooler_weights(tiny_bert_without_pooler, tmp_pat
     assert model.resolve_pooling(str(make_tiny_model(tmp_path / "distil", "distilbert")))[0] == "cls"
 
 
+def test_auto_follows_modernberts_classifier_pooling(tiny_modernbert, tmp_path):
+    """ModernBERT has no pretrained pooler; ModernBertForSequenceClassification pools by its config's
+    classifier_pooling (ModernBERT-base's own config says mean), so auto does too, unless sentence-transformers
+    says otherwise."""
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_modernbert, tmp_path / "mb"))
+    for pooling in ("mean", "cls"):
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {"classifier_pooling": pooling}))
+        assert model.resolve_pooling(str(folder)) == (pooling, f"auto: ModernBERT's classifier_pooling, {pooling}")
+    (folder / "config.json").write_text(json.dumps(config | {"classifier_pooling": "mean"}))
+    classifier = EncoderClassifier.from_backbone(str(folder), {0: "a", 1: "b"}, pooling="auto")
+    assert classifier.config.pooling == "mean" and isinstance(classifier.pooler, model.MeanPooling)
+    # A sentence-transformers pooling is what the checkpoint was trained with: it comes first.
+    write_sentence_transformers_files(folder, cls_token=True)
+    assert model.resolve_pooling(str(folder))[0] == "cls"
+
+
 def test_the_minilm_package_resolves_to_mean(minilm_path):
     name, why = model.resolve_pooling(str(minilm_path))
     assert name == "mean" and "sentence-transformers" in why
