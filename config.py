@@ -148,8 +148,8 @@ class TrainConfig:
     pooling: str = option(
         "auto",
         "How token vectors become one vector: auto (the checkpoint's own: its sentence-transformers pooling, else "
-        "its pretrained pooler, else cls) or a name in model.POOLERS (pooler: [CLS] through the pretrained dense + "
-        "tanh, trained).",
+        "ModernBERT's classifier_pooling, else its pretrained pooler, else cls) or a name in model.POOLERS (pooler: "
+        "[CLS] through the pretrained dense + tanh, trained).",
         model=True,
     )
     head: str = option("linear", "Classifier head on the pooled vector: a name in model.HEADS.", model=True)
