@@ -302,6 +302,14 @@ class TrainConfig:
             )
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             raise ConfigError(f"--head_learning_rate must be > 0, got {self.head_learning_rate}.")
+        if self.head_rate_only() and self.learning_rate != type(self).learning_rate:
+            # Every parameter that trains (pooling and head) takes the head's rate: the flag would change nothing
+            # while naming the run's folder and report row. The default is no choice of the user's: not refused.
+            raise ConfigError(
+                f"--learning_rate {self.learning_rate} does nothing under --freeze backbone with --head_learning_rate "
+                f"{self.head_learning_rate} (only pooling and head train, at --head_learning_rate); drop "
+                "--learning_rate, or drop --head_learning_rate to train them at --learning_rate."
+            )
         if self.max_grad_norm < 0:
             raise ConfigError(f"--max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
         if self.checkpointing_steps is not None and not (
@@ -357,6 +365,10 @@ class TrainConfig:
                     f"{'it' if one else 'them'}."
                 )
 
+    def head_rate_only(self) -> bool:
+        """Whether every trained parameter takes --head_learning_rate (pooling and head under --freeze backbone)."""
+        return self.freeze == "backbone" and self.head_learning_rate is not None
+
     def switched_off(self) -> dict[str, tuple[str, ...]]:
         """The settings that only another flag puts to use, by that flag, where it is not given: they change
         nothing (a run that holds them computes what one with their defaults does)."""
@@ -369,9 +381,10 @@ class TrainConfig:
             "--loss focal": (self.loss == "focal", ("focal_gamma",)),
             "--teacher_column": (self.teacher_column is not None, ("distill_alpha", "distill_temperature")),
             "hierarchical --label_columns": (hierarchical, ("consistent_decoding",)),
-            # Refused above with its own line; listed so that a run recorded with both resumes and is tabulated
-            # without the decay, which no layer trained with.
+            # Refused above with their own lines; listed so that a run recorded with both resumes and is tabulated
+            # without the setting, which no parameter trained with.
             "--freeze none or embeddings": (self.freeze != "backbone", ("layer_lr_decay",)),
+            "a trained backbone or no --head_learning_rate": (not self.head_rate_only(), ("learning_rate",)),
         }
         return {flag: names for flag, (used, names) in uses.items() if not used}
 

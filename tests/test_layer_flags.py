@@ -8,7 +8,7 @@ import json
 import pytest
 
 import train
-from config import TrainConfig
+from config import TrainConfig, parse_config
 from conftest import tiny_args
 from utils import ConfigError, UsageError
 
@@ -40,9 +40,30 @@ def test_layer_lr_decay_with_a_trained_layer_below_the_top_still_runs(tiny_bert,
     assert (out / "results.json").is_file()
 
 
+def test_a_learning_rate_that_no_parameter_trains_at_is_refused():
+    """Under --freeze backbone with --head_learning_rate every trained parameter takes the head's rate: a
+    --learning_rate besides would name a run (its folder, its report row) that it does not change."""
+    frozen = ["--freeze", "backbone", "--head_learning_rate", "5e-3"]
+    with pytest.raises(
+        ConfigError, match=r"^--learning_rate 0.001 does nothing under --freeze backbone with --head"
+    ) as err:
+        parse_config([*frozen, "--learning_rate", "1e-3"])
+    assert "\n" not in str(err.value) and "drop --learning_rate" in str(err.value)
+    # The default learning rate, and each flag without the others, still parse.
+    parse_config(frozen)
+    parse_config(["--freeze", "backbone", "--learning_rate", "1e-3"])
+    parse_config(["--head_learning_rate", "5e-3", "--learning_rate", "1e-3"])
+    # A run recorded with both before the refusal resumes and tabulates as one without (TrainConfig.switched_off).
+    unused = TrainConfig(freeze="backbone", head_learning_rate=5e-3, learning_rate=1e-3).switched_off()
+    assert any("learning_rate" in names for names in unused.values())
+    for cfg in (TrainConfig(freeze="backbone"), TrainConfig(freeze="embeddings", head_learning_rate=5e-3)):
+        assert not any("learning_rate" in names for names in cfg.switched_off().values())
+
+
 def test_logged_lr_under_a_frozen_backbone_is_the_head_learning_rate(tiny_bert, tmp_path):
     out = tmp_path / "run"
-    flags = ["--freeze", "backbone", "--head_learning_rate", "5e-3", "--learning_rate", "1e-4"]
+    # tiny_args gives --learning_rate 1e-3, which nothing would train at here: back to the default.
+    flags = ["--freeze", "backbone", "--head_learning_rate", "5e-3", "--learning_rate", str(TrainConfig.learning_rate)]
     flags += ["--max_steps", "4", "--warmup_steps", "0", "--logging_steps", "1"]
     train.main(tiny_args(tiny_bert, out, None, *flags))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
