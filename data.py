@@ -534,35 +534,66 @@ def _class_label_names(train: Any) -> dict[str, list[str]]:
 # Normalising columns and labels
 
 
-def check_columns(ds: Any, split: str, wanted: dict[str, str]) -> None:
-    """Raise a UsageError naming each missing column, with close matches from the file's columns."""
+# What each column flag names, for the fix a missing-column error gives.
+COLUMN_HOLDS = {
+    "text_column": "the texts",
+    "text_pair_column": "the second texts",
+    "label_column": "the labels",
+    "label_columns": "a level's labels",
+    "teacher_column": "the teacher's probabilities",
+}
+
+
+def split_source(dataset: str, split: str) -> str:
+    """Where ``dataset``'s ``split`` is read from, for messages: its files in a dataset folder, the data file itself,
+    else the dataset (a hub id, a folder saved by datasets)."""
+    path = Path(dataset).expanduser()
+    if path.is_file():
+        return dataset
+    if path.is_dir() and not any((path / n).is_file() for n in ("dataset_dict.json", "state.json")):
+        files = _split_files(path).get(split, [])
+        if files:
+            return str(files[0]) + (f" and {len(files) - 1} more shards" if len(files) > 1 else "")
+    return dataset
+
+
+def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: str) -> None:
+    """Raise a UsageError naming each missing column, where it is missing (``split`` of the dataset ``source``, or
+    the evaluate.py --input file ``source`` when ``split`` is None) and the flag that names the right one, with close
+    matches from the file's columns."""
     missing = {flag: column for flag, column in wanted.items() if column not in ds.column_names}
+    if not missing:
+        return
+    columns = ", ".join(ds.column_names)
+    where = f"the --input file {source} (columns: {columns})"
+    if split is not None:
+        where = f"the {split} split ({split_source(source, split)}; columns: {columns})"
     if len(missing) > 1 and len(ds.column_names) > 1:
         # No guess from names here: "text" is closest to "target", often the label column (columns review, target).
         flags = " and ".join(f"--{flag} {column!r}" for flag, column in missing.items())
         raise UsageError(
-            f"{flags} are not columns of the {split} split (columns: {', '.join(ds.column_names)}); name the columns "
-            f"to read with {' and '.join(f'--{flag}' for flag in missing)}."
+            f"{flags} are not columns of {where}; name the columns to read with "
+            f"{' and '.join(f'--{flag}' for flag in missing)}."
         )
     for flag, column in wanted.items():
         if column not in ds.column_names:
+            option = flag.split("[")[0]  # label_columns[1] is the second of --label_columns
             # A column another flag reads already is no guess (the text column for a missing --text_pair_column);
             # quoted, so that a name's spaces show ('text ' for text).
             others = set(wanted.values()) - {column}
             close = difflib.get_close_matches(column, [c for c in ds.column_names if c not in others], n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            hint += f" Pass the column that holds {COLUMN_HOLDS[option]} with --{option}."
             # One column whose name holds the others: a .csv not separated by commas, or a .tsv not by tabs.
             if len(ds.column_names) == 1 and (sep := next((c for c in ";\t|," if c in ds.column_names[0]), None)):
                 hint = f" The file looks separated by {sep!r}: save it as .csv with commas or as .tsv with tabs."
-            elif split != "train" and flag.startswith("label_column") and not close:
+            elif split not in (None, "train") and option.startswith("label_column") and not close:
                 # An unlabeled test set (a competition's) cannot be scored; it can still be predicted.
                 hint = (
                     " A split without labels cannot be scored: move that file out of the dataset folder, and after "
                     "training predict it with python evaluate.py --run_dir RUN --input FILE."
                 )
-            raise UsageError(
-                f"--{flag} {column!r} is not a column of the {split} split (columns: {', '.join(ds.column_names)}).{hint}"
-            )
+            raise UsageError(f"--{flag} {column!r} is not a column of {where}.{hint}")
 
 
 def _is_integer(value: Any) -> bool:
@@ -965,7 +996,7 @@ def _label_lists_from_text(ds: Any, column: str, split: str) -> Any:
     return ds.remove_columns(column).add_column(column, parsed)
 
 
-def _as_text(ds: Any, name: str, split: str, column: str, flag: str) -> Any:
+def _as_text(ds: Any, name: str, where: str, column: str, flag: str) -> Any:
     """``ds`` with column ``name`` holding text: a column without any text (numbers, lists: a wrong column) is
     refused, a few numbers among texts (a jsonl row whose text is 2020) become their text, and missing cells (None, a
     csv's NaN) stay missing, counted as empty text later."""
@@ -976,7 +1007,7 @@ def _as_text(ds: Any, name: str, split: str, column: str, flag: str) -> Any:
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in odd)
     if not numbers or not any(isinstance(v, str) for v in values):
         raise UsageError(
-            f"the {split} split's {column!r} column holds {type(odd[0]).__name__} values, not text "
+            f"the {column!r} column of {where} holds {type(odd[0]).__name__} values, not text "
             f"(e.g. {odd[0]!r:.40}, {len(odd)} rows); check --{flag}."
         )
     import datasets
@@ -1002,7 +1033,7 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
         wanted[f"label_columns[{i}]" if cfg.label_columns else "label_column"] = column
     # Teacher probabilities only matter for training; validation and test files need not carry them.
     teacher = {"teacher_column": cfg.teacher_column} if cfg.teacher_column and split == "train" else {}
-    check_columns(ds, split, wanted | teacher)
+    check_columns(ds, split, wanted | teacher, cfg.dataset)
     if len(ds) == 0:
         raise UsageError(f"the {split} split of {cfg.dataset} is empty.")
     for label in cfg.label_columns or [cfg.label_column]:
@@ -1022,7 +1053,7 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
         ds = _teacher_lists_from_text(ds)
     text_cols = ["text"] + (["text_pair"] if cfg.text_pair_column else [])
     for name, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=False):
-        ds = _as_text(ds, name, split, column, f"{name}_column")
+        ds = _as_text(ds, name, f"the {split} split", column, f"{name}_column")
     keep = [
         all(isinstance(t, str) and t.strip() for t in texts)
         for texts in zip(*(column_values(ds, c) for c in text_cols), strict=True)
@@ -1335,10 +1366,10 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None, label_columns
     ds = load_files([file], keep_blank_lines=True)
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
-    check_columns(ds, "input", wanted)
+    check_columns(ds, None, wanted, path)
     ds = ds.select_columns(list(wanted.values()) + [c for c in label_columns if c in ds.column_names])
     for flag, column in wanted.items():
-        ds = _as_text(ds, column, "input", column, flag)
+        ds = _as_text(ds, column, f"the --input file {path}", column, flag)
     ds = ds.rename_columns({c: n for c, n in [(text_column, "text"), (text_pair_column, "text_pair")] if c and c != n})
     # Rows with no text still get a prediction row (of an empty string) so the output lines up with the input; so do
     # rows whose second text is missing.

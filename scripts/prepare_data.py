@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.text_pair_column:
         wanted["text_pair_column"] = args.text_pair_column
     for split, ds in raw.items():
-        check_columns(ds, split, wanted)
+        check_columns(ds, split, wanted, args.source)
         raw[split] = ds.select_columns(list(wanted.values()))
     notes, carved = [], {}
     # Carve test first, then validation from what is left, so both ratios are of the original train size.

@@ -14,7 +14,7 @@ import evaluate
 import train
 from config import TrainConfig, parse_config
 from conftest import REPO, make_tiny_model, tiny_args, write_csv
-from data import first_mixed_json_column, load_splits
+from data import first_mixed_json_column, load_splits, load_unlabeled
 from model import EncoderClassifier
 from utils import UsageError
 
@@ -201,7 +201,11 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         ),
         ("nan_teacher", ["--teacher_column", "teacher"], "row 2 of the train split: --teacher_column needs 2"),
         ("carve_everything", ["--validation_split_ratio", "0.99"], "leaves no training rows"),
-        ("numbers_as_text", [], "the train split's 'text' column holds int values, not text .*check --text_column"),
+        (
+            "numbers_as_text",
+            [],
+            "the 'text' column of the train split holds int values, not text .*check --text_column",
+        ),
         ("semicolons", [], "The file looks separated by ';': save it as .csv with commas or as .tsv with tabs"),
         ("latin1", [], "is not UTF-8 text. Save it as UTF-8"),
         ("unlabeled_test", [], "A split without labels cannot be scored: .* evaluate.py --run_dir RUN --input FILE"),
@@ -230,15 +234,15 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         (
             "missing_pair",
             ["--text_pair_column", "text_b"],
-            r"'text_b' is not a column of the train split \(columns: "
-            r"text, label\)\.$",
+            r"'text_b' is not a column of the train split \(.*train.jsonl; columns: text, label\)\. Pass the "
+            r"column that holds the second texts with --text_pair_column\.$",
         ),
         # A dataset repository cloned from the hub keeps its files in data/.
         ("nested", [], r"no train file found; .* \(its folder data/ holds one: pass --dataset .*/data/data\)\.$"),
         ("spreadsheet", [], r"no train file found; .* \(train.xlsx is not a format read here: save it as .csv"),
         # A merged spreadsheet's two 'label' columns: pandas reads the second as 'label.1', and the first was used.
         ("duplicate_header", [], r"train.csv's header names 'label' twice \(columns 2 and 3\): .*rename or drop one"),
-        ("padded_header", [], r"\(columns: text , label\)\. Did you mean 'text '\?"),  # the space shows in quotes
+        ("padded_header", [], r"; columns: text , label\)\. Did you mean 'text '\?"),  # the space shows in quotes
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -767,6 +771,30 @@ def test_two_missing_columns_are_named_together_without_a_wrong_guess(tmp_path):
     rows = [{"review": f"row {i}", "target": i % 2} for i in range(12)]
     with pytest.raises(UsageError, match=r"--text_column 'text' and --label_column 'label' are not columns .*review"):
         load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="csv"))))
+
+
+def test_a_missing_column_is_named_with_its_file_and_the_flag_that_names_it(tmp_path):
+    """The error says which file lacks the column (a validation file may be the only one written otherwise), and
+    which flag names the right one; an evaluate.py --input file is named as such, not as an "input split"."""
+    rows = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
+    write_csv(tmp_path / "d" / "train.csv", [(r["text"], r["label"]) for r in rows])
+    write_csv(tmp_path / "d" / "validation.csv", [(r["text"], r["label"]) for r in rows], ("sentence", "label"))
+    file = tmp_path / "d" / "validation.csv"
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path / "d")))
+    assert str(err.value).startswith(f"--text_column 'text' is not a column of the validation split ({file}; columns")
+    assert str(err.value).endswith("Pass the column that holds the texts with --text_column.")
+    with pytest.raises(UsageError) as err:
+        load_unlabeled(str(file), TrainConfig(text_column="Sentence"), None)
+    assert str(err.value) == (
+        f"--text_column 'Sentence' is not a column of the --input file {file} (columns: sentence, label). Did you mean "
+        "'sentence'? Pass the column that holds the texts with --text_column."
+    )
+    write_csv(tmp_path / "numbers.csv", [(i,) for i in range(3)], ("sentence",))
+    with pytest.raises(
+        UsageError, match=rf"^the 'sentence' column of the --input file {tmp_path}/numbers.csv holds int"
+    ):
+        load_unlabeled(str(tmp_path / "numbers.csv"), TrainConfig(text_column="sentence"), None)
 
 
 def test_an_unreadable_file_is_named_with_the_readers_own_reason(tmp_path):
