@@ -961,15 +961,16 @@ def scored_before_change(run_dir: Path, file: str) -> bool:
         return False
 
 
-def check_scored_elsewhere(runs: list[Run]) -> None:
+def check_scored_elsewhere(runs: list[Run], where: str = "--score_inputs") -> None:
     """Refuse, before any run starts, inputs whose name a run's scores of another file already take: evaluate.py
-    would refuse to replace them, run after run."""
+    would refuse to replace them, run after run. ``where`` names what gave the inputs (the flag, or the config's
+    key)."""
     for run in runs:
         for file in run.inputs:
             if (other := scored_from(run.run_dir, file)) not in (None, real_path(file)):
                 raise UsageError(
                     f"{run.run_dir / f'eval_{input_name(file)}.json'} holds the scores of {other}, another file named "
-                    f"like --score_inputs {file}; rename {file} (its name names the scores) or delete those files."
+                    f"like {file} (from {where}); rename {file} (its name names the scores) or delete those files."
                 )
 
 
@@ -1485,14 +1486,14 @@ def main(argv: list[str] | None = None) -> int:
     # The flag replaces the config's list, as --datasets replaces its datasets; paths are relative to here, as the
     # plan's other paths are.
     score_inputs = args.score_inputs or cfg.get("score_inputs") or []
+    where = "--score_inputs" if args.score_inputs else f"--config {args.config}: score_inputs"
     if score_inputs:
-        where = "--score_inputs" if args.score_inputs else f"--config {args.config}: score_inputs"
         assign_score_inputs(score_inputs, runs, where)
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
         return print_status(runs, root).get("failed", 0)
     check_existing_runs(runs, launch_settings(launcher))
-    check_scored_elsewhere(runs)
+    check_scored_elsewhere(runs, where)
     warn_if_pooling_resolves_alike(runs)
     if args.executor == "slurm" and not args.dry_run:
         root.mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,25 @@ def test_an_input_that_cannot_be_scored_is_refused_before_any_run(tmp_path):
     assert run_matrix.input_name("data/test.csv") == "test_input" and run_matrix.input_name("x/ood.csv") == "ood"
 
 
+def test_an_input_scored_elsewhere_is_named_where_the_plan_gave_it(tmp_path):
+    """The refusal of a file whose name another file's scores take says where the file came from: the plan's
+    score_inputs key or the --score_inputs flag."""
+    ood = held_out(tmp_path, "ood.csv", 2)
+    plan = tmp_path / "plan.yaml"
+    out = tmp_path / "out"
+    plan.write_text(
+        f"datasets: [{SHARED_DATA / 'sst2'}]\nmodels: [m]\nseeds: [1]\noutput_dir: {out}\nscore_inputs: [{ood}]\n"
+    )
+    (out / "sst2" / "m" / "seed1").mkdir(parents=True)
+    heldout_file(out / "sst2" / "m" / "seed1", "ood", 0.5, "/elsewhere/ood.csv")
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main(["--config", str(plan), "--dry_run"])
+    assert f"another file named like {ood} (from --config {plan}: score_inputs); rename" in str(err.value)
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main(["--config", str(plan), "--dry_run", "--score_inputs", str(ood)])
+    assert f"another file named like {ood} (from --score_inputs); rename" in str(err.value)
+
+
 def heldout_file(run: Path, name: str, value: float, source: str) -> None:
     """The eval_<name>.json evaluate.py --input writes, with both metrics compare.py reads."""
     record = {"macro_f1": value, "accuracy": value, "num_samples": 10, "input": source}
