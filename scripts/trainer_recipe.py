@@ -73,7 +73,7 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
 
     from data import SOURCE_ROW, load_splits
     from model import encoder_folder
-    from utils import cudnn_attention_asked, resolve_model_path
+    from utils import resolve_model_path, tune_gpu
 
     data = load_splits(
         TrainConfig(
@@ -116,10 +116,6 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         }
 
     best = cfg.recipe == "best"
-    if best and torch.cuda.is_available() and not cudnn_attention_asked():
-        # At its best the Trainer attends as our GPU runs do (utils.tune_gpu): without cuDNN's attention kernel,
-        # whose per-shape graph builds would slow its length-grouped batches and not ours.
-        torch.backends.cuda.enable_cudnn_sdp(False)
     # The same settings under either generation's names: transformers 5 takes a warmup share as a float
     # warmup_steps and the batch order as train_sampling_strategy; transformers 4 as warmup_ratio and group_by_length.
     if "train_sampling_strategy" in inspect.signature(TrainingArguments).parameters:
@@ -159,6 +155,11 @@ def run(cfg: RecipeConfig) -> dict[str, Any]:
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics,
     )
+    if best:
+        # At its best the Trainer attends as our GPU runs do: without cuDNN's attention kernel (unless
+        # TORCH_CUDNN_SDPA_ENABLED=1 asks for it), whose per-shape graph builds would slow its length-grouped batches
+        # and not ours. Nothing to do off a GPU.
+        tune_gpu(trainer.accelerator)
     trainer.train()
     out: dict[str, Any] = {"recipe": f"trainer-{cfg.recipe}", "seed": cfg.seed, "bf16": args.bf16}
     for split in ("validation", "test"):

@@ -62,3 +62,26 @@ def test_the_text_columns_reach_both_recipes():
 
     recipe = trainer_recipe.parse_config(flags, trainer_recipe.RecipeConfig)
     assert (recipe.text_column, recipe.text_pair_column) == ("sentence1", "sentence2")
+
+
+def test_the_trainers_best_recipe_attends_through_the_shared_gpu_settings(tiny_bert, tmp_path, monkeypatch):
+    """--recipe best sets attention as our runs do by calling utils.tune_gpu with the Trainer's accelerator (one
+    place for the cuDNN switch), before any step trains."""
+    import trainer_recipe
+    import transformers
+
+    import utils
+
+    class Tuned(Exception):
+        pass
+
+    def tune_gpu(accelerator, cudnn_attention=None):
+        raise Tuned(accelerator)
+
+    monkeypatch.setattr(utils, "tune_gpu", tune_gpu)
+    monkeypatch.setattr(transformers.Trainer, "train", lambda *a, **k: pytest.fail("trained before tune_gpu"))
+    flags = ["--dataset", str(REPO / "sample_data"), "--model_name_or_path", str(tiny_bert), "--recipe", "best"]
+    flags += ["--max_seq_length", "24", "--output_dir", str(tmp_path / "trainer")]
+    with pytest.raises(Tuned) as tuned:
+        trainer_recipe.run(trainer_recipe.parse_config(flags, trainer_recipe.RecipeConfig))
+    assert tuned.value.args[0].device.type == "cpu"  # the Trainer's own accelerator
