@@ -50,6 +50,7 @@ def assert_same_run(reference: Path, resumed: Path, ref_final: Path, resumed_fin
         assert torch.allclose(wa[key], wb[key], atol=1e-5), f"final weight {key} differs"
     ra, rb = (json.loads((run / "results.json").read_text()) for run in (reference, resumed))
     assert ra["best_step"] == rb["best_step"] and ra["global_step"] == rb["global_step"]
+    assert ra["train_samples"] == rb["train_samples"]
     for split in ("validation", "test"):
         assert rb[split]["macro_f1"] == pytest.approx(ra[split]["macro_f1"], abs=1e-6)
         assert rb[split]["loss"] == pytest.approx(ra[split]["loss"], rel=1e-4)
@@ -68,14 +69,20 @@ def probe():
     train_probe.uninstall()
 
 
-@pytest.mark.parametrize("stop_at", [5, 6, 8], ids=["mid-epoch-0", "epoch-boundary", "mid-epoch-1"])
-def test_resume_in_process_matches_uninterrupted(tiny_bert, tmp_path, probe, stop_at):
+@pytest.mark.parametrize(
+    ("stop_at", "logging_steps"),
+    [(5, 1), (6, 1), (8, 3)],
+    # Logged every 3 steps, the window of steps 7-9 holds the stop at 8: its mean loss must count steps 7 and 8 too.
+    ids=["mid-epoch-0", "epoch-boundary", "mid-epoch-1-inside-a-logging-window"],
+)
+def test_resume_in_process_matches_uninterrupted(tiny_bert, tmp_path, probe, stop_at, logging_steps):
     ref = tmp_path / "reference"
+    flags = [*FLAGS, "--logging_steps", str(logging_steps)]
     train_probe.install(final=str(tmp_path / "ref.pt"), epochs=str(tmp_path / "ref_epochs"))
-    train.main(tiny_args(tiny_bert, ref, None, *FLAGS))
+    train.main(tiny_args(tiny_bert, ref, None, *flags))
 
     run = tmp_path / "interrupted"
-    flags = [*FLAGS, "--checkpointing_steps", str(stop_at)]
+    flags += ["--checkpointing_steps", str(stop_at)]
     train_probe.install(block_at=stop_at, self_signal=True, final=str(tmp_path / "run.pt"), epochs=str(tmp_path / "ep"))
     with pytest.raises(SystemExit) as stopped:
         train.main(tiny_args(tiny_bert, run, None, *flags))
