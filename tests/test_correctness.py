@@ -368,6 +368,8 @@ def test_missing_best_model_after_a_crash_mid_swap_is_restored_on_resume(tiny_be
     flags = ["--max_steps", "8", "--eval_steps", "2", "--checkpointing_steps", "4", "--metric_for_best_model", "loss"]
     train.main(tiny_args(tiny_bert, out, None, *flags))
     reference = json.loads((out / "results.json").read_text())
+    logged = [(r["step"], sorted(r)) for r in read_jsonl(out / "metrics.jsonl")]
+    losses = {r["step"]: r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r}
     # The window of a directory swap: the old copy moved away, the new one not yet in place.
     shutil.move(out / "best_model", out / ".best_model.old")
     (out / "results.json").unlink()
@@ -376,6 +378,10 @@ def test_missing_best_model_after_a_crash_mid_swap_is_restored_on_resume(tiny_be
     results = train.main(tiny_args(tiny_bert, out, None, *flags, "--resume_from_checkpoint", "latest"))
     assert results["best_step"] == reference["best_step"]
     assert results["validation"]["loss"] == pytest.approx(reference["validation"]["loss"], rel=1e-6)
+    # The evaluations of steps 6 and 8 and the log line of step 8, written after the checkpoint of step 4, were
+    # dropped from metrics.jsonl at the resume and logged again: each event once, as in the run before.
+    assert [(r["step"], sorted(r)) for r in read_jsonl(out / "metrics.jsonl")] == logged
+    assert {r["step"]: r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r} == pytest.approx(losses)
 
 
 # ---- the distributed engine asked for is the one in effect ---------------------------------------------------------
