@@ -77,8 +77,12 @@ def test_best_step_has_the_best_recorded_score(bert_run):
     assert best["eval_recall_per_class"] == recall and set(recall) == {"food", "sports", "technology", "weather"}
     logs = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in logs] == [2, 4, 6, 8, 10, 12]
-    assert all(r["lr"] >= 0 and r["grad_norm"] > 0 and r["tokens_per_s"] > 0 for r in logs)
-    assert logs[-1]["lr"] == 0.0  # linear decay reaches zero at the last optimizer step
+    assert all(r["grad_norm"] > 0 and r["tokens_per_s"] > 0 for r in logs)
+    # --warmup_ratio 0.06 (the default) of 12 steps, rounded up: a 1-step warmup, then a linear decay reaching zero
+    # at the last optimizer step.
+    assert json.loads((out / "config.json").read_text())["resolved"]["warmup_steps"] == 1
+    assert {r["step"]: r["lr"] for r in logs} == pytest.approx({s: 1e-3 * (12 - s) / 11 for s in range(2, 13, 2)})
+    assert logs[-1]["lr"] == 0.0
 
 
 def test_reload_parity_in_process(bert_run):
