@@ -370,6 +370,9 @@ def test_missing_best_model_after_a_crash_mid_swap_is_restored_on_resume(tiny_be
     reference = json.loads((out / "results.json").read_text())
     logged = [(r["step"], sorted(r)) for r in read_jsonl(out / "metrics.jsonl")]
     losses = {r["step"]: r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r}
+    # --metric_for_best_model loss keeps the lowest validation loss (the earliest of equal ones).
+    evals = [(r["eval_loss"], r["step"]) for r in read_jsonl(out / "metrics.jsonl") if "eval_loss" in r]
+    assert len(evals) == 4 and reference["best_step"] == min(evals)[1]
     # The window of a directory swap: the old copy moved away, the new one not yet in place.
     shutil.move(out / "best_model", out / ".best_model.old")
     (out / "results.json").unlink()
