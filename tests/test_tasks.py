@@ -211,6 +211,32 @@ def test_distillation_loss_against_hand_computed_value():
     )
 
 
+def test_distillation_weighs_each_rows_whole_loss_by_its_class_and_smooths_only_the_cross_entropy():
+    """Distillation takes class weights (a row's KL and CE alike) and label smoothing (its CE part only)."""
+    from model import EncoderClassifierConfig, single_label_loss
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.5]])
+    labels = torch.tensor([0, 1, 1])
+    teacher = torch.tensor([[0.8, 0.2], [0.0, 0.0], [0.3, 0.7]])
+    has_teacher = torch.tensor([True, False, True])
+    alpha, t, eps, weights = 0.25, 2.0, 0.1, [0.5, 3.0]
+    config = EncoderClassifierConfig(
+        class_weights=[weights], label_smoothing=eps, distill_alpha=alpha, distill_temperature=t
+    )
+    log_p = torch.log_softmax(logits.double(), dim=-1).numpy()
+    expected = []
+    for row, gold in enumerate(labels.tolist()):
+        ce = (1 - eps) * -log_p[row, gold] + eps * -log_p[row].mean()
+        if has_teacher[row]:
+            p = teacher[row].double().numpy() ** (1 / t)
+            p /= p.sum()
+            q = torch.softmax(logits[row].double() / t, dim=-1).numpy()
+            ce = alpha * t * t * float((p * np.log(p / q)).sum()) + (1 - alpha) * ce
+        expected.append(weights[gold] * ce)
+    rows = single_label_loss([logits], labels, config, teacher, has_teacher)
+    assert rows.detach().numpy() == pytest.approx(expected, rel=1e-6)
+
+
 def test_distillation_run_with_partial_teacher(tiny_bert, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
