@@ -222,6 +222,7 @@ def test_two_cpu_processes_match_one_process_evaluation(tiny_bert, tmp_path):
     assert config["resolved"]["num_processes"] == 2
     results = json.loads((out / "results.json").read_text())
     assert results["validation"]["num_samples"] == 97 and results["test"]["num_samples"] == 97
+    assert results["train_samples"] == 96  # the rows of both processes: 6 batches of 8 each
     single = evaluate.main(["--split", "validation", "--run_dir", str(out)])
     assert single["num_samples"] == 97
     assert single["macro_f1"] == results["validation"]["macro_f1"]
