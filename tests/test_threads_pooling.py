@@ -446,6 +446,14 @@ def test_pooler_pooling_starts_from_the_checkpoint_and_trains(tiny_bert):
     classifier(input_ids=ids, attention_mask=(ids != 0).long(), labels=torch.tensor([0, 1])).loss.backward()
     optimizer.step()
     assert not torch.equal(classifier.pooler.dense.weight, stored["pooler.dense.weight"])
+    # --freeze backbone leaves it training with pooling and head, at --head_learning_rate.
+    frozen = EncoderClassifier.from_backbone(str(tiny_bert), {0: "a", 1: "b"}, pooling="auto")
+    frozen.freeze("backbone")
+    trained = {n for n, p in frozen.named_parameters() if p.requires_grad}
+    assert {"pooler.dense.weight", "pooler.dense.bias"} <= trained
+    assert trained == {n for n in names if not n.startswith("backbone.")}
+    lrs = frozen.parameter_learning_rates(1e-3, head_learning_rate=1e-2)
+    assert lrs["pooler.dense.weight"] == lrs["pooler.dense.bias"] == 1e-2
 
 
 def test_auto_run_records_the_pooling_and_reloads_it(tiny_bert, tmp_path):
