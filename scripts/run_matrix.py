@@ -104,9 +104,11 @@ from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
     EVALUATE_SPLIT_FILES,
     LABEL_SETTINGS,
+    ConfigError,
     UsageError,
     atomic_write_json,
     checkpoint_dirs,
+    cpu_cores,
     label_suffix,
     missing_local_path,
     resolve_model_path,
@@ -293,10 +295,10 @@ def flags(args: dict[str, Any]) -> list[str]:
     return out
 
 
-def planned_settings(argv: list[str]) -> dict[str, Any]:
-    """The user_config train.py will record for ``argv``; an unknown flag or a bad value type is an error up front."""
-    # train.py's own parser, but not TrainConfig.validate: that imports the model registries (torch, ~5 s), and
-    # train.py validates each run anyway; the matrix driver stays light on a login node.
+def planned_settings(argv: list[str], check: str = "error", where: str = "a run") -> dict[str, Any]:
+    """The user_config train.py will record for ``argv``; an unknown flag, a bad value type or a combination train.py
+    refuses (TrainConfig.validate) is an error up front, or with ``check`` "warn" a warning when only a file named by
+    a flag is missing, and with "ignore" (--status) only the flags are parsed."""
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):  # argparse prints usage and exits; keep only its last line
@@ -305,7 +307,17 @@ def planned_settings(argv: list[str]) -> dict[str, Any]:
         message = (stderr.getvalue().strip().splitlines() or ["invalid flags"])[-1].split("error: ", 1)[-1]
         raise UsageError(f"train.py flags of the matrix: {message}; see python train.py --help.") from None
     values.pop("config", None)
-    return dataclasses.asdict(TrainConfig(**values))
+    cfg = TrainConfig(**values)
+    if check != "ignore":
+        # Refused here, each failing run of the matrix would fail alone at its start, minutes or a Slurm queue later.
+        try:
+            cfg.validate()
+        except ConfigError as err:
+            if check == "warn" and "no such file" in str(err):  # Slurm: the compute nodes may mount what we do not
+                print(f"warning: {err}", file=sys.stderr)
+            else:
+                raise UsageError(f"train.py would refuse {where} of the matrix: {err}") from None
+    return dataclasses.asdict(cfg)
 
 
 def recorded_settings(run_dir: Path) -> dict[str, Any] | None:
@@ -382,7 +394,9 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
             points = [(v, p) for v in variants for p in grid_points(grid | model.grid)]
             for ((variant, variant_flags), point), seed in itertools.product(points, seeds):
                 args = base | variant_flags | point
-                settings = planned_settings([*flags(args | {"seed": seed}), *extra])
+                where = f"the runs of {dataset_name} x {model_name}" + (f", variant {variant}" if variant else "")
+                where += "".join(f", {k} {v}" for k, v in point.items())
+                settings = planned_settings([*flags(args | {"seed": seed}), *extra], paths, where)
                 # A train.py flag among the extra ones (or an abbreviation such as --model) would silently win over
                 # the matrix's own value and put another experiment in this folder.
                 own = {"dataset": dataset.path, "model_name_or_path": model.path, "seed": seed}
@@ -677,9 +691,9 @@ def visible_gpus() -> list[str]:
 
 
 def core_share(processes: int) -> str:
-    """OMP_NUM_THREADS for each of ``processes`` processes sharing this machine's cores."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return str(max(1, cores // processes))
+    """OMP_NUM_THREADS for each of ``processes`` processes sharing this machine's physical cores (train.py's own
+    count: a hyper-thread shares its core's vector units)."""
+    return str(max(1, cpu_cores() // processes))
 
 
 def device_slots(gpus_per_run: int, max_parallel: int | None, runs_per_gpu: int = 1) -> list[dict[str, str]]:
@@ -693,6 +707,10 @@ def device_slots(gpus_per_run: int, max_parallel: int | None, runs_per_gpu: int 
                 "once, each on its share of the cores."
             )
         slots = max_parallel or 1
+        if slots == 1:
+            # A lone run sizes its threads itself (train.py: the physical cores); an OMP_NUM_THREADS from here would
+            # count hyper-threads and pass for the user's own setting.
+            return [{}]
         # Threads split so N runs together never oversubscribe the cores (each would otherwise take all of them).
         return [{"OMP_NUM_THREADS": core_share(slots)} for _ in range(slots)]
     if gpus_per_run > len(gpus):  # no group could be formed: nothing would run, and the matrix would say "0 failed"
@@ -1517,7 +1535,8 @@ def main(argv: list[str] | None = None) -> int:
         return failed
     if local:
         described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
-        print(f"local executor: {len(slots)} runs at once ({described})", flush=True)
+        many = f"{len(slots)} runs at once" if len(slots) > 1 else "1 run at a time"
+        print(f"local executor: {many} ({described or 'environment as it is'})", flush=True)
     outcome = execute(runs, launcher, slots, args.dry_run)
     failed, score_failed = outcome["failed"], outcome["score_failed"]
     print(

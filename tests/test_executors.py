@@ -320,7 +320,7 @@ def test_local_runs_on_gpu_groups_are_launched_on_every_gpu_of_their_group(tiny_
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    share = max(1, len(os.sched_getaffinity(0)) // 4)  # the cores split among 2 runs x 2 processes
+    share = max(1, run_matrix.cpu_cores() // 4)  # the physical cores split among 2 runs x 2 processes
     slots = f"CUDA_VISIBLE_DEVICES=0,1 OMP_NUM_THREADS={share}; CUDA_VISIBLE_DEVICES=2,3 OMP_NUM_THREADS={share}"
     assert f"2 runs at once ({slots})" in proc.stdout
     commands = [line for line in proc.stdout.splitlines() if "train.py" in line]
@@ -373,7 +373,7 @@ def slots_on(*shapes: tuple[str, str]) -> list[dict[str, str]]:
 
 def test_runs_per_gpu_shares_each_gpu_spreading_runs_across_gpus_first(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two GPUs as the executor sees them
-    monkeypatch.setattr(run_matrix.os, "sched_getaffinity", lambda pid: set(range(16)))  # a 16-core host
+    monkeypatch.setattr(run_matrix, "cpu_cores", lambda: 16)  # a 16-core host
     # Two runs per GPU: four slots, GPU 0 and GPU 1 in turn, each with a quarter of the cores.
     assert run_matrix.device_slots(1, None, runs_per_gpu=2) == slots_on(*[(g, "4") for g in "0101"])
     # --max_parallel below the slot count takes the first slots: both GPUs are used before one takes a second run.
@@ -388,6 +388,8 @@ def test_runs_per_gpu_shares_each_gpu_spreading_runs_across_gpus_first(monkeypat
     # No GPU: --max_parallel runs, each on its share of the cores, as before.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert run_matrix.device_slots(1, 3) == [{"OMP_NUM_THREADS": "5"}] * 3
+    # A lone run on a CPU sizes its threads itself (physical cores): nothing set that would pass for the user's.
+    assert run_matrix.device_slots(1, None) == run_matrix.device_slots(1, 1) == [{}]
 
 
 @pytest.mark.parametrize(
@@ -438,7 +440,7 @@ while len(list(started.iterdir())) < expected:
 
 def test_runs_sharing_a_gpu_run_at_once_each_with_its_slots_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    monkeypatch.setattr(run_matrix.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(run_matrix, "cpu_cores", lambda: 16)
     fake, started = tmp_path / "fake_train.py", tmp_path / "started"
     fake.write_text(FAKE_TRAINER)
     started.mkdir()
@@ -625,3 +627,29 @@ def test_a_preemption_while_scoring_says_the_scoring_stopped_not_a_checkpoint(tm
     printed = capsys.readouterr().out
     assert f"stopped the scoring of {tmp_path / 'ood.csv'} with {run.run_dir}" in printed
     assert "requeued to score it again" in printed and "checkpoint" not in printed
+
+
+def test_a_plan_holding_a_run_train_py_would_refuse_is_refused_before_any_run(tmp_path, capsys):
+    """A combination train.py refuses (here a --learning_rate grid over a variant where nothing trains at it) fails
+    the whole plan up front, naming the runs, instead of failing each of those runs at its own start."""
+    out = tmp_path / "out"
+    config = tmp_path / "plan.yaml"
+    config.write_text(
+        f"""
+datasets: [{SHARED_DATA / "sst2"}]
+models: [m]
+output_dir: {out}
+variants: {{frozen: {{freeze: backbone, head_learning_rate: 1.0e-3}}, full: {{}}}}
+grid: {{learning_rate: [2.0e-5, 5.0e-5]}}
+"""
+    )
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main(["--config", str(config), "--dry_run"])
+    assert str(err.value).startswith(
+        "train.py would refuse the runs of sst2 x m, variant frozen, learning_rate 2e-05 of the matrix: "
+        "--learning_rate 2e-05 does nothing under --freeze backbone"
+    )
+    # --status still lists what a plan holds, whatever train.py would say of it.
+    assert run_matrix.main(["--config", str(config), "--status"]) == 0
+    assert "queued" in capsys.readouterr().out
+    assert not out.exists()
