@@ -839,9 +839,24 @@ def _check_label_lists(values: list[Any], split: str, column: str) -> None:
             )
 
 
+def _check_one_label(values: list[Any], rows: list[int], split: str, column: str) -> None:
+    """A column of one label per row in train holds no list in another split (a multi-label row pasted in); ``rows``:
+    each value's row in its file, to name it by."""
+    for i, value in zip(rows, values, strict=True):
+        if isinstance(value, list | dict):
+            raise UsageError(
+                f"row {i} of the {split} split: {column!r} holds a list ({value!r:.60}) where train holds one label per "
+                "row; write one label there, or lists in every split for a multi-label task."
+            )
+
+
 def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
     """Replace the raw label column(s) by one ``label`` column: an id, a list of level ids, or a multi-hot list."""
     columns = {c: column_values(ds, c) for c in spec.columns}
+    if spec.problem_type in ("single_label_classification", "hierarchical_classification"):
+        rows = column_values(ds, SOURCE_ROW) if SOURCE_ROW in ds.column_names else list(range(len(ds)))
+        for column in spec.columns:
+            _check_one_label(columns[column], rows, split, column)
     if spec.problem_type == "single_label_classification":
         _check_known(columns[spec.columns[0]], maps[0], split, spec.columns[0])
         encoded = [maps[0][label_key(v, maps[0])] for v in columns[spec.columns[0]]]

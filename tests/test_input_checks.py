@@ -709,6 +709,23 @@ def test_a_lone_label_among_label_lists_in_a_csv_is_refused_naming_its_row(tmp_p
         load_splits(TrainConfig(dataset=str(folder), label_column="tags"))
 
 
+@pytest.mark.parametrize("name", ["jsonl", "csv"])
+def test_a_label_list_in_a_split_of_one_label_per_row_is_refused_naming_its_row(tmp_path, name):
+    """Train holds one label per row and a validation row holds a list (a multi-label file's row pasted in, or a
+    csv whose cells are written as lists): one line naming the row, not a TypeError from looking the list up among
+    train's labels."""
+    rows = [{"text": f"row {i}", "label": ["good", "bad"][i % 2]} for i in range(12)]
+    folder = _splits(tmp_path / "d", rows, name=name)
+    listed = [{"text": f"row {i}", "label": [["good"], ["bad"]][i % 2]} for i in range(12)]
+    odd = rows[:3] + listed[3:4] + rows[4:] if name == "jsonl" else listed
+    _splits(tmp_path / "odd", odd, name=name)
+    shutil.copy(tmp_path / "odd" / f"validation.{name}", folder)
+    row, value = (3, r"\['bad'\]") if name == "jsonl" else (0, r"\['good'\]")  # a csv's cells: all lists
+    where = rf"row {row} of the validation split: 'label' holds a list \({value}\) where train holds one label per row"
+    with pytest.raises(UsageError, match=where):
+        load_splits(TrainConfig(dataset=str(folder)))
+
+
 def test_a_stray_quote_in_a_tsv_is_text_and_merges_no_rows(tmp_path):
     lines = [f"row {i} was {'great' if i % 2 else 'dull'}\t{i % 2}" for i in range(12)]
     lines[4] = '"The striker scored twice\t0'  # an opening quote with no closing one
