@@ -24,12 +24,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from config import TrainConfig  # noqa: E402
 from data import (  # noqa: E402
+    SOURCE_ROW,
+    _check_known,
+    _normalise_split,
+    _unlabeled,
     build_label_space,
     carve_validation,
-    check_columns,
     column_values,
     encode_windows,
+    label_key,
     load_raw_splits,
     window_room,
 )
@@ -85,13 +90,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UsageError(f"{out} is not empty; choose another folder or pass --overwrite.")
 
     raw, names = load_raw_splits(args.source)
-    wanted = {"text_column": args.text_column, "label_column": args.label_column}
-    if args.text_pair_column:
-        wanted["text_pair_column"] = args.text_pair_column
-    for split, ds in raw.items():
-        check_columns(ds, split, wanted, args.source)
-        raw[split] = ds.select_columns(list(wanted.values()))
+    # Every split read and checked as train.py reads it: missing columns and labels refused, rows without text
+    # dropped (and said), label lists written into csv cells read as lists, a split of hidden labels left out.
+    cfg = TrainConfig(
+        dataset=args.source,
+        text_column=args.text_column,
+        text_pair_column=args.text_pair_column,
+        label_column=args.label_column,
+    )
     notes, carved = [], {}
+    for split in [s for s in raw if s != "train" and _unlabeled(raw[s], raw["train"], cfg)]:
+        del raw[split]
+        notes.append(f"the {split} split has no labels (every one missing or -1, which train never uses): left out")
+    for split, ds in raw.items():
+        raw[split], note = _normalise_split(ds, split, cfg)
+        raw[split] = raw[split].remove_columns(SOURCE_ROW)
+        notes += [note] if note else []
+    if any(isinstance(v, list) for v in column_values(raw["train"], args.label_column)):
+        raise UsageError(
+            f"the train split's {args.label_column!r} column holds lists of labels (multi-label); prepare_data.py "
+            "writes one label id per row: give the data to train.py as it is (--dataset), which reads label lists."
+        )
     # Carve test first, then validation from what is left, so both ratios are of the original train size.
     test_carved = "test" not in raw
     if test_carved and "validation" not in raw and args.val_ratio + args.test_ratio >= 1:
@@ -111,9 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     given = names.get(args.label_column) or names.get("")
     label_names, value_to_id = build_label_space(column_values(raw["train"], args.label_column), given)
-    renames = {args.text_column: "text", args.label_column: "label"}
-    if args.text_pair_column:
-        renames[args.text_pair_column] = "text_pair"
+    for split in ("validation", "test"):  # before anything is written: a refusal leaves no folder behind
+        _check_known(column_values(raw[split], args.label_column), value_to_id, split, args.label_column)
+    renames = {args.label_column: "label"}  # the texts are named text and text_pair already
     report: dict[str, Any] = {"source": args.source, "notes": notes, "carved": carved, "labels": label_names}
     report["splits"] = {}
     from transformers import AutoTokenizer
@@ -133,10 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lengths_by_split = {}
     for split in ("train", "validation", "test"):
         ds = raw[split]
-        unknown = {v for v in column_values(ds, args.label_column) if v not in value_to_id}
-        if unknown:
-            raise UsageError(f"the {split} split has labels not seen in train: {sorted(map(str, unknown))[:5]}.")
-        ds = ds.map(lambda b: {"__label": [value_to_id[v] for v in b[args.label_column]]}, batched=True)
+        ds = ds.map(
+            lambda b: {"__label": [value_to_id[label_key(v, value_to_id)] for v in b[args.label_column]]}, batched=True
+        )
         ds = ds.remove_columns(args.label_column).rename_column("__label", args.label_column)
         ds = ds.rename_columns({k: v for k, v in renames.items() if k != v})
         ds.to_parquet(str(out / f"{split}.parquet"))

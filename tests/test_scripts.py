@@ -174,6 +174,53 @@ def test_prepare_data_refuses_bad_lengths_and_ratios_before_writing(tiny_bert, t
     assert named in last and not out.exists(), proc.stderr
 
 
+def test_prepare_data_reads_a_folder_as_train_reads_it(tiny_bert, tmp_path):
+    """Labels written as text ids in one split ("1" where train has 1), rows without text, and a test split of
+    GLUE's hidden -1 labels: train.py reads such a folder, so prepare_data.py does too, instead of refusing the ids as
+    unseen labels or failing in the tokenizer on a null text."""
+    source = tmp_path / "source"
+    source.mkdir()
+    train_rows = [{"text": f"review number {i}", "label": i % 2} for i in range(40)]
+    train_rows += [{"text": None, "label": 0}, {"text": "   ", "label": 1}]
+    write = lambda name, rows: (source / name).write_text("".join(json.dumps(r) + "\n" for r in rows))  # noqa: E731
+    write("train.jsonl", train_rows)
+    write("validation.jsonl", [{"text": f"review {i}", "label": str(i % 2)} for i in range(10)])
+    write("test.jsonl", [{"text": f"hidden {i}", "label": -1} for i in range(10)])
+    out = tmp_path / "prepared"
+    stdout = run_script("prepare_data.py", source, out, "--tokenizer", tiny_bert, "--max_seq_length", "32")
+    assert "dropped 2 rows of the train split with empty text" in stdout
+    assert "the test split has no labels" in stdout
+    tables = {s: pq.read_table(out / f"{s}.parquet").to_pydict() for s in ("train", "validation", "test")}
+    assert tables["validation"]["label"] == [i % 2 for i in range(10)]
+    assert not any(text.startswith("hidden") for text in tables["test"]["text"])
+    assert len(tables["train"]["text"]) + len(tables["test"]["text"]) == 40
+
+
+@pytest.mark.parametrize(
+    ("validation", "named"),
+    [
+        ([{"text": "a new one", "label": "brandnew"}], "the validation split has labels not seen in train"),
+        ([{"text": "tagged", "label": ["good", "bad"]}], "lists of labels"),
+    ],
+)
+def test_prepare_data_refuses_labels_before_writing(tiny_bert, tmp_path, validation, named):
+    """A label train never shows, or a column of label lists (multi-label, which the one-id layout cannot hold): one
+    error line and no OUT folder half written (train.parquet was written before the validation split was checked)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    rows = [{"text": f"review number {i}", "label": "good" if i % 2 else "bad"} for i in range(20)]
+    if isinstance(validation[0]["label"], list):
+        rows = [{"text": r["text"], "label": [r["label"]]} for r in rows]
+    (source / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (source / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4] + validation))
+    out = tmp_path / "prepared"
+    command = [sys.executable, str(SCRIPTS / "prepare_data.py"), str(source), str(out), "--tokenizer", str(tiny_bert)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
+    assert named in last and not out.exists(), proc.stderr
+
+
 def test_make_pairs_builds_a_pair_dataset_that_train_reads(tmp_path):
     words = "one two three four five six seven eight nine ten eleven"
     rows = [{"text": f"{words} sentence {i}", "label": i % 2} for i in range(60)] + [{"text": "too short", "label": 0}]
