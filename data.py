@@ -350,6 +350,12 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         ) from err
 
 
+def _ids_and_names(mapping: dict) -> bool:
+    """Whether ``mapping`` maps names to ids (a label2id) or ids to names (an id2label)."""
+    ids = all(isinstance(v, int) and not isinstance(v, bool) for v in mapping.values())
+    return bool(mapping) and (ids or all(INTEGER_TEXT.fullmatch(k) for k in mapping))
+
+
 def _labels_json(folder: Path) -> dict[str, list[str]]:
     """Label names from ``labels.json`` beside the data: ``{"<column>": [...], ...}``, or a plain list ("")."""
     path = folder / "labels.json"
@@ -362,6 +368,18 @@ def _labels_json(folder: Path) -> dict[str, list[str]]:
     if isinstance(content, list):
         return {"": [str(x) for x in content]}
     if isinstance(content, dict):
+        # A model config's id2label ({"0": "neg"}) or a label2id per column: its names would be dropped unsaid.
+        if content and all(isinstance(v, str) for v in content.values()) and all(map(INTEGER_TEXT.fullmatch, content)):
+            key, name = next(iter(content.items()))
+            raise UsageError(
+                f'{path} maps {key!r} to {name!r}, ... (an id2label): write {{"label": [names in id order]}}, '
+                "keyed by the label column."
+            )
+        id_maps = [k for k, v in content.items() if isinstance(v, dict) and _ids_and_names(v)]
+        if mapped := next(iter(id_maps), None):
+            raise UsageError(
+                f'{path}\'s {mapped!r} is a mapping, not a list of names: write {{"{mapped}": [names in id order]}}.'
+            )
         return {k: [str(x) for x in v] for k, v in content.items() if isinstance(v, list)}
     raise UsageError(
         f"{path} holds a {type(content).__name__}, not label names: write a list of names, or "

@@ -224,6 +224,13 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         ("dev_and_validation", [], r"holds several validation splits \(validation.jsonl, dev.jsonl\)"),
         ("validation_old", [], r"holds several validation splits \(validation.jsonl, validation_old.jsonl\)"),
         ("labels_json_string", [], r"labels.json holds a str, not label names: write a list of names"),
+        # A model config's id2label, or a label2id, copied as labels.json: its names were dropped without a word.
+        ("labels_json_id2label", [], r"labels.json maps '0' to 'neg', .*write \{\"label\": \[names in id order\]\}"),
+        (
+            "labels_json_label2id",
+            [],
+            r"labels.json's 'label' is a mapping, not a list of names: write \{\"label\": \[names in id order\]\}",
+        ),
         ("gzipped", [], r"no train file found; .*\(train.jsonl.gz is compressed: unpack it\)"),
         # "pos " beside "pos" (a spreadsheet's trailing space) would train as a third class, without a word.
         ("spaced_labels", [], r"labels 'pos' and 'pos ' differ only by spaces around them; strip them"),
@@ -267,6 +274,10 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         rows = [r | {"label": ["pos", "pos ", "neg"][i % 3]} for i, r in enumerate(rows)]
     if case == "labels_json_string":  # ignored, the classes would be named by their values without a word
         (data / "labels.json").write_text(json.dumps("negative, positive"))
+    if case == "labels_json_id2label":
+        (data / "labels.json").write_text(json.dumps({"0": "neg", "1": "pos"}))
+    if case == "labels_json_label2id":
+        (data / "labels.json").write_text(json.dumps({"label": {"neg": 0, "pos": 1}}))
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     if case == "semicolons":  # a spreadsheet's export in a locale that separates with ';'
         (data / "train.csv").write_text("text;label\n" + "".join(f"{r['text']};{r['label']}\n" for r in rows))
