@@ -1087,21 +1087,28 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     text_cols = ["text"] + (["text_pair"] if cfg.text_pair_column else [])
     for name, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=False):
         ds = _as_text(ds, name, f"the {split} split", column, f"{name}_column")
-    keep = [
-        all(isinstance(t, str) and t.strip() for t in texts)
-        for texts in zip(*(column_values(ds, c) for c in text_cols), strict=True)
-    ]
+    filled = {c: [isinstance(t, str) and bool(t.strip()) for t in column_values(ds, c)] for c in text_cols}
+    keep = [all(row) for row in zip(*filled.values(), strict=True)]
     empty = len(keep) - sum(keep)
     if not empty:
         return ds, None
+    # A pair's empty cells may all be in its second text: a user searching the first column would find none.
+    where = ""
+    if cfg.text_pair_column:
+        counts = {
+            column: filled[c].count(False)
+            for c, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=True)
+        }
+        where = " in " + ", ".join(f"{column!r} ({n})" for column, n in counts.items() if n)
     if cfg.empty_text == "error":
         raise UsageError(
-            f"the {split} split has {empty} rows with empty or whitespace-only text; remove them or pass --empty_text drop."
+            f"the {split} split has {empty} rows with empty or whitespace-only text{where}; remove them or pass "
+            "--empty_text drop."
         )
     ds = ds.select([i for i, ok in enumerate(keep) if ok])
     if len(ds) == 0:
-        raise UsageError(f"every row of the {split} split has empty text; check --text_column.")
-    return ds, f"dropped {empty} rows of the {split} split with empty text"
+        raise UsageError(f"every row of the {split} split has empty text{where}; check --text_column.")
+    return ds, f"dropped {empty} rows of the {split} split with empty text{where}"
 
 
 def _attach_teacher(train: Any, teacher_labels: list[str] | None, label_names: list[str]) -> tuple[Any, str]:

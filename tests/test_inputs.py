@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -168,6 +169,18 @@ def test_na_like_strings_in_csv_are_text_and_labels(tmp_path, suffix):
         "rain again today",
     ]
     assert "dropped 1 rows of the train split with empty text" in data.notes
+
+
+def test_rows_dropped_for_an_empty_second_text_name_its_column(tmp_path):
+    """A pair task whose second text is empty in some rows: the note (and the --empty_text error) names the column,
+    so that a user looking through the first text column for empty cells finds none is not sent the wrong way."""
+    rows = [(f"question {i}", "" if i in (1, 4) else f"answer {i}", ["no", "yes"][i % 2]) for i in range(8)]
+    write_csv(tmp_path / "train.csv", rows, header=("question", "answer", "label"))
+    write_csv(tmp_path / "validation.csv", rows[:1] + rows[2:4], header=("question", "answer", "label"))
+    cfg = TrainConfig(dataset=str(tmp_path), text_column="question", text_pair_column="answer")
+    assert "dropped 2 rows of the train split with empty text in 'answer' (2)" in load_splits(cfg).notes
+    with pytest.raises(UsageError, match=r"the train split has 2 rows with empty or whitespace-only text in 'answer'"):
+        load_splits(dataclasses.replace(cfg, empty_text="error"))
 
 
 def test_na_like_strings_in_unlabeled_input_are_text(tmp_path):
