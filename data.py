@@ -664,6 +664,15 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
         # True/False labels (a csv's, a jsonl's or a parquet bool column): the classes "False" and "True", in that
         # order, so that False is id 0 as it is 0 in a 0/1 column; later splits find them through label_key.
         train_labels = [str(bool(v)) for v in train_labels]
+    if (
+        names is not None
+        and train_labels
+        and all(isinstance(v, str) and INTEGER_TEXT.fullmatch(v) for v in train_labels)
+        and not set(train_labels) & set(names)
+    ):
+        # "0", "1" (a jsonl's or a string column's) beside names that are not those texts: the ids, as later splits'
+        # and an --input file's "1" already are (label_key).
+        train_labels = [int(v) for v in train_labels]
     if names is not None:
         # Two ids with one name would be merged in every metric and prediction file, silently.
         if twice := sorted(name for name, n in Counter(names).items() if n > 1):

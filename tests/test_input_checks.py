@@ -466,6 +466,17 @@ def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
     assert load_splits(TrainConfig(dataset=str(tmp_path))).label_names == ["neg", "pos"]
 
 
+def test_integer_ids_written_as_text_are_ids_into_labels_json(tmp_path):
+    """A jsonl or a string parquet column holding "0", "1" beside labels.json ["neg", "pos"]: the ids, as the same
+    text in validation or an --input file already is, not a refusal calling them neither ids nor names."""
+    rows = [{"text": f"row {i}", "label": str(i % 2)} for i in range(8)]
+    for split in ("train", "validation"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "labels.json").write_text(json.dumps({"label": ["neg", "pos"]}))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["neg", "pos"] and data.splits["train"]["label"] == [i % 2 for i in range(8)]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The run folder
 
