@@ -1067,10 +1067,11 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
             outcome["trained"].append(run.run_dir)
             results = json.loads((run.run_dir / "results.json").read_text())
             metric = results["metric"]
-            test = (results.get("test") or {}).get(metric, float("nan"))
+            test = (results.get("test") or {}).get(metric)
+            tested = "no test split" if test is None else f"test {test:.4f}"
             say(
                 f"{tag} done in {durations[-1]:.0f}s: validation {metric} {results['validation'][metric]:.4f}, "
-                f"test {test:.4f} ({summary()})"
+                f"{tested} ({summary()})"
             )
             score(tag, run, slot)
         else:

@@ -105,6 +105,20 @@ def test_matrix_keeps_going_after_a_failure_and_reports_it(tiny_bert, tmp_path):
     )
 
 
+def test_matrix_says_a_run_without_a_test_split_has_no_test_score(tiny_bert, tmp_path):
+    """A dataset of one file has no test split: its run's line says so, not "test nan", a score gone wrong."""
+    source = tmp_path / "reviews.jsonl"
+    source.write_text("".join(json.dumps({"text": f"review {i}", "label": i % 2}) + "\n" for i in range(24)))
+    config = tmp_path / "matrix.yaml"
+    config.write_text(
+        f"datasets: [{source}]\nmodels: [{tiny_bert}]\nseeds: [1]\n"
+        "train_args: {num_train_epochs: 1, max_seq_length: 16, per_device_train_batch_size: 8}\n"
+    )
+    stdout = run_script("run_matrix.py", "--config", config, "--output_dir", tmp_path / "matrix")
+    done = next(line for line in stdout.splitlines() if " done in " in line)
+    assert "validation macro_f1" in done and "no test split" in done and "nan" not in done, done
+
+
 def test_prepare_data_carves_stratified_splits_with_a_report(tmp_path):
     rows = [{"review": f"review number {i}", "stars": "good" if i % 5 else "bad"} for i in range(500)]
     source = tmp_path / "reviews.jsonl"
