@@ -496,16 +496,33 @@ def compare_dataset(
     return out
 
 
-def decide(per_dataset: dict[str, dict[str, Any]], alpha: float) -> None:
+def resamples_needed(comparisons: int, alpha: float) -> int:
+    """The fewest bootstrap resamples whose smallest p, 2 / (B + 1), stays below ``alpha`` after Holm over
+    ``comparisons`` datasets (which multiplies the smallest p by their number)."""
+    n = math.floor(2 * comparisons / alpha)
+    return n if 2 * comparisons / (n + 1) < alpha else n + 1
+
+
+def decide(per_dataset: dict[str, dict[str, Any]], alpha: float, n_boot: int) -> None:
     """Holm-correct the bootstrap p-values across datasets and set each dataset's ``significant`` and ``winner``
     (a win needs ≥ 2 paired seeds: one seed says nothing of the seed noise)."""
     tested = [d for d, r in per_dataset.items() if r["p_value"] is not None]
     for dataset, p in zip(tested, holm([per_dataset[d]["p_value"] for d in tested]), strict=True):
         per_dataset[dataset]["p_holm"] = p
+    floor = 2 / (n_boot + 1)  # bootstrap_summary's p when no resample falls on the other side of 0
     for r in per_dataset.values():
         r.setdefault("p_holm", None)
         r["significant"] = r["p_holm"] is not None and r["p_holm"] < alpha
         side = "A" if r["delta_mean"] > 0 else "B"
+        # Δ beyond every resample, yet not significant: the number of resamples decided that, not the data.
+        at_floor = r["p_value"] is not None and r["p_value"] <= floor * (1 + 1e-9)
+        r["resamples_too_few"] = at_floor and not r["significant"] and r["delta_mean"] != 0
+        if r["resamples_too_few"]:
+            r["notes"].append(
+                f"{side} is ahead in all {n_boot} bootstrap resamples, but {n_boot} resamples cannot give a p below "
+                f"{floor:.3g}, which Holm over {len(tested)} datasets raises to {r['p_holm']:.3g} ≥ α = {alpha:g}: "
+                f"rerun with --bootstrap {resamples_needed(len(tested), alpha)} or more"
+            )
         eps = r["aso_eps_min_a"] if side == "A" else r["aso_eps_min_b"]
         # A win must survive both noises: the test examples drawn (bootstrap) and the seeds (ASO, which needs ≥ 2
         # paired seeds: without it a single lucky seed would win the dataset).
@@ -543,7 +560,7 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
         del pairs[dataset]
     rng = np.random.default_rng(args.seed)
     per_dataset = {d: compare_dataset(d, a, b, runs, args, rng, comparisons=len(pairs)) for d, (a, b) in pairs.items()}
-    decide(per_dataset, args.alpha)
+    decide(per_dataset, args.alpha, args.bootstrap)
     result: dict[str, Any] = {"a": args.a, "b": args.b, "metric": scored_label(args), "rope": args.rope}
     result |= {"alpha": args.alpha, "datasets_compared": list(per_dataset), "datasets_skipped": skipped}
     notes: list[str] = []
@@ -580,6 +597,8 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
             notes.append(f"{dataset}: seeds needed not estimated: the seed noise needs ≥ 2 paired seeds")
         elif undecided and r["seeds_needed"] is None:
             notes.append(f"{dataset}: Δ = {r['delta_mean']:+.4f} is too small for any practical number of seeds")
+        elif undecided and r["resamples_too_few"]:
+            r["seeds_needed"] = None  # its note names the --bootstrap that decides it
         elif undecided and r["seeds_needed"] <= len(r["seeds"]) and r["p_value"] is not None and not r["significant"]:
             # The seeds already agree enough and the bootstrap over the test examples is what did not separate A and
             # B (when it did, ASO's seed check held the win back, and more seeds are the right advice).

@@ -361,3 +361,23 @@ def test_no_more_seeds_are_advised_when_the_seeds_agree_and_the_test_set_is_too_
         path.unlink()
     out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "500", capsys=capsys)
     assert not any("more test rows would" in note for note in out["notes"])
+
+
+def test_a_dataset_held_back_only_by_the_number_of_resamples_says_so(tmp_path, capsys):
+    """Δ = ±0.3 on 100 rows lies beyond every one of 200 resamples, but 200 resamples cannot give a p below 2/201,
+    which Holm over 6 datasets raises to 0.06 ≥ α: no dataset can be won whatever Δ is. The output names the
+    --bootstrap that could (240), and does not blame the test split's size."""
+    for d in range(6):
+        gold = balanced_gold(100)
+        a_errors, b_errors = (2, 32) if d < 3 else (32, 2)  # A far ahead on three datasets, B on the other three
+        for seed in (1, 2, 3):
+            write_run(tmp_path, f"d{d}", "org/model-a", seed, gold, with_errors(gold, a_errors + seed, offset=seed))
+            write_run(tmp_path, f"d{d}", "org/model-b", seed, gold, with_errors(gold, b_errors + seed, offset=seed))
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
+    assert out["conclusion"] == "not distinguishable" and out["datasets_a_wins"] == out["datasets_b_wins"] == 0
+    notes = "\n".join(out["notes"])
+    assert "d0: A is ahead in all 200 bootstrap resamples, but 200 resamples cannot give a p below 0.00995" in notes
+    assert "rerun with --bootstrap 240 or more" in notes
+    assert "more test rows would" not in notes
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "240", capsys=capsys)
+    assert out["datasets_a_wins"] == out["datasets_b_wins"] == 3 and "--bootstrap" not in "\n".join(out["notes"])
