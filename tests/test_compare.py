@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
 from conftest import REPO
@@ -381,3 +382,20 @@ def test_a_dataset_held_back_only_by_the_number_of_resamples_says_so(tmp_path, c
     assert "more test rows would" not in notes
     out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "240", capsys=capsys)
     assert out["datasets_a_wins"] == out["datasets_b_wins"] == 3 and "--bootstrap" not in "\n".join(out["notes"])
+
+
+def test_all_with_two_models_reports_the_two_sided_wilcoxon_of_a_vs_b(tmp_path, capsys):
+    """Two models on 6 datasets, one ahead on 4 and tied on 2: --all's Wilcoxon p is scipy's two-sided one, as A vs B
+    reports it (autorank's is one-sided towards the model the data show ahead, half of it)."""
+    for d, (a_errors, b_errors) in enumerate([(2, 4), (3, 3), (2, 6), (5, 5), (4, 8), (4, 6)]):
+        gold = balanced_gold(60)
+        for seed in (1, 2):
+            write_run(tmp_path, f"d{d}", "org/model-a", seed, gold, with_errors(gold, a_errors, offset=seed))
+            write_run(tmp_path, f"d{d}", "org/model-b", seed, gold, with_errors(gold, b_errors, offset=seed))
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    pair = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
+    x = [ranked["per_dataset"][d]["scores"]["model-a"] for d in ranked["datasets_compared"]]
+    y = [ranked["per_dataset"][d]["scores"]["model-b"] for d in ranked["datasets_compared"]]
+    assert ranked["omnibus"] == "wilcoxon" and pair["wilcoxon_p"] == pytest.approx(0.125)
+    assert ranked["friedman_p"] == pytest.approx(stats.wilcoxon(x, y).pvalue) == pytest.approx(pair["wilcoxon_p"])
+    assert "wilcoxon p = 0.125" in ranked["verdict"]
