@@ -132,11 +132,13 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         }
         for column, split, key in COLUMNS:
             record[column] = (results.get(split) or {}).get(key)
+        # The score the run was selected by (validation loss, say) as well: grid points and winners are chosen on it.
+        scores = {c: record[c] for c, _, _ in COLUMNS} | {f"validation {record['metric']}": record["val_selected"]}
         if odd := [
             c
-            for c, _, _ in COLUMNS
-            if not isinstance(record[c], int | float | type(None))
-            or (isinstance(record[c], float) and not math.isfinite(record[c]))
+            for c, value in scores.items()
+            if not isinstance(value, int | float | type(None))
+            or (isinstance(value, float) and not math.isfinite(value))
         ]:
             print(
                 f"warning: {run_dir} left out: {', '.join(odd)} in its results.json is not a finite number.",

@@ -17,6 +17,7 @@ from utils import run_cli
 
 sys.path.insert(0, str(REPO / "scripts"))  # scripts/ is not a package: compare.py is imported as a module
 import compare
+import report
 
 LABELS = ["neg", "pos"]
 REQUIRED = {"p_a_better", "p_equivalent", "p_b_better", "datasets_a_wins", "datasets_b_wins", "per_dataset", "verdict"}
@@ -399,3 +400,23 @@ def test_all_with_two_models_reports_the_two_sided_wilcoxon_of_a_vs_b(tmp_path, 
     assert ranked["omnibus"] == "wilcoxon" and pair["wilcoxon_p"] == pytest.approx(0.125)
     assert ranked["friedman_p"] == pytest.approx(stats.wilcoxon(x, y).pvalue) == pytest.approx(pair["wilcoxon_p"])
     assert "wilcoxon p = 0.125" in ranked["verdict"]
+
+
+def test_a_run_whose_selection_score_is_not_finite_is_left_out(tmp_path, capsys):
+    """Runs selected on validation loss, one of whose loss is nan: that run is left out with a warning naming it, as
+    a run with a nan test score is, rather than the grid-point selection of report.py and compare.py crashing."""
+    gold = balanced_gold(40)
+    for seed in (1, 2, 3):
+        for model, errors in (("org/model-a", 2), ("org/model-b", 6)):
+            run = write_run(tmp_path, "d1", model, seed, gold, with_errors(gold, errors + seed, offset=seed))
+            results = json.loads((run / "results.json").read_text())
+            loss = float("nan") if (model, seed) == ("org/model-a", 2) else 0.3
+            results |= {"metric": "loss", "validation": results["validation"] | {"loss": loss}}
+            (run / "results.json").write_text(json.dumps(results))
+    [row_a, _] = report.main([str(tmp_path), "--no_plots"])
+    assert json.loads(row_a["seed_list"]) == [1, 3]
+    assert (
+        "model-a/default/seed2 left out: validation loss in its results.json is not a finite" in capsys.readouterr().err
+    )
+    out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
+    assert out["per_dataset"]["d1"]["seeds"] == [1, 3]
