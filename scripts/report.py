@@ -132,14 +132,11 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         }
         for column, split, key in COLUMNS:
             record[column] = (results.get(split) or {}).get(key)
-        # The score the run was selected by (validation loss, say) as well: grid points and winners are chosen on it.
-        scores = {c: record[c] for c, _, _ in COLUMNS} | {f"validation {record['metric']}": record["val_selected"]}
-        if odd := [
-            c
-            for c, value in scores.items()
-            if not isinstance(value, int | float | type(None))
-            or (isinstance(value, float) and not math.isfinite(value))
-        ]:
+        scores = {c: record[c] for c, _, _ in COLUMNS}
+        if record["metric"] not in {key for _, split, key in COLUMNS if split == "validation"}:
+            # The score the run was selected by (validation loss, say): grid points and winners are chosen on it.
+            scores[f"validation {record['metric']}"] = record["val_selected"]
+        if odd := [c for c, value in scores.items() if value is not None and not finite(value)]:
             print(
                 f"warning: {run_dir} left out: {', '.join(odd)} in its results.json is not a finite number.",
                 file=sys.stderr,
@@ -191,7 +188,17 @@ def heldout_scores(run_dir: Path) -> dict[str, dict[str, Any]]:
             # Only what evaluate.py --input wrote: a user's own eval_*.json is not a held-out score.
             if isinstance(record, dict) and {"input", "predictions", "unscored_rows"} <= record.keys():
                 scores[path.stem.removeprefix("eval_")] = record
+                # A score that is no finite number (a nan, an edited file) is no score: the seed lacks it, as a run's
+                # nan test score leaves the run out, rather than a mean of nan or a crash.
+                for metric in [m for m in METRICS if m in record and not finite(record[m])]:
+                    print(f"warning: {path}: {metric} is not a finite number; left out.", file=sys.stderr)
+                    del record[metric]
     return scores
+
+
+def finite(value: Any) -> bool:
+    """True for an int or float that is neither nan nor infinite (a bool is no score)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def warn_if_unfinished(root: Path) -> None:

@@ -256,6 +256,27 @@ def test_compare_on_names_the_held_out_data_and_the_seeds_it_lacks_scores_of(tmp
     assert "## Validation vs held-out ood" in text and "| held-out ood winner |" in text and "vs test" not in text
 
 
+def test_a_held_out_score_that_is_not_a_finite_number_counts_as_missing(tmp_path, capsys):
+    """One run's eval_ood.json holds a nan macro-F1: that seed has no score of ood (report.py's cell says so, compare.py
+    --on pairs the other seeds), with a warning naming the file; never a crash or a Δ of nan."""
+    gold = balanced_gold(40)
+    for seed in (1, 2, 3):
+        a = write_run(tmp_path, "d1", "org/model-a", seed, gold, gold)
+        b = write_run(tmp_path, "d1", "org/model-b", seed, gold, with_errors(gold, 4 + seed))
+        scored_input(a, gold, with_errors(gold, 8 + seed))
+        scored_input(b, gold, gold)
+    bad = a.parent / "seed2" / "eval_ood.json"
+    bad.write_text(json.dumps(json.loads(bad.read_text()) | {"macro_f1": float("nan")}))
+    rows = report.main([str(tmp_path), "--no_plots"])
+    assert "heldout_ood_mean" in rows[0] and json.loads(rows[0]["heldout_ood_seed_list"]) == [1, 3]
+    assert f"warning: {bad}: macro_f1 is not a finite number" in capsys.readouterr().err
+    base = [str(tmp_path), "--bootstrap", "50", "--aso_bootstrap", "50", "--on", "ood"]
+    d1 = compare.main([*base, "--a", "model-a", "--b", "model-b"])["per_dataset"]["d1"]
+    assert d1["seeds"] == [1, 3] and d1["delta_mean"] < 0
+    ranked = compare.main([*base, "--all"])
+    assert [row["model"] for row in ranked["ranking"]] == ["model-b", "model-a"]
+
+
 def finished_run(tmp_path: Path, datasets: list[str]) -> list[run_matrix.Run]:
     """A plan of the given datasets x a stand-in model x seed 1 whose runs are finished (results.json), unscored."""
     model = tmp_path / "model"
