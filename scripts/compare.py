@@ -38,6 +38,7 @@ import io
 import json
 import math
 import re
+import statistics
 import sys
 import warnings
 from pathlib import Path
@@ -196,7 +197,13 @@ def scored_on(runs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 def mean_of(records: list[dict[str, Any]], key: str) -> float | None:
     """Mean of ``key`` over the records that have it."""
     values = [r[key] for r in records if r.get(key) is not None]
-    return float(np.mean(values)) if values else None
+    return seed_mean(values) if values else None
+
+
+def seed_mean(values: list[float]) -> float:
+    """A mean over seeds that does not depend on their order (an exactly rounded sum, as report.py's): two models
+    with the same scores on other seeds tie, where np.mean's last bit would rank one first."""
+    return statistics.fmean(values)
 
 
 # ---- statistics core ----------------------------------------------------------------------------------------------
@@ -432,11 +439,11 @@ def compare_dataset(
         "b_grid": point_b["grid"],
         "a_selection_margin": point_a.get("margin"),
         "b_selection_margin": point_b.get("margin"),
-        "a_mean": float(np.mean(score_a)),
-        "b_mean": float(np.mean(score_b)),
+        "a_mean": seed_mean(score_a),
+        "b_mean": seed_mean(score_b),
         "a_std": float(np.std(score_a, ddof=1)) if len(seeds) > 1 else None,
         "b_std": float(np.std(score_b, ddof=1)) if len(seeds) > 1 else None,
-        "delta_mean": float(deltas.mean()),
+        "delta_mean": seed_mean(score_a) - seed_mean(score_b),  # 0 exactly when the means tie
         "delta_std": float(deltas.std(ddof=1)) if len(seeds) > 1 else None,
         "delta_per_seed": [float(d) for d in deltas],
         "notes": [],

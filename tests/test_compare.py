@@ -420,3 +420,20 @@ def test_a_run_whose_selection_score_is_not_finite_is_left_out(tmp_path, capsys)
     )
     out = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "200", capsys=capsys)
     assert out["per_dataset"]["d1"]["seeds"] == [1, 3]
+
+
+def test_models_with_the_same_seed_scores_in_another_order_tie(tmp_path, capsys):
+    """x scores 1.0, 0.967, 0.933 on seeds 1-3 and y the same scores on seeds 3-1: one mean, whatever order a sum
+    takes them in (np.mean's last bit differs here), so neither ranks first nor wins a dataset's test."""
+    for dataset in ("d1", "d2"):
+        gold = balanced_gold(60)
+        for seed, (x_errors, y_errors) in zip((1, 2, 3), ((0, 4), (2, 2), (4, 0)), strict=True):
+            write_run(tmp_path, dataset, "org/x", seed, gold, with_errors(gold, x_errors, offset=seed))
+            write_run(tmp_path, dataset, "org/y", seed, gold, with_errors(gold, y_errors, offset=seed))
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert ranked["verdict"].startswith("x, y share the first rank (mean rank 1.50"), ranked["verdict"]
+    assert ranked["per_dataset"]["d1"]["test_winner"] is None
+    pair = run_compare(tmp_path, "--a", "x", "--b", "y", "--bootstrap", "200", capsys=capsys)
+    assert pair["per_dataset"]["d1"]["a_mean"] == pair["per_dataset"]["d1"]["b_mean"]
+    assert pair["per_dataset"]["d1"]["test_winner"] is None
+    assert pair["per_dataset"]["d1"]["delta_mean"] == 0 and pair["datasets_a_ahead"] == pair["datasets_b_ahead"] == 0
