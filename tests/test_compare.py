@@ -437,3 +437,11 @@ def test_models_with_the_same_seed_scores_in_another_order_tie(tmp_path, capsys)
     assert pair["per_dataset"]["d1"]["a_mean"] == pair["per_dataset"]["d1"]["b_mean"]
     assert pair["per_dataset"]["d1"]["test_winner"] is None
     assert pair["per_dataset"]["d1"]["delta_mean"] == 0 and pair["datasets_a_ahead"] == pair["datasets_b_ahead"] == 0
+
+
+def test_without_a_rope_equal_scores_favour_neither_model():
+    """--rope 0 and A's per-dataset means equal to B's: the posterior has no side, so neither gets more than half
+    (baycomp's draws then split on the last bit of a sum, 0.77 against 0.23 at seed 0)."""
+    x = np.array([0.8, 0.9, 0.7])
+    assert compare.signed_rank_probs(x, x.copy(), 0.0, 0) == (0.5, 0.0, 0.5)
+    assert compare.signed_rank_probs(x, x.copy(), 0.01, 0) == (0.0, 1.0, 0.0)
