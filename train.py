@@ -161,11 +161,18 @@ def step_clipped(optimizer: Any, grad_scale: torch.Tensor | None) -> None:
         del inner.grad_scale
 
 
-def check_output_dir(run_dir: Path, overwrite: bool) -> None:
+def check_output_dir(run_dir: Path, overwrite: bool, dataset: str | None = None) -> None:
     """Refuse to train into a folder that already holds a run, unless told to overwrite it, and always into one that
-    holds something else's config.json (a model's) or that cannot be created."""
+    holds something else's config.json (a model's), the dataset's own folder, or one that cannot be created."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--output_dir {run_dir} is a file; choose a folder.")
+    if dataset is not None and run_dir.is_dir() and Path(dataset).is_dir() and run_dir.samefile(dataset):
+        # The run's files (results.json, train.log, predictions_<split>.jsonl, ...) would sit among the data files,
+        # and a later run of this dataset would find them there.
+        raise UsageError(
+            f"--output_dir {run_dir} is the dataset's own folder (--dataset {dataset}); choose another folder, "
+            "e.g. a subfolder of it or runs/<name>."
+        )
     ancestor = next(p for p in [run_dir.absolute(), *run_dir.absolute().parents] if p.exists())
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         what = "is a file" if not ancestor.is_dir() else "is not writable"
@@ -853,7 +860,7 @@ def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | No
         broadcast_object_list(stamp)  # clocks differ between ranks; rank 0's name wins
         run_dir = default_run_dir(cfg.runs_root, cfg.dataset, cfg.model_name_or_path, cfg.seed, stamp[0])
     if resume_dir is None:
-        check_output_dir(run_dir, cfg.overwrite_output_dir)
+        check_output_dir(run_dir, cfg.overwrite_output_dir, cfg.dataset)
     check_latest_pointer(Path(cfg.runs_root))
     return run_dir, resume_dir
 

@@ -492,6 +492,18 @@ def test_a_model_folder_is_never_a_run_folder_even_with_overwrite(tiny_bert, tmp
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
 
 
+def test_the_datasets_own_folder_is_never_a_run_folder(tiny_bert, tmp_path, monkeypatch):
+    """Its results.json, train.log and predictions would land among the data files, for later runs to find."""
+    data = shutil.copytree(REPO / "sample_data", tmp_path / "data")
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    args = tiny_args(tiny_bert, tmp_path / "unused", data)
+    args[args.index("--output_dir") + 1] = str(tmp_path / "." / "data")  # the same folder, spelled otherwise
+    with pytest.raises(UsageError, match=r"is the dataset's own folder \(--dataset .*\); choose another folder"):
+        train.main(args)
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
 @pytest.mark.parametrize("case", ["pointer_is_a_folder", "root_is_a_file"])
 def test_a_runs_root_where_the_latest_pointer_cannot_go_fails_before_any_model_is_built(
     case, tiny_bert, tmp_path, monkeypatch
