@@ -1212,40 +1212,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
             if stopped or last_step or early_stop:
                 break
-    batches.close()
-    train_runtime = runtime_before + time.perf_counter() - train_start
+    # Past the last step no checkpoint holds the trained state: a stop signal from here on (SIGTERM's default action
+    # would end the process) waits for the run to finish, one scoring pass, instead of losing every step trained.
+    with StopRequested() as late_stop:
+        batches.close()
+        train_runtime = runtime_before + time.perf_counter() - train_start
 
-    # Free the (DDP-wrapped) model before the process group goes away; stopped by a signal: exit with its code.
-    accelerator.wait_for_everyone()
-    release_training_state(accelerator, model, optimizer, finished=not stopped)
-    del model, optimizer
-    gc.collect()
-    if stopped:
-        accelerator.end_training()
-        raise SystemExit(stopper.exit_code)
+        # Free the (DDP-wrapped) model before the process group goes away; stopped by a signal: exit with its code.
+        accelerator.wait_for_everyone()
+        release_training_state(accelerator, model, optimizer, finished=not stopped)
+        del model, optimizer
+        gc.collect()
+        if stopped:
+            accelerator.end_training()
+            raise SystemExit(stopper.exit_code)
 
-    # ---- reload the best state from disk and score it (evaluate.py scores through the same function) ------------
-    reloaded, outputs, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
-    results = results_record(state, metric, reloaded, best_config, early_stop, train_runtime)
-    if accelerator.is_main_process:
-        # evaluate.py run on this folder before the end scored a best model of the moment: its files would contradict
-        # results.json. (The run's own predictions are written again just below.)
-        own = {f"predictions_{split}.jsonl" for split in outputs}
-        if interim := [p for p in evaluate_outputs(run_dir) if p.name not in own]:
-            for path in interim:
-                path.unlink()
-            logger.info(
-                "removed %s: evaluate.py wrote them before the run finished, about an earlier best model",
-                ", ".join(p.name for p in interim if p.name != EVALUATE_MANIFEST),
-            )
-        # Per-example predictions of the reloaded best model, so statistics (scripts/compare.py) can resample
-        # examples without re-running anything; results.json last, as the mark of a finished run.
-        for split, out in outputs.items():
-            names = data.label_names
-            write_predictions(
-                run_dir / f"predictions_{split}.jsonl", data.splits[split], out, names, task_for(best_config)
-            )
-        atomic_write_json(run_dir / "results.json", results)
+        # ---- reload the best state from disk and score it (evaluate.py scores through the same function) --------
+        reloaded, outputs, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
+        results = results_record(state, metric, reloaded, best_config, early_stop, train_runtime)
+        if accelerator.is_main_process:
+            # evaluate.py run on this folder before the end scored a best model of the moment: its files would
+            # contradict results.json. (The run's own predictions are written again just below.)
+            own = {f"predictions_{split}.jsonl" for split in outputs}
+            if interim := [p for p in evaluate_outputs(run_dir) if p.name not in own]:
+                for path in interim:
+                    path.unlink()
+                logger.info(
+                    "removed %s: evaluate.py wrote them before the run finished, about an earlier best model",
+                    ", ".join(p.name for p in interim if p.name != EVALUATE_MANIFEST),
+                )
+            # Per-example predictions of the reloaded best model, so statistics (scripts/compare.py) can resample
+            # examples without re-running anything; results.json last, as the mark of a finished run.
+            for split, out in outputs.items():
+                names = data.label_names
+                write_predictions(
+                    run_dir / f"predictions_{split}.jsonl", data.splits[split], out, names, task_for(best_config)
+                )
+            atomic_write_json(run_dir / "results.json", results)
+    if late_stop.signal_name:
+        logger.warning(
+            "%s received after the last step: the best model was scored and results.json written; the run is finished",
+            late_stop.signal_name,
+        )
     test_text = f"test {metric} {results['test'][metric]:.4f}" if results["test"] else "no test split"
     logger.info(
         "done: best validation %s %.4f at step %d; %s; results in %s",

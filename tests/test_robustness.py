@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
 import pytest
@@ -49,6 +51,30 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path, monk
     assert sorted(s for s in steps if s) == sorted(
         json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     )
+
+
+def test_a_stop_after_the_last_step_finishes_the_run_instead_of_losing_it(tiny_bert, tmp_path, monkeypatch):
+    # No checkpoint holds the trained state once the loop is over: a stop signal while the best model is scored
+    # must not end the process there (SIGTERM's default action), or no results.json and nothing to resume is left.
+    def killed(signum, frame):
+        raise RuntimeError("the stop signal would have killed train.py")
+
+    previous = signal.signal(signal.SIGTERM, killed)
+    real_score = train.score_best_model
+
+    def score_after_a_stop(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(train, "score_best_model", score_after_a_stop)
+    out = tmp_path / "run"
+    try:
+        results = train.main(tiny_args(tiny_bert, out, None, "--max_steps", "4", "--eval_steps", "2"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert results["global_step"] == 4
+    assert json.loads((out / "results.json").read_text())["test"] == results["test"]
+    assert "SIGTERM received after the last step" in (out / "train.log").read_text()
 
 
 def test_save_total_limit_keeps_the_best_checkpoint(tiny_bert, tmp_path):
