@@ -402,8 +402,24 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
             tokenizer.save_pretrained(tmp)
             atomic_write_json(tmp / BEST_RECORD, record)
 
-        atomic_write_dir(path, write)
+        try:
+            atomic_write_dir(path, write)
+        except OSError as err:
+            raise save_failed(err, f"{BEST_MODEL}/ of step {record['step']}", path.parent) from err
     accelerator.wait_for_everyone()
+
+
+def save_failed(err: OSError, what: str, run_dir: Path) -> TrainingError:
+    """A save refused by the disk or the folder (full, read-only, over quota), as one line naming what is kept."""
+    kept = [p.name for p in checkpoint_dirs(run_dir)]
+    then = (
+        f"free space (or make {run_dir} writable) and continue with --resume_from_checkpoint latest (from {kept[-1]})"
+        if kept
+        else "no checkpoint was written yet: free space (or make the folder writable) and start the run again"
+    )
+    return TrainingError(
+        f"cannot write {what} ({err}); the partial copy was removed and what was saved before is kept: {then}."
+    )
 
 
 class StopRequested:
@@ -679,14 +695,19 @@ def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep:
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))  # every rank: model, optimizer, scheduler, its own RNG states
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))  # every rank: model, optimizer, scheduler, its own RNG states
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            # The best model as of this step travels with the checkpoint, so a resume restores the pair exactly even
+            # when the run crashed after saving a newer best_model/ (or inside its swap).
+            if (run_dir / BEST_MODEL).is_dir():
+                link_tree(run_dir / BEST_MODEL, tmp / BEST_MODEL)
+            atomic_write_json(tmp / "meta.json", meta)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint would hold on to the space a resume needs
+        raise save_failed(err, f"the checkpoint {final.name}", run_dir) from err
     if accelerator.is_main_process:
-        # The best model as of this step travels with the checkpoint, so a resume restores the pair exactly even
-        # when the run crashed after saving a newer best_model/ (or inside its swap).
-        if (run_dir / BEST_MODEL).is_dir():
-            link_tree(run_dir / BEST_MODEL, tmp / BEST_MODEL)
-        atomic_write_json(tmp / "meta.json", meta)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         if keep is not None:

@@ -324,7 +324,11 @@ def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
     old = path.with_name(f".{path.name}.old")
     for stale in (tmp, old):
         shutil.rmtree(stale, ignore_errors=True)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a partial copy (a full disk) would hold on to the space
+        raise
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)

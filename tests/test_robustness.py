@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,6 +77,38 @@ def test_a_stop_after_the_last_step_finishes_the_run_instead_of_losing_it(tiny_b
     assert results["global_step"] == 4
     assert json.loads((out / "results.json").read_text())["test"] == results["test"]
     assert "SIGTERM received after the last step" in (out / "train.log").read_text()
+
+
+@pytest.mark.parametrize("target", ["checkpoint", "best_model"])
+def test_a_full_disk_while_saving_says_so_and_leaves_no_partial_copy(tiny_bert, tmp_path, monkeypatch, target):
+    # The disk fills up during the second save: the first one is kept, and the partial second one does not keep
+    # holding the space that a resume needs.
+    real = {"checkpoint": train.Accelerator.save_state, "best_model": train.EncoderClassifier.save_pretrained}[target]
+    calls, failing = [], 2 if target == "checkpoint" else 3  # after the checkpoint of step 2 either way
+
+    def full_disk(self, folder, *args, **kwargs):
+        calls.append(folder)
+        if len(calls) < failing:
+            return real(self, folder, *args, **kwargs)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "model.safetensors").write_bytes(b"cut off")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    owner, name = (
+        (train.Accelerator, "save_state") if target == "checkpoint" else (train.EncoderClassifier, "save_pretrained")
+    )
+    monkeypatch.setattr(owner, name, full_disk)
+    monkeypatch.setattr(train, "is_better", lambda *args: True)  # a new best model at every evaluation
+    flags = ["--max_steps", "12", "--eval_steps", "1", "--checkpointing_steps", "2"]
+    out = tmp_path / "run"
+    with pytest.raises(train.TrainingError, match="No space left on device") as failed:
+        train.main(tiny_args(tiny_bert, out, None, *flags))
+    assert len(calls) == failing
+    assert "--resume_from_checkpoint latest" in str(failed.value)
+    assert [p.name for p in train.checkpoint_dirs(out)] == ["step_000002"]
+    assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".best_model")]
+    assert (out / "best_model" / "best.json").is_file()
 
 
 def test_save_total_limit_keeps_the_best_checkpoint(tiny_bert, tmp_path):
