@@ -663,8 +663,13 @@ def check_checkpoint_files(checkpoint: Path, spec: str) -> Path:
     lacking = [n for n in ("model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl") if n not in names]
     if "model.safetensors" in lacking and "pytorch_model.bin" in names:
         lacking.remove("model.safetensors")  # saved with safe_serialization off
-    if not any(n.startswith("random_states_") for n in names):
-        lacking.append("random_states_0.pkl")
+    # Every rank's: accelerate's load_state skips a missing one without a word, and that rank's dropout then
+    # differs from the run it continues.
+    try:
+        ranks = int((read_meta(checkpoint).get("settings") or {}).get("num_processes") or 1)
+    except (OSError, ValueError, TypeError, AttributeError):
+        ranks = 1
+    lacking += [f"random_states_{rank}.pkl" for rank in range(ranks) if f"random_states_{rank}.pkl" not in names]
     if lacking:
         raise UsageError(
             f"--resume_from_checkpoint {spec}: {checkpoint} lacks {', '.join(lacking)}; resume from another "

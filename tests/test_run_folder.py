@@ -83,6 +83,20 @@ def test_a_checkpoint_missing_a_file_is_named_before_loading(tiny_bert, finished
         train.main(tiny_args(tiny_bert, finished_run, None, *STEPS, "--resume_from_checkpoint", "latest"))
 
 
+def test_a_checkpoint_missing_one_rank_s_random_states_is_named_before_loading(tmp_path):
+    """accelerate's load_state skips a missing RNG file without a word: a two-process resume would go on with
+    another dropout stream on that rank, no longer the run it continues."""
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_000004"
+    checkpoint.mkdir(parents=True)
+    for name in ("model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl"):
+        (checkpoint / name).write_bytes(b"")
+    (checkpoint / "meta.json").write_text(json.dumps({"step": 4, "settings": {"num_processes": 2}}))
+    with pytest.raises(ValueError, match=r"step_000004 lacks random_states_1.pkl; resume from another checkpoint"):
+        train.check_checkpoint_files(checkpoint, "latest")
+    (checkpoint / "random_states_1.pkl").write_bytes(b"")
+    assert train.check_checkpoint_files(checkpoint, "latest") == checkpoint
+
+
 def test_a_one_step_run_learns_at_its_one_step(tiny_bert, tmp_path, monkeypatch):
     """A warmup of ceil(0.1 x 1) = 1 step ran the only step at lr 0: the pretrained weights came back as a trained
     model. The ratio's warmup stays below the run's length; an explicit --warmup_steps that is not is refused before
