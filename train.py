@@ -887,6 +887,14 @@ def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | No
         run_dir = default_run_dir(cfg.runs_root, cfg.dataset, cfg.model_name_or_path, cfg.seed, stamp[0])
     if resume_dir is None:
         check_output_dir(run_dir, cfg.overwrite_output_dir, cfg.dataset)
+    elif unwritable := [p for p in (run_dir, run_dir / CHECKPOINTS) if not os.access(p, os.W_OK | os.X_OK)]:
+        # The resume writes train.log, config.json, best_model/ and checkpoints there: another user's run, or a mount
+        # gone read-only, would fail only after the data is loaded and the model built.
+        raise UsageError(
+            f"--resume_from_checkpoint {cfg.resume_from_checkpoint}: cannot continue the run in {run_dir}: it is not "
+            f"writable ({unwritable[0]}); make it writable, or copy the run folder to one you can write and resume "
+            "from there."
+        )
     check_latest_pointer(Path(cfg.runs_root))
     return run_dir, resume_dir
 

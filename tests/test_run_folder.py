@@ -97,6 +97,19 @@ def test_a_checkpoint_missing_one_rank_s_random_states_is_named_before_loading(t
     assert train.check_checkpoint_files(checkpoint, "latest") == checkpoint
 
 
+def test_a_resume_into_a_folder_it_cannot_write_is_refused_before_any_work(tiny_bert, finished_run, monkeypatch):
+    """Another user's run on a shared filesystem, or a folder on a mount gone read-only: train.log, config.json,
+    best_model/ and checkpoints/ are written there, so the resume fails up front, not in a traceback after the data
+    is loaded and the model built."""
+    (finished_run / "results.json").unlink()
+    real_access = os.access
+    read_only = {finished_run, finished_run / "checkpoints"}
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) not in read_only and real_access(path, mode))
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(ValueError, match=r"cannot continue the run in .*run: it is not writable"):
+        train.main(tiny_args(tiny_bert, finished_run, None, *STEPS, "--resume_from_checkpoint", "latest"))
+
+
 def test_a_one_step_run_learns_at_its_one_step(tiny_bert, tmp_path, monkeypatch):
     """A warmup of ceil(0.1 x 1) = 1 step ran the only step at lr 0: the pretrained weights came back as a trained
     model. The ratio's warmup stays below the run's length; an explicit --warmup_steps that is not is refused before
