@@ -786,6 +786,13 @@ def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -
     record = read_best_record(best_dir)
     if (record or {}).get("step") == best_step and best_step is not None:
         return None
+    # Refused before anything is removed: the run's best_model/ stays for evaluate.py to score.
+    if best_step is not None and not (checkpoint / BEST_MODEL).is_dir():
+        raise UsageError(
+            f"--resume_from_checkpoint {checkpoint}: best_model/ does not hold step {best_step}'s state and the "
+            "checkpoint has no copy of it (written by an older version, or deleted since); start the run again, or "
+            "score the best_model/ it has with evaluate.py."
+        )
     # A newer best_model/ (saved after this checkpoint, then a crash) or none at all (a crash inside its swap):
     # either way the checkpoint's own copy is the state this resume continues from.
     existed = best_dir.exists()
@@ -793,11 +800,6 @@ def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -
         shutil.rmtree(stale, ignore_errors=True)
     if best_step is None:  # no evaluation before the checkpoint: there is no best state yet
         return "removed a best_model/ written after the checkpoint (no evaluation before it)" if existed else None
-    if not (checkpoint / BEST_MODEL).is_dir():
-        raise UsageError(
-            f"--resume_from_checkpoint {checkpoint}: best_model/ does not hold step {best_step}'s state and the "
-            "checkpoint has no copy of it (written by an older version); start the run again."
-        )
     link_tree(checkpoint / BEST_MODEL, best_dir)
     return f"restored best_model/ of step {best_step} from the checkpoint"
 

@@ -110,6 +110,22 @@ def test_a_resume_into_a_folder_it_cannot_write_is_refused_before_any_work(tiny_
         train.main(tiny_args(tiny_bert, finished_run, None, *STEPS, "--resume_from_checkpoint", "latest"))
 
 
+def test_a_refused_resume_keeps_the_best_model_it_cannot_replace(tiny_bert, tmp_path, monkeypatch):
+    """best_model/ is newer than the checkpoint, whose own copy is gone (deleted to save disk, or an older version
+    wrote none): the resume is refused, and the run's best model is left for evaluate.py to score."""
+    out = tmp_path / "run"
+    monkeypatch.setattr(train, "is_better", lambda *args: True)  # the best is the last evaluation, step 6
+    train.main(tiny_args(tiny_bert, out, None, *STEPS))
+    monkeypatch.undo()
+    (out / "results.json").unlink()
+    shutil.rmtree(out / "checkpoints" / "step_000004" / "best_model")
+    weights = (out / "best_model" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"best_model/ does not hold step 4's state and the checkpoint has no copy"):
+        train.main(tiny_args(tiny_bert, out, None, *STEPS, "--resume_from_checkpoint", "latest"))
+    assert json.loads((out / "best_model" / "best.json").read_text())["step"] == 6
+    assert (out / "best_model" / "model.safetensors").read_bytes() == weights
+
+
 def test_a_one_step_run_learns_at_its_one_step(tiny_bert, tmp_path, monkeypatch):
     """A warmup of ceil(0.1 x 1) = 1 step ran the only step at lr 0: the pretrained weights came back as a trained
     model. The ratio's warmup stays below the run's length; an explicit --warmup_steps that is not is refused before
