@@ -425,9 +425,10 @@ def save_failed(err: OSError, what: str, run_dir: Path) -> TrainingError:
 class StopRequested:
     """Turns SIGTERM/SIGINT into a flag that the loop checks after each optimizer step."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_signal: str | None = None) -> None:
         self.signal_name: str | None = None
         self._previous: dict[int, Any] = {}
+        self._on_signal = on_signal  # logged when the first signal arrives (%s: its name), where no step will say it
 
     def __enter__(self) -> StopRequested:
         """Catch SIGTERM and SIGINT (main thread only; elsewhere they keep their default behaviour)."""
@@ -445,6 +446,8 @@ class StopRequested:
     def _handle(self, signum: int, frame: Any) -> None:
         # The first signal names the stop: Ctrl-C under `accelerate launch` is followed by the SIGTERM of the
         # launcher's death, and the exit code should still say 130.
+        if self.signal_name is None and self._on_signal:
+            logger.warning(self._on_signal, signal.Signals(signum).name)
         self.signal_name = self.signal_name or signal.Signals(signum).name
 
     def any_rank(self, accelerator: Any) -> bool:
@@ -1250,7 +1253,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 break
     # Past the last step no checkpoint holds the trained state: a stop signal from here on (SIGTERM's default action
     # would end the process) waits for the run to finish, one scoring pass, instead of losing every step trained.
-    with StopRequested() as late_stop:
+    late = "%s received after the last step: scoring the best model and writing results.json first (no checkpoint "
+    late += "holds the trained state), then the run ends"
+    with StopRequested(on_signal=late) as late_stop:
         batches.close()
         train_runtime = runtime_before + time.perf_counter() - train_start
 

@@ -76,7 +76,10 @@ def test_a_stop_after_the_last_step_finishes_the_run_instead_of_losing_it(tiny_b
         signal.signal(signal.SIGTERM, previous)
     assert results["global_step"] == 4
     assert json.loads((out / "results.json").read_text())["test"] == results["test"]
-    assert "SIGTERM received after the last step" in (out / "train.log").read_text()
+    log = (out / "train.log").read_text()
+    # Said when it arrives (scoring a large test split can take minutes), and again once the run is finished.
+    assert "SIGTERM received after the last step: scoring the best model and writing results.json first" in log
+    assert "the run is finished" in log
 
 
 @pytest.mark.parametrize("target", ["checkpoint", "best_model"])
