@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
+import errno
 import hashlib
 import importlib.util
 import json
@@ -411,6 +413,15 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
         # The run's train.log (what a batch job leaves to read) says why the run ended, as the console does.
         log_to_files(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, str(err), None, None))
         sys.exit(1)
+    except OSError as err:
+        if err.errno not in DISK_REFUSED:
+            raise
+        # A full disk, a quota or a read-only mount: the machine's state, not a bug, wherever the write was (a log
+        # line, metrics.jsonl, a prediction file); every write a run depends on is atomic or re-done on resume.
+        print(f"error: {disk_refused(err)}", file=sys.stderr)
+        with contextlib.suppress(OSError):  # the log file is likely on the same disk
+            log_to_files(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, disk_refused(err), None, None))
+        sys.exit(1)
     except Exception:
         # A bug: the console shows Python's traceback; a failed cluster run is read from its folder, so train.log
         # gets it too (the file handlers only: the console handler would print it a second time).
@@ -420,6 +431,18 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
             )
         )
         raise
+
+
+DISK_REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def disk_refused(err: OSError) -> str:
+    """One line for a write the disk refused: what and where, and how to go on."""
+    where = f" to {err.filename}" if err.filename else ""
+    return (
+        f"the disk refused a write{where} ({err.strerror or err}); free space or make the folder writable, then run "
+        "the command again (a training run continues from its last checkpoint with --resume_from_checkpoint latest)."
+    )
 
 
 def log_to_files(record: logging.LogRecord) -> None:

@@ -310,3 +310,30 @@ def test_two_processes_print_each_warning_and_start_up_line_once(tiny_bert, tmp_
     assert proc.stderr.count(warning) == 1, proc.stderr
     assert proc.stderr.count("INFO run directory:") == 1, proc.stderr
     assert (out / "train.log").read_text().count(warning) == 1
+
+
+def test_a_full_disk_anywhere_in_a_run_is_one_line_not_a_traceback(tiny_bert, tmp_path, monkeypatch, capsys):
+    """A write refused by the disk outside the checkpoint and best-model saves (here metrics.jsonl's next line) is the
+    machine's state, not a bug: one line naming the file and how to go on, exit code 1."""
+    out = tmp_path / "run"
+    real, lines = train.append_jsonl, []
+
+    def full_disk(path, obj):
+        lines.append(obj)
+        if len(lines) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, obj)
+
+    monkeypatch.setattr(train, "append_jsonl", full_disk)
+    monkeypatch.setattr(sys, "argv", ["train.py", *tiny_args(tiny_bert, out, None, "--logging_steps", "1")])
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(train.main)
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [error] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert error == (
+        f"error: the disk refused a write to {out / 'metrics.jsonl'} (No space left on device); free space or "
+        "make the folder writable, then run the command again (a training run continues from its last checkpoint "
+        "with --resume_from_checkpoint latest)."
+    )
