@@ -68,6 +68,7 @@ from utils import (
     BEST_MODEL,
     BEST_RECORD,
     BOOKKEEPING_SETTINGS,
+    CHECKPOINT_PREFIX,
     CHECKPOINTS,
     EVALUATE_MANIFEST,
     ConfigError,
@@ -694,6 +695,13 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def drop_partial_checkpoints(run_dir: Path) -> None:
+    """Remove checkpoint copies a kill cut off mid-save (main process, while no save runs)."""
+    # A run saves one checkpoint at a time, and each partial copy holds a model and its optimizer state's worth of disk.
+    for partial in (run_dir / CHECKPOINTS).glob(f".{CHECKPOINT_PREFIX}*.tmp"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep: int | None) -> Path:
     """``accelerator.save_state``, meta.json and the current best_model/ (hard links) into a temporary folder,
     renamed when complete; prune old ones."""
@@ -701,7 +709,7 @@ def save_checkpoint(accelerator: Any, run_dir: Path, meta: dict[str, Any], keep:
     final = root / checkpoint_name(meta["step"])
     tmp = root / f".{final.name}.tmp"
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        drop_partial_checkpoints(run_dir)
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(tmp))  # every rank: model, optimizer, scheduler, its own RNG states
@@ -1449,6 +1457,7 @@ def resume(accelerator: Any, run_dir: Path, resume_dir: Path, settings: dict[str
         if done := restore_best_model(run_dir, resume_dir, state.best_step):
             logger.info("resume: %s", done)
         truncate_metrics(run_dir / "metrics.jsonl", state.step)
+        drop_partial_checkpoints(run_dir)
     accelerator.wait_for_everyone()
     logger.info("resumed from %s at step %d", resume_dir, state.step)
     return state

@@ -214,6 +214,7 @@ def test_a_checkpoint_cut_off_by_a_kill_is_never_resumed_from(interrupted_run, t
     assert train.main(args)["global_step"] == 12
     steps = [r["step"] for r in read_jsonl(interrupted_run / "metrics.jsonl") if "loss" in r]
     assert steps == [10, 12]  # resumed at step 5, not at the cut-off step 9
+    assert not partial.exists()  # a model and its optimizer state's worth of disk: removed by the resume
 
 
 def test_resume_from_a_checkpoint_path_continues_in_its_run_folder(interrupted_run, tiny_bert, tmp_path):
