@@ -16,6 +16,7 @@ data) and one line in ``TASKS``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -1028,10 +1029,18 @@ def run_cudnn_attention(resolved: dict[str, Any]) -> bool | None:
     return True if str(resolved.get("device", "")).startswith("cuda") else None
 
 
-def setup_differences(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any], accelerator: Any) -> list[str]:
+def setup_differences(
+    cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any], accelerator: Any, run_dir: Path
+) -> list[str]:
     """What this evaluation computes with that the run's own scoring did not: the causes evaluate.py knows of for
-    scores that differ from results.json by rounding."""
+    scores that differ from results.json (by rounding, or by code)."""
     differences = []
+    # The model is rebuilt by this checkout's model.py; best_model/ keeps the copy the run trained with. A pooling or
+    # head edited since computes otherwise, and no setting would show it.
+    saved = run_dir / BEST_MODEL / "model.py"
+    here = Path(inspect.getfile(EncoderClassifier))
+    if saved.is_file() and saved.read_bytes() != here.read_bytes():
+        differences.append(f"{here} edited since the run ({saved} is the run's copy)")
     if cfg.batch_size is not None and cfg.batch_size != train_cfg.per_device_eval_batch_size:
         differences.append(f"--batch_size {cfg.batch_size} (the run's {train_cfg.per_device_eval_batch_size})")
     if (processes := resolved.get("num_processes")) and processes != accelerator.num_processes:
@@ -1223,7 +1232,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 logger.info("no confusion_%s.png: %d classes (over %d)", tag, len(model_labels), MAX_CONFUSION_CLASSES)
         logger.info("wrote eval_%s.json, predictions_%s.jsonl%s in %s", tag, tag, plotted, run_dir)
-        report_reproduction(run_dir, split, tag, metrics, setup_differences(cfg, train_cfg, resolved, accelerator))
+        report_reproduction(
+            run_dir, split, tag, metrics, setup_differences(cfg, train_cfg, resolved, accelerator, run_dir)
+        )
         summary = {k: v for k, v in metrics.items() if k != "per_class"}
         print(json.dumps({"split": split, **summary}))
     return metrics

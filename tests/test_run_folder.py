@@ -243,6 +243,11 @@ def test_evaluate_says_whether_its_scores_reproduce_the_run_s_recorded_ones(fini
     err = capsys.readouterr().err
     assert f"validation loss {metrics['loss']!r} differs from results.json's {recorded['loss']!r}" in err
     assert "--batch_size 3 (the run's 128)" in err and "eval_validation.json, predictions_validation.jsonl" in err
+    # A head or pooling edited in model.py since the run computes otherwise: named, as no setting shows it.
+    copy = finished_run / "best_model" / "model.py"
+    copy.write_text(copy.read_text() + "\n# as the run trained\n")
+    evaluate.main(["--split", "validation", "--run_dir", str(finished_run)])
+    assert f"model.py edited since the run ({copy} is the run's copy)" in capsys.readouterr().err
     # A subset is not the recorded split: nothing to compare. --max_samples of the whole split (16 rows) is.
     evaluate.main(["--split", "test", "--run_dir", str(finished_run), "--max_samples", "5"])
     assert "results.json" not in capsys.readouterr().err
