@@ -789,13 +789,18 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
         flag, used = ("max_train_samples", "trained on") if cfg.split == "train" else ("max_eval_samples", "scored")
         limit = getattr(train_cfg, flag)
         why = f" the run {used} (its --{flag} {limit})" if limit == len(rows) else ""
+        # The split's other rows can still be scored, as new rows, from the file itself.
+        rest = (
+            f" (--input with the {cfg.split} split's file scores all its rows)" if why and cfg.split != "train" else ""
+        )
         logger.warning(
-            "--max_samples %d is more than the %d rows of the %s split%s: scoring those %d",
+            "--max_samples %d is more than the %d rows of the %s split%s: scoring those %d%s",
             cfg.max_samples,
             len(rows),
             cfg.split,
             why,
             len(rows),
+            rest,
         )
     return rows, data.label_names
 

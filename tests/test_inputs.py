@@ -122,7 +122,8 @@ def test_a_max_samples_above_the_rows_the_run_used_is_said_with_both_numbers(tin
     train.main(tiny_args(tiny_bert, out, None, *flags))
     capsys.readouterr()
     assert evaluate.main(["--run_dir", str(out), "--split", "test", "--max_samples", "10"])["num_samples"] == 6
-    note = "--max_samples 10 is more than the 6 rows of the test split the run scored (its --max_eval_samples 6)"
+    note = "--max_samples 10 is more than the 6 rows of the test split the run scored (its --max_eval_samples 6): "
+    note += "scoring those 6 (--input with the test split's file scores all its rows)"
     assert note in capsys.readouterr().err
     assert evaluate.main(["--run_dir", str(out), "--split", "train", "--max_samples", "20"])["num_samples"] == 12
     assert "20 is more than the 12 rows of the train split the run trained on (its --max_train_samples 12)" in (
