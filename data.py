@@ -387,10 +387,31 @@ def _labels_json(folder: Path) -> dict[str, list[str]]:
     )
 
 
+def check_cache() -> None:
+    """Refuse a datasets cache this process cannot write: datasets takes a lock file there even to read a cached
+    dataset (and the token ids are cached there), and its error would name the data file, not the cache."""
+    import tempfile
+
+    import datasets
+
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"the datasets cache {cache} is not writable ({err.strerror or type(err).__name__}): datasets writes "
+            "there even to read a cached dataset. Point HF_DATASETS_CACHE at a writable folder (e.g. "
+            "HF_DATASETS_CACHE=/tmp/hf_datasets)."
+        ) from err
+
+
 def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The available splits of ``dataset`` as ``datasets.Dataset`` objects, and the label names the source gives
     per column (``labels.json`` or ``ClassLabel`` features; key "" for a plain list). A split whose ``ClassLabel``
     numbers the classes otherwise than train's holds train's ids for them."""
+    check_cache()
     splits, names = _load_raw_splits(dataset)
     return _align_class_labels(splits), names
 
@@ -1412,6 +1433,7 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None, label_columns
         raise UsageError(f"--input {path}: no such file.")
     if file.suffix.lower() not in FORMATS:
         raise UsageError(f"--input {path}: unsupported file type {file.suffix!r}; use one of {', '.join(FORMATS)}.")
+    check_cache()
     ds = load_files([file], keep_blank_lines=True)
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}

@@ -286,6 +286,20 @@ def test_two_runs_tokenizing_one_dataset_at_once_never_read_a_half_written_cache
     assert third["train"]["input_ids"] == expected["input_ids"]
 
 
+def test_an_unwritable_datasets_cache_is_named_not_the_data_file(tmp_path, monkeypatch):
+    """datasets writes a lock file in its cache even to read a warm one: a cache it cannot write (a read-only mount,
+    a path under a file) is said up front, naming the cache and HF_DATASETS_CACHE, not blamed on the data file."""
+    import datasets
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(blocker / "cache"))
+    with pytest.raises(UsageError, match=r"^the datasets cache .*a_file/cache is not writable .*HF_DATASETS_CACHE"):
+        load_splits(TrainConfig(dataset=str(REPO / "sample_data")))
+    with pytest.raises(UsageError, match=r"^the datasets cache .*a_file/cache is not writable .*HF_DATASETS_CACHE"):
+        load_unlabeled(str(REPO / "sample_data" / "test.csv"), TrainConfig(), None)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Distillation: teacher probabilities follow the label ids; labels.json's teacher_labels declares the teacher's order
 
