@@ -1664,7 +1664,8 @@ def truncated_pairs(tokenizer: Any, texts: list[str], pairs: list[str], max_seq_
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A hash of the tokenizer that using it does not change (the token cache's key)."""
+    """A hash of what the tokenizer does (the token cache's key): not changed by using it, nor by where it was read
+    from, so the run's best_model/ copy and another model with the same vocabulary find the token ids cached."""
     from datasets.fingerprint import Hasher
 
     # transformers 4's fast tokenizers keep the last call's truncation and padding in their Rust state, which the
@@ -1672,12 +1673,20 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     # the hash is taken with both cleared, then they are put back (a saved tokenizer.json keeps the checkpoint's).
     backend = getattr(tokenizer, "_tokenizer", None)
     if not all(hasattr(backend, name) for name in ("truncation", "padding", "no_truncation", "no_padding")):
-        return Hasher.hash(tokenizer)  # a slow tokenizer: no such state
+        return Hasher.hash(tokenizer)  # a slow tokenizer: no such state, and its vocabulary may be only a file path
+    # The backend holds the vocabulary and every rule; the folder's path and files (name_or_path, vocab_file), the
+    # arguments it was built from (init_kwargs, which a save adds the last call's truncation to) and
+    # model_max_length (every call here passes max_length) do not change a token id.
+    state = {
+        k: v
+        for k, v in vars(tokenizer).items()
+        if k not in ("name_or_path", "init_kwargs", "model_max_length") and not k.endswith("_file")
+    }
     truncation, padding = backend.truncation, backend.padding
     backend.no_truncation()
     backend.no_padding()
     try:
-        return Hasher.hash(tokenizer)
+        return Hasher.hash((type(tokenizer).__qualname__, state))
     finally:
         if truncation is not None:
             backend.enable_truncation(**truncation)

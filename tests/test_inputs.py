@@ -286,6 +286,35 @@ def test_two_runs_tokenizing_one_dataset_at_once_never_read_a_half_written_cache
     assert third["train"]["input_ids"] == expected["input_ids"]
 
 
+def test_the_token_cache_follows_the_tokenizer_not_its_folder(tiny_bert, tmp_path):
+    """The token cache is keyed on what the tokenizer does, not where it was read from: the run's best_model/ copy
+    (evaluate.py's tokenizer) and a second model folder with the same vocabulary read the token ids train.py wrote;
+    another vocabulary put at the same path does not."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    data = load_splits(TrainConfig(dataset=str(REPO / "sample_data"))).splits
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    tokenizer.model_max_length = 32  # as train.py sets it, and best_model/ saves it
+    first = tokenize_splits(data, tokenizer, 32)["test"].cache_files[0]["filename"]
+    tokenizer.save_pretrained(tmp_path / "best_model")
+    shutil.copytree(tiny_bert, tmp_path / "other_model")
+    for folder in ("best_model", "other_model"):
+        again = tokenize_splits(data, AutoTokenizer.from_pretrained(tmp_path / folder), 32)
+        assert again["test"].cache_files[0]["filename"] == first, folder
+
+    vocab = (tmp_path / "other_model" / "vocab.txt").read_text().splitlines()
+    (tmp_path / "other_model" / "tokenizer.json").unlink()  # rebuilt from vocab.txt: the words in another order
+    (tmp_path / "other_model" / "vocab.txt").write_text("\n".join(vocab[:5] + vocab[:4:-1]) + "\n")
+    other = AutoTokenizer.from_pretrained(tmp_path / "other_model")
+    assert other("sunny day")["input_ids"] != tokenizer("sunny day")["input_ids"]
+    tokenized = tokenize_splits(data, other, 32)
+    assert tokenized["test"].cache_files[0]["filename"] != first
+    expected = other(list(data["test"]["text"]), truncation=True, max_length=32)["input_ids"]
+    assert tokenized["test"]["input_ids"] == expected
+
+
 def test_an_unwritable_datasets_cache_is_named_not_the_data_file(tmp_path, monkeypatch):
     """datasets writes a lock file in its cache even to read a warm one: a cache it cannot write (a read-only mount,
     a path under a file) is said up front, naming the cache and HF_DATASETS_CACHE, not blamed on the data file."""
