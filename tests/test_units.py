@@ -135,6 +135,16 @@ def test_carved_validation_is_stratified_seeded_and_disjoint(tmp_path):
     assert set(val["text"]).isdisjoint(a.splits["train"]["text"]) and len(a.splits["train"]) == 160
     assert list(val["text"]) == list(b.splits["validation"]["text"]) != list(c.splits["validation"]["text"])
     assert any("carved 40 of 200" in n for n in a.notes) and "test" not in a.splits
+    # The same rows in another format and folder carve alike; --max_train_samples keeps the first of the rows left
+    # for training and leaves the carved validation split as it is.
+    import pandas as pd
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    pd.read_csv(path).to_parquet(other / "train.parquet")
+    d = load_splits(TrainConfig(dataset=str(other), validation_split_ratio=0.2, seed=1, max_train_samples=5))
+    assert list(d.splits["validation"]["text"]) == list(val["text"])
+    assert list(d.splits["train"]["text"]) == list(a.splits["train"]["text"][:5])
 
 
 def test_a_validation_split_too_small_to_choose_a_model_on_is_warned_about(tmp_path):
