@@ -200,7 +200,7 @@ class TrainConfig:
     adam_beta2: float = option(0.999, "AdamW beta2.")
     adam_epsilon: float = option(1e-8, "AdamW epsilon.")
     warmup_ratio: float = option(0.06, "Fraction of optimizer steps spent in linear warmup.")
-    warmup_steps: int | None = option(None, "Warmup optimizer steps; overrides --warmup_ratio when given.")
+    warmup_steps: int | None = option(None, "Warmup optimizer steps, instead of --warmup_ratio (give one of them).")
     num_train_epochs: float = option(3.0, "Number of passes over the training data.")
     max_steps: int | None = option(None, "Total optimizer steps; overrides --num_train_epochs when given.")
     gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step.")
@@ -282,6 +282,12 @@ class TrainConfig:
             raise ConfigError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ConfigError(f"--warmup_steps must be >= 0, got {self.warmup_steps}.")
+        if self.warmup_steps is not None and self.warmup_ratio != type(self).warmup_ratio:
+            # The steps are the warmup; the ratio would pass for a setting of the run. Its default is no choice.
+            raise ConfigError(
+                f"--warmup_ratio {self.warmup_ratio} does nothing with --warmup_steps {self.warmup_steps} (the steps "
+                "are the warmup); drop one of them."
+            )
         if self.max_steps is None and self.num_train_epochs <= 0:
             raise ConfigError(f"--num_train_epochs must be > 0 (or give --max_steps), got {self.num_train_epochs}.")
         if not 0 < self.validation_split_ratio < 1:
@@ -379,6 +385,7 @@ class TrainConfig:
                 ("window_stride", "max_windows_per_doc", "window_pooling"),
             ),
             "--loss focal": (self.loss == "focal", ("focal_gamma",)),
+            "no --warmup_steps": (self.warmup_steps is None, ("warmup_ratio",)),  # refused above with its own line
             "--teacher_column": (self.teacher_column is not None, ("distill_alpha", "distill_temperature")),
             "hierarchical --label_columns": (hierarchical, ("consistent_decoding",)),
             # Refused above with their own lines; listed so that a run recorded with both resumes and is tabulated

@@ -45,6 +45,8 @@ def test_config_file_then_cli_override(tmp_path):
         (["--learning_rate", "0"], "--learning_rate must be > 0"),
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be a positive integer"),
         (["--warmup_ratio", "1.5"], "--warmup_ratio"),
+        # The steps are the warmup: the ratio was ignored without a word.
+        (["--warmup_ratio", "0.2", "--warmup_steps", "5"], "--warmup_ratio 0.2 does nothing with --warmup_steps 5"),
         (["--metric_for_best_model", "f1"], "--metric_for_best_model 'f1' is unknown"),
         # nan passes every comparison, so it needs its own check; inf overflows the step counts.
         (["--max_grad_norm", "nan"], "--max_grad_norm must be a finite number, got nan"),
