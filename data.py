@@ -1361,10 +1361,21 @@ def _file_weights(mapping: Any, names: list[str], where: str) -> list[float]:
             f"{where} names labels that the data does not have: {', '.join(unknown[:5])} (labels: "
             f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''})."
         )
-    bad = {k: v for k, v in mapping.items() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0}
+    # json reads Infinity, NaN and 1e400 as floats: they would make the loss nan at the first step.
+    bad = {
+        k: v
+        for k, v in mapping.items()
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
+    }
     if bad:
-        raise UsageError(f"{where}: weights must be numbers >= 0, got {bad}.")
-    return [float(mapping.get(name, 1.0)) for name in names]
+        raise UsageError(f"{where}: weights must be finite numbers >= 0, got {bad}.")
+    weights = [float(mapping.get(name, 1.0)) for name in names]
+    if not any(weights):
+        raise UsageError(
+            f"{where}: every label weighs 0, so no row adds to the loss and the model would not train; give at least "
+            "one label a weight > 0 (an unlisted label weighs 1)."
+        )
+    return weights
 
 
 def loss_weights(cfg: TrainConfig, data: SplitData, windows: Any | None = None) -> tuple[dict[str, Any], list[str]]:

@@ -298,6 +298,26 @@ def test_bad_loss_and_window_flags_fail_before_any_model_is_built(flags, message
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        # Python's json reads these as inf and nan: the loss was nan at the first step, after the model was built.
+        ('{"pos": Infinity}', r"weights must be finite numbers >= 0, got \{'pos': inf\}"),
+        ('{"pos": 1e400}', r"weights must be finite numbers >= 0, got \{'pos': inf\}"),
+        ('{"pos": NaN}', r"weights must be finite numbers >= 0, got \{'pos': nan\}"),
+        # Every row's loss times 0: the run trained nothing and reported its untrained scores.
+        ('{"pos": 0, "neg": 0.0}', "every label weighs 0, so no row adds to the loss"),
+    ],
+)
+def test_class_weights_file_that_cannot_train_is_refused(weights, message, tiny_bert, tmp_path, monkeypatch):
+    data = write_csv(tmp_path / "data" / "train.csv", [("good", "pos"), ("bad", "neg")] * 4).parent
+    (tmp_path / "weights.json").write_text(weights)
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UsageError, match=message):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", data, "--class_weights", str(tmp_path / "weights.json")))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
 def test_class_weights_for_multi_label_data_point_to_pos_weight(tiny_bert, tmp_path):
     rows = [{"text": f"goal rain {i}", "tags": ["sports"] if i % 2 else ["weather", "sports"]} for i in range(12)]
     data = write_jsonl(tmp_path / "data" / "train.jsonl", rows).parent
