@@ -346,6 +346,14 @@ class TrainConfig:
             self.label_columns is None or self.multi_label or len(self.level_loss_weights) != len(self.label_columns)
         ):
             raise ConfigError("--level_loss_weights needs one weight per hierarchical --label_columns level.")
+        if self.level_loss_weights is not None and min(self.level_loss_weights) < 0:
+            # A negative weight turns that level's training into maximising its loss.
+            raise ConfigError(f"--level_loss_weights must be >= 0, got {self.level_loss_weights}.")
+        if self.level_loss_weights is not None and not any(self.level_loss_weights):
+            raise ConfigError(
+                "--level_loss_weights are all 0, so the loss is 0 and the model would not train; give at least one "
+                "level a weight > 0."
+            )
         if self.teacher_column is not None and (self.label_columns is not None or self.multi_label):
             raise ConfigError("--teacher_column works with single-label classification only.")
         if not 0 <= self.distill_alpha <= 1:

@@ -53,6 +53,9 @@ def test_config_file_then_cli_override(tmp_path):
         (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
         (["--num_train_epochs", "inf"], "--num_train_epochs must be a finite number"),
         (["--level_loss_weights", "1", "nan"], "--level_loss_weights must be a finite number"),
+        # A negative weight climbs that level's loss; all zero trains nothing: both ran without a word.
+        (["--label_columns", "a", "b", "--level_loss_weights", "-1", "1"], r"--level_loss_weights must be >= 0"),
+        (["--label_columns", "a", "b", "--level_loss_weights", "0", "0"], "--level_loss_weights are all 0"),
         (["--adam_beta1", "1.0"], r"--adam_beta1 must be in \[0, 1\)"),
         (["--adam_epsilon", "-1"], "--adam_epsilon must be >= 0"),
         # numpy's and scikit-learn's seeds are 32-bit: another value was a traceback from inside set_seed.
