@@ -1109,7 +1109,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_sampler = train_dl.batch_sampler
     # The steps the prepared loader will give (accelerate deals whole batches out to the processes, the last round
     # filled), so a warmup that outlasts the run is refused before a model is built; checked again once prepared.
-    check_warmup(cfg, schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))[1])
+    planned_steps = schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))
+    check_warmup(cfg, planned_steps[1])
+    check_patience(cfg, *planned_steps)
     # Only now, with every input check passed, may --overwrite_output_dir remove the run this one replaces.
     claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
 
@@ -1136,6 +1138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             asked,
         )
     check_warmup(cfg, max_steps)
+    check_patience(cfg, steps_per_epoch, max_steps)
     settings = run_settings(cfg, resolved)
     resolved["model_files"] = settings["model_files"]  # a colleague's same-named model with other weights shows here
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
@@ -1389,6 +1392,25 @@ def check_warmup(cfg: TrainConfig, max_steps: int) -> None:
             f"would never reach --learning_rate; give --warmup_steps below {max_steps}, or leave it out to warm up "
             f"for --warmup_ratio ({cfg.warmup_ratio}) of the steps."
         )
+
+
+def check_patience(cfg: TrainConfig, steps_per_epoch: int, max_steps: int) -> None:
+    """--early_stopping_patience must be able to stop the run: a best evaluation and then ``patience`` without
+    improvement, all before the last step (evaluated in any case); else it would pass for a setting of the run."""
+    patience = cfg.early_stopping_patience
+    if patience is None:
+        return
+    every = cfg.eval_steps or steps_per_epoch
+    evals, needed = (max_steps - 1) // every, patience + 1
+    if evals >= needed:
+        return
+    schedule = f"every {every} steps, --eval_steps" if cfg.eval_steps else f"at each epoch's end, every {every} steps"
+    fix = f"--eval_steps {(max_steps - 1) // needed} or lower" if max_steps - 1 >= needed else "more --max_steps"
+    raise ConfigError(
+        f"--early_stopping_patience {patience} can never stop this run: of its {max_steps} optimizer steps it "
+        f"evaluates {evals} time{'' if evals == 1 else 's'} before its last step ({schedule}), and a stop takes "
+        f"{needed} (a best, then {patience} without improvement); give {fix}, or drop --early_stopping_patience."
+    )
 
 
 def warmup_steps(cfg: TrainConfig, max_steps: int) -> int:

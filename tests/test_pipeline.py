@@ -203,6 +203,23 @@ def test_max_steps_and_early_stopping(tiny_bert, tmp_path):
     assert results["stopped_early"] and results["global_step"] == 4 and results["best_step"] == 2
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        # 2 epochs of 6 steps, evaluated at each epoch's end: step 6 is the one evaluation before the last (12).
+        ([], r"evaluates 1 time before its last step \(at each epoch's end, every 6 steps\).* give --eval_steps 5"),
+        # Shorter than one evaluation interval: only the last step is evaluated.
+        (["--max_steps", "3", "--eval_steps", "5"], r"evaluates 0 times before its last step .* give --eval_steps 1"),
+        (["--max_steps", "2"], r"evaluates 0 times before its last step .* give more --max_steps"),
+    ],
+)
+def test_early_stopping_that_cannot_stop_the_run_is_refused(flags, message, tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setattr(train.EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(train.ConfigError, match=r"--early_stopping_patience 1 can never stop this run: .*" + message):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", None, "--early_stopping_patience", "1", *flags))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
 def test_same_seed_same_weights(tiny_bert, tmp_path):
     weights = []
     for name in ("a", "b"):
