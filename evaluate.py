@@ -624,6 +624,12 @@ class EvalConfig:
                 "--text_column, --text_pair_column, --label_column and --predict_only are about an --input file; add "
                 "--input."
             )
+        if self.input and self.split != type(self).split:
+            # The default split is no choice of the user's; another one beside --input would be ignored.
+            raise ConfigError(
+                f"--split {self.split} scores a split of the run's data; --input predicts a file instead (scored "
+                "where it has labels): give one of them."
+            )
         if self.label_column and self.predict_only:
             raise ConfigError("--label_column names the labels to score; --predict_only scores none: drop one.")
         if self.output and not self.input:

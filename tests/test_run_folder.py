@@ -413,6 +413,13 @@ def test_an_output_file_without_input_is_refused_rather_than_ignored(tmp_path):
         evaluate.main(["--run_dir", str(tmp_path), "--split", "test", "--output", str(tmp_path / "test.jsonl")])
 
 
+def test_a_split_with_an_input_file_is_refused_rather_than_ignored(tmp_path):
+    """--input predicts a file, not a split of the run's data: --split validation beside it was ignored, and the
+    scores printed were the file's, not the validation split's the user asked for."""
+    with pytest.raises(ValueError, match="--split validation scores a split of the run's data; --input predicts"):
+        evaluate.main(["--run_dir", str(tmp_path), "--split", "validation", "--input", str(tmp_path / "x.csv")])
+
+
 def test_a_pair_run_predicts_rows_whose_second_text_is_missing(tiny_bert, tmp_path):
     pairs = tmp_path / "pairs"
     pairs.mkdir()
