@@ -42,6 +42,13 @@ def option(default: Any, help: str, choices: Any = None, model: bool = False) ->
     return field(default=default, metadata={"help": help, "choices": choices, "model": model})
 
 
+def unknown_choice(flag: str, value: Any, choices: list[str]) -> ConfigError:
+    """The error for a value of ``--flag`` outside ``choices``: the closest choice (a typo's) and all of them."""
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(f"--{flag} {value!r} is unknown{hint}; choose one of: {', '.join(choices)}.")
+
+
 def model_settings(cfg: Any) -> dict[str, Any]:
     """The fields of ``cfg`` marked ``model=True``, as EncoderClassifierConfig keyword arguments."""
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("model")}
@@ -332,9 +339,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             choices = field_choices(f)
             if choices is not None and getattr(self, f.name) not in choices:
-                raise ConfigError(
-                    f"--{f.name} {getattr(self, f.name)!r} is unknown; choose one of: {', '.join(choices)}."
-                )
+                raise unknown_choice(f.name, getattr(self, f.name), choices)
         if self.label_columns is not None and len(set(self.label_columns)) < len(self.label_columns):
             repeated = sorted({c for c in self.label_columns if self.label_columns.count(c) > 1})
             raise ConfigError(f"--label_columns names {', '.join(repeated)} more than once; name each column once.")

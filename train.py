@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
-from config import TrainConfig, model_settings, parse_config
+from config import TrainConfig, model_settings, parse_config, unknown_choice
 from data import (
     DATA_READER,
     LengthGroupedBatchSampler,
@@ -926,9 +926,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
         ("window_pooling", WINDOW_POOLINGS, []),
     ):
         if getattr(cfg, flag) not in [*registry, *extra]:
-            raise ConfigError(
-                f"--{flag} {getattr(cfg, flag)!r} is unknown; choose one of: {', '.join([*sorted(registry), *extra])}."
-            )
+            raise unknown_choice(flag, getattr(cfg, flag), [*sorted(registry), *extra])
     model_path = resolve_model_path(cfg.model_name_or_path)
     check_model_folder(model_path, f"--model_name_or_path {cfg.model_name_or_path}")
     try:

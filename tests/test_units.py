@@ -89,6 +89,11 @@ def test_unknown_pooling_or_head_is_refused_before_anything_is_loaded(tmp_path, 
         train.main(["--pooling", "attention", "--output_dir", str(tmp_path / "run")])
     with pytest.raises(ConfigError, match="--head 'deep' is unknown; choose one of: linear, mlp"):
         train.main(["--head", "deep", "--output_dir", str(tmp_path / "run")])
+    # A typo gets the name it is closest to, as an unknown --config key does.
+    with pytest.raises(ConfigError, match=r"--pooling 'meen' is unknown \(did you mean mean\?\); choose one of"):
+        train.main(["--pooling", "meen", "--output_dir", str(tmp_path / "run")])
+    with pytest.raises(ConfigError, match=r"--report_to 'tensorbord' is unknown \(did you mean tensorboard\?\)"):
+        train.main(["--report_to", "tensorbord", "--output_dir", str(tmp_path / "run")])
 
 
 def test_model_setting_defaults_are_the_model_configs():
