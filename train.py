@@ -1109,7 +1109,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # filled), so a warmup that outlasts the run is refused before a model is built; checked again once prepared.
     planned_steps = schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))
     check_warmup(cfg, planned_steps[1])
-    check_patience(cfg, *planned_steps)
     # Only now, with every input check passed, may --overwrite_output_dir remove the run this one replaces.
     claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
 
@@ -1136,7 +1135,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             asked,
         )
     check_warmup(cfg, max_steps)
-    check_patience(cfg, steps_per_epoch, max_steps)
+    if idle := idle_patience(cfg, steps_per_epoch, max_steps):
+        logger.warning(idle)
     settings = run_settings(cfg, resolved)
     resolved["model_files"] = settings["model_files"]  # a colleague's same-named model with other weights shows here
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
@@ -1392,22 +1392,23 @@ def check_warmup(cfg: TrainConfig, max_steps: int) -> None:
         )
 
 
-def check_patience(cfg: TrainConfig, steps_per_epoch: int, max_steps: int) -> None:
-    """--early_stopping_patience must be able to stop the run: a best evaluation and then ``patience`` without
-    improvement, all before the last step (evaluated in any case); else it would pass for a setting of the run."""
+def idle_patience(cfg: TrainConfig, steps_per_epoch: int, max_steps: int) -> str | None:
+    """Why --early_stopping_patience cannot stop this run (too few evaluations before its last step), or None."""
+    # Said, not refused: one patience across a campaign's datasets is common, and on a small one it merely never
+    # fires (as the Trainer's callback would not); the run still keeps its best evaluation.
     patience = cfg.early_stopping_patience
     if patience is None:
-        return
+        return None
     every = cfg.eval_steps or steps_per_epoch
     evals, needed = (max_steps - 1) // every, patience + 1
     if evals >= needed:
-        return
+        return None
     schedule = f"every {every} steps, --eval_steps" if cfg.eval_steps else f"at each epoch's end, every {every} steps"
     fix = f"--eval_steps {(max_steps - 1) // needed} or lower" if max_steps - 1 >= needed else "more --max_steps"
-    raise ConfigError(
-        f"--early_stopping_patience {patience} can never stop this run: of its {max_steps} optimizer steps it "
-        f"evaluates {evals} time{'' if evals == 1 else 's'} before its last step ({schedule}), and a stop takes "
-        f"{needed} (a best, then {patience} without improvement); give {fix}, or drop --early_stopping_patience."
+    return (
+        f"--early_stopping_patience {patience} cannot stop this run: of its {max_steps} optimizer steps it evaluates "
+        f"{evals} time{'' if evals == 1 else 's'} before its last step ({schedule}), and a stop takes {needed} (a "
+        f"best, then {patience} without improvement); it trains to the end (give {fix} for early stopping to act)."
     )
 
 
