@@ -67,8 +67,9 @@ class TrainConfig:
     # --- data ---
     dataset: str = option(
         SAMPLE_DATASET,
-        "Hugging Face dataset id, a local folder with train/validation(dev,valid)/test files "
-        "(parquet, csv, tsv, json, jsonl), or one such file. Default: the small sample in sample_data/.",
+        "Hugging Face dataset id, a local folder with train, validation (or dev/valid/val, else eval) and test files "
+        "(parquet, csv, tsv, json, jsonl), one such file (validation carved from it), or a folder written by "
+        "DatasetDict.save_to_disk. Default: the small sample in sample_data/.",
     )
     text_column: str = option("text", "Column holding the text.")
     text_pair_column: str | None = option(None, "Optional second text column (sentence-pair tasks).")
