@@ -26,7 +26,8 @@ Prints a per-dataset summary, the verdict and, as the LAST line, one JSON object
 ``p_b_better``, ``datasets_a_wins``, ``datasets_b_wins``, ``per_dataset``, ``verdict``, ...). Writes
 ``compare_<a>_vs_<b>.md``, ``.csv`` and ``.png`` (Δ per dataset with its interval) into --output_dir (default ROOT).
 ``--all`` writes ``compare_all.md``, ``compare_all.csv`` and, from 5 datasets and 3 models on, the critical-difference
-diagram ``compare_all_cd.png``.
+diagram ``compare_all_cd.png``. Under ``--on NAME`` each name ends in ``_on_<NAME>`` (``compare_all_on_ood.md``), so
+the test verdict's files stay beside it.
 """
 
 from __future__ import annotations
@@ -811,7 +812,7 @@ def run_autorank(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ax = plot_stats(ranked, allow_insignificant=True)
-        path = out_dir / "compare_all_cd.png"
+        path = out_dir / f"{file_stem('compare_all', args)}_cd.png"
         atomic_savefig(ax.figure, path, dpi=120)
         plt.close(ax.figure)
         out["cd_diagram"] = str(path)
@@ -847,6 +848,11 @@ def verdict_all(result: dict[str, Any], best: str | None) -> str:
 def slug(name: str) -> str:
     """A model name as a file-name part."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+
+
+def file_stem(stem: str, args: argparse.Namespace) -> str:
+    """The report files' name: a verdict on a scored input (--on) gets its own, so the test verdict's stay."""
+    return f"{stem}_on_{slug(args.on)}" if args.on else stem
 
 
 def num(value: Any, digits: int = 4, signed: bool = False) -> str:
@@ -1080,7 +1086,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise UsageError(f"--output_dir {out_dir}: a file is in the way ({err.filename}); choose a folder.") from None
     if args.all:
         result = rank_all(runs, args, out_dir)
-        files = [out_dir / "compare_all.md", out_dir / "compare_all.csv"]
+        files = [out_dir / f"{file_stem('compare_all', args)}.{ext}" for ext in ("md", "csv")]
         atomic_write_text(files[0], all_markdown(result, scored_data(args)))
         all_csv(result, files[1])
         files += [Path(result["cd_diagram"])] if result.get("cd_diagram") else []
@@ -1094,7 +1100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise UsageError(f"--a and --b both name {args.a!r}; compare two different models.")
         result = compare_pair(runs, args)
         # Appended, not with_suffix: a name with a dot (learning_rate=0.001, bge-small-en-v1.5) has no suffix.
-        stem = f"compare_{slug(args.a)}_vs_{slug(args.b)}"
+        stem = file_stem(f"compare_{slug(args.a)}_vs_{slug(args.b)}", args)
         files = [out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "png")]
         atomic_write_text(files[0], pair_markdown(result, args))
         pair_csv(result, files[1])

@@ -235,6 +235,29 @@ def test_compare_on_a_scored_input_judges_its_scores_instead_of_test(tmp_path, c
     assert "different test data" in skipped["d1"] and "/elsewhere/ood.csv" in skipped["d1"]
 
 
+def test_compare_on_a_scored_input_writes_beside_the_test_verdict_not_over_it(tmp_path, capsys):
+    """README's out-of-domain recipe: compare.py on test, then --on the scored input, into one folder; the held-out
+    verdict's files are its own, so the test verdict's stay as they were."""
+    gold = balanced_gold(40)
+    for seed in (1, 2):
+        a = write_run(tmp_path, "d1", "org/model-a", seed, gold, gold)
+        b = write_run(tmp_path, "d1", "org/model-b", seed, gold, with_errors(gold, 4 + seed))
+        scored_input(a, gold, with_errors(gold, 8 + seed))
+        scored_input(b, gold, gold)
+    base = [str(tmp_path), "--a", "model-a", "--b", "model-b", "--bootstrap", "50", "--aso_bootstrap", "50"]
+    on_test = compare.main(base)["files"]
+    test_md = Path(on_test[0]).read_text()
+    on_ood = compare.main([*base, "--on", "ood"])["files"]
+    assert [Path(f).name for f in on_ood] == [
+        f"compare_model-a_vs_model-b_on_ood.{ext}" for ext in ("md", "csv", "png")
+    ]
+    assert Path(on_test[0]).read_text() == test_md and "held-out ood" in Path(on_ood[0]).read_text()
+    ranked = [str(tmp_path), "--all", "--bootstrap", "50", "--aso_bootstrap", "50"]
+    assert [Path(f).name for f in compare.main(ranked)["files"]] == ["compare_all.md", "compare_all.csv"]
+    on = compare.main([*ranked, "--on", "ood"])["files"]
+    assert [Path(f).name for f in on] == ["compare_all_on_ood.md", "compare_all_on_ood.csv"]
+
+
 def test_compare_on_names_the_held_out_data_and_the_seeds_it_lacks_scores_of(tmp_path, capsys):
     gold = balanced_gold(40)
     for seed in (1, 2, 3):  # seed 3 trained before the input was scored: no scores of ood on either side
@@ -247,12 +270,12 @@ def test_compare_on_names_the_held_out_data_and_the_seeds_it_lacks_scores_of(tmp
     result = compare.main([*base, "--a", "model-a", "--b", "model-b"])
     assert result["per_dataset"]["d1"]["seeds"] == [1, 2]
     assert "d1: seeds [3] have no held-out ood macro_f1 on either side: left out" in "\n".join(result["notes"])
-    text = (tmp_path / "compare_model-a_vs_model-b.md").read_text()
+    text = (tmp_path / "compare_model-a_vs_model-b_on_ood.md").read_text()
     assert "## Validation vs held-out ood" in text and "val/held-out ood τ" in text
     assert "resamples of the held-out ood examples" in text and "val→test" not in text
     ranked = compare.main([*base, "--all"])
     assert "d1: seeds [3] have no held-out ood macro_f1 for any model: left out" in "\n".join(ranked["notes"])
-    text = (tmp_path / "compare_all.md").read_text()
+    text = (tmp_path / "compare_all_on_ood.md").read_text()
     assert "## Validation vs held-out ood" in text and "| held-out ood winner |" in text and "vs test" not in text
 
 
@@ -429,7 +452,7 @@ def test_report_and_compare_list_a_held_out_file_under_its_own_datasets_runs_onl
     capsys.readouterr()
     result = compare.main([*base, "--a", "model-a", "--b", "model-b"])
     assert result["datasets_compared"] == ["d1"] and result["datasets_skipped"] == {}
-    assert "d2" not in (tmp_path / "compare_model-a_vs_model-b.md").read_text()
+    assert "d2" not in (tmp_path / "compare_model-a_vs_model-b_on_reviews.md").read_text()
     # Left out, and said: d2's runs may have been given the file and failed to score it.
     assert "note: --on reviews: no run of d2 has scores of reviews, left out" in capsys.readouterr().err
     ranked = compare.main([*base, "--all"])
