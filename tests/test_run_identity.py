@@ -493,6 +493,22 @@ def test_batch_train_starts_over_a_run_that_stopped_before_its_first_checkpoint(
     assert json.loads((run_dir / "results.json").read_text())["global_step"] == 6
 
 
+def test_batch_eval_scores_a_split_of_every_finished_run_then_tabulates_them(tiny_bert, tmp_path):
+    """README: `scripts/batch_eval.sh [ROOT] [SPLIT]` scores that split of every finished run under ROOT with
+    evaluate.py (eval_<split>.json, predictions_<split>.jsonl, confusion_<split>.png), then writes report.py's table."""
+    root = tmp_path / "out"
+    run_dir = root / "sample_data" / tiny_bert.name / "seed3"
+    results = train.main(batch_train_argv(tiny_bert, run_dir))
+    proc = script("batch_eval.sh", root, "validation")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"== {run_dir}" in proc.stdout
+    for name in ("eval_validation.json", "predictions_validation.jsonl", "confusion_validation.png"):
+        assert (run_dir / name).is_file(), name
+    scored = json.loads((run_dir / "eval_validation.json").read_text())
+    assert scored["macro_f1"] == results["validation"]["macro_f1"]
+    assert (root / "results.md").is_file() and (root / "results.csv").is_file()
+
+
 def test_batch_train_gives_models_with_one_basename_their_own_folders(tiny_bert, tmp_path):
     first, second = (shutil.copytree(tiny_bert, tmp_path / org / "tiny") for org in ("org1", "org2"))
     taken = tmp_path / "out" / "sample_data" / "tiny" / "seed3"
