@@ -8,6 +8,6 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 find "$root" -name results.json -print0 | sort -z | while IFS= read -r -d '' results; do
   run_dir=$(dirname "$results")
   echo "== $run_dir"
-  python "$here/evaluate.py" --run_dir "$run_dir" --split "$split" | tail -n 1
+  "${PYTHON:-python}" "$here/evaluate.py" --run_dir "$run_dir" --split "$split" | tail -n 1
 done
-python "$here/scripts/report.py" "$root"
+"${PYTHON:-python}" "$here/scripts/report.py" "$root"
