@@ -701,11 +701,14 @@ def device_slots(gpus_per_run: int, max_parallel: int | None, runs_per_gpu: int 
     CPU-only machine its share of the cores."""
     gpus = visible_gpus()
     if not gpus:
-        if runs_per_gpu > 1:  # nothing to share: the one knob of CPU-only parallelism is --max_parallel
-            raise UsageError(
-                f"--runs_per_gpu {runs_per_gpu}: no GPU is visible; on a CPU-only machine --max_parallel N runs N at "
-                "once, each on its share of the cores."
-            )
+        # Nothing to share or to group: the one knob of CPU-only parallelism is --max_parallel (a run of several
+        # processes is the --launcher's to start).
+        for flag, value in (("--runs_per_gpu", runs_per_gpu), ("--gpus_per_run", gpus_per_run)):
+            if value > 1:
+                raise UsageError(
+                    f"{flag} {value}: no GPU is visible; on a CPU-only machine --max_parallel N runs N at once, each "
+                    "on its share of the cores."
+                )
         slots = max_parallel or 1
         if slots == 1:
             # A lone run sizes its threads itself (train.py: the physical cores); an OMP_NUM_THREADS from here would

@@ -411,8 +411,14 @@ def test_runs_per_gpu_shares_each_gpu_spreading_runs_across_gpus_first(monkeypat
             "--runs_per_gpu 2: no GPU is visible; on a CPU-only machine --max_parallel N runs N at once, each on its "
             "share of the cores.",
         ),
+        (
+            ["--executor", "local", "--gpus_per_run", "2"],
+            "",
+            "--gpus_per_run 2: no GPU is visible; on a CPU-only machine --max_parallel N runs N at once, each on its "
+            "share of the cores.",
+        ),
     ],
-    ids=["zero", "sequential", "slurm", "multi-gpu-runs", "no-gpu"],
+    ids=["zero", "sequential", "slurm", "multi-gpu-runs", "no-gpu", "no-gpu-groups"],
 )
 def test_runs_per_gpu_is_refused_in_one_line_where_it_has_no_meaning(monkeypatch, argv, gpus, message):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
