@@ -61,6 +61,7 @@ from utils import (
     checkpoint_run,
     evaluate_input_source,
     evaluate_outputs,
+    fresh_accelerate_state,
     library_versions,
     logger,
     read_best_record,
@@ -1121,6 +1122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # as the run read it.
         train_cfg = dataclasses.replace(train_cfg, multi_label=False)
     # The training run's precision and batch shapes, so the validation score reproduces bit for bit.
+    fresh_accelerate_state()
     accelerator = Accelerator(mixed_precision=resolved.get("mixed_precision", "no"))
     setup_logging(None, accelerator.is_main_process)
     # `accelerate launch evaluate.py` on a CPU would otherwise score on the one thread the launcher leaves it.

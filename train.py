@@ -84,6 +84,7 @@ from utils import (
     checkpoint_run,
     default_run_dir,
     evaluate_outputs,
+    fresh_accelerate_state,
     is_accelerate_launch,
     library_versions,
     logger,
@@ -878,6 +879,7 @@ def start_accelerator(cfg: TrainConfig) -> tuple[Any, list[str], str | None]:
     stop_with_the_launcher()
     trackers = resolve_trackers(cfg.report_to)
     check_engine_installed()
+    fresh_accelerate_state()
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         dynamo_backend="inductor" if cfg.torch_compile else None,

@@ -445,6 +445,20 @@ def disk_refused(err: OSError) -> str:
     )
 
 
+def fresh_accelerate_state() -> None:
+    """Drop accelerate's state left by an earlier run in this process (``train.main`` called in a loop, a notebook),
+    so this run takes its precision from its own launcher settings; a live process group's state is kept."""
+    import torch.distributed
+    from accelerate.state import AcceleratorState, GradientState
+
+    # The state is a process-wide singleton: a bf16 run's would make the next in-process run bf16 without a word, and
+    # refuse an evaluation's explicit precision. Under a launcher each process runs once, with no state yet.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 def log_to_files(record: logging.LogRecord) -> None:
     """Write ``record`` to the run's log file(s) only, not to the console."""
     for handler in logger.handlers:

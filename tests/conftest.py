@@ -101,6 +101,16 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test starts from no accelerate state, as each command does: the state is a process-wide singleton, so an
+    in-process bf16 run would otherwise make the worker's later in-process runs bf16 too (or refuse their precision)."""
+    yield
+    if (state := sys.modules.get("accelerate.state")) is not None:
+        state.AcceleratorState._reset_state(reset_partial_state=True)
+        state.GradientState._reset_state()
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT model directory."""

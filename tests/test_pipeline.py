@@ -334,3 +334,21 @@ def test_overwrite_output_dir_replaces_the_previous_run(tiny_bert, tmp_path):
     assert results["global_step"] == 2 and not (out / "checkpoints").exists()
     assert max(r["step"] for r in read_jsonl(out / "metrics.jsonl")) == 2
     assert "removed the previous run's results.json, metrics.jsonl, checkpoints" in (out / "train.log").read_text()
+
+
+def test_a_second_run_in_one_process_takes_its_own_precision(tiny_bert, tmp_path, monkeypatch):
+    """train.main called in a loop (a notebook, a Python sweep): accelerate's state is a process-wide singleton, and
+    a bf16 run's must not make the next run, launched without mixed precision, bf16 as well."""
+    import accelerate.state
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    train.main(tiny_args(tiny_bert, tmp_path / "bf16", None, "--max_steps", "2"))
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    # As the test suite's own reset would otherwise hide it: the state the first run left is still there.
+    assert accelerate.state.AcceleratorState._shared_state.get("_mixed_precision") == "bf16"
+    train.main(tiny_args(tiny_bert, tmp_path / "fp32", None, "--max_steps", "2"))
+    precision = {
+        p: json.loads((tmp_path / p / "config.json").read_text())["resolved"]["mixed_precision"]
+        for p in ("bf16", "fp32")
+    }
+    assert precision == {"bf16": "bf16", "fp32": "no"}
