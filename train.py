@@ -1109,8 +1109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_sampler = train_dl.batch_sampler
     # The steps the prepared loader will give (accelerate deals whole batches out to the processes, the last round
     # filled), so a warmup that outlasts the run is refused before a model is built; checked again once prepared.
-    planned_steps = schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))
-    check_warmup(cfg, planned_steps[1])
+    check_warmup(cfg, schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))[1])
     # Only now, with every input check passed, may --overwrite_output_dir remove the run this one replaces.
     claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
 
@@ -1266,7 +1265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # would end the process) waits for the run to finish, one scoring pass, instead of losing every step trained.
     late = "%s received after the last step: scoring the best model and writing results.json first (no checkpoint "
     late += "holds the trained state), then the run ends"
-    with StopRequested(on_signal=late) as late_stop:
+    # (A run stopped by a signal only frees its state and exits below: nothing to announce there.)
+    with StopRequested(on_signal=None if stopped else late) as late_stop:
         batches.close()
         train_runtime = runtime_before + time.perf_counter() - train_start
 
