@@ -147,13 +147,13 @@ def run_one(cfg: QualityConfig, recipe: str, dataset: str, seed: int) -> dict[st
     }
 
 
-def paired(diffs: list[float]) -> tuple[float, float, float]:
-    """Mean of paired differences and its 95% t interval (the half-width is 0 for one seed)."""
+def paired(diffs: list[float]) -> tuple[float, float | None, float | None]:
+    """Mean of paired differences and its 95% t interval (None for one seed, whose spread is not measured)."""
     from scipy import stats
 
     mean = statistics.fmean(diffs)
     if len(diffs) < 2:
-        return mean, mean, mean
+        return mean, None, None
     half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
     return mean, mean - half, mean + half
 
@@ -176,7 +176,7 @@ def table(rows: list[dict[str, Any]], cfg: QualityConfig) -> tuple[str, dict[str
                 continue
             f1 = [r["test_macro_f1"] for r in runs.values()]
             acc = [r["test_accuracy"] for r in runs.values()]
-            std = statistics.stdev(f1) if len(f1) > 1 else 0.0
+            std = statistics.stdev(f1) if len(f1) > 1 else None  # one seed measures no spread
             entry = {"test_macro_f1": statistics.fmean(f1), "std": std, "seeds": sorted(runs)}
             entry["test_accuracy"] = statistics.fmean(acc)
             entry["seconds"] = statistics.fmean(r["seconds"] for r in runs.values())
@@ -186,10 +186,12 @@ def table(rows: list[dict[str, Any]], cfg: QualityConfig) -> tuple[str, dict[str
                 diffs = [runs[s]["test_macro_f1"] - by[cfg.reference][s]["test_macro_f1"] for s in common]
                 mean, low, high = paired(diffs)
                 entry["paired_delta"] = {"mean": mean, "low": low, "high": high, "seeds": len(common)}
-                delta = f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]"
+                interval = f"{low:+.4f}, {high:+.4f}" if low is not None else "n/a: 1 seed"
+                delta = f"{mean:+.4f} [{interval}]"
             summary.setdefault(dataset, {})[recipe] = entry
             lines.append(
-                f"| {dataset} | {recipe} | {entry['test_macro_f1']:.4f} ± {std:.4f} | {entry['test_accuracy']:.4f} | "
+                f"| {dataset} | {recipe} | {entry['test_macro_f1']:.4f} ± {'n/a' if std is None else f'{std:.4f}'} | "
+                f"{entry['test_accuracy']:.4f} | "
                 f"{delta} | {entry['seconds']:.0f} |"
             )
     return "\n".join(lines), summary

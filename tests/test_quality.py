@@ -19,7 +19,28 @@ def test_paired_interval_is_the_t_interval_of_the_seed_differences():
     assert mean == pytest.approx(0.01)
     # t(0.975, 4) = 2.776; stdev = 0.01581; half-width 2.776 * 0.01581 / sqrt(5) = 0.01963
     assert (low, high) == pytest.approx((0.01 - 0.01963, 0.01 + 0.01963), abs=2e-5)
-    assert quality.paired([0.02]) == (0.02, 0.02, 0.02)
+    assert quality.paired([0.02]) == (0.02, None, None)  # one pair measures no spread: no interval
+
+
+def test_one_seed_shows_no_spread_and_no_interval():
+    """One seed per recipe: the table's std and the paired interval are not measured, so they read n/a rather than
+    "± 0.0000" and "[+0.0200, +0.0200]"; the JSON has null for them."""
+    cfg = quality.QualityConfig(recipes=["ours", "trainer"], seeds=[1])
+    cfg.validate()
+    rows = [
+        {"recipe": recipe, "dataset": "sst2", "seed": 1, "seconds": 10.0, "test_accuracy": f1, "test_macro_f1": f1}
+        for recipe, f1 in (("ours", 0.82), ("trainer", 0.80))
+    ]
+    text, summary = quality.table(rows, cfg)
+    assert "| sst2 | ours | 0.8200 ± n/a | 0.8200 | +0.0200 [n/a: 1 seed] | 10 |" in text.splitlines(), text
+    assert "| sst2 | trainer | 0.8000 ± n/a | 0.8000 | — | 10 |" in text.splitlines(), text
+    assert summary["sst2"]["ours"]["std"] is None
+    assert summary["sst2"]["ours"]["paired_delta"] == {
+        "mean": pytest.approx(0.02),
+        "low": None,
+        "high": None,
+        "seeds": 1,
+    }
 
 
 def test_unknown_recipe_or_reference_is_one_clear_error():
