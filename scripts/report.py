@@ -69,6 +69,9 @@ NOT_SETTINGS = BOOKKEEPING_SETTINGS | {"seed", "dataset", "model_name_or_path"}
 # of a batch-size grid a model of its own.
 LAUNCH_SETTINGS = ("mixed_precision", "num_processes")
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+# Two means over seeds this close (absolutely, or relative to a loss's size) are one score: far above a sum's rounding
+# (1e-16), far below any difference a validation split of even a million rows can show (1e-6).
+TIE_TOLERANCE = 1e-9
 COLUMNS = [
     ("val_macro_f1", "validation", "macro_f1"),
     ("val_accuracy", "validation", "accuracy"),
@@ -274,10 +277,15 @@ def select_grid_points(runs: list[dict[str, Any]], warn: bool = False) -> dict[t
             continue
         metric = metrics[0]
         sign = -1 if METRICS.get(metric) == "min" else 1
-        # Ties go to the point listed first in a stable order (the sorted point key), never to the test score.
+        # Ties go to the point listed first in a stable order (the sorted point key), never to the test score. Means
+        # that differ only in their last bits tie: 0.8 and 0.9 average to 0.8500000000000001, 0.85 twice to 0.85, and
+        # that rounding must not choose (the dataset's winner is tied alike).
         scored.sort(key=lambda p: (-sign * p["score"], point_key(p["grid"])))
+        at_top = [p for p in scored if tied(p["score"], scored[0]["score"])]
+        scored = sorted(at_top, key=lambda p: point_key(p["grid"])) + scored[len(at_top) :]
         best, runner_up = scored[0], scored[1] if len(scored) > 1 else None
-        margin = sign * (best["score"] - runner_up["score"]) if runner_up else None
+        margin = None if runner_up is None else sign * (best["score"] - runner_up["score"])
+        margin = 0.0 if runner_up is not None and tied(best["score"], runner_up["score"]) else margin
         chosen[pair] = best | {"metric": metric, "runner_up": runner_up, "margin": margin}
         # A point's mean over seed 1 alone (its other seeds failed, or are still to run) against another's over seeds
         # 1-3: the choice may rest on a lucky seed. Said, as for the winner of a dataset.
@@ -292,6 +300,11 @@ def select_grid_points(runs: list[dict[str, Any]], warn: bool = False) -> dict[t
                     file=sys.stderr,
                 )
     return chosen
+
+
+def tied(a: float, b: float) -> bool:
+    """Whether two means over seeds are one score: equal but for the rounding of their sums (the last bits)."""
+    return math.isclose(a, b, rel_tol=TIE_TOLERANCE, abs_tol=TIE_TOLERANCE)
 
 
 def grid_text(grid: dict[str, Any]) -> str:
@@ -558,9 +571,7 @@ def aggregate(runs: list[dict[str, Any]], baseline: str | None) -> list[dict[str
         top = max((sign * r["val_selected_mean"] for r in ranked), default=None) if len(metrics) == 1 else None
         # Models that tie on the best mean (two that predict alike, a score on few validation rows) are all bold:
         # picking one would crown whichever sorts first. (The means' last bit may differ with the summing order.)
-        best = [
-            r for r in ranked if top is not None and math.isclose(sign * r["val_selected_mean"], top, abs_tol=1e-12)
-        ]
+        best = [r for r in ranked if top is not None and tied(sign * r["val_selected_mean"], top)]
         for r in same:
             r["winner"] = any(r is b for b in best)
         seeds = {r["model"]: json.loads(r["seed_list"]) for r in ranked}

@@ -445,3 +445,19 @@ def test_without_a_rope_equal_scores_favour_neither_model():
     x = np.array([0.8, 0.9, 0.7])
     assert compare.signed_rank_probs(x, x.copy(), 0.0, 0) == (0.5, 0.0, 0.5)
     assert compare.signed_rank_probs(x, x.copy(), 0.01, 0) == (0.0, 1.0, 0.0)
+
+
+# ---- what the table and the verdict call things ---------------------------------------------------------------------
+
+
+def test_grid_points_whose_means_differ_only_by_rounding_tie_and_the_tie_rule_chooses(tmp_path, capsys):
+    """lr 1e-05 scores 0.8 and 0.9 on validation, lr 0.001 0.85 twice: one mean, 0.85, whose float differs in its last
+    bit (0.8500000000000001 against 0.85). That bit must not choose: the points tie, and the tie goes to the point
+    first in sorted order (learning_rate=0.001), with a margin of 0, as report.py documents."""
+    gold = balanced_gold(40)
+    for seed, (low, high) in enumerate(((0.8, 0.85), (0.9, 0.85)), 1):
+        write_run(tmp_path, "d1", "org/enc", seed, gold, gold, val=low, grid={"learning_rate": 1e-5})
+        write_run(tmp_path, "d1", "org/enc", seed, gold, gold, val=high, grid={"learning_rate": 1e-3})
+    runs = report.load_runs(tmp_path)
+    [best] = report.select_grid_points(runs).values()
+    assert best["grid"] == {"learning_rate": 1e-3} and best["margin"] == 0
