@@ -116,6 +116,12 @@ def scored_seeds(point: dict[str, Any], metric: str) -> dict[int, dict[str, Any]
     return {s: r for s, r in by_seed(point["runs"]).items() if r.get(f"test_{metric}") is not None}
 
 
+def seed_sets(points: dict[str, dict[str, Any]], metric: str) -> str:
+    """Each model's seeds with a score, for a reason that says why nothing pairs: ``a: seeds 1, 2; b: seeds 3``."""
+    listed = {name: sorted(scored_seeds(point, metric)) for name, point in points.items()}
+    return "; ".join(f"{name}: seeds {', '.join(map(str, s))}" if s else f"{name}: none" for name, s in listed.items())
+
+
 def different_test_sets(points: list[dict[str, Any]]) -> str | None:
     """Why the selected runs' test scores cannot be compared, or None: they scored different numbers of test rows
     (another --max_eval_samples), other rows (another or an edited test file: the test split's digest) or under other
@@ -561,7 +567,8 @@ def compare_pair(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
         if lacking:
             skipped[dataset] = f"no runs of {' and '.join(lacking)}"
         elif not set(scored_seeds(point_a, args.metric)) & set(scored_seeds(point_b, args.metric)):
-            skipped[dataset] = f"no seed with a {scored_label(args)} on both sides"
+            listed = seed_sets({args.a: point_a, args.b: point_b}, args.metric)
+            skipped[dataset] = f"no seed with a {scored_label(args)} on both sides ({listed})"
         elif reason := different_test_sets([point_a, point_b]):
             skipped[dataset] = reason
         else:
@@ -701,7 +708,8 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         by_model = [scored_seeds(p, args.metric) for p in points]
         common = sorted(set.intersection(*(set(s) for s in by_model)))
         if not common:
-            skipped[dataset] = f"no seed with a {scored_label(args)} for every model"
+            listed = seed_sets(dict(zip(models, points, strict=True)), args.metric)
+            skipped[dataset] = f"no seed with a {scored_label(args)} for every model ({listed})"
         elif reason := different_test_sets(points):
             skipped[dataset] = reason
         else:

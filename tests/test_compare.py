@@ -450,6 +450,22 @@ def test_without_a_rope_equal_scores_favour_neither_model():
 # ---- what the table and the verdict call things ---------------------------------------------------------------------
 
 
+def test_disjoint_seeds_name_each_sides_seeds(tmp_path, capsys):
+    """model-a ran seeds 1 and 2 on d1, model-b seeds 3 and 4: nothing pairs, and the reason names both seed sets."""
+    gold = balanced_gold(40)
+    for seed in (1, 2):
+        write_run(tmp_path, "d1", "org/model-a", seed, gold, gold)
+        write_run(tmp_path, "d1", "org/model-b", seed + 2, gold, with_errors(gold, 4))
+    pair = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", capsys=capsys)
+    assert pair["datasets_skipped"] == {
+        "d1": "no seed with a test macro_f1 on both sides (model-a: seeds 1, 2; model-b: seeds 3, 4)"
+    }
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert ranked["datasets_skipped"] == {
+        "d1": "no seed with a test macro_f1 for every model (model-a: seeds 1, 2; model-b: seeds 3, 4)"
+    }
+
+
 def test_grid_points_whose_means_differ_only_by_rounding_tie_and_the_tie_rule_chooses(tmp_path, capsys):
     """lr 1e-05 scores 0.8 and 0.9 on validation, lr 0.001 0.85 twice: one mean, 0.85, whose float differs in its last
     bit (0.8500000000000001 against 0.85). That bit must not choose: the points tie, and the tie goes to the point
