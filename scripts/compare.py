@@ -672,7 +672,19 @@ def verdict(result: dict[str, Any], a: str, b: str) -> str:
             f"±{result['rope']:g}) = {result['p_equivalent']:.2f}, P({b} better) = {result['p_b_better']:.2f}: "
             f"{result['conclusion']}"
         )
-    return text + versions_caution(result["versions_differ"])
+    return text + one_seed_caution(result["per_dataset"]) + versions_caution(result["versions_differ"])
+
+
+def one_seed_caution(per_dataset: dict[str, dict[str, Any]]) -> str:
+    """The verdict's caution when the scores of some datasets are one seed's (empty when none are): a mean over one
+    seed says nothing of the seed noise, which the verdict would otherwise seem to have weighed."""
+    single = [d for d, r in per_dataset.items() if len(r["seeds"]) == 1]
+    if not single:
+        return ""
+    return (
+        f"; CAUTION: on {len(single)} of {len(per_dataset)} dataset(s) ({', '.join(single)}) the scores compared rest "
+        "on one seed per model, so the seed noise is unmeasured: run more seeds"
+    )
 
 
 def versions_caution(differ: dict[str, str]) -> str:
@@ -752,6 +764,7 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
         test_winner = sole_best(models, test)
         differ = report.environment_differences({m: paired[(dataset, m)] for m in models}, model_files=False)
         per_dataset[dataset] = {
+            "seeds": [r["seed"] for r in paired[(dataset, models[0])]],
             "versions_differ": "; ".join(differ) or None,
             "scores": dict(zip(models, map(float, test), strict=True)),
             "grids": {m: p["grid"] for m, p in zip(models, points, strict=True)},
@@ -780,7 +793,8 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
     result["pairwise_vs_best"] = pairwise
     result["notes"] = notes
     result["versions_differ"] = {d: r["versions_differ"] for d, r in per_dataset.items() if r["versions_differ"]}
-    result["verdict"] = verdict_all(result, best) + versions_caution(result["versions_differ"])
+    result["verdict"] = verdict_all(result, best) + one_seed_caution(per_dataset)
+    result["verdict"] += versions_caution(result["versions_differ"])
     return result
 
 

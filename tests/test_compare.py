@@ -450,6 +450,24 @@ def test_without_a_rope_equal_scores_favour_neither_model():
 # ---- what the table and the verdict call things ---------------------------------------------------------------------
 
 
+def test_a_verdict_on_one_seed_says_it_rests_on_one_seed(tmp_path, capsys):
+    """Every model ran seed 1 only: the ranking and the A-vs-B verdict say they rest on one seed (the seed noise is
+    unmeasured), not only a note further up."""
+    gold = balanced_gold(40)
+    for dataset in ("d1", "d2"):
+        write_run(tmp_path, dataset, "org/model-a", 1, gold, with_errors(gold, 2))
+        write_run(tmp_path, dataset, "org/model-b", 1, gold, with_errors(gold, 6))
+    write_run(tmp_path, "d3", "org/model-a", 1, gold, with_errors(gold, 2))
+    write_run(tmp_path, "d3", "org/model-b", 1, gold, with_errors(gold, 6))
+    write_run(tmp_path, "d3", "org/model-a", 2, gold, with_errors(gold, 4))
+    write_run(tmp_path, "d3", "org/model-b", 2, gold, with_errors(gold, 8))
+    caution = "; CAUTION: on 2 of 3 dataset(s) (d1, d2) the scores compared rest on one seed per model"
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    assert caution in ranked["verdict"], ranked["verdict"]
+    pair = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "100", capsys=capsys)
+    assert caution in pair["verdict"], pair["verdict"]
+
+
 def test_disjoint_seeds_name_each_sides_seeds(tmp_path, capsys):
     """model-a ran seeds 1 and 2 on d1, model-b seeds 3 and 4: nothing pairs, and the reason names both seed sets."""
     gold = balanced_gold(40)
