@@ -87,6 +87,12 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         run_dir = results_path.parent
         config_path = run_dir / "config.json"
         if not config_path.is_file():
+            # Without config.json there is no dataset, model or setting to put the run in a row by.
+            print(
+                f"warning: {run_dir} left out: it has a results.json but no config.json, so its dataset, model and "
+                "settings are unknown; restore its config.json or delete the folder.",
+                file=sys.stderr,
+            )
             continue
         try:
             results = json.loads(results_path.read_text())

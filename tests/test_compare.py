@@ -450,6 +450,22 @@ def test_without_a_rope_equal_scores_favour_neither_model():
 # ---- what the table and the verdict call things ---------------------------------------------------------------------
 
 
+def test_a_run_with_results_but_no_config_is_named_not_skipped_silently(tmp_path, capsys):
+    """results.json without config.json (a config.json deleted, a folder copied in part): the run cannot be placed in
+    a row, so it is left out, and one warning line names the folder and what it lacks."""
+    gold = balanced_gold(40)
+    write_run(tmp_path, "d1", "org/model-a", 1, gold, gold)
+    lost = write_run(tmp_path, "d1", "org/model-a", 2, gold, gold)
+    (lost / "config.json").unlink()
+    rows = report.main([str(tmp_path), "--no_plots"])
+    assert rows[0]["seeds"] == 1
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {lost} left out: it has a results.json but no config.json, so its dataset, model and settings are "
+        "unknown; restore its config.json or delete the folder."
+    ]
+
+
 def test_a_verdict_on_one_seed_says_it_rests_on_one_seed(tmp_path, capsys):
     """Every model ran seed 1 only: the ranking and the A-vs-B verdict say they rest on one seed (the seed noise is
     unmeasured), not only a note further up."""
