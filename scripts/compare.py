@@ -936,10 +936,10 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     for dataset, r in result["per_dataset"].items():
         std = f" ± {r['delta_std']:.4f}" if r["delta_std"] is not None else ""
         ci = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] is not None else "-"
-        won = {"A": a, "B": b}.get(r["winner"], "-")
+        won = report.md({"A": a, "B": b}.get(r["winner"], "-"))
         flag = "**yes**" if r["val_winner_loses_on_test"] else "no"
         lines.append(
-            f"| {dataset} | {len(r['seeds'])} | {num(r['a_mean'])} | {num(r['b_mean'])} | {r['delta_mean']:+.4f}{std} "
+            f"| {report.md(dataset)} | {len(r['seeds'])} | {num(r['a_mean'])} | {num(r['b_mean'])} | {r['delta_mean']:+.4f}{std} "
             f"| {ci} | {num(r['p_holm'], 3)} | {num(r['aso_eps_min_a'], 2)} / {num(r['aso_eps_min_b'], 2)} | {won} "
             f"| {num(r['val_test_tau'], 2)} | {flag} |"
         )
@@ -963,7 +963,8 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     lines += ["|---|---|---|---|---|---|---|"]
     for dataset, r in result["per_dataset"].items():
         lines.append(
-            f"| {dataset} | {report.grid_text(r['a_grid'])} | {report.grid_text(r['b_grid'])} | {num(r['a_val_test_drop'], signed=True)} "
+            f"| {report.md(dataset)} | {report.md(report.grid_text(r['a_grid']))} | {report.md(report.grid_text(r['b_grid']))} "
+            f"| {num(r['a_val_test_drop'], signed=True)} "
             f"| {num(r['b_val_test_drop'], signed=True)} | {r['val_winner'] or '-'} | {r['test_winner'] or '-'} |"
         )
     advice = [(d, r["seeds_needed"]) for d, r in result["per_dataset"].items() if r["seeds_needed"] is not None]
@@ -1028,7 +1029,7 @@ def all_markdown(result: dict[str, Any], what: str = "test") -> str:
     for row in result["ranking"]:
         pair = result["pairwise_vs_best"].get(row["model"], {})
         lines.append(
-            f"| {row['model']} | {num(row['mean_rank'], 2)} | {num(row['mean_score'])} "
+            f"| {report.md(row['model'])} | {num(row['mean_rank'], 2)} | {num(row['mean_score'])} "
             f"| {num(pair.get('p_best_better'), 3)} | {num(pair.get('p_equivalent'), 3)} |"
         )
     if result["omnibus"] is not None:
@@ -1040,7 +1041,8 @@ def all_markdown(result: dict[str, Any], what: str = "test") -> str:
     for dataset, r in result["per_dataset"].items():
         flag = f"**val winner loses on {what}**" if r["val_winner_loses_on_test"] else ""
         lines.append(
-            f"| {dataset} | {num(r['val_test_tau'], 2)} | {r['val_winner'] or '-'} | {r['test_winner'] or '-'} | {flag} |"
+            f"| {report.md(dataset)} | {num(r['val_test_tau'], 2)} | {report.md(r['val_winner'] or '-')} | {report.md(r['test_winner'] or '-')} "
+            f"| {flag} |"
         )
     if result["datasets_skipped"]:
         lines += ["", "## Skipped datasets", ""] + [f"- {d}: {why}" for d, why in result["datasets_skipped"].items()]

@@ -664,6 +664,11 @@ def heldout_cell(row: dict[str, Any], name: str) -> str:
     return f"{cell} ({scored}/{row['seeds']} seeds)" if 0 < scored < row["seeds"] else cell
 
 
+def md(text: Any) -> str:
+    """``text`` for a Markdown table cell: a '|' in a name (a folder, a variant) would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
     """``mean ± std`` (or ``-`` when missing)."""
     if mean is None:
@@ -674,7 +679,7 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
 def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
     """The results table as Markdown; the per-dataset winner (best mean validation score by the runs' metric) in bold."""
     header = ["dataset", "model", "seeds", "val macro-F1", "val acc", "test macro-F1", "test acc", "val→test gap"]
-    header += ["best step", "train s", "samples/s"] + ([f"Δ test macro-F1 vs {baseline}"] if baseline else [])
+    header += ["best step", "train s", "samples/s"] + ([f"Δ test macro-F1 vs {md(baseline)}"] if baseline else [])
     # The scored inputs (aggregate gives a row the columns of its dataset's inputs), in name order.
     inputs = sorted(
         {
@@ -685,12 +690,14 @@ def markdown(rows: list[dict[str, Any]], baseline: str | None) -> str:
         }
     )
     metric = "/".join(sorted({r["metric"] for r in rows}))
-    header += [f"held-out {name} {metric}" for name in inputs]
+    header += [f"held-out {md(name)} {metric}" for name in inputs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [
-            r["dataset"],
-            (f"**{r['model']}**" + (" ‡" if r.get("winner_seeds_differ") else "")) if r.get("winner") else r["model"],
+            md(r["dataset"]),
+            (f"**{md(r['model'])}**" + (" ‡" if r.get("winner_seeds_differ") else ""))
+            if r.get("winner")
+            else md(r["model"]),
             f"{r['seeds']} †" if r["mixed"] else str(r["seeds"]),
             *(fmt(r[f"{c}_mean"], r[f"{c}_std"]) for c, _, _ in COLUMNS),
             fmt(r["val_test_gap"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -448,6 +449,36 @@ def test_without_a_rope_equal_scores_favour_neither_model():
 
 
 # ---- what the table and the verdict call things ---------------------------------------------------------------------
+
+
+def md_cells(line: str) -> list[str]:
+    """A Markdown table line's cells, split at the '|' that are not escaped."""
+    return re.split(r"(?<!\\)\|", line.strip())[1:-1]
+
+
+def test_a_bar_in_a_name_is_escaped_in_every_markdown_table(tmp_path, capsys):
+    """A model "org/enc|v2" and a dataset "news|2024": their '|' would end a cell and shift every column after it."""
+    gold = balanced_gold(40)
+    for dataset in ("news|2024", "d2"):
+        for seed in (1, 2):
+            write_run(tmp_path, dataset, "org/enc|v2", seed, gold, with_errors(gold, 2, offset=seed))
+            write_run(tmp_path, dataset, "org/base", seed, gold, with_errors(gold, 6, offset=seed))
+    report.main([str(tmp_path), "--no_plots", "--baseline", "base"])
+    run_compare(tmp_path, "--a", "enc", "--b", "base", "--bootstrap", "100", capsys=capsys)
+    run_compare(tmp_path, "--all", capsys=capsys)
+    files = ["results.md", "compare_enc_v2_vs_base.md", "compare_all.md"]
+    for name in files:
+        text = (tmp_path / name).read_text()
+        assert "enc\\|v2" in text and "news\\|2024" in text, (name, text)
+        tables: list[list[str]] = []
+        for line in text.splitlines():
+            if line.startswith("|"):
+                tables[-1:] = [[*tables[-1], line]] if tables and tables[-1] else [[line]]
+            elif tables and tables[-1]:
+                tables.append([])
+        for table in filter(None, tables):
+            widths = {len(md_cells(line)) for line in table}
+            assert len(widths) == 1, (name, table)
 
 
 def test_a_run_with_results_but_no_config_is_named_not_skipped_silently(tmp_path, capsys):
