@@ -13,7 +13,8 @@ no test split), where a rare class that one setting learns and another misses sh
 
 A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
 that changes what is learned, the launch's mixed precision and process count included (``results.csv`` lists them
-in ``dataset_path``, ``model_path`` and ``settings``, and the run folders in ``run_dirs``, a JSON list); only seeds are averaged. Names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
+in ``dataset_path``, ``model_path`` and ``settings``, and the run folders in ``run_dirs``, a JSON list); only seeds are averaged. A dataset
+that the run_matrix.py plan named (``name:``, recorded in matrix.json) goes by that name; other names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
 and get their parent folders (``v1-reviews``, ``org1-bert-base``) or a short hash when two paths share a short name;
 runs of one dataset and model with other settings are told apart by those settings (``minilm (learning_rate=1e-05)``).
 A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
@@ -243,10 +244,12 @@ def switched_off(user: dict[str, Any]) -> set[str]:
 
 
 def read_matrix_entry(run_dir: Path) -> dict[str, Any]:
-    """``variant`` (None when the run is no variant) and ``grid`` (the grid point's settings, {} without a grid)."""
+    """``variant`` (None when the run is no variant), ``grid`` (the grid point's settings, {} without a grid) and
+    ``dataset_name`` (the name the plan's ``name:`` gave the dataset, else None)."""
     path = run_dir / "matrix.json"
     entry = json.loads(path.read_text()) if path.is_file() else {}
-    return {"variant": entry.get("variant"), "grid": entry.get("grid") or {}}
+    # The plan's name: of its dataset (run_matrix.py records it since it did; None for older runs and a plain run).
+    return {"variant": entry.get("variant"), "grid": entry.get("grid") or {}, "dataset_name": entry.get("dataset")}
 
 
 def point_key(grid: dict[str, Any]) -> str:
@@ -319,14 +322,18 @@ def grid_text(grid: dict[str, Any]) -> str:
 
 
 def name_runs(runs: list[dict[str, Any]]) -> None:
-    """Set each run's display ``dataset`` and ``model``: short, unless two different paths share the short name."""
+    """Set each run's display ``dataset`` and ``model``: a dataset by the name the plan gave it (``name:``), else short;
+    either made distinct where two different datasets (or models) would share it."""
+    identities = [json.dumps([r["dataset_path"], *(r["settings"].get(k) for k in LABEL_SETTINGS)]) for r in runs]
+    given: dict[str, str] = {}
+    for run, identity in sorted(zip(runs, identities, strict=True), key=lambda x: str(x[0]["run_dir"])):
+        if run.get("dataset_name"):  # one name per dataset, whichever of its runs carry one
+            given.setdefault(identity, str(run["dataset_name"]))
+    # A given name stands as the whole name (no label suffix: the plan's name says what it means); two datasets of
+    # one name, from two plans in one folder, get their hashes as derived names do.
     datasets = [
-        (
-            r["dataset_path"],
-            r["labels"],
-            json.dumps([r["dataset_path"], *(r["settings"].get(k) for k in LABEL_SETTINGS)]),
-        )
-        for r in runs
+        (given[identity], "", identity) if identity in given else (r["dataset_path"], r["labels"], identity)
+        for r, identity in zip(runs, identities, strict=True)
     ]
     models = [(r["model_path"], "", r["model_path"]) for r in runs]
     for run, dataset, model in zip(runs, unique_names(datasets), unique_names(models), strict=True):

@@ -142,6 +142,7 @@ class Run:
     settings: dict[str, Any]
     entry: dict[str, Any] | None = None  # {"variant": name, "grid": point} for matrix.json, None for a plain run
     dataset_name: str = ""  # the plan's name of its dataset (its name:, else its short name): --score_inputs DATASET=
+    named: bool = False  # the dataset's name is the entry's name: (matrix.json records it for report.py)
     inputs: list[str] = field(default_factory=list)  # the --score_inputs files of its dataset
 
 
@@ -417,7 +418,9 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
                 run_dir = root / data_dir / model_dir / (folder or "") / f"seed{seed}"
                 run_args = args | {"seed": seed, "output_dir": str(run_dir), "runs_root": str(root)}
                 entry = {"variant": variant, "grid": parsed} if folder else None
-                runs.append(Run(run_dir, flags(run_args) + extra, settings, entry, dataset_name))
+                runs.append(
+                    Run(run_dir, flags(run_args) + extra, settings, entry, dataset_name, dataset.name is not None)
+                )
     check_distinct(runs)
     return runs
 
@@ -872,8 +875,10 @@ def train_command(run: Run, launcher: list[str]) -> list[str]:
 
 def begin(run: Run) -> None:
     """What a claimed run's folder gets before it trains: its variant/grid point, and no stale failure."""
-    if run.entry is not None:  # the variant and grid point, for report.py and compare.py
-        atomic_write_json(run.run_dir / "matrix.json", run.entry)
+    # The variant, the grid point and the dataset's name: (report.py and compare.py show it, not the path's name).
+    entry = (run.entry or {"variant": None, "grid": {}}) | {"dataset": run.dataset_name} if run.named else run.entry
+    if entry is not None:
+        atomic_write_json(run.run_dir / "matrix.json", entry)
     (run.run_dir / FAILED).unlink(missing_ok=True)
 
 

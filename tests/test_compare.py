@@ -50,9 +50,10 @@ def write_run(
     grid: dict | None = None,
     variant: str | None = None,
     digests: dict | None = None,
+    name: str | None = None,
 ) -> Path:
     """A finished run folder as run_matrix.py leaves it: config.json, results.json, predictions_test.jsonl and, for a
-    grid point, matrix.json."""
+    grid point or a dataset the plan gave a ``name``, matrix.json."""
     grid = grid or {}
     point = "-".join([variant or "", *(f"{k}{v}" for k, v in sorted(grid.items()))]).strip("-") or "default"
     run_dir = root / dataset / model.replace("/", "_") / point / f"seed{seed}"
@@ -70,8 +71,9 @@ def write_run(
     }
     results = {"metric": "macro_f1", "validation": validation, "test": test, "best_step": 10}
     (run_dir / "results.json").write_text(json.dumps(results))
-    if grid or variant:  # run_matrix.py names a run's variant and grid point in matrix.json, where report.py reads it
-        (run_dir / "matrix.json").write_text(json.dumps({"variant": variant, "grid": grid}))
+    if grid or variant or name:  # run_matrix.py names a run's variant, grid point and dataset name in matrix.json
+        entry = {"variant": variant, "grid": grid} | ({"dataset": name} if name else {})
+        (run_dir / "matrix.json").write_text(json.dumps(entry))
     rows = [
         {"idx": i, "text": f"row {i}", "gold": g, "pred": p} for i, (g, p) in enumerate(zip(gold, pred, strict=True))
     ]
@@ -449,6 +451,39 @@ def test_without_a_rope_equal_scores_favour_neither_model():
 
 
 # ---- what the table and the verdict call things ---------------------------------------------------------------------
+
+
+def test_report_and_compare_name_a_dataset_as_the_plan_names_it(tmp_path, capsys):
+    """A plan's `name: reviews` for a dataset whose folder is called "final": run_matrix.py records the name in each
+    run's matrix.json, and the table and the verdict show it, not the path's last part. Another plan's "reviews" (other
+    data) in the same folder stays apart; a dataset the plan gave no name keeps its short name."""
+    import run_matrix
+
+    cfg = {"datasets": [{"path": str(REPO / "sample_data"), "name": "reviews"}], "models": ["org/model-a"]}
+    cfg |= {"seeds": [1], "output_dir": str(tmp_path / "plan")}
+    [planned] = run_matrix.plan(cfg, [])
+    planned.run_dir.mkdir(parents=True)
+    run_matrix.begin(planned)
+    assert json.loads((planned.run_dir / "matrix.json").read_text()) == {
+        "variant": None,
+        "grid": {},
+        "dataset": "reviews",
+    }
+    gold = balanced_gold(40)
+    for seed in (1, 2):
+        for model, errors in (("org/model-a", 2), ("org/model-b", 6)):
+            pred = with_errors(gold, errors, offset=seed)
+            write_run(tmp_path / "one", "final", model, seed, gold, pred, name="reviews")
+            write_run(tmp_path / "two", "final", model, seed, gold, pred, name="reviews")
+            write_run(tmp_path / "two", "other/final", model, seed, gold, pred, name="reviews")
+            write_run(tmp_path / "two", "plain", model, seed, gold, pred)
+    assert [r["dataset"] for r in report.main([str(tmp_path / "one"), "--no_plots"])] == ["reviews", "reviews"]
+    out = run_compare(tmp_path / "one", "--a", "model-a", "--b", "model-b", "--bootstrap", "100", capsys=capsys)
+    assert list(out["per_dataset"]) == ["reviews"]
+    assert "\n| reviews | 2 |" in (tmp_path / "one" / "compare_model-a_vs_model-b.md").read_text()
+    datasets = sorted({r["dataset"] for r in report.main([str(tmp_path / "two"), "--no_plots"])})
+    assert len(datasets) == 3 and datasets[0] == "plain", datasets
+    assert all(d.startswith("reviews-") for d in datasets[1:]) and datasets[1] != datasets[2], datasets
 
 
 def md_cells(line: str) -> list[str]:
