@@ -259,7 +259,8 @@ def point_key(grid: dict[str, Any]) -> str:
 
 def select_grid_points(runs: list[dict[str, Any]], warn: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
     """For each (dataset, model): the grid point with the best mean VALIDATION score over seeds, by the runs' own
-    metric and its direction (config.METRICS); test scores never take part. Also the runner-up and the margin.
+    metric and its direction (config.METRICS); test scores never take part. Means within TIE_TOLERANCE tie, and the tie
+    goes to the first point in sorted order (margin 0). Also the runner-up and the margin.
     Points selected by different metrics cannot be ranked: none is chosen (``warn``: and a warning says so)."""
     groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
