@@ -506,8 +506,9 @@ def compare_dataset(
     test = {"A": out["a_mean"], "B": out["b_mean"]}
     out["a_val_test_drop"] = val["A"] - test["A"] if val["A"] is not None else None
     out["b_val_test_drop"] = val["B"] - test["B"] if val["B"] is not None else None
-    val_winner = None if None in val.values() or val["A"] == val["B"] else max(val, key=val.get)
-    test_winner = None if test["A"] == test["B"] else max(test, key=test.get)
+    # Means equal but for their last bits tie (report.tied), as grid points and a dataset's winner do.
+    val_winner = None if None in val.values() or report.tied(val["A"], val["B"]) else max(val, key=val.get)
+    test_winner = None if report.tied(test["A"], test["B"]) else max(test, key=test.get)
     out["val_winner"], out["test_winner"] = val_winner, test_winner
     out["val_winner_loses_on_test"] = val_winner is not None and test_winner is not None and val_winner != test_winner
     return out
@@ -771,7 +772,8 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
             "val_test_tau": kendall_tau(val, test) if have_val else None,
             "val_winner": val_winner,
             "test_winner": test_winner,
-            "val_winner_loses_on_test": val_winner is not None and test[models.index(val_winner)] < max(test),
+            "val_winner_loses_on_test": val_winner is not None
+            and not report.tied(test[models.index(val_winner)], max(test)),
         }
     result: dict[str, Any] = {"models": models, "metric": scored_label(args), "datasets_compared": complete}
     result |= {"datasets_skipped": skipped, "ranking": ranking, "per_dataset": per_dataset}
@@ -800,7 +802,7 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
 
 def sole_best(models: list[str], scores: list[float]) -> str | None:
     """The model with the highest score, or None when several share it (as A vs B names no winner of a tie)."""
-    at_top = [m for m, score in zip(models, scores, strict=True) if score == max(scores)]
+    at_top = [m for m, score in zip(models, scores, strict=True) if report.tied(score, max(scores))]
     return at_top[0] if len(at_top) == 1 else None
 
 

@@ -577,3 +577,19 @@ def test_grid_points_whose_means_differ_only_by_rounding_tie_and_the_tie_rule_ch
     runs = report.load_runs(tmp_path)
     [best] = report.select_grid_points(runs).values()
     assert best["grid"] == {"learning_rate": 1e-3} and best["margin"] == 0
+
+
+def test_a_validation_tie_by_rounding_names_no_validation_winner(tmp_path, capsys):
+    """x scores 0.8 and 0.9 on validation, y 0.85 twice: one mean, whose float differs in its last bit. No validation
+    winner is named, so none is flagged for losing on test (y is ahead there), in A vs B and in --all alike."""
+    gold = balanced_gold(40)
+    for dataset in ("d1", "d2"):
+        for seed, (x_val, y_val) in enumerate(((0.8, 0.85), (0.9, 0.85)), 1):
+            write_run(tmp_path, dataset, "org/x", seed, gold, with_errors(gold, 4, offset=seed), val=x_val)
+            write_run(tmp_path, dataset, "org/y", seed, gold, with_errors(gold, 2, offset=seed), val=y_val)
+    pair = run_compare(tmp_path, "--a", "x", "--b", "y", "--bootstrap", "100", capsys=capsys)
+    d1 = pair["per_dataset"]["d1"]
+    assert (d1["val_winner"], d1["test_winner"], d1["val_winner_loses_on_test"]) == (None, "B", False)
+    ranked = run_compare(tmp_path, "--all", capsys=capsys)
+    d1 = ranked["per_dataset"]["d1"]
+    assert (d1["val_winner"], d1["test_winner"], d1["val_winner_loses_on_test"]) == (None, "y", False)
