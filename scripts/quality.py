@@ -19,6 +19,7 @@ per dataset mean ± std of test macro-F1 for each recipe and the paired differen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -120,9 +121,50 @@ def command(cfg: QualityConfig, recipe: str, dataset: str, seed: int, run_dir: P
     return [*launch, *train, "--overwrite_output_dir"], run_dir / "results.json"
 
 
+def dataset_name(dataset: str) -> str:
+    """A dataset's name in runs.jsonl, the table and its runs' folders: its folder's name, and its label column when
+    one is given (``trec:label_coarse`` and ``trec:label_fine`` are two tasks)."""
+    path, _, column = dataset.partition(":")
+    return f"{Path(path).name}-{column}" if column else Path(path).name
+
+
+def run_settings(cfg: QualityConfig, dataset: str) -> dict[str, Any]:
+    """What a run's scores depend on besides its recipe and seed: the dataset (its full path and label column), the
+    model and every shared hyper-parameter."""
+    path, _, column = dataset.partition(":")
+    skip = {"datasets", "recipes", "reference", "seeds", "output_dir"}
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
+    return {"dataset": str(Path(path).resolve()), "label_column": column or None, **shared}
+
+
+def check_recorded(cfg: QualityConfig, rows: list[dict[str, Any]], record: Path) -> None:
+    """Refuse a rerun whose settings differ from the runs ``record`` holds for the same datasets: they would be
+    counted as this command's (and their folders overwritten)."""
+    names = [dataset_name(d) for d in cfg.datasets]
+    for name in {n for n in names if names.count(n) > 1}:
+        same = [d for d in cfg.datasets if dataset_name(d) == name]
+        raise UsageError(
+            f"--datasets {' and '.join(same)} would share the name {name} (their runs' folder); rename one."
+        )
+    wanted = {name: run_settings(cfg, d) for name, d in zip(names, cfg.datasets, strict=True)}
+    for row in rows:
+        if row["dataset"] not in wanted or (settings := row.get("settings")) == wanted[row["dataset"]]:
+            continue
+        differ = ", ".join(
+            f"{k} {settings.get(k)!r}, not {v!r}"
+            for k, v in wanted[row["dataset"]].items()
+            if settings and settings.get(k) != v
+        )
+        why = f"with other settings ({differ})" if settings else "without its settings (an older file)"
+        raise UsageError(
+            f"{record} holds {row['recipe']} on {row['dataset']} seed {row['seed']} run {why}; these runs would be "
+            "counted as this command's: pass another --output_dir, or move that folder away to start over."
+        )
+
+
 def run_one(cfg: QualityConfig, recipe: str, dataset: str, seed: int) -> dict[str, Any]:
     """Run one recipe on one dataset and seed in a fresh process; its test/validation scores and wall time."""
-    name = Path(dataset.partition(":")[0]).name
+    name = dataset_name(dataset)
     run_dir = Path(cfg.output_dir) / name / recipe / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     argv, scores = command(cfg, recipe, dataset, seed, run_dir)
@@ -140,6 +182,7 @@ def run_one(cfg: QualityConfig, recipe: str, dataset: str, seed: int) -> dict[st
         "recipe": recipe,
         "dataset": name,
         "seed": seed,
+        "settings": run_settings(cfg, dataset),
         "seconds": seconds,
         "test_macro_f1": result["test"]["macro_f1"],
         "test_accuracy": result["test"]["accuracy"],
@@ -204,9 +247,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     record = out / "runs.jsonl"
     rows = [json.loads(line) for line in record.read_text().splitlines()] if record.is_file() else []
+    check_recorded(cfg, rows, record)
     done = {(r["recipe"], r["dataset"], r["seed"]) for r in rows}
     for dataset in cfg.datasets:
-        name = Path(dataset.partition(":")[0]).name
+        name = dataset_name(dataset)
         # Seeds outermost and the recipes alternating within a seed, so machine load drifts hit every recipe alike.
         for seed in cfg.seeds:
             for recipe in cfg.recipes:
@@ -220,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{name} seed {seed} {recipe}: test macro-F1 {row['test_macro_f1']:.4f}, {row['seconds']:.0f} s",
                     flush=True,
                 )
-    wanted = {Path(d.partition(":")[0]).name for d in cfg.datasets}
+    wanted = {dataset_name(d) for d in cfg.datasets}
     rows = [r for r in rows if r["dataset"] in wanted and r["seed"] in cfg.seeds and r["recipe"] in cfg.recipes]
     text, summary = table(rows, cfg)
     atomic_write_text(out / "quality.md", text + "\n")

@@ -59,17 +59,70 @@ def test_ours_and_the_trainer_recipe_on_the_same_rows_then_a_rerun_keeps_them(ti
     rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [r["recipe"] for r in rows] == ["ours", "trainer"]
     # The same test rows: ours scored 24 predictions, and the Trainer's accuracy is a multiple of 1/24.
-    predictions = (tmp_path / "trec" / "ours" / "seed1" / "predictions_test.jsonl").read_text().splitlines()
+    predictions = (
+        (tmp_path / "trec-label_coarse" / "ours" / "seed1" / "predictions_test.jsonl").read_text().splitlines()
+    )
     assert len(predictions) == 24
     assert (rows[1]["test_accuracy"] * 24) == pytest.approx(round(rows[1]["test_accuracy"] * 24))
-    ours = summary["trec"]["ours"]
+    ours = summary["trec-label_coarse"]["ours"]
     delta = rows[0]["test_macro_f1"] - rows[1]["test_macro_f1"]
     assert ours["paired_delta"]["mean"] == pytest.approx(delta)
-    assert "| trec | ours |" in (tmp_path / "quality.md").read_text()
+    assert "| trec-label_coarse | ours |" in (tmp_path / "quality.md").read_text()
     capsys.readouterr()
     quality.main(args)  # nothing is run again
     assert "seed 1 ours" not in capsys.readouterr().out
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 2
+
+
+def fake_runs(monkeypatch):
+    """quality.run_one replaced by a run that scores 0.5 + seed / 100 (ours) or 0.5 (the Trainer) at once."""
+    ran = []
+
+    def run_one(cfg, recipe, dataset, seed):
+        ran.append((recipe, dataset, seed))
+        f1 = 0.5 + seed / 100 if recipe == "ours" else 0.5
+        row = {"recipe": recipe, "dataset": quality.dataset_name(dataset), "seed": seed, "seconds": 1.0}
+        return (
+            row
+            | {"test_macro_f1": f1, "test_accuracy": f1, "validation_macro_f1": f1}
+            | {"settings": quality.run_settings(cfg, dataset)}
+        )
+
+    monkeypatch.setattr(quality, "run_one", run_one)
+    return ran
+
+
+def test_two_label_columns_of_one_dataset_are_two_tasks(tmp_path, monkeypatch):
+    """trec:label_coarse and trec:label_fine are two tasks: both are run and each gets its own row (before, both
+    were named trec, and the second was taken as already run)."""
+    ran = fake_runs(monkeypatch)
+    trec = REPO.parent / "shared" / "data" / "trec"
+    args = ["--datasets", f"{trec}:label_coarse", f"{trec}:label_fine", "--seeds", "1", "--output_dir", str(tmp_path)]
+    summary = quality.main(args)
+    assert [(recipe, seed) for recipe, _, seed in ran] == [("ours", 1), ("trainer", 1)] * 2
+    assert sorted(summary) == ["trec-label_coarse", "trec-label_fine"]
+
+
+def test_a_rerun_with_other_settings_is_refused_not_mixed_with_the_recorded_runs(tmp_path, monkeypatch):
+    """runs.jsonl keeps each run's settings; a rerun into the same folder with another --max_train_samples (or an
+    older file without settings) is refused before any run, instead of counting those runs as this command's."""
+    ran = fake_runs(monkeypatch)
+    args = ["--datasets", str(REPO / "sample_data"), "--seeds", "1", "--output_dir", str(tmp_path)]
+    quality.main([*args, "--max_train_samples", "100"])
+    assert len(ran) == 2
+    quality.main([*args, "--max_train_samples", "100"])  # the same settings: nothing to run again
+    assert len(ran) == 2
+    with pytest.raises(quality.UsageError) as refused:
+        quality.main([*args, "--max_train_samples", "200"])
+    assert str(refused.value) == (
+        f"{tmp_path / 'runs.jsonl'} holds ours on sample_data seed 1 run with other settings (max_train_samples 100, "
+        "not 200); these runs would be counted as this command's: pass another --output_dir, or move that folder "
+        "away to start over."
+    )
+    assert len(ran) == 2
+    a, b = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    with pytest.raises(quality.UsageError, match="would share the name data"):
+        quality.main(["--datasets", str(a), str(b), "--output_dir", str(tmp_path / "other")])
 
 
 def test_the_text_columns_reach_both_recipes():
