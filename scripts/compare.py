@@ -453,7 +453,10 @@ def compare_dataset(
         "b_mean": seed_mean(score_b),
         "a_std": float(np.std(score_a, ddof=1)) if len(seeds) > 1 else None,
         "b_std": float(np.std(score_b, ddof=1)) if len(seeds) > 1 else None,
-        "delta_mean": seed_mean(score_a) - seed_mean(score_b),  # 0 exactly when the means tie
+        # 0 when the means tie, by report.tied: 0.8 and 0.9 against 0.85 twice differ by 1e-16, ahead on no side.
+        "delta_mean": 0.0
+        if report.tied(seed_mean(score_a), seed_mean(score_b))
+        else seed_mean(score_a) - seed_mean(score_b),
         "delta_std": float(deltas.std(ddof=1)) if len(seeds) > 1 else None,
         "delta_per_seed": [float(d) for d in deltas],
         "notes": [],

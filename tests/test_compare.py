@@ -579,6 +579,21 @@ def test_grid_points_whose_means_differ_only_by_rounding_tie_and_the_tie_rule_ch
     assert best["grid"] == {"learning_rate": 1e-3} and best["margin"] == 0
 
 
+def test_test_means_that_tie_by_rounding_put_neither_model_ahead(tmp_path, capsys):
+    """x scores 0.8 and 0.9 on test, y 0.85 twice: one mean, whose float differs in its last bit. Neither model is
+    counted ahead on the dataset ("x > y on 1/1 datasets" was a rounding error), and Δ is 0."""
+    gold = balanced_gold(40)
+    for seed, (x_test, y_test) in enumerate(((0.8, 0.85), (0.9, 0.85)), 1):
+        for model, score in (("org/x", x_test), ("org/y", y_test)):
+            run_dir = write_run(tmp_path, "d1", model, seed, gold, gold)
+            results = json.loads((run_dir / "results.json").read_text())
+            results["test"]["macro_f1"] = score
+            (run_dir / "results.json").write_text(json.dumps(results))
+    pair = run_compare(tmp_path, "--a", "x", "--b", "y", "--bootstrap", "100", capsys=capsys)
+    assert pair["per_dataset"]["d1"]["delta_mean"] == 0
+    assert (pair["datasets_a_ahead"], pair["datasets_b_ahead"]) == (0, 0)
+
+
 def test_a_validation_tie_by_rounding_names_no_validation_winner(tmp_path, capsys):
     """x scores 0.8 and 0.9 on validation, y 0.85 twice: one mean, whose float differs in its last bit. No validation
     winner is named, so none is flagged for losing on test (y is ahead there), in A vs B and in --all alike."""
