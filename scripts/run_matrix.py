@@ -88,7 +88,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -816,6 +816,67 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Ports:
+    """The rendezvous ports this process has given to launches still running. The kernel offers any port free at the
+    moment it is asked, and a launcher binds it only seconds later (after importing torch), so two runs started at
+    once could be offered one port: a port held here is never given to a second launch."""
+
+    def __init__(self) -> None:
+        self.held: set[int] = set()
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lease(self, launcher: list[str]) -> Iterator[tuple[list[str], int | None]]:
+        """``launcher`` on a rendezvous port of its own (own_port) while the block runs, and that port (None when
+        the launcher keeps its own or chooses one itself)."""
+        with self.lock:
+            own, port = own_port(launcher, self.held)
+            if port is not None:
+                self.held.add(port)
+        try:
+            yield own, port
+        finally:
+            with self.lock:
+                self.held.discard(port)
+
+
+PORTS = Ports()
+PORT_TRIES = 3  # launches of one command, each on a new port, when another process bound the port first
+
+
+def port_taken(log: Path, start: int, port: int) -> bool:
+    """Whether what a launch appended to ``log`` (from byte ``start`` on) says that another process had bound its
+    rendezvous port first: torch's store fails with EADDRINUSE before any process of the run starts."""
+    with contextlib.suppress(OSError), open(log, "rb") as handle:
+        handle.seek(start)
+        text = handle.read().decode(errors="replace")
+        return f"port: {port}," in text and "EADDRINUSE" in text
+    return False
+
+
+def launch_on_own_port(
+    launcher: list[str],
+    build: Callable[[list[str]], list[str]],
+    launch: Callable[[list[str]], int | None],
+    log: Path,
+    say: Callable[[str], None],
+) -> int | None:
+    """``launch(build(launcher on a port of its own))``, its output appended to ``log``; launched again on a new port
+    (up to PORT_TRIES times, each said with ``say``) when another process, which this one cannot coordinate with
+    (another matrix, another Slurm task on the node), bound the port between its choice and the launcher's bind."""
+    for tries in range(1, PORT_TRIES + 1):
+        start = log.stat().st_size if log.is_file() else 0
+        with PORTS.lease(launcher) as (own, port):
+            code = launch(build(own))
+        if not code or port is None or tries == PORT_TRIES or not port_taken(log, start, port):
+            return code
+        say(
+            f"port {port} was taken by another process before the launch could bind it (nothing ran); launching "
+            "again on another port"
+        )
+    return code
+
+
 def launcher_options(launcher: list[str]) -> dict[str, str]:
     """The launcher's ``--flag value`` / ``--flag=value`` options by underscored name (both launchers take either
     spelling); a flag without a value maps to ""."""
@@ -841,14 +902,14 @@ def accelerate_config(options: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def with_own_port(launcher: list[str]) -> list[str]:
-    """``launcher`` made to rendezvous on a free port when it is ``accelerate launch`` or ``torchrun`` on one machine
-    and chooses no port: ``accelerate launch`` defaults to 29500 (accelerate 1.15 moves to a free port when 29500 is
-    taken, but runs started at the same moment all see it free), so of two multi-process runs started side by side
-    on one machine, or two Slurm tasks on one node, the second could fail to bind it. torchrun gets ``--standalone``
-    (its own rendezvous on a free port). A launcher that names a port or another machine, on its command line or in
-    its accelerate config file, is left as it is (the config's, unless the command line says ``--num_machines 1``):
-    several machines must agree on one port."""
+def own_port(launcher: list[str], held: set[int] | frozenset[int] = frozenset()) -> tuple[list[str], int | None]:
+    """``launcher`` made to rendezvous on a free port not in ``held`` when it is ``accelerate launch`` or ``torchrun``
+    on one machine and chooses no port, and the port given (None when none was). ``accelerate launch`` defaults to
+    29500 (accelerate 1.15 moves to a free port when 29500 is taken, but runs started at the same moment all see it
+    free), so of two multi-process runs started side by side on one machine, or two Slurm tasks on one node, the
+    second could fail to bind it. torchrun gets ``--standalone`` (its own rendezvous on a free port). A launcher that
+    names a port or another machine, on its command line or in its accelerate config file, is left as it is (the
+    config's, unless the command line says ``--num_machines 1``): several machines must agree on one port."""
     options = launcher_options(launcher)
     for i, token in enumerate(launcher):
         name = Path(token).name
@@ -857,15 +918,21 @@ def with_own_port(launcher: list[str]) -> list[str]:
             machines = options.get("num_machines") or str(config.get("num_machines", 1))
             named = {"main_process_port", "main_process_ip", "machine_rank"} & set(options)
             if named or machines != "1" or config.get("main_process_port") is not None:
-                return launcher
+                return launcher, None
+            port = free_port()
+            for _ in range(100):  # bounded: a port offered again and again still gets the retry on EADDRINUSE
+                if port not in held:
+                    break
+                port = free_port()
             at = i + 1 + (name == "accelerate")
-            return [*launcher[:at], "--main_process_port", str(free_port()), *launcher[at:]]
+            return [*launcher[:at], "--main_process_port", str(port), *launcher[at:]], port
         if name == "torchrun" or token in ("torch.distributed.run", "torch.distributed.launch"):
             chosen = {"master_port", "master_addr", "rdzv_endpoint", "rdzv_backend", "standalone"} & set(options)
             if chosen or options.get("nnodes", "1") not in ("1", "1:1"):
-                return launcher
-            return [*launcher[: i + 1], "--standalone", *launcher[i + 1 :]]
-    return launcher
+                return launcher, None
+            # Its own rendezvous binds port 0 and holds what the kernel gives: no port to choose, none to collide.
+            return [*launcher[: i + 1], "--standalone", *launcher[i + 1 :]], None
+    return launcher, None
 
 
 def train_command(run: Run, launcher: list[str]) -> list[str]:
@@ -1039,13 +1106,30 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
         eta = f", ETA {statistics.fmean(durations) * left / len(slots) / 60:.0f} min" if durations and left else ""
         return f"{len(outcome['trained'])} trained, {len(outcome['failed'])} failed, {left} left{eta}"
 
+    def launch(
+        tag: str,
+        run: Run,
+        slot: dict[str, str],
+        what: str,
+        build: Callable[[list[str]], list[str]],
+        scoring: str | None = None,
+    ) -> int | None:
+        """Run the command ``build`` makes of the launcher (on a rendezvous port of its own: runs of this matrix or
+        another may start at the same moment) in the slot's environment, its start said as ``what``; returns its
+        exit code, or None when the matrix is stopping."""
+
+        def start(command: list[str]) -> int | None:
+            """One launch, said first."""
+            say(f"{tag} {what} {shlex.join(command)}")
+            return run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop, scoring)
+
+        return launch_on_own_port(launcher, build, start, run.run_dir / OUTPUT, lambda line: say(f"{tag} {line}"))
+
     def score(tag: str, run: Run, slot: dict[str, str]) -> None:
         """Score each input the finished run lacks scores of; a failure is recorded, the run stays as it is."""
         for file in unscored(run.run_dir, run.inputs):
-            command = score_command(run, with_own_port(launcher) if len(slots) > 1 else launcher, file)
-            say(f"{tag} score {shlex.join(command)}")
             what = f"{file} with {run.run_dir}"
-            code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop, what)
+            code = launch(tag, run, slot, "score", lambda own, file=file: score_command(run, own, file), what)
             if code is None:
                 return  # the matrix is stopping: the same command scores it
             if code != 0 and stop.signal is not None:
@@ -1059,11 +1143,10 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
 
     def train(tag: str, run: Run, slot: dict[str, str]) -> None:
         """Train one claimed run in the slot's environment and record how it ended."""
-        command = train_command(run, with_own_port(launcher) if len(slots) > 1 else launcher)
         begin(run)
-        say(f"{tag} start {' '.join(f'{k}={v}' for k, v in slot.items())} {shlex.join(command)}".replace("  ", " "))
         start = time.perf_counter()
-        code = run_logged(command, {**os.environ, **slot}, run.run_dir / OUTPUT, len(slots) == 1, stop)
+        environment = " ".join(f"{k}={v}" for k, v in slot.items())
+        code = launch(tag, run, slot, f"start {environment}".strip(), lambda own: train_command(run, own))
         if code is None:
             say(f"{tag} not started: {run.run_dir} (the matrix is stopping)")
         elif code != 0 and stop.signal is not None:
@@ -1156,7 +1239,7 @@ class RunTask:
             done = "scored" if (run.run_dir / "results.json").is_file() else "trained"
             if done == "trained":
                 begin(run)
-                if code := self.launch(run, train_command(run, with_own_port(self.launcher))):
+                if code := self.launch(run, lambda own: train_command(run, own)):
                     record_failure(run.run_dir, code)
                     raise RuntimeError(f"{run.run_dir} failed with exit code {code}; see {run.run_dir / OUTPUT}")
             failed = [
@@ -1172,11 +1255,22 @@ class RunTask:
         """Score ``file`` with the run's best model (evaluate.py --input); returns its exit code."""
         self.scoring = file
         try:
-            return self.launch(run, score_command(run, with_own_port(self.launcher), file))
+            return self.launch(run, lambda own: score_command(run, own, file))
         finally:
             self.scoring = None
 
-    def launch(self, run: Run, command: list[str]) -> int:
+    def launch(self, run: Run, build: Callable[[list[str]], list[str]]) -> int:
+        """Run the command ``build`` makes of the launcher, on a rendezvous port of its own (array tasks may share a
+        node), with its output appended to the run's output.log; returns its exit code."""
+        log = run.run_dir / OUTPUT
+
+        def say(line: str) -> None:
+            """A line of the job's log."""
+            print(line, flush=True)
+
+        return launch_on_own_port(self.launcher, build, lambda command: self.start(run, command), log, say)
+
+    def start(self, run: Run, command: list[str]) -> int:
         """Run ``command`` with its output appended to the run's output.log; returns its exit code."""
         print(f"start {shlex.join(command)}", flush=True)
         with open(run.run_dir / OUTPUT, "a") as log:

@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -275,18 +276,18 @@ def test_a_launcher_on_one_machine_gets_a_rendezvous_port_of_its_own(tmp_path):
     config = tmp_path / "accelerate.yaml"
     config.write_text("num_machines: 1\nmixed_precision: bf16\n")
     accelerate = ["accelerate", "launch", "--config_file", str(config), "--num_processes", "2"]
-    own = run_matrix.with_own_port(accelerate)
-    assert own[:4] == ["accelerate", "launch", "--main_process_port", own[3]] and own[4:] == accelerate[2:]
+    own, port = run_matrix.own_port(accelerate)
+    assert own[:4] == ["accelerate", "launch", "--main_process_port", str(port)] and own[4:] == accelerate[2:]
     module = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--multi_gpu"]
-    assert run_matrix.with_own_port(module)[3] == "--main_process_port"
-    assert run_matrix.with_own_port(["torchrun", "--nnodes=1", "--nproc_per_node", "2"])[1] == "--standalone"
+    assert run_matrix.own_port(module)[0][3] == "--main_process_port"
+    assert run_matrix.own_port(["torchrun", "--nnodes=1", "--nproc_per_node", "2"])[0][1] == "--standalone"
     # The command line's single machine outranks a multi-node config (its port too); a config that is no mapping is
     # accelerate's to report.
     (tmp_path / "nodes.yaml").write_text("num_machines: 2\nmain_process_ip: 10.0.0.1\nmain_process_port: 29500\n")
     (tmp_path / "list.yaml").write_text("- num_machines\n")
     for config_file in ("nodes.yaml", "list.yaml"):
         one = ["accelerate", "launch", "--config_file", str(tmp_path / config_file), "--num_machines", "1"]
-        assert run_matrix.with_own_port(one)[2] == "--main_process_port"
+        assert run_matrix.own_port(one)[0][2] == "--main_process_port"
     # A port named on the command line (either spelling) or in the config file, torchrun's own rendezvous, several
     # machines (either spelling) and plain python stay as they are.
     (tmp_path / "ported.yaml").write_text("num_machines: 1\nmain_process_port: 29555\n")
@@ -300,7 +301,7 @@ def test_a_launcher_on_one_machine_gets_a_rendezvous_port_of_its_own(tmp_path):
         ["torchrun", "--nnodes", "2", "--rdzv-endpoint", "10.0.0.1:29400"],
         [sys.executable],
     ):
-        assert run_matrix.with_own_port(kept) == kept
+        assert run_matrix.own_port(kept) == (kept, None)
 
 
 @pytest.mark.parametrize("engine", [None, "FSDP"])
@@ -659,3 +660,90 @@ grid: {{learning_rate: [2.0e-5, 5.0e-5]}}
     assert run_matrix.main(["--config", str(config), "--status"]) == 0
     assert "queued" in capsys.readouterr().out
     assert not out.exists()
+
+
+# Stands in for `accelerate launch`: binds the --main_process_port it is given for as long as its run "trains" (as
+# torch's rendezvous store does), failing as torch does when another process holds the port; waits until
+# FAKE_EXPECTED launches have bound theirs or failed (so that they provably overlapped), then writes the results a
+# finished run leaves.
+FAKE_ACCELERATE = """
+import json, os, socket, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+port = int(args[args.index("--main_process_port") + 1])
+run_dir, started = Path(args[args.index("--output_dir") + 1]), Path(os.environ["FAKE_STARTED"])
+sock = socket.socket()
+try:
+    sock.bind(("", port))
+except OSError:
+    (started / f"{run_dir.name}.failed").touch()
+    sys.exit(
+        "torch.distributed.DistNetworkError: The server socket has failed to listen on any local network address. "
+        f"port: {port}, useIpv6: false, code: -98, name: EADDRINUSE, message: address already in use"
+    )
+(started / run_dir.name).touch()
+deadline = time.time() + 60
+while len(list(started.iterdir())) < int(os.environ["FAKE_EXPECTED"]) and time.time() < deadline:
+    time.sleep(0.05)
+(run_dir / "results.json").write_text(json.dumps({"metric": "accuracy", "validation": {"accuracy": 1.0}}))
+"""
+
+
+def fake_accelerate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, expected: int) -> list[str]:
+    """`accelerate launch` on one machine, as the executors see it, faked by FAKE_ACCELERATE."""
+    fake, started = tmp_path / "bin" / "accelerate", tmp_path / "started"
+    fake.parent.mkdir()
+    started.mkdir()
+    fake.write_text(f"#!{sys.executable}\n{FAKE_ACCELERATE}")
+    fake.chmod(0o755)
+    monkeypatch.setenv("FAKE_STARTED", str(started))
+    monkeypatch.setenv("FAKE_EXPECTED", str(expected))
+    return [str(fake), "launch", "--num_machines", "1"]
+
+
+def two_free_ports() -> tuple[int, int]:
+    """Two distinct ports free now (bound at once, so the kernel cannot give one twice)."""
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("", 0))
+        b.bind(("", 0))
+        return a.getsockname()[1], b.getsockname()[1]
+
+
+def test_runs_started_at_once_are_never_given_one_rendezvous_port(tmp_path, monkeypatch, capsys):
+    """The kernel offers any port free at the moment it is asked, and a launcher binds it only seconds later (after
+    importing torch): two runs started at once can be offered one port. Faked here deterministically: the second ask
+    returns the first port again."""
+    launcher = fake_accelerate(tmp_path, monkeypatch, expected=2)
+    port, other = two_free_ports()
+    offered = iter([port, port, other])
+    monkeypatch.setattr(run_matrix, "free_port", lambda: next(offered))
+    runs = [run_matrix.Run(tmp_path / f"run{i}", ["--output_dir", str(tmp_path / f"run{i}")], {}) for i in range(2)]
+    outcome = run_matrix.execute(runs, launcher, [{}, {}], dry_run=False)
+    assert len(outcome["trained"]) == 2, [run_matrix.log_tail(r.run_dir / run_matrix.OUTPUT) for r in runs]
+    printed = capsys.readouterr().out
+    assert sorted(map(int, re.findall(r"--main_process_port (\d+)", printed))) == sorted([port, other]), printed
+    assert "launching again" not in printed  # not one failed launch: the second run was never given the port
+
+
+def test_a_port_another_process_binds_first_is_retried_on_another_port(tmp_path, monkeypatch, capsys):
+    """Another matrix on this machine (two shells, or two Slurm array tasks on one node) can bind the port a run was
+    just given before its launcher does: the launch fails before any process trains, and is started again on
+    another port, with a line that says so; the one executor and the Slurm task alike."""
+    launcher = fake_accelerate(tmp_path, monkeypatch, expected=1)
+    port, other = two_free_ports()
+    run, task_run = (run_matrix.Run(tmp_path / n, ["--output_dir", str(tmp_path / n)], {}) for n in ("run", "task"))
+    with socket.socket() as taken:
+        taken.bind(("", port))  # held by the other process from the ask to the launch
+        monkeypatch.setattr(run_matrix, "free_port", iter([port, other]).__next__)
+        outcome = run_matrix.execute([run], launcher, [{}], dry_run=False)
+        assert outcome["trained"] == [run.run_dir], run_matrix.log_tail(run.run_dir / run_matrix.OUTPUT)
+        printed = capsys.readouterr().out
+        assert (
+            f"[1/1] port {port} was taken by another process before the launch could bind it (nothing ran); "
+            "launching again on another port"
+        ) in printed, printed
+        monkeypatch.setattr(run_matrix, "free_port", iter([port, other]).__next__)
+        monkeypatch.chdir(tmp_path)  # the task changes to the plan's folder
+        task = run_matrix.RunTask(launcher, str(tmp_path), grace_s=10)
+        assert task(task_run) == f"trained {task_run.run_dir}", run_matrix.log_tail(task_run.run_dir / "output.log")
+        assert f"port {port} was taken by another process" in capsys.readouterr().out
