@@ -524,6 +524,12 @@ def launch_settings(launcher: list[str]) -> dict[str, str]:
     return out | ({"num_processes": "1"} if len(launcher) == 1 else {})  # plain python: one process
 
 
+def launched_processes(launcher: list[str]) -> int | None:
+    """How many processes ``launcher`` surely starts for each run (launch_settings), or None when it cannot be told."""
+    count = launch_settings(launcher).get("num_processes", "")
+    return int(count) if count.isdigit() else None
+
+
 def launch_differences(run_dir: Path, launch: dict[str, str]) -> list[str]:
     """Where the launch a run folder's config.json recorded differs from the planned one, one phrase each."""
     try:
@@ -699,9 +705,22 @@ def core_share(processes: int) -> str:
     return str(max(1, cpu_cores() // processes))
 
 
-def device_slots(gpus_per_run: int, max_parallel: int | None, runs_per_gpu: int = 1) -> list[dict[str, str]]:
+def runs_word(n: int) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} run{'' if n == 1 else 's'}"
+
+
+def device_slots(
+    gpus_per_run: int,
+    max_parallel: int | None,
+    runs_per_gpu: int = 1,
+    processes: int | None = None,
+    runs: int | None = None,
+) -> list[dict[str, str]]:
     """The environment of each parallel slot: its own GPU(s) (a group shared by ``runs_per_gpu`` slots), or on a
-    CPU-only machine its share of the cores."""
+    CPU-only machine its share of the cores, split among every process of the runs at once (``processes`` per run,
+    as the launcher starts them; None: one per GPU of the group). No more slots than the ``runs`` left to train: an
+    idle slot would only shrink the others' share. A --max_parallel that cannot be met is said in one line."""
     gpus = visible_gpus()
     if not gpus:
         # Nothing to share or to group: the one knob of CPU-only parallelism is --max_parallel (a run of several
@@ -712,25 +731,49 @@ def device_slots(gpus_per_run: int, max_parallel: int | None, runs_per_gpu: int 
                     f"{flag} {value}: no GPU is visible; on a CPU-only machine --max_parallel N runs N at once, each "
                     "on its share of the cores."
                 )
-        slots = max_parallel or 1
-        if slots == 1:
-            # A lone run sizes its threads itself (train.py: the physical cores); an OMP_NUM_THREADS from here would
-            # count hyper-threads and pass for the user's own setting.
-            return [{}]
-        # Threads split so N runs together never oversubscribe the cores (each would otherwise take all of them).
-        return [{"OMP_NUM_THREADS": core_share(slots)} for _ in range(slots)]
-    if gpus_per_run > len(gpus):  # no group could be formed: nothing would run, and the matrix would say "0 failed"
-        raise UsageError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible ({','.join(gpus)}).")
-    groups = [",".join(gpus[i : i + gpus_per_run]) for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
-    # Round by round over the groups (0, 1, ..., 0, 1, ...): --max_parallel below the slot count keeps the first
-    # slots, so runs spread over the GPUs before any GPU takes a second one.
-    slots = [{"CUDA_VISIBLE_DEVICES": group} for _ in range(runs_per_gpu) for group in groups][:max_parallel]
-    if len(slots) > 1:
-        # torch would start a thread per core in every process, and the runs' host sides (Python launching kernels,
-        # collation) would compete for the cores; a run of several GPUs is one process per GPU.
-        for slot in slots:
-            slot["OMP_NUM_THREADS"] = core_share(len(slots) * gpus_per_run)
-    return slots
+        slots: list[dict[str, str]] = [{} for _ in range(max_parallel or 1)]
+    else:
+        if gpus_per_run > len(gpus):  # no group could be formed: nothing would run, and the matrix would say "0 failed"
+            raise UsageError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible ({','.join(gpus)}).")
+        groups = [",".join(gpus[i : i + gpus_per_run]) for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+        # Round by round over the groups (0, 1, ..., 0, 1, ...): --max_parallel below the slot count keeps the first
+        # slots, so runs spread over the GPUs before any GPU takes a second one.
+        every = [{"CUDA_VISIBLE_DEVICES": group} for _ in range(runs_per_gpu) for group in groups]
+        slots = every[:max_parallel]
+        if max_parallel and max_parallel > len(every):
+            where = f"the {len(groups)} GPUs visible ({','.join(groups)})"
+            if gpus_per_run > 1:
+                where = f"the {len(groups)} groups of {gpus_per_run} GPUs ({'; '.join(groups)})"
+            more = "; --runs_per_gpu N puts N runs on each GPU" if gpus_per_run == 1 else ""
+            print(
+                f"note: --max_parallel {max_parallel}: {runs_word(len(every))} at once, {runs_per_gpu} on each of "
+                f"{where}{more}.",
+                file=sys.stderr,
+            )
+        processes = processes or gpus_per_run  # a run of several GPUs is one process per GPU
+    if runs is not None and len(slots) > max(1, runs):
+        if max_parallel and runs:
+            print(
+                f"note: --max_parallel {max_parallel}: {runs_word(runs)} at once, as the plan has {runs_word(runs)} "
+                "left to train.",
+                file=sys.stderr,
+            )
+        slots = slots[: max(1, runs)]
+    if len(slots) == 1:
+        # A lone run sizes its threads itself (train.py: the physical cores of its processes); an OMP_NUM_THREADS
+        # from here would count hyper-threads and pass for the user's own setting.
+        return slots
+    # Threads split so that every process of the runs at once together never oversubscribes the cores (each would
+    # otherwise take all of them): on a GPU the runs' host sides (Python launching kernels, collation) compete too.
+    every_process = len(slots) * (processes or 1)
+    if every_process > cpu_cores() and not gpus:
+        print(
+            f"warning: {runs_word(len(slots))} at once of {processes or 1} process(es) each are {every_process} "
+            f"processes on {cpu_cores()} physical core(s): they take turns on the cores even at 1 thread each; "
+            f"--max_parallel {max(1, cpu_cores() // (processes or 1))} fits them.",
+            file=sys.stderr,
+        )
+    return [slot | {"OMP_NUM_THREADS": core_share(every_process)} for slot in slots]
 
 
 def log_tail(path: Path, lines: int = 15) -> list[str]:
@@ -1593,8 +1636,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     local = args.executor == "local"
-    slots = device_slots(args.gpus_per_run, args.max_parallel, runs_per_gpu) if local else [{}]
-    gpu_groups = args.executor == "slurm" or any("CUDA_VISIBLE_DEVICES" in slot for slot in slots)
+    gpu_groups = args.executor == "slurm" or (local and bool(visible_gpus()))
     if gpu_groups and not args.launcher and args.gpus_per_run > 1:
         # One run per GPU group (a Slurm array task's allocation, or a local slot's CUDA_VISIBLE_DEVICES): accelerate
         # starts one process per GPU of the group. --gpu_ids all and one machine whatever the user's accelerate
@@ -1613,6 +1655,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(cfg.get("output_dir") or "outputs/matrix")
     if args.status:
         return print_status(runs, root).get("failed", 0)
+    slots = [{}]
+    if local:
+        left = sum(not (r.run_dir / "results.json").is_file() or bool(unscored(r.run_dir, r.inputs)) for r in runs)
+        slots = device_slots(args.gpus_per_run, args.max_parallel, runs_per_gpu, launched_processes(launcher), left)
     check_existing_runs(runs, launch_settings(launcher))
     check_scored_elsewhere(runs, where)
     warn_if_pooling_resolves_alike(runs)

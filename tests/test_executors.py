@@ -747,3 +747,56 @@ def test_a_port_another_process_binds_first_is_retried_on_another_port(tmp_path,
         task = run_matrix.RunTask(launcher, str(tmp_path), grace_s=10)
         assert task(task_run) == f"trained {task_run.run_dir}", run_matrix.log_tail(task_run.run_dir / "output.log")
         assert f"port {port} was taken by another process" in capsys.readouterr().out
+
+
+def test_parallel_multi_process_runs_on_a_cpu_share_the_cores_among_all_their_processes(tmp_path, monkeypatch, capsys):
+    """On a CPU-only machine, N runs at once of P processes each (a multi-process --launcher): each process gets
+    cores / (N x P) threads, not cores / N each (which would run P times more threads than cores)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(run_matrix, "cpu_cores", lambda: 16)
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", "m", "--seeds", "1", "2"]
+    base += ["--output_dir", str(tmp_path / "m"), "--executor", "local", "--max_parallel", "2", "--dry_run"]
+    for launcher, share in [
+        ("accelerate launch --multi_gpu --num_processes 2 --mixed_precision no --num_machines 1", "4"),
+        ("torchrun --nproc_per_node 4", "2"),
+        ("accelerate launch --num_processes 2 --mixed_precision no", "8"),  # without --multi_gpu: one process
+    ]:
+        run_matrix.main([*base, "--launcher", launcher])
+        assert f"local executor: 2 runs at once (OMP_NUM_THREADS={share}; OMP_NUM_THREADS={share})" in (
+            capsys.readouterr().out
+        ), launcher
+    # More processes than cores: each gets one thread, and they still take turns on the cores.
+    monkeypatch.setattr(run_matrix, "cpu_cores", lambda: 2)
+    assert run_matrix.device_slots(1, 2, processes=2) == [{"OMP_NUM_THREADS": "1"}] * 2
+    assert capsys.readouterr().err == (
+        "warning: 2 runs at once of 2 process(es) each are 4 processes on 2 physical core(s): they take turns on the "
+        "cores even at 1 thread each; --max_parallel 1 fits them.\n"
+    )
+
+
+def test_max_parallel_above_what_can_run_at_once_says_what_runs_and_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(run_matrix, "cpu_cores", lambda: 16)
+    assert run_matrix.device_slots(1, 8) == slots_on(("0", "8"), ("1", "8"))
+    assert capsys.readouterr().err == (
+        "note: --max_parallel 8: 2 runs at once, 1 on each of the 2 GPUs visible (0,1); --runs_per_gpu N puts N "
+        "runs on each GPU.\n"
+    )
+    assert len(run_matrix.device_slots(1, 5, runs_per_gpu=2)) == 4
+    assert capsys.readouterr().err.startswith("note: --max_parallel 5: 4 runs at once, 2 on each of the 2 GPUs")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert run_matrix.device_slots(2, 3) == slots_on(("0,1", "4"), ("2,3", "4"))
+    assert capsys.readouterr().err == (
+        "note: --max_parallel 3: 2 runs at once, 1 on each of the 2 groups of 2 GPUs (0,1; 2,3).\n"
+    )
+    assert run_matrix.device_slots(1, 4) == slots_on(*[(g, "4") for g in "0123"])  # as many as asked: nothing said
+    assert capsys.readouterr().err == ""
+    # Fewer runs left to train than runs at once: the idle slots would only shrink the others' share of the cores.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", "m", "--seeds", "1", "2"]
+    run_matrix.main(
+        [*base, "--output_dir", str(tmp_path / "m"), "--executor", "local", "--max_parallel", "4", "--dry_run"]
+    )
+    captured = capsys.readouterr()
+    assert "local executor: 2 runs at once (OMP_NUM_THREADS=8; OMP_NUM_THREADS=8)" in captured.out
+    assert "note: --max_parallel 4: 2 runs at once, as the plan has 2 runs left to train." in captured.err
