@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import ctypes
@@ -149,6 +150,16 @@ def read_run_config(folder: Path) -> dict[str, Any] | None:
 
 
 # ---- errors: run_cli turns these into one line and an exit code, by class -----------------------------------------
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help that keeps the script's docstring as written and names each flag's default (a flag whose default is
+    None, False or an empty list has none to name)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class UsageError(ValueError):

@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import report  # noqa: E402  (scripts/report.py: run records and grid-point selection)
 
-from utils import UsageError, atomic_savefig, atomic_write_text, run_cli  # noqa: E402
+from utils import HelpFormatter, UsageError, atomic_savefig, atomic_write_text, run_cli  # noqa: E402
 
 # Test metrics that can be recomputed from gold/pred in predictions_test.jsonl, and so bootstrapped (both: higher is
 # better, so no direction is needed here).
@@ -1072,7 +1072,7 @@ def all_csv(result: dict[str, Any], path: Path) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Flags, checked: either --all or both --a and --b."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("root", help="Folder searched recursively for finished runs (as scripts/report.py does).")
     parser.add_argument("--a", help="Model A (a name from report.py's model column, or a unique part of it).")
     parser.add_argument("--b", help="Model B.")

@@ -105,6 +105,7 @@ from utils import (  # noqa: E402
     EVALUATE_SPLIT_FILES,
     LABEL_SETTINGS,
     ConfigError,
+    HelpFormatter,
     UsageError,
     atomic_write_json,
     checkpoint_dirs,
@@ -1568,25 +1569,31 @@ def job_outcome(record: dict[str, Any]) -> tuple[str, list[str]] | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the matrix; returns the number of failed runs."""
     # No abbreviations: --seed or --dataset meant for train.py must not be taken for --seeds or --datasets.
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     parser.add_argument(
         "--config",
         help="YAML/JSON with datasets, models, seeds, train_args, output_dir (and variants, grid, score_inputs).",
     )
     parser.add_argument("--datasets", nargs="+", help="Datasets (train.py --dataset values).")
     parser.add_argument("--models", nargs="+", help="Models (train.py --model_name_or_path values).")
-    parser.add_argument("--seeds", nargs="+", type=int, help="Seeds (default 42).")
-    parser.add_argument("--output_dir", help="Root of the run directories (default outputs/matrix).")
-    parser.add_argument("--launcher", default=None, help='Prefix command, e.g. "accelerate launch --num_processes 2".')
+    parser.add_argument("--seeds", nargs="+", type=int, help="Seeds (default: 42).")
+    parser.add_argument("--output_dir", help="Root of the run directories (default: outputs/matrix).")
+    parser.add_argument(
+        "--launcher",
+        help='Prefix command, e.g. "accelerate launch --num_processes 2" (default: this Python; with --gpus_per_run '
+        "above 1 on GPUs, accelerate launch on the run's GPUs).",
+    )
     parser.add_argument(
         "--executor", choices=("sequential", "local", "slurm"), default="sequential", help="How runs run."
     )
-    parser.add_argument("--max_parallel", type=int, help="local: runs at once (default: one per GPU group, else 1).")
+    parser.add_argument(
+        "--max_parallel",
+        type=int,
+        help="local: runs at once (default: one per GPU group times --runs_per_gpu, else 1).",
+    )
     parser.add_argument("--gpus_per_run", type=int, default=1, help="local, slurm: GPUs given to each run.")
     parser.add_argument(
-        "--runs_per_gpu", type=int, help="local: runs sharing each GPU at once, for small models (default 1)."
+        "--runs_per_gpu", type=int, help="local: runs sharing each GPU at once, for small models (default: 1)."
     )
     parser.add_argument("--slurm_partition", help="slurm: the partition to submit to.")
     parser.add_argument("--slurm_time", default="4:00:00", help="slurm: time limit of one job (requeued past it).")

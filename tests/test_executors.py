@@ -800,3 +800,31 @@ def test_max_parallel_above_what_can_run_at_once_says_what_runs_and_why(tmp_path
     captured = capsys.readouterr()
     assert "local executor: 2 runs at once (OMP_NUM_THREADS=8; OMP_NUM_THREADS=8)" in captured.out
     assert "note: --max_parallel 4: 2 runs at once, as the plan has 2 runs left to train." in captured.err
+
+
+def test_help_shows_every_default_and_renders(capsys):
+    with pytest.raises(SystemExit) as exited:
+        run_matrix.main(["--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: ") and "matrix.yaml::" in text  # the module docstring as written
+    for flag, default in [
+        ("--executor", "sequential"),
+        ("--gpus_per_run", "1"),
+        ("--slurm_time", "4:00:00"),
+        ("--slurm_signal_delay", "120"),
+        ("--slurm_cluster", "slurm"),
+    ]:
+        assert re.search(rf"{flag} .*?\(default: {re.escape(default)}\)", text), flag
+    assert "(default: None)" not in text and "(default: False)" not in text and "(default: [])" not in text
+    # compare.py and report.py render theirs too (a '%' in a help string would crash argparse's formatting).
+    import compare
+    import report
+
+    for parse in (compare.parse_args, report.main):
+        with pytest.raises(SystemExit) as exited:
+            parse(["--help"])
+        assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--rope ROPE Region of practical equivalence for Δ (±). (default: 0.01)" in text
+    assert "(default: ROOT)" in text and "(default: None)" not in text
