@@ -62,7 +62,8 @@ plan without training anything.
 submitit as ``slurm_<name>``). Each array task claims its run and trains it through the launcher; before the time
 limit or on preemption Slurm signals the task, which stops the trainer at a checkpoint and requeues itself, and the
 requeued task resumes exactly. The jobs and their log files are recorded in ``<output_dir>/jobs.json``, which
-``--status`` reads (no Slurm command needed); ``--wait`` follows the jobs until they end. ``--slurm_cluster local``
+``--status`` reads (no Slurm command needed); ``--wait`` follows the runs of the plan until none is queued or running
+(an earlier submission's jobs included). ``--slurm_cluster local``
 (or ``debug``) runs the same path on this machine through submitit's local (or in-process debug) executor.
 """
 
@@ -665,11 +666,24 @@ def print_status(runs: list[Run], root: Path) -> dict[str, int]:
     return counts
 
 
-def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float = 5.0) -> dict[str, int]:
-    """Until every submitted job has ended: one line per run state change and a summary line after each change."""
+FOLLOW_INTERVAL_S = 5.0  # between two looks at the runs under --wait
+
+
+def in_flight(runs: list[Run], root: Path) -> dict[Path, str]:
+    """The runs of the plan that a job still has queued or running ("<job id> <state>", as squeue lists it), or that
+    a process is training (its claim held: "<run folder> being trained")."""
+    flying = in_slurm_queue(runs, root, quiet=True)
+    training = (r.run_dir for r in runs if r.run_dir not in flying and run_state(r.run_dir) == "running")
+    return flying | {run_dir: f"{run_dir} being trained" for run_dir in training}
+
+
+def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float | None = None) -> dict[str, int]:
+    """Until every submitted job has ended and no run of the plan is queued or running in another (an earlier
+    submission's): one line per run state change and a summary line after each change."""
     seen: dict[Path, str] = {}
     while True:
-        finished = all(job.done() for job in jobs)
+        # Squeue only once this submission's jobs have ended: until then there is no end to look for.
+        finished = all(job.done() for job in jobs) and not in_flight(runs, root)
         records = job_records(root)
         changed = False
         for run in runs:
@@ -686,7 +700,7 @@ def follow(runs: list[Run], root: Path, jobs: list[Any], interval: float = 5.0) 
             )
         if finished:
             return counts
-        time.sleep(interval)
+        time.sleep(FOLLOW_INTERVAL_S if interval is None else interval)
 
 
 def visible_gpus() -> list[str]:
@@ -1483,9 +1497,10 @@ def raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated
 
 
-def in_slurm_queue(runs: list[Run], root: Path) -> dict[Path, str]:
+def in_slurm_queue(runs: list[Run], root: Path, quiet: bool = False) -> dict[Path, str]:
     """The runs whose recorded Slurm job is still pending or running, as squeue lists it ("<job id> <state>"): such a
-    run holds no claim until its job starts, and submitting it again would train it twice."""
+    run holds no claim until its job starts, and submitting it again would train it twice. ``quiet``: no warning
+    when squeue cannot answer (none is then listed)."""
     records = job_records(root)
     jobs = {
         run.run_dir: record["job_id"]
@@ -1502,6 +1517,8 @@ def in_slurm_queue(runs: list[Run], root: Path) -> dict[Path, str]:
         listed = subprocess.CompletedProcess(command, 1, "", str(err))
     # squeue names a job that has left the queue "invalid" when it is the only one asked about.
     if listed.returncode != 0 and "invalid job id" not in listed.stderr.lower():
+        if quiet:
+            return {}
         print(
             f"warning: {shlex.join(command)} failed ({(listed.stderr.strip().splitlines() or ['no output'])[-1]}): "
             "a run whose job is still queued may be submitted again (its claim keeps it from training twice at once).",
@@ -1515,14 +1532,17 @@ def in_slurm_queue(runs: list[Run], root: Path) -> dict[Path, str]:
 def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = signal.SIGINT) -> None:
     """Say, after a Ctrl-C (or SIGTERM) during --wait, that only the following stopped, and how to see the runs
     through."""
-    first = jobs[0].job_id.split("_")[0]
+    first = jobs[0].job_id.split("_")[0] if jobs else None
     if cluster == "slurm":
         # submit() skips the runs whose job squeue still lists: the same command submits no run twice.
+        submitted = f"the {len(jobs)} submitted run(s)" if jobs else "the runs of the plan"
         where = (
-            f"the {len(jobs)} submitted run(s) keep running under Slurm (job {first}); run the same command again to "
+            f"{submitted} keep running under Slurm{f' (job {first})' if jobs else ''}; run the same command again to "
             "resubmit the runs whose job ended unfinished (each resumes from its last checkpoint, if it has one): it "
-            "skips the runs done, queued or running, and --wait then follows only what it submitted"
+            "skips the runs done, queued or running, and --wait then follows the plan until none is queued or running"
         )
+    elif not jobs:  # only runs of an earlier submission were followed: this process started none of them
+        where = "the runs of the plan keep running"
     else:  # submitit's local jobs are children of this process: a signal to its whole group reaches them too
         name, how = ("Ctrl-C", "a terminal's does") if signum == signal.SIGINT else ("SIGTERM", "one to a group does")
         where = (
@@ -1607,7 +1627,9 @@ def main(argv: list[str] | None = None) -> int:
         default="slurm",
         help="slurm: submitit's executor (local and debug run the same path on this machine, for tests).",
     )
-    parser.add_argument("--wait", action="store_true", help="slurm: follow the jobs until all have ended.")
+    parser.add_argument(
+        "--wait", action="store_true", help="slurm: follow the runs of the plan until none is queued or running."
+    )
     parser.add_argument("--status", action="store_true", help="Print the state of every run of the plan and exit.")
     parser.add_argument("--dry_run", action="store_true", help="Print the commands without running them.")
     parser.add_argument(
@@ -1676,8 +1698,24 @@ def main(argv: list[str] | None = None) -> int:
             for job in jobs:
                 with contextlib.suppress(Exception):  # a failed run is reported below like any other
                     job.result()
-        if not (jobs and (args.wait or args.slurm_cluster == "debug")):
+        if not (args.wait or args.slurm_cluster == "debug"):
             return 0
+        # Runs that an earlier submission still has queued or running are the plan's too: following only this
+        # submission's jobs would end (or, with nothing new to submit, not start) while they still train.
+        records, own = job_records(root), {job.job_id for job in jobs}
+        earlier = {
+            run_dir: state
+            for run_dir, state in in_flight(runs, root).items()
+            if records.get(str(run_dir.resolve()), {}).get("job_id") not in own
+        }
+        if not (jobs or earlier):
+            return 0
+        if earlier:
+            print(
+                f"--wait: following {f'the {len(jobs)} submitted run(s) and ' if jobs else ''}the {len(earlier)} "
+                f"run(s) an earlier submission has queued or running ({', '.join(earlier.values())})",
+                flush=True,
+            )
         previous = signal.signal(signal.SIGTERM, raise_terminated)
         try:
             failed = follow(runs, root, jobs).get("failed", 0)

@@ -253,7 +253,7 @@ def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_coll
     run_matrix.stopped_following([job, job], out, "slurm", signal.SIGTERM)
     printed = capsys.readouterr().out
     assert printed.startswith("terminated: stopped following the jobs; the 2 submitted run(s) keep running under Slurm")
-    assert "(job 4242); run the same command again" in printed and "only what it submitted. Their state:" in printed
+    assert "(job 4242); run the same command again" in printed and "none is queued or running. Their state:" in printed
 
 
 def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_log(tiny_bert, tmp_path):
@@ -557,8 +557,8 @@ def test_a_stopped_wait_under_slurm_says_the_same_command_resubmits_only_what_en
     printed = capsys.readouterr().out
     assert (
         "run the same command again to resubmit the runs whose job ended unfinished (each resumes from its last "
-        "checkpoint, if it has one): it skips the runs done, queued or running, and --wait then follows only what it "
-        "submitted"
+        "checkpoint, if it has one): it skips the runs done, queued or running, and --wait then follows the plan "
+        "until none is queued or running"
     ) in printed, printed
 
 
@@ -828,3 +828,65 @@ def test_help_shows_every_default_and_renders(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--rope ROPE Region of practical equivalence for Δ (±). (default: 0.01)" in text
     assert "(default: ROOT)" in text and "(default: None)" not in text
+
+
+@pytest.mark.parametrize("seeds", [[1, 2, 3], [1, 2]], ids=["one-ended", "none-ended"])
+def test_wait_on_a_rerun_follows_the_runs_an_earlier_submission_still_has_in_flight(
+    tmp_path, monkeypatch, capsys, seeds
+):
+    """The same command given again with --wait while the first submission's jobs are still queued or running: it
+    submits only the run whose job ended (if any), and --wait follows every run of the plan until none is queued or
+    running, rather than return once its own job ends (or at once, with nothing to submit) as if the campaign were
+    over."""
+    out, model = tmp_path / "matrix", tmp_path / "model"
+    model.mkdir()
+    cfg = {"datasets": [str(SHARED_DATA / "sst2")], "models": [str(model)], "seeds": seeds, "output_dir": str(out)}
+    runs = run_matrix.plan(cfg, [])
+    out.mkdir()
+    logs = {"stdout": str(tmp_path / "o"), "stderr": str(tmp_path / "e"), "result": str(tmp_path / "r")}
+    records = {
+        str(run.run_dir.resolve()): {"job_id": f"4242_{i}", "cluster": "slurm", **logs, "submitted": 0}
+        for i, run in enumerate(runs)
+    }
+    (out / run_matrix.JOBS).write_text(json.dumps(records))
+    # squeue lists the first two jobs (the third has ended) in its first two answers; by its third every run has
+    # finished (the fake leaves their results).
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    finish = " ".join(shlex.quote(str(run.run_dir / "results.json")) for run in runs)
+    (bin_dir / "squeue").write_text(
+        f"#!/bin/sh\necho x >> {calls}\nif [ $(wc -l < {calls}) -le 2 ]; then echo '4242_0 RUNNING'; "
+        f'echo \'4242_1 PENDING\'; else for f in {finish}; do mkdir -p "$(dirname "$f")"; echo {{}} > "$f"; done; '
+        "fi\n"
+    )
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(run_matrix, "FOLLOW_INTERVAL_S", 0.01)
+
+    class Executor:  # submitit's, faked: its job ends at once
+        def __init__(self, folder, cluster):
+            pass
+
+        def update_parameters(self, **params):
+            pass
+
+        def map_array(self, task, todo):
+            paths = type("Paths", (), {"stdout": "o", "stderr": "e", "result_pickle": "r"})()
+            return [type("Job", (), {"job_id": "5151_0", "paths": paths, "done": lambda self: True})() for _ in todo]
+
+    monkeypatch.setattr(run_matrix.submitit, "AutoExecutor", Executor)
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", str(model), "--seeds", *map(str, seeds)]
+    assert run_matrix.main([*base, "--output_dir", str(out), "--executor", "slurm", "--wait"]) == 0
+    printed = capsys.readouterr().out
+    submitted = "the 1 submitted run(s) and " if len(seeds) == 3 else ""
+    assert ("submitted 1 of 3 runs as job 5151" if submitted else "nothing to submit") in printed, printed
+    assert (
+        f"--wait: following {submitted}the 2 run(s) an earlier submission has queued or running "
+        "(4242_0 RUNNING, 4242_1 PENDING)"
+    ) in printed, printed
+    assert printed.strip().splitlines()[-2] == f"status: {len(seeds)} done of {len(seeds)}", printed
+    # A Ctrl-C there: the line names no job of its own (it submitted none) and does not break on that.
+    run_matrix.stopped_following([], out, "slurm", signal.SIGINT)
+    assert capsys.readouterr().out.startswith(
+        "interrupted: stopped following the jobs; the runs of the plan keep running under Slurm; run the same command"
+    )
