@@ -1145,6 +1145,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
     to each run."""
     outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
     outcome["stopped"] = []  # by a signal to the matrix (Stop)
+    planned: list[Path] = []  # what a dry run would train: not an outcome either
     # Not a run's outcome: a run is trained or not.
     scoring: dict[str, list] = {"scored": [], "score_failed": [], "score_stopped": []}
     stop = Stop()
@@ -1239,6 +1240,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
             done = (run.run_dir / "results.json").is_file()
             if dry_run:
                 say(f"{tag} {shlex.join(train_command(run, launcher))}" if not done else f"{tag} skip {run.run_dir}")
+                (outcome["skipped"] if done else planned).append(run.run_dir)
                 for file in unscored(run.run_dir, run.inputs) if done else run.inputs:
                     say(f"{tag} {shlex.join(score_command(run, launcher, file))}")
                 continue
@@ -1267,7 +1269,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
         for thread in threads:
             thread.join()
     outcome["signal"] = [stop.signal] if stop.signal is not None else []  # after the workers: not a run's outcome
-    return outcome | scoring
+    return outcome | scoring | {"planned": planned}
 
 
 JOBS = "jobs.json"  # beside the plan: the Slurm (or submitit local) job of each submitted run, with its log paths
@@ -1483,7 +1485,7 @@ def submit(
     print(
         f"slurm executor ({args.slurm_cluster}): submitted {len(jobs)} of {len(runs)} runs as job {first} "
         f"(time {minutes} min, {args.gpus_per_run} GPU(s) per run); records in {root / JOBS}; "
-        f"follow with: python {Path(__file__).resolve()} ... --status"
+        f"follow with: python {shlex.quote(str(Path(__file__).resolve()))} ... --status"
     )
     return jobs
 
@@ -1554,7 +1556,7 @@ def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = s
     print(
         f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: stopped following the jobs; {where}. Their "
         "state: the same command with --status in place of --wait; the table once they have ended: "
-        f"python {REPO / 'scripts' / 'report.py'} {root}",
+        f"{report_command(root)}",
         flush=True,
     )
 
@@ -1584,6 +1586,11 @@ def job_outcome(record: dict[str, Any]) -> tuple[str, list[str]] | None:
     except Exception:  # a partly written or foreign pickle: no verdict yet
         return None
     return outcome, log_tail(Path(record["stderr"]))
+
+
+def report_command(root: Path) -> str:
+    """The command that tabulates the runs under ``root``, quoted for a shell (an output dir may hold spaces)."""
+    return shlex.join(["python", str(REPO / "scripts" / "report.py"), str(root)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1725,13 +1732,19 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(128 + signum) from None  # as a shell reports a command stopped by the signal
         finally:
             signal.signal(signal.SIGTERM, previous)
-        print(f"table: python {REPO / 'scripts' / 'report.py'} {root}")
+        print(f"table: {report_command(root)}")
         return failed
     if local:
         described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
         many = f"{len(slots)} runs at once" if len(slots) > 1 else "1 run at a time"
         print(f"local executor: {many} ({described or 'environment as it is'})", flush=True)
     outcome = execute(runs, launcher, slots, args.dry_run)
+    if args.dry_run:  # nothing ran: the counts of what would
+        print(
+            f"matrix (dry run): {len(outcome['planned'])} to train, {len(outcome['skipped'])} skipped (results.json "
+            f"exists) of {len(runs)} runs; nothing was started"
+        )
+        return 0
     failed, score_failed = outcome["failed"], outcome["score_failed"]
     print(
         f"matrix: {len(outcome['trained'])} trained, {len(outcome['skipped'])} skipped, {len(failed)} failed"
@@ -1767,8 +1780,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (", a stopped scoring is done again)" if scorings else ")")
             )
         raise SystemExit(128 + signum)  # as a shell reports a command stopped by the signal
-    if not args.dry_run:
-        print(f"table: python {REPO / 'scripts' / 'report.py'} {cfg.get('output_dir') or 'outputs/matrix'}")
+    print(f"table: {report_command(root)}")
     return len(failed) + len(outcome["clashed"]) + len(score_failed)
 
 

@@ -890,3 +890,26 @@ def test_wait_on_a_rerun_follows_the_runs_an_earlier_submission_still_has_in_fli
     assert capsys.readouterr().out.startswith(
         "interrupted: stopped following the jobs; the runs of the plan keep running under Slurm; run the same command"
     )
+
+
+def test_a_dry_run_counts_what_it_would_train_and_printed_commands_survive_spaces(tmp_path, capsys):
+    """A dry run's last line counts the runs it would train and those it skips (not "0 trained, 0 skipped"), and the
+    commands the matrix prints for the user to run are quoted for a shell, here an output dir with a space."""
+    out = tmp_path / "out dir"
+    cfg = {"datasets": [str(SHARED_DATA / "sst2")], "models": ["m"], "seeds": [1, 2], "output_dir": str(out)}
+    done = run_matrix.plan(cfg, [])[0].run_dir
+    done.mkdir(parents=True)
+    (done / "results.json").write_text(json.dumps({"metric": "accuracy", "validation": {"accuracy": 1.0}}))
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", "m", "--output_dir", str(out), "--seeds", "1"]
+    assert run_matrix.main([*base, "2", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "matrix (dry run): 1 to train, 1 skipped (results.json exists) of 2 runs; nothing was started"
+    assert run_matrix.main(base) == 0
+    table = capsys.readouterr().out.strip().splitlines()[-1]
+    assert shlex.split(table.removeprefix("table: ")) == ["python", str(REPO / "scripts" / "report.py"), str(out)]
+    job = type("Job", (), {"job_id": "4242_0"})()
+    run_matrix.stopped_following([job], out, "slurm", signal.SIGINT)
+    stopped = capsys.readouterr().out.strip()
+    assert stopped.endswith(
+        f"once they have ended: {shlex.join(['python', str(REPO / 'scripts' / 'report.py'), str(out)])}"
+    )
