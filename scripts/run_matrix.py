@@ -1588,6 +1588,20 @@ def job_outcome(record: dict[str, Any]) -> tuple[str, list[str]] | None:
     return outcome, log_tail(Path(record["stderr"]))
 
 
+def check_misspelt_flags(extra: list[str], parser: argparse.ArgumentParser) -> None:
+    """Refuse a flag that neither train.py (whole or abbreviated) nor the matrix takes and that is close to one of the
+    matrix's: the matrix passes the flags it does not know to train.py, which would call it an unknown train.py
+    flag."""
+    train_flags = [flag for flag in build_parser(TrainConfig, "")._option_string_actions if flag.startswith("--")]
+    matrix_flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    for token in extra:
+        flag = token.partition("=")[0]
+        if not flag.startswith("--") or any(known.startswith(flag) for known in train_flags):
+            continue
+        if close := difflib.get_close_matches(flag, matrix_flags, n=1, cutoff=0.8):
+            raise UsageError(f"{flag} is a flag of neither run_matrix.py nor train.py (did you mean {close[0]}?).")
+
+
 def report_command(root: Path) -> str:
     """The command that tabulates the runs under ``root``, quoted for a shell (an output dir may hold spaces)."""
     return shlex.join(["python", str(REPO / "scripts" / "report.py"), str(root)])
@@ -1655,6 +1669,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key):
             cfg[key] = getattr(args, key)
     options, extra = slurm_options(extra)  # --slurm_<anything> goes to submitit, not to train.py
+    check_misspelt_flags(extra, parser)
     if options and args.executor != "slurm":
         raise UsageError(f"--{next(iter(options))} is an option of --executor slurm.")
     runs_per_gpu = 1 if args.runs_per_gpu is None else args.runs_per_gpu

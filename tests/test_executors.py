@@ -913,3 +913,19 @@ def test_a_dry_run_counts_what_it_would_train_and_printed_commands_survive_space
     assert stopped.endswith(
         f"once they have ended: {shlex.join(['python', str(REPO / 'scripts' / 'report.py'), str(out)])}"
     )
+
+
+def test_a_misspelt_matrix_flag_is_named_as_one_not_as_a_train_py_flag(tmp_path):
+    """Flags the matrix does not know go to train.py, so a typo of the matrix's own (--max_paralel) was refused as an
+    unknown train.py flag, pointing at train.py --help; a flag close to one of the matrix's names it."""
+    base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", "m", "--output_dir", str(tmp_path), "--dry_run"]
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main([*base, "--max_paralel", "2"])
+    assert (
+        str(err.value)
+        == "--max_paralel is a flag of neither run_matrix.py nor train.py (did you mean --max_parallel?)."
+    )
+    # A train.py flag, or an abbreviation train.py takes, is train.py's to judge.
+    with pytest.raises(run_matrix.UsageError, match=r"train\.py flags of the matrix: unrecognized arguments: --colour"):
+        run_matrix.main([*base, "--colour", "red"])
+    assert run_matrix.main([*base, "--max_seq", "32"]) == 0
