@@ -14,7 +14,7 @@ no test split), where a rare class that one setting learns and another misses sh
 A row is one experiment: the full dataset path, its label column(s), the full model path and every other setting
 that changes what is learned, the launch's mixed precision and process count included (``results.csv`` lists them
 in ``dataset_path``, ``model_path`` and ``settings``, and the run folders in ``run_dirs``, a JSON list); only seeds are averaged. A dataset
-that the run_matrix.py plan named (``name:``, recorded in matrix.json) goes by that name; other names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
+or model that the run_matrix.py plan named (``name:``, recorded in matrix.json) goes by that name; other names are short when that is unambiguous (``emotion``, ``trec-label_coarse``, ``bert-base``),
 and get their parent folders (``v1-reviews``, ``org1-bert-base``) or a short hash when two paths share a short name;
 runs of one dataset and model with other settings are told apart by those settings (``minilm (learning_rate=1e-05)``).
 A seed trained twice for one row (say the same settings in two folders) counts once: the run with the newest
@@ -245,11 +245,12 @@ def switched_off(user: dict[str, Any]) -> set[str]:
 
 def read_matrix_entry(run_dir: Path) -> dict[str, Any]:
     """``variant`` (None when the run is no variant), ``grid`` (the grid point's settings, {} without a grid) and
-    ``dataset_name`` (the name the plan's ``name:`` gave the dataset, else None)."""
+    ``dataset_name`` and ``given_model`` (the names the plan's ``name:`` gave the dataset and the model, else None)."""
     path = run_dir / "matrix.json"
     entry = json.loads(path.read_text()) if path.is_file() else {}
     # The plan's name: of its dataset (run_matrix.py records it since it did; None for older runs and a plain run).
-    return {"variant": entry.get("variant"), "grid": entry.get("grid") or {}, "dataset_name": entry.get("dataset")}
+    given = {"dataset_name": entry.get("dataset"), "given_model": entry.get("model")}
+    return {"variant": entry.get("variant"), "grid": entry.get("grid") or {}} | given
 
 
 def point_key(grid: dict[str, Any]) -> str:
@@ -323,7 +324,7 @@ def grid_text(grid: dict[str, Any]) -> str:
 
 
 def name_runs(runs: list[dict[str, Any]]) -> None:
-    """Set each run's display ``dataset`` and ``model``: a dataset by the name the plan gave it (``name:``), else short;
+    """Set each run's display ``dataset`` and ``model``: each by the name the plan gave it (``name:``), else short;
     either made distinct where two different datasets (or models) would share it."""
     identities = [json.dumps([r["dataset_path"], *(r["settings"].get(k) for k in LABEL_SETTINGS)]) for r in runs]
     given: dict[str, str] = {}
@@ -336,7 +337,11 @@ def name_runs(runs: list[dict[str, Any]]) -> None:
         (given[identity], "", identity) if identity in given else (r["dataset_path"], r["labels"], identity)
         for r, identity in zip(runs, identities, strict=True)
     ]
-    models = [(r["model_path"], "", r["model_path"]) for r in runs]
+    named = {}  # a model's plan name, as for datasets
+    for run in sorted(runs, key=lambda r: str(r["run_dir"])):
+        if run.get("given_model"):
+            named.setdefault(run["model_path"], str(run["given_model"]))
+    models = [(named.get(r["model_path"], r["model_path"]), "", r["model_path"]) for r in runs]
     for run, dataset, model in zip(runs, unique_names(datasets), unique_names(models), strict=True):
         run["dataset"], run["model"] = dataset, model
 

@@ -145,6 +145,7 @@ class Run:
     entry: dict[str, Any] | None = None  # {"variant": name, "grid": point} for matrix.json, None for a plain run
     dataset_name: str = ""  # the plan's name of its dataset (its name:, else its short name): --score_inputs DATASET=
     named: bool = False  # the dataset's name is the entry's name: (matrix.json records it for report.py)
+    model_name: str | None = None  # the plan's name: of its model, when it gives one (matrix.json records it too)
     inputs: list[str] = field(default_factory=list)  # the --score_inputs files of its dataset
 
 
@@ -420,9 +421,8 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
                 run_dir = root / data_dir / model_dir / (folder or "") / f"seed{seed}"
                 run_args = args | {"seed": seed, "output_dir": str(run_dir), "runs_root": str(root)}
                 entry = {"variant": variant, "grid": parsed} if folder else None
-                runs.append(
-                    Run(run_dir, flags(run_args) + extra, settings, entry, dataset_name, dataset.name is not None)
-                )
+                named = dataset.name is not None
+                runs.append(Run(run_dir, flags(run_args) + extra, settings, entry, dataset_name, named, model.name))
     check_distinct(runs)
     return runs
 
@@ -1000,8 +1000,10 @@ def train_command(run: Run, launcher: list[str]) -> list[str]:
 
 def begin(run: Run) -> None:
     """What a claimed run's folder gets before it trains: its variant/grid point, and no stale failure."""
-    # The variant, the grid point and the dataset's name: (report.py and compare.py show it, not the path's name).
-    entry = (run.entry or {"variant": None, "grid": {}}) | {"dataset": run.dataset_name} if run.named else run.entry
+    # The variant, the grid point and the names the plan gives its dataset and model (report.py and compare.py show
+    # them, not the paths' names).
+    given = ({"dataset": run.dataset_name} if run.named else {}) | ({"model": run.model_name} if run.model_name else {})
+    entry = (run.entry or {"variant": None, "grid": {}}) | given if given else run.entry
     if entry is not None:
         atomic_write_json(run.run_dir / "matrix.json", entry)
     (run.run_dir / FAILED).unlink(missing_ok=True)

@@ -51,6 +51,7 @@ def write_run(
     variant: str | None = None,
     digests: dict | None = None,
     name: str | None = None,
+    model_name: str | None = None,
 ) -> Path:
     """A finished run folder as run_matrix.py leaves it: config.json, results.json, predictions_test.jsonl and, for a
     grid point or a dataset the plan gave a ``name``, matrix.json."""
@@ -71,8 +72,11 @@ def write_run(
     }
     results = {"metric": "macro_f1", "validation": validation, "test": test, "best_step": 10}
     (run_dir / "results.json").write_text(json.dumps(results))
-    if grid or variant or name:  # run_matrix.py names a run's variant, grid point and dataset name in matrix.json
+    if (
+        grid or variant or name or model_name
+    ):  # run_matrix.py names a run's variant, grid point and names in matrix.json
         entry = {"variant": variant, "grid": grid} | ({"dataset": name} if name else {})
+        entry |= {"model": model_name} if model_name else {}
         (run_dir / "matrix.json").write_text(json.dumps(entry))
     rows = [
         {"idx": i, "text": f"row {i}", "gold": g, "pred": p} for i, (g, p) in enumerate(zip(gold, pred, strict=True))
@@ -484,6 +488,29 @@ def test_report_and_compare_name_a_dataset_as_the_plan_names_it(tmp_path, capsys
     datasets = sorted({r["dataset"] for r in report.main([str(tmp_path / "two"), "--no_plots"])})
     assert len(datasets) == 3 and datasets[0] == "plain", datasets
     assert all(d.startswith("reviews-") for d in datasets[1:]) and datasets[1] != datasets[2], datasets
+
+
+def test_report_and_compare_name_a_model_as_the_plan_names_it(tmp_path, capsys):
+    """A plan's `name: small` for the model at "org/checkpoint-1200": matrix.json records it, and the table and the
+    verdict call the model "small" (compare's --a takes it), not the path's last part."""
+    import run_matrix
+
+    cfg = {"datasets": [str(REPO / "sample_data")], "models": [{"path": "org/checkpoint-1200", "name": "small"}]}
+    cfg |= {"seeds": [1], "output_dir": str(tmp_path / "plan")}
+    [planned] = run_matrix.plan(cfg, [])
+    planned.run_dir.mkdir(parents=True)
+    run_matrix.begin(planned)
+    assert json.loads((planned.run_dir / "matrix.json").read_text()) == {"variant": None, "grid": {}, "model": "small"}
+    gold = balanced_gold(40)
+    for seed in (1, 2):
+        write_run(tmp_path / "runs", "d1", "org/checkpoint-1200", seed, gold, gold, model_name="small")
+        write_run(tmp_path / "runs", "d1", "org/checkpoint-900", seed, gold, with_errors(gold, 6, offset=seed))
+    assert sorted(r["model"] for r in report.main([str(tmp_path / "runs"), "--no_plots"])) == [
+        "checkpoint-900",
+        "small",
+    ]
+    out = run_compare(tmp_path / "runs", "--a", "small", "--b", "checkpoint-900", "--bootstrap", "100", capsys=capsys)
+    assert list(out["per_dataset"]) == ["d1"]
 
 
 def md_cells(line: str) -> list[str]:
