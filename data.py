@@ -239,32 +239,64 @@ def duplicate_header(path: Path, delimiter: str, quoting: int) -> str | None:
     return None
 
 
+def utf8(path: Path) -> bool:
+    """Whether ``path`` is UTF-8 text (a byte-order mark allowed), decoded in chunks."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 24):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def not_utf8(files: list[Path]) -> str:
+    """The refusal of ``files`` that are not UTF-8, with the conversion that fits: Excel's "Unicode text" export is
+    UTF-16 (with a byte-order mark), which converted from latin-1 would be garbled."""
+    names = ", ".join(map(str, files))
+    for path in files:
+        with open(path, "rb") as f:
+            if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                return (
+                    f"cannot read {names}: it is UTF-16 text, not UTF-8. Save it as UTF-8 (e.g. iconv -f UTF-16 -t "
+                    "UTF-8 FILE > NEW, or Excel's 'CSV UTF-8' format)."
+                )
+    return (
+        f"cannot read {names}: it is not UTF-8 text. Save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE > NEW, or "
+        "encoding='utf-8' in pandas' to_csv)."
+    )
+
+
 def json_rows_problem(path: Path) -> str | None:
     """Why a json/jsonl file holds no rows of named columns, as a refusal; None when it does (or does not parse: the
     loader's own error says so). datasets reads one object of columns (pandas' ``to_json()`` default) as one row, and
     a list of lists as a column of lists, so either would be refused later for a wrong column."""
     rows = "as JSON lines (pandas: to_json(FILE, orient='records', lines=True))"
-    with open(path, encoding="utf-8-sig") as f:
-        head = f.read(4096).lstrip()
-        if head.startswith("[") and head[1:].lstrip().startswith("["):
-            return (
-                f"{path} is a JSON list of lists (rows without column names): write each row as an object naming its "
-                f"columns, {rows}."
-            )
-        if not head.startswith("{"):
-            return None
-        f.seek(0)
-        first = next(line for line in f if line.strip())
-        try:
-            if isinstance(json.loads(first), dict) and any(line.strip() for line in f):
-                return None  # json lines
-        except ValueError:
-            pass  # an object written over several lines
-        f.seek(0)
-        try:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            head = f.read(4096).lstrip()
+            if head.startswith("[") and head[1:].lstrip().startswith("["):
+                return (
+                    f"{path} is a JSON list of lists (rows without column names): write each row as an object naming "
+                    f"its columns, {rows}."
+                )
+            if not head.startswith("{"):
+                return None
+            f.seek(0)
+            first = next(line for line in f if line.strip())
+            try:
+                if isinstance(json.loads(first), dict) and any(line.strip() for line in f):
+                    return None  # json lines
+            except ValueError:
+                pass  # an object written over several lines
+            f.seek(0)
             whole = json.load(f)
-        except ValueError:
-            return None
+    except ValueError:  # not json, or not UTF-8 (a UnicodeDecodeError): the loader's error says so, with the fix
+        return None
     if not whole or not all(isinstance(v, list | dict) for v in whole.values()):
         return None  # one row
     keys = ", ".join(repr(k) for k in list(whole)[:5]) + (", ..." if len(whole) > 5 else "")
@@ -290,8 +322,13 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
             f"{', '.join(map(str, original))} holds no rows (an empty split); add rows or remove the file."
         )
     suffix = suffixes.pop()
-    if FORMATS[suffix] == "json" and (problem := next(filter(None, map(json_rows_problem, files)), None)):
-        raise UsageError(problem)
+    if FORMATS[suffix] == "json":
+        # pyarrow's json reader keeps bytes that are not UTF-8 in its strings: the file loads, and the first read of
+        # a text fails deep in a later step.
+        if bad := [p for p in files if not utf8(p)]:
+            raise UsageError(not_utf8(bad))
+        if problem := next(filter(None, map(json_rows_problem, files)), None):
+            raise UsageError(problem)
     # A .tsv is plain tab-separated lines (GLUE's files, IANA's text/tab-separated-values): a double quote is text.
     # Read with csv quoting, one stray quote would open a field that swallows the lines after it, without a word.
     # A tsv that pandas wrote (to_csv(sep="\t")) quotes csv-style instead, and is read so.
@@ -326,10 +363,7 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
             chain.append(cause)
             cause = cause.__cause__ or cause.__context__
         if any(isinstance(e, UnicodeDecodeError) for e in chain):
-            raise UsageError(
-                f"cannot read {', '.join(map(str, files))}: it is not UTF-8 text. Save it as UTF-8 "
-                "(e.g. iconv -f latin1 -t utf-8 FILE > NEW, or encoding='utf-8' in pandas' to_csv)."
-            ) from err
+            raise UsageError(not_utf8(files)) from err
         # datasets before 4.7 (no Json type) reads a json column of one JSON type only: a text written as the number
         # 2020 or a lone label string in a column of label lists fails in pyarrow ("changed from string to number in
         # row 3", a row counted from a block of the file, not its start), or for a json array in pandas.
@@ -596,6 +630,10 @@ def split_source(dataset: str, split: str) -> str:
     return dataset
 
 
+# Columns pandas adds to a header's own: index columns of rows longer than the header, and nameless header cells.
+PANDAS_FILLER = re.compile(r"__index_level_\d+__|Unnamed: \d+")
+
+
 def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: str) -> None:
     """Raise a UsageError naming each missing column, where it is missing (``split`` of the dataset ``source``, or
     the evaluate.py --input file ``source`` when ``split`` is None) and the flag that names the right one, with close
@@ -607,6 +645,15 @@ def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: st
     where = f"the --input file {source} (columns: {columns})"
     if split is not None:
         where = f"the {split} split ({split_source(source, split)}; columns: {columns})"
+    # One column whose name holds the others: a .csv not separated by commas, or a .tsv not by tabs. A comma inside
+    # some texts of a ';'-separated file gives rows more fields than the header: pandas makes them index columns.
+    named = [c for c in ds.column_names if not PANDAS_FILLER.fullmatch(c)]
+    if len(named) == 1 and (sep := next((c for c in ";\t|," if c in named[0]), None)):
+        flag, column = next(iter(missing.items()))
+        raise UsageError(
+            f"--{flag} {column!r} is not a column of {where}. The file looks separated by {sep!r}: save it as .csv "
+            "with commas or as .tsv with tabs."
+        )
     if len(missing) > 1 and len(ds.column_names) > 1:
         # No guess from names here: "text" is closest to "target", often the label column (columns review, target).
         flags = " and ".join(f"--{flag} {column!r}" for flag, column in missing.items())
@@ -623,10 +670,7 @@ def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: st
             close = difflib.get_close_matches(column, [c for c in ds.column_names if c not in others], n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             hint += f" Pass the column that holds {COLUMN_HOLDS[option]} with --{option}."
-            # One column whose name holds the others: a .csv not separated by commas, or a .tsv not by tabs.
-            if len(ds.column_names) == 1 and (sep := next((c for c in ";\t|," if c in ds.column_names[0]), None)):
-                hint = f" The file looks separated by {sep!r}: save it as .csv with commas or as .tsv with tabs."
-            elif split not in (None, "train") and option.startswith("label_column") and not close:
+            if split not in (None, "train") and option.startswith("label_column") and not close:
                 # An unlabeled test set (a competition's) cannot be scored; it can still be predicted.
                 hint = (
                     " A split without labels cannot be scored: move that file out of the dataset folder, and after "
@@ -722,10 +766,11 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
                 f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}); fix the labels or labels.json."
             )
         return names, {name: i for i, name in enumerate(names)}
-    values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
-    if not all(_is_integer(v) or isinstance(v, str) for v in values):
-        kinds = sorted({type(v).__name__ for v in values})
+    # Checked before the set of values is taken: a dict (a nested column's) cannot be in one.
+    if not all(_is_integer(v) or isinstance(v, str) for v in train_labels):
+        kinds = sorted({type(v).__name__ for v in train_labels})
         raise UsageError(f"labels must be strings or integers, found {', '.join(kinds)}; check --label_column.")
+    values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
     if any(_is_integer(v) for v in values) and any(isinstance(v, str) for v in values):
         # 1 and "1", or 0 and "neg", would become separate classes of one task.
         ints = [v for v in values if _is_integer(v)][:3]

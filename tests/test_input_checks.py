@@ -207,7 +207,17 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
             "the 'text' column of the train split holds int values, not text .*check --text_column",
         ),
         ("semicolons", [], "The file looks separated by ';': save it as .csv with commas or as .tsv with tabs"),
+        # A comma in some texts gives pandas more fields than the header: the extra ones became index columns.
+        (
+            "semicolons_and_commas",
+            [],
+            r"\(.*; columns: text;label, __index_level_0__\)\. The file looks separated by ';'",
+        ),
         ("latin1", [], "is not UTF-8 text. Save it as UTF-8"),
+        ("latin1_jsonl", [], r"train.jsonl: it is not UTF-8 text. Save it as UTF-8"),
+        # Excel's "Unicode text" export: converting it from latin-1, as the UTF-8 advice says, would garble it.
+        ("utf16", [], r"train.tsv: it is UTF-16 text, not UTF-8\. Save it as UTF-8 \(e\.g\. iconv -f UTF-16 -t UTF-8"),
+        ("dict_labels", [], r"labels must be strings or integers, found dict; check --label_column\.$"),
         ("unlabeled_test", [], "A split without labels cannot be scored: .* evaluate.py --run_dir RUN --input FILE"),
         (
             "mixed_labels",
@@ -264,6 +274,8 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         rows[2]["teacher"] = [float("nan"), 0.5]
     if case == "binary_columns":  # one 0/1 column per label, given without --multi_label
         rows = [r | {"toxic": r["label"], "rude": (i // 3) % 2} for i, r in enumerate(rows)]
+    if case == "dict_labels":  # a nested (struct) column named as the labels
+        rows = [r | {"label": {"id": r["label"]}} for r in rows]
     if case == "mixed_labels":  # a jsonl edited by hand: 'neg' where 0 was meant
         rows[5]["label"] = "neg"
     if case == "numbers_as_text":  # a wrong column, not empty texts to drop
@@ -281,6 +293,14 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     if case == "semicolons":  # a spreadsheet's export in a locale that separates with ';'
         (data / "train.csv").write_text("text;label\n" + "".join(f"{r['text']};{r['label']}\n" for r in rows))
+    elif case == "semicolons_and_commas":
+        lines = "".join(f"{r['text']}{', and more' * (i % 3 == 0)};{r['label']}\n" for i, r in enumerate(rows))
+        (data / "train.csv").write_text("text;label\n" + lines)
+    elif case == "utf16":
+        lines = "".join(f"{r['text']}\t{r['label']}\n" for r in rows)
+        (data / "train.tsv").write_bytes(("text\tlabel\n" + lines).encode("utf-16"))
+    elif case == "latin1_jsonl":  # the text's é as one latin-1 byte
+        (data / "train.jsonl").write_bytes(lines.replace("fun", "caf\u00e9").encode("latin-1"))
     elif case == "gzipped":  # as a dataset is often downloaded
         import gzip
 
@@ -307,7 +327,8 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "train.csv").write_bytes(text.encode("latin-1"))
     else:
         (data / "train.jsonl").write_text(lines)
-    if case not in ("carve_everything", "semicolons", "latin1", "padded_header", "duplicate_header"):
+    unpaired = ("carve_everything", "semicolons", "semicolons_and_commas", "latin1", "utf16", "latin1_jsonl")
+    if case not in (*unpaired, "padded_header", "duplicate_header"):
         (data / "validation.jsonl").write_text(lines)
     if case == "dev_and_validation":  # which one would the scores come from?
         (data / "dev.jsonl").write_text(lines)
