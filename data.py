@@ -1478,10 +1478,12 @@ def loss_weights(cfg: TrainConfig, data: SplitData, windows: Any | None = None) 
     return {"class_weights": weights}, notes
 
 
-def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None, label_columns: tuple[str, ...] = ()) -> Any:
+def load_unlabeled(
+    path: str, cfg: TrainConfig, limit: int | None, label_columns: tuple[str, ...] = (), label_flag: str | None = None
+) -> Any:
     """A file to predict (evaluate.py --input) as a dataset with ``text`` (, ``text_pair``) and ``idx`` columns,
     read with the run's text columns, plus those of ``label_columns`` the file has, as they are; ``limit`` keeps the
-    first rows."""
+    first rows. ``label_flag``: the flag that named ``label_columns`` on the command line, which the file must have."""
     file = Path(path)
     if file.is_dir():
         raise UsageError(f"--input {path} is a folder; give one of its files (--input {path.rstrip('/')}/FILE).")
@@ -1493,7 +1495,8 @@ def load_unlabeled(path: str, cfg: TrainConfig, limit: int | None, label_columns
     ds = load_files([file], keep_blank_lines=True)
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
-    check_columns(ds, None, wanted, path)
+    named = {label_flag: label_columns[0]} if label_flag and label_columns else {}  # --label_column names one
+    check_columns(ds, None, wanted | named, path)
     ds = ds.select_columns(list(wanted.values()) + [c for c in label_columns if c in ds.column_names])
     for flag, column in wanted.items():
         ds = _as_text(ds, column, f"the --input file {path}", column, flag)

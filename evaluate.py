@@ -876,9 +876,17 @@ def input_gold(
     run read an integer label, ``recorded`` (config.json's resolved.label_values) tells, or for a run trained before
     it was recorded, the run's own data (``run_cfg``) read again."""
     present = [c for c in spec.columns if c in raw.column_names]
-    if cfg.label_column and not present:
-        raise UsageError(f"--label_column {cfg.label_column!r} is not a column of {cfg.input}.")
-    if cfg.predict_only or not present:
+    if cfg.predict_only:
+        return None
+    if not present:
+        # A held-out file whose labels sit under another name would be predicted without a word on why no score came.
+        if len(spec.columns) == 1:
+            why = f"no column {spec.columns[0]!r} (the run's label column)"
+            fix = "name its label column with --label_column to score it"
+        else:
+            why = f"none of the run's label columns ({', '.join(map(repr, spec.columns))})"
+            fix = "add them, under those names, to score it"
+        logger.info("%s has %s, so it is predicted, not scored: %s", cfg.input, why, fix)
         return None
     if missing := [c for c in spec.columns if c not in present]:
         raise UsageError(
@@ -1158,7 +1166,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_output(cfg)
         spec = input_label_spec(cfg, train_cfg, model_config)
         label_columns = () if cfg.predict_only else tuple(spec.columns)
-        raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples, label_columns)
+        # A label column named on the command line must be there (named with the file's columns where it is not).
+        named = "label_column" if cfg.label_column else None
+        raw = load_unlabeled(cfg.input, input_columns(cfg, train_cfg), cfg.max_samples, label_columns, named)
         destination = input_destination(cfg, run_dir, len(raw))
         check_input_destination(cfg, run_dir, destination)
         run_data = dataclasses.replace(train_cfg, dataset=resolved.get("dataset", train_cfg.dataset))

@@ -32,7 +32,7 @@ def emotion_run(tiny_bert, tmp_path_factory):
     return out, evaluate.main(["--run_dir", str(out), "--split", "test"])
 
 
-def test_a_labeled_file_is_scored_as_the_split_it_holds(emotion_run, tmp_path):
+def test_a_labeled_file_is_scored_as_the_split_it_holds(emotion_run, tmp_path, capsys):
     out, split = emotion_run
     rows = pd.read_parquet(EMOTION / "test.parquet").head(40)
     names = json.loads((EMOTION / "labels.json").read_text())["label"]
@@ -59,7 +59,11 @@ def test_a_labeled_file_is_scored_as_the_split_it_holds(emotion_run, tmp_path):
     renamed = tmp_path / "renamed.csv"
     rows.rename(columns={"label": "emotion"}).to_csv(renamed, index=False)
     same_scores(evaluate.main(["--run_dir", str(out), "--input", str(renamed), "--label_column", "emotion"]), split)
+    capsys.readouterr()
     assert "eval" not in evaluate.main(["--run_dir", str(out), "--input", str(renamed)])  # no label column: predicted
+    # ... and the log says why no score came, with the flag that gives one.
+    why = "has no column 'label' (the run's label column), so it is predicted, not scored: name its label column with"
+    assert f"{why} --label_column to score it" in capsys.readouterr().err
 
 
 def test_rows_without_a_label_or_text_are_predicted_but_not_scored(emotion_run, tmp_path):
@@ -98,7 +102,11 @@ def test_a_labeled_file_with_labels_the_model_lacks_is_one_line(emotion_run, tmp
     assert "eval" not in evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only"])
     with pytest.raises(ValueError, match=r"--label_column 'text' is the --input file's text column"):
         evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "text"])
-    with pytest.raises(ValueError, match=r"--label_column 'gold' is not a column of"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--label_column 'gold' is not a column of the --input file .*other.csv \(columns: text, label\)\. "
+        r"Pass the column that holds the labels with --label_column\.$",
+    ):
         evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "gold"])
     # Scores written over the run's own test scores would pass for them (scripts read eval_test.json).
     with pytest.raises(ValueError, match=r"would write eval_test.json, a name the run's own split scores use"):
