@@ -758,7 +758,10 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
                 raise UsageError(
                     f"label ids {bad[:5]} are out of range for the {len(names)} label names given; fix the labels or labels.json."
                 )
-            return names, {i: i for i in range(len(names))}
+            # A split written by hand may give the names themselves ("pos" where train has 1): they are its
+            # classes too. Integer names are left out: "1" stays the id 1, as label_key reads it.
+            by_name = {name: i for i, name in enumerate(names) if not INTEGER_TEXT.fullmatch(name)}
+            return names, {i: i for i in range(len(names))} | by_name
         strange = sorted({repr(v) for v in train_labels if v not in names})
         if strange:
             raise UsageError(

@@ -487,6 +487,25 @@ def test_labels_json_may_hold_lists_that_are_not_label_names(tmp_path):
     assert load_splits(TrainConfig(dataset=str(tmp_path))).label_names == ["neg", "pos"]
 
 
+def test_a_split_that_writes_the_class_names_beside_train_ids_is_read_by_name(tmp_path):
+    """Train holds ids named by labels.json (or by its parquet ClassLabel) and a hand-written test file the names
+    themselves: the names are the classes train shows, not labels "not seen in train"."""
+    import datasets
+
+    rows = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "labels.json").write_text(json.dumps({"label": ["neg", "pos"]}))
+    write_csv(tmp_path / "test.csv", [(f"test {i}", ["pos", "neg", "pos"][i]) for i in range(3)])
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["neg", "pos"] and data.splits["test"]["label"] == [1, 0, 1]
+    (tmp_path / "labels.json").unlink()
+    (tmp_path / "train.jsonl").unlink()
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["pos", "neg"])})
+    datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp_path / "train.parquet"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["pos", "neg"] and data.splits["test"]["label"] == [0, 1, 0]
+
+
 def test_integer_ids_written_as_text_are_ids_into_labels_json(tmp_path):
     """A jsonl or a string parquet column holding "0", "1" beside labels.json ["neg", "pos"]: the ids, as the same
     text in validation or an --input file already is, not a refusal calling them neither ids nor names."""
