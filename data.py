@@ -804,10 +804,30 @@ def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, col
         stripped = {str(k).strip(): k for k in value_to_id if isinstance(k, str)}
         spaced = [(v, stripped[v.strip()]) for v in unknown if isinstance(v, str) and v.strip() in stripped]
         hint = "".join(f" ({v!r} is {k!r} in train: strip the spaces around labels.)" for v, k in spaced[:1])
+        folded = {k.casefold(): k for k in value_to_id if isinstance(k, str)}
+        cased = [(v, folded[v.casefold()]) for v in unknown if isinstance(v, str) and v.casefold() in folded]
+        hint = hint or "".join(f" ({v!r} is {k!r} in train: labels are case-sensitive.)" for v, k in cased[:1])
         raise UsageError(
             f"the {split} split has labels not seen in train in {column!r}: {shown}. "
             f"Add examples of them to train or remove those rows.{hint}"
         )
+
+
+def case_notes(spec: Any) -> list[str]:
+    """Warnings for label names that differ only by case ("Pos" and "pos"): maybe one class typed two ways, which
+    would be trained and scored as two."""
+    notes = []
+    for level in spec.levels:
+        spellings: dict[str, list[str]] = {}
+        for name in level["labels"]:
+            spellings.setdefault(str(name).casefold(), []).append(str(name))
+        for same in (names for names in spellings.values() if len(names) > 1):
+            shown = " and ".join(map(repr, sorted(same)))
+            notes.append(
+                f"warning: the labels {shown} differ only by case: they are trained as two classes; write them one "
+                "way in every split if they are one"
+            )
+    return notes
 
 
 def carve_validation(
@@ -1324,6 +1344,7 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         notes += [note] if note else []
     spec, maps = _label_spec(splits["train"], cfg, names)
     spec.value_ids = [[[k.item() if isinstance(k, np.generic) else k, i] for k, i in m.items()] for m in maps]
+    notes += case_notes(spec)
     if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
         # Often a renamed label column: say so rather than name the classes by their raw values without a word.
         source = "the data's ClassLabel" if all(isinstance(names[c], ClassLabelNames) for c in other) else "labels.json"

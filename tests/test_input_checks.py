@@ -732,6 +732,24 @@ def test_a_label_spaced_otherwise_in_train_is_named_with_its_spaces(tmp_path):
         load_splits(TrainConfig(dataset=str(tmp_path)))
 
 
+def test_labels_that_differ_only_by_case_are_warned_of_and_named_in_a_refusal(tmp_path):
+    """ "Pos" beside "pos" in train may be one class typed two ways: trained as two, with a warning naming them; a
+    validation split's "Neg" against train's "neg" is refused naming train's spelling."""
+    write_csv(tmp_path / "train.csv", [(f"row {i}", ["pos", "neg", "Pos"][i % 3]) for i in range(9)])
+    write_csv(tmp_path / "validation.csv", [(f"row {i}", ["pos", "neg", "Pos"][i % 3]) for i in range(9)])
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["Pos", "neg", "pos"]
+    assert (
+        "warning: the labels 'Pos' and 'pos' differ only by case: they are trained as two classes; write them one "
+        "way in every split if they are one" in data.notes
+    )
+    write_csv(tmp_path / "validation.csv", [(f"row {i}", ["pos", "Neg"][i % 2]) for i in range(8)])
+    with pytest.raises(
+        UsageError, match=r"'Neg' \(4x\)\. .* \('Neg' is 'neg' in train: labels are case-sensitive\.\)$"
+    ):
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+
+
 def test_label_lists_written_into_a_csv_are_read_as_lists(tmp_path):
     """A dataframe's list column saved with to_csv holds "['weather', 'news']": multi-label, not one class per
     distinct string."""
