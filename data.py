@@ -1223,9 +1223,19 @@ def _attach_teacher(train: Any, teacher_labels: list[str] | None, label_names: l
 
 
 def unmatched_files(dataset: str) -> list[str]:
-    """Data files in a dataset folder that no split takes (``eval.csv``, ``testing.csv``): said in the log."""
+    """Data files in a dataset folder that no split takes (``eval.csv``, ``testing.csv``), or splits of a saved
+    ``DatasetDict`` (MNLI's ``validation_matched``): said in the log."""
     folder = Path(dataset).expanduser()
-    if not folder.is_dir() or (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+    if (folder / "dataset_dict.json").is_file():
+        try:
+            names = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+        except (ValueError, KeyError, TypeError):  # load_from_disk's own error says what is wrong
+            return []
+        taken = {alias for aliases in SPLIT_ALIASES.values() for alias in aliases}
+        if not taken & set(SPLIT_ALIASES["validation"]) & set(names):
+            taken |= set(FALLBACK_ALIASES["validation"])
+        return [name for name in names if name not in taken]
+    if not folder.is_dir() or (folder / "state.json").is_file():
         return []
     taken = {p for paths in _split_files(folder).values() for p in paths} | {folder / "labels.json"}
     return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and p not in taken)
@@ -1328,8 +1338,8 @@ def load_splits(cfg: TrainConfig) -> SplitData:
     notes: list[str] = []
     if ignored := unmatched_files(cfg.dataset):
         notes.append(
-            f"not read (no split is named so): {', '.join(ignored)}; name files train, validation (or dev, valid, val, "
-            "eval) and test"
+            f"not read (no split is named so): {', '.join(ignored)}; name files (or a saved DatasetDict's splits) "
+            "train, validation (or dev, valid, val, eval) and test"
         )
     for split in [s for s in raw if s != "train" and _unlabeled(raw[s], raw["train"], cfg)]:
         # A benchmark's hidden test labels (GLUE writes -1): nothing to score, so not a reason to stop the run.

@@ -404,6 +404,15 @@ def test_a_folder_saved_by_datasets_is_read_with_its_class_names(tmp_path):
     data = load_splits(TrainConfig(dataset=str(tmp_path / "saved")))
     assert data.label_names == ["neg", "pos"] and set(data.splits) == {"train", "validation", "test"}
     assert data.splits["validation"]["label"] == [i % 2 for i in range(8)]
+    # Splits under other names (MNLI's validation_matched) are named as unread, as a folder's other files are.
+    datasets.DatasetDict({"train": saved["train"], "validation_matched": saved["dev"]}).save_to_disk(
+        str(tmp_path / "mnli")
+    )
+    data = load_splits(TrainConfig(dataset=str(tmp_path / "mnli")))
+    assert set(data.splits) == {"train", "validation"}  # carved
+    assert "not read (no split is named so): validation_matched; name files (or a saved DatasetDict's splits) " in (
+        "\n".join(data.notes)
+    )
     # Two names for one split: refused, not one of them taken.
     saved["validation"] = saved["dev"]
     saved.save_to_disk(str(tmp_path / "both"))
