@@ -228,14 +228,38 @@ def duplicate_header(path: Path, delimiter: str, quoting: int) -> str | None:
             header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), [])
     except (UnicodeDecodeError, csv.Error):  # the loader's own error says so
         return None
+    if twice := repeated_name(header):
+        name, first, second = twice
+        return (
+            f"{path}'s header names {name!r} twice (columns {first} and {second}): the second would be read as "
+            f"'{name}.1' and the first used without a word; rename or drop one."
+        )
+    return None
+
+
+def repeated_name(names: list[str]) -> tuple[str, int, int] | None:
+    """The first column name given twice in ``names`` and its two positions (from 1); None when each is its own.
+    Nameless columns (a spreadsheet's trailing commas) are "Unnamed: N" each, so not repeated."""
     seen: dict[str, int] = {}
-    for i, name in enumerate(header, 1):
-        if name in seen and name:  # nameless columns (a spreadsheet's trailing commas) are "Unnamed: N" each
-            return (
-                f"{path}'s header names {name!r} twice (columns {seen[name]} and {i}): the second would be read as "
-                f"'{name}.1' and the first used without a word; rename or drop one."
-            )
+    for i, name in enumerate(names, 1):
+        if name in seen and name:
+            return name, seen[name], i
         seen[name] = i
+    return None
+
+
+def duplicate_parquet_column(path: Path) -> str | None:
+    """The refusal of a parquet file whose schema names one column twice (pyarrow writes one, but reading it fails
+    naming neither the column nor the fix); None when every name is its own, or the file is not parquet."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception:  # not parquet at all: the loader's error says so
+        return None
+    if twice := repeated_name(names):
+        name, first, second = twice
+        return f"{path} names the column {name!r} twice (columns {first} and {second}); rename or drop one."
     return None
 
 
@@ -335,6 +359,8 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     kwargs: dict[str, Any] = {}
     if suffix == ".tsv":
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_MINIMAL if csv_quoted(files) else csv.QUOTE_NONE}
+    if FORMATS[suffix] == "parquet" and (problem := next(filter(None, map(duplicate_parquet_column, files)), None)):
+        raise UsageError(problem)
     if FORMATS[suffix] == "csv":
         delimiter, quoting = kwargs.get("delimiter", ","), kwargs.get("quoting", csv.QUOTE_MINIMAL)
         if problem := next(filter(None, (duplicate_header(p, delimiter, quoting) for p in files)), None):

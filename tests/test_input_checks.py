@@ -260,6 +260,8 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         # A merged spreadsheet's two 'label' columns: pandas reads the second as 'label.1', and the first was used.
         ("duplicate_header", [], r"train.csv's header names 'label' twice \(columns 2 and 3\): .*rename or drop one"),
         ("padded_header", [], r"; columns: text , label\)\. Did you mean 'text '\?"),  # the space shows in quotes
+        # pyarrow writes a table whose columns share a name; reading it names neither the column nor the fix.
+        ("duplicate_parquet_columns", [], r"train.parquet names the column 'label' twice \(columns 2 and 3\); rename"),
     ],
 )
 def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_bert, tmp_path, monkeypatch):
@@ -314,6 +316,12 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "train.csv").write_text(
             "text,label,label\n" + "".join(f"{r['text']},{r['label']},{1 - r['label']}\n" for r in rows)
         )
+    elif case == "duplicate_parquet_columns":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = [[r["text"] for r in rows], [r["label"] for r in rows], [1 - r["label"] for r in rows]]
+        pq.write_table(pa.table(columns, names=["text", "label", "label"]), data / "train.parquet")
     elif case == "padded_header":  # "text ,label": a space typed after a column name
         (data / "train.csv").write_text("text ,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
     elif case == "json_of_columns":
