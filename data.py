@@ -921,6 +921,21 @@ def _two_or_more(level_names: list[str], column: str) -> None:
         )
 
 
+# From this many train rows on, a label column whose every value is its own is an id or a text column: one class per
+# row leaves nothing to learn (and no validation row of a training class), however the model is built.
+MIN_ROWS_FOR_IDS = 10
+
+
+def _not_ids(values: list[Any], column: str) -> None:
+    """Refuse a one-label-per-row column in which every train row has a value of its own (a row id, a text)."""
+    if len(values) >= MIN_ROWS_FOR_IDS and len(set(values)) == len(values):
+        shown = ", ".join(repr(v) for v in values[:3])
+        raise UsageError(
+            f"every one of the train split's {len(values)} rows has its own {column!r} value ({shown}, ...): an id "
+            "or a text, not a label; name the label column with --label_column."
+        )
+
+
 def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, list[dict]]:
     """Decide the problem type and label spaces from train; also return the value->id maps per level."""
     label_column, label_columns = cfg.label_column, cfg.label_columns
@@ -966,6 +981,7 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
         )
     level_names, value_to_id = build_label_space(values, given)
     _two_or_more(level_names, label_column)
+    _not_ids(values, label_column)
     return LabelSpec("single_label_classification", [label_column], [{"name": label_column, "labels": level_names}]), [
         value_to_id
     ]

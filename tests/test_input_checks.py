@@ -191,6 +191,13 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
     ("case", "flags", "message"),
     [
         ("same_column", ["--label_column", "text"], "--label_column 'text' is also a text column"),
+        # A row id named as the labels: one class per row, a head as wide as the data, and nothing to learn.
+        (
+            "id_column",
+            ["--label_column", "id"],
+            r"every one of the train split's 12 rows has its own 'id' value \('doc0', 'doc1', 'doc2', \.\.\.\): an "
+            r"id or a text, not a label; name the label column with --label_column\.$",
+        ),
         ("duplicate_names", [], r"the label names given \(labels.json or ClassLabel\) list 'a' more than once"),
         (
             "string_in_lists",
@@ -276,6 +283,8 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         rows[2]["teacher"] = [float("nan"), 0.5]
     if case == "binary_columns":  # one 0/1 column per label, given without --multi_label
         rows = [r | {"toxic": r["label"], "rude": (i // 3) % 2} for i, r in enumerate(rows)]
+    if case == "id_column":
+        rows = [r | {"id": f"doc{i}"} for i, r in enumerate(rows)]
     if case == "dict_labels":  # a nested (struct) column named as the labels
         rows = [r | {"label": {"id": r["label"]}} for r in rows]
     if case == "mixed_labels":  # a jsonl edited by hand: 'neg' where 0 was meant
