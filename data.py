@@ -1196,6 +1196,22 @@ def _as_text(ds: Any, name: str, where: str, column: str, flag: str) -> Any:
     )
 
 
+def broken_rows_hint(source: str) -> str:
+    """Why a csv/tsv ``source`` has rows without a label that its author does not see: a carriage return inside an
+    unquoted text (a bare ``\\r``, not a Windows line end) ends the row there, so its rest becomes a row of its own;
+    "" where the file holds none."""
+    path = Path(source)
+    if not path.is_file() or FORMATS.get(path.suffix.lower()) != "csv":
+        return ""
+    content = path.read_bytes()
+    if b"\n" not in content or not re.search(rb"\r(?!\n)", content):  # no line ends but \r: old Mac files, read well
+        return ""
+    return (
+        f" {path} holds a carriage return (\\r) inside a line, which pandas reads as the end of a row: replace those "
+        "inside texts with spaces, or quote the texts."
+    )
+
+
 def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | None]:
     """One split's configured columns renamed to ``text`` [, ``text_pair``] [, ``teacher``], rows with empty text
     dropped (or refused with --empty_text error); also the note saying how many were dropped."""
@@ -1212,7 +1228,10 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     for label in cfg.label_columns or [cfg.label_column]:
         nulls = sum(_missing(v) for v in column_values(ds, label))
         if nulls:
-            raise UsageError(f"the {split} split has {nulls} rows with no label in {label!r}; fill or drop them.")
+            raise UsageError(
+                f"the {split} split has {nulls} rows with no label in {label!r}; fill or drop them."
+                + broken_rows_hint(split_source(cfg.dataset, split))
+            )
     renames = {cfg.text_column: "text", **({cfg.text_pair_column: "text_pair"} if cfg.text_pair_column else {})}
     ds = ds.select_columns(list((wanted | teacher).values()))
     if not cfg.label_columns:

@@ -267,6 +267,13 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         # A merged spreadsheet's two 'label' columns: pandas reads the second as 'label.1', and the first was used.
         ("duplicate_header", [], r"train.csv's header names 'label' twice \(columns 2 and 3\): .*rename or drop one"),
         ("padded_header", [], r"; columns: text , label\)\. Did you mean 'text '\?"),  # the space shows in quotes
+        # A carriage return inside an unquoted text ends the row there for pandas: the row's rest became a row.
+        (
+            "carriage_return",
+            [],
+            r"the train split has 1 rows with no label in 'label'; fill or drop them\. .*train.csv holds a carriage "
+            r"return \(\\r\) inside a line, which pandas reads as the end of a row",
+        ),
         # pyarrow writes a table whose columns share a name; reading it names neither the column nor the fix.
         ("duplicate_parquet_columns", [], r"train.parquet names the column 'label' twice \(columns 2 and 3\); rename"),
     ],
@@ -325,6 +332,10 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "train.csv").write_text(
             "text,label,label\n" + "".join(f"{r['text']},{r['label']},{1 - r['label']}\n" for r in rows)
         )
+    elif case == "carriage_return":
+        texts = [r["text"] + " and\rmore" * (i == 4) for i, r in enumerate(rows)]  # Windows line ends besides
+        lines = "".join(f"{text},{r['label']}\r\n" for text, r in zip(texts, rows, strict=True))
+        (data / "train.csv").write_text("text,label\r\n" + lines, newline="")
     elif case == "duplicate_parquet_columns":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -345,6 +356,7 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
     else:
         (data / "train.jsonl").write_text(lines)
     unpaired = ("carve_everything", "semicolons", "semicolons_and_commas", "latin1", "utf16", "latin1_jsonl")
+    unpaired += ("carriage_return",)
     if case not in (*unpaired, "padded_header", "duplicate_header"):
         (data / "validation.jsonl").write_text(lines)
     if case == "dev_and_validation":  # which one would the scores come from?
