@@ -121,7 +121,8 @@ def test_config_file_unknown_key_suggests(tmp_path):
 def test_label_space_rules():
     assert build_label_space(["pos", "neg", "pos"], None) == (["neg", "pos"], {"neg": 0, "pos": 1})
     assert build_label_space([3, 1, 3], None) == (["1", "3"], {1: 0, 3: 1})
-    assert build_label_space([0, 2], ["a", "b", "c"]) == (["a", "b", "c"], {0: 0, 1: 1, 2: 2})
+    # Ids, and the names themselves (a split written by hand may give those).
+    assert build_label_space([0, 2], ["a", "b", "c"]) == (["a", "b", "c"], {0: 0, 1: 1, 2: 2, "a": 0, "b": 1, "c": 2})
     assert build_label_space(["b"], ["a", "b"])[1] == {"a": 0, "b": 1}
     with pytest.raises(UsageError, match="out of range for the 2 label names"):
         build_label_space([0, 5], ["a", "b"])
