@@ -195,7 +195,7 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         (
             "id_column",
             ["--label_column", "id"],
-            r"every one of the train split's 12 rows has its own 'id' value \('doc0', 'doc1', 'doc2', \.\.\.\): an "
+            r"every one of the train split's 108 rows has its own 'id' value \('doc0', 'doc1', 'doc2', \.\.\.\): an "
             r"id or a text, not a label; name the label column with --label_column\.$",
         ),
         ("duplicate_names", [], r"the label names given \(labels.json or ClassLabel\) list 'a' more than once"),
@@ -291,7 +291,7 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
     if case == "binary_columns":  # one 0/1 column per label, given without --multi_label
         rows = [r | {"toxic": r["label"], "rude": (i // 3) % 2} for i, r in enumerate(rows)]
     if case == "id_column":
-        rows = [r | {"id": f"doc{i}"} for i, r in enumerate(rows)]
+        rows = [r | {"id": f"doc{i}"} for i, r in enumerate(rows * 9)]  # 108 rows: 100 or more
     if case == "dict_labels":  # a nested (struct) column named as the labels
         rows = [r | {"label": {"id": r["label"]}} for r in rows]
     if case == "mixed_labels":  # a jsonl edited by hand: 'neg' where 0 was meant
