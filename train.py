@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
-from config import TrainConfig, model_settings, parse_config, unknown_choice
+from config import TrainConfig, build_parser, load_config_file, model_settings, parse_config, unknown_choice
 from data import (
     DATA_READER,
     LengthGroupedBatchSampler,
@@ -1138,6 +1138,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     check_warmup(cfg, max_steps)
     if idle := idle_patience(cfg, steps_per_epoch, max_steps):
         logger.warning(idle)
+    if idle := idle_checkpointing(cfg, steps_per_epoch, max_steps):
+        logger.warning(idle)
+    if overridden := epochs_overridden(cfg, given_flags(argv), steps_per_epoch):
+        logger.info(overridden)
     settings = run_settings(cfg, resolved)
     resolved["model_files"] = settings["model_files"]  # a colleague's same-named model with other weights shows here
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
@@ -1411,6 +1415,44 @@ def idle_patience(cfg: TrainConfig, steps_per_epoch: int, max_steps: int) -> str
         f"--early_stopping_patience {patience} cannot stop this run: of its {max_steps} optimizer steps it evaluates "
         f"{evals} time{'' if evals == 1 else 's'} before its last step ({schedule}), and a stop takes {needed} (a "
         f"best, then {patience} without improvement); it trains to the end (give {fix} for early stopping to act)."
+    )
+
+
+def idle_checkpointing(cfg: TrainConfig, steps_per_epoch: int, max_steps: int) -> str | None:
+    """Why --checkpointing_steps writes no checkpoint in this run (none is due before its last step), or None."""
+    # Said, not refused, as idle_patience is: a campaign gives one interval to datasets of every size. The run is
+    # then protected against a stop signal (whose checkpoint is written anyway), not against a crash or a SIGKILL.
+    every = cfg.checkpointing_steps
+    if every is None or max_steps < 2:
+        return None
+    interval = steps_per_epoch if every == "epoch" else int(every)
+    if interval < max_steps:
+        return None
+    why = (
+        f"its {max_steps} optimizer steps end in its first epoch"
+        if every == "epoch"
+        else f"none of its {max_steps} optimizer steps before the last is a multiple of {every}"
+    )
+    return (
+        f"--checkpointing_steps {every} writes no checkpoint in this run: {why} (the last writes results.json; only a "
+        f"stop signal writes one); give --checkpointing_steps {max_steps - 1} or lower for a checkpoint to be written."
+    )
+
+
+def given_flags(argv: list[str] | None) -> set[str]:
+    """The settings the user gave (on the command line or in --config's file), not left at their defaults."""
+    given = vars(build_parser(TrainConfig, "").parse_args(argv))  # unset flags are left out of the namespace
+    file = given.pop("config")
+    return set(given) | (set(load_config_file(file)) if file else set())
+
+
+def epochs_overridden(cfg: TrainConfig, given: set[str], steps_per_epoch: int) -> str | None:
+    """A line saying that --max_steps decides the run's length over an explicit --num_train_epochs, or None."""
+    if cfg.max_steps is None or not {"max_steps", "num_train_epochs"} <= given:
+        return None
+    return (
+        f"--max_steps {cfg.max_steps} overrides --num_train_epochs {cfg.num_train_epochs:g} (as in the HF Trainer): "
+        f"{cfg.max_steps} optimizer steps, {cfg.max_steps / steps_per_epoch:.3g} epochs of {steps_per_epoch} steps."
     )
 
 

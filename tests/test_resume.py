@@ -291,3 +291,42 @@ def test_a_slow_checkpoint_is_reported_under_the_launcher_that_would_kill_it(tin
     assert "checkpoint written" in log, out[-3000:]
     warned = "signal train.py itself (kill -TERM" in log
     assert warned == (mode == "accelerate-1" and _NEW_LAUNCHER), out[-3000:]
+
+
+# ---- a stop before the first step, settings that cannot act, a resume from an older checkpoint -------------------
+
+
+def test_a_checkpointing_interval_the_run_never_reaches_is_said(monkeypatch):
+    cfg = train.TrainConfig(checkpointing_steps="500")
+    assert train.idle_checkpointing(cfg, steps_per_epoch=40, max_steps=120) == (
+        "--checkpointing_steps 500 writes no checkpoint in this run: none of its 120 optimizer steps before the last "
+        "is a multiple of 500 (the last writes results.json; only a stop signal writes one); give "
+        "--checkpointing_steps 119 or lower for a checkpoint to be written."
+    )
+    epoch = train.TrainConfig(checkpointing_steps="epoch")
+    assert train.idle_checkpointing(epoch, steps_per_epoch=40, max_steps=40) == (
+        "--checkpointing_steps epoch writes no checkpoint in this run: its 40 optimizer steps end in its first epoch "
+        "(the last writes results.json; only a stop signal writes one); give --checkpointing_steps 39 or lower for a "
+        "checkpoint to be written."
+    )
+    acting = [("119", 120), ("epoch", 41), ("1", 2)]
+    for every, max_steps in acting:
+        assert train.idle_checkpointing(train.TrainConfig(checkpointing_steps=every), 40, max_steps) is None
+    assert train.idle_checkpointing(train.TrainConfig(), 40, 120) is None  # no checkpoints asked for
+    assert train.idle_checkpointing(train.TrainConfig(checkpointing_steps="5"), 40, 1) is None  # nothing to protect
+
+
+def test_max_steps_over_explicit_epochs_is_said_only_when_both_were_given(tmp_path):
+    def note(*argv: str) -> str | None:
+        cfg = train.parse_config(list(argv), train.TrainConfig)
+        return train.epochs_overridden(cfg, train.given_flags(list(argv)), steps_per_epoch=40)
+
+    assert note("--max_steps", "100") is None  # the default epochs are nobody's choice
+    assert note("--num_train_epochs", "5") is None
+    assert note("--num_train_epochs", "3", "--max_steps", "100") == (
+        "--max_steps 100 overrides --num_train_epochs 3 (as in the HF Trainer): 100 optimizer steps, 2.5 epochs of "
+        "40 steps."
+    )
+    config = tmp_path / "run.yaml"
+    config.write_text("num_train_epochs: 2\n")
+    assert "overrides --num_train_epochs 2" in note("--config", str(config), "--max_steps", "100")
