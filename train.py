@@ -424,13 +424,22 @@ def save_failed(err: OSError, what: str, run_dir: Path) -> TrainingError:
     )
 
 
+class StopBeforeTraining(KeyboardInterrupt):
+    """A stop signal that came before the first optimizer step (a KeyboardInterrupt, so that libraries clean up after
+    themselves as they do for Ctrl-C: datasets removes its partial cache file)."""
+
+
 class StopRequested:
-    """Turns SIGTERM/SIGINT into a flag that the loop checks after each optimizer step."""
+    """Turns SIGTERM/SIGINT into a flag that the loop checks after each optimizer step; until ``training()`` is
+    called, into StopBeforeTraining, raised at once: nothing is trained yet, so nothing is lost by stopping there,
+    and reading and tokenizing data or loading a model can outlast a launcher's grace time before its SIGKILL."""
 
     def __init__(self, on_signal: str | None = None) -> None:
         self.signal_name: str | None = None
+        # Logged after "<SIGNAL> received " when the first signal arrives, where no step will say it.
+        self.on_signal = on_signal
+        self.before_training = True
         self._previous: dict[int, Any] = {}
-        self._on_signal = on_signal  # logged when the first signal arrives (%s: its name), where no step will say it
 
     def __enter__(self) -> StopRequested:
         """Catch SIGTERM and SIGINT (main thread only; elsewhere they keep their default behaviour)."""
@@ -445,12 +454,21 @@ class StopRequested:
             signal.signal(sig, handler)
         self._previous.clear()
 
+    def training(self) -> None:
+        """From here on a signal only sets the flag: the loop checkpoints the state it trained before stopping."""
+        self.before_training = False
+
     def _handle(self, signum: int, frame: Any) -> None:
         # The first signal names the stop: Ctrl-C under `accelerate launch` is followed by the SIGTERM of the
         # launcher's death, and the exit code should still say 130.
-        if self.signal_name is None and self._on_signal:
-            logger.warning(self._on_signal, signal.Signals(signum).name)
+        first = self.signal_name is None
         self.signal_name = self.signal_name or signal.Signals(signum).name
+        if self.before_training:
+            if first:  # a second signal finds the process on its way out already
+                raise StopBeforeTraining(self.signal_name)
+            return
+        if first and self.on_signal:
+            logger.warning("%s received %s", self.signal_name, self.on_signal)
 
     def any_rank(self, accelerator: Any) -> bool:
         """True on every rank as soon as any rank got a signal (so all ranks stop at the same step)."""
@@ -1077,6 +1095,22 @@ class LoggingWindow:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, keep the best validation state, reload it and score validation and test; returns results.json."""
+    # Stop signals are caught from the start: one that comes before the first step ends the process at once, with a
+    # line instead of Ctrl-C's traceback (or SIGTERM's silent death), and before this run's config.json marks the
+    # folder as a run's, so the same command simply runs again.
+    with StopRequested() as stopper:
+        try:
+            return train_run(argv, stopper)
+        except StopBeforeTraining:
+            logger.error(
+                "%s received before training started: nothing was trained or saved yet; run the same command again",
+                stopper.signal_name,
+            )
+            raise SystemExit(stopper.exit_code) from None
+
+
+def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
+    """main() under its stop-signal handler ``stopper``."""
     cfg = parse_config(argv, TrainConfig, __doc__)
     accelerator, trackers, cpu_note = start_accelerator(cfg)
     run_dir, resume_dir = prepare_run_dir(cfg, accelerator)
@@ -1145,10 +1179,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = run_settings(cfg, resolved)
     resolved["model_files"] = settings["model_files"]  # a colleague's same-named model with other weights shows here
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
+    start_trackers(accelerator, trackers, cfg, run_dir)
+    # From config.json on the folder holds a run: a stop now checkpoints after the next step, so that the run it
+    # leaves can be continued (a folder with a config.json and no checkpoint would refuse the same command). Every rank
+    # switches at once: one still exiting at a signal would leave the others' first step waiting for it.
+    accelerator.wait_for_everyone()
+    stopper.training()
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
         write_latest_pointer(Path(cfg.runs_root), run_dir)
-    start_trackers(accelerator, trackers, cfg, run_dir)
     log_plan(run_dir, data, resolved)
 
     def log_event(record: dict[str, Any]) -> None:
@@ -1204,12 +1243,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     grad_norm, grad_scale, apply_update, stopped = None, None, True, False
     # A run resumed from the checkpoint of the step it stopped early at stays stopped.
     early_stop = bool(patience and state.bad_evals >= patience)
-    checkpointed_step, stopper = state.step if resume_dir else None, StopRequested()
+    checkpointed_step = state.step if resume_dir else None
     progress = tqdm(total=max_steps, initial=state.step, desc="train", disable=not accelerator.is_local_main_process)
     done = state.step >= max_steps or early_stop
     batches = train_batches(train_dl, train_sampler, accelerator, state.step, steps_per_epoch, resolved["num_epochs"])
     model.train()
-    with stopper, progress:
+    with progress:
         for batch, loss_scale in () if done else batches:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
@@ -1265,50 +1304,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
             if stopped or last_step or early_stop:
                 break
-    # Past the last step no checkpoint holds the trained state: a stop signal from here on (SIGTERM's default action
-    # would end the process) waits for the run to finish, one scoring pass, instead of losing every step trained.
-    late = "%s received after the last step: scoring the best model and writing results.json first (no checkpoint "
-    late += "holds the trained state), then the run ends"
-    # (A run stopped by a signal only frees its state and exits below: nothing to announce there.)
-    with StopRequested(on_signal=None if stopped else late) as late_stop:
-        batches.close()
-        train_runtime = runtime_before + time.perf_counter() - train_start
+    # Past the last step no checkpoint holds the trained state: a stop signal from here on waits for the run to
+    # finish, one scoring pass, instead of losing every step trained. (A run stopped by a signal only frees its state
+    # and exits below: nothing to announce there.)
+    if not stopped:
+        stopper.on_signal = (
+            "after the last step: scoring the best model and writing results.json first (no checkpoint holds the "
+            "trained state), then the run ends"
+        )
+        if stopper.signal_name:  # it came after the loop's last look at the flag
+            logger.warning("%s received %s", stopper.signal_name, stopper.on_signal)
+    batches.close()
+    train_runtime = runtime_before + time.perf_counter() - train_start
 
-        # Free the (DDP-wrapped) model before the process group goes away; stopped by a signal: exit with its code.
-        accelerator.wait_for_everyone()
-        release_training_state(accelerator, model, optimizer, finished=not stopped)
-        del model, optimizer
-        gc.collect()
-        if stopped:
-            accelerator.end_training()
-            raise SystemExit(stopper.exit_code)
+    # Free the (DDP-wrapped) model before the process group goes away; stopped by a signal: exit with its code.
+    accelerator.wait_for_everyone()
+    release_training_state(accelerator, model, optimizer, finished=not stopped)
+    del model, optimizer
+    gc.collect()
+    if stopped:
+        accelerator.end_training()
+        raise SystemExit(stopper.exit_code)
 
-        # ---- reload the best state from disk and score it (evaluate.py scores through the same function) --------
-        reloaded, outputs, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
-        results = results_record(state, metric, reloaded, best_config, early_stop, train_runtime)
-        if accelerator.is_main_process:
-            # evaluate.py run on this folder before the end scored a best model of the moment: its files would
-            # contradict results.json. (The run's own predictions are written again just below.)
-            own = {f"predictions_{split}.jsonl" for split in outputs}
-            if interim := [p for p in evaluate_outputs(run_dir) if p.name not in own]:
-                for path in interim:
-                    path.unlink()
-                logger.info(
-                    "removed %s: evaluate.py wrote them before the run finished, about an earlier best model",
-                    ", ".join(p.name for p in interim if p.name != EVALUATE_MANIFEST),
-                )
-            # Per-example predictions of the reloaded best model, so statistics (scripts/compare.py) can resample
-            # examples without re-running anything; results.json last, as the mark of a finished run.
-            for split, out in outputs.items():
-                names = data.label_names
-                write_predictions(
-                    run_dir / f"predictions_{split}.jsonl", data.splits[split], out, names, task_for(best_config)
-                )
-            atomic_write_json(run_dir / "results.json", results)
-    if late_stop.signal_name:
+    # ---- reload the best state from disk and score it (evaluate.py scores through the same function) -----------------
+    reloaded, outputs, best_config = score_best_model(run_dir, eval_dls, accelerator, tune_thresholds=True)
+    results = results_record(state, metric, reloaded, best_config, early_stop, train_runtime)
+    if accelerator.is_main_process:
+        # evaluate.py run on this folder before the end scored a best model of the moment: its files would
+        # contradict results.json. (The run's own predictions are written again just below.)
+        own = {f"predictions_{split}.jsonl" for split in outputs}
+        if interim := [p for p in evaluate_outputs(run_dir) if p.name not in own]:
+            for path in interim:
+                path.unlink()
+            logger.info(
+                "removed %s: evaluate.py wrote them before the run finished, about an earlier best model",
+                ", ".join(p.name for p in interim if p.name != EVALUATE_MANIFEST),
+            )
+        # Per-example predictions of the reloaded best model, so statistics (scripts/compare.py) can resample
+        # examples without re-running anything; results.json last, as the mark of a finished run.
+        for split, out in outputs.items():
+            names = data.label_names
+            write_predictions(
+                run_dir / f"predictions_{split}.jsonl", data.splits[split], out, names, task_for(best_config)
+            )
+        atomic_write_json(run_dir / "results.json", results)
+    if stopper.signal_name:
         logger.warning(
             "%s received after the last step: the best model was scored and results.json written; the run is finished",
-            late_stop.signal_name,
+            stopper.signal_name,
         )
     test_text = f"test {metric} {results['test'][metric]:.4f}" if results["test"] else "no test split"
     logger.info(

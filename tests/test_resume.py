@@ -296,6 +296,66 @@ def test_a_slow_checkpoint_is_reported_under_the_launcher_that_would_kill_it(tin
 # ---- a stop before the first step, settings that cannot act, a resume from an older checkpoint -------------------
 
 
+class Killed(Exception):
+    """What a stop signal's default action would do to train.py (end it), raised instead of ending pytest."""
+
+
+@pytest.fixture
+def default_stop_signals():
+    """SIGTERM and SIGINT raise Killed wherever train.py does not handle them itself."""
+
+    def killed(signum, frame):
+        raise Killed(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, killed) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize(
+    ("stage", "sig"),
+    [("tokenize_splits", signal.SIGINT), ("build_model", signal.SIGTERM), ("log_plan", signal.SIGTERM)],
+    ids=["ctrl-c-while-tokenizing", "sigterm-while-the-model-is-built", "sigterm-after-config-json"],
+)
+def test_a_stop_before_the_first_step_leaves_a_run_the_same_command_continues(
+    tiny_bert, tmp_path, monkeypatch, capsys, default_stop_signals, stage, sig
+):
+    """A signal while the data is tokenized or the model built ends the process at once with one line and leaves no
+    run in the folder (the same command runs again); once config.json is written, the run checkpoints after its
+    first step, as it would mid-run."""
+    real = getattr(train, stage)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, stage, signalled)
+    run = tmp_path / "run"
+    # Neither setting can act in a 2-step run: each is said in one line (and the run still trains).
+    args = tiny_args(tiny_bert, run, None, "--max_steps", "2", "--checkpointing_steps", "2")
+    with pytest.raises(SystemExit) as stopped:
+        train.main(args)
+    name = signal.Signals(sig).name
+    assert stopped.value.code == (130 if sig == signal.SIGINT else 143)
+    err = capsys.readouterr().err
+    if stage == "log_plan":
+        assert f"{name} received: stopped after step 1 with a checkpoint" in err
+        assert [p.name for p in train.checkpoint_dirs(run)] == ["step_000001"]
+        return
+    line = f"{name} received before training started: nothing was trained or saved yet; run the same command again"
+    assert line in err
+    assert not any((run / marker).exists() for marker in train.RUN_MARKERS)
+    if stage == "tokenize_splits":
+        return
+    assert line in (run / "train.log").read_text()
+    monkeypatch.undo()
+    assert train.main(args)["global_step"] == 2
+    log = (run / "train.log").read_text()
+    assert "--max_steps 2 overrides --num_train_epochs 2 (as in the HF Trainer): 2 optimizer steps" in log
+    assert "--checkpointing_steps 2 writes no checkpoint in this run" in log
+
+
 def test_a_checkpointing_interval_the_run_never_reaches_is_said(monkeypatch):
     cfg = train.TrainConfig(checkpointing_steps="500")
     assert train.idle_checkpointing(cfg, steps_per_epoch=40, max_steps=120) == (
