@@ -1566,9 +1566,35 @@ def resume(accelerator: Any, run_dir: Path, resume_dir: Path, settings: dict[str
             logger.info("resume: %s", done)
         truncate_metrics(run_dir / "metrics.jsonl", state.step)
         drop_partial_checkpoints(run_dir)
+        if aside := set_aside_later_checkpoints(run_dir, state.step):
+            logger.warning("resume from %s: %s", resume_dir.name, aside)
     accelerator.wait_for_everyone()
     logger.info("resumed from %s at step %d", resume_dir, state.step)
     return state
+
+
+def set_aside_later_checkpoints(run_dir: Path, step: int) -> str | None:
+    """Move the run's checkpoints after ``step`` into checkpoints/abandoned_N/; what was done, for the log."""
+    # A resume from an older checkpoint abandons the training that wrote the later ones (their best_model/ and
+    # metrics are replaced by the resumed state's already). Left in place they would pass for the newest state:
+    # `latest` would resume that abandoned future, and --save_total_limit, keeping the highest steps, would delete
+    # the resumed run's own new checkpoints in their favour. Moved, not deleted: a resume from the wrong checkpoint
+    # must not cost the training it abandoned.
+    later = [p for p in checkpoint_dirs(run_dir) if int(p.name.removeprefix(CHECKPOINT_PREFIX)) > step]
+    if not later:
+        return None
+    root, n = run_dir / CHECKPOINTS, 1
+    while (root / f"abandoned_{n}").exists():
+        n += 1
+    aside = root / f"abandoned_{n}"
+    aside.mkdir()
+    for path in later:
+        os.replace(path, aside / path.name)
+    return (
+        f"the run's later checkpoints ({', '.join(p.name for p in later)}) belong to the training this resume "
+        f"abandons: moved to {CHECKPOINTS}/{aside.name}/ (neither resumed by 'latest' nor counted by "
+        "--save_total_limit; delete it to free the disk)"
+    )
 
 
 def start_trackers(accelerator: Any, trackers: list[str], cfg: TrainConfig, run_dir: Path) -> None:

@@ -390,3 +390,33 @@ def test_max_steps_over_explicit_epochs_is_said_only_when_both_were_given(tmp_pa
     config = tmp_path / "run.yaml"
     config.write_text("num_train_epochs: 2\n")
     assert "overrides --num_train_epochs 2" in note("--config", str(config), "--max_steps", "100")
+
+
+def test_a_resume_from_an_older_checkpoint_sets_the_later_ones_aside(tiny_bert, tmp_path, probe):
+    """The checkpoints after the one resumed from belong to the training the resume abandons: --save_total_limit must
+    not delete the resumed run's own new checkpoints in their favour, nor `latest` pick one of them."""
+    run = tmp_path / "run"
+    flags = ["--max_steps", "10", "--checkpointing_steps", "2"]
+    train_probe.install(block_at=2, self_signal=True)
+    with pytest.raises(SystemExit):
+        train.main(tiny_args(tiny_bert, run, None, *flags))
+    # The abandoned future: two later checkpoints of this run (their contents are not read).
+    for step in (4, 6):
+        shutil.copytree(run / "checkpoints" / "step_000002", run / "checkpoints" / f"step_{step:06d}")
+
+    older = run / "checkpoints" / "step_000002"
+    flags = ["--max_steps", "10", "--checkpointing_steps", "1", "--save_total_limit", "2"]
+    train_probe.install(block_at=3, self_signal=True)
+    with pytest.raises(SystemExit):
+        train.main(tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", str(older)))
+    assert [p.name for p in train.checkpoint_dirs(run)] == ["step_000002", "step_000003"]
+    assert sorted(p.name for p in (run / "checkpoints" / "abandoned_1").iterdir()) == ["step_000004", "step_000006"]
+    log = (run / "train.log").read_text()
+    assert (
+        "resume from step_000002: the run's later checkpoints (step_000004, step_000006) belong to the training this "
+        "resume abandons: moved to checkpoints/abandoned_1/" in log
+    )
+    _, latest = train.resolve_run_dir(train.parse_config(tiny_args(tiny_bert, run, None, *flags), train.TrainConfig))
+    assert latest is None or latest.name == "step_000003"
+    cfg = train.parse_config(tiny_args(tiny_bert, run, None, "--resume_from_checkpoint", "latest"), train.TrainConfig)
+    assert train.resolve_run_dir(cfg)[1].name == "step_000003"
