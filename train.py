@@ -18,6 +18,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -1213,10 +1214,11 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
         progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
 
     kill_delay = launcher_kill_delay()  # seconds the launcher leaves after SIGTERM (None: it never kills)
+    slow_checkpoint_said = False
 
     def checkpoint() -> None:
         """Write a resumable checkpoint of the current step (with the open logging window and the clock)."""
-        nonlocal kill_delay
+        nonlocal slow_checkpoint_said
         state.window = window.totals()
         state.train_runtime_s = runtime_before + time.perf_counter() - train_start
         meta = {**dataclasses.asdict(state), "epoch": state.step / steps_per_epoch, "settings": settings}
@@ -1225,7 +1227,7 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
         logger.info("checkpoint written: %s", save_checkpoint(accelerator, run_dir, meta, cfg.save_total_limit))
         took = time.perf_counter() - started
         # A stop signal's checkpoint must be written inside the launcher's grace time, or it is lost to its SIGKILL.
-        if kill_delay is not None and took > kill_delay / 2:
+        if kill_delay is not None and took > kill_delay / 2 and not slow_checkpoint_said:
             logger.warning(
                 "a checkpoint took %.1f s, while accelerate launch kills train.py %.0f s after passing a SIGTERM on: "
                 "to stop this run with a checkpoint, signal train.py itself (kill -TERM %d), not the launcher",
@@ -1233,7 +1235,7 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
                 kill_delay,
                 os.getpid(),
             )
-            kill_delay = None  # said once
+            slow_checkpoint_said = True
 
     # ---- the loop: step -> log -> maybe eval -> maybe keep best -> maybe checkpoint -> maybe stop ---------------
     metric, patience, every = cfg.metric_for_best_model, cfg.early_stopping_patience, cfg.checkpointing_steps
@@ -1308,10 +1310,7 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     # finish, one scoring pass, instead of losing every step trained. (A run stopped by a signal only frees its state
     # and exits below: nothing to announce there.)
     if not stopped:
-        stopper.on_signal = (
-            "after the last step: scoring the best model and writing results.json first (no checkpoint holds the "
-            "trained state), then the run ends"
-        )
+        stopper.on_signal = late_stop_note(run_dir, state.best_step, kill_delay)
         if stopper.signal_name:  # it came after the loop's last look at the flag
             logger.warning("%s received %s", stopper.signal_name, stopper.on_signal)
     batches.close()
@@ -1496,6 +1495,28 @@ def epochs_overridden(cfg: TrainConfig, given: set[str], steps_per_epoch: int) -
     return (
         f"--max_steps {cfg.max_steps} overrides --num_train_epochs {cfg.num_train_epochs:g} (as in the HF Trainer): "
         f"{cfg.max_steps} optimizer steps, {cfg.max_steps / steps_per_epoch:.3g} epochs of {steps_per_epoch} steps."
+    )
+
+
+def late_stop_note(run_dir: Path, best_step: int | None, kill_delay: float | None) -> str:
+    """What a stop signal after the last step does (the rest of "<SIGNAL> received ..."), and how to get the results
+    should a kill follow before results.json (the launcher's, ``kill_delay`` s after passing the signal on)."""
+    checkpoints = checkpoint_dirs(run_dir)
+    again = (
+        f"the command with --resume_from_checkpoint latest trains again from {checkpoints[-1].name} (the same steps) "
+        "and writes results.json"
+        if checkpoints
+        else "the command with --overwrite_output_dir trains the run again for results.json"
+    )
+    killed = (
+        f"accelerate launch kills train.py {kill_delay:.0f} s after passing the signal on: if it does"
+        if kill_delay is not None
+        else "should a kill follow (a scheduler's grace time)"
+    )
+    return (
+        "after the last step: scoring the best model and writing results.json first (no checkpoint holds the trained "
+        f"state), then the run ends. {killed} before results.json is written, best_model/ (step {best_step}) is "
+        f"complete: python evaluate.py --run_dir {shlex.quote(str(run_dir))} --split test scores it, and {again}"
     )
 
 

@@ -281,16 +281,40 @@ def test_a_checkpoint_slower_than_the_launchers_grace_is_reported_once(tiny_bert
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["accelerate-1", "python"])
-def test_a_slow_checkpoint_is_reported_under_the_launcher_that_would_kill_it(tiny_bert, tmp_path, mode):
+def test_what_the_launchers_kill_would_cut_short_is_reported(tiny_bert, tmp_path, mode):
     """Launched as users launch it, with checkpoints made 3 s slower: under accelerate >= 1.16's single-process
-    launcher (5 s from SIGTERM to SIGKILL) the log says to signal train.py itself; under python train.py nothing."""
-    run = tmp_path / "run"
+    launcher (5 s from SIGTERM to SIGKILL) the log says to signal train.py itself; under python train.py nothing. A
+    SIGTERM to that launcher while the best model is scored (slowly) is cut short by its SIGKILL before results.json:
+    the log says so and how to get the results, and best_model/ is complete."""
+    run, ready = tmp_path / "run", tmp_path / "scoring"
     args = tiny_args(tiny_bert, run, None, *FLAGS, "--checkpointing_steps", "6")
-    out = finish(launch(mode, args, {"PROBE_SLOW_CHECKPOINT": "3"}, tmp_path))
+    killing = mode == "accelerate-1" and _NEW_LAUNCHER
+    env = {"PROBE_SLOW_CHECKPOINT": "3"} | ({"PROBE_SCORING_READY": str(ready)} if killing else {})
+    proc = launch(mode, args, env, tmp_path)
+    deadline = time.monotonic() + 240
+    while killing and not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if killing:
+        assert ready.exists(), finish(proc)[-3000:]
+        family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+        os.kill(proc.pid, signal.SIGTERM)  # the launcher's pid, while train.py scores the best model
+    out = finish(proc)
     log = (run / "train.log").read_text()
     assert "checkpoint written" in log, out[-3000:]
     warned = "signal train.py itself (kill -TERM" in log
-    assert warned == (mode == "accelerate-1" and _NEW_LAUNCHER), out[-3000:]
+    assert warned == killing, out[-3000:]
+    if not killing:
+        assert proc.returncode == 0 and (run / "results.json").is_file(), out[-3000:]
+        return
+    wait_gone(family)
+    assert proc.returncode == 143 and not (run / "results.json").exists(), out[-3000:]
+    assert "accelerate launch kills train.py 5 s after passing the signal on: if it does before results.json" in log
+    assert "python evaluate.py --run_dir" in log and "trains again from step_000012" in log
+    assert "the run is finished" not in log
+    best = run / "best_model"
+    assert {"model.safetensors", "config.json", "tokenizer_config.json", "best.json"} <= {
+        p.name for p in best.iterdir()
+    }
 
 
 # ---- a stop before the first step, settings that cannot act, a resume from an older checkpoint -------------------
@@ -420,3 +444,30 @@ def test_a_resume_from_an_older_checkpoint_sets_the_later_ones_aside(tiny_bert, 
     assert latest is None or latest.name == "step_000003"
     cfg = train.parse_config(tiny_args(tiny_bert, run, None, "--resume_from_checkpoint", "latest"), train.TrainConfig)
     assert train.resolve_run_dir(cfg)[1].name == "step_000003"
+
+
+def test_a_stop_while_the_best_model_is_scored_says_how_to_get_the_results_if_the_launcher_kills_it(
+    tiny_bert, tmp_path, monkeypatch
+):
+    """accelerate launch (1.16 on) kills train.py 5 s after passing the signal on: a long scoring is cut off before
+    results.json, so the line says what is complete and the commands that give the results."""
+    monkeypatch.setattr(train, "launcher_kill_delay", lambda: 5.0)
+    real_score = train.score_best_model
+
+    def score_after_a_stop(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(train, "score_best_model", score_after_a_stop)
+    run = tmp_path / "run"
+    flags = ["--max_steps", "4", "--eval_steps", "2", "--checkpointing_steps", "2"]
+    best = train.main(tiny_args(tiny_bert, run, None, *flags))["best_step"]
+    log = (run / "train.log").read_text()
+    assert (
+        "SIGTERM received after the last step: scoring the best model and writing results.json first (no checkpoint "
+        "holds the trained state), then the run ends. accelerate launch kills train.py 5 s after passing the signal "
+        f"on: if it does before results.json is written, best_model/ (step {best}) is complete: python evaluate.py "
+        f"--run_dir {run} --split test scores it, and the command with --resume_from_checkpoint latest trains again "
+        "from step_000002 (the same steps) and writes results.json"
+    ) in log
+    assert "the run is finished" in log

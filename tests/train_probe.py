@@ -10,7 +10,9 @@ Hooks, each switched on by an environment variable (or by ``install`` for in-pro
 - ``PROBE_FINAL=path``: save the final training weights (before the best model is reloaded) to ``path``;
 - ``PROBE_EPOCHS=path``: append the epoch of every training-sampler pass to ``path`` (one line per pass);
 - ``PROBE_THREADS=path``: write the torch thread count the run trained with;
-- ``PROBE_SLOW_CHECKPOINT=s``: make every checkpoint write take ``s`` seconds more (a large model on a slow disk).
+- ``PROBE_SLOW_CHECKPOINT=s``: make every checkpoint write take ``s`` seconds more (a large model on a slow disk);
+- ``PROBE_SCORING_READY=path``: when the best model is about to be scored after the last step, write ``path`` and
+  wait for a stop signal, then take 60 s more to score (a large test split), so a test can signal the launcher then.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ ORIGINALS = {
     "handle": train.StopRequested._handle,
     "release": train.release_training_state,
     "batches": data.LengthGroupedBatchSampler.batches,
+    "score": train.score_best_model,
 }
 
 
@@ -48,10 +51,11 @@ def install(
     self_signal: bool = False,
     threads: str | None = None,
     slow_checkpoint: float = 0.0,
+    scoring_ready: str | None = None,
 ) -> None:
     """Patch train.py's checkpointing, signal handling and cleanup with the hooks described above."""
     real_save, real_handle = ORIGINALS["save_checkpoint"], ORIGINALS["handle"]
-    real_free, real_batches = ORIGINALS["release"], ORIGINALS["batches"]
+    real_free, real_batches, real_score = ORIGINALS["release"], ORIGINALS["batches"], ORIGINALS["score"]
     signalled.clear()
 
     def save_checkpoint(accelerator, run_dir, meta, keep):
@@ -92,8 +96,17 @@ def install(
                 handle.write(f"{self.epoch}\n")
         return real_batches(self)
 
+    def score_best_model(*args, **kwargs):
+        """Write ``scoring_ready`` and wait for a stop signal, then score slowly."""
+        if scoring_ready:
+            Path(scoring_ready).write_text("scoring")
+            signalled.wait(timeout=120)
+            time.sleep(60)
+        return real_score(*args, **kwargs)
+
     uninstall()
     train.save_checkpoint = save_checkpoint
+    train.score_best_model = score_best_model
     train.StopRequested._handle = handle
     train.release_training_state = release
     data.LengthGroupedBatchSampler.batches = batches
@@ -102,6 +115,7 @@ def install(
 def uninstall() -> None:
     """Put the unpatched functions back."""
     train.save_checkpoint = ORIGINALS["save_checkpoint"]
+    train.score_best_model = ORIGINALS["score"]
     train.StopRequested._handle = ORIGINALS["handle"]
     train.release_training_state = ORIGINALS["release"]
     data.LengthGroupedBatchSampler.batches = ORIGINALS["batches"]
@@ -120,6 +134,7 @@ if __name__ == "__main__":
         self_signal=env.get("PROBE_SELF_SIGNAL") == "1",
         threads=env.get("PROBE_THREADS"),
         slow_checkpoint=float(env.get("PROBE_SLOW_CHECKPOINT") or 0),
+        scoring_ready=env.get("PROBE_SCORING_READY"),
     )
     from utils import run_cli
 
