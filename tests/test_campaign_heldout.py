@@ -3,8 +3,11 @@ run's best model, report.py tabulates them per input, compare.py --on NAME gives
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,13 +28,40 @@ import report
 import run_matrix
 
 
-def matrix(tmp_path: Path, tiny_bert: Path, *extra: str) -> subprocess.CompletedProcess:
-    """run_matrix.py on emotion x the tiny model x seeds 1, 2 (a few seconds a run)."""
+def matrix(tmp_path: Path, tiny_bert: Path, *extra: str, in_process: bool = True) -> subprocess.CompletedProcess:
+    """run_matrix.py on emotion x the tiny model x seeds 1, 2 (a few seconds a run). The matrix itself runs in this
+    process unless told otherwise, as its command line would (exit 1 when a run or a scoring failed, 2 on bad
+    input): it only plans and waits, while each run and each scoring is its launcher's own process either way."""
     flags = ["--max_train_samples", "32", "--max_eval_samples", "16", "--num_train_epochs", "1"]
     flags += ["--max_seq_length", "24", "--per_device_train_batch_size", "16"]
-    command = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), "--datasets", str(SHARED_DATA / "emotion")]
-    command += ["--models", str(tiny_bert), "--seeds", "1", "2", "--output_dir", str(tmp_path / "matrix")]
-    return subprocess.run([*command, *flags, *extra], capture_output=True, text=True)
+    argv = ["--datasets", str(SHARED_DATA / "emotion"), "--models", str(tiny_bert), "--seeds", "1", "2"]
+    argv += ["--output_dir", str(tmp_path / "matrix"), *flags, *map(str, extra)]
+    if not in_process:
+        command = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *argv]
+        return subprocess.run(command, capture_output=True, text=True)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = 1 if run_matrix.main(argv) else 0
+        except (run_matrix.UsageError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            code = 2
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """matrix()'s two runs, trained once and never scored: tests copy them (scoring writes into the runs)."""
+    root = tmp_path_factory.mktemp("trained")
+    proc = matrix(root, tiny_bert)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return root / "matrix"
+
+
+def finished_runs(trained: Path, tmp_path: Path) -> None:
+    """matrix()'s runs finished in ``tmp_path`` before any input was scored: a copy of the ``trained`` ones (the
+    output folder is bookkeeping, not a setting, so the matrix takes them for its own)."""
+    shutil.copytree(trained, tmp_path / "matrix", symlinks=True)
 
 
 def held_out(tmp_path: Path, name: str = "held_out.csv", rows: int = 24) -> Path:
@@ -43,9 +73,8 @@ def held_out(tmp_path: Path, name: str = "held_out.csv", rows: int = 24) -> Path
 
 
 @pytest.mark.slow
-def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing(tiny_bert, tmp_path):
-    first = matrix(tmp_path, tiny_bert)  # runs finished before the flag was added
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing(tiny_bert, trained, tmp_path):
+    finished_runs(trained, tmp_path)  # runs finished before the flag was added
     runs = sorted(p.parent for p in (tmp_path / "matrix").rglob("results.json"))
     assert len(runs) == 2 and not list(runs[0].glob("eval_held_out*.json"))
 
@@ -90,7 +119,8 @@ def test_a_file_without_the_runs_labels_is_a_failed_scoring_not_a_written_score(
 
 
 @pytest.mark.slow
-def test_a_file_changed_after_its_scores_is_scored_again(tiny_bert, tmp_path):
+def test_a_file_changed_after_its_scores_is_scored_again(tiny_bert, trained, tmp_path):
+    finished_runs(trained, tmp_path)
     good = held_out(tmp_path, rows=24)
     assert matrix(tmp_path, tiny_bert, "--score_inputs", good).returncode == 0
     held_out(tmp_path, rows=12)  # the user rebuilt the file: the runs' scores describe rows it no longer has
@@ -109,15 +139,17 @@ def run_matrix_status(tmp_path: Path, tiny_bert: Path, *inputs: Path) -> str:
 
 
 @pytest.mark.slow
-def test_the_slurm_path_scores_finished_runs_that_lack_scores(tiny_bert, tmp_path):
-    assert matrix(tmp_path, tiny_bert).returncode == 0
+def test_the_slurm_path_scores_finished_runs_that_lack_scores(tiny_bert, trained, tmp_path):
+    finished_runs(trained, tmp_path)
     good = held_out(tmp_path)
-    slurm = matrix(tmp_path, tiny_bert, "--executor", "slurm", "--slurm_cluster", "debug", "--score_inputs", good)
+    # A process of its own: submitit's debug executor runs the array's tasks inside the matrix's process.
+    slurm_flags = ["--executor", "slurm", "--slurm_cluster", "debug", "--score_inputs", good]
+    slurm = matrix(tmp_path, tiny_bert, *slurm_flags, in_process=False)
     assert slurm.returncode == 0, slurm.stdout[-2000:] + slurm.stderr[-2000:]
     assert "submitted 2 of 2 runs" in slurm.stdout
     runs = sorted(p.parent for p in (tmp_path / "matrix").rglob("results.json"))
     assert all(json.loads((r / "eval_held_out.json").read_text())["input"] == str(good) for r in runs)
-    again = matrix(tmp_path, tiny_bert, "--executor", "slurm", "--slurm_cluster", "debug", "--score_inputs", good)
+    again = matrix(tmp_path, tiny_bert, *slurm_flags, in_process=False)
     assert "nothing to submit" in again.stdout
 
 
