@@ -107,6 +107,9 @@ def load_inputs(cfg):
 
 
 train.load_inputs = load_inputs
+# A rank other than 0 waits this long for the launcher to stop it before it names its own error; here nothing will
+# (rank 0 is well, waiting for it at a barrier), so the whole wait is idle time.
+utils.OWN_ERROR_WAIT_S = 1.0
 utils.run_cli(train.main, fast_exit=True)
 """
 
