@@ -490,7 +490,8 @@ def test_balanced_class_weights_under_windows_balance_the_windows_training_sees(
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["windows", "class_weights"])
 def test_reload_parity_through_the_cli(setting, tiny_bert, late_evidence, imbalanced, tmp_path):
-    """python train.py, then python evaluate.py --split test in a fresh process: results.json's scores exactly."""
+    """python evaluate.py --split test in a fresh process, after training: results.json's scores exactly. Training
+    runs here (train.main, what python train.py runs): the reload is what crosses a process boundary."""
     out = tmp_path / "run"
     if setting == "windows":
         flags = [*LATE_EVIDENCE_FLAGS, "--long_text", "windows", "--window_pooling", "max"]
@@ -498,7 +499,7 @@ def test_reload_parity_through_the_cli(setting, tiny_bert, late_evidence, imbala
     else:
         args = tiny_args(tiny_bert, out, imbalanced, *IMBALANCED_FLAGS, "--class_weights", "balanced")
         args += ["--label_smoothing", "0.1", "--loss", "focal"]
-    cli("train.py", *args, "--num_train_epochs", "1", cwd=tmp_path)
+    train.main([*args, "--num_train_epochs", "1"])
     results = json.loads((out / "results.json").read_text())
     written = read_jsonl(out / "predictions_test.jsonl")
     for split in ("test", "validation"):
