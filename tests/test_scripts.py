@@ -348,10 +348,10 @@ def test_benchmark_against_the_trainer_times_whole_runs_of_both_recipes(tiny_ber
     seconds = summary["seconds"]
     assert summary["speedup"] == pytest.approx(seconds["trainer-best"] / seconds["ours"])
     assert set(summary["test_macro_f1"]) == {"ours", "trainer-best"}
-    ours = json.loads((out / "trec" / "ours" / "seed1" / "results.json").read_text())
-    peer = json.loads((out / "trec" / "trainer-best" / "seed1" / "scores.json").read_text())
+    ours = json.loads((out / "trec-label_coarse" / "ours" / "seed1" / "results.json").read_text())
+    peer = json.loads((out / "trec-label_coarse" / "trainer-best" / "seed1" / "scores.json").read_text())
     # Both scored the same 24 test rows; the Trainer ran at its best settings: bf16 wherever ours does.
-    assert len((out / "trec" / "ours" / "seed1" / "predictions_test.jsonl").read_text().splitlines()) == 24
+    assert len((out / "trec-label_coarse" / "ours" / "seed1" / "predictions_test.jsonl").read_text().splitlines()) == 24
     assert peer["recipe"] == "trainer-best" and peer["bf16"] == (auto_precision() == "bf16")
     assert summary["test_macro_f1"]["ours"] == pytest.approx(ours["test"]["macro_f1"])
 
