@@ -831,7 +831,11 @@ def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -
         shutil.rmtree(stale, ignore_errors=True)
     if best_step is None:  # no evaluation before the checkpoint: there is no best state yet
         return "removed a best_model/ written after the checkpoint (no evaluation before it)" if existed else None
-    link_tree(checkpoint / BEST_MODEL, best_dir)
+    # Linked under a temporary name, then renamed: a stop or a kill midway leaves no best_model/ (restored again by the
+    # next resume), never one whose best.json names the step without all of its files.
+    partial = best_dir.with_name(".best_model.tmp")
+    link_tree(checkpoint / BEST_MODEL, partial)
+    os.replace(partial, best_dir)
     return f"restored best_model/ of step {best_step} from the checkpoint"
 
 
@@ -1179,13 +1183,14 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
         logger.info(overridden)
     settings = run_settings(cfg, resolved)
     resolved["model_files"] = settings["model_files"]  # a colleague's same-named model with other weights shows here
-    state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
-    start_trackers(accelerator, trackers, cfg, run_dir)
-    # From config.json on the folder holds a run: a stop now checkpoints after the next step, so that the run it
+    # From here on the folder is changed (a resume restores best_model/, cuts metrics back, sets later checkpoints
+    # aside; then config.json): a stop now checkpoints after the next step instead of ending at once, so the run it
     # leaves can be continued (a folder with a config.json and no checkpoint would refuse the same command). Every rank
     # switches at once: one still exiting at a signal would leave the others' first step waiting for it.
     accelerator.wait_for_everyone()
     stopper.training()
+    state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
+    start_trackers(accelerator, trackers, cfg, run_dir)
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "config.json", {"user_config": dataclasses.asdict(cfg), "resolved": resolved})
         write_latest_pointer(Path(cfg.runs_root), run_dir)

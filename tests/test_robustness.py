@@ -42,6 +42,21 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path, monk
     assert stop in (interrupted / "train.log").read_text()
     monkeypatch.undo()
 
+    # A second stop lands while the resume rewrites the run folder (metrics cut back to the checkpoint): the resumed
+    # run trains one step and checkpoints it, rather than end as if nothing had been touched yet.
+    real_truncate = train.truncate_metrics
+
+    def truncate_then_signal(*args, **kwargs):
+        real_truncate(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train, "truncate_metrics", truncate_then_signal)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(tiny_args(tiny_bert, interrupted, None, *RESUME_FLAGS, "--resume_from_checkpoint", "latest"))
+    assert stopped.value.code == 143
+    assert [p.name for p in train.checkpoint_dirs(interrupted)] == ["step_000005", "step_000006"]
+    monkeypatch.undo()
+
     resumed = train.main(tiny_args(tiny_bert, interrupted, None, *RESUME_FLAGS, "--resume_from_checkpoint", "latest"))
     assert resumed["global_step"] == full["global_step"] == 18
     assert resumed["best_step"] == full["best_step"]
@@ -337,3 +352,30 @@ def test_a_full_disk_anywhere_in_a_run_is_one_line_not_a_traceback(tiny_bert, tm
         "make the folder writable, then run the command again (a training run continues from its last checkpoint "
         "with --resume_from_checkpoint latest)."
     )
+
+
+def test_a_stop_while_a_resume_restores_best_model_never_leaves_a_partial_copy(tmp_path, monkeypatch):
+    """A resume swaps in the checkpoint's copy of best_model/ (file by file, as links). A stop signal in the middle
+    of it (or a kill) must not leave a best_model/ whose best.json says "step 2" without its weights: the next
+    resume would take it as restored, and the run would end unable to score its best model."""
+    run = tmp_path / "run"
+    saved = run / "checkpoints" / "step_000002" / "best_model"
+    saved.mkdir(parents=True)
+    (saved / "best.json").write_text(json.dumps({"step": 2}))
+    for name in ("model.safetensors", "config.json", "tokenizer_config.json"):
+        (saved / name).write_text(name)
+    (run / "best_model").mkdir()  # a newer best_model/ (step 4), written after the checkpoint, then a crash
+    (run / "best_model" / "best.json").write_text(json.dumps({"step": 4}))
+    real = train._link_or_copy
+
+    def link(src, dst):
+        real(src, dst)
+        if Path(dst).name == "best.json":  # the signal lands right after best.json is in place
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train, "_link_or_copy", link)
+    with train.StopRequested(), pytest.raises(train.StopBeforeTraining):
+        train.restore_best_model(run, saved.parent, 2)
+    monkeypatch.undo()
+    train.restore_best_model(run, saved.parent, 2)  # the same command again
+    assert sorted(p.name for p in (run / "best_model").iterdir()) == sorted(p.name for p in saved.iterdir())
