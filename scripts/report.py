@@ -323,25 +323,36 @@ def grid_text(grid: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(grid.items())) or "-"
 
 
+def plan_names(runs: list[dict[str, Any]], keys: list[str], field: str) -> list[str | None]:
+    """Each run's plan name (``field`` of its matrix.json): its own, else the one name its ``keys`` entry (a dataset,
+    a model path) was given by its other runs (runs trained before names were recorded join the named ones), else
+    None. Two plan entries of one path with names of their own keep them apart (``bert-slow``, ``bert-fast``)."""
+    given: dict[str, set[str]] = {}
+    for run, key in zip(runs, keys, strict=True):
+        if run.get(field):
+            given.setdefault(key, set()).add(str(run[field]))
+    out: list[str | None] = []
+    for run, key in zip(runs, keys, strict=True):
+        only = next(iter(given[key])) if len(given.get(key, ())) == 1 else None
+        out.append(str(run[field]) if run.get(field) else only)
+    return out
+
+
 def name_runs(runs: list[dict[str, Any]]) -> None:
     """Set each run's display ``dataset`` and ``model``: each by the name the plan gave it (``name:``), else short;
     either made distinct where two different datasets (or models) would share it."""
     identities = [json.dumps([r["dataset_path"], *(r["settings"].get(k) for k in LABEL_SETTINGS)]) for r in runs]
-    given: dict[str, str] = {}
-    for run, identity in sorted(zip(runs, identities, strict=True), key=lambda x: str(x[0]["run_dir"])):
-        if run.get("dataset_name"):  # one name per dataset, whichever of its runs carry one
-            given.setdefault(identity, str(run["dataset_name"]))
     # A given name stands as the whole name (no label suffix: the plan's name says what it means); two datasets of
     # one name, from two plans in one folder, get their hashes as derived names do.
     datasets = [
-        (given[identity], "", identity) if identity in given else (r["dataset_path"], r["labels"], identity)
-        for r, identity in zip(runs, identities, strict=True)
+        (name, "", json.dumps([identity, name])) if name else (r["dataset_path"], r["labels"], identity)
+        for r, identity, name in zip(runs, identities, plan_names(runs, identities, "dataset_name"), strict=True)
     ]
-    named = {}  # a model's plan name, as for datasets
-    for run in sorted(runs, key=lambda r: str(r["run_dir"])):
-        if run.get("given_model"):
-            named.setdefault(run["model_path"], str(run["given_model"]))
-    models = [(named.get(r["model_path"], r["model_path"]), "", r["model_path"]) for r in runs]
+    paths = [r["model_path"] for r in runs]
+    models = [
+        (name, "", json.dumps([path, name])) if name else (path, "", path)
+        for path, name in zip(paths, plan_names(runs, paths, "given_model"), strict=True)
+    ]
     for run, dataset, model in zip(runs, unique_names(datasets), unique_names(models), strict=True):
         run["dataset"], run["model"] = dataset, model
 

@@ -511,6 +511,14 @@ def test_report_and_compare_name_a_model_as_the_plan_names_it(tmp_path, capsys):
     ]
     out = run_compare(tmp_path / "runs", "--a", "small", "--b", "checkpoint-900", "--bootstrap", "100", capsys=capsys)
     assert list(out["per_dataset"]) == ["d1"]
+    # Two entries of one path, each with its name and flags ({path: org/bert, name: bert-slow, learning_rate: ...}):
+    # each keeps its own name, whichever of their folders comes first.
+    for seed in (1, 2):
+        for name, lr, errors in (("bert-slow", 1e-5, 2), ("bert-fast", 5e-5, 6)):
+            pred = with_errors(gold, errors, offset=seed)
+            run = write_run(tmp_path / "two", "d1", "org/bert", seed, gold, pred, grid={"learning_rate": lr})
+            (run / "matrix.json").write_text(json.dumps({"variant": None, "grid": {}, "model": name}))
+    assert sorted(r["model"] for r in report.main([str(tmp_path / "two"), "--no_plots"])) == ["bert-fast", "bert-slow"]
 
 
 def md_cells(line: str) -> list[str]:
