@@ -579,18 +579,36 @@ FAILED = "failed.json"  # written when a run exits non-zero: exit code and the l
 OUTPUT = "output.log"  # everything the run printed (errors before train.log exists included)
 
 
+CLAIM_PATIENCE_S = 3.0  # how long a claim to train waits out another holder before taking the run for theirs
+
+
 @contextlib.contextmanager
 def claim(run_dir: Path, settings: dict[str, Any] | None = None) -> Iterator[bool]:
-    """Hold the run's exclusive claim while the block runs; yields False when another process holds it. The claim
-    records the holder and the settings it trains with."""
+    """Hold the run's exclusive claim while the block runs; yields False when another process holds it (a claim to
+    train, with ``settings``, waits CLAIM_PATIENCE_S for it first). The claim records the holder and the settings it
+    trains with; a probe (no ``settings``) records nothing."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / CLAIM, "a+") as handle:
-        try:
-            # flock, not a create-if-absent file: the kernel drops it when the holder dies, so a crashed matrix
-            # leaves nothing stuck (on NFS, Linux maps it to a POSIX lock the server also releases).
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
+        # A status probe (run_state: --status, --wait's polls, settings None) holds the lock for an instant: a claim
+        # to train tries again for a while before taking the run for another process's, or a Slurm task starting
+        # at that instant would skip its run and leave it untrained.
+        deadline = time.monotonic() + (CLAIM_PATIENCE_S if settings is not None else 0)
+        while True:
+            try:
+                # flock, not a create-if-absent file: the kernel drops it when the holder dies, so a crashed matrix
+                # leaves nothing stuck (on NFS, Linux maps it to a POSIX lock the server also releases).
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
+        if settings is None:  # a probe: the holder's record stays that of the last process to train the run
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
             return
         handle.seek(0)
         handle.truncate()

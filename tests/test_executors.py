@@ -51,6 +51,33 @@ def test_a_claim_is_exclusive_and_dies_with_its_holder(tmp_path):
         assert mine
 
 
+def test_a_claim_to_train_waits_out_a_status_probe_and_a_probe_records_nothing(tmp_path):
+    """--status and --wait look at a run by taking its lock for an instant. A Slurm task or a matrix claiming the run
+    to train at that instant must not take the run for another process's and skip it (it would stay untrained);
+    and the probe leaves the record of the last process that trained the run as it was."""
+    import threading
+
+    run_dir = tmp_path / "run"
+    with run_matrix.claim(run_dir, {"seed": 1}) as mine:
+        assert mine
+    record = (run_dir / run_matrix.CLAIM).read_text()
+    probing = threading.Event()
+
+    def probe():
+        with run_matrix.claim(run_dir) as held:
+            assert held
+            probing.set()
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    probing.wait()
+    assert (run_dir / run_matrix.CLAIM).read_text() == record
+    with run_matrix.claim(run_dir, {"seed": 1}) as mine:
+        assert mine
+    thread.join()
+
+
 def matrix_config(tmp_path, tiny_bert, seeds="[1, 2]"):
     """A 2-dataset x 1-model plan on a tiny model."""
     config = tmp_path / "matrix.yaml"
