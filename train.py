@@ -16,6 +16,7 @@ import dataclasses
 import gc
 import importlib.util
 import json
+import logging
 import math
 import os
 import shlex
@@ -440,6 +441,9 @@ class StopRequested:
         # Logged after "<SIGNAL> received " when the first signal arrives, where no step will say it.
         self.on_signal = on_signal
         self.before_training = True
+        # The folders this run is about to create (its default run folder first, then the missing ones above it):
+        # removed again by a stop before training that leaves nothing there but train.log.
+        self.new_folders: list[Path] = []
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequested:
@@ -1111,7 +1115,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "%s received before training started: nothing was trained or saved yet; run the same command again",
                 stopper.signal_name,
             )
+            drop_unstarted_run_dir(stopper.new_folders)
             raise SystemExit(stopper.exit_code) from None
+
+
+def drop_unstarted_run_dir(new_folders: list[Path]) -> None:
+    """Remove a run folder this process created (and the empty folders it created above it) when it holds nothing
+    but this run's train.log: the same command makes a new timestamped folder, and an empty one would be listed as a
+    run. A file anyone else put there keeps it."""
+    run_dir = new_folders[0] if new_folders else None
+    if run_dir is None or not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {"train.log"}:
+        return
+    log_file = (run_dir / "train.log").absolute()
+    for handler in list(logger.handlers):  # closed before its file is removed (Windows refuses to remove an open file)
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == log_file:
+            logger.removeHandler(handler)
+            handler.close()
+    log_file.unlink(missing_ok=True)
+    for folder in new_folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:  # the stop came before mkdir reached it
+            continue
+        except OSError:  # not empty: another run's folders live there now
+            break
 
 
 def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
@@ -1149,6 +1176,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     # The steps the prepared loader will give (accelerate deals whole batches out to the processes, the last round
     # filled), so a warmup that outlasts the run is refused before a model is built; checked again once prepared.
     check_warmup(cfg, schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))[1])
+    if cfg.output_dir is None and resume_dir is None and accelerator.is_main_process:
+        stopper.new_folders = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
     # Only now, with every input check passed, may --overwrite_output_dir remove the run this one replaces.
     claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
 

@@ -380,6 +380,43 @@ def test_a_stop_before_the_first_step_leaves_a_run_the_same_command_continues(
     assert "--checkpointing_steps 2 writes no checkpoint in this run" in log
 
 
+def test_a_stop_before_the_first_step_removes_the_default_run_folder_it_created(
+    tiny_bert, tmp_path, monkeypatch, capsys, default_stop_signals
+):
+    """Without --output_dir the run makes a timestamped folder; stopped before training, it removes that folder (and
+    the empty ones it made above it) again: the same command makes a new one, and report.py would list the empty one.
+    A file someone else put there keeps the folder."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    args = tiny_args(tiny_bert, tmp_path / "unused", None, "--max_steps", "2")
+    at = args.index("--output_dir")
+    args[at : at + 2] = []
+    args[args.index("--runs_root") + 1] = str(runs)
+    line = "SIGTERM received before training started: nothing was trained or saved yet; run the same command again"
+    real = train.build_model
+
+    def signalled(*a, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train, "build_model", signalled)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(args)
+    assert stopped.value.code == 143
+    assert line in capsys.readouterr().err
+    assert list(runs.iterdir()) == []
+
+    def noted_then_signalled(*a, **kw):
+        next(runs.rglob("train.log")).with_name("notes.txt").write_text("mine")
+        return signalled(*a, **kw)
+
+    monkeypatch.setattr(train, "build_model", noted_then_signalled)
+    with pytest.raises(SystemExit):
+        train.main(args)
+    notes = next(runs.rglob("notes.txt"))
+    assert notes.read_text() == "mine" and line in (notes.parent / "train.log").read_text()
+
+
 def test_a_checkpointing_interval_the_run_never_reaches_is_said(monkeypatch):
     cfg = train.TrainConfig(checkpointing_steps="500")
     assert train.idle_checkpointing(cfg, steps_per_epoch=40, max_steps=120) == (
