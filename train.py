@@ -84,6 +84,7 @@ from utils import (
     checkpoint_dirs,
     checkpoint_name,
     checkpoint_run,
+    counted,
     default_run_dir,
     evaluate_outputs,
     fresh_accelerate_state,
@@ -311,8 +312,8 @@ def task_head_note(backbone_config: Any, flag: str) -> str | None:
     labels = list((getattr(backbone_config, "id2label", None) or {}).values())
     shown = ", ".join(map(str, labels[:5])) + (", ..." if len(labels) > 5 else "")
     return (
-        f"{flag} is a {task[0]} ({len(labels)} labels: {shown}): its encoder is trained on, its classification head "
-        "is not used (a new one learns this data's labels)"
+        f"{flag} is a {task[0]} ({counted(len(labels), 'label')}: {shown}): its encoder is trained on, its "
+        "classification head is not used (a new one learns this data's labels)"
     )
 
 
@@ -328,8 +329,9 @@ def check_tokenizer(tokenizer: Any, backbone_config: Any, cfg: TrainConfig) -> N
     # tokens alone, which turn every word into the unknown token.
     if len(tokenizer) <= len(special := set(tokenizer.all_special_tokens)):
         raise UsageError(
-            f"{flag}: its tokenizer holds only its {len(special)} special tokens ({', '.join(sorted(special))}), no "
-            "vocabulary; copy the tokenizer's vocabulary file (vocab.txt, tokenizer.json, ...) into the folder."
+            f"{flag}: its tokenizer holds only its {counted(len(special), 'special token')} "
+            f"({', '.join(sorted(special))}), no vocabulary; copy the tokenizer's vocabulary file (vocab.txt, "
+            "tokenizer.json, ...) into the folder."
         )
     vocab = getattr(backbone_config, "vocab_size", None)
     if isinstance(vocab, int) and len(tokenizer) > vocab:
@@ -341,8 +343,8 @@ def check_tokenizer(tokenizer: Any, backbone_config: Any, cfg: TrainConfig) -> N
     special = tokenizer.num_special_tokens_to_add(pair=pair)
     if cfg.max_seq_length < (least := special + (2 if pair else 1)):
         raise ConfigError(
-            f"--max_seq_length {cfg.max_seq_length} leaves no room for text: the tokenizer adds {special} special "
-            f"tokens to each {'pair' if pair else 'text'}; use at least {least}."
+            f"--max_seq_length {cfg.max_seq_length} leaves no room for text: the tokenizer adds "
+            f"{counted(special, 'special token')} to each {'pair' if pair else 'text'}; use at least {least}."
         )
 
 
@@ -355,20 +357,20 @@ def check_layer_flags(cfg: TrainConfig, backbone: nn.Module, backbone_config: An
     ]
     if asked and stack < depth:
         raise UsageError(
-            f"{' and '.join(asked)}: {cfg.model_name_or_path} runs {stack} shared layer{'s' * (stack > 1)} {depth} "
+            f"{' and '.join(asked)}: {cfg.model_name_or_path} runs {counted(stack, 'shared layer')} {depth} "
             "times (ALBERT-style), so its layers cannot be frozen or given learning rates one by one; use --freeze "
             "embeddings or --freeze backbone, and one learning rate."
         )
     if cfg.freeze_layers > stack:
-        raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {stack} layers.")
+        raise UsageError(f"--freeze_layers {cfg.freeze_layers} exceeds the backbone's {counted(stack, 'layer')}.")
     if cfg.layer_lr_decay < 1 and cfg.freeze_layers and cfg.freeze_layers >= stack - 1:
         # The top layer trains at --learning_rate and every layer below it is frozen (the embeddings with them): no
         # parameter gets a decayed rate.
-        fewer = f"freeze at most {stack - 2} layers" if stack > 2 else "drop --freeze_layers"
+        fewer = f"freeze at most {counted(stack - 2, 'layer')}" if stack > 2 else "drop --freeze_layers"
         raise UsageError(
             f"--layer_lr_decay {cfg.layer_lr_decay} does nothing with --freeze_layers {cfg.freeze_layers}: of the "
-            f"backbone's {stack} layers only the top one or none trains, at --learning_rate; {fewer}, or drop "
-            "--layer_lr_decay."
+            f"backbone's {counted(stack, 'layer')} only the top one or none trains, at --learning_rate; {fewer}, or "
+            "drop --layer_lr_decay."
         )
 
 
@@ -538,8 +540,8 @@ def check_distributed_engine(accelerator: Any) -> None:
         if wanted and accelerator.distributed_type != DistributedType[engine]:
             raise UsageError(
                 f"the accelerate config asks for {engine} but {accelerator.distributed_type.value} is in effect "
-                f"(device {accelerator.device.type}, {accelerator.num_processes} processes); launch on GPUs with "
-                f"that config, or use a config without {engine} (e.g. accelerate_configs/ddp_multi_gpu.yaml)."
+                f"(device {accelerator.device.type}, {counted(accelerator.num_processes, 'process')}); launch on GPUs "
+                f"with that config, or use a config without {engine} (e.g. accelerate_configs/ddp_multi_gpu.yaml)."
             )
 
 
@@ -553,8 +555,9 @@ def check_accumulation(accelerator: Any, flag: int) -> None:
         source = f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={env}" if env else "the accelerate config"
         raise UsageError(
             f"{source} (a DeepSpeed config's gradient_accumulation_steps, or accelerate launch "
-            f"--gradient_accumulation_steps) asks for {accelerator.gradient_accumulation_steps} micro-batches per "
-            f"optimizer step, --gradient_accumulation_steps {flag}; make them equal (or unset the variable)."
+            "--gradient_accumulation_steps) asks for "
+            f"{counted(accelerator.gradient_accumulation_steps, 'micro-batch')} per optimizer step, "
+            f"--gradient_accumulation_steps {flag}; make them equal (or unset the variable)."
         )
     # A DeepSpeed JSON's own count replaces the Accelerator's only in prepare(), after the schedule was sized; a
     # JSON without the key counts as 1, and "auto" takes the flag's.
@@ -618,21 +621,21 @@ def log_windows(counts: dict[str, dict[str, int]], cfg: TrainConfig) -> None:
     for split, c in counts.items():
         limit = f" (at most {cfg.max_windows_per_doc} each)" if split == "train" and cfg.max_windows_per_doc else ""
         logger.info(
-            "long_text windows: %s: %d documents -> %d windows%s; %d documents needed more than one window",
+            "long_text windows: %s: %s -> %s%s; %s needed more than one window",
             split,
-            c["documents"],
-            c["windows"],
+            counted(c["documents"], "document"),
+            counted(c["windows"], "window"),
             limit,
-            c["cut"],
+            counted(c["cut"], "document"),
         )
         if c.get("truncated"):
             # Not windowed at all: a window holds the whole first text, so the second could not advance through it.
             logger.warning(
-                "long_text windows: %s: %d pair documents were truncated instead, as --long_text truncate does: "
+                "long_text windows: %s: %s truncated instead, as --long_text truncate does: "
                 "their first text leaves no more than --window_stride (%d) tokens of --max_seq_length %d for the "
                 "second; raise --max_seq_length or lower --window_stride to window them",
                 split,
-                c["truncated"],
+                counted(c["truncated"], "pair document") + (" was" if c["truncated"] == 1 else " were"),
                 windowing(cfg).stride,
                 cfg.max_seq_length,
             )
@@ -1010,7 +1013,7 @@ def check_window_stride(cfg: TrainConfig, stride: int, tokenizer: Any) -> None:
         given = f"--window_stride {stride}" if cfg.window_stride is not None else f"the default stride {stride}"
         raise ConfigError(
             f"{given} leaves windows no room to advance: a window of --max_seq_length {cfg.max_seq_length} holds "
-            f"{room} text tokens; give a stride below {room} (or raise --max_seq_length)."
+            f"{counted(room, 'text token')}; give a stride below {room} (or raise --max_seq_length)."
         )
 
 
@@ -1192,17 +1195,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     max_steps, steps_per_epoch = resolved["max_steps"], resolved["steps_per_epoch"]
     scheduler = get_linear_schedule_with_warmup(optimizer, resolved["warmup_steps"], max_steps)
     accelerator.register_for_checkpointing(scheduler)
-    asked = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
-    if resolved["effective_batch_size"] < asked:
-        logger.warning(
-            "an optimizer step trains on at most %d rows (an epoch holds %d micro-batches of at most %d rows per "
-            "process), not the %d of --per_device_train_batch_size x --gradient_accumulation_steps x processes; "
-            "lower them to train as they say.",
-            resolved["effective_batch_size"],
-            len(train_dl),
-            cfg.per_device_train_batch_size,
-            asked,
-        )
+    if short := short_epoch(cfg, resolved["effective_batch_size"], len(train_dl), accelerator.num_processes):
+        logger.warning(short)
     check_warmup(cfg, max_steps)
     if idle := idle_patience(cfg, steps_per_epoch, max_steps):
         logger.warning(idle)
@@ -1324,7 +1318,7 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
                     state.bad_evals += 1
                     early_stop = bool(patience and state.bad_evals >= patience)
             if early_stop:
-                logger.info("early stopping: no %s improvement in %d evaluations", metric, patience)
+                logger.info("early stopping: no %s improvement in %s", metric, counted(patience, "evaluation"))
                 if window.micro:  # the steps since the last log line are logged too
                     log_window(step)
             if every and not last_step and (epoch_end if every == "epoch" else step % int(every) == 0):
@@ -1463,14 +1457,27 @@ def schedule_steps(cfg: TrainConfig, batches_per_epoch: int) -> tuple[int, int]:
     return steps_per_epoch, cfg.max_steps or math.ceil(cfg.num_train_epochs * steps_per_epoch)
 
 
+def short_epoch(cfg: TrainConfig, effective: int, micro_batches: int, processes: int) -> str | None:
+    """Why an optimizer step trains on fewer rows than the batch flags ask for (an epoch holds fewer), or None."""
+    asked = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * processes
+    if effective >= asked:
+        return None
+    return (
+        f"an optimizer step trains on at most {counted(effective, 'row')} (an epoch holds "
+        f"{counted(micro_batches, 'micro-batch')} of at most {counted(cfg.per_device_train_batch_size, 'row')} per "
+        f"process), not the {asked} of --per_device_train_batch_size x --gradient_accumulation_steps x processes; "
+        "lower them to train as they say."
+    )
+
+
 def check_warmup(cfg: TrainConfig, max_steps: int) -> None:
     """An explicit --warmup_steps must end before the run does: the learning rate would never reach --learning_rate
     (and a one-step run would take its only step at 0, learning nothing)."""
     if cfg.warmup_steps is not None and cfg.warmup_steps >= max_steps:
         raise ConfigError(
-            f"--warmup_steps {cfg.warmup_steps} is not below the run's {max_steps} optimizer steps: the learning rate "
-            f"would never reach --learning_rate; give --warmup_steps below {max_steps}, or leave it out to warm up "
-            f"for --warmup_ratio ({cfg.warmup_ratio}) of the steps."
+            f"--warmup_steps {cfg.warmup_steps} is not below the run's {counted(max_steps, 'optimizer step')}: the "
+            f"learning rate would never reach --learning_rate; give --warmup_steps below {max_steps}, or leave it out "
+            f"to warm up for --warmup_ratio ({cfg.warmup_ratio}) of the steps."
         )
 
 
@@ -1485,11 +1492,12 @@ def idle_patience(cfg: TrainConfig, steps_per_epoch: int, max_steps: int) -> str
     evals, needed = (max_steps - 1) // every, patience + 1
     if evals >= needed:
         return None
-    schedule = f"every {every} steps, --eval_steps" if cfg.eval_steps else f"at each epoch's end, every {every} steps"
+    steps = counted(every, "step")
+    schedule = f"every {steps}, --eval_steps" if cfg.eval_steps else f"at each epoch's end, every {steps}"
     fix = f"--eval_steps {(max_steps - 1) // needed} or lower" if max_steps - 1 >= needed else "more --max_steps"
     return (
-        f"--early_stopping_patience {patience} cannot stop this run: of its {max_steps} optimizer steps it evaluates "
-        f"{evals} time{'' if evals == 1 else 's'} before its last step ({schedule}), and a stop takes {needed} (a "
+        f"--early_stopping_patience {patience} cannot stop this run: of its {counted(max_steps, 'optimizer step')} it "
+        f"evaluates {counted(evals, 'time')} before its last step ({schedule}), and a stop takes {needed} (a "
         f"best, then {patience} without improvement); it trains to the end (give {fix} for early stopping to act)."
     )
 
@@ -1526,9 +1534,11 @@ def epochs_overridden(cfg: TrainConfig, given: set[str], steps_per_epoch: int) -
     """A line saying that --max_steps decides the run's length over an explicit --num_train_epochs, or None."""
     if cfg.max_steps is None or not {"max_steps", "num_train_epochs"} <= given:
         return None
+    epochs = f"{cfg.max_steps / steps_per_epoch:.3g}"
     return (
         f"--max_steps {cfg.max_steps} overrides --num_train_epochs {cfg.num_train_epochs:g} (as in the HF Trainer): "
-        f"{cfg.max_steps} optimizer steps, {cfg.max_steps / steps_per_epoch:.3g} epochs of {steps_per_epoch} steps."
+        f"{counted(cfg.max_steps, 'optimizer step')}, {epochs} epoch{'' if epochs == '1' else 's'} of "
+        f"{counted(steps_per_epoch, 'step')}."
     )
 
 
@@ -1671,17 +1681,16 @@ def log_plan(run_dir: Path, data: Any, resolved: dict[str, Any]) -> None:
     sizes = resolved["split_sizes"]
     logger.info("run directory: %s", run_dir)
     logger.info(
-        "%d train / %d validation / %s test rows, %d labels; %d process%s on %s, mixed precision %s, %d optimizer "
-        "steps (%d per epoch, %d warmup), effective batch %d",
+        "%d train / %d validation / %s test rows, %s; %s on %s, mixed precision %s, %s (%d per epoch, %d "
+        "warmup), effective batch %d",
         sizes["train"],
         sizes["validation"],
         sizes.get("test", "no"),
-        resolved["num_labels"],
-        resolved["num_processes"],
-        "" if resolved["num_processes"] == 1 else "es",
+        counted(resolved["num_labels"], "label"),
+        counted(resolved["num_processes"], "process"),
         resolved["device"].split(":")[0],  # the main process's cuda:0 stands for every rank's GPU
         resolved["mixed_precision"],
-        resolved["max_steps"],
+        counted(resolved["max_steps"], "optimizer step"),
         resolved["steps_per_epoch"],
         resolved["warmup_steps"],
         resolved["effective_batch_size"],

@@ -355,6 +355,13 @@ def missing_local_path(name: str) -> bool:
     return written_as_path and not Path(name).expanduser().exists()
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is 1: ``1 run``, ``2 runs``, ``1 micro-batch``, ``3 micro-batches``."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}{'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
+
+
 def short_name(name_or_path: str) -> str:
     """A filesystem-friendly short name for a dataset or model (last path component)."""
     return Path(name_or_path.rstrip("/")).name.replace(":", "_") or "run"

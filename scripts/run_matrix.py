@@ -110,6 +110,7 @@ from utils import (  # noqa: E402
     UsageError,
     atomic_write_json,
     checkpoint_dirs,
+    counted,
     cpu_cores,
     label_suffix,
     missing_local_path,
@@ -680,7 +681,11 @@ def print_status(runs: list[Run], root: Path) -> dict[str, int]:
         print(f"{state:<11} {run.run_dir} {note}".rstrip())
         print("".join(f"            {line}\n" for line in lines[:1]), end="")
         print("".join(f"              {line}\n" for line in lines[1:]), end="")
-    print("status: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {len(runs)} runs")
+    print(
+        "status: "
+        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        + f" of {counted(len(runs), 'run')}"
+    )
     return counts
 
 
@@ -738,11 +743,6 @@ def core_share(processes: int) -> str:
     return str(max(1, cpu_cores() // processes))
 
 
-def runs_word(n: int) -> str:
-    """``1 run``, ``2 runs``."""
-    return f"{n} run{'' if n == 1 else 's'}"
-
-
 def device_slots(
     gpus_per_run: int,
     max_parallel: int | None,
@@ -774,12 +774,12 @@ def device_slots(
         every = [{"CUDA_VISIBLE_DEVICES": group} for _ in range(runs_per_gpu) for group in groups]
         slots = every[:max_parallel]
         if max_parallel and max_parallel > len(every):
-            where = f"the {len(groups)} GPUs visible ({','.join(groups)})"
+            where = f"the {counted(len(groups), 'GPU')} visible ({','.join(groups)})"
             if gpus_per_run > 1:
-                where = f"the {len(groups)} groups of {gpus_per_run} GPUs ({'; '.join(groups)})"
+                where = f"the {counted(len(groups), 'group')} of {gpus_per_run} GPUs ({'; '.join(groups)})"
             more = "; --runs_per_gpu N puts N runs on each GPU" if gpus_per_run == 1 else ""
             print(
-                f"note: --max_parallel {max_parallel}: {runs_word(len(every))} at once, {runs_per_gpu} on each of "
+                f"note: --max_parallel {max_parallel}: {counted(len(every), 'run')} at once, {runs_per_gpu} on each of "
                 f"{where}{more}.",
                 file=sys.stderr,
             )
@@ -787,8 +787,8 @@ def device_slots(
     if runs is not None and len(slots) > max(1, runs):
         if max_parallel and runs:
             print(
-                f"note: --max_parallel {max_parallel}: {runs_word(runs)} at once, as the plan has {runs_word(runs)} "
-                "left to train.",
+                f"note: --max_parallel {max_parallel}: {counted(runs, 'run')} at once, as the plan has "
+                f"{counted(runs, 'run')} left to train.",
                 file=sys.stderr,
             )
         slots = slots[: max(1, runs)]
@@ -801,7 +801,7 @@ def device_slots(
     every_process = len(slots) * (processes or 1)
     if every_process > cpu_cores() and not gpus:
         print(
-            f"warning: {runs_word(len(slots))} at once of {processes or 1} process(es) each are {every_process} "
+            f"warning: {counted(len(slots), 'run')} at once of {processes or 1} process(es) each are {every_process} "
             f"processes on {cpu_cores()} physical core(s): they take turns on the cores even at 1 thread each; "
             f"--max_parallel {max(1, cpu_cores() // (processes or 1))} fits them.",
             file=sys.stderr,
@@ -1503,7 +1503,7 @@ def submit(
         atomic_write_json(path, recorded | records)
     first = jobs[0].job_id.split("_")[0]
     print(
-        f"slurm executor ({args.slurm_cluster}): submitted {len(jobs)} of {len(runs)} runs as job {first} "
+        f"slurm executor ({args.slurm_cluster}): submitted {len(jobs)} of {counted(len(runs), 'run')} as job {first} "
         f"(time {minutes} min, {args.gpus_per_run} GPU(s) per run); records in {root / JOBS}; "
         f"follow with: python {shlex.quote(str(Path(__file__).resolve()))} ... --status"
     )
@@ -1777,16 +1777,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:  # nothing ran: the counts of what would
         print(
             f"matrix (dry run): {len(outcome['planned'])} to train, {len(outcome['skipped'])} skipped (results.json "
-            f"exists) of {len(runs)} runs; nothing was started"
+            f"exists) of {counted(len(runs), 'run')}; nothing was started"
         )
         return 0
     failed, score_failed = outcome["failed"], outcome["score_failed"]
     print(
         f"matrix: {len(outcome['trained'])} trained, {len(outcome['skipped'])} skipped, {len(failed)} failed"
         + (f", {len(outcome['clashed'])} refused" if outcome["clashed"] else "")
-        + f" of {len(runs)} runs"
+        + f" of {counted(len(runs), 'run')}"
         + (f" ({len(outcome['elsewhere'])} being trained elsewhere)" if outcome["elsewhere"] else "")
-        + (f"; {len(outcome['scored'])} input scores written, {len(score_failed)} failed" if score_inputs else "")
+        + (
+            f"; {counted(len(outcome['scored']), 'input score')} written, {len(score_failed)} failed"
+            if score_inputs
+            else ""
+        )
     )
     for run_dir, code in failed:
         print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
@@ -1803,12 +1807,12 @@ def main(argv: list[str] | None = None) -> int:
         if scorings and not stopped and not not_started:  # only scoring was under way: no run to resume
             them = "it (the finished run is kept" if len(scorings) == 1 else "them (the finished runs are kept"
             print(
-                f"matrix: interrupted by {name} while scoring: {len(scorings)} scoring stopped "
+                f"matrix: interrupted by {name} while scoring: {counted(len(scorings), 'scoring')} stopped "
                 f"({'; '.join(scorings)}); run the same command again to score {them}; only the files a run lacks "
                 "scores of are scored)"
             )
         else:
-            scored = f", {len(scorings)} scoring stopped ({'; '.join(scorings)})" if scorings else ""
+            scored = f", {counted(len(scorings), 'scoring')} stopped ({'; '.join(scorings)})" if scorings else ""
             print(
                 f"matrix: interrupted by {name}: {len(stopped)} stopped, {not_started} not started{scored}; run the "
                 "same command again to resume (a stopped run resumes from its last checkpoint"

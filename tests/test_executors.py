@@ -818,6 +818,9 @@ def test_max_parallel_above_what_can_run_at_once_says_what_runs_and_why(tmp_path
     )
     assert run_matrix.device_slots(1, 4) == slots_on(*[(g, "4") for g in "0123"])  # as many as asked: nothing said
     assert capsys.readouterr().err == ""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # counts of one are singular
+    assert run_matrix.device_slots(1, 2) == slots_on(("0", ""))
+    assert capsys.readouterr().err.startswith("note: --max_parallel 2: 1 run at once, 1 on each of the 1 GPU visible")
     # Fewer runs left to train than runs at once: the idle slots would only shrink the others' share of the cores.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", "m", "--seeds", "1", "2"]

@@ -453,6 +453,28 @@ def test_max_steps_over_explicit_epochs_is_said_only_when_both_were_given(tmp_pa
     assert "overrides --num_train_epochs 2" in note("--config", str(config), "--max_steps", "100")
 
 
+def test_counts_of_one_are_singular_in_the_lines_a_run_says():
+    from types import SimpleNamespace
+
+    cfg = train.parse_config(["--max_steps", "1", "--num_train_epochs", "1"], train.TrainConfig)
+    assert train.epochs_overridden(cfg, {"max_steps", "num_train_epochs"}, steps_per_epoch=1).endswith(
+        "1 optimizer step, 1 epoch of 1 step."
+    )
+    batch = train.TrainConfig(per_device_train_batch_size=100, gradient_accumulation_steps=2)
+    assert train.short_epoch(batch, effective=48, micro_batches=1, processes=1).startswith(
+        "an optimizer step trains on at most 48 rows (an epoch holds 1 micro-batch of at most 100 rows per process)"
+    )
+    assert train.short_epoch(batch, effective=200, micro_batches=2, processes=1) is None
+    with pytest.raises(train.UsageError, match="asks for 1 micro-batch per optimizer step, --gradient_accumulation"):
+        train.check_accumulation(SimpleNamespace(gradient_accumulation_steps=1), 2)
+    patience = train.TrainConfig(early_stopping_patience=1, eval_steps=1)
+    assert "of its 1 optimizer step it evaluates 0 times before its last step (every 1 step, --eval_steps)" in (
+        train.idle_patience(patience, steps_per_epoch=1, max_steps=1)
+    )
+    with pytest.raises(train.ConfigError, match="is not below the run's 1 optimizer step: "):
+        train.check_warmup(train.TrainConfig(warmup_steps=1), 1)
+
+
 def test_a_resume_from_an_older_checkpoint_sets_the_later_ones_aside(tiny_bert, tmp_path, probe):
     """The checkpoints after the one resumed from belong to the training the resume abandons: --save_total_limit must
     not delete the resumed run's own new checkpoints in their favour, nor `latest` pick one of them."""

@@ -399,7 +399,7 @@ def test_matrix_refuses_a_folder_trained_with_other_settings(tiny_bert, tmp_path
     stamp = (run_dir / "results.json").stat().st_mtime_ns
 
     same = script("run_matrix.py", *base)
-    assert same.returncode == 0 and "0 trained, 1 skipped, 0 failed of 1 runs" in same.stdout, same.stderr
+    assert same.returncode == 0 and "0 trained, 1 skipped, 0 failed of 1 run" in same.stdout, same.stderr
 
     changed = script("run_matrix.py", *base, "--learning_rate", "1e-3")
     assert changed.returncode == 2, changed.stdout
