@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import evaluate
 import train
 from conftest import REPO, tiny_args, write_csv
 
@@ -81,21 +82,19 @@ def test_a_carved_validation_rows_idx_is_its_place_in_the_train_file(tiny_bert, 
     written = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
     assert len(written) == 15 and all((r["text"], r["gold"]) == rows[r["idx"]] for r in written)
     assert [r["idx"] for r in written] != list(range(15))  # places in the file, not positions in the split
-    proc = run_evaluate("--run_dir", out, "--split", "validation")
-    assert proc.returncode == 0, proc.stderr
+    # evaluate.py in this process: what idx means is the point here, not a fresh start-up (tested above).
+    scored = evaluate.main(["--run_dir", str(out), "--split", "validation"])
     again = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
     assert [r["idx"] for r in again] == [r["idx"] for r in written]
-    assert json.loads(proc.stdout.splitlines()[-1])["num_samples"] == 15
+    assert scored["num_samples"] == 15
     # --split train scores the rows the run trained on: the carve's others, each at its place in the same file.
-    proc = run_evaluate("--run_dir", out, "--split", "train")
-    assert proc.returncode == 0, proc.stderr
+    evaluate.main(["--run_dir", str(out), "--split", "train"])
     trained = [json.loads(line) for line in (out / "predictions_train.jsonl").read_text().splitlines()]
     assert all((r["text"], r["gold"]) == rows[r["idx"]] for r in trained)
     assert {r["idx"] for r in trained} | {r["idx"] for r in written} == set(range(60)) - {5}
     # The file itself as --input: each row's line at its place, the gold and the probability given to it as the split's
     # predictions have them; the row without text is predicted, not scored.
-    proc = run_evaluate("--run_dir", out, "--input", data, "--output", tmp_path / "all.jsonl")
-    assert proc.returncode == 0, proc.stderr
+    evaluate.main(["--run_dir", str(out), "--input", str(data), "--output", str(tmp_path / "all.jsonl")])
     lines = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
     assert [r["idx"] for r in lines] == list(range(60)) and "gold" not in lines[5]
     for r in written:
@@ -138,8 +137,6 @@ def test_top_k_sets_the_labels_listed_and_is_refused_where_a_run_lists_no_top_k(
     """README: --top_k K lists K labels per row, for a split's predictions as for --input's; a multi-label run (every
     label's probability) and a hierarchical one (a label per level) list no top k, so --top_k there is one error line
     before the model is loaded, not a flag ignored without a word."""
-    import evaluate
-
     single = tmp_path / "single"
     train.main(tiny_args(tiny_bert, single, None, "--num_train_epochs", "1"))
     evaluate.main(["--run_dir", str(single), "--split", "test", "--top_k", "4"])
