@@ -93,6 +93,7 @@ from utils import (
     logger,
     missing_local_path,
     model_files_digest,
+    not_a_hub_id,
     pad_multiple_for,
     read_best_record,
     read_latest_pointer,
@@ -237,7 +238,7 @@ def check_model_folder(model_path: str, flag: str) -> None:
     run folder or a checkpoint."""
     folder = Path(model_path)
     if missing_local_path(model_path):
-        raise UsageError(f"{flag}: no such folder (a hub id is NAME or ORG/NAME).")
+        raise UsageError(f"{flag}: no such folder ({not_a_hub_id(model_path)}).")
     # A run folder, or one of its checkpoints (no config.json, so transformers' own error would blame the tokenizer).
     checkpoint = (of_run := checkpoint_run(folder)) is not None
     run = of_run or folder

@@ -349,10 +349,23 @@ def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def missing_local_path(name: str) -> bool:
-    """Whether ``name`` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``) that does not exist: too
-    many slashes or a path prefix for a hub id (NAME or ORG/NAME), so no download can stand in for it."""
-    written_as_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    """Whether ``name`` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``, or ``a/b`` where a folder
+    ``a`` is here) that does not exist: too many slashes, a path prefix or a local first folder for a hub id (NAME or
+    ORG/NAME), so no download can stand in for it."""
+    written_as_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or under_local_folder(name)
     return written_as_path and not Path(name).expanduser().exists()
+
+
+def under_local_folder(name: str) -> bool:
+    """Whether ``name`` reads as ORG/NAME but ORG is a folder here (``models/bert`` beside ./models/)."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and Path(name.split("/")[0]).is_dir()
+
+
+def not_a_hub_id(name: str) -> str:
+    """For a line refusing a missing local ``name``: why it is not taken for a hub id."""
+    if under_local_folder(name):
+        return f"{name.split('/')[0]}/ is a folder here, so this is no hub id"
+    return "a hub id is NAME or ORG/NAME"
 
 
 def counted(n: int, noun: str) -> str:

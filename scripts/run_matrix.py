@@ -114,6 +114,7 @@ from utils import (  # noqa: E402
     cpu_cores,
     label_suffix,
     missing_local_path,
+    not_a_hub_id,
     resolve_model_path,
     short_hash,
     source_key,
@@ -377,7 +378,7 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
         # Checked here rather than by each run: a wrong path would otherwise fail every run (or every Slurm job).
         path = entry.path
         if missing_local_path(path):
-            message = f"{kind} entry {path}: no such file or folder (from {Path.cwd()}; a hub id is NAME or ORG/NAME)"
+            message = f"{kind} entry {path}: no such file or folder (from {Path.cwd()}; {not_a_hub_id(path)})"
             if paths == "error":
                 raise UsageError(message + ".")
             if paths == "warn":  # Slurm: the compute nodes may mount what this login node does not

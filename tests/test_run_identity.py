@@ -383,6 +383,26 @@ def test_matrix_refuses_a_yaml_key_given_twice(tiny_bert, tmp_path):
     assert any("--learning_rate 0.0002" in a and "--warmup_ratio 0.2" in a for a in argvs), proc.stdout
 
 
+def test_a_model_path_under_a_local_folder_that_lacks_it_is_refused_not_taken_for_a_hub_id(
+    tiny_bert, tmp_path, monkeypatch
+):
+    """`--models models/bert` where ./models/ exists but holds no bert/: a path, not an ORG/NAME hub id (every run
+    would fail at start); an ORG/NAME with no such local folder is still a hub id."""
+    sys.path.insert(0, str(SCRIPTS))
+    import run_matrix
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    cfg = {"datasets": [DATA], "models": ["models/bert"], "output_dir": str(tmp_path / "out")}
+    with pytest.raises(ValueError) as refused:
+        run_matrix.plan(cfg, [])
+    assert str(refused.value) == (
+        f"models entry models/bert: no such file or folder (from {tmp_path}; models/ is a folder here, so this is no "
+        "hub id)."
+    )
+    assert len(run_matrix.plan(cfg | {"models": ["org/bert"]}, [])) == 1
+
+
 def test_a_missing_path_is_a_warning_for_slurm_and_nothing_for_status(tiny_bert, tmp_path):
     """The compute nodes may mount what the submitting host does not; --status needs no data at all."""
     sys.path.insert(0, str(SCRIPTS))
