@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,9 @@ def test_a_carved_validation_rows_idx_is_its_place_in_the_train_file(tiny_bert, 
     written = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
     assert len(written) == 15 and all((r["text"], r["gold"]) == rows[r["idx"]] for r in written)
     assert [r["idx"] for r in written] != list(range(15))  # places in the file, not positions in the split
+    # train.log holds log lines only: progress bars (best_model/'s "Writing model shards" included) are the console's.
+    log = (out / "train.log").read_text().splitlines()
+    assert log and all(re.match(r"\d\d:\d\d:\d\d (INFO|WARNING) ", line) for line in log), log
     # evaluate.py in this process: what idx means is the point here, not a fresh start-up (tested above).
     scored = evaluate.main(["--run_dir", str(out), "--split", "validation"])
     again = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
