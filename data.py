@@ -45,9 +45,10 @@ SPLIT_ALIASES = {
 # The version of how files become rows, recorded with each run: a reader that changed (version 2: tsv read without
 # csv quoting, "eval" as validation, unlabeled splits left out; version 3: integer id lists in csv cells read as ids,
 # empty-string labels as missing; version 4: a class of one row kept for training by the validation carve, the
-# ClassLabel names of parquet files, and each split's ClassLabel ids read through its own names) can give other rows
+# ClassLabel names of parquet files, and each split's ClassLabel ids read through its own names; version 5: labels
+# written as whole numbers in text, "1.0", read as the ids, and "-1" or -1.0 as hidden labels) can give other rows
 # from the same files, and evaluate.py must not blame the data.
-DATA_READER = 4
+DATA_READER = 5
 SOURCE_ROW = "__row__"  # a split's column: each row's place in its file (reported as idx); a name no user column takes
 # Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
 MIN_VALIDATION_ROWS = 10
@@ -711,6 +712,21 @@ def _is_integer(value: Any) -> bool:
 
 
 INTEGER_TEXT = re.compile(r"-?\d+")
+WHOLE_NUMBER_TEXT = re.compile(r"-?\d+(\.0+)?")  # "3", "3.0": a float column cast to text writes ids so
+
+
+def whole_number(value: Any) -> int | None:
+    """The integer a label written as a whole number in text stands for ("3", "3.0", " -1 "); None for any other."""
+    if isinstance(value, str) and WHOLE_NUMBER_TEXT.fullmatch(text := value.strip()):
+        return int(text.split(".")[0])
+    return None
+
+
+def hidden_label(value: Any) -> bool:
+    """GLUE's mark of a hidden label, -1, however a file spells it: an integer, -1.0 (a float column) or text."""
+    if isinstance(value, str):
+        return whole_number(value) == -1
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool) and value == -1
 
 
 def label_key(value: Any, keys: dict[Any, int]) -> Any:
@@ -723,8 +739,8 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
         return str(bool(value))
     if text_keys and isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
         return str(int(value))
-    if not text_keys and isinstance(value, str) and INTEGER_TEXT.fullmatch(value.strip()):
-        return int(value)
+    if (number := whole_number(value)) is not None and (not text_keys or str(number) in keys):
+        return number if not text_keys else str(number)  # "1.0" for the id 1, or for train's text "1"
     return value
 
 
@@ -755,15 +771,18 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
         # True/False labels (a csv's, a jsonl's or a parquet bool column): the classes "False" and "True", in that
         # order, so that False is id 0 as it is 0 in a 0/1 column; later splits find them through label_key.
         train_labels = [str(bool(v)) for v in train_labels]
+    numbers = {v: whole_number(v) for v in set(train_labels)} if all(isinstance(v, str) for v in train_labels) else {}
     if (
-        names is not None
-        and train_labels
-        and all(isinstance(v, str) and INTEGER_TEXT.fullmatch(v) for v in train_labels)
-        and not set(train_labels) & set(names)
+        numbers
+        and None not in numbers.values()
+        and len(set(numbers.values())) == len(numbers)  # "1" beside "1.0": one id twice, or two classes? Left as text
+        and (names is not None or any("." in v for v in numbers))
+        and not set(numbers) & set(names or ())
     ):
-        # "0", "1" (a jsonl's or a string column's) beside names that are not those texts: the ids, as later splits'
-        # and an --input file's "1" already are (label_key).
-        train_labels = [int(v) for v in train_labels]
+        # "0", "1" (a jsonl's or a string column's) beside names that are not those texts, or "0.0", "1.0" (a float
+        # column cast to text): the ids, as 0.0/1.0 floats are, and as later splits' and an --input file's "1" or
+        # "1.0" already are (label_key).
+        train_labels = [numbers[v] for v in train_labels]
     if names is not None:
         # Two ids with one name would be merged in every metric and prediction file, silently.
         if twice := sorted(name for name, n in Counter(names).items() if n > 1):
@@ -821,18 +840,25 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
     return [str(v) for v in values], {v: i for i, v in enumerate(values)}
 
 
+def spelling_hint(unknown: list[Any], known: list[Any], where: str) -> str:
+    """The hint for unknown labels that are known ones spelled otherwise, " ('pos ' is 'pos' in train: strip the
+    spaces around labels.)" or the case's; "" where none is. ``where`` names the known ones ("in train")."""
+    # Train's "pos " and a file's "pos": the spaces are invisible in a message unless named.
+    stripped = {k.strip(): k for k in known if isinstance(k, str)}
+    spaced = [(v, stripped[v.strip()]) for v in unknown if isinstance(v, str) and v.strip() in stripped]
+    if spaced:
+        return f" ({spaced[0][0]!r} is {spaced[0][1]!r} {where}: strip the spaces around labels.)"
+    folded = {k.casefold(): k for k in known if isinstance(k, str)}
+    cased = [(v, folded[v.casefold()]) for v in unknown if isinstance(v, str) and v.casefold() in folded]
+    return "".join(f" ({v!r} is {k!r} {where}: labels are case-sensitive.)" for v, k in cased[:1])
+
+
 def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:
     """Refuse labels that train never showed: a model cannot predict them and metrics would silently lie."""
     unknown = Counter(v for v in values if label_key(v, value_to_id) not in value_to_id)
     if unknown:
         shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
-        # Train's "pos " and this split's "pos": the spaces are invisible in the message unless named.
-        stripped = {str(k).strip(): k for k in value_to_id if isinstance(k, str)}
-        spaced = [(v, stripped[v.strip()]) for v in unknown if isinstance(v, str) and v.strip() in stripped]
-        hint = "".join(f" ({v!r} is {k!r} in train: strip the spaces around labels.)" for v, k in spaced[:1])
-        folded = {k.casefold(): k for k in value_to_id if isinstance(k, str)}
-        cased = [(v, folded[v.casefold()]) for v in unknown if isinstance(v, str) and v.casefold() in folded]
-        hint = hint or "".join(f" ({v!r} is {k!r} in train: labels are case-sensitive.)" for v, k in cased[:1])
+        hint = spelling_hint(list(unknown), list(value_to_id), "in train")
         raise UsageError(
             f"the {split} split has labels not seen in train in {column!r}: {shown}. "
             f"Add examples of them to train or remove those rows.{hint}"
@@ -854,6 +880,33 @@ def case_notes(spec: Any) -> list[str]:
                 "way in every split if they are one"
             )
     return notes
+
+
+JOINERS = (",", "|", ";")  # how a multi-label row is often written into one text cell
+
+
+def joined_notes(spec: Any) -> list[str]:
+    """A warning where most classes of a one-label-per-row column join several names by one separator ("sports,news")
+    and the names recur across them: a multi-label column written as text, trained as one class per combination. A
+    warning, not a refusal: a class name may hold a comma ("Arts, Culture")."""
+    if spec.problem_type != "single_label_classification":
+        return []
+    names = [str(name) for name in spec.levels[0]["labels"]]
+    for sep in JOINERS:
+        joined = [n for n in names if sep in n and all(part.strip() for part in n.split(sep))]
+        parts = Counter(part.strip() for n in joined for part in {p.strip() for p in n.split(sep)})
+        # Most classes joined, and most of their names in two or more of them (topics such as "Arts, Culture"
+        # share none).
+        if len(joined) * 2 <= len(names) or sum(n > 1 for n in parts.values()) * 2 < len(parts):
+            continue
+        shown = ", ".join(map(repr, joined[:3])) + (", ..." if len(joined) > 3 else "")
+        example = json.dumps([part.strip() for part in joined[0].split(sep)])
+        return [
+            f"warning: {len(joined)} of the {len(names)} classes in {spec.columns[0]!r} join names with {sep!r} "
+            f"({shown}), names that recur across them: each combination is trained as a class of its own. If a row "
+            f"may hold several labels, write them as a list ({example}, in a csv cell too) and pass --multi_label"
+        ]
+    return []
 
 
 def carve_validation(
@@ -1180,9 +1233,18 @@ def _as_text(ds: Any, name: str, where: str, column: str, flag: str) -> Any:
         return ds
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in odd)
     if not numbers or not any(isinstance(v, str) for v in values):
+        # A column of numbers only is most often the wrong column (an id, the label); years or product codes meant
+        # as texts can be given, but not through a csv, whose reader types a quoted "1990" as a number too.
+        fix = (
+            " If these numbers are the texts (years, codes), write them as strings in a jsonl or parquet file (a csv "
+            f"or tsv cell is read as a number, quoted or not), e.g. pandas.read_csv(FILE, dtype={{{column!r}: str}})"
+            ".to_json(NEW, orient='records', lines=True)."
+            if numbers
+            else ""
+        )
         raise UsageError(
             f"the {column!r} column of {where} holds {type(odd[0]).__name__} values, not text "
-            f"(e.g. {odd[0]!r:.40}, {len(odd)} rows); check --{flag}."
+            f"(e.g. {odd[0]!r:.40}, {len(odd)} rows): check --{flag}.{fix}"
         )
     import datasets
 
@@ -1312,8 +1374,8 @@ def _unlabeled(ds: Any, train: Any, cfg: TrainConfig) -> bool:
     values = column_values(ds, columns[0])
     if all(_missing(v) for v in values):
         return True
-    minus_one = all(_is_integer(v) and v == -1 for v in values)
-    return minus_one and not any(_is_integer(v) and v == -1 for v in column_values(train, columns[0]))
+    # -1 as text ("-1": a jsonl's, a string column's) or -1.0 (a float column) is the same mark.
+    return all(map(hidden_label, values)) and not any(map(hidden_label, column_values(train, columns[0])))
 
 
 # From this share of a split on, texts it shares with train are a warning (the shared sets hold 0-2% of such rows).
@@ -1416,7 +1478,7 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         notes += [note] if note else []
     spec, maps = _label_spec(splits["train"], cfg, names)
     spec.value_ids = [[[k.item() if isinstance(k, np.generic) else k, i] for k, i in m.items()] for m in maps]
-    notes += case_notes(spec)
+    notes += case_notes(spec) + joined_notes(spec)
     if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
         # Often a renamed label column: say so rather than name the classes by their raw values without a word.
         source = "the data's ClassLabel" if all(isinstance(names[c], ClassLabelNames) for c in other) else "labels.json"
@@ -1647,8 +1709,8 @@ def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter, hidd
         return None
     if isinstance(value, float | np.floating) and float(value).is_integer():
         value = int(value)  # a csv column with an empty cell is read as floats
-    if isinstance(value, str) and value not in value_to_id and INTEGER_TEXT.fullmatch(value.strip()):
-        value = int(value)  # an id written as text (a jsonl's "3"), as the run's own splits read one
+    if value not in value_to_id and (number := whole_number(value)) is not None:
+        value = number  # an id written as text (a jsonl's "3", or "3.0"), as the run's own splits read one
     if hidden and _is_integer(value) and value == -1 and -1 not in value_to_id:
         return None  # a hidden label, as GLUE's test files write them (a row's, not one label of a list's)
     key = label_key(value, value_to_id)
@@ -1721,10 +1783,11 @@ def input_labels(ds: Any, spec: LabelSpec, trained: list[dict[Any, int]] | None 
     if unknown:
         shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
         names = [name for level in spec.levels for name in level["labels"]]
+        hint = spelling_hint(list(unknown), names, "among the model's labels")
         raise UsageError(
             f"the --input file's {'/'.join(map(repr, spec.columns))} column holds labels this model was not trained on: "
             f"{shown} (its labels: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); write them as the "
-            "model's label names or ids, or pass --predict_only to predict without scoring."
+            f"model's label names or ids, or pass --predict_only to predict without scoring.{hint}"
         )
     return encoded
 

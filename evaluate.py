@@ -781,8 +781,8 @@ def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[st
                 raise UsageError(
                     f"the {cfg.split} split of {dataset} reads as other rows than this run recorded, and the run was "
                     f"trained by an older data reader (version {reader}, now {DATA_READER}: tsv quoting, eval files, "
-                    "unlabeled splits, csv id lists, empty labels, one-row classes in the carve, ClassLabel ids): score "
-                    "it with the version that trained it, or train it again."
+                    "unlabeled splits, csv id lists, empty labels, one-row classes in the carve, ClassLabel ids, "
+                    '"1.0" labels as ids): score it with the version that trained it, or train it again.'
                 )
             raise UsageError(
                 f"the {cfg.split} split of {dataset} is not the one this run recorded (its rows or labels changed "
@@ -1190,7 +1190,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise UsageError(
                 f"the data's labels {label_names} differ from the model's {model_labels}, and the run was trained by "
                 f"an older data reader (version {reader}, now {DATA_READER}: ClassLabel names of parquet files are "
-                "now read); score it with the version that trained it, or train it again."
+                'now read, and "1.0" labels as the id 1); score it with the version that trained it, or train it again.'
             )
         raise UsageError(
             f"the data's labels {label_names} differ from the model's {model_labels}; was the dataset changed?"

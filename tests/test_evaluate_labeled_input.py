@@ -99,6 +99,10 @@ def test_a_labeled_file_with_labels_the_model_lacks_is_one_line(emotion_run, tmp
     ):
         evaluate.main(["--run_dir", str(out), "--input", str(path)])
     assert not (out / "predictions_other.jsonl").exists()
+    # A label the model has, spelled otherwise: the refusal names the spelling, as a split's refusal does.
+    write_csv(tmp_path / "cased.csv", [("what a joy", "Joy"), ("so sad", "sadness")])
+    with pytest.raises(ValueError, match=r"or pass --predict_only .*\('Joy' is 'joy' among the model's labels: labels"):
+        evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "cased.csv")])
     assert "eval" not in evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only"])
     with pytest.raises(ValueError, match=r"--label_column 'text' is the --input file's text column"):
         evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "text"])
@@ -113,6 +117,22 @@ def test_a_labeled_file_with_labels_the_model_lacks_is_one_line(emotion_run, tmp
         evaluate.main(["--run_dir", str(out), "--input", str(path), "--output", str(out / "test.jsonl")])
     with pytest.raises(ValueError, match=r"--label_column .* --predict_only"):
         evaluate.main(["--run_dir", str(out), "--input", str(path), "--predict_only", "--label_column", "label"])
+
+
+def test_input_labels_spelled_otherwise_than_the_models_name_the_spelling():
+    """The --input refusal of " pos" or "Pos" for the model's "pos" carries the hint a split's refusal gives."""
+    import datasets
+
+    from data import LabelSpec, input_labels
+
+    spec = LabelSpec("single_label_classification", ["label"], [{"name": "label", "labels": ["neg", "pos"]}])
+    for value, hint in (
+        (" pos", "(' pos' is 'pos' among the model's labels: strip the spaces around labels.)"),
+        ("Pos", "('Pos' is 'pos' among the model's labels: labels are case-sensitive.)"),
+    ):
+        with pytest.raises(ValueError) as err:
+            input_labels(datasets.Dataset.from_dict({"label": ["neg", value]}), spec)
+        assert str(err.value).endswith(f"or pass --predict_only to predict without scoring. {hint}")
 
 
 def test_a_labeled_file_of_a_hierarchy_is_scored_on_every_level(tiny_bert, tmp_path):
@@ -232,10 +252,12 @@ def test_integer_label_names_are_read_as_the_run_read_them(tiny_bert, tmp_path, 
 def test_label_values_that_are_not_labels_are_one_line(emotion_run, tmp_path):
     out, split = emotion_run
     rows = pd.read_parquet(EMOTION / "test.parquet").head(40)
-    # Ids written as text (a jsonl's "3") are the ids they spell, as the run's own splits read them.
-    as_text = tmp_path / "text_ids.jsonl"
-    rows.assign(label=rows["label"].map(str)).to_json(as_text, orient="records", lines=True)
-    same_scores(evaluate.main(["--run_dir", str(out), "--input", str(as_text)]), split)
+    # Ids written as text (a jsonl's "3", or "3.0" from a float column) are the ids they spell, as the run's own
+    # splits read them.
+    for spelled in (str, lambda i: f"{i}.0"):
+        as_text = tmp_path / "text_ids.jsonl"
+        rows.assign(label=rows["label"].map(spelled)).to_json(as_text, orient="records", lines=True)
+        same_scores(evaluate.main(["--run_dir", str(out), "--input", str(as_text)]), split)
     # A list (another task's multi-label column) where this model takes one label.
     lists = tmp_path / "lists.jsonl"
     lists.write_text('{"text": "so happy", "label": ["joy", "love"]}\n')
@@ -304,5 +326,5 @@ def test_label_names_read_otherwise_by_a_newer_reader_say_so(tiny_bert, tmp_path
     config = json.loads((out / "config.json").read_text())
     config["resolved"]["data_reader"] = 3
     (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"trained by an older data reader \(version 3, now 4: ClassLabel names"):
+    with pytest.raises(ValueError, match=r"trained by an older data reader \(version 3, now 5: ClassLabel names"):
         evaluate.main(["--run_dir", str(out), "--split", "test"])

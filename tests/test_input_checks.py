@@ -419,6 +419,28 @@ def test_integral_float_labels_are_the_integer_ids(tmp_path):
     assert data.splits["validation"]["label"] == [i % 2 for i in range(8)]
 
 
+def test_whole_number_labels_written_as_text_are_the_ids_in_every_split(tmp_path):
+    """A jsonl train of "0.0"/"1.0" strings (a float column cast to text) beside a test of 0/1 ints: both are the ids
+    0/1, as 0.0/1.0 floats are, whichever split writes them which way; ids sort as numbers ("10.0" after "2.0")."""
+    rows = [{"text": f"row {i}", "label": f"{i % 2}.0"} for i in range(12)]
+    ints = [r | {"label": i % 2} for i, r in enumerate(rows)]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "a", rows, test=ints))))
+    assert data.label_names == ["0", "1"]
+    assert data.splits["test"]["label"] == data.splits["validation"]["label"] == [i % 2 for i in range(12)]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "b", ints, test=rows))))
+    assert data.splits["test"]["label"] == [i % 2 for i in range(12)]
+    many = [{"text": f"row {i}", "label": f"{[2, 10][i % 2]}.0"} for i in range(12)]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "c", many, test=many))))
+    assert data.label_names == ["2", "10"]
+    # Named by labels.json, the texts are ids into it, as "0"/"1" texts are.
+    (tmp_path / "a" / "labels.json").write_text(json.dumps({"label": ["neg", "pos"]}))
+    data = load_splits(TrainConfig(dataset=str(tmp_path / "a")))
+    assert data.label_names == ["neg", "pos"] and data.splits["test"]["label"] == [i % 2 for i in range(12)]
+    # "1" and "1.0" both in train: one id written two ways, or two classes? Left as the texts they are.
+    both = [r | {"label": ["1", "1.0"][i % 2]} for i, r in enumerate(rows)]
+    assert load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", both)))).label_names == ["1", "1.0"]
+
+
 def test_a_folder_saved_by_datasets_is_read_with_its_class_names(tmp_path):
     """``DatasetDict.save_to_disk`` output (a researcher's usual hand-off): its splits under their aliases, and the
     label names of its ClassLabel feature."""
@@ -660,7 +682,7 @@ def test_evaluate_refuses_data_edited_after_training_and_damaged_configs(tiny_be
     run_config = json.loads((out / "config.json").read_text())
     del run_config["resolved"]["data_reader"]
     (out / "config.json").write_text(json.dumps(run_config))
-    with pytest.raises(UsageError, match=r"the run was trained by an older data reader \(version 1, now 4"):
+    with pytest.raises(UsageError, match=r"the run was trained by an older data reader \(version 1, now 5"):
         evaluate.main(["--run_dir", str(out), "--split", "test"])
     config = (out / "best_model" / "config.json").read_text()
     (out / "best_model" / "config.json").write_text(config[: len(config) // 2])
@@ -894,6 +916,65 @@ def test_unlabeled_splits_are_left_out_and_unnamed_files_are_named(tmp_path):
     assert any("the test split has no labels (every one missing or -1" in note for note in data.notes)
     assert any(note.startswith("not read (no split is named so): testing.csv;") for note in data.notes)
     assert data.label_names == ["neg", "pos"]
+
+
+def test_hidden_labels_written_as_text_or_floats_leave_the_split_out(tmp_path):
+    """GLUE's hidden test labels written as text ("-1": a jsonl's, a string column's) or as -1.0 (a float column)
+    are no labels, as the integer -1 is; where train has a class "-1" of its own, they are that class."""
+    rows = [{"text": f"row {i}", "label": ["neg", "pos"][i % 2]} for i in range(12)]
+    for name, hidden in (("jsonl", "-1"), ("parquet", -1.0)):
+        folder = _splits(tmp_path / name, rows, test=[r | {"label": hidden} for r in rows], name=name)
+        data = load_splits(TrainConfig(dataset=str(folder)))
+        assert set(data.splits) == {"train", "validation"}, name
+        assert any(n.startswith("the test split has no labels (every one missing or -1") for n in data.notes), name
+    signed = [r | {"label": ["-1", "1"][i % 2]} for i, r in enumerate(rows)]
+    folder = _splits(tmp_path / "signed", signed, test=[r | {"label": "-1"} for r in rows])
+    assert load_splits(TrainConfig(dataset=str(folder))).splits["test"]["label"] == [0] * 12
+
+
+def test_labels_that_join_several_names_are_warned_of_naming_multi_label(tmp_path):
+    """ "sports,news" beside "news" and "food,sports": a multi-label column written as text, which trains one class
+    per combination. Warned of (a class name may hold a comma, so it still trains), naming the way to write it."""
+    combos = ["sports,news", "news", "food,sports", "news,food", "sports, news, food"]
+    rows = [{"text": f"row {i}", "label": combos[i % 5]} for i in range(20)]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="csv"))))
+    assert len(data.label_names) == 5
+    assert [n for n in data.notes if "--multi_label" in n] == [
+        "warning: 4 of the 5 classes in 'label' join names with ',' ('food,sports', 'news,food', 'sports, news, "
+        "food', ...), names that recur across them: each combination is trained as a class of its own. If a row "
+        'may hold several labels, write them as a list (["food", "sports"], in a csv cell too) and pass --multi_label'
+    ]
+    piped = [r | {"label": r["label"].replace(",", "|")} for r in rows]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "p", piped))))
+    assert any(n.startswith("warning: 4 of the 5 classes in 'label' join names with '|'") for n in data.notes)
+    # Names that hold a comma but share no part: classes, not combinations.
+    topics = [r | {"label": ["Arts, Culture", "Science, Technology", "Sports"][i % 3]} for i, r in enumerate(rows)]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "t", topics))))
+    assert not any("--multi_label" in n for n in data.notes)
+
+
+def test_a_text_column_of_numbers_names_the_way_to_give_numbers_as_text(tmp_path):
+    """Years or product codes as the texts: a csv reads them as numbers even in quotes, so the refusal names
+    --text_column and the file that keeps them text (jsonl strings, read from the csv as strings), which trains."""
+    import pandas as pd
+
+    lines = "text,label\n" + "".join(f'"{1990 + i}",{i % 2}\n' for i in range(12))
+    for split in ("train", "validation"):
+        (tmp_path / "csv").mkdir(exist_ok=True)
+        (tmp_path / "csv" / f"{split}.csv").write_text(lines)
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path / "csv")))
+    assert str(err.value) == (
+        "the 'text' column of the train split holds int values, not text (e.g. 1990, 12 rows): check --text_column. "
+        "If these numbers are the texts (years, codes), write them as strings in a jsonl or parquet file (a csv or "
+        "tsv cell is read as a number, quoted or not), e.g. pandas.read_csv(FILE, dtype={'text': str}).to_json(NEW, "
+        "orient='records', lines=True)."
+    )
+    (tmp_path / "jsonl").mkdir()
+    for split in ("train", "validation"):
+        frame = pd.read_csv(tmp_path / "csv" / f"{split}.csv", dtype={"text": str})
+        frame.to_json(tmp_path / "jsonl" / f"{split}.jsonl", orient="records", lines=True)
+    assert load_splits(TrainConfig(dataset=str(tmp_path / "jsonl"))).splits["train"]["text"][:2] == ["1990", "1991"]
 
 
 def test_a_validation_split_ratio_the_data_leaves_unused_is_said():
