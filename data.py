@@ -1455,6 +1455,28 @@ def _class_coverage(splits: dict[str, Any], spec: LabelSpec, cfg: TrainConfig) -
     return notes
 
 
+def _unused_classes(splits: dict[str, Any], spec: LabelSpec) -> list[str]:
+    """A warning naming the classes the label names (labels.json or ClassLabel) list and no split holds, before any
+    row limit: names of a larger label set or of another version of the data give the model outputs it never learns."""
+    if spec.problem_type == "multi_label_classification" and not spec.value_ids:  # 0/1 columns: the names are columns
+        return []
+    finest, held = spec.levels[-1]["labels"], set()
+    for ds in splits.values():
+        for row in column_values(ds, "label"):
+            if spec.problem_type == "multi_label_classification":  # multi-hot
+                held.update(i for i, v in enumerate(row) if v)
+            else:  # an id, or a hierarchy's ids, finest last
+                held.add(row[-1] if isinstance(row, list) else row)
+    if not (unused := [name for i, name in enumerate(finest) if i not in held]):
+        return []
+    return [
+        f"warning: the label names (labels.json or ClassLabel) list {len(unused)} class{'es' * (len(unused) > 1)} "
+        f"that no split holds ({', '.join(map(repr, unused[:5]))}{', ...' if len(unused) > 5 else ''}): the model "
+        f"gets an output for {'each' if len(unused) > 1 else 'it'} that it cannot learn to predict; remove "
+        f"{'them' if len(unused) > 1 else 'it'} from the names if the data has none"
+    ]
+
+
 def load_splits(cfg: TrainConfig) -> SplitData:
     """Load, check and normalise the data ``cfg`` describes (source, columns, label kind, validation carve, row
     limits); every bad-input error is raised here, before any model is built."""
@@ -1484,6 +1506,7 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         source = "the data's ClassLabel" if all(isinstance(names[c], ClassLabelNames) for c in other) else "labels.json"
         notes.append(f"{source} names the labels of {other}, not of {spec.columns}: labels named by their values")
     splits = {split: _encode(ds, split, spec, maps) for split, ds in splits.items()}
+    notes += _unused_classes(splits, spec)
     if spec.problem_type == "hierarchical_classification":
         spec.parents = _level_parents(column_values(splits["train"], "label"), spec.levels)
     if cfg.teacher_column:

@@ -465,6 +465,13 @@ def test_an_evaluated_class_that_the_training_rows_never_show_is_warned_of(tmp_p
         "warning: the test split holds 1 class that the 12 training rows never show ('mixed'): the model cannot "
         "learn to predict it, and its test scores count it as missed"
     ]
+    # A class no split holds at all (labels.json of a larger label set, or of another version of the data).
+    (folder / "labels.json").write_text(json.dumps({"label": ["neg", "pos", "mixed", "neutral"]}))
+    data = load_splits(TrainConfig(dataset=str(folder), max_train_samples=4))
+    assert [note for note in data.notes if "no split holds" in note] == [
+        "warning: the label names (labels.json or ClassLabel) list 1 class that no split holds ('neutral'): the "
+        "model gets an output for it that it cannot learn to predict; remove it from the names if the data has none"
+    ]
 
 
 def test_a_class_label_of_another_column_is_named_as_such(tmp_path):
