@@ -135,6 +135,23 @@ def test_input_labels_spelled_otherwise_than_the_models_name_the_spelling():
         assert str(err.value).endswith(f"or pass --predict_only to predict without scoring. {hint}")
 
 
+def test_an_input_minus_one_is_the_class_minus_one_where_the_run_trained_one():
+    """A run trained on "-1", "0", "1" as text (a jsonl's sentiment) reads its csv test split's -1 (or -1.0) as the
+    class "-1": --input on that file scores those rows too, not as hidden labels left out (other scores than
+    results.json's). A model without a class -1 still takes -1 for a hidden label."""
+    import datasets
+
+    from data import LabelSpec, input_labels
+
+    spec = LabelSpec("single_label_classification", ["label"], [{"name": "label", "labels": ["-1", "0", "1"]}])
+    trained = [{"-1": 0, "0": 1, "1": 2}]  # config.json's resolved.label_values of a run that read text
+    for values in ([-1, 0, 1], [-1.0, 0.0, 1.0], ["-1.0", "0.0", "1.0"], ["-1", "0", "1"]):
+        assert input_labels(datasets.Dataset.from_dict({"label": values}), spec, trained) == [0, 1, 2], values
+    spec = LabelSpec("single_label_classification", ["label"], [{"name": "label", "labels": ["neg", "pos"]}])
+    for values in ([-1, 1], [-1.0, 1.0], ["-1", "pos"], ["-1.0", "pos"]):
+        assert input_labels(datasets.Dataset.from_dict({"label": values}), spec) == [None, 1], values
+
+
 def test_a_labeled_file_of_a_hierarchy_is_scored_on_every_level(tiny_bert, tmp_path):
     out = tmp_path / "run"
     flags = ["--label_columns", "label_coarse", "label_fine", "--max_train_samples", "200", "--max_eval_samples", "30"]
