@@ -605,6 +605,33 @@ def convert_file_values(values: dict[str, Any], cls: type, source: str) -> dict[
     return converted
 
 
+def _as_flag_value(value: Any) -> str:
+    """A setting's value as it would be written after its flag: lists space-separated, None as null."""
+    if isinstance(value, list):
+        return " ".join(map(_as_flag_value, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if value is None else str(value)
+
+
+def file_overrides(argv: list[str] | None, cls: type = TrainConfig) -> str | None:
+    """One line naming each ``--config`` file value that a command-line flag replaces with another value, or None.
+
+    Precedence lets the flag win without a word; someone reproducing a run from the file needs to see it."""
+    given = vars(build_parser(cls, "").parse_args(argv))  # unset flags are left out of the namespace
+    file = given.pop("config")
+    if not file:
+        return None
+    in_file = load_config_file(file)
+    both = convert_file_values({k: in_file[k] for k in given if k in in_file}, cls, file)
+    lines = [
+        f"--{k} {_as_flag_value(given[k])} on the command line overrides {file}'s {_as_flag_value(v)}"
+        for k, v in both.items()
+        if v != given[k]
+    ]
+    return "; ".join(lines) or None
+
+
 def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: str = "") -> Any:
     """Parse flags (and ``--config FILE``) into a validated ``cls`` instance."""
     parser = build_parser(cls, description or (cls.__doc__ or ""))

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from config import METRICS, TrainConfig, option, parse_config
+from config import METRICS, TrainConfig, file_overrides, option, parse_config
 from data import (
     DATA_READER,
     SOURCE_ROW,
@@ -1118,6 +1118,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # in this process it would go to that run's train.log. The launcher's rank until the Accelerator exists (it needs
     # the run's precision; a state made before it would take the launch for one process).
     setup_logging(None, os.environ.get("RANK", "0") == "0")
+    if overrides := file_overrides(argv, EvalConfig):
+        logger.info(overrides)
     run_dir = run_folder(cfg)
     run = load_run_config(run_dir)
     train_cfg = TrainConfig(**run["user_config"])

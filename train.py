@@ -39,7 +39,15 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
-from config import TrainConfig, build_parser, load_config_file, model_settings, parse_config, unknown_choice
+from config import (
+    TrainConfig,
+    build_parser,
+    file_overrides,
+    load_config_file,
+    model_settings,
+    parse_config,
+    unknown_choice,
+)
 from data import (
     DATA_READER,
     LengthGroupedBatchSampler,
@@ -1151,6 +1159,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     accelerator, trackers, cpu_note = start_accelerator(cfg)
     run_dir, resume_dir = prepare_run_dir(cfg, accelerator)
     setup_logging(None, accelerator.is_main_process)
+    if overrides := file_overrides(argv, TrainConfig):
+        logger.info(overrides)
     set_seed(cfg.seed)
     model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg)
     resolved = describe_inputs(cfg, data, model_path, accelerator)

@@ -453,6 +453,31 @@ def test_max_steps_over_explicit_epochs_is_said_only_when_both_were_given(tmp_pa
     assert "overrides --num_train_epochs 2" in note("--config", str(config), "--max_steps", "100")
 
 
+def test_a_flag_over_the_config_files_value_is_said_before_the_inputs_are_read(
+    tiny_bert, tmp_path, monkeypatch, capsys
+):
+    """--config run.yaml --learning_rate 3e-5 where the file says 2e-5: train.py (and evaluate.py) say so in one line,
+    held for train.log, before any input is read."""
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rate: 2e-5\n")
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("inputs not read in this test")
+
+    line = f"--learning_rate 3e-05 on the command line overrides {config}'s 2e-05"
+    monkeypatch.setattr(train, "load_inputs", stop)
+    with pytest.raises(RuntimeError, match="inputs not read"):
+        train.main(["--config", str(config), *tiny_args(tiny_bert, tmp_path / "run"), "--learning_rate", "3e-5"])
+    assert line in capsys.readouterr().err
+    import evaluate
+
+    config.write_text("split: validation\n")
+    monkeypatch.setattr(evaluate, "run_folder", stop)
+    with pytest.raises(RuntimeError, match="inputs not read"):
+        evaluate.main(["--config", str(config), "--split", "test"])
+    assert f"--split test on the command line overrides {config}'s validation" in capsys.readouterr().err
+
+
 def test_counts_of_one_are_singular_in_the_lines_a_run_says():
     from types import SimpleNamespace
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import train
-from config import ConfigError, TrainConfig, parse_config
+from config import ConfigError, TrainConfig, file_overrides, parse_config
 from conftest import REPO, SHARED_DATA, make_tiny_model, tiny_args, write_csv
 from data import (
     LengthGroupedBatchSampler,
@@ -37,6 +37,23 @@ def test_config_file_then_cli_override(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"max_steps": 5}))
     assert parse_config(["--config", str(tmp_path / "run.json"), "--no-group_by_length"]).max_steps == 5
     assert parse_config([]) == TrainConfig()
+
+
+def test_a_flag_over_a_config_file_value_is_named_with_both_values(tmp_path):
+    """--config run.yaml --learning_rate 3e-5 replaces the file's 2e-5: the line names both (a reproduction from the
+    file alone would not match); a flag repeating the file's value, or one the file lacks, is no override."""
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rate: 2e-5\nseed: 3\ngroup_by_length: true\nlevel_loss_weights: [1, 2]\n")
+    assert file_overrides(["--config", str(config), "--learning_rate", "3e-5"]) == (
+        f"--learning_rate 3e-05 on the command line overrides {config}'s 2e-05"
+    )
+    argv = ["--config", str(config), "--no-group_by_length", "--seed", "3", "--level_loss_weights", "1", "0.5"]
+    assert file_overrides([*argv, "--max_steps", "5"]) == (
+        f"--group_by_length false on the command line overrides {config}'s true; "
+        f"--level_loss_weights 1.0 0.5 on the command line overrides {config}'s 1.0 2.0"
+    )
+    assert file_overrides(["--config", str(config), "--seed", "3", "--max_steps", "5"]) is None
+    assert file_overrides(["--learning_rate", "3e-5"]) is None
 
 
 @pytest.mark.parametrize(
