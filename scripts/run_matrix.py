@@ -443,8 +443,9 @@ def check_distinct(runs: list[Run]) -> None:
         key = json.dumps(run.settings, sort_keys=True, default=str)
         if (other := settings.setdefault(key, run)) is not run:
             raise UsageError(
-                f"two planned runs have the same settings: {other.run_dir} and {run.run_dir} (a variant that sets "
-                "only defaults, or a value listed twice); remove one."
+                f"two planned runs have the same settings: {describe_entry(other)} in {other.run_dir} and "
+                f"{describe_entry(run)} in {run.run_dir} (a variant that sets only defaults, or a value listed "
+                "twice); remove one."
             )
 
 

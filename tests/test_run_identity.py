@@ -334,7 +334,16 @@ DATA = str(REPO / "sample_data")
         ),
         ({"variants": [{"name": "a", "head": "linear"}, {"name": "a", "head": "mlp"}]}, "the name 'a' more than once"),
         ({"variants": {"mlp/v1": {"head": "mlp"}, "mlp_v1": {"head": "linear"}}}, "two planned runs share the folder"),
-        ({"variants": {"base": {}, "lin": {"head": "linear"}}}, "two planned runs have the same settings"),
+        (
+            {"variants": {"base": {}, "lin": {"head": "linear"}}},
+            r'two planned runs have the same settings: \{"variant": "base"\} in \S+/base\S* and '
+            r'\{"variant": "lin"\} in \S+/lin\S* \(',
+        ),
+        (
+            {"variants": {"base": {}, "lin": {"head": "linear"}}, "grid": {"learning_rate": [1e-4, 2e-4]}},
+            r'same settings: \{"variant": "base", "learning_rate": 0.0001\} in \S+ and '
+            r'\{"variant": "lin", "learning_rate": 0.0001\} in ',
+        ),
         ({"datasets": [DATA, DATA + "/"]}, "two planned runs share the folder"),
         ({"datasets": ["./no/such/data"]}, r"datasets entry ./no/such/data: no such file or folder"),
         ({"datasets": [{"path": DATA, "name": "../../escape"}]}, "must be a plain folder name"),
