@@ -1168,6 +1168,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
     outcome: dict[str, list] = {"trained": [], "skipped": [], "elsewhere": [], "failed": [], "clashed": []}
     outcome["stopped"] = []  # by a signal to the matrix (Stop)
     planned: list[Path] = []  # what a dry run would train: not an outcome either
+    to_score: list[Path] = []  # finished runs a dry run would score --score_inputs with
     # Not a run's outcome: a run is trained or not.
     scoring: dict[str, list] = {"scored": [], "score_failed": [], "score_stopped": []}
     stop = Stop()
@@ -1261,9 +1262,19 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
             tag = f"[{index}/{len(runs)}]"
             done = (run.run_dir / "results.json").is_file()
             if dry_run:
-                say(f"{tag} {shlex.join(train_command(run, launcher))}" if not done else f"{tag} skip {run.run_dir}")
-                (outcome["skipped"] if done else planned).append(run.run_dir)
-                for file in unscored(run.run_dir, run.inputs) if done else run.inputs:
+                files = unscored(run.run_dir, run.inputs) if done else run.inputs
+                if not done:
+                    say(f"{tag} {shlex.join(train_command(run, launcher))}")
+                    planned.append(run.run_dir)
+                elif files:  # finished, but the run below would score these: not a skip
+                    say(
+                        f"{tag} score {run.run_dir} (results.json exists; no scores of {', '.join(map(input_name, files))})"
+                    )
+                    to_score.append(run.run_dir)
+                else:
+                    say(f"{tag} skip {run.run_dir}")
+                    outcome["skipped"].append(run.run_dir)
+                for file in files:
                     say(f"{tag} {shlex.join(score_command(run, launcher, file))}")
                 continue
             if done and not unscored(run.run_dir, run.inputs):
@@ -1291,7 +1302,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
         for thread in threads:
             thread.join()
     outcome["signal"] = [stop.signal] if stop.signal is not None else []  # after the workers: not a run's outcome
-    return outcome | scoring | {"planned": planned}
+    return outcome | scoring | {"planned": planned, "to_score": to_score}
 
 
 JOBS = "jobs.json"  # beside the plan: the Slurm (or submitit local) job of each submitted run, with its log paths
@@ -1778,8 +1789,10 @@ def main(argv: list[str] | None = None) -> int:
     outcome = execute(runs, launcher, slots, args.dry_run)
     if args.dry_run:  # nothing ran: the counts of what would
         print(
-            f"matrix (dry run): {len(outcome['planned'])} to train, {len(outcome['skipped'])} skipped (results.json "
-            f"exists) of {counted(len(runs), 'run')}; nothing was started"
+            f"matrix (dry run): {len(outcome['planned'])} to train, "
+            + (f"{len(outcome['to_score'])} to score, " if outcome["to_score"] else "")
+            + f"{len(outcome['skipped'])} skipped (results.json exists) of {counted(len(runs), 'run')}; "
+            "nothing was started"
         )
         return 0
     failed, score_failed = outcome["failed"], outcome["score_failed"]

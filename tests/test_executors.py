@@ -934,6 +934,15 @@ def test_a_dry_run_counts_what_it_would_train_and_printed_commands_survive_space
     assert run_matrix.main([*base, "2", "--dry_run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == "matrix (dry run): 1 to train, 1 skipped (results.json exists) of 2 runs; nothing was started"
+    # A finished run lacking scores of a --score_inputs file is not skipped: the matrix would score it.
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text,label\ngood,1\n")
+    assert run_matrix.main([*base, "2", "--dry_run", "--score_inputs", str(reviews)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert f"[1/2] score {done} (results.json exists; no scores of reviews)" in lines
+    assert lines[-1] == (
+        "matrix (dry run): 1 to train, 1 to score, 0 skipped (results.json exists) of 2 runs; nothing was started"
+    )
     assert run_matrix.main(base) == 0
     table = capsys.readouterr().out.strip().splitlines()[-1]
     assert shlex.split(table.removeprefix("table: ")) == ["python", str(REPO / "scripts" / "report.py"), str(out)]
