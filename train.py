@@ -668,6 +668,7 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
     # A checkpoint belongs to the run folder it was written in (RUN/checkpoints/step_N): best_model/, metrics and
     # results continue there. A copied checkpoint elsewhere needs --output_dir to say where the run lives.
     owner = checkpoint.resolve().parent.parent if checkpoint.resolve().parent.name == CHECKPOINTS else None
+    refuse_abandoned_checkpoint(checkpoint, spec, output_dir)
     if owner is None and output_dir is None:
         raise UsageError(
             f"--resume_from_checkpoint {spec} is not inside a run's checkpoints/ folder; pass --output_dir RUN."
@@ -679,6 +680,27 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
         )
     refuse_finished_run(owner or output_dir, spec)
     return owner or output_dir, check_checkpoint_files(checkpoint, spec)
+
+
+def refuse_abandoned_checkpoint(checkpoint: Path, spec: str, output_dir: Path | None) -> None:
+    """A checkpoint in RUN/checkpoints/abandoned_N/ (set aside by a resume from an earlier one) is not resumed in RUN;
+    in a folder of its own it is."""
+    aside = checkpoint.resolve().parent
+    run_dir = aside.parent.parent
+    number = aside.name.removeprefix("abandoned_")
+    if not (number != aside.name and number.isdigit() and aside.parent.name == CHECKPOINTS):
+        return
+    if output_dir is not None and output_dir.resolve() != run_dir:
+        return
+    # The run went on from the earlier step: its metrics.jsonl holds the other training's evaluations up to this
+    # step, and its best_model/ may carry this checkpoint's best step number with the other training's weights (so
+    # the resume would keep it). Moving the checkpoint back would not help either; a new folder starts clean.
+    raise UsageError(
+        f"--resume_from_checkpoint {spec} is a checkpoint that a resume from an earlier one set aside in "
+        f"{run_dir}/{CHECKPOINTS}/{aside.name}/: the run's best_model/ and metrics.jsonl went on without its "
+        "training, so it cannot continue there; resume the run's own (--resume_from_checkpoint latest), or continue "
+        "this one in a folder of its own (--output_dir NEW_RUN)."
+    )
 
 
 def refuse_finished_run(run_dir: Path, spec: str) -> None:
@@ -941,7 +963,7 @@ def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | No
         run_dir = default_run_dir(cfg.runs_root, cfg.dataset, cfg.model_name_or_path, cfg.seed, stamp[0])
     if resume_dir is None:
         check_output_dir(run_dir, cfg.overwrite_output_dir, cfg.dataset)
-    elif unwritable := [p for p in (run_dir, run_dir / CHECKPOINTS) if not os.access(p, os.W_OK | os.X_OK)]:
+    elif unwritable := [p for p in (run_dir, run_dir / CHECKPOINTS) if not writable(p)]:
         # The resume writes train.log, config.json, best_model/ and checkpoints there: another user's run, or a mount
         # gone read-only, would fail only after the data is loaded and the model built.
         raise UsageError(
@@ -951,6 +973,14 @@ def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | No
         )
     check_latest_pointer(Path(cfg.runs_root))
     return run_dir, resume_dir
+
+
+def writable(path: Path) -> bool:
+    """Whether ``path``, or the folder it would be made in (the nearest that exists), can be written: a checkpoint
+    set aside by a resume continues in a new --output_dir."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK | os.X_OK)
 
 
 def resolved_dataset(dataset: str) -> str:

@@ -500,6 +500,31 @@ def test_counts_of_one_are_singular_in_the_lines_a_run_says():
         train.check_warmup(train.TrainConfig(warmup_steps=1), 1)
 
 
+def test_a_checkpoint_a_resume_set_aside_is_named_as_such_and_continues_only_in_a_folder_of_its_own(tmp_path):
+    """checkpoints/abandoned_1/step_N belongs to training the run went on without: resumed in its run, best_model/
+    (same step, other branch) and metrics.jsonl would mix the two; the line says what it is and the two ways on."""
+    run = tmp_path / "run"
+    aside = run / "checkpoints" / "abandoned_1" / "step_000006"
+    aside.mkdir(parents=True)
+    (aside / "meta.json").write_text(json.dumps({"step": 6}))
+    for name in ("model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl"):
+        (aside / name).write_text("")
+    line = (
+        f"--resume_from_checkpoint {aside} is a checkpoint that a resume from an earlier one set aside in "
+        f"{run.resolve()}/checkpoints/abandoned_1/: the run's best_model/ and metrics.jsonl went on without its "
+        "training, so it cannot continue there; resume the run's own (--resume_from_checkpoint latest), or continue "
+        "this one in a folder of its own (--output_dir NEW_RUN)."
+    )
+    for output_dir in ([], ["--output_dir", str(run)]):
+        cfg = train.parse_config(["--resume_from_checkpoint", str(aside), *output_dir], train.TrainConfig)
+        with pytest.raises(train.UsageError) as refused:
+            train.resolve_run_dir(cfg)
+        assert str(refused.value) == line
+    new = tmp_path / "branch"  # not made yet: the resume makes it
+    argv = ["--resume_from_checkpoint", str(aside), "--output_dir", str(new), "--runs_root", str(tmp_path / "runs")]
+    assert train.prepare_run_dir(train.parse_config(argv, train.TrainConfig), None) == (new, aside)
+
+
 def test_a_resume_from_an_older_checkpoint_sets_the_later_ones_aside(tiny_bert, tmp_path, probe):
     """The checkpoints after the one resumed from belong to the training the resume abandons: --save_total_limit must
     not delete the resumed run's own new checkpoints in their favour, nor `latest` pick one of them."""
