@@ -614,15 +614,23 @@ def _as_flag_value(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+def given_settings(
+    argv: list[str] | None, cls: type = TrainConfig
+) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """What the user set, not left at its defaults: the command line's values, the ``--config`` file (or None) and
+    that file's values as written."""
+    given = vars(build_parser(cls, "").parse_args(argv))  # unset flags are left out of the namespace
+    file = given.pop("config")
+    return given, file, load_config_file(file) if file else {}
+
+
 def file_overrides(argv: list[str] | None, cls: type = TrainConfig) -> str | None:
     """One line naming each ``--config`` file value that a command-line flag replaces with another value, or None.
 
     Precedence lets the flag win without a word; someone reproducing a run from the file needs to see it."""
-    given = vars(build_parser(cls, "").parse_args(argv))  # unset flags are left out of the namespace
-    file = given.pop("config")
+    given, file, in_file = given_settings(argv, cls)
     if not file:
         return None
-    in_file = load_config_file(file)
     both = convert_file_values({k: in_file[k] for k in given if k in in_file}, cls, file)
     lines = [
         f"--{k} {_as_flag_value(given[k])} on the command line overrides {file}'s {_as_flag_value(v)}"

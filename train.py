@@ -41,9 +41,8 @@ from transformers.utils import logging as hf_logging
 
 from config import (
     TrainConfig,
-    build_parser,
     file_overrides,
-    load_config_file,
+    given_settings,
     model_settings,
     parse_config,
     unknown_choice,
@@ -1566,9 +1565,8 @@ def idle_checkpointing(cfg: TrainConfig, steps_per_epoch: int, max_steps: int) -
 
 def given_flags(argv: list[str] | None) -> set[str]:
     """The settings the user gave (on the command line or in --config's file), not left at their defaults."""
-    given = vars(build_parser(TrainConfig, "").parse_args(argv))  # unset flags are left out of the namespace
-    file = given.pop("config")
-    return set(given) | (set(load_config_file(file)) if file else set())
+    given, _, in_file = given_settings(argv, TrainConfig)
+    return set(given) | set(in_file)
 
 
 def epochs_overridden(cfg: TrainConfig, given: set[str], steps_per_epoch: int) -> str | None:

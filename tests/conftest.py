@@ -223,6 +223,21 @@ def train_on_two_processes(args: list[str], cwd: Path, script: str = "train.py")
     )
 
 
+def sigterm_when_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make train.py receive a real SIGTERM as it starts scoring the best model, after its last step."""
+    import signal
+
+    import train
+
+    real_score = train.score_best_model
+
+    def score_after_a_stop(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(train, "score_best_model", score_after_a_stop)
+
+
 def sigterm_after_each_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make train.py receive a real SIGTERM right after it writes a checkpoint (it then stops with exit 143)."""
     import signal

@@ -21,7 +21,7 @@ import train_probe
 from packaging.version import Version
 
 import train
-from conftest import ACCELERATE_LAUNCH, REPO, RESUME_FLAGS, free_port, tiny_args
+from conftest import ACCELERATE_LAUNCH, REPO, RESUME_FLAGS, free_port, sigterm_when_scoring, tiny_args
 
 FLAGS = RESUME_FLAGS
 
@@ -561,13 +561,7 @@ def test_a_stop_while_the_best_model_is_scored_says_how_to_get_the_results_if_th
     """accelerate launch (1.16 on) kills train.py 5 s after passing the signal on: a long scoring is cut off before
     results.json, so the line says what is complete and the commands that give the results."""
     monkeypatch.setattr(train, "launcher_kill_delay", lambda: 5.0)
-    real_score = train.score_best_model
-
-    def score_after_a_stop(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real_score(*args, **kwargs)
-
-    monkeypatch.setattr(train, "score_best_model", score_after_a_stop)
+    sigterm_when_scoring(monkeypatch)
     run = tmp_path / "run"
     flags = ["--max_steps", "4", "--eval_steps", "2", "--checkpointing_steps", "2"]
     best = train.main(tiny_args(tiny_bert, run, None, *flags))["best_step"]

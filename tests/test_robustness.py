@@ -15,7 +15,14 @@ from safetensors.torch import load_file
 
 import evaluate
 import train
-from conftest import REPO, SHARED_DATA, sigterm_after_each_checkpoint, tiny_args, train_on_two_processes
+from conftest import (
+    REPO,
+    SHARED_DATA,
+    sigterm_after_each_checkpoint,
+    sigterm_when_scoring,
+    tiny_args,
+    train_on_two_processes,
+)
 from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
 from utils import run_cli
 
@@ -77,13 +84,7 @@ def test_a_stop_after_the_last_step_finishes_the_run_instead_of_losing_it(tiny_b
         raise RuntimeError("the stop signal would have killed train.py")
 
     previous = signal.signal(signal.SIGTERM, killed)
-    real_score = train.score_best_model
-
-    def score_after_a_stop(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real_score(*args, **kwargs)
-
-    monkeypatch.setattr(train, "score_best_model", score_after_a_stop)
+    sigterm_when_scoring(monkeypatch)
     out = tmp_path / "run"
     try:
         results = train.main(tiny_args(tiny_bert, out, None, "--max_steps", "4", "--eval_steps", "2"))
