@@ -1,11 +1,17 @@
-"""A sentence-pair dataset built from a single-sentence one, for timing pair inputs (longer than either sentence).
+"""A sentence-pair dataset built from a single-sentence one: pair inputs for timing and for accuracy comparisons.
 
     python scripts/make_pairs.py --source ../shared/data/sst2 --output_dir outputs/sst2-pairs
+    python scripts/make_pairs.py --source ../shared/data/emotion --pairing label_name --min_words 1 \
+        --output_dir outputs/emotion-claims
 
-Each row pairs two training sentences of at least --min_words words (``sentence1``, ``sentence2``) with the label
-``same`` when both carry the same label, else ``different``. Train, validation and test rows come from disjoint
-sentences of the source's training split, drawn in a seeded order. The output is a dataset folder as train.py
-reads it (parquet splits and labels.json): train with ``--text_column sentence1 --text_pair_column sentence2``.
+``--pairing same_label`` (the default) pairs two training sentences of at least --min_words words (``sentence1``,
+``sentence2``) with the label ``same`` when both carry the same label, else ``different``: longer inputs than either
+sentence, and a hard task (both sentences' classes must be found and compared). ``--pairing label_name`` pairs each
+sentence with a class name (``sentence2``: its own class for half the rows, drawn by the seed, another class for the
+rest, drawn as often as the classes occur, so that a name alone says little about the answer) with the label ``yes`` when the name is the sentence's class, else ``no``: a learnable
+entailment-style task, as zero-shot classifiers are trained on. Train, validation and test rows come from disjoint
+sentences of the source's training split, drawn in a seeded order. The output is a dataset folder as train.py reads
+it (parquet splits and labels.json): train with ``--text_column sentence1 --text_pair_column sentence2``.
 """
 
 from __future__ import annotations
@@ -35,7 +41,23 @@ class PairsConfig:
     min_words: int = option(12, "Only sentences of at least this many words.")
     train_pairs: int = option(4000, "Training pairs.")
     eval_pairs: int = option(500, "Validation pairs and test pairs (each).")
-    seed: int = option(0, "Seed of the sentence order.")
+    seed: int = option(0, "Seed of the sentence order (and of the class names drawn by --pairing label_name).")
+    pairing: str = option(
+        "same_label",
+        "same_label: two sentences, 'same' when their classes are; label_name: a sentence and a class name, 'yes' when "
+        "it is the sentence's.",
+        choices=("same_label", "label_name"),
+    )
+
+
+def class_names(source: Path, label_column: str, labels: list[Any]) -> dict[Any, str]:
+    """Each source label's name: from labels.json beside the source when its labels are ids, else the label itself."""
+    names_file = source.parent / "labels.json"
+    if names_file.is_file() and all(isinstance(label, int) for label in labels):
+        names = json.loads(names_file.read_text(encoding="utf-8")).get(label_column)
+        if isinstance(names, list) and all(0 <= label < len(names) for label in labels):
+            return {label: str(names[label]) for label in set(labels)}
+    return {label: str(label) for label in set(labels)}
 
 
 def make_pairs(cfg: PairsConfig) -> dict[str, int]:
@@ -59,26 +81,47 @@ def make_pairs(cfg: PairsConfig) -> dict[str, int]:
     rows = [r for r in rows if len(str(r[cfg.text_column]).split()) >= cfg.min_words]
     random.Random(cfg.seed).shuffle(rows)
     sizes = {"train": cfg.train_pairs, "validation": cfg.eval_pairs, "test": cfg.eval_pairs}
-    if len(rows) < 2 * sum(sizes.values()):
+    per_pair = 2 if cfg.pairing == "same_label" else 1
+    if len(rows) < per_pair * sum(sizes.values()):
         raise UsageError(
             f"{len(rows)} sentences of {cfg.min_words}+ words make fewer than the {sum(sizes.values())} pairs asked; "
             "lower --train_pairs, --eval_pairs or --min_words."
         )
+    names = class_names(source, cfg.label_column, [r[cfg.label_column] for r in rows])
+    if cfg.pairing == "label_name" and len(set(names.values())) < 2:
+        raise UsageError(
+            f"--pairing label_name needs two classes or more; {source} has one: {next(iter(names.values()))}."
+        )
+    # Other classes are drawn in proportion to their rows: drawn uniformly, a rare class's name would mostly be a
+    # "no" and a frequent one's a "yes", an answer the name alone would give.
+    pool = [names[r[cfg.label_column]] for r in rows]
+    draw = random.Random(cfg.seed + 1)  # its own stream: the sentence order is the same for either pairing
     out.mkdir(parents=True)
     start = 0
     for split, n in sizes.items():
-        chunk = rows[start : start + 2 * n]
-        start += 2 * n
-        pairs: list[dict[str, Any]] = [
-            {
-                "sentence1": a[cfg.text_column],
-                "sentence2": b[cfg.text_column],
-                "label": int(a[cfg.label_column] == b[cfg.label_column]),
-            }
-            for a, b in zip(chunk[0::2], chunk[1::2], strict=True)
-        ]
+        chunk = rows[start : start + per_pair * n]
+        start += per_pair * n
+        if cfg.pairing == "same_label":
+            pairs: list[dict[str, Any]] = [
+                {
+                    "sentence1": a[cfg.text_column],
+                    "sentence2": b[cfg.text_column],
+                    "label": int(a[cfg.label_column] == b[cfg.label_column]),
+                }
+                for a, b in zip(chunk[0::2], chunk[1::2], strict=True)
+            ]
+        else:
+            pairs = []
+            for row in chunk:
+                own = names[row[cfg.label_column]]
+                matches = draw.random() < 0.5
+                name = own
+                while not matches and name == own:
+                    name = draw.choice(pool)
+                pairs.append({"sentence1": row[cfg.text_column], "sentence2": name, "label": int(matches)})
         pq.write_table(pa.Table.from_pylist(pairs), out / f"{split}.parquet")
-    (out / "labels.json").write_text(json.dumps({"label": ["different", "same"]}, indent=2) + "\n")
+    label_names = ["different", "same"] if cfg.pairing == "same_label" else ["no", "yes"]
+    (out / "labels.json").write_text(json.dumps({"label": label_names}, indent=2) + "\n")
     return sizes
 
 

@@ -19,6 +19,8 @@ from conftest import REPO, SHARED_DATA, tiny_args, write_csv
 from data import load_splits
 
 SCRIPTS = REPO / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+import make_pairs  # noqa: E402
 
 
 def run_script(name, *args, cwd=None):
@@ -574,3 +576,25 @@ def test_profile_gpu_busy_time_counts_each_kernel_once():
     assert rows[0]["share"] == pytest.approx(10 / 14)
     cpu_rows, cpu_total = operator_rows(averages, "cpu", steps=2, top=6)
     assert cpu_total == pytest.approx(49.0 / 1000 / 2) and "sm90_gemm_kernel" not in {r["op"] for r in cpu_rows}
+
+
+def test_make_pairs_label_name_pairs_each_sentence_with_a_class_name(tmp_path):
+    """--pairing label_name: one sentence and a class name per row (names from labels.json beside integer ids),
+    'yes' exactly when the name is the sentence's class, with both answers present."""
+    classes = ["anger", "joy", "calm"]
+    rows = [{"text": f"sentence number {i}", "label": i % 3} for i in range(80)]
+    source = tmp_path / "source"
+    source.mkdir()
+    pq.write_table(pyarrow.Table.from_pylist(rows), source / "train.parquet")
+    (source / "labels.json").write_text(json.dumps({"label": classes}))
+    out = tmp_path / "claims"
+    flags = ["--source", source, "--output_dir", out, "--pairing", "label_name", "--min_words", "1"]
+    make_pairs.main([*map(str, flags), "--train_pairs", "40", "--eval_pairs", "10"])
+    tables = {s: pq.read_table(out / f"{s}.parquet").to_pylist() for s in ("train", "validation", "test")}
+    assert {s: len(t) for s, t in tables.items()} == {"train": 40, "validation": 10, "test": 10}
+    assert len({r["sentence1"] for t in tables.values() for r in t}) == 60  # each sentence in one row only
+    own = {r["text"]: classes[r["label"]] for r in rows}
+    for row in (r for t in tables.values() for r in t):
+        assert row["sentence2"] in classes and row["label"] == int(row["sentence2"] == own[row["sentence1"]])
+    assert {r["label"] for r in tables["train"]} == {0, 1}
+    assert json.loads((out / "labels.json").read_text()) == {"label": ["no", "yes"]}
