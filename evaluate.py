@@ -23,6 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from utils import stop_while_importing
+
+# torch and transformers take seconds to import, and Ctrl-C in the first seconds is common: it ends the process with
+# one line, not a traceback from inside torch.
+if __name__ == "__main__":
+    stop_while_importing("scoring started: nothing was scored or written yet")
+
 import numpy as np
 import torch
 from accelerate import Accelerator

@@ -31,6 +31,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from utils import stop_while_importing
+
+# torch and transformers take seconds to import, and Ctrl-C in the first seconds is common: it ends the process with
+# the line a stop before training gives, not a traceback from inside torch.
+if __name__ == "__main__":
+    stop_while_importing("training started: nothing was trained or saved yet")
+
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, broadcast_object_list, set_seed

@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -406,6 +407,31 @@ def read_latest_pointer(runs_root: Path) -> Path:
     return Path(pointer.read_text().strip())
 
 
+# The stop-signal handlers stop_while_importing replaced, put back when run_cli starts main.
+_IMPORT_TIME_HANDLERS: dict[int, Any] = {}
+
+
+def stop_while_importing(before: str) -> None:
+    """Until ``run_cli`` starts main, end the process at SIGINT or SIGTERM with one line (``<SIGNAL> received before
+    <before>; run the same command again``) and 128 + the signal's number: a script's imports (torch, transformers)
+    take seconds, and Ctrl-C there would print a KeyboardInterrupt traceback from inside them (SIGTERM: no word)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        # The line the logger prints for a stop before main's work (nothing is set up yet: printed, in its format).
+        # One per machine of a launch: every process gets Ctrl-C (and the launcher's SIGTERM), as run_cli's errors.
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            line = f"{signal.Signals(signum).name} received before {before}; run the same command again"
+            print(f"{time.strftime('%H:%M:%S')} ERROR {line}", file=sys.stderr, flush=True)
+        # Not SystemExit: raised inside a half-done import of torch, it would tear down an interpreter holding a
+        # half-initialised extension; nothing is written yet that an exit handler would have to finish.
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        _IMPORT_TIME_HANDLERS[sig] = signal.signal(sig, stop)
+
+
 # How long a process other than its machine's main one waits, on bad input, for the launcher to stop it (torchrun's
 # agent stops every process within a second of one failing; the main process takes a second or two to exit).
 OWN_ERROR_WAIT_S = 10.0
@@ -414,6 +440,10 @@ OWN_ERROR_WAIT_S = 10.0
 def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) -> None:
     """Run ``main`` as a command: bad input becomes one ``error:`` line (per machine of a launch) and exit code 2, no
     traceback. With ``fast_exit``, a successful run ends without the interpreter's teardown."""
+    # From here on main handles the stop signals (or leaves them to Python): stop_while_importing's line would say
+    # "nothing was done" about a run half done.
+    while _IMPORT_TIME_HANDLERS:
+        signal.signal(*_IMPORT_TIME_HANDLERS.popitem())
     try:
         main(None)
         # Not under a profiler or tracer (they write their results after the script), nor with a worker thread

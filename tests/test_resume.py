@@ -380,6 +380,50 @@ def test_a_stop_before_the_first_step_leaves_a_run_the_same_command_continues(
     assert "--checkpointing_steps 2 writes no checkpoint in this run" in log
 
 
+# Loaded ahead of the script (PYTHONPATH): the first import of torch says so on stdout and then waits there, so a
+# signal lands while train.py or evaluate.py is still importing, before its main() runs.
+HOLD_TORCH_IMPORT = """
+import sys, time
+
+class HoldTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            print("importing torch", flush=True)
+            time.sleep(120)
+
+sys.meta_path.insert(0, HoldTorch())
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "sig", "what"),
+    [
+        ("train.py", signal.SIGINT, "training started: nothing was trained or saved yet"),
+        ("evaluate.py", signal.SIGTERM, "scoring started: nothing was scored or written yet"),
+    ],
+)
+def test_a_stop_while_the_script_still_imports_torch_is_one_line(tmp_path, script, sig, what):
+    """Ctrl-C (or a SIGTERM) in the first seconds, while torch and transformers are still being imported: one line
+    and 128 + the signal's number, not a KeyboardInterrupt traceback from inside torch (nor SIGTERM's silent death)."""
+    (tmp_path / "sitecustomize.py").write_text(HOLD_TORCH_IMPORT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout.readline() == b"importing torch\n"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    name = signal.Signals(sig).name
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, err.decode()
+    assert lines[0].endswith(f" ERROR {name} received before {what}; run the same command again")
+    assert proc.returncode == 128 + sig
+
+
 def test_a_stop_before_the_first_step_removes_the_default_run_folder_it_created(
     tiny_bert, tmp_path, monkeypatch, capsys, default_stop_signals
 ):
