@@ -461,6 +461,19 @@ def test_a_stop_before_the_first_step_removes_the_default_run_folder_it_created(
     assert notes.read_text() == "mine" and line in (notes.parent / "train.log").read_text()
 
 
+def test_bad_input_found_as_late_as_the_schedule_leaves_no_run_folder(tiny_bert, tmp_path):
+    """The last input check (the warmup against the step count, known once the data is tokenized) comes before the
+    timestamped run folder and its train.log are made: a refused run leaves no folder for report.py to list."""
+    runs = tmp_path / "runs"
+    args = tiny_args(tiny_bert, tmp_path / "unused", None, "--max_steps", "2", "--warmup_steps", "2")
+    at = args.index("--output_dir")
+    args[at : at + 2] = []
+    args[args.index("--runs_root") + 1] = str(runs)
+    with pytest.raises(train.ConfigError, match="--warmup_steps 2 is not below the run's 2 optimizer steps"):
+        train.main(args)
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
 def test_a_checkpointing_interval_the_run_never_reaches_is_said(monkeypatch):
     cfg = train.TrainConfig(checkpointing_steps="500")
     assert train.idle_checkpointing(cfg, steps_per_epoch=40, max_steps=120) == (
