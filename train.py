@@ -528,6 +528,39 @@ def launcher_kill_delay() -> float | None:
     return 5.0  # accelerate.commands.launch._terminate_process_tree: psutil.wait_procs(..., timeout=5), then kill
 
 
+def agent_kill_delay() -> float | None:
+    """Seconds torch's elastic agent (torchrun; accelerate launch with several processes) leaves the ranks after
+    passing a stop signal on, before SIGKILL; None when no such agent started this process."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
+    from torch.distributed.launcher.api import LaunchConfig
+
+    if "shutdown_timeout" not in LaunchConfig.__dataclass_fields__:
+        return 30.0  # a torch before --shutdown-timeout: the agent's PContext.close(death_sig, timeout=30)
+    try:  # the agent is the parent: torchrun's own process, or accelerate launch's, which runs it inside
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        argv = []
+    return agent_shutdown_timeout(argv, sys.argv[0], os.environ)
+
+
+def agent_shutdown_timeout(agent_argv: list[str], script: str, env: Any) -> float:
+    """How long torch's elastic agent, started as ``agent_argv`` to run ``script``, waits for its workers after passing
+    a stop signal on (torch.distributed.run: --shutdown-timeout, else PET_SHUTDOWN_TIMEOUT, else
+    TORCH_ELASTIC_SHUTDOWN_TIMEOUT, else 30 s), before it kills them."""
+    own = agent_argv[: agent_argv.index(script)] if script in agent_argv else agent_argv  # not the script's flags
+    given = None
+    for i, arg in enumerate(own):
+        name, eq, value = arg.partition("=")
+        if name in ("--shutdown-timeout", "--shutdown_timeout"):
+            given = value if eq else next(iter(own[i + 1 : i + 2]), None)
+    given = given or env.get("PET_SHUTDOWN_TIMEOUT") or env.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT") or "30"
+    try:
+        return float(given)
+    except ValueError:  # the agent would have refused it; its default then
+        return 30.0
+
+
 def stop_with_the_launcher() -> None:
     """Under ``accelerate launch`` with one process, turn the launcher's death into a SIGTERM for this process."""
     # accelerate's single-process launcher runs train.py as a child and forwards no signal: `kill <launcher pid>`,
@@ -1385,7 +1418,7 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     # finish, one scoring pass, instead of losing every step trained. (A run stopped by a signal only frees its state
     # and exits below: nothing to announce there.)
     if not stopped:
-        stopper.on_signal = late_stop_note(run_dir, state.best_step, kill_delay)
+        stopper.on_signal = late_stop_note(run_dir, state.best_step, kill_delay, agent_kill_delay())
         if stopper.signal_name:  # it came after the loop's last look at the flag
             logger.warning("%s received %s", stopper.signal_name, stopper.on_signal)
     batches.close()
@@ -1588,9 +1621,12 @@ def epochs_overridden(cfg: TrainConfig, given: set[str], steps_per_epoch: int) -
     )
 
 
-def late_stop_note(run_dir: Path, best_step: int | None, kill_delay: float | None) -> str:
+def late_stop_note(
+    run_dir: Path, best_step: int | None, kill_delay: float | None, agent_delay: float | None = None
+) -> str:
     """What a stop signal after the last step does (the rest of "<SIGNAL> received ..."), and how to get the results
-    should a kill follow before results.json (the launcher's, ``kill_delay`` s after passing the signal on)."""
+    should a kill follow before results.json (accelerate's single-process launcher's, ``kill_delay`` s after passing
+    the signal on, or torch's elastic agent's, ``agent_delay`` s after)."""
     checkpoints = checkpoint_dirs(run_dir)
     again = (
         f"the command with --resume_from_checkpoint latest trains again from {checkpoints[-1].name} (the same steps) "
@@ -1598,11 +1634,15 @@ def late_stop_note(run_dir: Path, best_step: int | None, kill_delay: float | Non
         if checkpoints
         else "the command with --overwrite_output_dir trains the run again for results.json"
     )
-    killed = (
-        f"accelerate launch kills train.py {kill_delay:.0f} s after passing the signal on: if it does"
-        if kill_delay is not None
-        else "should a kill follow (a scheduler's grace time)"
-    )
+    if kill_delay is not None:
+        killed = f"accelerate launch kills train.py {kill_delay:.0f} s after passing the signal on: if it does"
+    elif agent_delay is not None:
+        killed = (
+            f"torchrun's agent (accelerate launch's too, with several processes) kills the ranks {agent_delay:.0f} s "
+            "after passing the signal on: if it does"
+        )
+    else:
+        killed = "should a kill follow (a scheduler's grace time)"
     return (
         "after the last step: scoring the best model and writing results.json first (no checkpoint holds the trained "
         f"state), then the run ends. {killed} before results.json is written, best_model/ (step {best_step}) is "

@@ -268,6 +268,28 @@ def test_no_kill_delay_under_torchrun_s_agent(monkeypatch):
     assert not train.under_single_process_launcher(os.getppid()) and train.launcher_kill_delay() is None
 
 
+@pytest.mark.parametrize(
+    ("agent_argv", "env", "delay"),
+    [
+        (["torchrun", "--nproc_per_node", "2", "train.py"], {}, 30),
+        (["torchrun", "--shutdown-timeout", "90", "train.py", "--seed", "1"], {"PET_SHUTDOWN_TIMEOUT": "5"}, 90),
+        (["python", "-m", "torch.distributed.run", "--shutdown_timeout=12", "train.py"], {}, 12),
+        (["torchrun", "train.py", "--shutdown-timeout", "7"], {}, 30),  # train.py's own argument, not the agent's
+        (["accelerate", "launch", "--multi_gpu", "train.py"], {"PET_SHUTDOWN_TIMEOUT": "45"}, 45),
+        (["accelerate", "launch", "--multi_gpu", "train.py"], {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "60"}, 60),
+    ],
+)
+def test_a_stop_after_the_last_step_under_torchrun_names_its_agents_kill(tmp_path, agent_argv, env, delay):
+    """torch's elastic agent (torchrun; accelerate launch with several processes) passes a stop signal on to the ranks
+    and kills them --shutdown-timeout seconds later (PET_SHUTDOWN_TIMEOUT, TORCH_ELASTIC_SHUTDOWN_TIMEOUT, 30 s): the
+    line after the last step says so, as it does for accelerate's single-process launcher."""
+    assert train.agent_shutdown_timeout(agent_argv, "train.py", env) == delay
+    assert (
+        f"torchrun's agent (accelerate launch's too, with several processes) kills the ranks {delay} s after passing "
+        "the signal on: if it does before results.json is written, best_model/ (step 4) is complete"
+    ) in train.late_stop_note(tmp_path, 4, None, agent_delay=delay)
+
+
 def test_a_checkpoint_slower_than_the_launchers_grace_is_reported_once(tiny_bert, tmp_path, monkeypatch):
     """Under accelerate 1.16's single-process launcher, a stop signal's checkpoint has 5 s before SIGKILL: a run
     whose checkpoints take longer is told to signal train.py itself."""
