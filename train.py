@@ -476,9 +476,25 @@ class StopRequested:
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def training(self) -> None:
-        """From here on a signal only sets the flag: the loop checkpoints the state it trained before stopping."""
+    def training(self, accelerator: Any) -> None:
+        """From here on a signal only sets the flag: the loop checkpoints the state it trained before stopping. Every
+        rank switches here together: a signal that reached any of them before (or as) it switched stops them all at
+        once, as before training, instead of one rank leaving while the others train on into a step that waits on it.
+        """
         self.before_training = False
+        try:
+            stop = self.any_rank(accelerator)  # a collective: each rank has switched once it returns on any
+        except RuntimeError:
+            # The collective lost a rank: one that had not switched yet left at a stop signal, which reached this one
+            # too (Ctrl-C, the launcher's SIGTERM) while it waited in C. pthread_sigmask runs the Python handlers
+            # pending since, so that the flag is read as set. Without a signal here the rank failed on its own.
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, ())
+            if self.signal_name is None:
+                raise
+            stop = True
+        if stop:
+            raise StopBeforeTraining(self.signal_name)
 
     def _handle(self, signum: int, frame: Any) -> None:
         # The first signal names the stop: Ctrl-C under `accelerate launch` is followed by the SIGTERM of the
@@ -1194,7 +1210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         except StopBeforeTraining:
             logger.error(
                 "%s received before training started: nothing was trained or saved yet; run the same command again",
-                stopper.signal_name,
+                stopper.signal_name or "a stop signal (on another rank)",
             )
             drop_unstarted_run_dir(stopper.new_folders)
             raise SystemExit(stopper.exit_code) from None
@@ -1289,9 +1305,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     # From here on the folder is changed (a resume restores best_model/, cuts metrics back, sets later checkpoints
     # aside; then config.json): a stop now checkpoints after the next step instead of ending at once, so the run it
     # leaves can be continued (a folder with a config.json and no checkpoint would refuse the same command). Every rank
-    # switches at once: one still exiting at a signal would leave the others' first step waiting for it.
-    accelerator.wait_for_everyone()
-    stopper.training()
+    # switches at once (a collective): one still exiting at a signal would leave the others' first step failing on it.
+    stopper.training(accelerator)
     state = resume(accelerator, run_dir, resume_dir, settings) if resume_dir else RunState()
     start_trackers(accelerator, trackers, cfg, run_dir)
     if accelerator.is_main_process:

@@ -4,6 +4,7 @@ the launcher's pid the way a scheduler or a container stop sends it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -444,6 +445,55 @@ def test_a_stop_while_the_script_still_imports_torch_is_one_line(tmp_path, scrip
     assert len(lines) == 1, err.decode()
     assert lines[0].endswith(f" ERROR {name} received before {what}; run the same command again")
     assert proc.returncode == 128 + sig
+
+
+class TwoRanks:
+    """An accelerator of two processes whose collectives the other rank answers with its stop flag, or, gone (it left
+    at a stop signal before its switch), fails on as gloo does; ``signal_here`` lands on this rank meanwhile."""
+
+    num_processes = 2
+    device = torch.device("cpu")
+
+    def __init__(self, other: float | None, signal_here: bool = False) -> None:
+        self.other, self.signal_here = other, signal_here
+
+    def reduce(self, tensor: torch.Tensor, reduction: str) -> torch.Tensor:
+        if self.signal_here:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if self.other is None:
+            raise RuntimeError("Connection closed by peer. This is typically caused by a remote worker crashing.")
+        return tensor + self.other
+
+
+@pytest.mark.parametrize(
+    ("other", "signal_here", "outcome"),
+    [
+        (0.0, False, "trains"),
+        (1.0, False, "stops"),
+        (0.0, True, "trains"),
+        (None, True, "stops"),
+        (None, False, "fails"),
+    ],
+    ids=[
+        "no-signal",
+        "signal-on-the-other-rank-before-its-switch",
+        "signal-here-while-the-ranks-switch",
+        "the-other-rank-left-at-the-signal",
+        "the-other-rank-crashed",
+    ],
+)
+def test_the_ranks_switch_to_checkpointing_on_a_stop_together(default_stop_signals, other, signal_here, outcome):
+    """A signal that reaches one rank before it switches from "stop at once" to "checkpoint after the next step" stops
+    every rank before training (nothing was changed yet): that rank leaves at once, and the others would otherwise
+    train on into a gloo error traceback, leaving a config.json and no checkpoint, which refuses the same command. One
+    that lands once all have switched (during the switch's collective) is a stop after the next step on every rank;
+    a rank lost without a signal failed on its own, and that keeps its traceback."""
+    expected = {"stops": pytest.raises(train.StopBeforeTraining), "fails": pytest.raises(RuntimeError, match="peer")}
+    with train.StopRequested() as stopper, expected.get(outcome, contextlib.nullcontext()):
+        stopper.training(TwoRanks(other, signal_here))
+    assert not stopper.before_training
+    assert stopper.signal_name == ("SIGTERM" if signal_here else None)
+    assert stopper.exit_code == 143
 
 
 def test_a_stop_before_the_first_step_removes_the_default_run_folder_it_created(
