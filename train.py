@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -560,7 +560,7 @@ def agent_kill_delay() -> float | None:
     return agent_shutdown_timeout(argv, sys.argv[0], os.environ)
 
 
-def agent_shutdown_timeout(agent_argv: list[str], script: str, env: Any) -> float:
+def agent_shutdown_timeout(agent_argv: list[str], script: str, env: Mapping[str, str]) -> float:
     """How long torch's elastic agent, started as ``agent_argv`` to run ``script``, waits for its workers after passing
     a stop signal on (torch.distributed.run: --shutdown-timeout, else PET_SHUTDOWN_TIMEOUT, else
     TORCH_ELASTIC_SHUTDOWN_TIMEOUT, else 30 s), before it kills them."""
