@@ -474,6 +474,11 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
         # The run's train.log (what a batch job leaves to read) says why the run ended, as the console does.
         log_to_files(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, str(err), None, None))
         sys.exit(1)
+    except KeyboardInterrupt:
+        # Ctrl-C while a script scores, reports or compares (train.py handles its own stops): a traceback would only
+        # show where Python was when the user asked it to stop.
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
     except OSError as err:
         if err.errno not in DISK_REFUSED:
             raise

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import train
+import utils
 from config import ConfigError, TrainConfig, file_overrides, parse_config
 from conftest import REPO, SHARED_DATA, make_tiny_model, tiny_args, write_csv
 from data import (
@@ -476,3 +477,15 @@ def test_curves_draw_the_metric_that_chose_the_best_model_and_mark_its_step(tmp_
     best = curves["best loss 0.5000 (step 4)"]
     assert (list(best.get_xdata()), list(best.get_ydata())) == ([4], [0.5])
     assert list(curves["validation macro_f1"].get_ydata()) == [0.3, 0.4, 0.6]
+
+
+def test_ctrl_c_in_a_script_is_one_line_and_exit_130(capsys):
+    """Ctrl-C while evaluate.py scores (or report.py, compare.py work) printed a KeyboardInterrupt traceback."""
+
+    def interrupted(_: list[str] | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        utils.run_cli(interrupted)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "interrupted (Ctrl-C)\n"
