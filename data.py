@@ -819,6 +819,10 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
         kinds = sorted({type(v).__name__ for v in train_labels})
         raise UsageError(f"labels must be strings or integers, found {', '.join(kinds)}; check --label_column.")
     values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
+    if numbers and None not in numbers.values() and len(set(numbers.values())) == len(numbers):
+        # Ratings or levels "1".."12" written as text: in the order of their numbers, as integer labels are ("2"
+        # before "10", which text order puts first); other texts keep text order.
+        values.sort(key=lambda v: numbers.get(v, 0))
     if any(_is_integer(v) for v in values) and any(isinstance(v, str) for v in values):
         # 1 and "1", or 0 and "neg", would become separate classes of one task.
         ints = [v for v in values if _is_integer(v)][:3]
@@ -1477,9 +1481,33 @@ def _unused_classes(splits: dict[str, Any], spec: LabelSpec) -> list[str]:
     ]
 
 
-def load_splits(cfg: TrainConfig) -> SplitData:
+def keep_class_order(spec: LabelSpec, maps: list[dict[Any, int]], recorded: list[list[str]] | None) -> list[str]:
+    """Number each level's classes in the order a run ``recorded`` (its levels' names, the finest last), where this
+    version would number the same classes otherwise (integer labels written as text sorted as text before): a resume
+    or a rescoring keeps the ids of the run's model. Returns the notes to log."""
+    notes = []
+    if not recorded or not maps:  # 0/1 columns per label: their order is the flags'
+        return notes
+    for level, value_to_id, order in zip(reversed(spec.levels), reversed(maps), reversed(recorded), strict=False):
+        names, order = level["labels"], [str(name) for name in order]
+        if order == names or sorted(order) != sorted(names):
+            continue  # the same order, or other classes (a resume or a rescoring refuses those, naming them)
+        renumbered = {value: order.index(names[i]) for value, i in value_to_id.items()}
+        value_to_id.clear()
+        value_to_id.update(renumbered)
+        level["labels"] = order
+        notes.append(
+            f"the classes of {level['name']!r} keep the order the run recorded ({', '.join(order[:6])}"
+            f"{', ...' if len(order) > 6 else ''}), its model's ids; this version would order them "
+            f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}"
+        )
+    return notes
+
+
+def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) -> SplitData:
     """Load, check and normalise the data ``cfg`` describes (source, columns, label kind, validation carve, row
-    limits); every bad-input error is raised here, before any model is built."""
+    limits); every bad-input error is raised here, before any model is built. ``class_order``: the class names per
+    level a run recorded (resumed or rescored), whose ids the classes keep."""
     raw, names = load_raw_splits(cfg.dataset)
     notes: list[str] = []
     if ignored := unmatched_files(cfg.dataset):
@@ -1499,6 +1527,7 @@ def load_splits(cfg: TrainConfig) -> SplitData:
         splits[split], note = _normalise_split(ds, split, cfg)
         notes += [note] if note else []
     spec, maps = _label_spec(splits["train"], cfg, names)
+    notes += keep_class_order(spec, maps, class_order)
     spec.value_ids = [[[k.item() if isinstance(k, np.generic) else k, i] for k, i in m.items()] for m in maps]
     notes += case_notes(spec) + joined_notes(spec)
     if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
@@ -1698,6 +1727,7 @@ def trained_label_maps(cfg: TrainConfig, levels: list[dict[str, Any]]) -> list[d
         raw, names = load_raw_splits(cfg.dataset)
         train, _ = _normalise_split(raw["train"], "train", replace(cfg, teacher_column=None))
         spec, maps = _label_spec(train, cfg, names)
+        keep_class_order(spec, maps, [level["labels"] for level in levels])
     except Exception:  # moved, deleted, offline, edited: whatever the cause, the label names decide instead
         return None
     same = [level["labels"] for level in spec.levels] == [level["labels"] for level in levels]

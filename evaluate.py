@@ -751,14 +751,22 @@ def warn_if_unfinished(run_dir: Path) -> None:
     )
 
 
-def load_scored_split(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any]) -> tuple[Any, list[str]]:
-    """The rows of ``cfg.split`` exactly as the run drew them (the first --max_samples of them), and the data's label
-    names; refused when those rows are no longer the ones the run recorded."""
+def load_scored_split(
+    cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any], model_config: Any
+) -> tuple[Any, list[str]]:
+    """The rows of ``cfg.split`` exactly as the run drew them (the first --max_samples of them), their classes
+    numbered as the model's (``model_config``) are, and the data's label names; refused when those rows are no longer
+    the ones the run recorded."""
     # Train after the validation carve and --max_train_samples, so --split train scores the rows the run trained on.
     # Scoring needs no teacher probabilities, so a distillation run's data is read without them.
     dataset = resolved["dataset"]
     try:
-        data = load_splits(dataclasses.replace(train_cfg, dataset=dataset, teacher_column=None))
+        # The model's own class order, not this version's: integer labels written as text were ordered as text.
+        levels = getattr(model_config, "levels", None) or []
+        order = [list(level["labels"]) for level in levels] or [
+            [model_config.id2label[i] for i in range(model_config.num_labels)]
+        ]
+        data = load_splits(dataclasses.replace(train_cfg, dataset=dataset, teacher_column=None), order)
     except UsageError as err:
         # The reader names train.py's --dataset, a flag evaluate.py does not take: the data is the run's own.
         if not str(err).startswith(prefix := f"--dataset {dataset}: "):
@@ -1193,7 +1201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
     else:
         name = cfg.split
-        raw, label_names = load_scored_split(cfg, train_cfg, resolved)
+        raw, label_names = load_scored_split(cfg, train_cfg, resolved, model_config)
     if label_names is not None and label_names != model_labels:
         if (reader := resolved.get("data_reader", 1)) != DATA_READER:  # the reading changed, perhaps not the data
             raise UsageError(

@@ -1043,9 +1043,9 @@ def resolved_dataset(dataset: str) -> str:
     return str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
 
 
-def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
+def load_inputs(cfg: TrainConfig, class_order: list[list[str]] | None = None) -> tuple[str, Any, Any, tuple[str, str]]:
     """The model path, its tokenizer, the data and the pooling to build (with why): every bad-input check, before a
-    model is built."""
+    model is built. ``class_order``: a resumed checkpoint's class names, whose ids the classes keep."""
     for flag, registry, extra in (
         ("pooling", POOLERS, ["auto"]),
         ("head", HEADS, []),
@@ -1086,7 +1086,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[str, Any, Any, tuple[str, str]]:
     except ValueError as err:
         others = ", ".join(["auto", *sorted(set(POOLERS) - {"pooler"})])
         raise ConfigError(f"--pooling {cfg.pooling}: {err}; choose one of: {others}.") from err
-    data = load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)))
+    data = load_splits(dataclasses.replace(cfg, dataset=resolved_dataset(cfg.dataset)), class_order)
     data.loss_weights, notes = loss_weights(cfg, data)  # refuses what the problem type has no use for, early
     head = task_head_note(backbone_config, f"--model_name_or_path {cfg.model_name_or_path}")
     data.notes += [head] if head else []
@@ -1247,7 +1247,9 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     if overrides := file_overrides(argv, TrainConfig):
         logger.info(overrides)
     set_seed(cfg.seed)
-    model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg)
+    # A checkpoint's classes keep their ids (a version that orders them otherwise would renumber the trained outputs).
+    recorded = (read_meta(resume_dir).get("settings") or {}).get("label_names") if resume_dir else None
+    model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg, [recorded] if recorded else None)
     resolved = describe_inputs(cfg, data, model_path, accelerator)
     if resume_dir:  # settings that differ from the checkpoint's are bad input too: refused before any work
         check_resume_settings(resume_dir, read_meta(resume_dir), run_settings(cfg, resolved))

@@ -345,3 +345,27 @@ def test_label_names_read_otherwise_by_a_newer_reader_say_so(tiny_bert, tmp_path
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"trained by an older data reader \(version 3, now 5: ClassLabel names"):
         evaluate.main(["--run_dir", str(out), "--split", "test"])
+
+
+def test_a_run_that_recorded_integer_text_classes_in_text_order_is_scored_with_its_own_ids(tmp_path):
+    """Levels "1".."12" written as text were ordered as text ("10" before "2") by earlier versions: such a run's split
+    is read again with the ids its model has, not renumbered (which would score every row against another class)."""
+    from types import SimpleNamespace
+
+    from config import TrainConfig
+    from data import load_splits, split_digests
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "validation", "test"):
+        rows = [{"text": f"level {1 + i % 12} item {i}", "label": str(1 + i % 12)} for i in range(24)]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text_order = sorted(str(n) for n in range(1, 13))
+    run_cfg = TrainConfig(dataset=str(data))
+    # What such a run recorded: its model's label names, and the digest of its test rows under those ids.
+    recorded = load_splits(run_cfg, [text_order]).splits
+    resolved = {"dataset": str(data), "split_digests": split_digests({"test": recorded["test"]})}
+    model_config = SimpleNamespace(id2label=dict(enumerate(text_order)), num_labels=12)
+    rows, names = evaluate.load_scored_split(evaluate.EvalConfig(split="test"), run_cfg, resolved, model_config)
+    assert names == text_order
+    assert [text_order[i] for i in rows["label"]] == [str(1 + i % 12) for i in range(24)]

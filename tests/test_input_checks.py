@@ -1049,3 +1049,51 @@ def test_no_confusion_picture_for_a_thousand_classes(tmp_path):
     assert evaluate.plot_confusion(gold, gold, labels, tmp_path / "c.png", "t") is False
     assert not (tmp_path / "c.png").exists()
     assert evaluate.plot_confusion(gold[:3], gold[:3], labels[:3], tmp_path / "c.png", "t") is True
+
+
+def test_integer_labels_written_as_text_are_classes_in_numeric_order(tmp_path):
+    """Star ratings or levels 1..12 written as text (a jsonl's "1", a string column's) are ordered as numbers, "2"
+    before "10", in label_names and so in ids, per-class tables and the confusion matrix; other texts stay sorted."""
+    rows = [{"text": f"row {i}", "label": str(1 + i % 12)} for i in range(24)]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "a", rows))))
+    assert data.label_names == [str(n) for n in range(1, 13)]
+    assert data.splits["validation"]["label"] == [i % 12 for i in range(24)]
+    signed = [r | {"label": ["-2", "-1", "0", "10", "9"][i % 5]} for i, r in enumerate(rows)]
+    assert load_splits(TrainConfig(dataset=str(_splits(tmp_path / "b", signed)))).label_names == [
+        "-2",
+        "-1",
+        "0",
+        "9",
+        "10",
+    ]
+    mixed = [r | {"label": ["10", "2", "x"][i % 3]} for i, r in enumerate(rows)]
+    assert load_splits(TrainConfig(dataset=str(_splits(tmp_path / "c", mixed)))).label_names == ["10", "2", "x"]
+    # A run that recorded the text order (an older version's) keeps its own ids when its data is read again (a
+    # resume, evaluate.py): the same classes, not renumbered under its model.
+    text_order = sorted(str(n) for n in range(1, 13))
+    data = load_splits(TrainConfig(dataset=str(tmp_path / "a")), class_order=[text_order])
+    assert data.label_names == text_order
+    assert data.splits["validation"]["label"] == [text_order.index(str(1 + i % 12)) for i in range(24)]
+    assert any(note.startswith("the classes of 'label' keep the order the run recorded") for note in data.notes)
+
+
+def test_a_resumed_run_keeps_the_class_order_its_checkpoint_recorded(tiny_bert, tmp_path, monkeypatch):
+    """A checkpoint written when levels "1".."12" written as text sorted as text ("10" before "2") resumes with its
+    own ids: numbered otherwise, every class would silently move under the trained weights."""
+    rows = [{"text": f"row {i}", "label": str(1 + i % 12)} for i in range(24)]
+    folder = _splits(tmp_path / "data", rows)
+    text_order = sorted(str(n) for n in range(1, 13))
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_000005"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "meta.json").write_text(json.dumps({"step": 5, "settings": {"label_names": text_order}}))
+    monkeypatch.setattr(train, "prepare_run_dir", lambda cfg, accelerator: (tmp_path / "run", checkpoint))
+    seen = {}
+
+    def compared(checkpoint, meta, settings):
+        seen.update(settings)
+        raise UsageError("compared")
+
+    monkeypatch.setattr(train, "check_resume_settings", compared)
+    with pytest.raises(UsageError, match="compared"):
+        train.main(tiny_args(tiny_bert, tmp_path / "run", folder, "--resume_from_checkpoint", "latest"))
+    assert seen["label_names"] == text_order
