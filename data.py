@@ -869,6 +869,20 @@ def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, col
         )
 
 
+def _check_hidden(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:
+    """Refuse a split some of whose rows are -1 (GLUE's mark of a hidden label) where train has no -1: unlabeled
+    rows, which a named count says better than "a label not seen in train". A whole split of -1 is left out before."""
+    hidden = sum(hidden_label(v) and label_key(v, value_to_id) not in value_to_id for v in values)
+    if hidden:
+        # Refused, as a split's empty labels are: its scores (results.json, compared across runs) would silently
+        # cover fewer rows than its file holds. evaluate.py --input scores a file's labeled rows, and says so.
+        raise UsageError(
+            f"the {split} split has {hidden} of its {len(values)} rows labeled -1 (unlabeled; train has no -1) in "
+            f"{column!r}: label them, drop them, or make every label of the split -1 to leave it out of the run (then "
+            "predict it, unscored, with python evaluate.py --run_dir RUN --input FILE)."
+        )
+
+
 def case_notes(spec: Any) -> list[str]:
     """Warnings for label names that differ only by case ("Pos" and "pos"): maybe one class typed two ways, which
     would be trained and scored as two."""
@@ -1074,10 +1088,12 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
         for column in spec.columns:
             _check_one_label(columns[column], rows, split, column)
     if spec.problem_type == "single_label_classification":
+        _check_hidden(columns[spec.columns[0]], maps[0], split, spec.columns[0])
         _check_known(columns[spec.columns[0]], maps[0], split, spec.columns[0])
         encoded = [maps[0][label_key(v, maps[0])] for v in columns[spec.columns[0]]]
     elif spec.problem_type == "hierarchical_classification":
         for column, value_to_id in zip(spec.columns, maps, strict=True):
+            _check_hidden(columns[column], value_to_id, split, column)
             _check_known(columns[column], value_to_id, split, column)
         encoded = [
             [m[label_key(v, m)] for m, v in zip(maps, row, strict=True)] for row in zip(*columns.values(), strict=True)

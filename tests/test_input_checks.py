@@ -932,6 +932,25 @@ def test_hidden_labels_written_as_text_or_floats_leave_the_split_out(tmp_path):
     assert load_splits(TrainConfig(dataset=str(folder))).splits["test"]["label"] == [0] * 12
 
 
+@pytest.mark.parametrize("hidden", [-1, "-1", -1.0])
+def test_a_split_with_some_hidden_labels_is_refused_counting_them_as_unlabeled(tmp_path, hidden):
+    """-1 on some rows of a validation or test split (GLUE's mark of a hidden label) is unlabeled rows, not a class
+    train lacks: the refusal counts them and says what to do."""
+    rows = [{"text": f"row {i}", "label": ["neg", "pos"][i % 2]} for i in range(12)]
+    ids = [r | {"label": i % 2} for i, r in enumerate(rows)]
+    train = rows if isinstance(hidden, str) else ids
+    test = [r | {"label": hidden if i < 3 else r["label"]} for i, r in enumerate(train)]
+    folder = _splits(tmp_path / "d", train, test=test, name="jsonl" if isinstance(hidden, str) else "parquet")
+    message = (
+        "the test split has 3 of its 12 rows labeled -1 (unlabeled; train has no -1) in 'label': label them, drop "
+        "them, or make every label of the split -1 to leave it out of the run (then predict it, unscored, with "
+        "python evaluate.py --run_dir RUN --input FILE)."
+    )
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(folder)))
+    assert str(err.value) == message
+
+
 def test_labels_that_join_several_names_are_warned_of_naming_multi_label(tmp_path):
     """ "sports,news" beside "news" and "food,sports": a multi-label column written as text, which trains one class
     per combination. Warned of (a class name may hold a comma, so it still trains), naming the way to write it."""
