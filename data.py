@@ -1046,10 +1046,14 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
             "multi_label_classification", [label_column], [{"name": label_column, "labels": level_names}]
         ), [value_to_id]
     if cfg.multi_label:  # asked for, but nothing here is multi-label: training single-label would ignore the flag
+        # The value shown is one that joins names ("sports,news"), where one does: what the user meant as a list.
+        value = next((v for v in values if isinstance(v, str) and any(sep in v for sep in JOINERS)), values[0])
+        sep = next((sep for sep in JOINERS if isinstance(value, str) and sep in value), None)
+        example = json.dumps([part.strip() for part in value.split(sep)]) if sep else '["sports", "news"]'
         raise UsageError(
-            f"--multi_label: the train split's {label_column!r} column holds one label per row, not lists of labels. "
-            'Give the labels as lists (e.g. ["sports", "news"]), or one 0/1 column per label with --label_columns, '
-            "or drop --multi_label."
+            f"--multi_label: the train split's {label_column!r} column holds one label per row, not lists of labels "
+            f"(it reads {shortened(repr(value))} as one label). Give the labels as lists (e.g. {shortened(example)}), "
+            "or one 0/1 column per label with --label_columns, or drop --multi_label."
         )
     level_names, value_to_id = build_label_space(values, given)
     _two_or_more(level_names, label_column)
@@ -1057,6 +1061,11 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
     return LabelSpec("single_label_classification", [label_column], [{"name": label_column, "labels": level_names}]), [
         value_to_id
     ]
+
+
+def shortened(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters, "..." marking a cut, for a value quoted in a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_label_lists(values: list[Any], split: str, column: str) -> None:

@@ -970,6 +970,17 @@ def test_labels_that_join_several_names_are_warned_of_naming_multi_label(tmp_pat
     topics = [r | {"label": ["Arts, Culture", "Science, Technology", "Sports"][i % 3]} for i, r in enumerate(rows)]
     data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "t", topics))))
     assert not any("--multi_label" in n for n in data.notes)
+    # Asked for --multi_label, such a column is refused quoting a value it read (cut to 60 characters) as a list.
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path / "d"), multi_label=True))
+    assert str(err.value) == (
+        "--multi_label: the train split's 'label' column holds one label per row, not lists of labels (it reads "
+        '\'sports,news\' as one label). Give the labels as lists (e.g. ["sports", "news"]), or one 0/1 column per '
+        "label with --label_columns, or drop --multi_label."
+    )
+    long = [r | {"label": "sports," + "x" * 80} for r in rows]
+    with pytest.raises(UsageError, match=rf"\(it reads 'sports,{'x' * 49}\.\.\. as one label\)"):
+        load_splits(TrainConfig(dataset=str(_splits(tmp_path / "long", long)), multi_label=True))
 
 
 def test_a_text_column_of_numbers_names_the_way_to_give_numbers_as_text(tmp_path):
