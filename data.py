@@ -1517,6 +1517,10 @@ def keep_class_order(spec: LabelSpec, maps: list[dict[Any, int]], recorded: list
         names, order = level["labels"], [str(name) for name in order]
         if order == names or sorted(order) != sorted(names):
             continue  # the same order, or other classes (a resume or a rescoring refuses those, naming them)
+        if any(str(value) != names[i] for value, i in value_to_id.items()):
+            # Ids into a list of names (labels.json): that list's order is the data's meaning, not a choice of this
+            # version's; a reordered list is an edit, which the run's split digests refuse.
+            continue
         renumbered = {value: order.index(names[i]) for value, i in value_to_id.items()}
         value_to_id.clear()
         value_to_id.update(renumbered)

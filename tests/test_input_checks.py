@@ -1105,6 +1105,11 @@ def test_integer_labels_written_as_text_are_classes_in_numeric_order(tmp_path):
     assert data.label_names == text_order
     assert data.splits["validation"]["label"] == [text_order.index(str(1 + i % 12)) for i in range(24)]
     assert any(note.startswith("the classes of 'label' keep the order the run recorded") for note in data.notes)
+    # Ids into labels.json mean what its order says: a run that recorded another order saw other data (refused by
+    # its split digests), never renumbered to fit.
+    ids = _splits(tmp_path / "ids", [r | {"label": i % 2} for i, r in enumerate(rows)])
+    (ids / "labels.json").write_text(json.dumps({"label": ["neg", "pos"]}))
+    assert load_splits(TrainConfig(dataset=str(ids)), class_order=[["pos", "neg"]]).label_names == ["neg", "pos"]
 
 
 def test_a_resumed_run_keeps_the_class_order_its_checkpoint_recorded(tiny_bert, tmp_path, monkeypatch):
