@@ -661,6 +661,33 @@ def split_source(dataset: str, split: str) -> str:
 PANDAS_FILLER = re.compile(r"__index_level_\d+__|Unnamed: \d+")
 
 
+# Column names of the two texts of a sentence pair in common datasets (GLUE's, SNLI's, BERT's examples).
+PAIR_COLUMNS = (
+    ("premise", "hypothesis"),
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("text_a", "text_b"),
+    ("text", "text_pair"),
+)
+
+
+def pair_columns(columns: list[str]) -> tuple[str, str] | None:
+    """The first and second text of a sentence pair among ``columns``, by their usual names; None where none is."""
+    return next((pair for pair in PAIR_COLUMNS if set(pair) <= set(columns)), None)
+
+
+def headerless(ds: Any) -> str | None:
+    """Why a file's first line looks like a row of data rather than a header (a column named by one of its own
+    values, or by a number), or None: pandas took the first row of a file without a header for the names."""
+    for name in ds.column_names:
+        if whole_number(name) is not None:
+            return f"{name!r} is a number"
+        if name in {str(v) for v in column_values(ds, name)}:
+            return f"{name!r} is also a value of its column"
+    return None
+
+
 def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: str) -> None:
     """Raise a UsageError naming each missing column, where it is missing (``split`` of the dataset ``source``, or
     the evaluate.py --input file ``source`` when ``split`` is None) and the flag that names the right one, with close
@@ -681,22 +708,52 @@ def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: st
             f"--{flag} {column!r} is not a column of {where}. The file looks separated by {sep!r}: save it as .csv "
             "with commas or as .tsv with tabs."
         )
-    if len(missing) > 1 and len(ds.column_names) > 1:
-        # No guess from names here: "text" is closest to "target", often the label column (columns review, target).
+    if len(missing) == len(wanted) and (why := headerless(ds)):
+        # Data rows only: the flags would name the first row's values, and that row would be lost.
         flags = " and ".join(f"--{flag} {column!r}" for flag, column in missing.items())
         raise UsageError(
-            f"{flags} are not columns of {where}; name the columns to read with "
-            f"{' and '.join(f'--{flag}' for flag in missing)}."
+            f"{flags} {'are not columns' if len(missing) > 1 else 'is not a column'} of {where}: its first line looks "
+            f"like a row of data, not a header ({why}); add a header line that names the columns "
+            f"({', '.join(wanted.values())})."
         )
+    # Training data only: an --input file is read with the run's own text columns.
+    pair = None
+    if split is not None and "text_column" in missing and "text_pair_column" not in wanted:
+        pair = pair_columns(ds.column_names)
+    if len(missing) > 1 and len(ds.column_names) > 1:
+        # No guess from names here: "text" is closest to "target", often the label column (columns review, target);
+        # only the same names in another case (Text, Label) are.
+        flags = " and ".join(f"--{flag} {column!r}" for flag, column in missing.items())
+        folded = {c.casefold(): c for c in ds.column_names}
+        cased = {flag: folded.get(column.casefold()) for flag, column in missing.items()}
+        if pair:
+            rest = " and ".join(f"--{flag}" for flag in missing if flag != "text_column")
+            hint = (
+                f"; the columns {pair[0]!r} and {pair[1]!r} are a sentence pair: pass --text_column {pair[0]} "
+                f"--text_pair_column {pair[1]}, and name the other column{'s' * (len(missing) > 2)} with {rest}"
+            )
+        elif None not in cased.values():
+            hint = "; column names are case-sensitive: pass " + " ".join(f"--{f} {c}" for f, c in cased.items())
+        else:
+            hint = f"; name the columns to read with {' and '.join(f'--{flag}' for flag in missing)}"
+        raise UsageError(f"{flags} are not columns of {where}{hint}.")
     for flag, column in wanted.items():
         if column not in ds.column_names:
             option = flag.split("[")[0]  # label_columns[1] is the second of --label_columns
             # A column another flag reads already is no guess (the text column for a missing --text_pair_column);
             # quoted, so that a name's spaces show ('text ' for text).
             others = set(wanted.values()) - {column}
-            close = difflib.get_close_matches(column, [c for c in ds.column_names if c not in others], n=3, cutoff=0.5)
+            left = [c for c in ds.column_names if c not in others and not PANDAS_FILLER.fullmatch(c)]
+            # The one column no other flag reads is the guess where no name is close (columns text, target).
+            close = difflib.get_close_matches(column, left, n=3, cutoff=0.5) or (left if len(left) == 1 else [])
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             hint += f" Pass the column that holds {COLUMN_HOLDS[option]} with --{option}."
+            if pair and option == "text_column":
+                # Read as one text, an NLI or paraphrase pair would lose its second half without a word.
+                hint = (
+                    f" The columns {pair[0]!r} and {pair[1]!r} are a sentence pair: pass --text_column {pair[0]} "
+                    f"--text_pair_column {pair[1]}."
+                )
             if split not in (None, "train") and option.startswith("label_column") and not close:
                 # An unlabeled test set (a competition's) cannot be scored; it can still be predicted.
                 hint = (
@@ -1550,6 +1607,14 @@ def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
         notes.append(
             f"the {split} split has no labels (every one missing or -1, which train never uses): it is not read "
             f"(no {split} metrics); predict it after training with python evaluate.py --run_dir RUN --input FILE"
+        )
+    pair = pair_columns(raw["train"].column_names)
+    if pair and not cfg.text_pair_column and cfg.text_column in pair and cfg.label_column not in pair:
+        second = pair[1] if cfg.text_column == pair[0] else pair[0]
+        notes.append(
+            f"warning: the train split also has {second!r}, the second text of the pair {pair[0]!r}/{pair[1]!r}: it is "
+            f"not read, so each row is trained on {cfg.text_column!r} alone; pass --text_pair_column {second} to read "
+            "the pair"
         )
     splits: dict[str, Any] = {}
     for split, ds in raw.items():

@@ -1031,6 +1031,63 @@ def test_two_missing_columns_are_named_together_without_a_wrong_guess(tmp_path):
         load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="csv"))))
 
 
+@pytest.mark.parametrize("first, second", [("premise", "hypothesis"), ("text_a", "text_b"), ("sentence1", "sentence2")])
+def test_the_two_texts_of_a_sentence_pair_are_named_as_a_pair(tmp_path, first, second):
+    """An NLI or paraphrase file (premise/hypothesis, GLUE's sentence1/sentence2) without --text_pair_column: the
+    refusal names both flags, and --text_column alone (which trains on one text of each pair) is warned of."""
+    rows = [{first: f"a {i}", second: f"b {i}", "label": ["yes", "no"][i % 2]} for i in range(12)]
+    folder = _splits(tmp_path / "d", rows, name="csv")
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(folder)))
+    assert str(err.value) == (
+        f"--text_column 'text' is not a column of the train split ({folder / 'train.csv'}; columns: {first}, "
+        f"{second}, label). The columns {first!r} and {second!r} are a sentence pair: pass --text_column {first} "
+        f"--text_pair_column {second}."
+    )
+    data = load_splits(TrainConfig(dataset=str(folder), text_column=first))
+    assert (
+        f"warning: the train split also has {second!r}, the second text of the pair {first!r}/{second!r}: it is not "
+        f"read, so each row is trained on {first!r} alone; pass --text_pair_column {second} to read the pair"
+    ) in data.notes
+    data = load_splits(TrainConfig(dataset=str(folder), text_column=first, text_pair_column=second))
+    assert not any("second text of the pair" in n for n in data.notes)
+    gold = _splits(tmp_path / "g", [{first: r[first], second: r[second], "gold_label": r["label"]} for r in rows])
+    with pytest.raises(
+        UsageError, match=rf"pass --text_column {first} --text_pair_column {second}, and name the other "
+    ):
+        load_splits(TrainConfig(dataset=str(gold)))
+
+
+def test_a_file_without_a_header_line_is_named_so(tmp_path):
+    """A tsv of data rows only (no header line): pandas takes its first row for the column names."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("".join(f"row number {i}\t{['neg', 'pos'][i % 2]}\n" for i in range(12)))
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(folder)))
+    assert str(err.value) == (
+        f"--text_column 'text' and --label_column 'label' are not columns of the train split ({folder / 'train.tsv'}; "
+        "columns: row number 0, neg): its first line looks like a row of data, not a header ('neg' is also a value "
+        "of its column); add a header line that names the columns (text, label)."
+    )
+    (folder / "train.tsv").write_text("".join(f"{i % 2}\trow number {i}\n" for i in range(12)))
+    with pytest.raises(UsageError, match=r"columns: 0, row number 0\): its first line looks like a row of data"):
+        load_splits(TrainConfig(dataset=str(folder)))
+
+
+def test_a_label_or_text_column_named_otherwise_is_guessed_when_it_is_the_only_other_one(tmp_path):
+    """columns text, target: 'target' is the only column left for the labels; Text and Label differ by case only."""
+    rows = [{"text": f"row {i}", "target": ["neg", "pos"][i % 2]} for i in range(12)]
+    with pytest.raises(UsageError, match=r"columns: text, target\)\. Did you mean 'target'\? Pass the column"):
+        load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="csv"))))
+    cased = [{"Text": r["text"], "Label": r["target"]} for r in rows]
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(_splits(tmp_path / "c", cased, name="csv"))))
+    assert str(err.value).endswith(
+        "columns: Text, Label); column names are case-sensitive: pass --text_column Text --label_column Label."
+    )
+
+
 def test_a_missing_column_is_named_with_its_file_and_the_flag_that_names_it(tmp_path):
     """The error says which file lacks the column (a validation file may be the only one written otherwise), and
     which flag names the right one; an evaluate.py --input file is named as such, not as an "input split"."""
