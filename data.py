@@ -876,10 +876,11 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
         kinds = sorted({type(v).__name__ for v in train_labels})
         raise UsageError(f"labels must be strings or integers, found {', '.join(kinds)}; check --label_column.")
     values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
-    if numbers and None not in numbers.values() and len(set(numbers.values())) == len(numbers):
+    texts = all(isinstance(v, str) for v in values)  # not read as the ids they spell above
+    if texts and numbers and None not in numbers.values() and len(set(numbers.values())) == len(numbers):
         # Ratings or levels "1".."12" written as text: in the order of their numbers, as integer labels are ("2"
         # before "10", which text order puts first); other texts keep text order.
-        values.sort(key=lambda v: numbers.get(v, 0))
+        values.sort(key=numbers.__getitem__)
     if any(_is_integer(v) for v in values) and any(isinstance(v, str) for v in values):
         # 1 and "1", or 0 and "neg", would become separate classes of one task.
         ints = [v for v in values if _is_integer(v)][:3]
