@@ -109,7 +109,7 @@ def test_a_labeled_file_with_labels_the_model_lacks_is_one_line(emotion_run, tmp
     with pytest.raises(
         ValueError,
         match=r"^--label_column 'gold' is not a column of the --input file .*other.csv \(columns: text, label\)\. "
-        r"Pass the column that holds the labels with --label_column\.$",
+        r"Did you mean 'label'\? Pass the column that holds the labels with --label_column\.$",
     ):
         evaluate.main(["--run_dir", str(out), "--input", str(path), "--label_column", "gold"])
     # Scores written over the run's own test scores would pass for them (scripts read eval_test.json).
