@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from config import DEFAULT_MODEL, option, parse_config  # noqa: E402
-from utils import UsageError, atomic_write_text  # noqa: E402
+from utils import UsageError, atomic_write_text, source_key  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 DEFAULT_DATASETS = [str(SHARED / "emotion"), str(SHARED / "sst2"), f"{SHARED / 'trec'}:label_coarse"]
@@ -129,12 +129,25 @@ def dataset_name(dataset: str) -> str:
 
 
 def run_settings(cfg: QualityConfig, dataset: str) -> dict[str, Any]:
-    """What a run's scores depend on besides its recipe and seed: the dataset (its full path and label column), the
-    model and every shared hyper-parameter."""
+    """What a run's scores depend on besides its recipe and seed: the dataset (a local one as its absolute path, a hub
+    id as given) and its label column, the model (the same way) and every shared hyper-parameter."""
     path, _, column = dataset.partition(":")
     skip = {"datasets", "recipes", "reference", "seeds", "output_dir"}
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
-    return {"dataset": str(Path(path).resolve()), "label_column": column or None, **shared}
+    # Recorded the same whatever folder the command runs from, so a rerun from elsewhere finds its runs.
+    shared["model_name_or_path"] = source_key(cfg.model_name_or_path)
+    return {"dataset": source_key(path), "label_column": column or None, **shared}
+
+
+def same_setting(key: str, recorded: Any, wanted: Any) -> bool:
+    """Whether a recorded setting is the wanted one, reading the dataset and model as older files wrote them too."""
+    if recorded == wanted or key not in ("dataset", "model_name_or_path") or not isinstance(recorded, str):
+        return recorded == wanted
+    if source_key(recorded) == wanted:  # a local model recorded as given, relative to this folder
+        return True
+    # A hub id recorded as a path under the folder the command ran in (no such path exists).
+    ids, old = Path(wanted).parts, Path(recorded)
+    return not Path(wanted).is_absolute() and old.is_absolute() and not old.exists() and old.parts[-len(ids) :] == ids
 
 
 def check_recorded(cfg: QualityConfig, rows: list[dict[str, Any]], record: Path) -> None:
@@ -148,12 +161,19 @@ def check_recorded(cfg: QualityConfig, rows: list[dict[str, Any]], record: Path)
         )
     wanted = {name: run_settings(cfg, d) for name, d in zip(names, cfg.datasets, strict=True)}
     for row in rows:
-        if row["dataset"] not in wanted or (settings := row.get("settings")) == wanted[row["dataset"]]:
+        if row["dataset"] not in wanted:
+            continue
+        settings, want = row.get("settings"), wanted[row["dataset"]]
+        if (
+            settings
+            and settings.keys() == want.keys()
+            and all(same_setting(k, settings[k], v) for k, v in want.items())
+        ):
             continue
         differ = ", ".join(
             f"{k} {settings.get(k)!r}, not {v!r}"
-            for k, v in wanted[row["dataset"]].items()
-            if settings and settings.get(k) != v
+            for k, v in want.items()
+            if settings and not same_setting(k, settings.get(k), v)
         )
         why = f"with other settings ({differ})" if settings else "without its settings (an older file)"
         raise UsageError(

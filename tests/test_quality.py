@@ -159,3 +159,39 @@ def test_the_trainers_best_recipe_attends_through_the_shared_gpu_settings(tiny_b
     with pytest.raises(Tuned) as tuned:
         trainer_recipe.run(trainer_recipe.parse_config(flags, trainer_recipe.RecipeConfig))
     assert tuned.value.args[0].device.type == "cpu"  # the Trainer's own accelerator
+
+
+def test_a_hub_dataset_rerun_from_another_folder_keeps_its_runs(tmp_path, monkeypatch):
+    """A hub id is recorded as given, not as a path under the working folder: the same command from another folder
+    finds its runs (before, it was refused as run "with other settings"); a local folder is recorded absolute, so a
+    relative spelling of it from elsewhere is the same dataset too."""
+    ran = fake_runs(monkeypatch)
+    out = tmp_path / "out"
+    for here in ("a", "b"):
+        (tmp_path / here).mkdir()
+        monkeypatch.chdir(tmp_path / here)
+        quality.main(["--datasets", "org/reviews:stars", "--seeds", "1", "--output_dir", str(out)])
+    assert len(ran) == 2  # the second folder ran nothing again
+    row = json.loads((out / "runs.jsonl").read_text().splitlines()[0])
+    assert (row["dataset"], row["settings"]["dataset"]) == ("reviews-stars", "org/reviews")
+    (tmp_path / "a" / "data").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    quality.main(["--datasets", "data", "--seeds", "1", "--output_dir", str(out / "local")])
+    monkeypatch.chdir(tmp_path)
+    quality.main(["--datasets", "a/data/", "--seeds", "1", "--output_dir", str(out / "local")])
+    assert len(ran) == 4
+
+
+def test_runs_recorded_with_a_hub_id_under_the_working_folder_are_kept(tmp_path, monkeypatch):
+    """runs.jsonl files written when a hub id was recorded as a path under the working folder still match that id."""
+    ran = fake_runs(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    cfg = quality.QualityConfig(datasets=["org/reviews"], seeds=[1])
+    cfg.validate()
+    older = quality.run_settings(cfg, "org/reviews") | {"dataset": "/elsewhere/org/reviews"}
+    rows = [{"recipe": r, "dataset": "reviews", "seed": 1, "settings": older} for r in ("ours", "trainer")]
+    quality.check_recorded(cfg, rows, tmp_path / "runs.jsonl")  # not refused
+    other = older | {"dataset": "/elsewhere/other/reviews"}
+    with pytest.raises(quality.UsageError, match="dataset '/elsewhere/other/reviews', not 'org/reviews'"):
+        quality.check_recorded(cfg, [{**rows[0], "settings": other}], tmp_path / "runs.jsonl")
+    assert ran == []
