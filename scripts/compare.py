@@ -915,17 +915,18 @@ PAIR_COLUMNS = [
 def versions_markdown(differ: dict[str, str]) -> list[str]:
     """A warning paragraph per dataset whose compared runs ran on different set-ups (none when none did)."""
     return [
-        f"**Warning:** on {d} the runs compared ran on different {SETUP}: {what}." for d, what in differ.items()
+        f"**Warning:** on {report.md(d)} the runs compared ran on different {SETUP}: {report.md(what)}."
+        for d, what in differ.items()
     ] + ([""] if differ else [])
 
 
 def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
-    """The A-vs-B report as Markdown."""
-    a, b, what = result["a"], result["b"], scored_data(args)
+    """The A-vs-B report as Markdown; names are escaped, so a '*' or '|' in one reads as itself."""
+    a, b, what = report.md(result["a"]), report.md(result["b"]), report.md(scored_data(args))
     lines = [
         f"# {a} vs {b}",
         "",
-        f"**Verdict:** {result['verdict']}",
+        f"**Verdict:** {report.md(result['verdict'])}",
         "",
         *versions_markdown(result["versions_differ"]),
         f"Score: {result['metric']}, each model at its grid point selected on mean validation score. Δ = A − B "
@@ -941,7 +942,7 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     for dataset, r in result["per_dataset"].items():
         std = f" ± {r['delta_std']:.4f}" if r["delta_std"] is not None else ""
         ci = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] is not None else "-"
-        won = report.md({"A": a, "B": b}.get(r["winner"], "-"))
+        won = {"A": a, "B": b}.get(r["winner"], "-")
         flag = "**yes**" if r["val_winner_loses_on_test"] else "no"
         lines.append(
             f"| {report.md(dataset)} | {len(r['seeds'])} | {num(r['a_mean'])} | {num(r['b_mean'])} | {r['delta_mean']:+.4f}{std} "
@@ -953,7 +954,7 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(
             f"Bayesian signed-rank test (baycomp, ROPE ±{result['rope']:g}): P({a} better) = {result['p_a_better']:.3f}, "
             f"P(equivalent) = {result['p_equivalent']:.3f}, P({b} better) = {result['p_b_better']:.3f} → "
-            f"{result['conclusion']} (decision at {DECISIVE})."
+            f"{report.md(result['conclusion'])} (decision at {DECISIVE})."
         )
     else:
         lines.append("Bayesian signed-rank test: not computed (needs ≥ 2 datasets).")
@@ -975,12 +976,13 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     advice = [(d, r["seeds_needed"]) for d, r in result["per_dataset"].items() if r["seeds_needed"] is not None]
     if advice:
         lines += ["", "## Power", ""]
-        lines += [f"- {d}: {seeds_text(n)} seeds per model to detect Δ = {result['per_dataset'][d]['delta_mean']:+.4f} "
+        lines += [f"- {report.md(d)}: {seeds_text(n)} seeds per model to detect Δ = {result['per_dataset'][d]['delta_mean']:+.4f} "
                   f"(paired t, {POWER:.0%} power, α = {args.alpha:g})" for d, n in advice]  # fmt: skip
     if result["datasets_skipped"]:
-        lines += ["", "## Skipped datasets", ""] + [f"- {d}: {why}" for d, why in result["datasets_skipped"].items()]
+        lines += ["", "## Skipped datasets", ""]
+        lines += [f"- {report.md(d)}: {report.md(why)}" for d, why in result["datasets_skipped"].items()]
     if result["notes"]:
-        lines += ["", "## Could not compute / notes", ""] + [f"- {n}" for n in result["notes"]]
+        lines += ["", "## Could not compute / notes", ""] + [f"- {report.md(n)}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -1027,7 +1029,7 @@ def pair_plot(result: dict[str, Any], rope: float, path: Path, what: str = "test
 
 def all_markdown(result: dict[str, Any], what: str = "test") -> str:
     """The --all report as Markdown; ``what`` names the data scored (test, or a held-out input under --on)."""
-    lines = [f"# Ranking of {len(result['models'])} models", "", f"**Verdict:** {result['verdict']}", ""]
+    lines = [f"# Ranking of {len(result['models'])} models", "", f"**Verdict:** {report.md(result['verdict'])}", ""]
     lines += versions_markdown(result["versions_differ"])
     lines += [f"Score: {result['metric']} at each model's grid point selected on validation; rank 1 is best.", ""]
     lines += ["| model | mean rank | mean score | P(best better) | P(equivalent) |", "|---|---|---|---|---|"]
@@ -1050,9 +1052,10 @@ def all_markdown(result: dict[str, Any], what: str = "test") -> str:
             f"| {flag} |"
         )
     if result["datasets_skipped"]:
-        lines += ["", "## Skipped datasets", ""] + [f"- {d}: {why}" for d, why in result["datasets_skipped"].items()]
+        lines += ["", "## Skipped datasets", ""]
+        lines += [f"- {report.md(d)}: {report.md(why)}" for d, why in result["datasets_skipped"].items()]
     if result["notes"]:
-        lines += ["", "## Could not compute / notes", ""] + [f"- {n}" for n in result["notes"]]
+        lines += ["", "## Could not compute / notes", ""] + [f"- {report.md(n)}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
 
 

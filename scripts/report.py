@@ -40,6 +40,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -689,8 +690,10 @@ def heldout_cell(row: dict[str, Any], name: str) -> str:
 
 
 def md(text: Any) -> str:
-    """``text`` for a Markdown table cell: a '|' in a name (a folder, a variant) would end the cell."""
-    return str(text).replace("|", "\\|")
+    """``text`` (a name: a folder, a variant) for Markdown, in a table cell or a heading: a '|' would end the cell,
+    backticks, '*', '#' and a '_' at a word's edge would start code, emphasis or a heading."""
+    # '_' within a word styles nothing in Markdown (label_coarse): left as is, so names read as they are spelled.
+    return re.sub(r"[\\`*#|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", lambda m: "\\" + m.group(), str(text))
 
 
 def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:

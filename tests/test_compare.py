@@ -643,3 +643,21 @@ def test_a_validation_tie_by_rounding_names_no_validation_winner(tmp_path, capsy
     ranked = run_compare(tmp_path, "--all", capsys=capsys)
     d1 = ranked["per_dataset"]["d1"]
     assert (d1["val_winner"], d1["test_winner"], d1["val_winner_loses_on_test"]) == (None, "y", False)
+
+
+def test_markdown_characters_in_names_are_escaped_in_the_heading_and_text(tmp_path, capsys):
+    """A model "org/`enc`*v2*" and a dataset "_news#1_": their backticks, '*', '_' and '#' would turn the A-vs-B
+    heading, its text and its tables into code, italics or a heading; escaped, they read as the names."""
+    gold = balanced_gold(40)
+    for dataset in ("_news#1_", "d2"):
+        for seed in (1, 2):
+            write_run(tmp_path, dataset, "org/`enc`*v2*", seed, gold, with_errors(gold, 2, offset=seed))
+            write_run(tmp_path, dataset, "org/base", seed, gold, with_errors(gold, 6, offset=seed))
+    run_compare(tmp_path, "--a", "enc", "--b", "base", "--bootstrap", "100", capsys=capsys)
+    lines = (tmp_path / "compare_enc_v2_vs_base.md").read_text().splitlines()
+    a = "\\`enc\\`\\*v2\\*"
+    assert lines[0] == f"# {a} vs base"
+    assert f"(A = {a}, B = base)" in lines[4], lines
+    assert lines[2].startswith(f"**Verdict:** {a} > base on 2/2 datasets"), lines
+    assert sum(line.startswith("| \\_news\\#1\\_ |") for line in lines) == 2, lines
+    assert report.md("label_coarse a_b") == "label_coarse a_b"  # within a word '_' styles nothing: left as is
