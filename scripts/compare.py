@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import report  # noqa: E402  (scripts/report.py: run records and grid-point selection)
 
-from utils import HelpFormatter, UsageError, atomic_savefig, atomic_write_text, run_cli  # noqa: E402
+from utils import HelpFormatter, UsageError, atomic_savefig, atomic_write_text, counted, run_cli  # noqa: E402
 
 # Test metrics that can be recomputed from gold/pred in predictions_test.jsonl, and so bootstrapped (both: higher is
 # better, so no direction is needed here).
@@ -686,7 +686,7 @@ def one_seed_caution(per_dataset: dict[str, dict[str, Any]]) -> str:
     if not single:
         return ""
     return (
-        f"; CAUTION: on {len(single)} of {len(per_dataset)} dataset(s) ({', '.join(single)}) the scores compared rest "
+        f"; CAUTION: on {len(single)} of {counted(len(per_dataset), 'dataset')} ({', '.join(single)}) the scores compared rest "
         "on one seed per model, so the seed noise is unmeasured: run more seeds"
     )
 
@@ -697,7 +697,7 @@ def versions_caution(differ: dict[str, str]) -> str:
     if not differ:
         return ""
     return (
-        f"; CAUTION: the runs compared ran on different {SETUP} on {len(differ)} dataset(s) "
+        f"; CAUTION: the runs compared ran on different {SETUP} on {counted(len(differ), 'dataset')} "
         f"({', '.join(differ)}), which may account for the differences"
     )
 

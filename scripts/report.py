@@ -57,6 +57,7 @@ from utils import (  # noqa: E402
     UsageError,
     atomic_savefig,
     atomic_write_text,
+    counted,
     label_suffix,
     read_run_config,
     source_key,
@@ -229,7 +230,8 @@ def warn_if_unfinished(root: Path) -> None:
     listed = sorted(map(str, failed | unfinished))
     shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
     print(
-        f"warning: {len(listed)} run(s) under {root} have no results.json and are left out ({len(failed)} "
+        f"warning: {counted(len(listed), 'run')} under {root} {'has' if len(listed) == 1 else 'have'} no results.json "
+        f"and {'is' if len(listed) == 1 else 'are'} left out ({len(failed)} "
         f"failed, {len(unfinished)} interrupted or still training): {shown}; run the matrix again to finish them "
         "(its --status names each), or delete their folders.",
         file=sys.stderr,
@@ -651,7 +653,8 @@ def add_heldout(row: dict[str, Any], members: list[dict[str, Any]], name: str) -
     if scored and len(scored) < len(members):
         lacking = sorted(m["seed"] for m in members if not any(m is s for s in scored))
         print(
-            f"warning: {row['dataset']} / {row['model']}: seed(s) {', '.join(map(str, lacking))} have no scores of "
+            f"warning: {row['dataset']} / {row['model']}: {'seed' if len(lacking) == 1 else 'seeds'} "
+            f"{', '.join(map(str, lacking))} {'has' if len(lacking) == 1 else 'have'} no scores of "
             f"{name}; its held-out column averages {len(scored)} of {len(members)} seeds. Score them with "
             "run_matrix.py --score_inputs (the same command again scores the runs that lack them).",
             file=sys.stderr,

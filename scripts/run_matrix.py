@@ -562,7 +562,7 @@ def check_existing_runs(runs: list[Run], launch: dict[str, str]) -> None:
     if clashes:
         more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
         raise UsageError(
-            f"{len(clashes)} planned run(s) would reuse a folder trained with other settings: {clashes[0]}{more}. "
+            f"{counted(len(clashes), 'planned run')} would reuse a folder trained with other settings: {clashes[0]}{more}. "
             "A run's identity is all of its settings: use another --output_dir, give the entry its own 'name:', "
             "or delete the folder to retrain it."
         )
@@ -769,7 +769,10 @@ def device_slots(
         slots: list[dict[str, str]] = [{} for _ in range(max_parallel or 1)]
     else:
         if gpus_per_run > len(gpus):  # no group could be formed: nothing would run, and the matrix would say "0 failed"
-            raise UsageError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible ({','.join(gpus)}).")
+            raise UsageError(
+                f"--gpus_per_run {gpus_per_run}: only {counted(len(gpus), 'GPU')} "
+                f"{'is' if len(gpus) == 1 else 'are'} visible ({','.join(gpus)})."
+            )
         groups = [",".join(gpus[i : i + gpus_per_run]) for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
         # Round by round over the groups (0, 1, ..., 0, 1, ...): --max_parallel below the slot count keeps the first
         # slots, so runs spread over the GPUs before any GPU takes a second one.
@@ -803,8 +806,8 @@ def device_slots(
     every_process = len(slots) * (processes or 1)
     if every_process > cpu_cores() and not gpus:
         print(
-            f"warning: {counted(len(slots), 'run')} at once of {processes or 1} process(es) each are {every_process} "
-            f"processes on {cpu_cores()} physical core(s): they take turns on the cores even at 1 thread each; "
+            f"warning: {counted(len(slots), 'run')} at once of {counted(processes or 1, 'process')} each are "
+            f"{every_process} processes on {counted(cpu_cores(), 'physical core')}: they take turns on the cores even at 1 thread each; "
             f"--max_parallel {max(1, cpu_cores() // (processes or 1))} fits them.",
             file=sys.stderr,
         )
@@ -852,7 +855,9 @@ class Stop:
                     proc.send_signal(signal.SIGTERM)
         if first:
             training = sum(scoring is None for scoring in running.values())
-            said = [f"{training} running run(s) asked to stop at a checkpoint"] if training or not running else []
+            said = (
+                [f"{counted(training, 'running run')} asked to stop at a checkpoint"] if training or not running else []
+            )
             # A scoring has no checkpoint: its run is finished and kept, and the same command scores the file again.
             said += [f"the scoring of {s} stopped (the run is finished and kept)" for s in running.values() if s]
             print(
@@ -1452,7 +1457,7 @@ def submit(
     queued = in_slurm_queue(runs, root)
     if queued:
         print(
-            f"slurm executor: skipped {len(queued)} run(s) whose Slurm job is still in the queue "
+            f"slurm executor: skipped {counted(len(queued), 'run')} whose Slurm job is still in the queue "
             f"({', '.join(queued.values())}); --status shows them"
         )
     todo = [
@@ -1517,7 +1522,7 @@ def submit(
     first = jobs[0].job_id.split("_")[0]
     print(
         f"slurm executor ({args.slurm_cluster}): submitted {len(jobs)} of {counted(len(runs), 'run')} as job {first} "
-        f"(time {minutes} min, {args.gpus_per_run} GPU(s) per run); records in {root / JOBS}; "
+        f"(time {minutes} min, {counted(args.gpus_per_run, 'GPU')} per run); records in {root / JOBS}; "
         f"follow with: python {shlex.quote(str(Path(__file__).resolve()))} ... --status"
     )
     return jobs
@@ -1570,9 +1575,9 @@ def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = s
     first = jobs[0].job_id.split("_")[0] if jobs else None
     if cluster == "slurm":
         # submit() skips the runs whose job squeue still lists: the same command submits no run twice.
-        submitted = f"the {len(jobs)} submitted run(s)" if jobs else "the runs of the plan"
+        submitted = f"the {counted(len(jobs), 'submitted run')}" if jobs else "the runs of the plan"
         where = (
-            f"{submitted} keep running under Slurm{f' (job {first})' if jobs else ''}; run the same command again to "
+            f"{submitted} {'keeps' if len(jobs) == 1 else 'keep'} running under Slurm{f' (job {first})' if jobs else ''}; run the same command again to "
             "resubmit the runs whose job ended unfinished (each resumes from its last checkpoint, if it has one): it "
             "skips the runs done, queued or running, and --wait then follows the plan until none is queued or running"
         )
@@ -1580,9 +1585,12 @@ def stopped_following(jobs: list[Any], root: Path, cluster: str, signum: int = s
         where = "the runs of the plan keep running"
     else:  # submitit's local jobs are children of this process: a signal to its whole group reaches them too
         name, how = ("Ctrl-C", "a terminal's does") if signum == signal.SIGINT else ("SIGTERM", "one to a group does")
+        one = len(jobs) == 1
+        jobs_keep = f"local job {first} keeps" if one else f"{len(jobs)} local jobs (the first {first}) keep"
+        them, runs_stop = ("it", "its run stops") if one else ("them", "their runs stop")
         where = (
-            f"submitit's local job(s) {first} keep running unless the {name} reached them too ({how}: "
-            "their runs stop at a checkpoint, and the same command resumes them)"
+            f"submitit's {jobs_keep} running unless the {name} reached {them} too ({how}: {runs_stop} at a "
+            f"checkpoint, and the same command resumes {them})"
         )
     # To look, --status rather than the same command: that one submits whatever is not done, queued or running (a run
     # whose job failed meanwhile, say), more than one who only wants to look asked for.
@@ -1766,9 +1774,10 @@ def main(argv: list[str] | None = None) -> int:
         if not (jobs or earlier):
             return 0
         if earlier:
+            ours = f"the {counted(len(jobs), 'submitted run')} and " if jobs else ""
             print(
-                f"--wait: following {f'the {len(jobs)} submitted run(s) and ' if jobs else ''}the {len(earlier)} "
-                f"run(s) an earlier submission has queued or running ({', '.join(earlier.values())})",
+                f"--wait: following {ours}the {counted(len(earlier), 'run')} an earlier submission has queued or "
+                f"running ({', '.join(earlier.values())})",
                 flush=True,
             )
         previous = signal.signal(signal.SIGTERM, raise_terminated)

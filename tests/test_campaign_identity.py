@@ -403,7 +403,7 @@ def test_compare_warns_when_the_sides_ran_on_other_library_versions(tmp_path, ca
     assert out["versions_differ"] == {"d1": "torch 2.14.1 (a), 2.13.0 (b)"}, out["versions_differ"]
     assert out["per_dataset"]["d2"]["versions_differ"] is None
     assert (
-        "CAUTION: the runs compared ran on different library versions, devices or CPU thread counts on 1 dataset(s) (d1)"
+        "CAUTION: the runs compared ran on different library versions, devices or CPU thread counts on 1 dataset (d1)"
         in out["verdict"]
     )
     compare.main([str(tmp_path), *FAST, "--a", "a", "--b", "b", "--bootstrap", "100"])
@@ -440,7 +440,7 @@ def test_report_names_the_runs_it_leaves_out_for_want_of_results(tmp_path):
     proc = script("report.py", tmp_path, "--no_plots")
     assert proc.returncode == 0, proc.stderr
     [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
-    assert warning.startswith(f"warning: 2 run(s) under {tmp_path} have no results.json and are left out ")
+    assert warning.startswith(f"warning: 2 runs under {tmp_path} have no results.json and are left out ")
     assert "(1 failed, 1 interrupted or still training)" in warning and f"{failed}, {interrupted};" in warning
     assert [r["dataset"] for r in report_rows(tmp_path)] == ["d1"]
 

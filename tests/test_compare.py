@@ -578,11 +578,12 @@ def test_a_verdict_on_one_seed_says_it_rests_on_one_seed(tmp_path, capsys):
     write_run(tmp_path, "d3", "org/model-b", 1, gold, with_errors(gold, 6))
     write_run(tmp_path, "d3", "org/model-a", 2, gold, with_errors(gold, 4))
     write_run(tmp_path, "d3", "org/model-b", 2, gold, with_errors(gold, 8))
-    caution = "; CAUTION: on 2 of 3 dataset(s) (d1, d2) the scores compared rest on one seed per model"
+    caution = "; CAUTION: on 2 of 3 datasets (d1, d2) the scores compared rest on one seed per model"
     ranked = run_compare(tmp_path, "--all", capsys=capsys)
     assert caution in ranked["verdict"], ranked["verdict"]
     pair = run_compare(tmp_path, "--a", "model-a", "--b", "model-b", "--bootstrap", "100", capsys=capsys)
     assert caution in pair["verdict"], pair["verdict"]
+    assert compare.one_seed_caution({"d1": {"seeds": [1]}}).startswith("; CAUTION: on 1 of 1 dataset (d1) the scores")
 
 
 def test_disjoint_seeds_name_each_sides_seeds(tmp_path, capsys):

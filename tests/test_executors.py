@@ -267,7 +267,7 @@ def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_coll
         assert "Traceback" not in printed and "KeyboardInterrupt" not in printed, printed
         last = printed.strip().splitlines()[-1]
         said = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}[sig]
-        assert last.startswith(f"{said}: stopped following the jobs; submitit's local job(s) "), last
+        assert last.startswith(f"{said}: stopped following the jobs; submitit's local job "), last
         assert "the same command with --status in place of --wait" in last and f"report.py {out}" in last
         os.kill(int(started.read_text()), 0)  # the job was not stopped: its trainer still runs
     finally:
@@ -279,8 +279,16 @@ def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_coll
     job = type("Job", (), {"job_id": "4242_0"})()
     run_matrix.stopped_following([job, job], out, "slurm", signal.SIGTERM)
     printed = capsys.readouterr().out
-    assert printed.startswith("terminated: stopped following the jobs; the 2 submitted run(s) keep running under Slurm")
+    assert printed.startswith("terminated: stopped following the jobs; the 2 submitted runs keep running under Slurm")
     assert "(job 4242); run the same command again" in printed and "none is queued or running. Their state:" in printed
+    run_matrix.stopped_following([job], out, "slurm", signal.SIGTERM)
+    assert capsys.readouterr().out.startswith(
+        "terminated: stopped following the jobs; the 1 submitted run keeps running under Slurm (job 4242)"
+    )
+    run_matrix.stopped_following([job, job], out, "local", signal.SIGINT)
+    assert capsys.readouterr().out.startswith(
+        "interrupted: stopped following the jobs; submitit's 2 local jobs (the first 4242) keep running unless"
+    )
 
 
 def test_a_job_that_dies_without_a_failure_record_shows_as_failed_with_its_job_log(tiny_bert, tmp_path):
@@ -391,7 +399,7 @@ def test_more_gpus_per_run_than_visible_is_an_error_not_an_empty_success(tiny_be
         timeout=120,
     )
     assert proc.returncode == 2, proc.stdout
-    assert proc.stderr.strip() == "error: --gpus_per_run 3: only 2 GPU(s) are visible (0,1)."
+    assert proc.stderr.strip() == "error: --gpus_per_run 3: only 2 GPUs are visible (0,1)."
 
 
 def slots_on(*shapes: tuple[str, str]) -> list[dict[str, str]]:
@@ -632,7 +640,7 @@ def test_a_resubmission_skips_runs_whose_slurm_job_is_still_queued_or_running(tm
     assert run_matrix.main([*base, "--executor", "slurm"]) == 0
     assert submitted == [ended.run_dir]
     printed = capsys.readouterr().out
-    assert "skipped 2 run(s) whose Slurm job is still in the queue (4242_0 PENDING, 4242_1 RUNNING)" in printed
+    assert "skipped 2 runs whose Slurm job is still in the queue (4242_0 PENDING, 4242_1 RUNNING)" in printed
     assert "--jobs 4242" in (tmp_path / "squeue_args").read_text()
     # No answer from Slurm: said, and the runs are submitted (their claims still keep one from training twice at once).
     (bin_dir / "squeue").write_text("#!/bin/sh\necho 'Unable to contact slurm controller' >&2\nexit 1\n")
@@ -796,7 +804,7 @@ def test_parallel_multi_process_runs_on_a_cpu_share_the_cores_among_all_their_pr
     monkeypatch.setattr(run_matrix, "cpu_cores", lambda: 2)
     assert run_matrix.device_slots(1, 2, processes=2) == [{"OMP_NUM_THREADS": "1"}] * 2
     assert capsys.readouterr().err == (
-        "warning: 2 runs at once of 2 process(es) each are 4 processes on 2 physical core(s): they take turns on the "
+        "warning: 2 runs at once of 2 processes each are 4 processes on 2 physical cores: they take turns on the "
         "cores even at 1 thread each; --max_parallel 1 fits them.\n"
     )
 
@@ -908,10 +916,10 @@ def test_wait_on_a_rerun_follows_the_runs_an_earlier_submission_still_has_in_fli
     base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", str(model), "--seeds", *map(str, seeds)]
     assert run_matrix.main([*base, "--output_dir", str(out), "--executor", "slurm", "--wait"]) == 0
     printed = capsys.readouterr().out
-    submitted = "the 1 submitted run(s) and " if len(seeds) == 3 else ""
+    submitted = "the 1 submitted run and " if len(seeds) == 3 else ""
     assert ("submitted 1 of 3 runs as job 5151" if submitted else "nothing to submit") in printed, printed
     assert (
-        f"--wait: following {submitted}the 2 run(s) an earlier submission has queued or running "
+        f"--wait: following {submitted}the 2 runs an earlier submission has queued or running "
         "(4242_0 RUNNING, 4242_1 PENDING)"
     ) in printed, printed
     assert printed.strip().splitlines()[-2] == f"status: {len(seeds)} done of {len(seeds)}", printed
