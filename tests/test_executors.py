@@ -4,6 +4,7 @@ twice (and that a killed holder does not leave stuck), and --status."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -13,7 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_resume import assert_same_run
@@ -23,6 +26,30 @@ from conftest import REPO, SHARED_DATA
 
 sys.path.insert(0, str(REPO / "scripts"))
 import run_matrix
+
+
+class FakeExecutor:
+    """submitit's AutoExecutor, faked: ``map_array`` returns what ``submit`` makes of the runs, and nothing runs."""
+
+    def __init__(self, folder: Path, cluster: str | None, submit: Callable[[list], list]) -> None:
+        self.submit = submit
+
+    def update_parameters(self, **params: Any) -> None:
+        pass
+
+    def map_array(self, task: Any, runs: list) -> list:
+        return self.submit(runs)
+
+
+def fake_executor(monkeypatch: pytest.MonkeyPatch, submit: Callable[[list], list]) -> None:
+    """run_matrix's submitit.AutoExecutor replaced by a FakeExecutor whose map_array is ``submit``."""
+    monkeypatch.setattr(run_matrix.submitit, "AutoExecutor", functools.partial(FakeExecutor, submit=submit))
+
+
+def fake_job(job_id: str, **attributes: Any) -> Any:
+    """A submitit job as run_matrix.py reads one: its id, its log paths and any ``attributes`` (``done``)."""
+    paths = type("Paths", (), {"stdout": "o", "stderr": "e", "result_pickle": "r"})()
+    return type("Job", (), {"job_id": job_id, "paths": paths, **attributes})()
 
 
 def test_a_claim_is_exclusive_and_dies_with_its_holder(tmp_path):
@@ -624,19 +651,11 @@ def test_a_resubmission_skips_runs_whose_slurm_job_is_still_queued_or_running(tm
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     submitted = []
 
-    class Executor:  # submitit's, faked: records what would be submitted
-        def __init__(self, folder, cluster):
-            pass
+    def submit(runs):  # records what would be submitted
+        submitted.extend(run.run_dir for run in runs)
+        return [fake_job(f"5151_{i}") for i in range(len(runs))]
 
-        def update_parameters(self, **params):
-            pass
-
-        def map_array(self, task, runs):
-            submitted.extend(run.run_dir for run in runs)
-            paths = type("Paths", (), {"stdout": "o", "stderr": "e", "result_pickle": "r"})()
-            return [type("Job", (), {"job_id": f"5151_{i}", "paths": paths})() for i in range(len(runs))]
-
-    monkeypatch.setattr(run_matrix.submitit, "AutoExecutor", Executor)
+    fake_executor(monkeypatch, submit)
     assert run_matrix.main([*base, "--executor", "slurm"]) == 0
     assert submitted == [ended.run_dir]
     printed = capsys.readouterr().out
@@ -901,18 +920,7 @@ def test_wait_on_a_rerun_follows_the_runs_an_earlier_submission_still_has_in_fli
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(run_matrix, "FOLLOW_INTERVAL_S", 0.01)
 
-    class Executor:  # submitit's, faked: its job ends at once
-        def __init__(self, folder, cluster):
-            pass
-
-        def update_parameters(self, **params):
-            pass
-
-        def map_array(self, task, todo):
-            paths = type("Paths", (), {"stdout": "o", "stderr": "e", "result_pickle": "r"})()
-            return [type("Job", (), {"job_id": "5151_0", "paths": paths, "done": lambda self: True})() for _ in todo]
-
-    monkeypatch.setattr(run_matrix.submitit, "AutoExecutor", Executor)
+    fake_executor(monkeypatch, lambda todo: [fake_job("5151_0", done=lambda self: True) for _ in todo])  # ends at once
     base = ["--datasets", str(SHARED_DATA / "sst2"), "--models", str(model), "--seeds", *map(str, seeds)]
     assert run_matrix.main([*base, "--output_dir", str(out), "--executor", "slurm", "--wait"]) == 0
     printed = capsys.readouterr().out
