@@ -920,6 +920,17 @@ def versions_markdown(differ: dict[str, str]) -> list[str]:
     ] + ([""] if differ else [])
 
 
+def skipped_and_notes_markdown(result: dict[str, Any]) -> list[str]:
+    """A report's last sections: the datasets left out and why, and what could not be computed (none when empty)."""
+    lines = []
+    if result["datasets_skipped"]:
+        lines += ["", "## Skipped datasets", ""]
+        lines += [f"- {report.md(d)}: {report.md(why)}" for d, why in result["datasets_skipped"].items()]
+    if result["notes"]:
+        lines += ["", "## Could not compute / notes", ""] + [f"- {report.md(n)}" for n in result["notes"]]
+    return lines
+
+
 def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     """The A-vs-B report as Markdown; names are escaped, so a '*' or '|' in one reads as itself."""
     a, b, what = report.md(result["a"]), report.md(result["b"]), report.md(scored_data(args))
@@ -978,12 +989,7 @@ def pair_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         lines += ["", "## Power", ""]
         lines += [f"- {report.md(d)}: {seeds_text(n)} seeds per model to detect Δ = {result['per_dataset'][d]['delta_mean']:+.4f} "
                   f"(paired t, {POWER:.0%} power, α = {args.alpha:g})" for d, n in advice]  # fmt: skip
-    if result["datasets_skipped"]:
-        lines += ["", "## Skipped datasets", ""]
-        lines += [f"- {report.md(d)}: {report.md(why)}" for d, why in result["datasets_skipped"].items()]
-    if result["notes"]:
-        lines += ["", "## Could not compute / notes", ""] + [f"- {report.md(n)}" for n in result["notes"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + skipped_and_notes_markdown(result)) + "\n"
 
 
 def pair_csv(result: dict[str, Any], path: Path) -> None:
@@ -1051,12 +1057,7 @@ def all_markdown(result: dict[str, Any], what: str = "test") -> str:
             f"| {report.md(dataset)} | {num(r['val_test_tau'], 2)} | {report.md(r['val_winner'] or '-')} | {report.md(r['test_winner'] or '-')} "
             f"| {flag} |"
         )
-    if result["datasets_skipped"]:
-        lines += ["", "## Skipped datasets", ""]
-        lines += [f"- {report.md(d)}: {report.md(why)}" for d, why in result["datasets_skipped"].items()]
-    if result["notes"]:
-        lines += ["", "## Could not compute / notes", ""] + [f"- {report.md(n)}" for n in result["notes"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + skipped_and_notes_markdown(result)) + "\n"
 
 
 def all_csv(result: dict[str, Any], path: Path) -> None:
