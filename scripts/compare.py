@@ -411,7 +411,8 @@ def prediction_arrays(
 
 
 def point_table(runs: list[dict[str, Any]], dataset: str, models: list[str], metric: str) -> list[dict[str, Any]]:
-    """Every grid point of ``models`` on ``dataset``: mean validation and test ``metric`` over its seeds."""
+    """Every grid point of ``models`` on ``dataset``: mean validation and test ``metric`` over its seeds that have
+    both (under --on a seed not yet scored on the input would weigh in its validation score alone)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in runs:
         if r["dataset"] == dataset and r["model"] in models:
@@ -419,6 +420,7 @@ def point_table(runs: list[dict[str, Any]], dataset: str, models: list[str], met
     table = []
     for (model, grid), members in sorted(groups.items()):
         members = report.one_run_per_seed(members, quiet=True)  # a seed trained twice counts once, as in the table
+        members = [m for m in members if None not in (m.get(f"val_{metric}"), m.get(f"test_{metric}"))]
         val, test = mean_of(members, f"val_{metric}"), mean_of(members, f"test_{metric}")
         if val is not None and test is not None:
             table.append({"model": model, "grid": json.loads(grid), "val": val, "test": test})

@@ -563,3 +563,28 @@ def test_a_winner_over_models_of_other_seeds_is_marked(tmp_path):
     deltas = {c[0]: c[-1] for c in cells if c[1].startswith("**lucky**")}
     assert deltas == {"d1": "+0.1000 ‡", "d2": "+0.0000"}, table
     assert "a Δ's over other seeds than the baseline's" in table
+
+
+def test_compare_on_an_input_judges_a_grid_at_its_validation_point_and_ranks_points_over_scored_seeds(tmp_path):
+    """--on with a grid: each model is judged at the point validation selected (learning_rate=1 here, though
+    learning_rate=2 scores best on the input), and τ ranks every point's validation mean against its input mean over
+    the same seeds: a seed without scores of the input (seed 3 of learning_rate=1) leaves its validation score out
+    too, as the val→input drop does."""
+    from test_campaign_heldout import scored_input
+
+    gold = balanced_gold(40)
+    for seed in (1, 2, 3):
+        for model, lr, val, ood_errors in (
+            ("a", 1, 0.99 if seed == 3 else 0.80, 4),
+            ("a", 2, 0.85, 1),
+            ("b", 1, 0.7, 8),
+        ):
+            run = write_run(tmp_path, f"{model}/lr{lr}", f"org/{model}", seed, gold, gold, val, {"learning_rate": lr})
+            if (model, lr, seed) != ("a", 1, 3):
+                scored_input(run, gold, with_errors(gold, ood_errors + seed % 2))
+    result = compare.main([str(tmp_path), *FAST, "--a", "a", "--b", "b", "--bootstrap", "50", "--on", "ood"])
+    d1 = result["per_dataset"]["d1"]
+    assert (d1["a_grid"], d1["b_grid"], d1["seeds"]) == ({"learning_rate": 1}, {"learning_rate": 1}, [1, 2])
+    assert d1["a_val_test_drop"] == pytest.approx(0.80 - d1["a_mean"])
+    # Over seeds 1, 2 validation ranks a (lr 2) > a (lr 1) > b, as the input does: τ = 1 (1/3 with seed 3's 0.99).
+    assert d1["val_test_tau"] == pytest.approx(1.0)
