@@ -946,13 +946,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     write_csv(rows, root / "results.csv")
     table = markdown(rows, args.baseline) + selection_markdown(runs)
     atomic_write_text(root / "results.md", table)
+    plots = []
     if not args.no_plots:
-        for run in runs:
-            plot_curves(run["run_dir"])
+        curves = [path for run in runs if (path := plot_curves(run["run_dir"]))]
         plot_heatmap(rows, root / "heatmap_test_macro_f1.png")
-        plot_per_class_f1(averaged_runs(runs), rows, root)  # not a seed's older copy, which the table left out
+        plots = [str(root / "heatmap_test_macro_f1.png")]
+        # Not a seed's older copy, which the table left out.
+        plots += [str(path) for path in plot_per_class_f1(averaged_runs(runs), rows, root)]
+        plots += [f"RUN/curves.png for {counted(len(curves), 'run')}"] if curves else []
     print(table)
-    print(f"wrote {root / 'results.md'} and {root / 'results.csv'} ({len(runs)} runs, {len(rows)} rows)")
+    print(
+        f"wrote {root / 'results.md'} and {root / 'results.csv'} ({len(runs)} runs, {len(rows)} rows)"
+        + (f"; plots: {', '.join(plots)}" if plots else "")
+    )
     return rows
 
 

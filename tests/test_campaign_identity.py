@@ -274,9 +274,10 @@ def test_matrix_warns_about_variants_whose_pooling_resolves_alike(tiny_modernber
 # ---- results.csv: the run folders of a row ----------------------------------------------------------------------
 
 
-def test_results_csv_lists_run_folders_with_spaces_unambiguously(tmp_path, monkeypatch):
+def test_results_csv_lists_run_folders_with_spaces_unambiguously(tmp_path, monkeypatch, capsys):
     """Run folders whose names hold spaces (``lr 1e-3``): results.csv's run_dirs is a JSON list of them, and the
-    per-class plot names each run after its own row (its grid point), which it finds by that list."""
+    per-class plot names each run after its own row (its grid point), which it finds by that list. The last line
+    names every file written, the plots too."""
     monkeypatch.syspath_prepend(str(REPO / "scripts"))
     import report
 
@@ -306,6 +307,10 @@ def test_results_csv_lists_run_folders_with_spaces_unambiguously(tmp_path, monke
 
     monkeypatch.setattr(report, "atomic_savefig", keep_columns)
     report.main([str(tmp_path)])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"wrote {tmp_path / 'results.md'} and {tmp_path / 'results.csv'} (4 runs, 2 rows); plots: "
+        f"{tmp_path / 'heatmap_test_macro_f1.png'}, {tmp_path / 'per_class_f1_d1.png'}"  # no metrics.jsonl: no curves
+    )
     assert sorted(drawn["columns"]) == [
         f"enc (learning_rate={lr}) seed {s}" for lr in ("0.001", "1e-05") for s in (1, 2)
     ], drawn
