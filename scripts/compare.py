@@ -800,7 +800,7 @@ def rank_all(runs: list[dict[str, Any]], args: argparse.Namespace, out_dir: Path
     result["pairwise_vs_best"] = pairwise
     result["notes"] = notes
     result["versions_differ"] = {d: r["versions_differ"] for d, r in per_dataset.items() if r["versions_differ"]}
-    result["verdict"] = verdict_all(result, best) + one_seed_caution(per_dataset)
+    result["verdict"] = verdict_all(result, best, args.rope) + one_seed_caution(per_dataset)
     result["verdict"] += versions_caution(result["versions_differ"])
     return result
 
@@ -850,8 +850,9 @@ def run_autorank(
     return out
 
 
-def verdict_all(result: dict[str, Any], best: str | None) -> str:
-    """The plain-language one-liner of --all."""
+def verdict_all(result: dict[str, Any], best: str | None, rope: float) -> str:
+    """The plain-language one-liner of --all: each pair of the first model and another says P(better), P(equivalent)
+    and what they decide, as A vs B does."""
     n = len(result["datasets_compared"])
     if best is None or n == 0:
         return "no dataset has runs of every model: nothing to rank"
@@ -866,8 +867,13 @@ def verdict_all(result: dict[str, Any], best: str | None) -> str:
             head += f", Nemenyi CD = {result['critical_difference']:.2f}"
     if result["pairwise_vs_best"]:
         side = "vs" if len(tied) == 1 else f"{best} vs"  # of several firsts, the pairs are the first listed's
-        parts = [f"{side} {m}: P(better) = {p['p_best_better']:.2f}" for m, p in result["pairwise_vs_best"].items()]
-        head += "; " + ", ".join(parts)
+        parts = [
+            f"{side} {m}: P(better) = {p['p_best_better']:.2f}, P(equivalent within ±{rope:g}) = "
+            f"{p['p_equivalent']:.2f}: "
+            + conclusion({"p_a_better": p["p_best_better"], "p_b_better": p["p_other_better"]} | p, best, m)
+            for m, p in result["pairwise_vs_best"].items()
+        ]
+        head += "; " + "; ".join(parts)
     return head
 
 

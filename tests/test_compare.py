@@ -291,7 +291,10 @@ def test_all_names_no_winner_of_a_tie(tmp_path, capsys):
             )
     out = run_compare(tmp_path, "--all", capsys=capsys)
     assert out["verdict"].startswith("other, twin share the first rank (mean rank 1.50 of 3 over 2 datasets)"), out
-    assert "other vs twin: P(better) = " in out["verdict"]
+    # Each pair says how likely it is equivalent too: "P(better) = 0.00" alone reads as if twin were better.
+    assert (
+        "other vs twin: P(better) = 0.00, P(equivalent within ±0.01) = 1.00: practically equivalent" in out["verdict"]
+    )
     d1, d2 = out["per_dataset"]["d1"], out["per_dataset"]["d2"]
     assert (d1["val_winner"], d1["test_winner"], d1["val_winner_loses_on_test"]) == (None, None, False)
     assert (d2["val_winner"], d2["test_winner"], d2["val_winner_loses_on_test"]) == ("third", None, True)
