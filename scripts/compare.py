@@ -1146,12 +1146,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         atomic_write_text(files[0], pair_markdown(result, args))
         pair_csv(result, files[1])
         pair_plot(result, args.rope, files[2], scored_data(args))
+        if result["per_dataset"]:
+            print(f"Δ = {args.a} − {args.b} in {result['metric']}, per dataset:")
         for dataset, r in result["per_dataset"].items():
             ci = f"CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] is not None else "no CI"
             won = {"A": args.a, "B": args.b}.get(r["winner"], "no winner")
             flag = f"; validation winner loses on {scored_data(args)}" if r["val_winner_loses_on_test"] else ""
             print(
-                f"{dataset}: Δ {r['delta_mean']:+.4f} (seeds {r['seeds']}), {ci}, p(Holm) {num(r['p_holm'], 3)}: {won}{flag}"
+                f"{dataset}: Δ {r['delta_mean']:+.4f} (seeds {', '.join(map(str, r['seeds']))}), {ci}, p(Holm) {num(r['p_holm'], 3)}: {won}{flag}"
             )
             if r["seeds_needed"] is not None:
                 print(

@@ -122,6 +122,11 @@ def test_a_right_everywhere_wins_every_dataset(tmp_path, capsys):
             write_run(tmp_path, dataset, "org/enc", seed, gold, bad, variant="base")
     out = run_compare(tmp_path, "--a", "[mine]", "--b", "base", capsys=capsys)
     assert out["a"] == "enc [mine]" and (tmp_path / "compare_enc_mine_vs_enc_base.md").is_file()
+    # The lines per dataset say which difference Δ is before the first of them.
+    compare.main([str(tmp_path), *FAST, "--a", "[mine]", "--b", "base"])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "Δ = enc [mine] − enc [base] in test macro_f1, per dataset:", printed
+    assert printed[1].startswith(f"d1: Δ {out['per_dataset']['d1']['delta_mean']:+.4f} (seeds 1, 2, 3), CI ["), printed
     assert out["p_a_better"] > 0.95 and out["p_b_better"] < 0.01
     assert out["datasets_a_wins"] == 3 and out["datasets_b_wins"] == 0
     for r in out["per_dataset"].values():
