@@ -66,6 +66,7 @@ from utils import (
     atomic_write_json,
     atomic_write_text,
     checkpoint_run,
+    counted,
     evaluate_input_source,
     evaluate_outputs,
     fresh_accelerate_state,
@@ -905,7 +906,7 @@ def input_gold(
         return None
     if missing := [c for c in spec.columns if c not in present]:
         raise UsageError(
-            f"{cfg.input} has the label column(s) {', '.join(present)} but not {', '.join(missing)}, which this run "
+            f"{cfg.input} has the label {'column' if len(present) == 1 else 'columns'} {', '.join(present)} but not {', '.join(missing)}, which this run "
             "was trained on: add them to score the file, or pass --predict_only."
         )
     zero_one = spec.problem_type == "multi_label_classification" and len(spec.columns) > 1  # names: the columns
@@ -1079,7 +1080,7 @@ def setup_differences(
     if cfg.batch_size is not None and cfg.batch_size != train_cfg.per_device_eval_batch_size:
         differences.append(f"--batch_size {cfg.batch_size} (the run's {train_cfg.per_device_eval_batch_size})")
     if (processes := resolved.get("num_processes")) and processes != accelerator.num_processes:
-        differences.append(f"{accelerator.num_processes} process(es) (the run's {processes})")
+        differences.append(f"{counted(accelerator.num_processes, 'process')} (the run's {processes})")
     if (device := resolved.get("device")) and device.split(":")[0] != accelerator.device.type:
         differences.append(f"device {accelerator.device.type} (the run's {device})")
     threads = torch.get_num_threads() if accelerator.device.type == "cpu" else None
@@ -1166,10 +1167,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if (trained := resolved.get("num_processes")) and trained != accelerator.num_processes and not cfg.input:
             # Each process sorts its shard by length, so other batches pad other rows: logits move by rounding.
             logger.warning(
-                "the run evaluated on %d process(es), this on %d: batches differ, so the loss and probabilities may "
+                "the run evaluated on %s, this on %d: batches differ, so the loss and probabilities may "
                 "differ in their last digits from results.json (launch with --num_processes %d to reproduce them "
                 "exactly)",
-                trained,
+                counted(trained, "process"),
                 accelerator.num_processes,
                 trained,
             )

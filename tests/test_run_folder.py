@@ -301,7 +301,7 @@ def test_evaluate_on_two_processes_prints_each_line_once(finished_run, tmp_path)
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("is a run's best model: scoring the run") == 1, proc.stderr
-    assert proc.stderr.count("the run evaluated on 1 process(es), this on 2") == 1, proc.stderr
+    assert proc.stderr.count("the run evaluated on 1 process, this on 2") == 1, proc.stderr
     assert proc.stdout.count('{"split": "validation"') == 1, proc.stdout
 
 
