@@ -99,12 +99,11 @@ def test_matrix_keeps_going_after_a_failure_and_reports_it(tiny_bert, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 1
-    assert "1 trained, 0 skipped, 1 failed of 2 runs" in proc.stdout
-    assert (
-        "failed (exit 2)" in proc.stdout
-        and (out / "sample_data" / tiny_bert.name / "seed42" / "results.json").is_file()
-    )
+    logs = "".join(f"\n--- {log}:\n{log.read_text()[-3000:]}" for log in sorted(out.rglob("output.log")))
+    assert proc.returncode == 1, proc.stdout + proc.stderr + logs
+    assert "1 trained, 0 skipped, 1 failed of 2 runs" in proc.stdout, proc.stdout + logs
+    assert "failed (exit 2)" in proc.stdout, proc.stdout + logs  # the bad input's exit code, not a crash's
+    assert (out / "sample_data" / tiny_bert.name / "seed42" / "results.json").is_file()
 
 
 def test_matrix_says_a_run_without_a_test_split_has_no_test_score(tiny_bert, tmp_path):
