@@ -491,7 +491,9 @@ def test_balanced_class_weights_under_windows_balance_the_windows_training_sees(
 @pytest.mark.parametrize("setting", ["windows", "class_weights"])
 def test_reload_parity_through_the_cli(setting, tiny_bert, late_evidence, imbalanced, tmp_path):
     """python evaluate.py --split test in a fresh process, after training: results.json's scores exactly. Training
-    runs here (train.main, what python train.py runs): the reload is what crosses a process boundary."""
+    runs here (train.main, what python train.py runs): the reload is what crosses a process boundary. The other
+    reloads (the validation split, --input files) run in this process: one fresh process shows the saved model needs
+    nothing of the training process, and each of them would cost an interpreter's start-up of its own."""
     out = tmp_path / "run"
     if setting == "windows":
         flags = [*LATE_EVIDENCE_FLAGS, "--long_text", "windows", "--window_pooling", "max"]
@@ -502,21 +504,20 @@ def test_reload_parity_through_the_cli(setting, tiny_bert, late_evidence, imbala
     train.main([*args, "--num_train_epochs", "1"])
     results = json.loads((out / "results.json").read_text())
     written = read_jsonl(out / "predictions_test.jsonl")
-    for split in ("test", "validation"):
-        again = cli("evaluate.py", "--split", split, "--run_dir", out, cwd=tmp_path)
-        expected = {k: v for k, v in results[split].items() if k != "per_class"}
-        assert again == {"split": split, **expected}
+    again = cli("evaluate.py", "--split", "test", "--run_dir", out, cwd=tmp_path)
+    assert again == {"split": "test", **{k: v for k, v in results["test"].items() if k != "per_class"}}
     assert read_jsonl(out / "predictions_test.jsonl") == written
+    assert evaluate.main(["--split", "validation", "--run_dir", str(out)]) == results["validation"]
     # The test file given as --input, labels and all, is scored as the test split: the same rows, documents, loss.
     source = (late_evidence if setting == "windows" else imbalanced) / "test.jsonl"
-    scored = cli("evaluate.py", "--run_dir", out, "--input", source, cwd=tmp_path)
+    scored = evaluate.main(["--run_dir", str(out), "--input", str(source)])
     for key in ("accuracy", "macro_f1", "num_samples"):
         assert scored[key] == results["test"][key]
     assert scored["loss"] == pytest.approx(results["test"]["loss"], rel=1e-5)
     if setting == "windows":
         # evaluate.py --input labels documents too: one line per input row, each read through all its windows.
         new = write_jsonl(tmp_path / "new.jsonl", [{"text": r["text"]} for r in late_evidence_rows(6, 9)])
-        summary = cli("evaluate.py", "--run_dir", out, "--input", new, cwd=tmp_path)
+        summary = evaluate.main(["--run_dir", str(out), "--input", str(new)])
         labelled = read_jsonl(out / "predictions_new.jsonl")
         assert summary["num_predictions"] == len(labelled) == 6 and all(r["windows"] == 3 for r in labelled)
 
