@@ -28,13 +28,15 @@ import report
 import run_matrix
 
 
-def matrix(tmp_path: Path, tiny_bert: Path, *extra: str, in_process: bool = True) -> subprocess.CompletedProcess:
-    """run_matrix.py on emotion x the tiny model x seeds 1, 2 (a few seconds a run). The matrix itself runs in this
+def matrix(
+    tmp_path: Path, tiny_bert: Path, *extra: str, in_process: bool = True, seeds: tuple[str, ...] = ("1", "2")
+) -> subprocess.CompletedProcess:
+    """run_matrix.py on emotion x the tiny model x ``seeds`` (a few seconds a run). The matrix itself runs in this
     process unless told otherwise, as its command line would (exit 1 when a run or a scoring failed, 2 on bad
     input): it only plans and waits, while each run and each scoring is its launcher's own process either way."""
     flags = ["--max_train_samples", "32", "--max_eval_samples", "16", "--num_train_epochs", "1"]
     flags += ["--max_seq_length", "24", "--per_device_train_batch_size", "16"]
-    argv = ["--datasets", str(SHARED_DATA / "emotion"), "--models", str(tiny_bert), "--seeds", "1", "2"]
+    argv = ["--datasets", str(SHARED_DATA / "emotion"), "--models", str(tiny_bert), "--seeds", *seeds]
     argv += ["--output_dir", str(tmp_path / "matrix"), *flags, *map(str, extra)]
     if not in_process:
         command = [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *argv]
@@ -73,7 +75,7 @@ def held_out(tmp_path: Path, name: str = "held_out.csv", rows: int = 24) -> Path
 
 
 @pytest.mark.slow
-def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing(tiny_bert, trained, tmp_path):
+def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing_or_changed(tiny_bert, trained, tmp_path):
     finished_runs(trained, tmp_path)  # runs finished before the flag was added
     runs = sorted(p.parent for p in (tmp_path / "matrix").rglob("results.json"))
     assert len(runs) == 2 and not list(runs[0].glob("eval_held_out*.json"))
@@ -106,29 +108,25 @@ def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing(tiny_b
     assert json.loads(rows[0]["heldout_held_out_seed_list"]) == [1, 2]
     assert "held-out held_out macro_f1" in (tmp_path / "matrix" / "results.md").read_text()
 
+    # A file changed after its scores is scored again.
+    held_out(tmp_path, rows=12)  # the user rebuilt the file: the runs' scores describe rows it no longer has
+    again = matrix(tmp_path, tiny_bert, "--score_inputs", good, bad)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "0 trained, 2 skipped, 0 failed of 2 runs; 2 input scores written, 0 failed" in again.stdout
+    for run in runs:
+        assert json.loads((run / "eval_held_out.json").read_text())["num_samples"] == 12
+
 
 @pytest.mark.slow
 def test_a_file_without_the_runs_labels_is_a_failed_scoring_not_a_written_score(tiny_bert, tmp_path):
+    """Scored right after the run trains, in the same matrix (one seed: each run's scoring is its own launch)."""
     unlabeled = tmp_path / "inputs" / "unlabeled.csv"  # texts only: evaluate.py predicts them and scores nothing
     pd.read_csv(held_out(tmp_path))[["text"]].to_csv(unlabeled, index=False)
-    proc = matrix(tmp_path, tiny_bert, "--score_inputs", unlabeled)
+    proc = matrix(tmp_path, tiny_bert, "--score_inputs", unlabeled, seeds=("1",))
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "2 trained, 0 skipped, 0 failed of 2 runs; 0 input scores written, 2 failed" in proc.stdout
+    assert "1 trained, 0 skipped, 0 failed of 1 run; 0 input scores written, 1 failed" in proc.stdout
     assert "scoring failed (no scores written: no row of unlabeled.csv has a label" in proc.stdout
     assert not list((tmp_path / "matrix").rglob("eval_unlabeled.json"))
-
-
-@pytest.mark.slow
-def test_a_file_changed_after_its_scores_is_scored_again(tiny_bert, trained, tmp_path):
-    finished_runs(trained, tmp_path)
-    good = held_out(tmp_path, rows=24)
-    assert matrix(tmp_path, tiny_bert, "--score_inputs", good).returncode == 0
-    held_out(tmp_path, rows=12)  # the user rebuilt the file: the runs' scores describe rows it no longer has
-    again = matrix(tmp_path, tiny_bert, "--score_inputs", good)
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    assert "0 trained, 2 skipped, 0 failed of 2 runs; 2 input scores written, 0 failed" in again.stdout
-    for run in (p.parent for p in (tmp_path / "matrix").rglob("results.json")):
-        assert json.loads((run / "eval_held_out.json").read_text())["num_samples"] == 12
 
 
 def run_matrix_status(tmp_path: Path, tiny_bert: Path, *inputs: Path) -> str:
