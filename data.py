@@ -744,8 +744,10 @@ def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: st
             # quoted, so that a name's spaces show ('text ' for text).
             others = set(wanted.values()) - {column}
             left = [c for c in ds.column_names if c not in others and not PANDAS_FILLER.fullmatch(c)]
-            # The one column no other flag reads is the guess where no name is close (columns text, target).
-            close = difflib.get_close_matches(column, left, n=3, cutoff=0.5) or (left if len(left) == 1 else [])
+            # The one column no other flag reads is the guess where no name is close (columns text, target), in
+            # train only: a test file's one other column is its row ids (a competition's id, text), not its labels.
+            lone = left if len(left) == 1 and split in (None, "train") else []
+            close = difflib.get_close_matches(column, left, n=3, cutoff=0.5) or lone
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             hint += f" Pass the column that holds {COLUMN_HOLDS[option]} with --{option}."
             if pair and option == "text_column":

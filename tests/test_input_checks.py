@@ -363,8 +363,10 @@ def test_bad_data_fails_before_any_model_is_built(case, flags, message, tiny_ber
         (data / "dev.jsonl").write_text(lines)
     if case == "validation_old":  # an older copy left beside the new one: it would be merged in as a shard
         (data / "validation_old.jsonl").write_text(lines)
-    if case == "unlabeled_test":  # a competition's test file
-        (data / "test.jsonl").write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
+    if case == "unlabeled_test":  # a competition's test file, with its row ids (no guess at a label column)
+        (data / "test.jsonl").write_text(
+            "".join(json.dumps({"id": i, "text": r["text"]}) + "\n" for i, r in enumerate(rows))
+        )
     monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(UsageError, match=message):
         train.main(tiny_args(tiny_bert, tmp_path / "run", data, *flags))
