@@ -60,6 +60,7 @@ from utils import (  # noqa: E402
     counted,
     label_suffix,
     read_run_config,
+    run_cli,
     source_key,
     unique_names,
 )
@@ -963,4 +964,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
