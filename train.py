@@ -1248,8 +1248,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
         logger.info(overrides)
     set_seed(cfg.seed)
     # A checkpoint's classes keep their ids (a version that orders them otherwise would renumber the trained outputs).
-    recorded = (read_meta(resume_dir).get("settings") or {}).get("label_names") if resume_dir else None
-    model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg, [recorded] if recorded else None)
+    recorded = recorded_class_order(resume_dir) if resume_dir else None
+    model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg, recorded)
     resolved = describe_inputs(cfg, data, model_path, accelerator)
     if resume_dir:  # settings that differ from the checkpoint's are bad input too: refused before any work
         check_resume_settings(resume_dir, read_meta(resume_dir), run_settings(cfg, resolved))
@@ -1716,6 +1716,20 @@ def same_numbers(a: Any, b: Any) -> bool:
     if isinstance(a, int | float) and isinstance(b, int | float):
         return math.isclose(a, b, rel_tol=1e-6)
     return a == b
+
+
+def recorded_class_order(checkpoint: Path) -> list[list[str]] | None:
+    """The class names per level (the finest last) by which the run of ``checkpoint`` numbered its classes: its
+    config.json's levels (every level of a hierarchy), else the checkpoint's own label names (the finest level)."""
+    for folder in list(checkpoint.parents)[1:3]:  # RUN/checkpoints/step_N, or RUN/checkpoints/abandoned_K/step_N
+        try:
+            levels = ((read_run_config(folder) or {}).get("resolved") or {}).get("levels")
+        except (OSError, ValueError):  # a damaged config.json: the checkpoint's names still tell the finest level
+            levels = None
+        if levels:
+            return [[str(name) for name in level["labels"]] for level in levels]
+    names = (read_meta(checkpoint).get("settings") or {}).get("label_names")
+    return [names] if names else None
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:

@@ -1191,3 +1191,32 @@ def test_a_resumed_run_keeps_the_class_order_its_checkpoint_recorded(tiny_bert, 
     with pytest.raises(UsageError, match="compared"):
         train.main(tiny_args(tiny_bert, tmp_path / "run", folder, "--resume_from_checkpoint", "latest"))
     assert seen["label_names"] == text_order
+
+
+def test_a_resumed_hierarchy_keeps_the_class_order_of_every_level_its_run_recorded(tiny_bert, tmp_path, monkeypatch):
+    """A hierarchy's checkpoint records only its finest level's names: a coarse level of "1".."12" written as text,
+    numbered as text when the run began, must keep that order too (the run's config.json has every level)."""
+    rows = [{"text": f"row {i}", "coarse": str(1 + i % 12), "fine": f"{1 + i % 12}-{i % 24 // 12}"} for i in range(48)]
+    folder = _splits(tmp_path / "data", rows)
+    text_order = sorted(str(n) for n in range(1, 13))
+    fine = sorted({r["fine"] for r in rows})
+    run = tmp_path / "run"
+    checkpoint = run / "checkpoints" / "step_000005"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "meta.json").write_text(json.dumps({"step": 5, "settings": {"label_names": fine}}))
+    levels = [{"name": "coarse", "labels": text_order}, {"name": "fine", "labels": fine}]
+    (run / "config.json").write_text(json.dumps({"user_config": {}, "resolved": {"levels": levels}}))
+    monkeypatch.setattr(train, "prepare_run_dir", lambda cfg, accelerator: (run, checkpoint))
+    read = []
+    real = train.load_inputs
+
+    def load_inputs(cfg, class_order=None):
+        out = real(cfg, class_order)
+        read.append([level["labels"] for level in out[2].spec.levels])
+        raise UsageError("read")
+
+    monkeypatch.setattr(train, "load_inputs", load_inputs)
+    flags = ("--label_columns", "coarse", "fine", "--resume_from_checkpoint", "latest")
+    with pytest.raises(UsageError, match="read"):
+        train.main(tiny_args(tiny_bert, run, folder, *flags))
+    assert read == [[text_order, fine]]
