@@ -99,11 +99,11 @@ import train, utils
 real = train.load_inputs
 
 
-def load_inputs(cfg):
+def load_inputs(cfg, *args):
     # Rank 1 alone reads the data from a path that is not there (a node without the mount, say).
     if os.environ["RANK"] == "1":
         cfg = dataclasses.replace(cfg, dataset={missing!r})
-    return real(cfg)
+    return real(cfg, *args)
 
 
 train.load_inputs = load_inputs
