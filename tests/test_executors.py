@@ -266,6 +266,13 @@ train_args: {{max_train_samples: 48, max_eval_samples: 16, num_train_epochs: 2, 
     assert_same_run(ref_run, run, tmp_path / "ref.pt", tmp_path / "run.pt")
 
 
+def default_signals() -> None:
+    """In a child before exec: SIGINT and SIGTERM at their default disposition and unblocked, as a shell starts it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_collect_them(
     tiny_bert, tmp_path, capsys, sig
@@ -281,14 +288,19 @@ def test_ctrl_c_while_waiting_on_the_jobs_says_they_keep_running_and_how_to_coll
     driver += ["--wait", "--launcher", f"{sys.executable} {trainer} {started}"]
     log = tmp_path / "driver.log"  # not a pipe: the job, a child of the driver, would hold it open
     with open(log, "w") as handle:
-        proc = subprocess.Popen(driver, stdout=handle, stderr=subprocess.STDOUT)
+        # Started as a terminal starts a command: a signal disposition or mask inherited from the test's worker
+        # process (an ignored or blocked SIGINT survives exec) would make the driver deaf to the Ctrl-C tested here.
+        proc = subprocess.Popen(driver, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 120
         while not (started.is_file() and started.read_text()) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert started.is_file(), log.read_text()
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"run_matrix.py did not stop within 60 s of {signal.Signals(sig).name}:\n{log.read_text()}")
         printed = log.read_text()
         assert proc.returncode == 128 + sig, printed
         assert "Traceback" not in printed and "KeyboardInterrupt" not in printed, printed
