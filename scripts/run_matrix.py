@@ -1295,7 +1295,8 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                     say(f"{tag} skip {run.run_dir} (being trained by another process)")
                 elif (run.run_dir / "results.json").is_file():  # finished (perhaps by another process) since the check
                     outcome["skipped"].append(run.run_dir)
-                    say(f"{tag} skip {run.run_dir} (results.json exists)")
+                    if not unscored(run.run_dir, run.inputs):  # else its score lines say what happens to it
+                        say(f"{tag} skip {run.run_dir} (results.json exists)")
                     score(tag, run, slot)
                 else:
                     train(tag, run, slot)

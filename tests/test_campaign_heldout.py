@@ -99,8 +99,10 @@ def test_every_run_is_scored_once_and_a_rerun_scores_only_what_is_missing_or_cha
     third = matrix(tmp_path, tiny_bert, "--score_inputs", good, bad)
     assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
     assert "2 input scores written, 0 failed" in third.stdout
+    assert f"skip {runs[0]}" not in third.stdout  # it is scored, and said so: not skipped
     assert (runs[0] / "eval_held_out.json").stat().st_mtime_ns == stamp
-    assert "0 input scores written, 0 failed" in matrix(tmp_path, tiny_bert, "--score_inputs", good, bad).stdout
+    fourth = matrix(tmp_path, tiny_bert, "--score_inputs", good, bad).stdout
+    assert "0 input scores written, 0 failed" in fourth and f"skip {runs[0]} (results.json exists)" in fourth
 
     rows = report.main([str(tmp_path / "matrix"), "--no_plots"])
     scores = [json.loads((run / "eval_held_out.json").read_text())["macro_f1"] for run in runs]
