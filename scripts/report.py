@@ -656,7 +656,8 @@ def add_heldout(row: dict[str, Any], members: list[dict[str, Any]], name: str) -
         print(
             f"warning: {row['dataset']} / {row['model']}: {'seed' if len(lacking) == 1 else 'seeds'} "
             f"{', '.join(map(str, lacking))} {'has' if len(lacking) == 1 else 'have'} no scores of "
-            f"{name}; its held-out column averages {len(scored)} of {len(members)} seeds. Score them with "
+            f"{name}; its held-out column averages {len(scored)} of {len(members)} seeds. Score "
+            f"{'it' if len(lacking) == 1 else 'them'} with "
             "run_matrix.py --score_inputs (the same command again scores the runs that lack them).",
             file=sys.stderr,
         )

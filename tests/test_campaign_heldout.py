@@ -218,7 +218,7 @@ def test_report_averages_each_input_over_seeds_and_says_when_seeds_or_files_diff
     [row] = report.main([str(tmp_path), "--no_plots"])
     err = capsys.readouterr().err
     assert row["heldout_ood_mean"] == pytest.approx(0.6) and json.loads(row["heldout_ood_seed_list"]) == [1, 2]
-    assert "seed 3 has no scores of ood; its held-out column averages 2 of 3 seeds" in err
+    assert "seed 3 has no scores of ood; its held-out column averages 2 of 3 seeds. Score it with" in err
     assert "heldout_notes_mean" not in row
     table = (tmp_path / "results.md").read_text()
     assert "held-out ood macro_f1" in table and "0.6000 ± 0.1414 (2/3 seeds)" in table
