@@ -1082,7 +1082,7 @@ def load_inputs(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
         check_window_stride(cfg, windows.stride, tokenizer)
     check_layer_flags(cfg, backbone, backbone_config)
     try:
-        pooling = resolve_pooling(model_path, cfg.pooling)
+        pooling = resolve_pooling(model_path, cfg.pooling, text_pair=cfg.text_pair_column is not None)
     except ValueError as err:
         others = ", ".join(["auto", *sorted(set(POOLERS) - {"pooler"})])
         raise ConfigError(f"--pooling {cfg.pooling}: {err}; choose one of: {others}.") from err
@@ -1249,7 +1249,13 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     set_seed(cfg.seed)
     # A checkpoint's classes keep their ids (a version that orders them otherwise would renumber the trained outputs).
     recorded = recorded_class_order(resume_dir) if resume_dir else None
-    model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(cfg, recorded)
+    # And its pooling: "auto" as resolved when the run began (a version that resolves it otherwise would build a
+    # model the checkpoint's weights do not fit).
+    pooling_then = recorded_pooling(resume_dir) if resume_dir and cfg.pooling == "auto" else None
+    inputs_cfg = dataclasses.replace(cfg, pooling=pooling_then) if pooling_then else cfg
+    model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(inputs_cfg, recorded)
+    if pooling_then:
+        pooling_why = "auto, as resolved when the run began"
     resolved = describe_inputs(cfg, data, model_path, accelerator)
     if resume_dir:  # settings that differ from the checkpoint's are bad input too: refused before any work
         check_resume_settings(resume_dir, read_meta(resume_dir), run_settings(cfg, resolved))
@@ -1730,6 +1736,18 @@ def recorded_class_order(checkpoint: Path) -> list[list[str]] | None:
             return [[str(name) for name in level["labels"]] for level in levels]
     names = (read_meta(checkpoint).get("settings") or {}).get("label_names")
     return [names] if names else None
+
+
+def recorded_pooling(checkpoint: Path) -> str | None:
+    """The pooling the run of ``checkpoint`` built (its config.json's resolved pooling); None when not recorded."""
+    for folder in list(checkpoint.parents)[1:3]:  # RUN/checkpoints/step_N, or RUN/checkpoints/abandoned_K/step_N
+        try:
+            pooling = ((read_run_config(folder) or {}).get("resolved") or {}).get("pooling")
+        except (OSError, ValueError):  # a damaged config.json: auto resolves again
+            pooling = None
+        if pooling in POOLERS:
+            return pooling
+    return None
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:

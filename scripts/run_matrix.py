@@ -469,7 +469,8 @@ def warn_if_pooling_resolves_alike(runs: list[Run]) -> None:
     for auto, other in pairs:
         model = other.settings["model_name_or_path"]
         try:
-            resolved = resolve_pooling(resolve_model_path(model), "auto")[0]
+            pair = other.settings.get("text_pair_column") is not None
+            resolved = resolve_pooling(resolve_model_path(model), "auto", text_pair=pair)[0]
         except Exception:  # a model this machine cannot read (a Slurm node's path, a hub id not cached): train.py says
             continue
         if resolved == other.settings["pooling"]:
