@@ -1530,6 +1530,11 @@ def _class_coverage(splits: dict[str, Any], spec: LabelSpec, cfg: TrainConfig) -
             f"train has ({', '.join(map(repr, lacking[:5]))}{', ...' if len(lacking) > 5 else ''}): the best state is "
             "chosen without them; give a validation split with every class (or --max_eval_samples over more rows)"
         )
+        if any(hidden_label(name) for name in lacking):  # -1 beside other classes, in train only: GLUE's mark
+            notes[-1] += (
+                "; the class '-1' may be unlabeled rows (GLUE marks a hidden label -1), trained here as a class of "
+                "its own: drop them from train if so"
+            )
     for split in ("validation", "test"):
         # Classes that labels.json or a ClassLabel names while the training rows hold none (a split's own label
         # unseen in train is refused in _encode unless the names list it): the model cannot learn to predict them.

@@ -1027,6 +1027,23 @@ def test_a_train_split_cut_to_one_class_and_a_validation_split_lacking_classes_a
     assert any("the validation split holds no row of 2 of the 3 classes train has ('b', 'c')" in n for n in data.notes)
 
 
+def test_train_rows_labeled_minus_one_beside_classes_are_warned_of_as_maybe_unlabeled(tmp_path):
+    """GLUE marks an unlabeled row -1: a train split with some (a dump of labeled and unlabeled rows) trains them as a
+    class no validation row has; the warning says what -1 may be."""
+    import pandas as pd
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = [{"text": f"row {i}", "label": [0, 1, -1][i % 3]} for i in range(24)]
+    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame([r for r in rows if r["label"] != -1]).to_csv(folder / "validation.csv", index=False)
+    data = load_splits(TrainConfig(dataset=str(folder)))
+    [note] = [n for n in data.notes if "validation split holds no row of" in n]
+    assert note.startswith("warning: ") and "('-1')" in note and "GLUE marks a hidden label -1" in note
+    pd.DataFrame(rows).to_csv(folder / "validation.csv", index=False)  # -1 in validation too: a class, no warning
+    assert not any("GLUE marks" in n for n in load_splits(TrainConfig(dataset=str(folder))).notes)
+
+
 def test_two_missing_columns_are_named_together_without_a_wrong_guess(tmp_path):
     rows = [{"review": f"row {i}", "target": i % 2} for i in range(12)]
     with pytest.raises(UsageError, match=r"--text_column 'text' and --label_column 'label' are not columns .*review"):
