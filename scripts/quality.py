@@ -8,8 +8,8 @@ Recipes, all with the same data rows, model and hyper-parameters (the flags belo
 - ``ours``: the README's command, ``accelerate launch --mixed_precision <bf16 where the device has it> train.py``
   (length-grouped batches, the checkpoint's pooling, the best validation state reloaded for test);
 - ``ours-fp32``, ``ours-random``, ``ours-fp32-random``: the same without bf16 autocast, without length grouping,
-  or without both, to see what each costs; ``ours-pooler``, ``ours-cls``: another head (the Trainer's [CLS] through the
-  pretrained pooler, or raw [CLS]) in place of the checkpoint's pooling;
+  or without both, to see what each costs; ``ours-pooler``, ``ours-mean``, ``ours-cls``: one pooling (the Trainer's [CLS]
+  through the pretrained pooler, mean, or raw [CLS]) in place of what ``--pooling auto`` picks;
 - ``trainer``: the HF Trainer's default recipe (scripts/trainer_recipe.py --recipe default: fp32, random batches,
   AutoModelForSequenceClassification, the best validation state reloaded); ``trainer-best``: bf16 and
   ``group_by_length``.
@@ -47,6 +47,7 @@ OURS = {
     "ours-random": ["--no-group_by_length"],
     "ours-fp32-random": ["--no-group_by_length"],
     "ours-pooler": ["--pooling", "pooler"],
+    "ours-mean": ["--pooling", "mean"],
     "ours-cls": ["--pooling", "cls"],
 }
 OURS_FP32 = {"ours-fp32", "ours-fp32-random"}  # launched with --mixed_precision no
