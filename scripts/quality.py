@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from config import DEFAULT_MODEL, option, parse_config  # noqa: E402
-from utils import UsageError, atomic_write_text, source_key  # noqa: E402
+from utils import UsageError, atomic_write_text, counted, source_key  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 DEFAULT_DATASETS = [str(SHARED / "emotion"), str(SHARED / "sst2"), f"{SHARED / 'trec'}:label_coarse"]
@@ -228,7 +228,7 @@ def paired(diffs: list[float]) -> tuple[float, float | None, float | None]:
 def table(rows: list[dict[str, Any]], cfg: QualityConfig) -> tuple[str, dict[str, Any]]:
     """Markdown table per dataset and recipe, and the same figures as a dict."""
     lines = [
-        f"| dataset | recipe | test macro-F1 (mean ± std, {len(cfg.seeds)} seeds) | test accuracy | "
+        f"| dataset | recipe | test macro-F1 (mean ± std, {counted(len(cfg.seeds), 'seed')}) | test accuracy | "
         f"paired Δ macro-F1 vs {cfg.reference} [95% CI] | wall time (s, mean) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]

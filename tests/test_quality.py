@@ -32,6 +32,7 @@ def test_one_seed_shows_no_spread_and_no_interval():
         for recipe, f1 in (("ours", 0.82), ("trainer", 0.80))
     ]
     text, summary = quality.table(rows, cfg)
+    assert "test macro-F1 (mean ± std, 1 seed) |" in text.splitlines()[0], text
     assert "| sst2 | ours | 0.8200 ± n/a | 0.8200 | +0.0200 [n/a: 1 seed] | 10 |" in text.splitlines(), text
     assert "| sst2 | trainer | 0.8000 ± n/a | 0.8000 | — | 10 |" in text.splitlines(), text
     assert summary["sst2"]["ours"]["std"] is None
