@@ -139,6 +139,27 @@ def test_the_text_columns_reach_both_recipes():
     assert (recipe.text_column, recipe.text_pair_column) == ("sentence1", "sentence2")
 
 
+def test_each_variant_of_ours_changes_only_its_own_flag(tmp_path):
+    """The variants measure one part of the recipe each: the pooling ones fix --pooling, the fp32 ones launch without
+    autocast, the random ones turn length grouping off; everything else is ours."""
+    cfg = quality.QualityConfig(recipes=list(quality.OURS), reference="ours")
+    cfg.validate()
+    base, _ = quality.command(cfg, "ours", "/data/x", 1, tmp_path)
+    for recipe, (pooling, precision_off, random) in {
+        "ours-pooler": ("pooler", False, False),
+        "ours-mean": ("mean", False, False),
+        "ours-cls": ("cls", False, False),
+        "ours-fp32": (None, True, False),
+        "ours-random": (None, False, True),
+    }.items():
+        command, scores = quality.command(cfg, recipe, "/data/x", 1, tmp_path)
+        assert scores == tmp_path / "results.json"
+        assert (command[command.index("--pooling") + 1] if "--pooling" in command else None) == pooling, recipe
+        assert (command[command.index("--mixed_precision") + 1] == "no") == precision_off, recipe
+        assert ("--no-group_by_length" in command) == random, recipe
+        assert set(command) - set(base) <= {"--pooling", pooling, "no", "--no-group_by_length"}, recipe
+
+
 def test_the_trainers_best_recipe_attends_through_the_shared_gpu_settings(tiny_bert, tmp_path, monkeypatch):
     """--recipe best sets attention as our runs do by calling utils.tune_gpu with the Trainer's accelerator (one
     place for the cuDNN switch), before any step trains."""
