@@ -1724,30 +1724,32 @@ def same_numbers(a: Any, b: Any) -> bool:
     return a == b
 
 
+def recorded_resolved(checkpoint: Path, key: str) -> Any:
+    """A value the run of ``checkpoint`` resolved when it began (its config.json's ``resolved[key]``); None when not
+    recorded or the file is damaged."""
+    for folder in list(checkpoint.parents)[1:3]:  # RUN/checkpoints/step_N, or RUN/checkpoints/abandoned_K/step_N
+        try:
+            value = ((read_run_config(folder) or {}).get("resolved") or {}).get(key)
+        except (OSError, ValueError):  # a damaged config.json: what the checkpoint itself holds, or resolved again
+            value = None
+        if value:
+            return value
+    return None
+
+
 def recorded_class_order(checkpoint: Path) -> list[list[str]] | None:
     """The class names per level (the finest last) by which the run of ``checkpoint`` numbered its classes: its
     config.json's levels (every level of a hierarchy), else the checkpoint's own label names (the finest level)."""
-    for folder in list(checkpoint.parents)[1:3]:  # RUN/checkpoints/step_N, or RUN/checkpoints/abandoned_K/step_N
-        try:
-            levels = ((read_run_config(folder) or {}).get("resolved") or {}).get("levels")
-        except (OSError, ValueError):  # a damaged config.json: the checkpoint's names still tell the finest level
-            levels = None
-        if levels:
-            return [[str(name) for name in level["labels"]] for level in levels]
+    if levels := recorded_resolved(checkpoint, "levels"):
+        return [[str(name) for name in level["labels"]] for level in levels]
     names = (read_meta(checkpoint).get("settings") or {}).get("label_names")
     return [names] if names else None
 
 
 def recorded_pooling(checkpoint: Path) -> str | None:
     """The pooling the run of ``checkpoint`` built (its config.json's resolved pooling); None when not recorded."""
-    for folder in list(checkpoint.parents)[1:3]:  # RUN/checkpoints/step_N, or RUN/checkpoints/abandoned_K/step_N
-        try:
-            pooling = ((read_run_config(folder) or {}).get("resolved") or {}).get("pooling")
-        except (OSError, ValueError):  # a damaged config.json: auto resolves again
-            pooling = None
-        if pooling in POOLERS:
-            return pooling
-    return None
+    pooling = recorded_resolved(checkpoint, "pooling")
+    return pooling if pooling in POOLERS else None
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:
