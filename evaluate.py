@@ -51,6 +51,7 @@ from data import (
     split_digests,
     tokenize_splits,
     trained_label_maps,
+    whole_number,
     windowing,
 )
 from model import LOSSES, EncoderClassifier, EncoderClassifierConfig, class_loss
@@ -922,10 +923,46 @@ def input_gold(
                 cfg.input,
             )
     gold = input_labels(raw, spec, trained)
+    if not zero_one and spec.problem_type != "multi_label_classification":
+        say_ids_read_as_classes(raw, spec, recorded, cfg.input)
     if all(g is None for g in gold):
         logger.info("%s: the column %s holds no labels, so the file is predicted, not scored", cfg.input, present[0])
         return None
     return gold
+
+
+def integer_label(value: Any) -> int | None:
+    """The integer a label value is (3, 3.0, "3", " 3.0 "); None for a name, a bool or a missing value."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return int(value) if float(value).is_integer() else None
+    return whole_number(value)
+
+
+def say_ids_read_as_classes(raw: Any, spec: LabelSpec, recorded: list | None, source: str) -> None:
+    """Warn when an --input file writes integers where the run read label names (neg/pos): they are read as the
+    model's ids, which is right only if the file numbers its classes in the model's order; the warning gives it."""
+    if not recorded or len(recorded) != len(spec.levels):
+        return
+    for column, level, pairs in zip(spec.columns, spec.levels, recorded, strict=False):
+        if column not in raw.column_names or any(integer_label(value) is not None for value, _ in pairs):
+            continue  # the run itself read integers (ids, or integer names): the file is read as it was
+        names = level["labels"]
+        ids = sorted(
+            {n for v in column_values(raw, column) if (n := integer_label(v)) is not None and 0 <= n < len(names)}
+        )
+        if ids:
+            shown = ", ".join(f"{i} = {names[i]!r}" for i in ids[:8]) + (", ..." if len(ids) > 8 else "")
+            logger.warning(
+                "%s writes its %r column as numbers, which the run never read (it trained on the names): read as the "
+                "model's ids, %s; if the file numbers its classes otherwise, write the names",
+                source,
+                column,
+                shown,
+            )
 
 
 def input_score_files(destination: Path) -> tuple[Path, Path]:

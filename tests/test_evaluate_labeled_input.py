@@ -369,3 +369,37 @@ def test_a_run_that_recorded_integer_text_classes_in_text_order_is_scored_with_i
     rows, names = evaluate.load_scored_split(evaluate.EvalConfig(split="test"), run_cfg, resolved, model_config)
     assert names == text_order
     assert [text_order[i] for i in rows["label"]] == [str(1 + i % 12) for i in range(24)]
+
+
+def test_numbers_in_a_file_scored_by_a_run_trained_on_names_are_read_as_ids_and_said(tmp_path, monkeypatch):
+    """A run trained on "neg"/"pos" scores a file that writes 0/1: read as the model's ids (the file may number its
+    classes otherwise, which would invert every score), so the warning gives the mapping; a run that read numbers
+    itself, or a file that writes the names, says nothing."""
+    import datasets
+
+    from config import TrainConfig
+    from data import LabelSpec
+
+    spec = LabelSpec("single_label_classification", ["label"], [{"name": "label", "labels": ["neg", "pos"]}])
+    cfg = evaluate.EvalConfig(input=str(tmp_path / "scores.csv"))
+    numbers = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [1, 0, 1]})
+    names = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": ["pos", "neg", "pos"]})
+    for raw, recorded, warned in (
+        (numbers, [[["neg", 0], ["pos", 1]]], True),
+        (names, [[["neg", 0], ["pos", 1]]], False),
+        (numbers, [[[0, 0], [1, 1]]], False),  # the run read ids (parquet ids with labels.json names)
+    ):
+        warnings: list[str] = []  # the module's logger, whatever handlers an earlier run's setup left on it
+        monkeypatch.setattr(evaluate.logger, "warning", lambda text, *args, out=warnings: out.append(text % args))
+        gold = evaluate.input_gold(cfg, raw, spec, TrainConfig(dataset=str(tmp_path)), recorded)
+        assert gold == [1, 0, 1]
+        said = [w for w in warnings if "read as the model's ids" in w]
+        assert said == (
+            [
+                f"{cfg.input} writes its 'label' column as numbers, which the run never read (it trained on the "
+                "names): read as the model's ids, 0 = 'neg', 1 = 'pos'; if the file numbers its classes otherwise, "
+                "write the names"
+            ]
+            if warned
+            else []
+        )
