@@ -345,6 +345,13 @@ class TrainConfig:
         if self.label_columns is not None and len(set(self.label_columns)) < len(self.label_columns):
             repeated = sorted({c for c in self.label_columns if self.label_columns.count(c) > 1})
             raise ConfigError(f"--label_columns names {', '.join(repeated)} more than once; name each column once.")
+        if self.label_columns is not None and self.label_column != type(self).label_column:
+            # --label_columns names every label column, so the single one would be ignored without a word. Its
+            # default is no choice of the user's (and a given "label" is the default): not refused.
+            raise ConfigError(
+                f"--label_column {self.label_column!r} is not read with --label_columns (the labels come from "
+                f"{', '.join(self.label_columns)}); drop --label_column."
+            )
         if self.multi_label and self.label_columns is not None and len(self.label_columns) < 2:
             raise ConfigError("--multi_label with --label_columns needs at least two 0/1 columns.")
         if self.label_columns is not None and not self.multi_label and len(self.label_columns) < 2:

@@ -81,11 +81,24 @@ def test_a_flag_over_a_config_file_value_is_named_with_both_values(tmp_path):
         (["--seed", str(2**32)], r"--seed must be in \[0, 4294967295\], got 4294967296"),
         # Without checkpoints there is nothing to keep or delete: the flag would be ignored.
         (["--save_total_limit", "2"], "--save_total_limit only applies with --checkpointing_steps"),
+        # --label_columns names every label column: the single one was ignored without a word.
+        (
+            ["--label_column", "label_coarse", "--label_columns", "label_coarse", "label_fine"],
+            r"^--label_column 'label_coarse' is not read with --label_columns \(the labels come from label_coarse, "
+            r"label_fine\); drop --label_column\.$",
+        ),
     ],
 )
 def test_config_validation_names_the_flag(argv, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(argv)
+
+
+def test_label_columns_with_the_default_label_column_is_accepted():
+    # label_column has a default ("label"); only another value is a choice that --label_columns would ignore.
+    cfg = parse_config(["--label_columns", "label_coarse", "label_fine"])
+    assert (cfg.label_column, cfg.label_columns) == ("label", ["label_coarse", "label_fine"])
+    assert parse_config(["--label_columns", "a", "b", "--multi_label"]).multi_label
 
 
 def test_help_gives_every_flag_its_default():
