@@ -21,6 +21,7 @@ from data import load_splits
 SCRIPTS = REPO / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 import make_pairs  # noqa: E402
+import run_matrix  # noqa: E402
 
 
 def run_script(name, *args, cwd=None):
@@ -29,6 +30,34 @@ def run_script(name, *args, cwd=None):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+def test_matrix_refuses_an_unknown_pooling_head_or_window_pooling_with_train_py_s_line(tmp_path, monkeypatch):
+    """A typo in a registry name (model.POOLERS, model.HEADS, evaluate.WINDOW_POOLINGS) passed --dry_run, then failed
+    every run of the matrix at its start; the plan refuses it up front with the line train.py gives."""
+    from config import ConfigError, parse_config
+
+    config = tmp_path / "plan.yaml"
+    config.write_text(
+        f"datasets: [{REPO / 'sample_data'}]\nmodels: [m]\noutput_dir: {tmp_path}\ntrain_args: {{head: mpl}}\n"
+    )
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main(["--config", str(config), "--dry_run"])
+    assert str(err.value) == (
+        "train.py would refuse the runs of sample_data x m of the matrix: --head 'mpl' is unknown (did you mean mlp?); "
+        "choose one of: linear, mlp."
+    )
+    for argv in (["--pooling", "maen"], ["--long_text", "windows", "--window_pooling", "mx"]):
+        with pytest.raises(ConfigError) as trained:  # train.py refuses these before it loads anything
+            train.load_inputs(parse_config(argv))
+        with pytest.raises(run_matrix.UsageError) as planned:
+            run_matrix.planned_settings(argv)
+        assert str(planned.value) == f"train.py would refuse a run of the matrix: {trained.value}"
+    # A plan at the defaults reads no registry: model.py and evaluate.py import torch (seconds).
+    for module in ("model", "evaluate"):
+        monkeypatch.setitem(sys.modules, module, object())  # a registry read would raise AttributeError
+    defaults = run_matrix.planned_settings(["--pooling", "auto", "--head", "linear", "--long_text", "windows"])
+    assert (defaults["pooling"], defaults["head"], defaults["window_pooling"]) == ("auto", "linear", "mean")
 
 
 @pytest.mark.slow
