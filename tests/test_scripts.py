@@ -486,6 +486,39 @@ def test_report_separates_settings_and_averages_only_seeds(tmp_path):
     assert "**minilm (learning_rate=0.0001)**" in (tmp_path / "results.md").read_text()
 
 
+def test_batch_eval_skips_a_run_without_the_split_and_still_fails_on_a_real_error(tmp_path):
+    """A run whose data had no labeled test split (results.json's "test" is null) is skipped with a note, not an
+    exit that leaves the later runs unscored and no report; a run evaluate.py fails on still fails the script, after
+    the others are scored and the report is written."""
+    import os
+
+    from test_run_identity import fake_finished_run
+
+    root = tmp_path / "out"
+    runs = {name: root / name / "m" / "seed1" for name in ("a_broken", "b_single_file", "c_unlabeled_test")}
+    for name, run_dir in runs.items():
+        fake_finished_run(run_dir, ["--dataset", f"/data/{name}", "--model_name_or_path", "m", "--seed", "1"])
+        if name != "a_broken":  # a_broken has test scores: evaluate.py is run on it, and fails
+            results = json.loads((run_dir / "results.json").read_text())
+            (run_dir / "results.json").write_text(json.dumps(results | {"test": None}))
+    # Stands in for python: evaluate.py fails at once (its torch import alone costs seconds); the rest runs.
+    python = tmp_path / "python"
+    python.write_text(
+        f'#!/bin/sh\ncase "$1" in */evaluate.py) echo "error: no best_model/" >&2; exit 2;; esac\nexec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(python), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        ["bash", str(SCRIPTS / "batch_eval.sh"), str(root), "test"], capture_output=True, text=True, env=env
+    )
+    lines = proc.stdout.splitlines()
+    for name in ("b_single_file", "c_unlabeled_test"):
+        assert f"skip {runs[name]}: its data had no labeled test split (results.json's test is null)" in lines
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1] == f"error: evaluate.py failed on 1 run: {runs['a_broken']}"
+    assert (root / "results.md").is_file() and (root / "results.csv").is_file()
+
+
 def test_batch_train_and_eval_shell_recipes(tiny_bert, tmp_path):
     import os
 
