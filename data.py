@@ -402,6 +402,13 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
                 f"read (4.7 and later can). Write every {column!r} value one way (a number meant as text in quotes, a "
                 "lone label of a label-list column in a list), or drop the column if the run does not read it."
             ) from err
+        # pyarrow names a broken jsonl line as a "row" counted from 0 within a block: the line an editor shows is
+        # found by reading the lines.
+        if suffix == ".jsonl" and (bad := first_bad_json_line(files)):
+            path, line, why = bad
+            raise UsageError(
+                f"cannot read {path}: line {line} is not valid JSON ({why}); fix or remove that line."
+            ) from err
         # datasets' own wrapper ("An error occurred while generating the dataset") says nothing: the reader's does.
         wrapper = "An error occurred while generating the dataset"
         root = next((e for e in chain if str(e).strip() and not str(e).startswith(wrapper)), err)
@@ -409,6 +416,19 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         raise UsageError(
             f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}."
         ) from err
+
+
+def first_bad_json_line(files: list[Path]) -> tuple[Path, int, str] | None:
+    """The first line (counted from 1) of the JSON-lines ``files`` that is no JSON value, with the decoder's reason."""
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        json.loads(line)
+                    except json.JSONDecodeError as err:
+                        return path, number, err.msg
+    return None
 
 
 def _ids_and_names(mapping: dict) -> bool:

@@ -1135,6 +1135,12 @@ def test_an_unreadable_file_is_named_with_the_readers_own_reason(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"text": "a", "text": "b", "label": 0}\n')
     with pytest.raises(UsageError, match=r"train.jsonl: JSON parse error: Column\(/text\) was specified twice"):
         load_splits(TrainConfig(dataset=str(tmp_path)))
+    # A broken line is named as an editor numbers it (pyarrow's "row 50" counts from 0 within a block).
+    lines = [json.dumps({"text": f"row {i}", "label": i % 2}) for i in range(60)]
+    lines[50] = lines[50][:-1]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UsageError, match=r"train.jsonl: line 51 is not valid JSON \(Expecting ',' delimiter\); fix"):
+        load_splits(TrainConfig(dataset=str(tmp_path)))
 
 
 def test_predictions_point_at_their_rows_in_the_file_when_empty_texts_were_dropped(tiny_bert, tmp_path):
