@@ -12,9 +12,12 @@ run directory, reloads it at the end and scores validation and test into ``resul
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import gc
 import importlib.util
+import itertools
 import json
 import logging
 import math
@@ -122,6 +125,10 @@ from utils import (
 
 # Files whose presence means a folder already holds a run that must not be overwritten silently.
 RUN_MARKERS = ("config.json", "results.json", BEST_MODEL, "metrics.jsonl")
+# flock-ed by the process (rank 0) that trains in the run folder, for as long as it runs; holds its pid. A flock, not
+# a create-if-absent file: the kernel drops it when the holder dies, so a crashed run leaves no stale claim.
+RUN_LOCK = ".train.lock"
+CLAIM_PATIENCE_S = 1.0  # how long a claim waits out a look at the lock before taking the folder for another run's
 
 
 def build_optimizer(model: EncoderClassifier, cfg: TrainConfig, device: Any, fused: bool | None = None) -> Any:
@@ -1016,8 +1023,14 @@ def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | No
         stamp = [datetime.now().strftime("%Y%m%d-%H%M%S")]
         broadcast_object_list(stamp)  # clocks differ between ranks; rank 0's name wins
         run_dir = default_run_dir(cfg.runs_root, cfg.dataset, cfg.model_name_or_path, cfg.seed, stamp[0])
+    # Refused here, before the data is read, as well as when the folder is claimed (which alone is atomic). A new
+    # default folder is never another run's: it takes the next free name then.
+    if (cfg.output_dir is not None or resume_dir is not None) and (holder := run_dir_holder(run_dir)):
+        raise UsageError(in_use(run_dir, holder))
     if resume_dir is None:
-        check_output_dir(run_dir, cfg.overwrite_output_dir, cfg.dataset)
+        # A default name another run took meanwhile is not this run's folder: the claim takes the next free one.
+        first_free = next(p for p in run_dir_names(run_dir) if not p.exists())
+        check_output_dir(first_free if cfg.output_dir is None else run_dir, cfg.overwrite_output_dir, cfg.dataset)
     elif unwritable := [p for p in (run_dir, run_dir / CHECKPOINTS) if not writable(p)]:
         # The resume writes train.log, config.json, best_model/ and checkpoints there: another user's run, or a mount
         # gone read-only, would fail only after the data is loaded and the model built.
@@ -1111,18 +1124,112 @@ def check_window_stride(cfg: TrainConfig, stride: int, tokenizer: Any) -> None:
         )
 
 
-def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any, overwrite: bool) -> None:
-    """Create the run folder; a fresh run under --overwrite_output_dir first removes the previous run's outputs
-    (an old results.json or checkpoint would pass for this run's if it stopped early)."""
+def run_dir_names(base: Path) -> Iterator[Path]:
+    """The names a default run folder may take: ``base``, then ``base-2``, ``base-3``, ... (runs started in the same
+    second)."""
+    yield base
+    for n in itertools.count(2):
+        yield base.with_name(f"{base.name}-{n}")
+
+
+def make_new_run_dir(base: Path, created: list[Path]) -> Path:
+    """Create a new default run folder: the first of ``run_dir_names(base)`` no other run has made; ``created`` holds
+    the folders made for it (the run folder first), as they are made."""
+    names = run_dir_names(base)
+    run_dir = next(names)
+    while True:
+        created[:] = [run_dir, *(p for p in run_dir.parents if not p.exists())]
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()  # atomic: of two runs that name the same folder, exactly one makes it
+            return run_dir
+        except FileExistsError:
+            run_dir = next(names)
+        except FileNotFoundError:  # a stopped run removed the empty parent it had made: make it again
+            continue
+
+
+def run_dir_holder(run_dir: Path) -> str | None:
+    """The pid of the live process that holds ``run_dir`` (``?`` when it has not written it yet), or None."""
+    try:
+        handle = open(run_dir / RUN_LOCK, "r+")  # "r+": a mere look never creates it
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "?"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def in_use(run_dir: Path, holder: str) -> str:
+    """The refusal of a run folder another live process trains in."""
+    return (
+        f"the run folder {run_dir} is in use by another train.py process (pid {holder}); wait for it to end, or "
+        "choose another --output_dir."
+    )
+
+
+def hold_run_dir(run_dir: Path, held: contextlib.ExitStack) -> None:
+    """Hold ``run_dir``'s lock until ``held`` closes (main returns, or the process ends); refuse a folder another live
+    process holds."""
+    handle = held.enter_context(open(run_dir / RUN_LOCK, "a+"))
+    # Another run's look (run_dir_holder) holds the lock for an instant: tried again for a while before refusing.
+    deadline = time.monotonic() + CLAIM_PATIENCE_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.seek(0)
+                raise UsageError(in_use(run_dir, handle.read().strip() or "?")) from None
+            time.sleep(0.05)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+
+
+def claim_run_dir(
+    run_dir: Path,
+    resume_dir: Path | None,
+    accelerator: Any,
+    cfg: TrainConfig,
+    held: contextlib.ExitStack,
+    created: list[Path],
+) -> Path:
+    """Create and hold the run folder (one claim per run, by rank 0; every rank gets its name): a new default one
+    takes the next free name, and a folder another live run holds is refused. A fresh run under
+    --overwrite_output_dir then removes the previous run's outputs (an old results.json or checkpoint would pass for
+    this run's if it stopped early). ``created`` lists the folders a new default run folder made."""
+    overwrite = cfg.overwrite_output_dir
+    outcome: list[Any] = [str(run_dir), None]  # the folder, and the refusal or None
+    if accelerator.is_main_process:
+        try:
+            if cfg.output_dir is None and resume_dir is None:
+                run_dir = make_new_run_dir(run_dir, created)
+            else:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            outcome[0] = str(run_dir)
+            hold_run_dir(run_dir, held)
+        except UsageError as err:
+            outcome = [str(run_dir), str(err)]
+    broadcast_object_list(outcome)  # rank 0's folder, or its refusal, on every rank
+    if outcome[1]:
+        raise UsageError(outcome[1])
+    run_dir = Path(outcome[0])
     # The previous run's own files, and what evaluate.py and report.py wrote about its model (a matrix's bookkeeping
     # files stay: run_matrix.py restarts an unfinished run this way). Without the flag nothing is removed: a folder
-    # holding a run was refused before, and any other file in it is the user's.
+    # holding a run was refused before, and any other file in it is the user's. Removed only once the folder is held:
+    # a live run's files are never this run's to remove.
     outputs = ("results.json", "metrics.jsonl", CHECKPOINTS, BEST_MODEL, "train.log", "curves.png")
     fresh_over_old = overwrite and resume_dir is None and any((run_dir / m).exists() for m in RUN_MARKERS)
     stale = [*(run_dir / n for n in outputs), *evaluate_outputs(run_dir)] if fresh_over_old else []
     stale = [p for p in stale if p.exists()]
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
         for path in stale:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     accelerator.wait_for_everyone()
@@ -1132,6 +1239,7 @@ def claim_run_dir(run_dir: Path, resume_dir: Path | None, accelerator: Any, over
     elif overwrite and resume_dir is not None:
         # Not refused: run_matrix.py restarts an interrupted run with its flags plus --resume_from_checkpoint.
         logger.info("--overwrite_output_dir has no effect on a resume: the run continues from %s", resume_dir.name)
+    return run_dir
 
 
 def build_model(cfg: TrainConfig, model_path: str, data: Any, pooling: str) -> tuple[EncoderClassifier, int]:
@@ -1204,9 +1312,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Stop signals are caught from the start: one that comes before the first step ends the process at once, with a
     # line instead of Ctrl-C's traceback (or SIGTERM's silent death), and before this run's config.json marks the
     # folder as a run's, so the same command simply runs again.
-    with StopRequested() as stopper:
+    # ``held`` keeps the run folder's lock until main returns, so that one process may train runs one after another.
+    with StopRequested() as stopper, contextlib.ExitStack() as held:
         try:
-            return train_run(argv, stopper)
+            return train_run(argv, stopper, held)
         except StopBeforeTraining:
             logger.error(
                 "%s received before training started: nothing was trained or saved yet; run the same command again",
@@ -1221,8 +1330,9 @@ def drop_unstarted_run_dir(new_folders: list[Path]) -> None:
     but this run's train.log: the same command makes a new timestamped folder, and an empty one would be listed as a
     run. A file anyone else put there keeps it."""
     run_dir = new_folders[0] if new_folders else None
-    if run_dir is None or not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {"train.log"}:
+    if run_dir is None or not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {"train.log", RUN_LOCK}:
         return
+    (run_dir / RUN_LOCK).unlink(missing_ok=True)  # the run's own (still held: no other run takes a new default name)
     log_file = (run_dir / "train.log").absolute()
     for handler in list(logger.handlers):  # closed before its file is removed (Windows refuses to remove an open file)
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == log_file:
@@ -1238,8 +1348,8 @@ def drop_unstarted_run_dir(new_folders: list[Path]) -> None:
             break
 
 
-def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
-    """main() under its stop-signal handler ``stopper``."""
+def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.ExitStack) -> dict[str, Any]:
+    """main() under its stop-signal handler ``stopper``; ``held`` keeps the run folder's lock."""
     cfg = parse_config(argv, TrainConfig, __doc__)
     accelerator, trackers, cpu_note = start_accelerator(cfg)
     run_dir, resume_dir = prepare_run_dir(cfg, accelerator)
@@ -1283,10 +1393,9 @@ def train_run(argv: list[str] | None, stopper: StopRequested) -> dict[str, Any]:
     # The steps the prepared loader will give (accelerate deals whole batches out to the processes, the last round
     # filled), so a warmup that outlasts the run is refused before a model is built; checked again once prepared.
     check_warmup(cfg, schedule_steps(cfg, math.ceil(len(train_dl) / accelerator.num_processes))[1])
-    if cfg.output_dir is None and resume_dir is None and accelerator.is_main_process:
-        stopper.new_folders = [p for p in [run_dir, *run_dir.parents] if not p.exists()]
-    # Only now, with every input check passed, may --overwrite_output_dir remove the run this one replaces.
-    claim_run_dir(run_dir, resume_dir, accelerator, cfg.overwrite_output_dir)
+    # Only now, with every input check passed, is the run folder made (and may --overwrite_output_dir remove the run
+    # this one replaces).
+    run_dir = claim_run_dir(run_dir, resume_dir, accelerator, cfg, held, stopper.new_folders)
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------------------
     model, frozen = build_model(cfg, model_path, data, pooling)

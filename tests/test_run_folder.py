@@ -3,6 +3,7 @@ results.json, evaluate.py's own outputs named and checked, and damaged or incomp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -488,3 +489,79 @@ def test_resume_before_any_evaluation_reports_only_a_removal_that_happened(tmp_p
     (run / "best_model").mkdir()  # written after the checkpoint, then a crash
     assert train.restore_best_model(run, checkpoint, None).startswith("removed a best_model/ written after")
     assert not (run / "best_model").exists()
+
+
+# ---- one live run per folder ---------------------------------------------------------------------------------------
+
+
+class Built(Exception):
+    """Raised in place of building the model: the run got past claiming its folder."""
+
+
+def start_a_second_run_once_claimed(monkeypatch, second: list[str]) -> list[BaseException]:
+    """While a run holds its folder (at the model build, the step after the claim), start ``second`` in-process, as
+    another process would; each run then stops at its model build. Returns what the second run raised."""
+    raised: list[BaseException] = []
+    started: list[bool] = []
+
+    def build_model(*args, **kwargs):
+        if not started:
+            started.append(True)
+            try:
+                train.main(second)
+            except BaseException as err:  # the second run's outcome is the test's to judge
+                raised.append(err)
+        raise Built
+
+    monkeypatch.setattr(train, "build_model", build_model)
+    return raised
+
+
+def test_two_runs_started_in_the_same_second_get_a_folder_each(tiny_bert, tmp_path, monkeypatch):
+    """The default folder is named to the second: a second run started in that second takes the next free name
+    (-2) instead of writing its results, metrics and log into the first one's folder."""
+
+    class Frozen(train.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 5, 2, 48, 40)
+
+    monkeypatch.setattr(train, "datetime", Frozen)
+    runs = tmp_path / "runs"
+    args = tiny_args(tiny_bert, tmp_path / "unused", None, "--max_steps", "1")
+    at = args.index("--output_dir")
+    args[at : at + 2] = []
+    raised = start_a_second_run_once_claimed(monkeypatch, args)
+    with pytest.raises(Built):
+        train.main(args)
+    assert [type(err) for err in raised] == [Built]
+    folder = runs / "sample_data" / tiny_bert.name
+    assert sorted(p.name for p in folder.iterdir()) == ["20261205-024840-seed42", "20261205-024840-seed42-2"]
+    for run in folder.iterdir():
+        assert read_log(run).count("run directory:") == 0  # each stopped before its plan; one log per folder
+        assert read_log(run).count("pooling:") == 1
+
+
+def test_a_second_run_into_a_live_run_s_output_dir_is_refused(tiny_bert, tmp_path, monkeypatch):
+    """Two processes given one --output_dir: the second is refused in one line (even with --overwrite_output_dir,
+    which would remove the live run's files), and the first keeps its folder."""
+    out = tmp_path / "run"
+    second = tiny_args(tiny_bert, out, None, "--max_steps", "1", "--overwrite_output_dir")
+    raised = start_a_second_run_once_claimed(monkeypatch, second)
+    with pytest.raises(Built):
+        train.main(tiny_args(tiny_bert, out, None, "--max_steps", "1"))
+    [err] = raised
+    assert isinstance(err, train.UsageError)
+    assert str(err) == (
+        f"the run folder {out} is in use by another train.py process (pid {os.getpid()}); wait for it to end, or "
+        "choose another --output_dir."
+    )
+    monkeypatch.undo()
+    # The claim itself (atomic, where the early look above could race): refused while held, free once released.
+    with contextlib.ExitStack() as held, contextlib.ExitStack() as other:
+        train.hold_run_dir(out, held)
+        with pytest.raises(train.UsageError, match=f"pid {os.getpid()}"):
+            train.hold_run_dir(out, other)
+    # The claim ends with the process (or main()): the same folder is free for the next run.
+    train.main(tiny_args(tiny_bert, out, None, "--max_steps", "1", "--overwrite_output_dir"))
+    assert (out / "results.json").is_file()
