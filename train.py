@@ -437,11 +437,17 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
     accelerator.wait_for_everyone()
 
 
+def resume_flags(run_dir: Path) -> str:
+    """The flags that continue the run in ``run_dir`` from its last checkpoint: its folder named, as "latest" alone
+    follows the LATEST pointer, which the next run of any dataset moves away from a default-folder run."""
+    return f"--output_dir {shlex.quote(str(run_dir))} --resume_from_checkpoint latest"
+
+
 def save_failed(err: OSError, what: str, run_dir: Path) -> TrainingError:
     """A save refused by the disk or the folder (full, read-only, over quota), as one line naming what is kept."""
     kept = [p.name for p in checkpoint_dirs(run_dir)]
     then = (
-        f"free space (or make {run_dir} writable) and continue with --resume_from_checkpoint latest (from {kept[-1]})"
+        f"free space (or make {run_dir} writable) and continue with {resume_flags(run_dir)} (from {kept[-1]})"
         if kept
         else "no checkpoint was written yet: free space (or make the folder writable) and start the run again"
     )
@@ -1540,9 +1546,10 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
                 if checkpointed_step != step:
                     checkpoint()
                 logger.error(
-                    "%s received: stopped after step %d with a checkpoint; continue with --resume_from_checkpoint latest",
+                    "%s received: stopped after step %d with a checkpoint; continue with %s",
                     stopper.signal_name or "a stop signal (on another rank)",
                     step,
+                    resume_flags(run_dir),
                 )
             if stopped or last_step or early_stop:
                 break
@@ -1761,7 +1768,7 @@ def late_stop_note(
     the signal on, or torch's elastic agent's, ``agent_delay`` s after)."""
     checkpoints = checkpoint_dirs(run_dir)
     again = (
-        f"the command with --resume_from_checkpoint latest trains again from {checkpoints[-1].name} (the same steps) "
+        f"the command with {resume_flags(run_dir)} trains again from {checkpoints[-1].name} (the same steps) "
         "and writes results.json"
         if checkpoints
         else "the command with --overwrite_output_dir trains the run again for results.json"

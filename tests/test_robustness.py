@@ -45,7 +45,10 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tiny_bert, tmp_path, monk
     assert [p.name for p in train.checkpoint_dirs(interrupted)] == ["step_000005"]
     meta = json.loads((interrupted / "checkpoints" / "step_000005" / "meta.json").read_text())
     assert meta["step"] == 5 and meta["best_step"] == 4 and not (interrupted / "results.json").exists()
-    stop = "SIGTERM received: stopped after step 5 with a checkpoint; continue with --resume_from_checkpoint latest"
+    stop = (
+        "SIGTERM received: stopped after step 5 with a checkpoint; continue with "
+        f"--output_dir {interrupted} --resume_from_checkpoint latest"
+    )
     assert stop in (interrupted / "train.log").read_text()
     monkeypatch.undo()
 

@@ -565,3 +565,19 @@ def test_a_second_run_into_a_live_run_s_output_dir_is_refused(tiny_bert, tmp_pat
     # The claim ends with the process (or main()): the same folder is free for the next run.
     train.main(tiny_args(tiny_bert, out, None, "--max_steps", "1", "--overwrite_output_dir"))
     assert (out / "results.json").is_file()
+
+
+def test_the_way_to_continue_a_stopped_run_names_its_folder(tmp_path):
+    """ "latest" alone follows outputs/LATEST, which the next run of any dataset moves: a default-folder run stopped
+    (or refused by a full disk) is continued by a command that names its own folder."""
+    run = tmp_path / "runs" / "sst2" / "tiny" / "20261205-024840-seed42"
+    (run / "checkpoints" / "step_000005").mkdir(parents=True)
+    (run / "checkpoints" / "step_000005" / "meta.json").write_text("{}")
+    resume = f"--output_dir {run} --resume_from_checkpoint latest"
+    disk = OSError(28, "No space left on device")
+    assert str(train.save_failed(disk, "the checkpoint step_000006", run)).endswith(
+        f"free space (or make {run} writable) and continue with {resume} (from step_000005)."
+    )
+    assert train.late_stop_note(run, 4, None).endswith(
+        f"and the command with {resume} trains again from step_000005 (the same steps) and writes results.json"
+    )
