@@ -378,7 +378,10 @@ def counted(n: int, noun: str) -> str:
 
 def short_name(name_or_path: str) -> str:
     """A filesystem-friendly short name for a dataset or model (last path component)."""
-    return Path(name_or_path.rstrip("/")).name.replace(":", "_") or "run"
+    path = Path(name_or_path.rstrip("/"))
+    if path.name == "..":
+        path = path.resolve()  # "..": its folder's own name, not a step out of the runs root
+    return path.name.replace(":", "_") or "run"
 
 
 def write_latest_pointer(runs_root: Path, run_dir: Path) -> None:

@@ -502,3 +502,17 @@ def test_ctrl_c_in_a_script_is_one_line_and_exit_130(capsys):
         utils.run_cli(interrupted)
     assert stop.value.code == 130
     assert capsys.readouterr().err == "interrupted (Ctrl-C)\n"
+
+
+def test_a_default_run_folder_stays_under_the_runs_root_whatever_the_dataset_path(tmp_path, monkeypatch):
+    """--dataset .. named the run folder outputs/../MODEL/..., outside outputs/: a parent folder is named by its own
+    name."""
+    from pathlib import Path
+
+    from utils import default_run_dir
+
+    (tmp_path / "reviews" / "work").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "reviews" / "work")
+    for dataset, name in (("..", "reviews"), ("../", "reviews"), (".", "run"), ("../work", "work"), ("org/set", "set")):
+        run_dir = default_run_dir("outputs", dataset, "m", 1, "20261205-000000")
+        assert run_dir == Path("outputs") / name / "m" / "20261205-000000-seed1", dataset
