@@ -155,9 +155,8 @@ class TrainConfig:
     # default, the meaning of a saved best_model/config.json without a pooling key.
     pooling: str = option(
         "auto",
-        "How token vectors become one vector: auto (the checkpoint's own: its sentence-transformers pooling, for "
-        "single texts only, else ModernBERT's classifier_pooling, else its pretrained pooler, else cls) or a name in "
-        "model.POOLERS (pooler: "
+        "How token vectors become one vector: auto (the checkpoint's own: its sentence-transformers pooling, else "
+        "ModernBERT's classifier_pooling, else its pretrained pooler, else cls) or a name in model.POOLERS (pooler: "
         "[CLS] through the pretrained dense + tanh, trained).",
         model=True,
     )

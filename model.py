@@ -409,10 +409,10 @@ def modernbert_classifier_pooling(model_path: str) -> str | None:
     return found if found in ("cls", "mean") else None
 
 
-def resolve_pooling(model_path: str, pooling: str = "auto", text_pair: bool = False) -> tuple[str, str]:
+def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
     """The pooling to build on the backbone at ``model_path`` and why, for the log. ``auto``: the checkpoint's
-    sentence-transformers pooling (one text only: ``text_pair`` skips it), else ModernBERT's classifier_pooling, else
-    its pretrained pooler, else cls. ValueError for ``pooler`` on a backbone without pretrained pooler weights."""
+    sentence-transformers pooling, else ModernBERT's classifier_pooling, else its pretrained pooler, else cls.
+    ValueError for ``pooler`` on a backbone without pretrained pooler weights."""
     if pooling == "pooler" and not has_pretrained_pooler(model_path):
         raise ValueError(
             f"{model_path} has no pretrained pooler to start from (its architecture has no pooler layer, or its "
@@ -421,8 +421,7 @@ def resolve_pooling(model_path: str, pooling: str = "auto", text_pair: bool = Fa
     if pooling != "auto":
         return pooling, "as asked"
     modes = sentence_transformers_modes(model_path)
-    name = SENTENCE_TRANSFORMERS_POOLINGS.get(modes) if modes is not None else None
-    if name and not text_pair:
+    if modes is not None and (name := SENTENCE_TRANSFORMERS_POOLINGS.get(modes)):
         why = f"auto: the checkpoint's sentence-transformers pooling, {'+'.join(sorted(modes))}"
         if after := modules_after_pooling(model_path):
             plural = len(after) > 1
@@ -430,13 +429,7 @@ def resolve_pooling(model_path: str, pooling: str = "auto", text_pair: bool = Fa
             why += "not used"
         return name, why
     why = "auto: "
-    if name:
-        # A sentence-transformers pooling embeds one text. A pair read as one input (a cross-encoder) is classified
-        # the way sentence-transformers' own CrossEncoder does, by the backbone's sequence-classification pooling:
-        # on sentence-pair tasks that scored higher than the embedding's pooling (the README's quality section).
-        why += f"a sentence pair, which its sentence-transformers pooling ({'+'.join(sorted(modes))}) does not read "
-        why += "(it embeds one text); as a cross-encoder, "
-    elif modes is not None:
+    if modes is not None:
         why += f"its sentence-transformers pooling, {'+'.join(sorted(modes)) or 'none'}, has no equivalent here; "
     # ModernBERT has no pretrained pooler; its checkpoints name the pooling its classification model uses (mean in
     # ModernBERT-base's own config, where cls would be the fallback below).

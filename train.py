@@ -1101,7 +1101,7 @@ def load_inputs(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
         check_window_stride(cfg, windows.stride, tokenizer)
     check_layer_flags(cfg, backbone, backbone_config)
     try:
-        pooling = resolve_pooling(model_path, cfg.pooling, text_pair=cfg.text_pair_column is not None)
+        pooling = resolve_pooling(model_path, cfg.pooling)
     except ValueError as err:
         others = ", ".join(["auto", *sorted(set(POOLERS) - {"pooler"})])
         raise ConfigError(f"--pooling {cfg.pooling}: {err}; choose one of: {others}.") from err
@@ -1365,8 +1365,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
     set_seed(cfg.seed)
     # A checkpoint's classes keep their ids (a version that orders them otherwise would renumber the trained outputs).
     recorded = recorded_class_order(resume_dir) if resume_dir else None
-    # And its pooling: "auto" as resolved when the run began (a version that resolves it otherwise would build a
-    # model the checkpoint's weights do not fit).
+    # And its pooling: "auto" as resolved when the run began (a version, or a checkpoint's sentence-transformers
+    # files, that resolve it otherwise would build a model the checkpoint's weights do not fit).
     pooling_then = recorded_pooling(resume_dir) if resume_dir and cfg.pooling == "auto" else None
     inputs_cfg = dataclasses.replace(cfg, pooling=pooling_then) if pooling_then else cfg
     model_path, tokenizer, data, (pooling, pooling_why) = load_inputs(inputs_cfg, recorded)

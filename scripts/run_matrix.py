@@ -494,8 +494,7 @@ def warn_if_pooling_resolves_alike(runs: list[Run]) -> None:
     for auto, other in pairs:
         model = other.settings["model_name_or_path"]
         try:
-            pair = other.settings.get("text_pair_column") is not None
-            resolved = resolve_pooling(resolve_model_path(model), "auto", text_pair=pair)[0]
+            resolved = resolve_pooling(resolve_model_path(model), "auto")[0]
         except Exception:  # a model this machine cannot read (a Slurm node's path, a hub id not cached): train.py says
             continue
         if resolved == other.settings["pooling"]:
