@@ -104,6 +104,7 @@ from utils import (
     counted,
     default_run_dir,
     evaluate_outputs,
+    flock_within,
     fresh_accelerate_state,
     is_accelerate_launch,
     library_versions,
@@ -1183,16 +1184,9 @@ def hold_run_dir(run_dir: Path, held: contextlib.ExitStack) -> None:
     process holds."""
     handle = held.enter_context(open(run_dir / RUN_LOCK, "a+"))
     # Another run's look (run_dir_holder) holds the lock for an instant: tried again for a while before refusing.
-    deadline = time.monotonic() + CLAIM_PATIENCE_S
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                handle.seek(0)
-                raise UsageError(in_use(run_dir, handle.read().strip() or "?")) from None
-            time.sleep(0.05)
+    if not flock_within(handle, CLAIM_PATIENCE_S):
+        handle.seek(0)
+        raise UsageError(in_use(run_dir, handle.read().strip() or "?"))
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")

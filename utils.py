@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -43,6 +44,20 @@ BEST_MODEL = "best_model"  # <run>/best_model/: the best validation state
 BEST_RECORD = "best.json"  # inside best_model/: the step, metric and validation scores of the state it holds
 CHECKPOINTS = "checkpoints"  # <run>/checkpoints/step_NNNNNN/
 CHECKPOINT_PREFIX = "step_"
+
+
+def flock_within(handle: Any, patience_s: float) -> bool:
+    """Take an exclusive flock on the open file ``handle``, trying again for ``patience_s`` seconds (another process's
+    look at the lock holds it for an instant); False when another process still holds it then."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def default_run_dir(runs_root: str, dataset: str, model: str, seed: int, stamp: str) -> Path:

@@ -113,6 +113,7 @@ from utils import (  # noqa: E402
     checkpoint_dirs,
     counted,
     cpu_cores,
+    flock_within,
     label_suffix,
     missing_local_path,
     not_a_hub_id,
@@ -620,18 +621,11 @@ def claim(run_dir: Path, settings: dict[str, Any] | None = None) -> Iterator[boo
         # A status probe (run_state: --status, --wait's polls, settings None) holds the lock for an instant: a claim
         # to train tries again for a while before taking the run for another process's, or a Slurm task starting
         # at that instant would skip its run and leave it untrained.
-        deadline = time.monotonic() + (CLAIM_PATIENCE_S if settings is not None else 0)
-        while True:
-            try:
-                # flock, not a create-if-absent file: the kernel drops it when the holder dies, so a crashed matrix
-                # leaves nothing stuck (on NFS, Linux maps it to a POSIX lock the server also releases).
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.05)
+        # flock, not a create-if-absent file: the kernel drops it when the holder dies, so a crashed matrix leaves
+        # nothing stuck (on NFS, Linux maps it to a POSIX lock the server also releases).
+        if not flock_within(handle, CLAIM_PATIENCE_S if settings is not None else 0):
+            yield False
+            return
         if settings is None:  # a probe: the holder's record stays that of the last process to train the run
             try:
                 yield True
