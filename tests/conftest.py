@@ -152,6 +152,19 @@ def write_csv(path: Path, rows: list[tuple], header: tuple = ("text", "label")) 
     return path
 
 
+def train_pair_run(model: Path, tmp_path: Path, rows: list[tuple]) -> Path:
+    """A one-step run of ``model`` on a sentence-pair task of (s1, s2, label) ``rows`` (train and validation);
+    returns its run folder."""
+    import train
+
+    pairs = tmp_path / "pairs"
+    for split in ("train", "validation"):
+        write_csv(pairs / f"{split}.csv", rows, ("s1", "s2", "label"))
+    out = tmp_path / "run"
+    train.main(tiny_args(model, out, pairs, "--max_steps", "1", "--text_column", "s1", "--text_pair_column", "s2"))
+    return out
+
+
 # 48 sample rows, 4 per micro-batch, 2 micro-batches per step: one process runs 6 optimizer steps an epoch (18 in
 # all), two processes 3 an epoch (9 in all); evaluations every 4 steps, a log line every step.
 RESUME_FLAGS = [

@@ -18,7 +18,15 @@ from transformers import AutoModel
 
 import evaluate
 import train
-from conftest import ACCELERATE_LAUNCH, REPO, free_port, sigterm_after_each_checkpoint, tiny_args, write_csv
+from conftest import (
+    ACCELERATE_LAUNCH,
+    REPO,
+    free_port,
+    sigterm_after_each_checkpoint,
+    tiny_args,
+    train_pair_run,
+    write_csv,
+)
 from model import EncoderClassifier
 
 STEPS = ["--max_steps", "6", "--checkpointing_steps", "2", "--eval_steps", "2", "--logging_steps", "1"]
@@ -422,13 +430,8 @@ def test_a_split_with_an_input_file_is_refused_rather_than_ignored(tmp_path):
 
 
 def test_a_pair_run_predicts_rows_whose_second_text_is_missing(tiny_bert, tmp_path):
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
     rows = [("a good film", "a fine film", "same"), ("a bad film", "a great film", "differ")] * 8
-    for split in ("train", "validation"):
-        (pairs / f"{split}.csv").write_text("s1,s2,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
-    out = tmp_path / "run"
-    train.main(tiny_args(tiny_bert, out, pairs, "--max_steps", "1", "--text_column", "s1", "--text_pair_column", "s2"))
+    out = train_pair_run(tiny_bert, tmp_path, rows)
     data = tmp_path / "input.csv"
     data.write_text("s1,s2\ngood movie,bad\nx,\n")
     summary = evaluate.main(["--run_dir", str(out), "--input", str(data)])

@@ -18,7 +18,7 @@ import model
 import train
 import utils
 from config import ConfigError
-from conftest import REPO, _vocab, free_port, make_tiny_model, tiny_args, write_csv
+from conftest import REPO, _vocab, free_port, make_tiny_model, tiny_args, train_pair_run, write_csv
 from model import EncoderClassifier, EncoderClassifierConfig
 
 # ---- CPU threads ------------------------------------------------------------------------------------------------
@@ -408,13 +408,8 @@ def test_a_pair_run_on_a_sentence_transformers_checkpoint_keeps_its_pooling(tiny
     import shutil
 
     folder = write_sentence_transformers_files(Path(shutil.copytree(tiny_bert, tmp_path / "st")), mean_tokens=True)
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
     rows = [("a good film", "good", "yes"), ("a bad film", "good", "no")] * 8
-    for split in ("train", "validation"):
-        (pairs / f"{split}.csv").write_text("s1,s2,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
-    out = tmp_path / "run"
-    train.main(tiny_args(folder, out, pairs, "--max_steps", "1", "--text_column", "s1", "--text_pair_column", "s2"))
+    out = train_pair_run(folder, tmp_path, rows)
     assert json.loads((out / "config.json").read_text())["resolved"]["pooling"] == "mean"
     assert EncoderClassifierConfig.from_pretrained(out / "best_model").pooling == "mean"
 
