@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -47,6 +48,28 @@ def unknown_choice(flag: str, value: Any, choices: list[str]) -> ConfigError:
     close = difflib.get_close_matches(str(value), choices, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return ConfigError(f"--{flag} {value!r} is unknown{hint}; choose one of: {', '.join(choices)}.")
+
+
+# The flags whose values name an entry of a registry, with the module and registry that hold the names and the values
+# allowed beside them: train.py checks them before it loads anything, run_matrix.py before any run starts. The modules
+# import torch, so this file names them rather than importing them.
+REGISTRY_FLAGS = {
+    "pooling": ("model", "POOLERS", ("auto",)),
+    "head": ("model", "HEADS", ()),
+    "window_pooling": ("evaluate", "WINDOW_POOLINGS", ()),
+}
+
+
+def check_registry_names(cfg: Any, skip_defaults: bool = False) -> None:
+    """Refuse a registry flag's value its registry lacks; ``skip_defaults``: leave a flag at its default unread, so
+    that a plan at the defaults imports no torch (seconds)."""
+    for flag, (module, registry, extra) in REGISTRY_FLAGS.items():
+        value = getattr(cfg, flag)
+        if skip_defaults and value == getattr(type(cfg), flag):
+            continue
+        names = getattr(importlib.import_module(module), registry)
+        if value not in [*names, *extra]:
+            raise unknown_choice(flag, value, [*sorted(names), *extra])
 
 
 def model_settings(cfg: Any) -> dict[str, Any]:

@@ -51,11 +51,11 @@ from transformers.utils import logging as hf_logging
 
 from config import (
     TrainConfig,
+    check_registry_names,
     file_overrides,
     given_settings,
     model_settings,
     parse_config,
-    unknown_choice,
 )
 from data import (
     DATA_READER,
@@ -69,9 +69,8 @@ from data import (
     window_room,
     windowing,
 )
-from evaluate import WINDOW_POOLINGS, evaluate, is_better, score_best_model, task_for, write_predictions
+from evaluate import evaluate, is_better, score_best_model, task_for, write_predictions
 from model import (
-    HEADS,
     POOLERS,
     WEIGHT_FILES,
     EncoderClassifier,
@@ -1066,13 +1065,7 @@ def resolved_dataset(dataset: str) -> str:
 def load_inputs(cfg: TrainConfig, class_order: list[list[str]] | None = None) -> tuple[str, Any, Any, tuple[str, str]]:
     """The model path, its tokenizer, the data and the pooling to build (with why): every bad-input check, before a
     model is built. ``class_order``: a resumed checkpoint's class names, whose ids the classes keep."""
-    for flag, registry, extra in (
-        ("pooling", POOLERS, ["auto"]),
-        ("head", HEADS, []),
-        ("window_pooling", WINDOW_POOLINGS, []),
-    ):
-        if getattr(cfg, flag) not in [*registry, *extra]:
-            raise unknown_choice(flag, getattr(cfg, flag), [*sorted(registry), *extra])
+    check_registry_names(cfg)
     model_path = resolve_model_path(cfg.model_name_or_path)
     check_model_folder(model_path, f"--model_name_or_path {cfg.model_name_or_path}")
     try:

@@ -74,7 +74,6 @@ import contextlib
 import dataclasses
 import difflib
 import fcntl
-import importlib
 import io
 import itertools
 import json
@@ -101,7 +100,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from config import TrainConfig, build_parser, load_config_file, unknown_choice  # noqa: E402
+from config import TrainConfig, build_parser, check_registry_names, load_config_file  # noqa: E402
 from utils import (  # noqa: E402
     BOOKKEEPING_SETTINGS,
     EVALUATE_SPLIT_FILES,
@@ -303,29 +302,6 @@ def flags(args: dict[str, Any]) -> list[str]:
     return out
 
 
-# The flags whose names train.py checks against a registry before it loads anything (load_inputs), with the module
-# and registry that hold the names and the values allowed beside them.
-REGISTRY_FLAGS = {
-    "pooling": ("model", "POOLERS", ["auto"]),
-    "head": ("model", "HEADS", []),
-    "window_pooling": ("evaluate", "WINDOW_POOLINGS", []),
-}
-
-
-def check_registry_names(cfg: TrainConfig) -> None:
-    """Refuse a --pooling, --head or --window_pooling name its registry lacks, with the line train.py gives."""
-    for flag, (module, registry, extra) in REGISTRY_FLAGS.items():
-        value = getattr(cfg, flag)
-        if value == getattr(TrainConfig, flag):  # the default: model.py's import costs torch's (seconds)
-            continue
-        try:
-            names = getattr(importlib.import_module(module), registry)
-        except ImportError:  # a login node without torch: train.py still checks each run at its start
-            return
-        if value not in [*names, *extra]:
-            raise unknown_choice(flag, value, [*sorted(names), *extra])
-
-
 def planned_settings(argv: list[str], check: str = "error", where: str = "a run") -> dict[str, Any]:
     """The user_config train.py will record for ``argv``; an unknown flag, a bad value type or a combination train.py
     refuses (TrainConfig.validate) is an error up front, or with ``check`` "warn" a warning when only a file named by
@@ -343,7 +319,8 @@ def planned_settings(argv: list[str], check: str = "error", where: str = "a run"
         # Refused here, each failing run of the matrix would fail alone at its start, minutes or a Slurm queue later.
         try:
             cfg.validate()
-            check_registry_names(cfg)
+            with contextlib.suppress(ImportError):  # a login node without torch: train.py checks each run at start
+                check_registry_names(cfg, skip_defaults=True)
         except ConfigError as err:
             if check == "warn" and "no such file" in str(err):  # Slurm: the compute nodes may mount what we do not
                 print(f"warning: {err}", file=sys.stderr)

@@ -60,6 +60,25 @@ def test_matrix_refuses_an_unknown_pooling_head_or_window_pooling_with_train_py_
     assert (defaults["pooling"], defaults["head"], defaults["window_pooling"]) == ("auto", "linear", "mean")
 
 
+def test_matrix_and_train_py_check_registry_flags_from_one_table(monkeypatch):
+    """The registry flags were listed twice (train.py's load_inputs and run_matrix.py), so a flag added to one list
+    was checked by one tool only; both read config.REGISTRY_FLAGS."""
+    import types
+
+    import config
+
+    registry = types.ModuleType("loss_registry")
+    registry.LOSSES = {"ce": None}
+    monkeypatch.setitem(sys.modules, "loss_registry", registry)
+    monkeypatch.setitem(config.REGISTRY_FLAGS, "loss", ("loss_registry", "LOSSES", ("auto",)))
+    line = "--loss 'focal' is unknown; choose one of: ce, auto."
+    with pytest.raises(config.ConfigError, match=f"^{line}$"):
+        train.load_inputs(config.parse_config(["--loss", "focal"]))
+    with pytest.raises(run_matrix.UsageError) as planned:
+        run_matrix.planned_settings(["--loss", "focal"])
+    assert str(planned.value) == f"train.py would refuse a run of the matrix: {line}"
+
+
 @pytest.mark.slow
 def test_matrix_then_report_then_nothing_retrained(tiny_bert, tmp_path):
     out = tmp_path / "matrix"
