@@ -302,6 +302,56 @@ def flags(args: dict[str, Any]) -> list[str]:
     return out
 
 
+def json_file(path: Path) -> dict[str, Any]:
+    """A JSON object file's content; {} when it is missing, unreadable or no object."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def model_length_limit(model: str, length: int) -> int | None:
+    """The longest input train.py lets ``model`` take, when ``length`` tokens may be more and the model is a local
+    folder with a config.json; None when they surely fit or the folder cannot be read here (train.py checks it)."""
+    folder = Path(resolve_model_path(model))
+    config = json_file(folder / "config.json")
+    if not config:
+        return None
+    # train.py's limit is the tokenizer's and the positions' (less those RoBERTa-like models number from their
+    # padding index on), the lower one. Read from the files, that bound never exceeds it; only a length beyond it
+    # needs the architecture (torch, seconds) to tell the positions' offset.
+    positions, pad = config.get("max_position_embeddings"), config.get("pad_token_id")
+    offset = pad + 1 if isinstance(pad, int) and pad >= 0 else 0
+    limits = [
+        json_file(folder / "tokenizer_config.json").get("model_max_length"),
+        positions - offset if isinstance(positions, int) else None,
+    ]
+    limits = [int(n) for n in limits if isinstance(n, int | float) and 0 < n < 1_000_000]
+    if length <= (min(limits) if limits else 512):
+        return None
+    try:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from model import meta_backbone, position_offset
+        from train import max_model_length
+
+        backbone_config = AutoConfig.from_pretrained(str(folder))
+        offset = position_offset(meta_backbone(backbone_config))
+        return max_model_length(AutoTokenizer.from_pretrained(str(folder)), backbone_config, offset)
+    except Exception:  # no torch here, or a model train.py refuses for another reason at the run's start
+        return None
+
+
+def check_model_length(cfg: TrainConfig) -> None:
+    """Refuse a --max_seq_length beyond a local model's limit, with the line train.py gives."""
+    limit = model_length_limit(cfg.model_name_or_path, cfg.max_seq_length)
+    if limit is not None and cfg.max_seq_length > limit:
+        raise ConfigError(
+            f"--max_seq_length {cfg.max_seq_length} exceeds the model's limit of {limit}; use at most {limit}."
+        )
+
+
 def planned_settings(argv: list[str], check: str = "error", where: str = "a run") -> dict[str, Any]:
     """The user_config train.py will record for ``argv``; an unknown flag, a bad value type or a combination train.py
     refuses (TrainConfig.validate) is an error up front, or with ``check`` "warn" a warning when only a file named by
@@ -321,6 +371,7 @@ def planned_settings(argv: list[str], check: str = "error", where: str = "a run"
             cfg.validate()
             with contextlib.suppress(ImportError):  # a login node without torch: train.py checks each run at start
                 check_registry_names(cfg, skip_defaults=True)
+            check_model_length(cfg)
         except ConfigError as err:
             if check == "warn" and "no such file" in str(err):  # Slurm: the compute nodes may mount what we do not
                 print(f"warning: {err}", file=sys.stderr)

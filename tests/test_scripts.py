@@ -79,6 +79,35 @@ def test_matrix_and_train_py_check_registry_flags_from_one_table(monkeypatch):
     assert str(planned.value) == f"train.py would refuse a run of the matrix: {line}"
 
 
+def test_matrix_refuses_a_max_seq_length_beyond_the_model_s_positions(tiny_bert, tmp_path):
+    """A grid over max_seq_length with a value past the model's 512 passed --dry_run, then every run of that value
+    failed at its start; a local model folder's limit is read as train.py reads it (RoBERTa numbers positions after
+    its padding index) and the plan refuses the value with train.py's line."""
+    from config import parse_config
+    from conftest import make_tiny_model
+
+    config = tmp_path / "plan.yaml"
+    config.write_text(
+        f"datasets: [{REPO / 'sample_data'}]\nmodels: [{tiny_bert}]\noutput_dir: {tmp_path / 'out'}\n"
+        "grid: {max_seq_length: [128, 129]}\n"
+    )
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main(["--config", str(config), "--dry_run"])
+    line = "--max_seq_length 129 exceeds the model's limit of 128; use at most 128."
+    assert str(err.value) == (
+        f"train.py would refuse the runs of sample_data x {tiny_bert.name}, max_seq_length 129 of the matrix: {line}"
+    )
+    with pytest.raises(ValueError, match=f"^{line}$"):
+        train.load_inputs(parse_config(["--model_name_or_path", str(tiny_bert), "--max_seq_length", "129"]))
+    # 130 positions from padding index 0 take 129 tokens (the tokenizer allows more).
+    roberta = make_tiny_model(tmp_path / "roberta", "roberta")
+    tokenizer_config = roberta / "tokenizer_config.json"
+    tokenizer_config.write_text(json.dumps(json.loads(tokenizer_config.read_text()) | {"model_max_length": 1000}))
+    assert run_matrix.planned_settings(["--model_name_or_path", str(roberta), "--max_seq_length", "129"])
+    with pytest.raises(run_matrix.UsageError, match="--max_seq_length 130 exceeds the model's limit of 129; use at"):
+        run_matrix.planned_settings(["--model_name_or_path", str(roberta), "--max_seq_length", "130"])
+
+
 @pytest.mark.slow
 def test_matrix_then_report_then_nothing_retrained(tiny_bert, tmp_path):
     out = tmp_path / "matrix"
