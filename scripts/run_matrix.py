@@ -204,16 +204,30 @@ def check_matrix(cfg: dict[str, Any]) -> None:
 
 def parse_entry(item: str | dict[str, Any], kind: str) -> Entry:
     """A plain string, or a mapping with ``path`` (and optional ``name``) plus per-entry train.py flags."""
+    if not isinstance(item, str | dict) or (isinstance(item, dict) and "path" not in item):
+        raise UsageError(f"each of {kind} must be a string or a mapping with a 'path' key, got {item!r}.")
+    path = item if isinstance(item, str) else item["path"]
+    if not isinstance(path, str) or not path.strip():
+        # str(None) would become a dataset called 'None' that only the run's start refuses.
+        raise UsageError(f"the {kind} entry {item!r} needs a 'path' naming a folder, file or hub id.")
     if isinstance(item, str):
         return Entry(path=item)
-    if not isinstance(item, dict) or "path" not in item:
-        raise UsageError(f"each of {kind} must be a string or a mapping with a 'path' key, got {item!r}.")
     args = {k: v for k, v in item.items() if k not in ("path", "name", "grid")}
     check_flag_names(args, f"the {kind} entry {item['path']}")
     name = item.get("name")
-    if name is not None and (not isinstance(name, str) or "/" in name or name in (".", "..") or "\\" in name):
-        # The name is one folder under the output dir: a path there would put runs outside the campaign.
-        raise UsageError(f"name {name!r} of the {kind} entry {item['path']} must be a plain folder name (no '/').")
+    if name is not None and (
+        not isinstance(name, str)
+        or "/" in name
+        or "\\" in name
+        or name.strip() in ("", ".", "..")
+        or name != name.strip()
+    ):
+        # The name is one folder under the output dir: a path there would put runs outside the campaign, a blank one
+        # names nothing the table can show, and 'bert ' would stand beside 'bert' as another model looking alike.
+        raise UsageError(
+            f"name {name!r} of the {kind} entry {item['path']} must be a plain folder name (not empty, no '/', not "
+            "'.' or '..', no spaces at its ends)."
+        )
     grid = check_grid(item.get("grid") or {}, f"{kind} entry {item['path']}")
     return Entry(path=str(item["path"]), name=item.get("name") or None, args=args, grid=grid)
 

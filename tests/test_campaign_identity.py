@@ -593,3 +593,37 @@ def test_compare_on_an_input_judges_a_grid_at_its_validation_point_and_ranks_poi
     assert d1["a_val_test_drop"] == pytest.approx(0.80 - d1["a_mean"])
     # Over seeds 1, 2 validation ranks a (lr 2) > a (lr 1) > b, as the input does: τ = 1 (1/3 with seed 3's 0.99).
     assert d1["val_test_tau"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"path": None}, "the datasets entry {'path': None} needs a 'path' naming a folder, file or hub id."),
+        ({"path": ["a"]}, "the datasets entry {'path': ['a']} needs a 'path' naming a folder, file or hub id."),
+        ({"path": " "}, "the datasets entry {'path': ' '} needs a 'path' naming a folder, file or hub id."),
+        (
+            {"path": "d", "name": " "},
+            "name ' ' of the datasets entry d must be a plain folder name (not empty, no '/', not '.' or '..', no "
+            "spaces at its ends).",
+        ),
+        (
+            {"path": "d", "name": ""},
+            "name '' of the datasets entry d must be a plain folder name (not empty, no '/', not '.' or '..', no "
+            "spaces at its ends).",
+        ),
+        (
+            {"path": "d", "name": "bert "},
+            "name 'bert ' of the datasets entry d must be a plain folder name (not empty, no '/', not '.' or '..', "
+            "no spaces at its ends).",
+        ),
+    ],
+)
+def test_matrix_refuses_an_entry_without_a_path_or_with_a_blank_name(entry, message):
+    """A null or list path became a dataset called 'None' or "['a']" that --dry_run passed; a blank name was ignored
+    or named a folder ' ' that the table shows as an empty model, and 'bert ' looked like 'bert' beside it."""
+    import run_matrix
+
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.parse_entry(entry, "datasets")
+    assert str(err.value) == message
+    assert run_matrix.parse_entry({"path": "d", "name": "my model"}, "datasets").name == "my model"
