@@ -779,7 +779,7 @@ def selection_markdown(runs: list[dict[str, Any]]) -> str:
         differ = f"; ‡ the points ran different seeds: {best['seeds_differ']}" if best.get("seeds_differ") else ""
         lines.append(
             f"- {dataset} / {model}: {best['grid']} (mean validation {best['metric']} {best['score']:.4f} over "
-            f"{len(best['runs'])} seeds; margin {margin}{differ})"
+            f"{counted(len(best['runs']), 'seed')}; margin {margin}{differ})"
         )
     if not lines:
         return ""
@@ -958,8 +958,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         plots += [f"RUN/curves.png for {counted(len(curves), 'run')}"] if curves else []
     print(table)
     print(
-        f"wrote {root / 'results.md'} and {root / 'results.csv'} ({len(runs)} runs, {len(rows)} rows)"
-        + (f"; plots: {', '.join(plots)}" if plots else "")
+        f"wrote {root / 'results.md'} and {root / 'results.csv'} ({counted(len(runs), 'run')}, "
+        f"{counted(len(rows), 'row')})" + (f"; plots: {', '.join(plots)}" if plots else "")
     )
     return rows
 

@@ -528,6 +528,7 @@ def test_a_grid_point_selected_over_points_of_other_seeds_is_said(tmp_path, caps
     assert line.startswith("- d1 / enc: {'learning_rate': 0.001}") and line.endswith(
         f"‡ the points ran different seeds: {differ})"
     )
+    assert "(mean validation macro_f1 0.9500 over 1 seed; margin " in line  # not '1 seeds'
     assert "ran different seeds" not in next(line for line in table.splitlines() if line.startswith("- d1 / base: "))
     out = run_compare(tmp_path, "--a", "enc", "--b", "base", "--bootstrap", "100", capsys=capsys)
     assert (
@@ -627,3 +628,13 @@ def test_matrix_refuses_an_entry_without_a_path_or_with_a_blank_name(entry, mess
         run_matrix.parse_entry(entry, "datasets")
     assert str(err.value) == message
     assert run_matrix.parse_entry({"path": "d", "name": "my model"}, "datasets").name == "my model"
+
+
+def test_report_counts_one_run_and_one_row_in_the_singular(tmp_path, capsys):
+    """A campaign of one run said '(1 runs, 1 rows)'."""
+    import report
+
+    gold = balanced_gold(10)
+    write_run(tmp_path, "enc", "org/enc", 1, gold, with_errors(gold, 2))
+    report.main([str(tmp_path), "--no_plots"])
+    assert f"wrote {tmp_path / 'results.md'} and {tmp_path / 'results.csv'} (1 run, 1 row)" in capsys.readouterr().out
