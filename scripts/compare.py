@@ -860,7 +860,7 @@ def verdict_all(result: dict[str, Any], best: str | None, rope: float) -> str:
     # Models of one mean rank share it: naming the one sorted first would call it better.
     tied = [r["model"] for r in result["ranking"] if r["mean_rank"] == first]
     who = f"{best} ranks first" if len(tied) == 1 else f"{', '.join(tied)} share the first rank"
-    head = f"{who} (mean rank {first:.2f} of {len(result['models'])} over {n} datasets)"
+    head = f"{who} (mean rank {first:.2f} of {len(result['models'])} over {counted(n, 'dataset')})"
     if result["friedman_p"] is not None:
         head += f"; {result['omnibus']} p = {result['friedman_p']:.3g}"
         if result["critical_difference"] is not None:
@@ -1043,7 +1043,12 @@ def pair_plot(result: dict[str, Any], rope: float, path: Path, what: str = "test
 
 def all_markdown(result: dict[str, Any], what: str = "test") -> str:
     """The --all report as Markdown; ``what`` names the data scored (test, or a held-out input under --on)."""
-    lines = [f"# Ranking of {len(result['models'])} models", "", f"**Verdict:** {report.md(result['verdict'])}", ""]
+    lines = [
+        f"# Ranking of {counted(len(result['models']), 'model')}",
+        "",
+        f"**Verdict:** {report.md(result['verdict'])}",
+        "",
+    ]
     lines += versions_markdown(result["versions_differ"])
     lines += [f"Score: {result['metric']} at each model's grid point selected on validation; rank 1 is best.", ""]
     lines += ["| model | mean rank | mean score | P(best better) | P(equivalent) |", "|---|---|---|---|---|"]

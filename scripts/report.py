@@ -675,7 +675,7 @@ def warn_if_inputs_differ(runs: list[dict[str, Any]]) -> None:
             )
     for (dataset, name), by_file in sorted(files.items()):
         if len(by_file) > 1:
-            listed = "; ".join(f"{f} ({len(d)} runs, e.g. {d[0]})" for f, d in sorted(by_file.items()))
+            listed = "; ".join(f"{f} ({counted(len(d), 'run')}, e.g. {d[0]})" for f, d in sorted(by_file.items()))
             print(
                 f"warning: the held-out scores of {name} on {dataset} came from different input files ({listed}); "
                 "their column mixes test sets. Score every run on one file (delete the others' eval_<name>.json "

@@ -230,6 +230,7 @@ def test_report_averages_each_input_over_seeds_and_says_when_seeds_or_files_diff
     err = capsys.readouterr().err
     assert row["heldout_ood_mean"] == pytest.approx(0.7) and "2/3 seeds" not in (tmp_path / "results.md").read_text()
     assert "the held-out scores of ood on ds came from different input files" in err and "/elsewhere/ood.csv" in err
+    assert f"/elsewhere/ood.csv (1 run, e.g. {runs[2]})" in err and "/data/ood.csv (2 runs, e.g." in err
 
 
 def scored_input(run: Path, gold: list, pred: list, source: str = "/data/ood.csv", name: str = "ood") -> None:

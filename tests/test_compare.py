@@ -307,6 +307,15 @@ def test_all_names_no_winner_of_a_tie(tmp_path, capsys):
     assert row.endswith(" | - | - |  |"), row  # neither winner named
 
 
+def test_all_over_one_dataset_counts_it_in_the_singular(tmp_path, capsys):
+    """--all over a campaign of one dataset said 'over 1 datasets'."""
+    gold = balanced_gold(20)
+    for model, errors in (("org/a", 2), ("org/b", 4)):
+        write_run(tmp_path, "d1", model, 1, gold, with_errors(gold, errors))
+    out = run_compare(tmp_path, "--all", "--bootstrap", "50", capsys=capsys)
+    assert out["verdict"].startswith("a ranks first (mean rank 1.00 of 2 over 1 dataset)"), out["verdict"]
+
+
 def test_all_ranks_models_on_the_seeds_every_model_ran(tmp_path, capsys):
     """good beats other on seeds 1 and 2 of both datasets; good's seed 3 (which other never ran, say it failed) is
     poor. --all pairs seeds as A-vs-B does: it ranks on seeds 1 and 2, says seed 3 is left out, and good ranks
