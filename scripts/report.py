@@ -105,6 +105,8 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             entry = read_matrix_entry(run_dir)
             lacking = sorted({"best_step"} - results.keys() | {"dataset", "model_name_or_path", "seed"} - user.keys())
             problem = f"it lacks {', '.join(lacking)}" if lacking else None
+            if odd := [s for s in ("validation", "test") if not isinstance(results.get(s), dict | None)]:
+                problem = f"its {' and '.join(odd)} {'is' if len(odd) == 1 else 'are'} no mapping of scores"
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             problem = f"{type(err).__name__}: {err}"
         if problem:
@@ -143,6 +145,15 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             "train_runtime_s": results.get("train_runtime_s"),
             "train_samples_per_s": results.get("train_samples_per_s"),
         }
+        if record["val_selected"] is None:
+            # Without it the run cannot take part in choosing a grid point or a winner, and a row would average its
+            # other scores beside its seeds' validation scores over fewer seeds, without a word.
+            print(
+                f"warning: {run_dir} left out: its results.json has no validation {record['metric']}, the score its "
+                "best model was selected by; rerun the run or delete its folder.",
+                file=sys.stderr,
+            )
+            continue
         for column, split, key in COLUMNS:
             record[column] = (results.get(split) or {}).get(key)
         scores = {c: record[c] for c, _, _ in COLUMNS}

@@ -638,3 +638,27 @@ def test_report_counts_one_run_and_one_row_in_the_singular(tmp_path, capsys):
     write_run(tmp_path, "enc", "org/enc", 1, gold, with_errors(gold, 2))
     report.main([str(tmp_path), "--no_plots"])
     assert f"wrote {tmp_path / 'results.md'} and {tmp_path / 'results.csv'} (1 run, 1 row)" in capsys.readouterr().out
+
+
+def test_a_run_without_the_validation_score_it_was_selected_by_is_left_out_and_named(tmp_path, capsys):
+    """A results.json without its validation split (an older or edited file) averaged one seed's validation score
+    beside two seeds' test scores in one row, bolded a winner on it, and compare.py then called the model's runs
+    missing; a split that is no mapping of scores crashed report.py with a traceback. Both runs are left out with a
+    warning naming the folder, as a damaged file is."""
+    import report
+
+    gold = balanced_gold(20)
+    runs = {seed: write_run(tmp_path, "a", "org/a", seed, gold, with_errors(gold, seed)) for seed in (1, 2, 3)}
+    for seed, validation in ((2, {}), (3, {"validation": "n/a"})):
+        results = json.loads((runs[seed] / "results.json").read_text())
+        del results["validation"]
+        (runs[seed] / "results.json").write_text(json.dumps(results | validation))
+    [row] = report.main([str(tmp_path), "--no_plots"])
+    err = capsys.readouterr().err.splitlines()
+    assert row["seeds"] == 1 and row["val_macro_f1_mean"] == row["test_macro_f1_mean"]
+    assert err == [
+        f"warning: {runs[2]} left out: its results.json has no validation macro_f1, the score its best model was "
+        "selected by; rerun the run or delete its folder.",
+        f"warning: {runs[3]} left out: its results.json, config.json or matrix.json cannot be read (its validation "
+        "is no mapping of scores); rerun the run or delete its folder.",
+    ]
