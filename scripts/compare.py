@@ -1109,8 +1109,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError("--all ranks every model: drop --a/--b, or drop --all to compare two models.")
     if not args.all and not (args.a and args.b):
         raise UsageError("give both --a NAME and --b NAME (or --all to rank every model).")
-    if args.rope < 0 or not 0 < args.alpha < 1 or args.bootstrap < 1 or args.aso_bootstrap < 1:
-        raise UsageError("--rope must be ≥ 0, --alpha in (0, 1), --bootstrap and --aso_bootstrap ≥ 1.")
+    # A nan ROPE passes every comparison and gave baycomp's posterior a side on identical scores.
+    for flag, ok, rule in (
+        ("rope", math.isfinite(args.rope) and args.rope >= 0, "a number ≥ 0"),
+        ("alpha", 0 < args.alpha < 1, "in (0, 1)"),
+        ("bootstrap", args.bootstrap >= 1, "≥ 1"),
+        ("aso_bootstrap", args.aso_bootstrap >= 1, "≥ 1"),
+    ):
+        if not ok:
+            raise UsageError(f"--{flag} {getattr(args, flag):g} must be {rule}.")
     if not 0 <= args.seed < 2**32:  # numpy's, deepsig's and baycomp's generators take no other
         raise UsageError(f"--seed {args.seed} must be in [0, 2**32).")
     return args

@@ -348,6 +348,11 @@ def test_cli_name_errors_and_final_json_line(tmp_path, capsys):
         (["--a", "nope", "--b", "model-b"], "no model"),
         (["--a", "model-a", "--b", "model-b", "--output_dir", str(tmp_path / "afile" / "out")], "a file is in the way"),
         (["--a", "model-a", "--b", "model-b", "--seed", "-1"], "--seed -1"),  # was numpy's traceback
+        # Each bad statistic's flag is named with its value (the line listed every rule), and a nan ROPE, which no
+        # comparison refuses, is no width.
+        (["--a", "model-a", "--b", "model-b", "--bootstrap", "0"], "error: --bootstrap 0 must be ≥ 1.\n"),
+        (["--a", "model-a", "--b", "model-b", "--alpha", "1.5"], "error: --alpha 1.5 must be in (0, 1).\n"),
+        (["--a", "model-a", "--b", "model-b", "--rope", "nan"], "error: --rope nan must be a number ≥ 0.\n"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             run_cli(lambda _, names=names: compare.main([str(tmp_path), *names]))
