@@ -494,6 +494,13 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
                 named = dataset.name is not None
                 runs.append(Run(run_dir, flags(run_args) + extra, settings, entry, dataset_name, named, model.name))
     check_distinct(runs)
+    for run in runs:
+        # A file where a folder of the run goes: its claim would fail in a worker thread, after the plan was accepted.
+        folder = next(p for p in [run.run_dir, *run.run_dir.parents] if p.exists() or p == p.parent)
+        if not folder.is_dir():
+            raise UsageError(
+                f"cannot make the run folder {run.run_dir}: {folder} is a file; move it or choose another --output_dir."
+            )
     return runs
 
 

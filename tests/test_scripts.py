@@ -707,3 +707,20 @@ def test_make_pairs_label_name_pairs_each_sentence_with_a_class_name(tmp_path):
         assert row["sentence2"] in classes and row["label"] == int(row["sentence2"] == own[row["sentence1"]])
     assert {r["label"] for r in tables["train"]} == {0, 1}
     assert json.loads((out / "labels.json").read_text()) == {"label": ["no", "yes"]}
+
+
+def test_matrix_refuses_an_output_dir_below_a_file_before_any_run(tmp_path):
+    """An --output_dir below a file passed --dry_run; the run then died in a worker thread with a traceback, and the
+    matrix said '0 trained, 0 skipped, 0 failed of 1 run' with exit code 0: a run lost without a word."""
+    (tmp_path / "afile").write_text("x")
+    cfg = {"datasets": [str(REPO / "sample_data")], "models": ["m"], "output_dir": str(tmp_path / "afile" / "out")}
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.plan(cfg, [])
+    assert str(err.value) == (
+        f"cannot make the run folder {tmp_path}/afile/out/sample_data/m/seed42: {tmp_path / 'afile'} is a file; move "
+        "it or choose another --output_dir."
+    )
+    (tmp_path / "out" / "sample_data").mkdir(parents=True)
+    (tmp_path / "out" / "sample_data" / "m").write_text("x")  # a file where a run's model folder goes
+    with pytest.raises(run_matrix.UsageError, match=f"{tmp_path}/out/sample_data/m is a file; move it"):
+        run_matrix.plan(cfg | {"output_dir": str(tmp_path / "out")}, [])
