@@ -1354,7 +1354,16 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
                 outcome["skipped"].append(run.run_dir)
                 say(f"{tag} skip {run.run_dir} (results.json exists)")
                 continue
-            with claim(run.run_dir, run.settings) as mine:
+            with contextlib.ExitStack() as held:
+                try:
+                    mine = held.enter_context(claim(run.run_dir, run.settings))
+                except OSError as err:
+                    # A folder the matrix cannot write (permission, a full disk): this run fails, the others go on;
+                    # the exception would end the worker's thread and leave the run counted nowhere.
+                    why = f"{type(err).__name__}: {err}"
+                    outcome["failed"].append((run.run_dir, why))
+                    say(f"{tag} FAILED ({why}): {run.run_dir} ({summary()})")
+                    continue
                 if clash := settings_clash(run, mine):
                     outcome["clashed"].append((run.run_dir, clash))
                     say(f"{tag} REFUSED {run.run_dir}: it {clash}")
@@ -1886,7 +1895,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     for run_dir, code in failed:
-        print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
+        if isinstance(code, int):
+            print(f"  failed (exit {code}): {run_dir}  (see {run_dir / OUTPUT})")
+        else:  # the matrix's own error before any launch (its folder could not be claimed): no output.log
+            print(f"  failed ({code}): {run_dir}")
     for run_dir, clash in outcome["clashed"]:
         print(f"  refused: {run_dir} {clash}; use another --output_dir")
     for run_dir, file, why in score_failed:

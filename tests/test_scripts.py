@@ -724,3 +724,19 @@ def test_matrix_refuses_an_output_dir_below_a_file_before_any_run(tmp_path):
     (tmp_path / "out" / "sample_data" / "m").write_text("x")  # a file where a run's model folder goes
     with pytest.raises(run_matrix.UsageError, match=f"{tmp_path}/out/sample_data/m is a file; move it"):
         run_matrix.plan(cfg | {"output_dir": str(tmp_path / "out")}, [])
+
+
+def test_a_run_whose_folder_cannot_be_written_is_counted_failed_not_lost(tmp_path, monkeypatch, capsys):
+    """A run folder the matrix cannot claim (permission denied, a full disk) killed its worker thread with a
+    traceback; the run was counted nowhere and the matrix exited 0. It is now a failed run, with the error."""
+    cfg = {"datasets": [str(REPO / "sample_data")], "models": ["m"], "output_dir": str(tmp_path / "out")}
+    [run] = run_matrix.plan(cfg, [])
+
+    def denied(run_dir, settings=None):
+        raise PermissionError(13, "Permission denied", str(run_dir))
+
+    monkeypatch.setattr(run_matrix, "claim", denied)
+    outcome = run_matrix.execute([run], [sys.executable], [{}], dry_run=False)
+    why = f"PermissionError: [Errno 13] Permission denied: '{run.run_dir}'"
+    assert outcome["failed"] == [(run.run_dir, why)]
+    assert f"[1/1] FAILED ({why}): {run.run_dir}" in capsys.readouterr().out
