@@ -666,9 +666,14 @@ def verdict(result: dict[str, Any], a: str, b: str) -> str:
     n = len(result["per_dataset"])
     if n == 0:
         return f"no dataset has runs of both {a} and {b}: nothing to compare"
+    # A dataset whose bootstrap could not run (predictions missing) cannot be won: said here, or the count of
+    # significant wins reads as if it had been tested and found no difference.
+    untested = [d for d, r in result["per_dataset"].items() if r.get("ci_low") is None]
+    not_tested = f"; not tested on {len(untested)} of {counted(n, 'dataset')}, {', '.join(untested)}: no bootstrap, "
+    not_tested += "see the notes"
     head = (
         f"{a} > {b} on {result['datasets_a_ahead']}/{n} datasets and {b} > {a} on {result['datasets_b_ahead']}/{n} "
-        f"(significant wins: {result['datasets_a_wins']} vs {result['datasets_b_wins']})"
+        f"(significant wins: {result['datasets_a_wins']} vs {result['datasets_b_wins']}{not_tested if untested else ''})"
     )
     if result["p_a_better"] is None:
         text = f"{head}; across datasets: not computed (the Bayesian signed-rank test needs ≥ 2 datasets, found {n})"

@@ -135,6 +135,23 @@ def test_a_right_everywhere_wins_every_dataset(tmp_path, capsys):
     assert "enc [mine] is better" in out["verdict"] and "3/3" in out["verdict"]
 
 
+def test_a_verdict_names_the_datasets_no_bootstrap_could_test(tmp_path, capsys):
+    """B's test predictions of d2 are gone: d2 cannot be won, and the verdict said 'significant wins: 2 vs 0' as if
+    d2 had been tested and found no difference; it now names d2 as untested."""
+    for dataset in ("d1", "d2", "d3"):
+        gold = balanced_gold(80)
+        for seed in (1, 2, 3):
+            write_run(tmp_path, dataset, "org/a", seed, gold, gold)
+            bad = write_run(tmp_path, dataset, "org/b", seed, gold, with_errors(gold, 10 + 2 * seed, offset=seed))
+            if dataset == "d2":
+                (bad / "predictions_test.jsonl").unlink()
+    out = run_compare(tmp_path, "--a", "a", "--b", "b", "--bootstrap", "200", capsys=capsys)
+    assert out["verdict"].startswith(
+        "a > b on 3/3 datasets and b > a on 0/3 (significant wins: 2 vs 0; not tested on 1 of 3 datasets, d2: no "
+        "bootstrap, see the notes); across datasets"
+    ), out["verdict"]
+
+
 def test_runs_tested_on_different_rows_are_left_out_of_the_verdict(tmp_path, capsys):
     """A scored on the first 40 test rows (another --max_eval_samples), B on all 60: their scores are not comparable,
     so that dataset is skipped with the reason, and only the other one is compared."""
