@@ -26,9 +26,11 @@ sys.path.insert(0, str(REPO))
 
 from config import TrainConfig  # noqa: E402
 from data import (  # noqa: E402
+    FORMATS,
     SOURCE_ROW,
     _check_known,
     _normalise_split,
+    _split_files,
     _unlabeled,
     build_label_space,
     carve_validation,
@@ -39,6 +41,16 @@ from data import (  # noqa: E402
     window_room,
 )
 from utils import UsageError, atomic_savefig, atomic_write_json, atomic_write_text, resolve_model_path, run_cli  # noqa: E402
+
+
+def other_split_files(folder: Path) -> list[Path]:
+    """The data files in ``folder`` that train.py reads as a split, other than the ones written here."""
+    written = {f"{split}.parquet" for split in ("train", "validation", "test")}
+    try:
+        found = _split_files(folder)
+    except UsageError:  # several files of one split: all of them are in the way
+        found = {"": [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS]}
+    return [p for files in found.values() for p in files if p.name not in written]
 
 
 def carve(ds: Any, ratio: float, seed: int, label_column: str) -> tuple[Any, Any, str]:
@@ -88,6 +100,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"{out} is not empty; choose another folder or pass --overwrite.")
+    if out.is_dir() and (others := sorted(p.name for p in other_split_files(out))):
+        # In place (OUT is the source) or over another dataset: train.py would read these beside the parquet splits
+        # written here and refuse the folder, or read two datasets as one.
+        raise UsageError(
+            f"{out} holds {', '.join(others)}, which train.py would read beside the prepared splits; give another "
+            f"output folder (not the source's) or move {'it' if len(others) == 1 else 'them'}."
+        )
 
     raw, names = load_raw_splits(args.source)
     # Every split read and checked as train.py reads it: missing columns and labels refused, rows without text

@@ -242,6 +242,22 @@ def test_prepare_data_refuses_a_non_empty_folder(tmp_path):
     assert proc.returncode == 2 and "is not empty" in proc.stderr
 
 
+def test_prepare_data_refuses_an_output_folder_whose_other_split_files_train_py_would_read(tiny_bert, tmp_path):
+    """prepare_data.py DATA DATA --overwrite (in place) wrote train.parquet beside the source's train.csv, a folder
+    train.py then refused ('mixed file formats for one split'); refused before anything is written."""
+    import prepare_data
+
+    folder = tmp_path / "reviews"
+    write_csv(folder / "train.csv", [(f"review number {i}", "good" if i % 2 else "bad") for i in range(40)])
+    with pytest.raises(run_matrix.UsageError) as err:
+        prepare_data.main([str(folder), str(folder), "--overwrite", "--tokenizer", str(tiny_bert)])
+    assert str(err.value) == (
+        f"{folder} holds train.csv, which train.py would read beside the prepared splits; give another output folder "
+        "(not the source's) or move it."
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["train.csv"]
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
