@@ -9,7 +9,8 @@ Writes ``OUT/train.parquet``, ``OUT/validation.parquet``, ``OUT/test.parquet`` (
 ``--tokenizer``, the share of documents longer than ``--max_seq_length`` and the windows per document that
 ``train.py --long_text windows`` would cut them into (with ``--window_stride``, as train.py's default). Missing validation/test splits are carved from train, seeded and stratified by label when every
 class has at least 2 rows and the carved split has a row for each class, else at random; the report says which
-(``notes``, and ``carved`` in report.json). An existing OUT is refused unless ``--overwrite``.
+(``notes``, and ``carved`` in report.json). An existing OUT is refused unless ``--overwrite``, and even then when
+it holds other split files train.py would read (the source folder itself).
 """
 
 from __future__ import annotations
