@@ -107,6 +107,11 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             problem = f"it lacks {', '.join(lacking)}" if lacking else None
             if odd := [s for s in ("validation", "test") if not isinstance(results.get(s), dict | None)]:
                 problem = f"its {' and '.join(odd)} {'is' if len(odd) == 1 else 'are'} no mapping of scores"
+            # Sorted and averaged below: a number written as text (an edited file) would end the table in a traceback.
+            numbers = {"seed": user.get("seed"), "best_step": results.get("best_step")}
+            numbers |= {k: results.get(k) for k in ("train_runtime_s", "train_samples_per_s")}
+            if odd := [f"{k} {v!r}" for k, v in numbers.items() if v is not None and not finite(v)]:
+                problem = f"{', '.join(odd)} {'is' if len(odd) == 1 else 'are'} no number"
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             problem = f"{type(err).__name__}: {err}"
         if problem:

@@ -662,3 +662,25 @@ def test_a_run_without_the_validation_score_it_was_selected_by_is_left_out_and_n
         f"warning: {runs[3]} left out: its results.json, config.json or matrix.json cannot be read (its validation "
         "is no mapping of scores); rerun the run or delete its folder.",
     ]
+
+
+def test_a_run_whose_seed_or_timing_is_no_number_is_left_out_and_named(tmp_path, capsys):
+    """A seed recorded as text ("1") or a training time as text in an edited file crashed report.py with a TypeError
+    from sorting or averaging; the run is left out with a warning naming the folder and the value."""
+    import report
+
+    gold = balanced_gold(20)
+    runs = {seed: write_run(tmp_path, "a", "org/a", seed, gold, with_errors(gold, seed)) for seed in (1, 2, 3)}
+    config = json.loads((runs[2] / "config.json").read_text())
+    config["user_config"]["seed"] = "2"
+    (runs[2] / "config.json").write_text(json.dumps(config))
+    results = json.loads((runs[3] / "results.json").read_text())
+    (runs[3] / "results.json").write_text(json.dumps(results | {"train_runtime_s": "12"}))
+    [row] = report.main([str(tmp_path), "--no_plots"])
+    assert row["seeds"] == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {runs[2]} left out: its results.json, config.json or matrix.json cannot be read (seed '2' is no "
+        "number); rerun the run or delete its folder.",
+        f"warning: {runs[3]} left out: its results.json, config.json or matrix.json cannot be read (train_runtime_s "
+        "'12' is no number); rerun the run or delete its folder.",
+    ]
