@@ -1804,6 +1804,8 @@ def main(argv: list[str] | None = None) -> int:
             "on each of them, so a run on several GPUs would wait at every gradient all-reduce for its other GPUs "
             "to finish another run's work; share GPUs among runs of one GPU each."
         )
+    if args.executor == "slurm":
+        parse_minutes(args.slurm_time)  # refused here: a dry run checks what the submission would refuse
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     local = args.executor == "local"
     gpu_groups = args.executor == "slurm" or (local and bool(visible_gpus()))

@@ -996,3 +996,13 @@ def test_a_misspelt_matrix_flag_is_named_as_one_not_as_a_train_py_flag(tmp_path)
     with pytest.raises(run_matrix.UsageError, match=r"train\.py flags of the matrix: unrecognized arguments: --colour"):
         run_matrix.main([*base, "--colour", "red"])
     assert run_matrix.main([*base, "--max_seq", "32"]) == 0
+
+
+def test_a_dry_run_refuses_the_slurm_time_the_submission_would_refuse(tmp_path):
+    """--executor slurm --slurm_time 4h passed --dry_run, the check a user makes before submitting; the submission
+    then refused it. The dry run now gives the same line."""
+    argv = ["--datasets", str(REPO / "sample_data"), "--models", "m", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(run_matrix.UsageError) as err:
+        run_matrix.main([*argv, "--executor", "slurm", "--slurm_time", "4h", "--dry_run"])
+    assert str(err.value) == "--slurm_time '4h': use minutes or Slurm's H:M:S / D-H:M:S (e.g. 4:00:00)."
+    assert not (tmp_path / "out").exists()
