@@ -1143,6 +1143,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except (FileExistsError, NotADirectoryError) as err:
         raise UsageError(f"--output_dir {out_dir}: a file is in the way ({err.filename}); choose a folder.") from None
     if args.all:
+        if len(models := sorted({r["model"] for r in runs})) < 2:
+            raise UsageError(
+                f"--all ranks two models or more; every run under {root}{f' scored on {args.on}' if args.on else ''} "
+                f"is of one model, {models[0]}: nothing to rank."
+            )
         result = rank_all(runs, args, out_dir)
         files = [out_dir / f"{file_stem('compare_all', args)}.{ext}" for ext in ("md", "csv")]
         atomic_write_text(files[0], all_markdown(result, scored_data(args)))

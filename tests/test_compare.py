@@ -333,6 +333,20 @@ def test_all_over_one_dataset_counts_it_in_the_singular(tmp_path, capsys):
     assert out["verdict"].startswith("a ranks first (mean rank 1.00 of 2 over 1 dataset)"), out["verdict"]
 
 
+def test_all_over_a_campaign_of_one_model_is_refused(tmp_path, capsys):
+    """--all over runs of one model wrote a ranking and the verdict 'a ranks first (mean rank 1.00 of 1 ...)'."""
+    gold = balanced_gold(20)
+    for dataset in ("d1", "d2"):
+        write_run(tmp_path, dataset, "org/a", 1, gold, with_errors(gold, 2))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda _: compare.main([str(tmp_path), *FAST, "--all"]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: --all ranks two models or more; every run under {tmp_path} is of one model, a: nothing to rank.\n"
+    )
+    assert not (tmp_path / "compare_all.md").exists()
+
+
 def test_all_ranks_models_on_the_seeds_every_model_ran(tmp_path, capsys):
     """good beats other on seeds 1 and 2 of both datasets; good's seed 3 (which other never ran, say it failed) is
     poor. --all pairs seeds as A-vs-B does: it ranks on seeds 1 and 2, says seed 3 is left out, and good ranks
