@@ -88,6 +88,7 @@ from utils import (
     BOOKKEEPING_SETTINGS,
     CHECKPOINT_PREFIX,
     CHECKPOINTS,
+    DISK_REFUSED,
     EVALUATE_MANIFEST,
     ConfigError,
     TrainingError,
@@ -102,6 +103,7 @@ from utils import (
     checkpoint_run,
     counted,
     default_run_dir,
+    disk_refused,
     evaluate_outputs,
     flock_within,
     fresh_accelerate_state,
@@ -467,6 +469,18 @@ def resume_flags(run_dir: Path) -> str:
     return f"--output_dir {shlex.quote(str(run_dir))} --resume_from_checkpoint latest"
 
 
+def disk_refused_in_run(err: OSError, run_dir: Path) -> str:
+    """The line for a write the disk refused during a run (a metrics.jsonl line, a predictions file): how to
+    continue this run, its folder named, or, with no checkpoint yet, that it starts again."""
+    kept = checkpoint_dirs(run_dir)
+    go_on = (
+        f"continue with {resume_flags(run_dir)} (from {kept[-1].name})"
+        if kept
+        else "start the run again: no checkpoint was written yet"
+    )
+    return disk_refused(err, go_on)
+
+
 def save_failed(err: OSError, what: str, run_dir: Path) -> TrainingError:
     """A save refused by the disk or the folder (full, read-only, over quota), as one line naming what is kept."""
     kept = [p.name for p in checkpoint_dirs(run_dir)]
@@ -498,6 +512,8 @@ class StopRequested:
         # The folders this run is about to create (its default run folder first, then the missing ones above it):
         # removed again by a stop before training that leaves nothing there but train.log.
         self.new_folders: list[Path] = []
+        # The run folder once resolved: a write the disk refuses from then on names it in the way to continue.
+        self.run_dir: Path | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequested:
@@ -1341,6 +1357,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             drop_unstarted_run_dir(stopper.new_folders)
             raise SystemExit(stopper.exit_code) from None
+        except OSError as err:
+            if err.errno not in DISK_REFUSED or stopper.run_dir is None:
+                raise
+            raise TrainingError(disk_refused_in_run(err, stopper.run_dir)) from err
 
 
 def drop_unstarted_run_dir(new_folders: list[Path]) -> None:
@@ -1371,6 +1391,7 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
     cfg = parse_config(argv, TrainConfig, __doc__)
     accelerator, trackers, cpu_note = start_accelerator(cfg)
     run_dir, resume_dir = prepare_run_dir(cfg, accelerator)
+    stopper.run_dir = run_dir
     setup_logging(None, accelerator.is_main_process)
     if overrides := file_overrides(argv, TrainConfig):
         logger.info(overrides)

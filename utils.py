@@ -520,13 +520,16 @@ def run_cli(main: Callable[[list[str] | None], Any], fast_exit: bool = False) ->
 DISK_REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
-def disk_refused(err: OSError) -> str:
-    """One line for a write the disk refused: what and where, and how to go on."""
+def disk_refused(err: OSError, go_on: str | None = None) -> str:
+    """One line for a write the disk refused: what and where, and how to go on (``go_on``: a training run's own
+    way, its folder named)."""
     where = f" to {err.filename}" if err.filename else ""
-    return (
-        f"the disk refused a write{where} ({err.strerror or err}); free space or make the folder writable, then run "
-        "the command again (a training run continues from its last checkpoint with --resume_from_checkpoint latest)."
+    # "latest" alone follows the LATEST pointer, which another run may have moved: the run folder goes with it.
+    go_on = go_on or (
+        "run the command again (a training run continues from its last checkpoint with --output_dir RUN "
+        "--resume_from_checkpoint latest)"
     )
+    return f"the disk refused a write{where} ({err.strerror or err}); free space or make the folder writable, then {go_on}."
 
 
 def fresh_accelerate_state() -> None:

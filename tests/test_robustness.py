@@ -24,7 +24,7 @@ from conftest import (
     train_on_two_processes,
 )
 from conftest import RESUME_FLAGS as SHARED_RESUME_FLAGS
-from utils import run_cli
+from utils import disk_refused, run_cli
 
 RESUME_FLAGS = [*SHARED_RESUME_FLAGS, "--checkpointing_steps", "5"]
 
@@ -353,8 +353,25 @@ def test_a_full_disk_anywhere_in_a_run_is_one_line_not_a_traceback(tiny_bert, tm
     [error] = [line for line in err.splitlines() if line.startswith("error:")]
     assert error == (
         f"error: the disk refused a write to {out / 'metrics.jsonl'} (No space left on device); free space or "
-        "make the folder writable, then run the command again (a training run continues from its last checkpoint "
-        "with --resume_from_checkpoint latest)."
+        "make the folder writable, then start the run again: no checkpoint was written yet."
+    )
+
+
+def test_a_full_disk_names_the_run_folder_to_continue_in(tmp_path):
+    """'latest' alone follows outputs/LATEST, which another run may have moved: the line names this run's folder."""
+    run = tmp_path / "my run"
+    for step in ("step_000002", "step_000004"):
+        (run / "checkpoints" / step).mkdir(parents=True)
+        (run / "checkpoints" / step / "meta.json").write_text("{}")
+    err = OSError(errno.EDQUOT, "Disk quota exceeded", str(run / "predictions_test.jsonl"))
+    assert train.disk_refused_in_run(err, run) == (
+        f"the disk refused a write to {run / 'predictions_test.jsonl'} (Disk quota exceeded); free space or make the "
+        f"folder writable, then continue with --output_dir '{run}' --resume_from_checkpoint latest (from step_000004)."
+    )
+    # Outside a run (evaluate.py, the scripts) the way on names the folder as RUN.
+    assert disk_refused(err).endswith(
+        "then run the command again (a training run continues from its last checkpoint with --output_dir RUN "
+        "--resume_from_checkpoint latest)."
     )
 
 
