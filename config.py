@@ -265,7 +265,9 @@ class TrainConfig:
         None, "Keep only the newest K checkpoints (the one holding the best state is never deleted)."
     )
     resume_from_checkpoint: str | None = option(
-        None, "'latest' (newest checkpoint of --output_dir, or of the latest run) or a checkpoint folder."
+        None,
+        "'latest' (newest checkpoint of --output_dir, or of the latest run), a checkpoint folder, or a run folder "
+        "(its newest checkpoint).",
     )
     nan_policy: str = option(
         "stop", "On a NaN/inf loss or gradient: stop the run, or skip that optimizer step.", ("stop", "skip")

@@ -765,14 +765,22 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
         return output_dir, None
     if spec == "latest":
         run_dir = output_dir or read_latest_pointer(Path(cfg.runs_root))
-        found = checkpoint_dirs(run_dir)
-        if not found:
-            raise UsageError(f"--resume_from_checkpoint latest: no checkpoint in {run_dir / 'checkpoints'}.")
-        refuse_finished_run(run_dir, spec)
-        return run_dir, check_checkpoint_files(found[-1], spec)
+        return run_dir, newest_checkpoint(run_dir, spec)
     checkpoint = Path(spec)
     if not (checkpoint / "meta.json").is_file():
-        raise UsageError(f"--resume_from_checkpoint {spec}: not a checkpoint folder (no meta.json).")
+        if (run := run_folder_given(checkpoint)) is None:
+            raise UsageError(
+                f"--resume_from_checkpoint {spec}: not a checkpoint folder (no meta.json); pass a run's "
+                f"{CHECKPOINTS}/{CHECKPOINT_PREFIX}N folder, the run's folder, or latest with --output_dir RUN."
+            )
+        # A run folder means "continue that run": its newest checkpoint, in its own folder, as
+        # --output_dir RUN --resume_from_checkpoint latest does.
+        if output_dir is not None and output_dir.resolve() != run.resolve():
+            raise UsageError(
+                f"--resume_from_checkpoint {spec} is the run {run}, not --output_dir {output_dir}; drop --output_dir "
+                "(the run continues in its own folder), or resume one of its checkpoints into another folder."
+            )
+        return output_dir or run, newest_checkpoint(run, spec)
     # A checkpoint belongs to the run folder it was written in (RUN/checkpoints/step_N): best_model/, metrics and
     # results continue there. A copied checkpoint elsewhere needs --output_dir to say where the run lives.
     owner = checkpoint.resolve().parent.parent if checkpoint.resolve().parent.name == CHECKPOINTS else None
@@ -788,6 +796,23 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
         )
     refuse_finished_run(owner or output_dir, spec)
     return owner or output_dir, check_checkpoint_files(checkpoint, spec)
+
+
+def run_folder_given(folder: Path) -> Path | None:
+    """The run that ``folder`` is (a train.py run folder, or its checkpoints/ folder), else None."""
+    for run in (folder, folder.parent) if folder.name == CHECKPOINTS else (folder,):
+        if run_user_config(run) is not None or (run / CHECKPOINTS).is_dir():
+            return run
+    return None
+
+
+def newest_checkpoint(run_dir: Path, spec: str) -> Path:
+    """The run's newest checkpoint, its files checked; a run without one, or a finished run, is refused."""
+    found = checkpoint_dirs(run_dir)
+    if not found:
+        raise UsageError(f"--resume_from_checkpoint {spec}: no checkpoint in {run_dir / CHECKPOINTS}.")
+    refuse_finished_run(run_dir, spec)
+    return check_checkpoint_files(found[-1], spec)
 
 
 def refuse_abandoned_checkpoint(checkpoint: Path, spec: str, output_dir: Path | None) -> None:

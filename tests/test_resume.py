@@ -654,6 +654,40 @@ def test_a_checkpoint_a_resume_set_aside_is_named_as_such_and_continues_only_in_
     assert train.prepare_run_dir(train.parse_config(argv, train.TrainConfig), None) == (new, aside)
 
 
+def test_a_run_folder_given_to_resume_continues_that_run_from_its_newest_checkpoint(tmp_path):
+    """--resume_from_checkpoint RUN (or RUN/checkpoints) means --output_dir RUN --resume_from_checkpoint latest."""
+    run = tmp_path / "run"
+    (run / "config.json").parent.mkdir()
+    (run / "config.json").write_text(json.dumps({"user_config": {}, "resolved": {}}))
+    for step in (2, 4):
+        checkpoint = run / "checkpoints" / f"step_{step:06d}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "meta.json").write_text(json.dumps({"step": step}))
+        for name in ("model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl"):
+            (checkpoint / name).write_text("")
+
+    def resolve(*argv):
+        return train.resolve_run_dir(train.parse_config(list(argv), train.TrainConfig))
+
+    newest = run / "checkpoints" / "step_000004"
+    assert resolve("--resume_from_checkpoint", str(run)) == (run, newest)
+    assert resolve("--resume_from_checkpoint", str(run / "checkpoints")) == (run, newest)
+    assert resolve("--resume_from_checkpoint", str(run), "--output_dir", str(run)) == (run, newest)
+    with pytest.raises(train.UsageError) as refused:
+        resolve("--resume_from_checkpoint", str(run), "--output_dir", str(tmp_path / "other"))
+    assert str(refused.value) == (
+        f"--resume_from_checkpoint {run} is the run {run}, not --output_dir {tmp_path / 'other'}; drop --output_dir "
+        "(the run continues in its own folder), or resume one of its checkpoints into another folder."
+    )
+    (run / "best_model").mkdir()
+    with pytest.raises(train.UsageError) as refused:
+        resolve("--resume_from_checkpoint", str(run / "best_model"))
+    assert str(refused.value) == (
+        f"--resume_from_checkpoint {run / 'best_model'}: not a checkpoint folder (no meta.json); pass a run's "
+        "checkpoints/step_N folder, the run's folder, or latest with --output_dir RUN."
+    )
+
+
 def test_a_resume_from_an_older_checkpoint_sets_the_later_ones_aside(tiny_bert, tmp_path, probe):
     """The checkpoints after the one resumed from belong to the training the resume abandons: --save_total_limit must
     not delete the resumed run's own new checkpoints in their favour, nor `latest` pick one of them."""
