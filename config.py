@@ -12,6 +12,7 @@ import difflib
 import importlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -307,8 +308,10 @@ class TrainConfig:
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}.")
-        if self.adam_epsilon < 0:
-            raise ConfigError(f"--adam_epsilon must be >= 0, got {self.adam_epsilon}.")
+        if self.adam_epsilon <= 0:
+            # It is what AdamW divides by where a gradient has been 0 so far (an embedding row no batch used yet):
+            # at 0 that is 0/0, and those weights turn NaN at the first step.
+            raise ConfigError(f"--adam_epsilon must be > 0 (AdamW divides by it), got {self.adam_epsilon}.")
         if self.weight_decay < 0:
             raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}.")
         if not 0 <= self.warmup_ratio < 1:
@@ -487,6 +490,9 @@ def _parse_bool(text: str) -> bool:
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     """An argparse parser with one flag per dataclass field, help taken from the field metadata."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # A value such as -1e-5 is a number, not a flag (argparse before Python 3.13 reads only -1 and -.5 as numbers, and
+    # said "expected one argument"): the range checks then name what is wrong with it. No flag starts with -<digit>.
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")
     parser.add_argument(
         "--config", default=None, help="YAML or JSON file of flag values; command-line flags override it."
     )

@@ -16,7 +16,7 @@ from config import TrainConfig, parse_config
 from conftest import REPO, make_tiny_model, tiny_args, write_csv
 from data import first_mixed_json_column, load_splits, load_unlabeled
 from model import EncoderClassifier
-from utils import UsageError
+from utils import ConfigError, UsageError
 
 # datasets 4.7 reads a json column whose values mix JSON types (as its Json type), so the checks below see the values;
 # earlier releases cannot read such a file at all, and data.py refuses it naming the column and row.
@@ -175,6 +175,23 @@ def test_a_model_that_cannot_load_is_named_with_the_whole_reason_on_one_line(tmp
         "tokenizer from one of: (1) a `tokenizers` file, (2) a slow one.). Pass a local model directory or a hub id "
         "reachable from this machine."
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # AdamW divides by epsilon where a gradient has been 0 so far: every weight of an unused embedding row went NaN
+        # at the first step, which then stopped the run as a non-finite loss, blaming the learning rate.
+        (["--adam_epsilon", "0"], "--adam_epsilon must be > 0 (AdamW divides by it), got 0.0."),
+        # A negative number in scientific notation is a value, not a flag: argparse said "expected one argument".
+        (["--learning_rate", "-1e-5"], "--learning_rate must be > 0, got -1e-05."),
+        (["--weight_decay", "-1E-2"], "--weight_decay must be >= 0, got -0.01."),
+    ],
+)
+def test_a_flag_out_of_range_is_named_with_its_value(argv, message):
+    with pytest.raises(ConfigError) as refused:
+        parse_config(argv)
+    assert str(refused.value) == message
 
 
 def test_evaluate_names_a_model_folder_or_a_checkpoint_given_as_the_run(tiny_bert, tmp_path):

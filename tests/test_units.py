@@ -75,7 +75,7 @@ def test_a_flag_over_a_config_file_value_is_named_with_both_values(tmp_path):
         (["--label_columns", "a", "b", "--level_loss_weights", "-1", "1"], r"--level_loss_weights must be >= 0"),
         (["--label_columns", "a", "b", "--level_loss_weights", "0", "0"], "--level_loss_weights are all 0"),
         (["--adam_beta1", "1.0"], r"--adam_beta1 must be in \[0, 1\)"),
-        (["--adam_epsilon", "-1"], "--adam_epsilon must be >= 0"),
+        (["--adam_epsilon", "-1"], r"--adam_epsilon must be > 0 \(AdamW divides by it\), got -1.0"),
         # numpy's and scikit-learn's seeds are 32-bit: another value was a traceback from inside set_seed.
         (["--seed", "-1"], r"--seed must be in \[0, 4294967295\], got -1"),
         (["--seed", str(2**32)], r"--seed must be in \[0, 4294967295\], got 4294967296"),
