@@ -330,6 +330,10 @@ def json_rows_problem(path: Path) -> str | None:
     return f"{path} is one JSON object (keys: {keys}), not rows{where}: write one object per row naming its columns, {rows}, or a JSON list of such objects."
 
 
+class NoRows(UsageError):
+    """A data file (or every file of a split) that holds no rows: an empty split, or nothing to predict."""
+
+
 def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too);
     ``keep_blank_lines``: a blank line of a csv is a row (of empty cells), as evaluate.py --input needs one output
@@ -343,9 +347,7 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     # files is an empty split.
     files = [p for p in original if not holds_no_rows(p)]
     if not files:
-        raise UsageError(
-            f"{', '.join(map(str, original))} holds no rows (an empty split); add rows or remove the file."
-        )
+        raise NoRows(f"{', '.join(map(str, original))} holds no rows (an empty split); add rows or remove the file.")
     suffix = suffixes.pop()
     if FORMATS[suffix] == "json":
         # pyarrow's json reader keeps bytes that are not UTF-8 in its strings: the file loads, and the first read of
@@ -382,7 +384,7 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         )
     except Exception as err:  # pyarrow, pandas and json raise many types; all mean "cannot read this file"
         if "corresponds to no data" in str(err):  # a header-only csv, an empty jsonl
-            raise UsageError(
+            raise NoRows(
                 f"{', '.join(map(str, files))} holds no rows (an empty split); add rows or remove the file."
             ) from err
         chain, cause = [], err
@@ -1824,7 +1826,12 @@ def load_unlabeled(
     if file.suffix.lower() not in FORMATS:
         raise UsageError(f"--input {path}: unsupported file type {file.suffix!r}; use one of {', '.join(FORMATS)}.")
     check_cache()
-    ds = load_files([file], keep_blank_lines=True)
+    try:
+        ds = load_files([file], keep_blank_lines=True)
+    except NoRows as err:  # a split's wording ("an empty split", "remove the file") would not fit a file to predict
+        raise UsageError(
+            f"--input {path} holds no rows, so there is nothing to predict; give a file with a row per text."
+        ) from err
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
     named = {label_flag: label_columns[0]} if label_flag and label_columns else {}  # --label_column names one

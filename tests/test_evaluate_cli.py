@@ -164,3 +164,19 @@ def test_top_k_sets_the_labels_listed_and_is_refused_where_a_run_lists_no_top_k(
             with pytest.raises(ValueError, match=rf"--top_k: this run is {kind}: .*; drop --top_k\.$"):
                 evaluate.main(["--run_dir", str(run), *where, "--top_k", "2"])
     assert not list(tmp_path.rglob("predictions_levels*"))  # the --input predictions: none written
+
+
+@pytest.mark.parametrize("content", ["text,label\n", ""])
+def test_an_input_file_without_rows_is_named_as_nothing_to_predict(content, tmp_path):
+    """A header-only or empty --input file: the line spoke of "an empty split" and removing the file."""
+    from config import TrainConfig
+    from data import load_unlabeled
+    from utils import UsageError
+
+    path = tmp_path / "new_texts.csv"
+    path.write_text(content)
+    with pytest.raises(UsageError) as refused:
+        load_unlabeled(str(path), TrainConfig(), None)
+    assert str(refused.value) == (
+        f"--input {path} holds no rows, so there is nothing to predict; give a file with a row per text."
+    )
