@@ -190,9 +190,10 @@ def step_clipped(optimizer: Any, grad_scale: torch.Tensor | None) -> None:
         del inner.grad_scale
 
 
-def check_output_dir(run_dir: Path, overwrite: bool, dataset: str | None = None) -> None:
+def check_output_dir(run_dir: Path, overwrite: bool, dataset: str | None = None, flag: str = "--output_dir") -> None:
     """Refuse to train into a folder that already holds a run, unless told to overwrite it, and always into one that
-    holds something else's config.json (a model's), the dataset's own folder, or one that cannot be created."""
+    holds something else's config.json (a model's), the dataset's own folder, or one that cannot be created.
+    ``flag``: the flag that chose the folder (--runs_root for a default one)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--output_dir {run_dir} is a file; choose a folder.")
     if dataset is not None and run_dir.is_dir() and Path(dataset).is_dir() and run_dir.samefile(dataset):
@@ -205,7 +206,7 @@ def check_output_dir(run_dir: Path, overwrite: bool, dataset: str | None = None)
     ancestor = next(p for p in [run_dir.absolute(), *run_dir.absolute().parents] if p.exists())
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         what = "is a file" if not ancestor.is_dir() else "is not writable"
-        raise UsageError(f"cannot create the run folder {run_dir}: {ancestor} {what}; choose another --output_dir.")
+        raise UsageError(f"cannot create the run folder {run_dir}: {ancestor} {what}; choose another {flag}.")
     if (run_dir / "config.json").is_file() and run_user_config(run_dir) is None:
         # A model folder (e.g. the backbone's own): its config.json is not ours to replace.
         raise UsageError(
@@ -1101,7 +1102,10 @@ def prepare_run_dir(cfg: TrainConfig, accelerator: Any) -> tuple[Path, Path | No
     if resume_dir is None:
         # A default name another run took meanwhile is not this run's folder: the claim takes the next free one.
         first_free = next(p for p in run_dir_names(run_dir) if not p.exists())
-        check_output_dir(first_free if cfg.output_dir is None else run_dir, cfg.overwrite_output_dir, cfg.dataset)
+        if cfg.output_dir is None:  # a default folder under --runs_root
+            check_output_dir(first_free, cfg.overwrite_output_dir, cfg.dataset, "--runs_root (or give --output_dir)")
+        else:
+            check_output_dir(run_dir, cfg.overwrite_output_dir, cfg.dataset)
     elif unwritable := [p for p in (run_dir, run_dir / CHECKPOINTS) if not writable(p)]:
         # The resume writes train.log, config.json, best_model/ and checkpoints there: another user's run, or a mount
         # gone read-only, would fail only after the data is loaded and the model built.

@@ -4,6 +4,7 @@ result replaced."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import datasets
@@ -192,6 +193,19 @@ def test_a_flag_out_of_range_is_named_with_its_value(argv, message):
     with pytest.raises(ConfigError) as refused:
         parse_config(argv)
     assert str(refused.value) == message
+
+
+def test_a_runs_root_that_is_a_file_names_that_flag(tmp_path):
+    """Without --output_dir the run folder is made under --runs_root: the line said to choose another --output_dir."""
+    (tmp_path / "runs").write_text("")
+    cfg = parse_config(["--runs_root", str(tmp_path / "runs"), "--dataset", str(REPO / "sample_data")])
+    with pytest.raises(UsageError) as refused:
+        train.prepare_run_dir(cfg, None)
+    assert re.fullmatch(
+        rf"cannot create the run folder {tmp_path}/runs/sample_data/all-MiniLM-L6-v2/\d{{8}}-\d{{6}}-seed42: "
+        rf"{tmp_path}/runs is a file; choose another --runs_root \(or give --output_dir\)\.",
+        str(refused.value),
+    ), refused.value
 
 
 def test_evaluate_names_a_model_folder_or_a_checkpoint_given_as_the_run(tiny_bert, tmp_path):
