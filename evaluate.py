@@ -66,6 +66,7 @@ from utils import (
     atomic_savefig,
     atomic_write_json,
     atomic_write_text,
+    checkpoint_dirs,
     checkpoint_run,
     counted,
     evaluate_input_source,
@@ -77,7 +78,9 @@ from utils import (
     read_latest_pointer,
     read_run_config,
     record_evaluate_output,
+    resume_flags,
     run_cli,
+    run_dir_holder,
     setup_logging,
     tune_cpu,
 )
@@ -706,7 +709,7 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
                 f"{best} is missing although the run finished (results.json): it was moved or deleted. Put it back "
                 f"(a checkpoint's {BEST_MODEL}/ holds the best state it knew) or train the run again."
             )
-        raise UsageError(f"{run_dir} has no {BEST_MODEL}/ yet; the run has not finished its first evaluation.")
+        raise UsageError(no_best_model_yet(run_dir))
     if lacking := model_files_lacking(best):
         raise UsageError(
             f"{best} lacks {', '.join(lacking)}: the folder is incomplete (files deleted or not copied). Restore it "
@@ -715,6 +718,25 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
     if damaged is not None:
         raise UsageError(f"{run_dir / 'config.json'} is damaged ({damaged}); restore it, or train the run again.")
     return config
+
+
+def no_best_model_yet(run_dir: Path) -> str:
+    """Why an unfinished run has no best_model/ yet: still training towards its first evaluation (wait), or stopped
+    before it (continue it, from the checkpoint it left, or train it again)."""
+    if (holder := run_dir_holder(run_dir)) is not None:
+        return (
+            f"{run_dir} has no {BEST_MODEL}/ yet: its training (pid {holder}) has not finished its first evaluation; "
+            "score it once it has."
+        )
+    if kept := checkpoint_dirs(run_dir):
+        return (
+            f"{run_dir} has no {BEST_MODEL}/: the run stopped before its first evaluation; continue it with train.py's "
+            f"{resume_flags(run_dir)} (from {kept[-1].name}), and score it once it has evaluated."
+        )
+    return (
+        f"{run_dir} has no {BEST_MODEL}/: the run stopped before its first evaluation and left no checkpoint to "
+        "continue from; train it again."
+    )
 
 
 def load_model_config(model_dir: Path) -> EncoderClassifierConfig:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import gc
 import importlib.util
 import itertools
@@ -90,6 +89,7 @@ from utils import (
     CHECKPOINTS,
     DISK_REFUSED,
     EVALUATE_MANIFEST,
+    RUN_LOCK,
     ConfigError,
     TrainingError,
     UsageError,
@@ -118,7 +118,9 @@ from utils import (
     read_latest_pointer,
     read_run_config,
     resolve_model_path,
+    resume_flags,
     run_cli,
+    run_dir_holder,
     setup_logging,
     short_name,
     tune_cpu,
@@ -127,9 +129,6 @@ from utils import (
 
 # Files whose presence means a folder already holds a run that must not be overwritten silently.
 RUN_MARKERS = ("config.json", "results.json", BEST_MODEL, "metrics.jsonl")
-# flock-ed by the process (rank 0) that trains in the run folder, for as long as it runs; holds its pid. A flock, not
-# a create-if-absent file: the kernel drops it when the holder dies, so a crashed run leaves no stale claim.
-RUN_LOCK = ".train.lock"
 CLAIM_PATIENCE_S = 1.0  # how long a claim waits out a look at the lock before taking the folder for another run's
 
 
@@ -462,12 +461,6 @@ def save_best_model(accelerator: Any, model: nn.Module, tokenizer: Any, path: Pa
         except OSError as err:
             raise save_failed(err, f"{BEST_MODEL}/ of step {record['step']}", path.parent) from err
     accelerator.wait_for_everyone()
-
-
-def resume_flags(run_dir: Path) -> str:
-    """The flags that continue the run in ``run_dir`` from its last checkpoint: its folder named, as "latest" alone
-    follows the LATEST pointer, which the next run of any dataset moves away from a default-folder run."""
-    return f"--output_dir {shlex.quote(str(run_dir))} --resume_from_checkpoint latest"
 
 
 def disk_refused_in_run(err: OSError, run_dir: Path) -> str:
@@ -1217,21 +1210,6 @@ def make_new_run_dir(base: Path, created: list[Path]) -> Path:
             run_dir = next(names)
         except FileNotFoundError:  # a stopped run removed the empty parent it had made: make it again
             continue
-
-
-def run_dir_holder(run_dir: Path) -> str | None:
-    """The pid of the live process that holds ``run_dir`` (``?`` when it has not written it yet), or None."""
-    try:
-        handle = open(run_dir / RUN_LOCK, "r+")  # "r+": a mere look never creates it
-    except OSError:
-        return None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return handle.read().strip() or "?"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
 
 
 def in_use(run_dir: Path, holder: str) -> str:

@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -147,6 +148,32 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
         if p.is_dir() and re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", p.name) and (p / "meta.json").is_file()
     ]
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+# flock-ed by the process (rank 0) that trains in the run folder, for as long as it runs; holds its pid. A flock, not
+# a create-if-absent file: the kernel drops it when the holder dies, so a crashed run leaves no stale claim.
+RUN_LOCK = ".train.lock"
+
+
+def run_dir_holder(run_dir: Path) -> str | None:
+    """The pid of the live process that holds ``run_dir`` (``?`` when it has not written it yet), or None."""
+    try:
+        handle = open(run_dir / RUN_LOCK, "r+")  # "r+": a mere look never creates it
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "?"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def resume_flags(run_dir: Path) -> str:
+    """The flags that continue the run in ``run_dir`` from its last checkpoint: its folder named, as "latest" alone
+    follows the LATEST pointer, which the next run of any dataset moves away from a default-folder run."""
+    return f"--output_dir {shlex.quote(str(run_dir))} --resume_from_checkpoint latest"
 
 
 def checkpoint_run(folder: Path) -> Path | None:

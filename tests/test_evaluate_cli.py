@@ -180,3 +180,38 @@ def test_an_input_file_without_rows_is_named_as_nothing_to_predict(content, tmp_
     assert str(refused.value) == (
         f"--input {path} holds no rows, so there is nothing to predict; give a file with a row per text."
     )
+
+
+def test_a_run_without_a_best_model_yet_says_whether_to_wait_continue_or_train_again(tmp_path):
+    """The line said "has not finished its first evaluation" also of a run stopped long ago, as if to wait for it."""
+    import fcntl
+
+    from utils import RUN_LOCK, UsageError
+
+    run = tmp_path / "my run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"user_config": {}, "resolved": {}}))
+
+    def refusal() -> str:
+        with pytest.raises(UsageError) as refused:
+            evaluate.load_run_config(run)
+        return str(refused.value)
+
+    assert refusal() == (
+        f"{run} has no best_model/: the run stopped before its first evaluation and left no checkpoint to continue "
+        "from; train it again."
+    )
+    (run / "checkpoints" / "step_000003").mkdir(parents=True)
+    (run / "checkpoints" / "step_000003" / "meta.json").write_text("{}")
+    assert refusal() == (
+        f"{run} has no best_model/: the run stopped before its first evaluation; continue it with train.py's "
+        f"--output_dir '{run}' --resume_from_checkpoint latest (from step_000003), and score it once it has evaluated."
+    )
+    with open(run / RUN_LOCK, "w") as lock:  # a live train.py holds it, its pid written
+        lock.write("4242\n")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert refusal() == (
+            f"{run} has no best_model/ yet: its training (pid 4242) has not finished its first evaluation; score it "
+            "once it has."
+        )
