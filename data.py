@@ -1656,8 +1656,17 @@ def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
     notes += case_notes(spec) + joined_notes(spec)
     if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
         # Often a renamed label column: say so rather than name the classes by their raw values without a word.
-        source = "the data's ClassLabel" if all(isinstance(names[c], ClassLabelNames) for c in other) else "labels.json"
-        notes.append(f"{source} names the labels of {other}, not of {spec.columns}: labels named by their values")
+        if all(isinstance(names[c], ClassLabelNames) for c in other):  # the dataset's own, of another column
+            notes.append(
+                f"the data's ClassLabel names the labels of {other}, not of {spec.columns}: labels named by their values"
+            )
+        else:  # a file written to name these labels: a key that misses the column (a typo) is worth a warning
+            key = spec.columns[0] if len(spec.columns) == 1 else spec.columns
+            notes.append(
+                f"warning: labels.json names the labels of {other}, not of {spec.columns}: the classes are named by "
+                f"their values ({', '.join(map(str, spec.levels[0]['labels'][:5]))}"
+                f"{', ...' if len(spec.levels[0]['labels']) > 5 else ''}); key its list by {key!r} if it names them"
+            )
     splits = {split: _encode(ds, split, spec, maps) for split, ds in splits.items()}
     notes += _unused_classes(splits, spec)
     if spec.problem_type == "hierarchical_classification":

@@ -495,3 +495,17 @@ def test_a_class_label_of_another_column_is_named_as_such(tmp_path):
     assert (
         "the data's ClassLabel names the labels of ['topic'], not of ['stars']: labels named by their values" in notes
     )
+
+
+def test_a_labels_json_keyed_by_another_name_than_the_label_column_is_a_warning(tmp_path):
+    """labels.json written as {"labels": [...]} for the column 'label': the run named its classes 0, 1, 2 with an
+    info line only, though the file was written to name them."""
+    data = tmp_path / "data"
+    write_csv(data / "train.csv", [(f"text {i}", i % 3) for i in range(30)])
+    (data / "labels.json").write_text(json.dumps({"labels": ["sad", "happy", "angry"]}))
+    loaded = load_splits(TrainConfig(dataset=str(data)))
+    assert loaded.label_names == ["0", "1", "2"]
+    assert (
+        "warning: labels.json names the labels of ['labels'], not of ['label']: the classes are named by their "
+        "values (0, 1, 2); key its list by 'label' if it names them"
+    ) in loaded.notes
