@@ -748,7 +748,15 @@ def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: st
         flags = " and ".join(f"--{flag} {column!r}" for flag, column in missing.items())
         folded = {c.casefold(): c for c in ds.column_names}
         cased = {flag: folded.get(column.casefold()) for flag, column in missing.items()}
-        if pair:
+        # A header written "text , label" (spaces after the commas, as a hand-written file has): pandas keeps them.
+        trimmed = {c.strip(): c for c in ds.column_names if c != c.strip()}
+        spaced = [trimmed.get(column) for column in missing.values()]
+        if None not in spaced:
+            hint = (
+                f"; the header's names hold spaces around them ({', '.join(map(repr, spaced))}): remove them from the "
+                "header line"
+            )
+        elif pair:
             rest = " and ".join(f"--{flag}" for flag in missing if flag != "text_column")
             hint = (
                 f"; the columns {pair[0]!r} and {pair[1]!r} are a sentence pair: pass --text_column {pair[0]} "

@@ -1213,6 +1213,15 @@ def test_a_missing_column_is_named_with_its_file_and_the_flag_that_names_it(tmp_
         UsageError, match=rf"^the 'sentence' column of the --input file {tmp_path}/numbers.csv holds int"
     ):
         load_unlabeled(str(tmp_path / "numbers.csv"), TrainConfig(text_column="sentence"), None)
+    # A hand-written header, "text , label": pandas keeps the spaces, and neither flag could name the columns well.
+    (tmp_path / "spaced").mkdir()
+    (tmp_path / "spaced" / "train.csv").write_text("text , label\n" + "".join(f"row {i},{i % 2}\n" for i in range(8)))
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path / "spaced")))
+    assert str(err.value).endswith(
+        "; columns: text ,  label); the header's names hold spaces around them ('text ', ' label'): remove them from "
+        "the header line."
+    )
 
 
 def test_an_unreadable_file_is_named_with_the_readers_own_reason(tmp_path):
