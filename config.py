@@ -12,6 +12,7 @@ import difflib
 import importlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -678,6 +679,10 @@ def file_overrides(argv: list[str] | None, cls: type = TrainConfig) -> str | Non
     return "; ".join(lines) or None
 
 
+# The flags naming folders and files to write or find runs in (train.py's and evaluate.py's).
+HOME_PATHS = frozenset({"output_dir", "runs_root", "resume_from_checkpoint", "run_dir", "input", "output"})
+
+
 def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: str = "") -> Any:
     """Parse flags (and ``--config FILE``) into a validated ``cls`` instance."""
     parser = build_parser(cls, description or (cls.__doc__ or ""))
@@ -695,6 +700,11 @@ def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: s
         raise ConfigError(f"--config {config_file}: unknown keys: {suggestion}.")
     if config_file:  # command-line values were already converted by argparse; file values get the same treatment
         values |= convert_file_values({k: v for k, v in values.items() if k not in args}, cls, config_file)
+    # A --config file (or --output_dir=~/runs, which no shell expands) hands "~/..." over as written: the run would
+    # make a folder named "~" in the working directory. The dataset and model paths are expanded where they are read.
+    for name in HOME_PATHS & known:
+        if isinstance(value := values.get(name), str) and value.startswith("~"):
+            values[name] = os.path.expanduser(value)
     config = cls(**values)
     if hasattr(config, "validate"):
         config.validate()

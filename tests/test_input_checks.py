@@ -208,6 +208,22 @@ def test_a_runs_root_that_is_a_file_names_that_flag(tmp_path):
     ), refused.value
 
 
+def test_a_home_folder_path_in_a_config_file_is_the_home_folder(tmp_path, monkeypatch):
+    """No shell expands "~" in a YAML file (nor in --output_dir=~/runs): the run made a folder named "~" in the
+    working directory and wrote there."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "run.yaml"
+    config.write_text("output_dir: ~/runs/a\nruns_root: ~/runs\nresume_from_checkpoint: ~/runs/a/checkpoints/step_2\n")
+    cfg = parse_config(["--config", str(config)])
+    assert (cfg.output_dir, cfg.runs_root) == (f"{tmp_path}/runs/a", f"{tmp_path}/runs")
+    assert cfg.resume_from_checkpoint == f"{tmp_path}/runs/a/checkpoints/step_2"
+    assert parse_config(["--output_dir=~/b"]).output_dir == f"{tmp_path}/b"
+    evaluated = parse_config(["--run_dir=~/runs/a", "--input=~/new.csv", "--output=~/p.jsonl"], evaluate.EvalConfig)
+    assert (evaluated.run_dir, evaluated.input, evaluated.output) == tuple(
+        f"{tmp_path}/{name}" for name in ("runs/a", "new.csv", "p.jsonl")
+    )
+
+
 def test_evaluate_names_a_model_folder_or_a_checkpoint_given_as_the_run(tiny_bert, tmp_path):
     with pytest.raises(
         UsageError,
