@@ -1484,6 +1484,21 @@ def unmatched_files(dataset: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and p not in taken)
 
 
+def sibling_splits(dataset: str) -> list[str]:
+    """The other splits' files beside a --dataset file that is its folder's train file (``data/train.csv`` given
+    where ``data/validation.csv`` and ``data/test.csv`` are): a single file is read alone."""
+    file = Path(dataset).expanduser()
+    if not file.is_file():
+        return []
+    try:
+        files = _split_files(file.parent)
+    except UsageError:  # two files for one split: named when that folder is given
+        return []
+    if file not in files.get("train", []):
+        return []
+    return [p.name for split, paths in files.items() if split != "train" for p in paths]
+
+
 def _unlabeled(ds: Any, train: Any, cfg: TrainConfig) -> bool:
     """A validation or test split without labels: every label missing, or -1 (GLUE's hidden test labels) where
     train has no -1."""
@@ -1638,6 +1653,13 @@ def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
         notes.append(
             f"not read (no split is named so): {', '.join(ignored)}; name files (or a saved DatasetDict's splits) "
             "train, validation (or dev, valid, val, eval) and test"
+        )
+    if beside := sibling_splits(cfg.dataset):
+        folder = Path(cfg.dataset).expanduser().parent
+        notes.append(
+            f"warning: --dataset {cfg.dataset} is one file, so validation is carved from it and there is no test "
+            f"split, though {', '.join(beside)} beside it {'are' if len(beside) > 1 else 'is'} that folder's; pass "
+            f"--dataset {folder} to read its splits"
         )
     for split in [s for s in raw if s != "train" and _unlabeled(raw[s], raw["train"], cfg)]:
         # A benchmark's hidden test labels (GLUE writes -1): nothing to score, so not a reason to stop the run.

@@ -509,3 +509,17 @@ def test_a_labels_json_keyed_by_another_name_than_the_label_column_is_a_warning(
         "warning: labels.json names the labels of ['labels'], not of ['label']: the classes are named by their "
         "values (0, 1, 2); key its list by 'label' if it names them"
     ) in loaded.notes
+
+
+def test_a_train_file_given_alone_names_the_split_files_beside_it(tmp_path):
+    """--dataset data/train.csv: validation was carved from it and test.csv left out without a word."""
+    rows = [(f"text {i}", i % 2) for i in range(20)]
+    for split in ("train", "validation", "test"):
+        write_csv(tmp_path / "data" / f"{split}.csv", rows)
+    notes = load_splits(TrainConfig(dataset=str(tmp_path / "data" / "train.csv"))).notes
+    assert (
+        f"warning: --dataset {tmp_path}/data/train.csv is one file, so validation is carved from it and there is no "
+        f"test split, though validation.csv, test.csv beside it are that folder's; pass --dataset {tmp_path}/data "
+        "to read its splits"
+    ) in notes
+    assert not [n for n in load_splits(TrainConfig(dataset=str(tmp_path / "data"))).notes if "one file" in n]
