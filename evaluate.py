@@ -753,6 +753,8 @@ def load_model_config(model_dir: Path) -> EncoderClassifierConfig:
 def run_folder(cfg: EvalConfig) -> Path:
     """The run to score: --run_dir (RUN/best_model is read as RUN), else the latest run under --runs_root."""
     run_dir = Path(cfg.run_dir) if cfg.run_dir else read_latest_pointer(Path(cfg.runs_root))
+    if not run_dir.exists():
+        raise UsageError(f"--run_dir {run_dir}: no such folder; pass the folder of a training run.")
     if run_dir.name == BEST_MODEL and (run_dir.parent / "config.json").is_file():
         logger.info("--run_dir %s is a run's best model: scoring the run %s", run_dir, run_dir.parent)
         return run_dir.parent

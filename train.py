@@ -758,7 +758,7 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
     if spec is None:
         return output_dir, None
     if spec == "latest":
-        run_dir = output_dir or read_latest_pointer(Path(cfg.runs_root))
+        run_dir = output_dir or read_latest_pointer(Path(cfg.runs_root), "--output_dir")
         return run_dir, newest_checkpoint(run_dir, spec)
     checkpoint = Path(spec)
     if not (checkpoint / "meta.json").is_file():

@@ -443,13 +443,20 @@ def check_latest_pointer(runs_root: Path) -> None:
         )
 
 
-def read_latest_pointer(runs_root: Path) -> Path:
-    """The run directory recorded by the last training run under ``runs_root``."""
+def read_latest_pointer(runs_root: Path, flag: str = "--run_dir") -> Path:
+    """The run directory recorded by the last training run under ``runs_root``; ``flag`` names the run otherwise."""
     pointer = Path(runs_root) / LATEST_POINTER
     if not pointer.is_file():
         what = "is not a file" if pointer.exists() else "does not exist"
-        raise UsageError(f"no run found: {pointer} {what}; train first or pass --run_dir RUN.")
-    return Path(pointer.read_text().strip())
+        raise UsageError(f"no run found: {pointer} {what}; train first or pass {flag} RUN.")
+    run_dir = Path(pointer.read_text().strip())
+    if not run_dir.is_dir():
+        # The latest run was deleted or moved: "not a run directory (no config.json)" or "no checkpoint in" would
+        # speak of a folder that is not there.
+        raise UsageError(
+            f"{pointer} points at {run_dir}, which no longer exists (deleted or moved); pass {flag} RUN to name a run."
+        )
+    return run_dir
 
 
 # The stop-signal handlers stop_while_importing replaced, put back when run_cli starts main.

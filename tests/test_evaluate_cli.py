@@ -215,3 +215,23 @@ def test_a_run_without_a_best_model_yet_says_whether_to_wait_continue_or_train_a
             f"{run} has no best_model/ yet: its training (pid 4242) has not finished its first evaluation; score it "
             "once it has."
         )
+
+
+def test_a_run_folder_that_is_not_there_is_named_as_missing(tmp_path):
+    """A --run_dir typo, or a LATEST pointer left by a run deleted since: the line spoke of a missing config.json
+    (evaluate.py) or of no checkpoint in its checkpoints/ folder (train.py --resume_from_checkpoint latest)."""
+    from utils import UsageError
+
+    with pytest.raises(UsageError) as refused:
+        evaluate.main(["--run_dir", str(tmp_path / "nosuch")])
+    assert str(refused.value) == f"--run_dir {tmp_path / 'nosuch'}: no such folder; pass the folder of a training run."
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "LATEST").write_text(str(tmp_path / "runs" / "deleted"))
+    gone = f"{tmp_path}/runs/LATEST points at {tmp_path}/runs/deleted, which no longer exists (deleted or moved); pass"
+    with pytest.raises(UsageError) as refused:
+        evaluate.main(["--runs_root", str(tmp_path / "runs")])
+    assert str(refused.value) == f"{gone} --run_dir RUN to name a run."
+    cfg = train.parse_config(["--runs_root", str(tmp_path / "runs"), "--resume_from_checkpoint", "latest"])
+    with pytest.raises(UsageError) as refused:
+        train.resolve_run_dir(cfg)
+    assert str(refused.value) == f"{gone} --output_dir RUN to name a run."
