@@ -571,7 +571,13 @@ def load_config_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"--config {path}: file not found.")
-    text = file.read_text()
+    try:
+        # utf-8-sig: a byte-order mark, which Windows editors write, is no part of the JSON (YAML skips it itself).
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"--config {path}: it is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8."
+        ) from err
     try:
         if file.suffix.lower() in {".yaml", ".yml"}:
             values = yaml_without_duplicate_keys(text) or {}

@@ -445,7 +445,10 @@ def _labels_json(folder: Path) -> dict[str, list[str]]:
     if not path.is_file():
         return {}
     try:
-        content = json.loads(path.read_text())
+        # utf-8-sig: the byte-order mark Windows editors write, which the data files may hold too, is read past.
+        content = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise UsageError(not_utf8([path])) from err
     except json.JSONDecodeError as err:
         raise UsageError(f"cannot parse {path}: {err}.") from err
     if isinstance(content, list):
@@ -1827,7 +1830,9 @@ def loss_weights(cfg: TrainConfig, data: SplitData, windows: Any | None = None) 
         how = f"balanced over {len(labels)} training {unit}"
     else:
         try:
-            given = json.loads(Path(cfg.class_weights).read_text())
+            given = json.loads(Path(cfg.class_weights).read_text(encoding="utf-8-sig"))  # a BOM is no part of it
+        except UnicodeDecodeError as err:
+            raise UsageError(f"--class_weights {not_utf8([Path(cfg.class_weights)])}") from err
         except json.JSONDecodeError as err:
             raise UsageError(f"--class_weights {cfg.class_weights}: cannot parse it ({err}).") from err
         where = f"--class_weights {cfg.class_weights}"

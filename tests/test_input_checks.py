@@ -224,6 +224,21 @@ def test_a_home_folder_path_in_a_config_file_is_the_home_folder(tmp_path, monkey
     )
 
 
+def test_a_config_file_with_a_byte_order_mark_is_read_and_one_not_utf8_is_named(tmp_path):
+    """A JSON --config saved with a BOM (as Windows editors save UTF-8) was refused as unparsable, though YAML read
+    past it; a latin-1 file was a UnicodeDecodeError traceback."""
+    config = tmp_path / "run.json"
+    config.write_bytes('\ufeff{"seed": 3}\r\n'.encode())
+    assert parse_config(["--config", str(config)]).seed == 3
+    config = tmp_path / "run.yaml"
+    config.write_bytes("seed: 3\ntext_column: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as refused:
+        parse_config(["--config", str(config)])
+    assert str(refused.value) == (
+        f"--config {config}: it is not UTF-8 text (invalid continuation byte at byte 24); save it as UTF-8."
+    )
+
+
 def test_evaluate_names_a_model_folder_or_a_checkpoint_given_as_the_run(tiny_bert, tmp_path):
     with pytest.raises(
         UsageError,

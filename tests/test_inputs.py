@@ -523,3 +523,16 @@ def test_a_train_file_given_alone_names_the_split_files_beside_it(tmp_path):
         "to read its splits"
     ) in notes
     assert not [n for n in load_splits(TrainConfig(dataset=str(tmp_path / "data"))).notes if "one file" in n]
+
+
+def test_a_labels_json_saved_by_a_windows_editor_is_read_and_one_not_utf8_is_named(tmp_path):
+    """A byte-order mark (Notepad's UTF-8) was refused as unparsable, though the data files beside it may hold one;
+    a latin-1 file was a UnicodeDecodeError traceback."""
+    data = tmp_path / "data"
+    write_csv(data / "train.csv", [(f"text {i}", i % 2) for i in range(20)])
+    (data / "labels.json").write_bytes('\ufeff{"label": ["café", "bar"]}\r\n'.encode())
+    assert load_splits(TrainConfig(dataset=str(data))).label_names == ["café", "bar"]
+    (data / "labels.json").write_bytes('{"label": ["café", "bar"]}'.encode("latin-1"))
+    with pytest.raises(UsageError) as refused:
+        load_splits(TrainConfig(dataset=str(data)))
+    assert str(refused.value).startswith(f"cannot read {data / 'labels.json'}: it is not UTF-8 text. Save it as UTF-8")
