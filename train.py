@@ -761,6 +761,13 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
         run_dir = output_dir or read_latest_pointer(Path(cfg.runs_root), "--output_dir")
         return run_dir, newest_checkpoint(run_dir, spec)
     checkpoint = Path(spec)
+    if not checkpoint.exists():
+        # A step number mistyped, or a checkpoint --save_total_limit has removed since: the run's own are named.
+        kept = (
+            [p.name for p in checkpoint_dirs(checkpoint.parent.parent)] if checkpoint.parent.name == CHECKPOINTS else []
+        )
+        there = f"; the run's checkpoints: {', '.join(kept)}" if kept else ""
+        raise UsageError(f"--resume_from_checkpoint {spec}: no such folder{there}.")
     if not (checkpoint / "meta.json").is_file():
         if (run := run_folder_given(checkpoint)) is None:
             raise UsageError(
@@ -802,10 +809,10 @@ def run_folder_given(folder: Path) -> Path | None:
 
 def newest_checkpoint(run_dir: Path, spec: str) -> Path:
     """The run's newest checkpoint, its files checked; a run without one, or a finished run, is refused."""
+    refuse_finished_run(run_dir, spec)  # first: a finished run without checkpoints is still a finished run
     found = checkpoint_dirs(run_dir)
     if not found:
         raise UsageError(f"--resume_from_checkpoint {spec}: no checkpoint in {run_dir / CHECKPOINTS}.")
-    refuse_finished_run(run_dir, spec)
     return check_checkpoint_files(found[-1], spec)
 
 

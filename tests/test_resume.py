@@ -679,6 +679,13 @@ def test_a_run_folder_given_to_resume_continues_that_run_from_its_newest_checkpo
         f"--resume_from_checkpoint {run} is the run {run}, not --output_dir {tmp_path / 'other'}; drop --output_dir "
         "(the run continues in its own folder), or resume one of its checkpoints into another folder."
     )
+    # A step number mistyped (or a checkpoint --save_total_limit removed): "no meta.json" spoke of a folder not there.
+    with pytest.raises(train.UsageError) as refused:
+        resolve("--resume_from_checkpoint", str(run / "checkpoints" / "step_000003"))
+    assert str(refused.value) == (
+        f"--resume_from_checkpoint {run / 'checkpoints' / 'step_000003'}: no such folder; the run's checkpoints: "
+        "step_000002, step_000004."
+    )
     (run / "best_model").mkdir()
     with pytest.raises(train.UsageError) as refused:
         resolve("--resume_from_checkpoint", str(run / "best_model"))
@@ -686,6 +693,11 @@ def test_a_run_folder_given_to_resume_continues_that_run_from_its_newest_checkpo
         f"--resume_from_checkpoint {run / 'best_model'}: not a checkpoint folder (no meta.json); pass a run's "
         "checkpoints/step_N folder, the run's folder, or latest with --output_dir RUN."
     )
+    # A finished run is named as finished, also where it kept no checkpoint ("no checkpoint in" said less).
+    shutil.rmtree(run / "checkpoints")
+    (run / "results.json").write_text("{}")
+    with pytest.raises(train.UsageError, match=r"the run in .* has finished \(results.json; its best model is"):
+        resolve("--resume_from_checkpoint", str(run))
 
 
 def test_a_resume_from_an_older_checkpoint_sets_the_later_ones_aside(tiny_bert, tmp_path, probe):
