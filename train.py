@@ -288,6 +288,8 @@ def check_model_folder(model_path: str, flag: str) -> None:
                 "it, or pass the folder that holds the encoder's config.json, weights and tokenizer."
             )
         folder = encoder_dir
+    if folder.is_file():  # the model's config.json or weights file: transformers would take the path for a hub id
+        raise UsageError(f"{flag} is a file; pass the folder that holds the model ({folder.parent}).")
     if not folder.is_dir():
         return  # a hub id
     named = flag if str(folder) == flag.split(" ", 1)[-1] else f"{flag} ({folder})"

@@ -79,6 +79,8 @@ def _model_variant(tiny_bert, folder, case):
                 name.unlink()
     elif case == "no_config":
         (folder / "config.json").unlink()
+    elif case == "a_file":  # the model's config.json given for its folder
+        return folder / "config.json", []
     elif case == "corrupt_weights":
         (folder / "model.safetensors").write_bytes(b"garbage" * 10)
     elif case == "no_pad":
@@ -114,6 +116,10 @@ def _model_variant(tiny_bert, folder, case):
             "package",
             r"^--model_name_or_path (/\S+/model): no config.json, so it is no model folder \(it holds __init__.py, "
             r"model/\); pass \1/model, which holds the model\.$",
+        ),
+        (
+            "a_file",
+            r"^--model_name_or_path (/\S+/model)/config.json is a file; pass the folder that holds the model \(\1\)\.$",
         ),
         (
             "config_only",
