@@ -755,6 +755,8 @@ def run_folder(cfg: EvalConfig) -> Path:
     run_dir = Path(cfg.run_dir) if cfg.run_dir else read_latest_pointer(Path(cfg.runs_root))
     if not run_dir.exists():
         raise UsageError(f"--run_dir {run_dir}: no such folder; pass the folder of a training run.")
+    if run_dir.is_file():  # one of the run's files (results.json) given for its folder
+        raise UsageError(f"--run_dir {run_dir} is a file; pass the folder of a training run ({run_dir.parent}?).")
     if run_dir.name == BEST_MODEL and (run_dir.parent / "config.json").is_file():
         logger.info("--run_dir %s is a run's best model: scoring the run %s", run_dir, run_dir.parent)
         return run_dir.parent

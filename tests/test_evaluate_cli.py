@@ -225,6 +225,12 @@ def test_a_run_folder_that_is_not_there_is_named_as_missing(tmp_path):
     with pytest.raises(UsageError) as refused:
         evaluate.main(["--run_dir", str(tmp_path / "nosuch")])
     assert str(refused.value) == f"--run_dir {tmp_path / 'nosuch'}: no such folder; pass the folder of a training run."
+    (tmp_path / "results.json").write_text("{}")  # a run's file given for its folder
+    with pytest.raises(UsageError) as refused:
+        evaluate.main(["--run_dir", str(tmp_path / "results.json")])
+    assert str(refused.value) == (
+        f"--run_dir {tmp_path / 'results.json'} is a file; pass the folder of a training run ({tmp_path}?)."
+    )
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "LATEST").write_text(str(tmp_path / "runs" / "deleted"))
     gone = f"{tmp_path}/runs/LATEST points at {tmp_path}/runs/deleted, which no longer exists (deleted or moved); pass"
