@@ -405,10 +405,24 @@ class TrainConfig:
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             raise ConfigError("--text_pair_column must differ from --text_column.")
         texts = {self.text_column, self.text_pair_column} - {None}
+        # The names the texts (and teacher probabilities) are read under: a label column of that name would be two
+        # columns of one name (pyarrow's KeyError "exists 2 times in schema", from deep inside datasets).
+        taken = {"text": "--text_column", "text_pair": "--text_pair_column", "teacher": "--teacher_column"}
         for label in self.label_columns or [self.label_column]:
+            flag = "--label_columns" if self.label_columns else "--label_column"
             if label in texts:
-                flag = "--label_columns" if self.label_columns else "--label_column"
                 raise ConfigError(f"{flag} {label!r} is also a text column; labels and texts need their own columns.")
+            if label in taken and getattr(self, taken[label][2:]) is not None:
+                read_from = getattr(self, taken[label][2:])
+                swapped = (
+                    f"if the flags are swapped, pass {taken[label]} {label} {flag} {read_from}; otherwise "
+                    if not self.label_columns and label != "teacher"  # probabilities are no text to swap with
+                    else ""
+                )
+                raise ConfigError(
+                    f"{flag} {label!r} clashes with the name the column of {taken[label]} {read_from!r} is read under "
+                    f"({label!r}): {swapped}rename the label column in the data files."
+                )
         self._validate_long_text()
         self._validate_loss()
         # Ignored without a word, they would pass for settings of the run.

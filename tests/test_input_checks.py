@@ -193,9 +193,23 @@ def test_a_model_that_cannot_load_is_named_with_the_whole_reason_on_one_line(tmp
         # A negative number in scientific notation is a value, not a flag: argparse said "expected one argument".
         (["--learning_rate", "-1e-5"], "--learning_rate must be > 0, got -1e-05."),
         (["--weight_decay", "-1E-2"], "--weight_decay must be >= 0, got -0.01."),
+        # Texts are read under the name 'text': a label column of that name was pyarrow's KeyError "Field "text"
+        # exists 2 times in schema" from deep inside datasets (the two flags swapped, as a user may well do).
+        (
+            ["--text_column", "label", "--label_column", "text"],
+            "--label_column 'text' clashes with the name the column of --text_column 'label' is read under ('text'): "
+            "if the flags are swapped, pass --text_column text --label_column label; otherwise rename the label "
+            "column in the data files.",
+        ),
+        (
+            ["--text_column", "a", "--text_pair_column", "b", "--label_column", "text_pair"],
+            "--label_column 'text_pair' clashes with the name the column of --text_pair_column 'b' is read under "
+            "('text_pair'): if the flags are swapped, pass --text_pair_column text_pair --label_column b; otherwise "
+            "rename the label column in the data files.",
+        ),
     ],
 )
-def test_a_flag_out_of_range_is_named_with_its_value(argv, message):
+def test_a_flag_value_that_cannot_work_is_refused_in_one_line(argv, message):
     with pytest.raises(ConfigError) as refused:
         parse_config(argv)
     assert str(refused.value) == message
