@@ -582,7 +582,7 @@ def yaml_without_duplicate_keys(text: str) -> Any:
 
 def load_config_file(path: str) -> dict[str, Any]:
     """Read a YAML or JSON mapping of flag names to values."""
-    file = Path(path)
+    file = Path(path).expanduser()  # --config=~/run.yaml: no shell expands "~" after "="
     if not file.is_file():
         raise ConfigError(f"--config {path}: file not found.")
     try:

@@ -238,6 +238,7 @@ def test_a_home_folder_path_in_a_config_file_is_the_home_folder(tmp_path, monkey
     assert (cfg.output_dir, cfg.runs_root) == (f"{tmp_path}/runs/a", f"{tmp_path}/runs")
     assert cfg.resume_from_checkpoint == f"{tmp_path}/runs/a/checkpoints/step_2"
     assert parse_config(["--output_dir=~/b"]).output_dir == f"{tmp_path}/b"
+    assert parse_config(["--config=~/run.yaml"]).runs_root == f"{tmp_path}/runs"
     evaluated = parse_config(["--run_dir=~/runs/a", "--input=~/new.csv", "--output=~/p.jsonl"], evaluate.EvalConfig)
     assert (evaluated.run_dir, evaluated.input, evaluated.output) == tuple(
         f"{tmp_path}/{name}" for name in ("runs/a", "new.csv", "p.jsonl")
