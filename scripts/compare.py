@@ -1132,7 +1132,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Compare two models (or rank all), write the report files, print the summary and the JSON line."""
     args = parse_args(argv)
     root = Path(args.root)
-    runs = report.load_runs(root) if root.is_dir() else []
+    if not root.is_dir():  # a mistyped folder is not one without finished runs
+        raise UsageError(
+            f"{root}: {'not a folder' if root.exists() else 'no such folder'}; pass the matrix's output_dir."
+        )
+    runs = report.load_runs(root)
     if not runs:
         raise UsageError(f"no finished runs (results.json + config.json) under {root}; pass the matrix's output_dir.")
     if args.on:

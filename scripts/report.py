@@ -952,6 +952,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--no_plots", action="store_true", help="Skip the PNG files.")
     args = parser.parse_args(argv)
     root = Path(args.folder)
+    if not root.is_dir():  # a mistyped folder is not one without finished runs
+        what = "not a folder" if root.exists() else "no such folder"
+        print(f"error: {root}: {what}; pass the matrix's output_dir.", file=sys.stderr)
+        sys.exit(2)
     runs = load_runs(root)
     if not runs:
         print(f"error: no finished runs (results.json) under {root}", file=sys.stderr)

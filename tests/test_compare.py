@@ -347,6 +347,19 @@ def test_all_over_a_campaign_of_one_model_is_refused(tmp_path, capsys):
     assert not (tmp_path / "compare_all.md").exists()
 
 
+def test_a_campaign_folder_that_is_not_there_is_named_as_missing(tmp_path, capsys):
+    """A mistyped campaign folder was reported as one holding 'no finished runs' by both scripts."""
+    missing = tmp_path / "campaign-typo"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda _: compare.main([str(missing), *FAST, "--all"]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such folder; pass the matrix's output_dir.\n"
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(missing), "--no_plots"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such folder; pass the matrix's output_dir.\n"
+
+
 def test_all_ranks_models_on_the_seeds_every_model_ran(tmp_path, capsys):
     """good beats other on seeds 1 and 2 of both datasets; good's seed 3 (which other never ran, say it failed) is
     poor. --all pairs seeds as A-vs-B does: it ranks on seeds 1 and 2, says seed 3 is left out, and good ranks
