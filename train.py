@@ -1267,6 +1267,12 @@ def claim_run_dir(
             hold_run_dir(run_dir, held)
         except UsageError as err:
             outcome = [str(run_dir), str(err)]
+        except OSError as err:
+            if err.errno in DISK_REFUSED:  # a full or read-only disk gets its own line, with the way to go on
+                raise
+            # A folder check_output_dir found writable can still refuse one (/proc, a mount's own rules).
+            flag = "--output_dir" if cfg.output_dir is not None else "--runs_root (or give --output_dir)"
+            outcome = [str(run_dir), f"cannot create the run folder {run_dir} ({err.strerror}); choose another {flag}."]
     broadcast_object_list(outcome)  # rank 0's folder, or its refusal, on every rank
     if outcome[1]:
         raise UsageError(outcome[1])

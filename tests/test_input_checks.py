@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import datasets
 import pytest
@@ -773,6 +774,17 @@ def test_a_run_folder_that_cannot_be_created_is_a_usage_error(tiny_bert, tmp_pat
     monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(UsageError, match=r"cannot create the run folder .*afile is a file"):
         train.main(tiny_args(tiny_bert, tmp_path / "afile" / "run"))
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_run_folder_the_system_will_not_create_is_a_usage_error(tiny_bert, monkeypatch):
+    """/proc passes the permission check (a writable folder to root) but no folder can be made in it: mkdir's
+    FileNotFoundError was a traceback."""
+    monkeypatch.setattr(EncoderClassifier, "from_backbone", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(
+        UsageError, match=r"^cannot create the run folder /proc/no-run \(.*\); choose another --output_dir"
+    ):
+        train.main(tiny_args(tiny_bert, Path("/proc/no-run")))
 
 
 # ---------------------------------------------------------------------------------------------------------------
