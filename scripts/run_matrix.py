@@ -1926,7 +1926,8 @@ def main(argv: list[str] | None = None) -> int:
                 + (", a stopped scoring is done again)" if scorings else ")")
             )
         raise SystemExit(128 + signum)  # as a shell reports a command stopped by the signal
-    print(f"table: {report_command(root)}")
+    if outcome["trained"] or outcome["skipped"]:  # with no run finished, report.py would only say so
+        print(f"table: {report_command(root)}")
     return len(failed) + len(outcome["clashed"]) + len(score_failed)
 
 

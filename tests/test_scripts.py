@@ -761,3 +761,7 @@ def test_a_run_whose_folder_cannot_be_written_is_counted_failed_not_lost(tmp_pat
     why = f"PermissionError: [Errno 13] Permission denied: '{run.run_dir}'"
     assert outcome["failed"] == [(run.run_dir, why)]
     assert f"[1/1] FAILED ({why}): {run.run_dir}" in capsys.readouterr().out
+    # With no run finished, there is no table to point at: the matrix's last line is the failure, not report.py.
+    argv = ["--datasets", str(REPO / "sample_data"), "--models", "m", "--output_dir", str(tmp_path / "out")]
+    assert run_matrix.main(argv) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"  failed ({why}): {run.run_dir}"
