@@ -1132,10 +1132,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Compare two models (or rank all), write the report files, print the summary and the JSON line."""
     args = parse_args(argv)
     root = Path(args.root)
-    if not root.is_dir():  # a mistyped folder is not one without finished runs
-        raise UsageError(
-            f"{root}: {'not a folder' if root.exists() else 'no such folder'}; pass the matrix's output_dir."
-        )
+    if (missing := report.not_a_campaign_folder(root)) is not None:
+        raise UsageError(missing)
     runs = report.load_runs(root)
     if not runs:
         raise UsageError(f"no finished runs (results.json + config.json) under {root}; pass the matrix's output_dir.")

@@ -944,6 +944,14 @@ def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], ro
     return written
 
 
+def not_a_campaign_folder(root: Path) -> str | None:
+    """Why ``root`` cannot be a campaign's folder (missing, or a file), else None: a mistyped folder is not one
+    without finished runs."""
+    if root.is_dir():
+        return None
+    return f"{root}: {'not a folder' if root.exists() else 'no such folder'}; pass the matrix's output_dir."
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Build the table, the plots, and print the Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -952,9 +960,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--no_plots", action="store_true", help="Skip the PNG files.")
     args = parser.parse_args(argv)
     root = Path(args.folder)
-    if not root.is_dir():  # a mistyped folder is not one without finished runs
-        what = "not a folder" if root.exists() else "no such folder"
-        print(f"error: {root}: {what}; pass the matrix's output_dir.", file=sys.stderr)
+    if (missing := not_a_campaign_folder(root)) is not None:
+        print(f"error: {missing}", file=sys.stderr)
         sys.exit(2)
     runs = load_runs(root)
     if not runs:
