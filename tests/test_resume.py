@@ -209,9 +209,11 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
     assert [p.name for p in train.checkpoint_dirs(run)] == [f"step_{stop_at:06d}"]
     assert not (run / "results.json").exists()
 
+    # One launcher resumes by naming the run folder itself (its newest checkpoint), as the README allows.
+    resume = str(run) if mode == "torchrun-2" else "latest"
     proc = launch(
         mode,
-        tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", "latest"),
+        tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", resume),
         env | {"PROBE_BLOCK_AT": ""},
         tmp_path,
     )
