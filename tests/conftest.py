@@ -45,10 +45,12 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         AutoModel,
         BertConfig,
         BertTokenizer,
+        DebertaV2Config,
         DistilBertConfig,
         ElectraConfig,
         GPT2Config,
         ModernBertConfig,
+        MPNetConfig,
         RobertaConfig,
         T5Config,
     )
@@ -75,6 +77,21 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         "distilbert": lambda: DistilBertConfig(
             dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=128, **common
         ),
+        # As DeBERTa-v3 is configured: disentangled relative attention, no absolute positions, no token types.
+        "deberta-v2": lambda: DebertaV2Config(
+            **layers,
+            max_position_embeddings=128,
+            relative_attention=True,
+            position_biased_input=False,
+            pos_att_type=["p2c", "c2p"],
+            position_buckets=16,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            type_vocab_size=0,
+            **common,
+        ),
+        # Positions numbered from padding_idx + 1, as RoBERTa's; relative position buckets on top.
+        "mpnet": lambda: MPNetConfig(**layers, max_position_embeddings=130, **common),
         # Not encoders: train.py refuses both before building a model.
         "gpt2": lambda: GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128, **common),
         "t5": lambda: T5Config(

@@ -298,11 +298,46 @@ def test_modernbert_sentence_pairs_int_labels_with_carved_validation(tiny_modern
     )
 
 
-@pytest.mark.parametrize("arch", ["roberta", "distilbert"])
-def test_other_backbones_train(arch, tmp_path):
+@pytest.mark.parametrize(
+    "arch, pooling, precision",
+    [
+        # --pooling auto: "pooler" where the checkpoint stores the backbone's pretrained pooler (the tiny RoBERTa, ALBERT
+        # and MPNet are saved with theirs), "cls" where the architecture has none. bf16 on the two whose attention
+        # differs most from BERT's: RoBERTa's offset positions, DeBERTa-v3's disentangled relative attention.
+        ("roberta", "pooler", "bf16"),
+        ("distilbert", "cls", "no"),
+        ("albert", "pooler", "no"),
+        ("electra", "cls", "no"),
+        ("deberta-v2", "cls", "bf16"),
+        ("mpnet", "pooler", "no"),
+    ],
+)
+def test_other_backbones_reload_to_the_scores_training_recorded(arch, pooling, precision, tmp_path, monkeypatch):
+    """train.main, then `evaluate.py --split validation/test` on best_model/ (the backbone's folder gone) gives the
+    numbers results.json recorded, in the run's precision and with the pooling auto chose (BERT:
+    test_reload_parity_in_process; ModernBERT: test_modernbert_sentence_pairs_int_labels_with_carved_validation)."""
+    import shutil
+
+    from model import POOLERS, EncoderClassifier
+
     model = make_tiny_model(tmp_path / arch, arch)
-    results = train.main(tiny_args(model, tmp_path / "run", None, "--num_train_epochs", "1"))
-    assert results["test"]["num_samples"] == 16
+    out = tmp_path / "run"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", precision)  # as `accelerate launch --mixed_precision` sets it
+    results = train.main(tiny_args(model, out, None, "--max_steps", "2"))
+    # `python evaluate.py` with no launcher, on a machine without the backbone: best_model/ is all it reads.
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    shutil.rmtree(model)
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["mixed_precision"] == precision and resolved["pooling"] == pooling
+    assert json.loads((out / "best_model" / "config.json").read_text())["pooling"] == pooling
+    assert type(EncoderClassifier.from_pretrained(out / "best_model").pooler) is POOLERS[pooling]
+    for split in ("validation", "test"):
+        metrics = evaluate.main(["--split", split, "--run_dir", str(out)])
+        for key in ("macro_f1", "accuracy", "loss", "num_samples"):
+            assert metrics[key] == results[split][key], (split, key)
+    preds = read_jsonl(out / "predictions_test.jsonl")
+    assert [p["idx"] for p in preds] == list(range(16))
+    assert sum(p["gold"] == p["pred"] for p in preds) / len(preds) == pytest.approx(results["test"]["accuracy"])
 
 
 def test_best_model_of_a_compiled_model_reloads(tiny_bert, tmp_path):
