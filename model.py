@@ -701,8 +701,11 @@ class EncoderClassifier(PreTrainedModel):
         # (DDP's "unused parameters" error) and weights saved for nothing. (Pooling "pooler" holds its own copy.)
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None
-        # Only BERT-style backbones take token_type_ids; DistilBERT and ModernBERT reject the argument.
-        self._takes_token_types = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
+        # Only BERT-style backbones take token_type_ids; DistilBERT and ModernBERT reject the argument. A backbone
+        # pretrained with one type (RoBERTa, XLM-R) or none (DeBERTa-v3) reads every token as type 0, as without them;
+        # a BERT-style tokenizer's type 1 for a pair's second text would index past its embeddings.
+        takes = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
+        self._takes_token_types = takes and getattr(backbone_config, "type_vocab_size", None) not in (0, 1)
         self.pooler = POOLERS[config.pooling](backbone_config.hidden_size)
         if config.problem_type == "hierarchical_classification":
             # One head per level, all reading the same pooled vector.

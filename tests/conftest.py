@@ -53,6 +53,7 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         MPNetConfig,
         RobertaConfig,
         T5Config,
+        XLMRobertaConfig,
     )
 
     path.mkdir(parents=True, exist_ok=True)
@@ -66,6 +67,15 @@ def make_tiny_model(path: Path, arch: str = "bert") -> Path:
         "roberta": lambda: RobertaConfig(
             **layers,
             max_position_embeddings=130,
+            bos_token_id=2,
+            eos_token_id=3,
+            **common,
+        ),
+        # One token type, as xlm-roberta-base's (and roberta-base's) config has it.
+        "xlm-roberta": lambda: XLMRobertaConfig(
+            **layers,
+            max_position_embeddings=130,
+            type_vocab_size=1,
             bos_token_id=2,
             eos_token_id=3,
             **common,

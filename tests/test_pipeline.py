@@ -340,6 +340,24 @@ def test_other_backbones_reload_to_the_scores_training_recorded(arch, pooling, p
     assert sum(p["gold"] == p["pred"] for p in preds) / len(preds) == pytest.approx(results["test"]["accuracy"])
 
 
+def test_a_backbone_with_one_token_type_takes_sentence_pairs_from_a_bert_style_tokenizer(tmp_path):
+    """RoBERTa-family backbones were pretrained with one token type; a BERT-style tokenizer (klue/roberta-base ships
+    one) still marks a pair's second text as type 1, which their embeddings have no row for."""
+    from transformers import AutoTokenizer
+
+    from model import EncoderClassifier
+
+    folder = make_tiny_model(tmp_path / "xlmr", "xlm-roberta")
+    classifier = EncoderClassifier.from_backbone(str(folder), {0: "a", 1: "b"}).eval()
+    batch = AutoTokenizer.from_pretrained(folder)(["the cat sat"], ["on the mat"], return_tensors="pt")
+    assert batch["token_type_ids"].max() == 1
+    with torch.no_grad():
+        logits = classifier(**batch).logits
+        # The one type it has, as its own tokenizer (which returns no token types) would have it read.
+        alone = classifier(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert torch.equal(logits, alone)
+
+
 def test_best_model_of_a_compiled_model_reloads(tiny_bert, tmp_path):
     from accelerate import Accelerator
     from transformers import AutoTokenizer
