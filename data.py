@@ -46,9 +46,11 @@ SPLIT_ALIASES = {
 # csv quoting, "eval" as validation, unlabeled splits left out; version 3: integer id lists in csv cells read as ids,
 # empty-string labels as missing; version 4: a class of one row kept for training by the validation carve, the
 # ClassLabel names of parquet files, and each split's ClassLabel ids read through its own names; version 5: labels
-# written as whole numbers in text, "1.0", read as the ids, and "-1" or -1.0 as hidden labels) can give other rows
-# from the same files, and evaluate.py must not blame the data.
-DATA_READER = 5
+# written as whole numbers in text, "1.0", read as the ids, and "-1" or -1.0 as hidden labels; version 6: csv/tsv
+# cells read as written unless every cell of the column is a number written as pandas writes one, so "007" and "01"
+# beside "1" stay text, and a "true" is a text) can give other rows from the same files, and evaluate.py must not
+# blame the data.
+DATA_READER = 6
 SOURCE_ROW = "__row__"  # a split's column: each row's place in its file (reported as idx); a name no user column takes
 # Fewer validation rows than this make the best-model choice mostly noise: said in the run's log.
 MIN_VALIDATION_ROWS = 10
@@ -221,15 +223,20 @@ def first_mixed_json_column(files: list[Path]) -> tuple[str, Path, int, Any, str
     return None
 
 
+def csv_header(path: Path, delimiter: str, quoting: int) -> list[str]:
+    """The names on the first line of a csv/tsv file that is not blank; [] where it cannot be read (the loader's own
+    error says why)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return next((row for row in csv.reader(f, delimiter=delimiter, quoting=quoting) if row), [])
+    except (UnicodeDecodeError, csv.Error):
+        return []
+
+
 def duplicate_header(path: Path, delimiter: str, quoting: int) -> str | None:
     """The refusal of a csv/tsv header that names one column twice: pandas reads the second as NAME.1, so the run
     would read the first without a word; None when every name is its own."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), [])
-    except (UnicodeDecodeError, csv.Error):  # the loader's own error says so
-        return None
-    if twice := repeated_name(header):
+    if twice := repeated_name(csv_header(path, delimiter, quoting)):
         name, first, second = twice
         return (
             f"{path}'s header names {name!r} twice (columns {first} and {second}): the second would be read as "
@@ -371,6 +378,12 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
         # "None" becomes a null label. Only an empty cell is missing here.
         kwargs |= {"keep_default_na": False, "na_values": [""]}
+        # pandas types each 10,000-row block of a column on its own, and loses what a cell spells: "01" and "1" become
+        # one class, "007" the name "7", a review "true" a bool, and a block of numbers before a block of texts fails
+        # to load. Every column of the header is read as written (converters by position: names may repeat or be
+        # empty); number_columns types those written as numbers through and through afterwards.
+        width = max(len(csv_header(p, delimiter, quoting)) for p in files)
+        kwargs["converters"] = dict.fromkeys(range(width), str)
         if keep_blank_lines:
             # Blank lines after the header are rows; those before it are not (pandas would take one as the header).
             kwargs |= {"skip_blank_lines": False, "skiprows": leading_blank_lines(files[0])}
@@ -379,7 +392,7 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     # name gives changed bytes a new cache entry, while unchanged files still hit the old one.
     name = f"content-{content_hash(files)}"
     try:
-        return datasets.load_dataset(
+        ds = datasets.load_dataset(
             FORMATS[suffix], name=name, data_files=[str(p) for p in files], split="train", **kwargs
         )
     except Exception as err:  # pyarrow, pandas and json raise many types; all mean "cannot read this file"
@@ -418,6 +431,63 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         raise UsageError(
             f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}."
         ) from err
+    return number_columns(ds) if FORMATS[suffix] == "csv" else ds
+
+
+# An integer as Python and pandas write one: no sign but "-", no leading zero, no separators.
+CANONICAL_INTEGER = re.compile(r"0|-?[1-9]\d*")
+
+
+def number_kind(values: list[Any]) -> type | None:
+    """``int`` or ``float`` where every filled cell of a csv column read as text is a number written as pandas
+    writes one ("7", "-1"; "0.25", "1.0", "1e-05"; spaces around allowed) and no two cells spell one number; None
+    for any other column (a text, "007", "+1", "1" beside "1.0"), whose cells keep their spelling."""
+    first = next((v for v in values if isinstance(v, str) and v.strip()), "")
+    try:
+        float(first)  # a text column is told by its first filled cell, without a pass over its rows
+    except ValueError:
+        return None
+    cells = {v.strip() for v in values if isinstance(v, str) and v.strip()}
+    if cells and all(CANONICAL_INTEGER.fullmatch(c) for c in cells):
+        return int if all(-(2**63) <= int(c) < 2**63 for c in cells) else None
+    numbers = set()
+    for cell in cells:
+        try:
+            number = float(cell)
+        except ValueError:
+            return None
+        if not (CANONICAL_INTEGER.fullmatch(cell) or (math.isfinite(number) and repr(number) == cell)):
+            return None
+        numbers.add(number)
+    return float if cells and len(numbers) == len(cells) else None
+
+
+def number_columns(ds: Any) -> Any:
+    """A csv split read as text (see load_files) with its columns of numbers typed as numbers: integer labels are
+    the ids they were, and a text column of numbers is still refused as the wrong column. An empty or
+    whitespace-only cell of such a column is missing."""
+    import datasets
+
+    kinds = {}
+    for name, feature in ds.features.items():
+        # The first rows tell most text columns, without reading every row of them.
+        if getattr(feature, "dtype", None) in ("string", "large_string") and number_kind(ds[:1000][name]):
+            if kind := number_kind(column_values(ds, name)):
+                kinds[name] = kind
+    if not kinds:
+        return ds
+    features = ds.features.copy()
+    for name, kind in kinds.items():
+        features[name] = datasets.Value("int64" if kind is int else "float64")
+    return ds.map(
+        lambda batch: {
+            name: [kind(v) if isinstance(v, str) and v.strip() else None for v in batch[name]]
+            for name, kind in kinds.items()
+        },
+        batched=True,
+        features=features,
+        desc="csv numbers",
+    )
 
 
 def first_bad_json_line(files: list[Path]) -> tuple[Path, int, str] | None:
@@ -804,6 +874,8 @@ def _is_integer(value: Any) -> bool:
 
 
 INTEGER_TEXT = re.compile(r"-?\d+")
+# The cells pandas reads as booleans: a csv's 0/1 columns written by pandas hold True and False.
+BOOLEAN_TEXT = {"True": 1, "TRUE": 1, "true": 1, "False": 0, "FALSE": 0, "false": 0}
 WHOLE_NUMBER_TEXT = re.compile(r"-?\d+(\.0+)?")  # "3", "3.0": a float column cast to text writes ids so
 
 
@@ -827,8 +899,11 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
     if value in keys or not keys:
         return value
     text_keys = isinstance(next(iter(keys)), str)
-    if text_keys and isinstance(value, bool | np.bool_):
-        return str(bool(value))
+    if text_keys and isinstance(value, bool | np.bool_ | str) and (flag := _binary(value)) is not None:
+        # True/False however a split spells it (a jsonl's boolean, a csv's "true" read as written) finds the class
+        # train spelled another way, as when pandas read every csv boolean as True/False.
+        spelled = next((text for text, v in BOOLEAN_TEXT.items() if v == flag and text in keys), None)
+        return spelled or (value if isinstance(value, str) else str(bool(value)))
     if text_keys and isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
         return str(int(value))
     if (number := whole_number(value)) is not None and (not text_keys or str(number) in keys):
@@ -947,7 +1022,23 @@ def spelling_hint(unknown: list[Any], known: list[Any], where: str) -> str:
         return f" ({spaced[0][0]!r} is {spaced[0][1]!r} {where}: strip the spaces around labels.)"
     folded = {k.casefold(): k for k in known if isinstance(k, str)}
     cased = [(v, folded[v.casefold()]) for v in unknown if isinstance(v, str) and v.casefold() in folded]
-    return "".join(f" ({v!r} is {k!r} {where}: labels are case-sensitive.)" for v, k in cased[:1])
+    if cased:
+        return f" ({cased[0][0]!r} is {cased[0][1]!r} {where}: labels are case-sensitive.)"
+    # Train's "007" (a csv's labels are read as written) and a file's 7.
+    numbers = {number_value(k): k for k in reversed(known) if isinstance(k, str)}
+    renumbered = [(v, numbers[number_value(v)]) for v in unknown if number_value(v) in numbers.keys() - {None}]
+    return "".join(f" ({v!r} is {k!r} {where}: write each label one way in every file.)" for v, k in renumbered[:1])
+
+
+def number_value(value: Any) -> float | None:
+    """The number a label spells ("007", "1.0", 7), for saying which labels spell one number; None for any other."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:
@@ -989,6 +1080,23 @@ def case_notes(spec: Any) -> list[str]:
             notes.append(
                 f"warning: the labels {shown} differ only by case: they are trained as two classes; write them one "
                 "way in every split if they are one"
+            )
+    return notes
+
+
+def number_notes(spec: Any) -> list[str]:
+    """Warnings for label names that spell one number two ways ("01" and "1", "1" and "1.0"): read as text, as
+    written, they are two classes where the user may have meant one."""
+    notes = []
+    for level in spec.levels:
+        spellings: dict[float, list[str]] = {}
+        for name in map(str, level["labels"]):
+            if (number := number_value(name)) is not None:
+                spellings.setdefault(number, []).append(name)
+        for same in (names for names in spellings.values() if len(names) > 1):
+            notes.append(
+                f"warning: the labels {' and '.join(map(repr, same))} spell one number two ways: they are trained as "
+                "two classes; write them one way in every split if they are one"
             )
     return notes
 
@@ -1069,7 +1177,9 @@ class LabelSpec:
 
 
 def _binary(value: Any) -> int | None:
-    """0 or 1 for a 0/1 label value (int, bool or float), None for anything else."""
+    """0 or 1 for a 0/1 label value (int, bool, float or a csv's "True"/"False"), None for anything else."""
+    if isinstance(value, str):
+        return BOOLEAN_TEXT.get(value.strip())
     if isinstance(value, bool | int | float | np.bool_ | np.integer | np.floating) and value in (0, 1):
         return int(value)
     return None
@@ -1208,12 +1318,12 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
         ids = [{maps[0][label_key(x, maps[0])] for x in v} for v in lists]
         encoded = [[1.0 if i in row else 0.0 for i in range(size)] for row in ids]
     else:  # 0/1 columns
-        bad = {c for c, vals in columns.items() if any(v not in (0, 1, True, False) for v in vals)}
+        bad = {c for c, vals in columns.items() if any(_binary(v) is None for v in vals)}
         if bad:
             raise UsageError(
                 f"--multi_label columns must hold 0/1 values; {', '.join(sorted(bad))} in the {split} split do not."
             )
-        encoded = [[float(v) for v in row] for row in zip(*columns.values(), strict=True)]
+        encoded = [[float(_binary(v)) for v in row] for row in zip(*columns.values(), strict=True)]
     # The new fingerprint from the source's and the label maps (what the encoding is a function of): left to
     # datasets, it would hash the whole encoded list, a second on a 67k-row training set.
     from datasets.fingerprint import Hasher
@@ -1686,7 +1796,7 @@ def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
     spec, maps = _label_spec(splits["train"], cfg, names)
     notes += keep_class_order(spec, maps, class_order)
     spec.value_ids = [[[k.item() if isinstance(k, np.generic) else k, i] for k, i in m.items()] for m in maps]
-    notes += case_notes(spec) + joined_notes(spec)
+    notes += case_notes(spec) + number_notes(spec) + joined_notes(spec)
     if (other := sorted(set(names) - {"", "teacher_labels"})) and not set(spec.columns) & set(names):
         # Often a renamed label column: say so rather than name the classes by their raw values without a word.
         if all(isinstance(names[c], ClassLabelNames) for c in other):  # the dataset's own, of another column

@@ -825,7 +825,8 @@ def load_scored_split(
                     f"the {cfg.split} split of {dataset} reads as other rows than this run recorded, and the run was "
                     f"trained by an older data reader (version {reader}, now {DATA_READER}: tsv quoting, eval files, "
                     "unlabeled splits, csv id lists, empty labels, one-row classes in the carve, ClassLabel ids, "
-                    '"1.0" labels as ids): score it with the version that trained it, or train it again.'
+                    '"1.0" labels as ids, csv cells as written): score it with the version that trained it, or train '
+                    "it again."
                 )
             raise UsageError(
                 f"the {cfg.split} split of {dataset} is not the one this run recorded (its rows or labels changed "
@@ -1271,7 +1272,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise UsageError(
                 f"the data's labels {label_names} differ from the model's {model_labels}, and the run was trained by "
                 f"an older data reader (version {reader}, now {DATA_READER}: ClassLabel names of parquet files are "
-                'now read, and "1.0" labels as the id 1); score it with the version that trained it, or train it again.'
+                'now read, "1.0" labels as the id 1, and csv labels as written, "007" or "true"); score it with the version '
+                "that trained it, or train it again."
             )
         raise UsageError(
             f"the data's labels {label_names} differ from the model's {model_labels}; was the dataset changed?"

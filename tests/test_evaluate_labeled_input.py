@@ -343,7 +343,7 @@ def test_label_names_read_otherwise_by_a_newer_reader_say_so(tiny_bert, tmp_path
     config = json.loads((out / "config.json").read_text())
     config["resolved"]["data_reader"] = 3
     (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"trained by an older data reader \(version 3, now 5: ClassLabel names"):
+    with pytest.raises(ValueError, match=r"trained by an older data reader \(version 3, now 6: ClassLabel names"):
         evaluate.main(["--run_dir", str(out), "--split", "test"])
 
 

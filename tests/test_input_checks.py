@@ -832,7 +832,7 @@ def test_evaluate_refuses_data_edited_after_training_and_damaged_configs(tiny_be
     run_config = json.loads((out / "config.json").read_text())
     del run_config["resolved"]["data_reader"]
     (out / "config.json").write_text(json.dumps(run_config))
-    with pytest.raises(UsageError, match=r"the run was trained by an older data reader \(version 1, now 5"):
+    with pytest.raises(UsageError, match=r"the run was trained by an older data reader \(version 1, now 6"):
         evaluate.main(["--run_dir", str(out), "--split", "test"])
     config = (out / "best_model" / "config.json").read_text()
     (out / "best_model" / "config.json").write_text(config[: len(config) // 2])

@@ -1,0 +1,128 @@
+"""csv/tsv cells typed as the user wrote them: labels that pandas would read as one number ("01", "1"), leading
+zeros, texts that pandas would read as booleans, a column typed differently from one 10,000-row block to the next."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import TrainConfig
+from conftest import write_csv
+from data import input_labels, load_splits, load_unlabeled, trained_label_maps
+from utils import UsageError
+
+
+def _labelled(folder, labels, texts=None):
+    """A train and a validation csv, each holding one row per label of ``labels`` (in that order)."""
+    texts = texts or [f"sentence number {i}" for i in range(len(labels))]
+    for split in ("train", "validation"):
+        write_csv(folder / f"{split}.csv", list(zip(texts, labels, strict=True)))
+    return TrainConfig(dataset=str(folder))
+
+
+@pytest.mark.parametrize(
+    ("labels", "names", "twice"),
+    [
+        (["01", "1", "2"] * 4, ["01", "1", "2"], "'01' and '1'"),
+        (["1", "1.0", "2"] * 4, ["1", "1.0", "2"], "'1' and '1.0'"),
+    ],
+)
+def test_labels_that_spell_one_number_two_ways_are_two_classes_and_a_warning(tmp_path, labels, names, twice):
+    """Read as numbers, "01" and "1" (or "1" and "1.0") would be one class without a word: they stay the texts the
+    user wrote, two classes, and the log says they spell one number."""
+    data = load_splits(_labelled(tmp_path, labels))
+    assert data.label_names == names
+    assert data.splits["train"]["label"][:3] == [0, 1, 2]
+    assert (
+        f"warning: the labels {twice} spell one number two ways: they are trained as two classes; write them one "
+        "way in every split if they are one"
+    ) in data.notes
+
+
+def test_labels_with_leading_zeros_keep_them_in_the_names_and_in_an_input_file(tmp_path):
+    """Codes such as "007" are names: the model's classes keep their zeros, and evaluate.py --input scores a file
+    that writes them so."""
+    cfg = _labelled(tmp_path / "data", ["007", "010", "100"] * 4)
+    data = load_splits(cfg)
+    assert data.label_names == ["007", "010", "100"]
+    new = write_csv(tmp_path / "new.csv", [("a new one", "010"), ("another", "007"), ("no label", None)])
+    rows = load_unlabeled(str(new), cfg, None, ("label",))
+    trained = trained_label_maps(cfg, data.spec.levels)
+    assert input_labels(rows, data.spec, trained) == [1, 0, None]
+
+
+def test_a_label_spelled_otherwise_than_in_train_is_refused_naming_train_s_spelling(tmp_path):
+    """Train's "007" and a validation file's 7 are other labels now that cells are read as written: the refusal
+    says which label of train the number spells."""
+    write_csv(tmp_path / "train.csv", [(f"row {i}", ["007", "010"][i % 2]) for i in range(12)])
+    write_csv(tmp_path / "validation.csv", [(f"val {i}", [7, 10][i % 2]) for i in range(4)])
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert str(err.value) == (
+        "the validation split has labels not seen in train in 'label': 7 (2x), 10 (2x). Add examples of them to "
+        "train or remove those rows. (7 is '007' in train: write each label one way in every file.)"
+    )
+
+
+def test_canonical_integer_labels_are_read_as_ids_as_before(tmp_path):
+    """Labels 0, 1, 2 (and 0.0, 1.0 from a float column written by pandas) stay the integer ids they were."""
+    data = load_splits(_labelled(tmp_path / "ints", ["2", "0", "1"] * 4))
+    assert data.label_names == ["0", "1", "2"]
+    assert data.spec.value_ids == [[[0, 0], [1, 1], [2, 2]]]
+    assert data.splits["train"]["label"][:3] == [2, 0, 1]
+    data = load_splits(_labelled(tmp_path / "floats", ["1.0", "0.0"] * 4))
+    assert data.label_names == ["0", "1"] and data.splits["train"]["label"][:2] == [1, 0]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_texts_that_pandas_reads_as_booleans_are_texts(tmp_path, suffix):
+    """A review that says "true" is a text, even where every text of the column is such a word."""
+    import pandas as pd
+
+    rows = [("true", "yes"), ("False", "no"), ("TRUE", "yes"), ("false", "no")] * 3
+    for split in ("train", "validation"):
+        frame = pd.DataFrame(rows, columns=["text", "label"])
+        frame.to_csv(tmp_path / f"{split}{suffix}", sep="\t" if suffix == ".tsv" else ",", index=False)
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.splits["train"]["text"][:4] == ["true", "False", "TRUE", "false"]
+
+
+def test_a_text_column_of_numbers_only_is_still_the_wrong_column(tmp_path):
+    """A csv column whose every cell is a number is most often an id or the label column: refused as before."""
+    write_csv(tmp_path / "train.csv", [(i, 1990 + i, i % 2) for i in range(12)], header=("id", "text", "label"))
+    with pytest.raises(UsageError, match=r"^the 'text' column of the train split holds int values, not text"):
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+
+
+def test_a_column_typed_otherwise_after_10000_rows_is_read_as_one_column(tmp_path):
+    """pandas types each 10,000-row block of a csv on its own: texts that are numbers up to there, or integer labels
+    up to a "neutral", failed as 'Failed to parse string'. The whole column is read as the text it is."""
+    rows = [(str(i), i % 2) for i in range(10_000)] + [("a real sentence", "neutral"), ("another", 1)]
+    write_csv(tmp_path / "train.csv", rows)
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["0", "1", "neutral"]
+    texts = data.splits["train"]["text"][:] + data.splits["validation"]["text"][:]
+    assert len(texts) == 10_002 and {"0", "9999", "a real sentence", "another"} <= set(texts)
+
+
+def test_booleans_written_by_pandas_are_still_the_0_1_columns_of_multi_label(tmp_path):
+    """csv cells are read as written, yet a 0/1 column that pandas wrote as True/False is still a label column of
+    --multi_label."""
+    rows = [(f"row {i}", i % 2 == 0, i % 3 == 0) for i in range(12)]
+    for split in ("train", "validation"):
+        write_csv(tmp_path / f"{split}.csv", rows, header=("text", "sports", "news"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path), label_columns=["sports", "news"], multi_label=True))
+    assert data.splits["train"]["label"][:4] == [[1.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+
+
+def test_boolean_labels_keep_their_spelling_and_find_their_class_in_any_split(tmp_path):
+    """A csv's "true"/"false" labels are the classes as written; a split that writes them as booleans (a jsonl's)
+    or another way ("TRUE") is read as the same classes."""
+    import json
+
+    write_csv(tmp_path / "train.csv", [(f"row {i}", ["false", "true"][i % 2]) for i in range(12)])
+    rows = [{"text": f"val {i}", "label": i % 2 == 1} for i in range(4)]
+    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_csv(tmp_path / "test.csv", [("shouting", "TRUE"), ("quiet", "False")])
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["false", "true"]
+    assert data.splits["validation"]["label"][:] == [0, 1, 0, 1] and data.splits["test"]["label"][:] == [1, 0]
