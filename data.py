@@ -1101,6 +1101,27 @@ def number_notes(spec: Any) -> list[str]:
     return notes
 
 
+def conflict_notes(texts: list[tuple[str, ...]], ids: list[int], spec: Any) -> list[str]:
+    """A warning counting the training texts (``texts``: train's row_texts; ``ids``: their labels) given with more
+    than one label, with the first as an example: noise or mistakes, which the model is taught both ways."""
+    if spec.problem_type != "single_label_classification":
+        return []
+    first: dict[tuple[str, ...], int] = {}
+    mixed: dict[tuple[str, ...], set[int]] = {}  # in the order their second label is met
+    for row, label in zip(texts, ids, strict=True):
+        if (seen := first.setdefault(row, label)) != label:
+            mixed.setdefault(row, {seen}).add(label)
+    if not mixed:
+        return []
+    row, labels = next(iter(mixed.items()))
+    names = ", ".join(spec.levels[0]["labels"][i] for i in sorted(labels))
+    return [
+        f"warning: {len(mixed)} training text{'s' * (len(mixed) > 1)} appear{'s' * (len(mixed) == 1)} with more than "
+        f"one label (e.g. {shortened(' / '.join(row))!r}: {names}): the model is taught each of them; fix the labels "
+        "of those that are mistakes"
+    ]
+
+
 JOINERS = (",", "|", ";")  # how a multi-label row is often written into one text cell
 
 
@@ -1629,18 +1650,19 @@ def _unlabeled(ds: Any, train: Any, cfg: TrainConfig) -> bool:
 OVERLAP_WARNING = 0.01
 
 
-def split_overlap(splits: dict[str, Any]) -> dict[str, int]:
+def row_texts(ds: Any) -> list[tuple[str, ...]]:
+    """Each row's text (with its pair), with runs of whitespace and the ends ignored: the rows' texts as compared
+    across rows and splits."""
+    columns = [column_values(ds, c) for c in ("text", "text_pair") if c in ds.column_names]
+    return [tuple(" ".join(str(t).split()) for t in row) for row in zip(*columns, strict=True)]
+
+
+def split_overlap(splits: dict[str, Any], train_texts: list[tuple[str, ...]] | None = None) -> dict[str, int]:
     """Per split other than train, how many of its rows have a text (with its pair) that a training row has too,
-    spacing aside: a score over them measures what the model memorised, not how it generalises."""
-    pair = "text_pair" in splits["train"].column_names
-
-    def texts(ds: Any) -> list[Any]:
-        """The rows' texts, with runs of whitespace and the ends ignored."""
-        columns = [column_values(ds, "text")] + ([column_values(ds, "text_pair")] if pair else [])
-        return [tuple(" ".join(str(t).split()) for t in row) for row in zip(*columns, strict=True)]
-
-    seen = set(texts(splits["train"]))
-    return {split: sum(t in seen for t in texts(ds)) for split, ds in splits.items() if split != "train"}
+    spacing aside: a score over them measures what the model memorised, not how it generalises. ``train_texts``:
+    train's row_texts, where already known."""
+    seen = set(row_texts(splits["train"]) if train_texts is None else train_texts)
+    return {split: sum(t in seen for t in row_texts(ds)) for split, ds in splits.items() if split != "train"}
 
 
 def _overlap_notes(overlap: dict[str, int], splits: dict[str, Any]) -> list[str]:
@@ -1852,7 +1874,10 @@ def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
             flag = "--max_train_samples" if split == "train" else "--max_eval_samples"
             notes.append(f"{flag} {limit} is above the {len(splits[split])} {split} rows: all of them are used")
     notes += _class_coverage(splits, spec, cfg)
-    overlap = split_overlap(splits)
+    # The same text with two labels, and validation or test texts that are training texts: both compare train's texts.
+    train_texts = row_texts(splits["train"])
+    notes += conflict_notes(train_texts, column_values(splits["train"], "label"), spec)
+    overlap = split_overlap(splits, train_texts)
     notes += _overlap_notes(overlap, splits)
     enough = max(MIN_VALIDATION_ROWS, len(spec.levels[-1]["labels"]))  # and at least one row per class
     if "validation" in splits and (rows := len(splits["validation"])) < enough:

@@ -1,7 +1,10 @@
 """csv/tsv cells typed as the user wrote them: labels that pandas would read as one number ("01", "1"), leading
-zeros, texts that pandas would read as booleans, a column typed differently from one 10,000-row block to the next."""
+zeros, texts that pandas would read as booleans, a column typed differently from one 10,000-row block to the next,
+and the training texts given with more than one label."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -102,6 +105,24 @@ def test_a_column_typed_otherwise_after_10000_rows_is_read_as_one_column(tmp_pat
     assert data.label_names == ["0", "1", "neutral"]
     texts = data.splits["train"]["text"][:] + data.splits["validation"]["text"][:]
     assert len(texts) == 10_002 and {"0", "9999", "a real sentence", "another"} <= set(texts)
+
+
+def test_training_texts_given_two_labels_are_counted_with_an_example(tmp_path):
+    """Noisy data is real (a text labelled twice by two annotators): one warning line, never a refusal."""
+    rows = [(f"text {i}", ["joy", "sadness", "anger"][i % 3]) for i in range(30)]
+    rows += [("i feel ok", "joy"), ("i feel  ok ", "sadness"), ("meh", "anger"), ("meh", "anger")]
+    rows += [("what a day", "anger"), ("what a day", "joy"), ("what a day", "joy")]
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "validation.csv", rows[:12])
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    said = [note for note in data.notes if "more than one label" in note]
+    assert said == [
+        "warning: 2 training texts appear with more than one label (e.g. 'i feel ok': joy, sadness): the model "
+        "is taught each of them; fix the labels of those that are mistakes"
+    ]
+    # One label per text: no line.
+    data = load_splits(dataclasses.replace(TrainConfig(dataset=str(tmp_path)), max_train_samples=30))
+    assert not [note for note in data.notes if "more than one label" in note]
 
 
 def test_booleans_written_by_pandas_are_still_the_0_1_columns_of_multi_label(tmp_path):
