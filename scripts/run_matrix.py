@@ -21,7 +21,7 @@ matrix.yaml::
       linear-head: {head: linear}
       mlp-head: {head: mlp}
     grid: {learning_rate: [2e-5, 5e-5]}                           # optional: every point is a run (a model entry
-                                                                  # may carry its own grid: too)
+                                                                  # or a dataset entry may carry its own grid: too)
     score_inputs: [emotion=tweets.csv]                            # optional: as --score_inputs (which replaces it)
 
 With variants and grids a run goes to ``<output_dir>/<dataset>/<model>/<variant>,<key>=<value>.../seed<k>/`` and
@@ -258,6 +258,26 @@ def parse_variants(variants: Any) -> list[tuple[str | None, dict[str, Any]]]:
     return [(str(name), flags) for name, flags in variants.items()]
 
 
+def entries_grid(grid: dict[str, list[Any]], dataset: Entry, model: Entry) -> dict[str, list[Any]]:
+    """The grid of one dataset x model: the matrix's, with a dataset entry's and a model entry's own grids replacing
+    it for the flags they name. A flag that an entry sets and the grid too, or that both entries grid over, is
+    refused: one of the two values would be dropped from every run without a word."""
+    if both := sorted(dataset.grid.keys() & model.grid.keys()):
+        raise UsageError(
+            f"the datasets entry {dataset.path} and the models entry {model.path} both have a grid over "
+            f"{', '.join(both)}: give the values in one of them."
+        )
+    merged = grid | dataset.grid | model.grid
+    for kind, entry in (("datasets", dataset), ("models", model)):
+        if both := sorted(entry.args.keys() & merged.keys()):
+            raise UsageError(
+                f"the {kind} entry {entry.path} sets {', '.join(both)}, which the grid sets too: the grid's values "
+                f"would replace it in every run; for other values on this entry give it its own grid (grid: "
+                f"{{{both[0]}: [...]}})."
+            )
+    return merged
+
+
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination of a grid's values ([{}] for no grid)."""
     keys = sorted(grid)
@@ -458,14 +478,15 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
         for model, model_name in zip(models, model_names, strict=True):
             base = {**(cfg.get("train_args") or {}), **dataset.args, **model.args}
             base |= {"dataset": dataset.path, "model_name_or_path": model.path}
+            own_grid = entries_grid(grid, dataset, model)
             for variant, variant_flags in variants:
                 # A grid over a flag the variant also sets would replace the variant's value in every folder of it.
-                if both := sorted(variant_flags.keys() & (grid | model.grid).keys()):
+                if both := sorted(variant_flags.keys() & own_grid.keys()):
                     raise UsageError(
                         f"the variant {variant!r} and the grid both set {', '.join(both)}: the grid's values would "
                         "replace the variant's in every run; set it in one place."
                     )
-            points = [(v, p) for v in variants for p in grid_points(grid | model.grid)]
+            points = [(v, p) for v in variants for p in grid_points(own_grid)]
             for ((variant, variant_flags), point), seed in itertools.product(points, seeds):
                 args = base | variant_flags | point
                 where = f"the runs of {dataset_name} x {model_name}" + (f", variant {variant}" if variant else "")

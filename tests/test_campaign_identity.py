@@ -684,3 +684,44 @@ def test_a_run_whose_seed_or_timing_is_no_number_is_left_out_and_named(tmp_path,
         f"warning: {runs[3]} left out: its results.json, config.json or matrix.json cannot be read (train_runtime_s "
         "'12' is no number); rerun the run or delete its folder.",
     ]
+
+
+def test_a_grid_on_an_entry_is_planned_and_a_flag_set_in_two_places_is_refused(tmp_path):
+    """A dataset entry's own grid was read, checked and then never planned; a grid over a flag a model or dataset
+    entry also sets replaced the entry's value in every run without a word."""
+    import run_matrix
+
+    data, model = tmp_path / "data", tmp_path / "model"
+    data.mkdir(), model.mkdir()
+    base = {"seeds": [1], "output_dir": str(tmp_path / "out"), "grid": {"learning_rate": [1e-4, 2e-4]}}
+
+    def points(datasets: list, models: list, **cfg: object) -> list[dict]:
+        runs = run_matrix.plan(base | {"datasets": datasets, "models": models} | cfg, [])
+        return sorted(tuple(sorted((r.entry or {}).get("grid", {}).items())) for r in runs)
+
+    # The matrix's grid, a dataset entry's and a model entry's: the entries' replace the matrix's for their flags.
+    planned = points([{"path": str(data), "grid": {"weight_decay": [0.0, 0.1]}}], [str(model)])
+    assert planned == [(("learning_rate", lr), ("weight_decay", wd)) for lr in (1e-4, 2e-4) for wd in (0.0, 0.1)]
+    planned = points([str(data)], [{"path": str(model), "grid": {"learning_rate": [1e-3]}}])
+    assert planned == [(("learning_rate", 1e-3),)]
+
+    refused = [
+        (
+            [str(data)],
+            [{"path": str(model), "learning_rate": 1e-3}],
+            f"the models entry {model} sets learning_rate, which the grid sets too",
+        ),
+        (
+            [{"path": str(data), "learning_rate": 1e-3}],
+            [str(model)],
+            f"the datasets entry {data} sets learning_rate, which the grid sets too",
+        ),
+        (
+            [{"path": str(data), "grid": {"weight_decay": [0.0]}}],
+            [{"path": str(model), "grid": {"weight_decay": [0.1]}}],
+            f"the datasets entry {data} and the models entry {model} both have a grid over weight_decay",
+        ),
+    ]
+    for datasets, models, message in refused:
+        with pytest.raises(run_matrix.UsageError, match=message):
+            points(datasets, models)
