@@ -278,6 +278,21 @@ def entries_grid(grid: dict[str, list[Any]], dataset: Entry, model: Entry) -> di
     return merged
 
 
+def check_set_once(dataset: Entry, model: Entry, variant: str | None, variant_flags: dict[str, Any]) -> None:
+    """Refuse a flag given two values for one run by the dataset entry, the model entry and the variant: the later
+    one would replace the other in every run without a word."""
+    sources = [(f"the datasets entry {dataset.path}", dataset.args), (f"the models entry {model.path}", model.args)]
+    sources += [(f"the variant {variant!r}", variant_flags)] if variant else []
+    for i, (first, first_args) in enumerate(sources):
+        for second, second_args in sources[i + 1 :]:
+            if clash := sorted(k for k in first_args.keys() & second_args.keys() if first_args[k] != second_args[k]):
+                flag = clash[0]
+                raise UsageError(
+                    f"{first} and {second} both set {', '.join(clash)} ({first_args[flag]!r} and "
+                    f"{second_args[flag]!r}): the runs would take the second without a word; set it in one place."
+                )
+
+
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination of a grid's values ([{}] for no grid)."""
     keys = sorted(grid)
@@ -480,6 +495,7 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
             base |= {"dataset": dataset.path, "model_name_or_path": model.path}
             own_grid = entries_grid(grid, dataset, model)
             for variant, variant_flags in variants:
+                check_set_once(dataset, model, variant, variant_flags)
                 # A grid over a flag the variant also sets would replace the variant's value in every folder of it.
                 if both := sorted(variant_flags.keys() & own_grid.keys()):
                     raise UsageError(

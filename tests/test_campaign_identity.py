@@ -721,7 +721,17 @@ def test_a_grid_on_an_entry_is_planned_and_a_flag_set_in_two_places_is_refused(t
             [{"path": str(model), "grid": {"weight_decay": [0.1]}}],
             f"the datasets entry {data} and the models entry {model} both have a grid over weight_decay",
         ),
+        (
+            [{"path": str(data), "max_seq_length": 256}],
+            [{"path": str(model), "max_seq_length": 128}],
+            rf"the datasets entry {data} and the models entry {model} both set max_seq_length \(256 and 128\)",
+        ),
     ]
     for datasets, models, message in refused:
         with pytest.raises(run_matrix.UsageError, match=message):
             points(datasets, models)
+    variants = {"variants": {"lin": {"head": "linear"}, "mlp": {"head": "mlp"}}, "grid": {}}
+    with pytest.raises(run_matrix.UsageError, match=r"the models entry \S+ and the variant 'lin' both set head"):
+        points([str(data)], [{"path": str(model), "head": "mlp"}], **variants)
+    # The same value in two places loses nothing.
+    assert len(points([{"path": str(data), "head": "mlp"}], [{"path": str(model), "head": "mlp"}])) == 2
