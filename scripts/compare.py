@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -895,6 +896,17 @@ def file_stem(stem: str, args: argparse.Namespace) -> str:
     return f"{stem}_on_{slug(args.on)}" if args.on else stem
 
 
+def own_stem(out_dir: Path, stem: str, title: str) -> str:
+    """``stem``, or ``stem`` with a digest of ``title`` where a report of that name holds another comparison: names
+    that differ only in characters a file name leaves out ('my model', 'my_model') must not replace each other's."""
+    existing = out_dir / f"{stem}.md"
+    try:
+        first = existing.read_text(encoding="utf-8").split("\n", 1)[0]
+    except (OSError, UnicodeDecodeError):
+        return stem  # none yet (or unreadable: written over, as before)
+    return stem if first == title else f"{stem}-{hashlib.sha1(title.encode()).hexdigest()[:8]}"
+
+
 def num(value: Any, digits: int = 4, signed: bool = False) -> str:
     """A number for a table (``-`` when missing)."""
     if value is None:
@@ -1166,6 +1178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = compare_pair(runs, args)
         # Appended, not with_suffix: a name with a dot (learning_rate=0.001, bge-small-en-v1.5) has no suffix.
         stem = file_stem(f"compare_{slug(args.a)}_vs_{slug(args.b)}", args)
+        stem = own_stem(out_dir, stem, pair_markdown(result, args).split("\n", 1)[0])
         files = [out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "png")]
         atomic_write_text(files[0], pair_markdown(result, args))
         pair_csv(result, files[1])

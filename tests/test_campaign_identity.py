@@ -735,3 +735,19 @@ def test_a_grid_on_an_entry_is_planned_and_a_flag_set_in_two_places_is_refused(t
         points([str(data)], [{"path": str(model), "head": "mlp"}], **variants)
     # The same value in two places loses nothing.
     assert len(points([{"path": str(data), "head": "mlp"}], [{"path": str(model), "head": "mlp"}])) == 2
+
+
+def test_two_comparisons_whose_names_make_one_file_name_keep_both_reports(tmp_path, capsys):
+    """'my model' and 'my_model' both became compare_my_model_vs_b.md: the second comparison replaced the first's
+    report."""
+    gold = balanced_gold(20)
+    for seed in (1, 2, 3):
+        for folder, model, errors in (("a1", "org/my model", 2), ("a2", "org/my_model", 6), ("b", "b", 4)):
+            write_run(tmp_path, folder, model, seed, gold, with_errors(gold, errors, offset=seed))
+    first = run_compare(tmp_path, "--a", "my model", "--b", "b", capsys=capsys)["files"]
+    second = run_compare(tmp_path, "--a", "my_model", "--b", "b", capsys=capsys)["files"]
+    assert not set(first) & set(second)
+    assert Path(first[0]).read_text().startswith("# my model vs b\n")
+    assert Path(second[0]).read_text().startswith("# my_model vs b\n")
+    # The same comparison again writes over its own report, as before.
+    assert run_compare(tmp_path, "--a", "my model", "--b", "b", capsys=capsys)["files"] == first
