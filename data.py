@@ -24,6 +24,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -1030,15 +1031,20 @@ def spelling_hint(unknown: list[Any], known: list[Any], where: str) -> str:
     return "".join(f" ({v!r} is {k!r} {where}: write each label one way in every file.)" for v, k in renumbered[:1])
 
 
-def number_value(value: Any) -> float | None:
-    """The number a label spells ("007", "1.0", 7), for saying which labels spell one number; None for any other."""
+def number_value(value: Any) -> Decimal | None:
+    """The number a label spells ("007", "1.0", 7), for saying which labels spell one number; None for any other.
+    Exact: a float would make ids above 2**53 (9007199254740992 and 9007199254740993) one number."""
     if isinstance(value, bool | np.bool_):
         return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        value = repr(value)  # 0.1 as written, not its binary expansion
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        number = Decimal(value) if isinstance(value, int | str) else None
+    except InvalidOperation:  # a text, or "1/2"
         return None
-    return number if math.isfinite(number) else None
+    return number if number is not None and number.is_finite() else None
 
 
 def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:

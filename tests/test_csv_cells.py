@@ -147,3 +147,12 @@ def test_boolean_labels_keep_their_spelling_and_find_their_class_in_any_split(tm
     data = load_splits(TrainConfig(dataset=str(tmp_path)))
     assert data.label_names == ["false", "true"]
     assert data.splits["validation"]["label"][:] == [0, 1, 0, 1] and data.splits["test"]["label"][:] == [1, 0]
+
+
+def test_large_integer_labels_that_are_other_numbers_are_not_said_to_spell_one(tmp_path):
+    """Ids above 2**53 are other numbers though a float rounds them to one: two classes, and no warning that they
+    spell one number two ways."""
+    ids = ["9007199254740993", "9007199254740992", str(2**64), str(2**64 + 1)]
+    data = load_splits(_labelled(tmp_path, ids * 3))
+    assert data.label_names == ["9007199254740992", "9007199254740993", str(2**64), str(2**64 + 1)]
+    assert not [note for note in data.notes if "spell one number" in note]
