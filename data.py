@@ -907,6 +907,9 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
         return spelled or (value if isinstance(value, str) else str(bool(value)))
     if text_keys and isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
         return str(int(value))
+    flag = BOOLEAN_TEXT.get(value.strip()) if isinstance(value, str) else None
+    if not text_keys and flag is not None and flag in keys:
+        return flag  # train's ids 0 and 1, and a split's True/False, as when pandas read those cells as booleans
     if (number := whole_number(value)) is not None and (not text_keys or str(number) in keys):
         return number if not text_keys else str(number)  # "1.0" for the id 1, or for train's text "1"
     return value

@@ -156,3 +156,13 @@ def test_large_integer_labels_that_are_other_numbers_are_not_said_to_spell_one(t
     data = load_splits(_labelled(tmp_path, ids * 3))
     assert data.label_names == ["9007199254740992", "9007199254740993", str(2**64), str(2**64 + 1)]
     assert not [note for note in data.notes if "spell one number" in note]
+
+
+@pytest.mark.parametrize("flags", [("True", "False"), ("true", "false")])
+def test_booleans_of_a_split_find_train_s_integer_ids_0_and_1(tmp_path, flags):
+    """Train's labels 1/0 and a split that writes them True/False (pandas writes a bool column so) are one class
+    each, as when pandas read the cells as booleans."""
+    write_csv(tmp_path / "train.csv", [(f"row {i}", i % 2) for i in range(12)])
+    write_csv(tmp_path / "validation.csv", [(f"val {i}", flags[i % 2]) for i in range(4)])
+    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert data.label_names == ["0", "1"] and data.splits["validation"]["label"][:] == [1, 0, 1, 0]
