@@ -379,12 +379,6 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
         # "None" becomes a null label. Only an empty cell is missing here.
         kwargs |= {"keep_default_na": False, "na_values": [""]}
-        # pandas types each 10,000-row block of a column on its own, and loses what a cell spells: "01" and "1" become
-        # one class, "007" the name "7", a review "true" a bool, and a block of numbers before a block of texts fails
-        # to load. Every column of the header is read as written (converters by position: names may repeat or be
-        # empty); number_columns types those written as numbers through and through afterwards.
-        width = max(len(csv_header(p, delimiter, quoting)) for p in files)
-        kwargs["converters"] = dict.fromkeys(range(width), str)
         if keep_blank_lines:
             # Blank lines after the header are rows; those before it are not (pandas would take one as the header).
             kwargs |= {"skip_blank_lines": False, "skiprows": leading_blank_lines(files[0])}
@@ -393,6 +387,8 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     # name gives changed bytes a new cache entry, while unchanged files still hit the old one.
     name = f"content-{content_hash(files)}"
     try:
+        if FORMATS[suffix] == "csv":
+            kwargs["features"] = text_features(files[0], kwargs)
         ds = datasets.load_dataset(
             FORMATS[suffix], name=name, data_files=[str(p) for p in files], split="train", **kwargs
         )
@@ -433,6 +429,21 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
             f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}."
         ) from err
     return number_columns(ds) if FORMATS[suffix] == "csv" else ds
+
+
+def text_features(path: Path, read_csv: dict[str, Any]) -> Any:
+    """Every column of a csv/tsv file's header as text, under the names pandas gives them read with ``read_csv``.
+    pandas types each 10,000-row block of a column on its own, and loses what a cell spells: "01" and "1" become one
+    class, "007" the name "7", a review "true" a bool, and a block of numbers (or of empty cells) before a block of
+    texts fails to load. number_columns types the columns written as numbers through and through afterwards."""
+    import datasets
+    import pandas as pd
+    import pyarrow as pa
+
+    # Read from the first row, not the header alone: a row with more cells than the header makes pandas put the
+    # first ones in index columns (__index_level_0__), which the refusal of the wrong columns names.
+    names = pa.Table.from_pandas(pd.read_csv(path, nrows=1, **read_csv).head(0)).column_names  # no cell converted
+    return datasets.Features(dict.fromkeys(names, datasets.Value("string")))
 
 
 # An integer as Python and pandas write one: no sign but "-", no leading zero, no separators.

@@ -10,7 +10,7 @@ import pytest
 
 from config import TrainConfig
 from conftest import write_csv
-from data import input_labels, load_splits, load_unlabeled, trained_label_maps
+from data import input_labels, load_files, load_splits, load_unlabeled, trained_label_maps
 from utils import UsageError
 
 
@@ -98,9 +98,11 @@ def test_a_text_column_of_numbers_only_is_still_the_wrong_column(tmp_path):
 
 def test_a_column_typed_otherwise_after_10000_rows_is_read_as_one_column(tmp_path):
     """pandas types each 10,000-row block of a csv on its own: texts that are numbers up to there, or integer labels
-    up to a "neutral", failed as 'Failed to parse string'. The whole column is read as the text it is."""
-    rows = [(str(i), i % 2) for i in range(10_000)] + [("a real sentence", "neutral"), ("another", 1)]
-    write_csv(tmp_path / "train.csv", rows)
+    up to a "neutral", or a column left empty up to there (an optional note), failed as 'Failed to parse string'.
+    The whole column is read as the text it is."""
+    rows = [(str(i), i % 2, None) for i in range(10_000)]
+    rows += [("a real sentence", "neutral", "from the forum"), ("another", 1, "")]
+    write_csv(tmp_path / "train.csv", rows, header=("text", "label", "note"))
     data = load_splits(TrainConfig(dataset=str(tmp_path)))
     assert data.label_names == ["0", "1", "neutral"]
     texts = data.splits["train"]["text"][:] + data.splits["validation"]["text"][:]
@@ -166,3 +168,12 @@ def test_booleans_of_a_split_find_train_s_integer_ids_0_and_1(tmp_path, flags):
     write_csv(tmp_path / "validation.csv", [(f"val {i}", flags[i % 2]) for i in range(4)])
     data = load_splits(TrainConfig(dataset=str(tmp_path)))
     assert data.label_names == ["0", "1"] and data.splits["validation"]["label"][:] == [1, 0, 1, 0]
+
+
+def test_an_id_column_of_integers_beyond_64_bits_loads_as_text(tmp_path):
+    """Ids above 2**63 (hashes, snowflake ids) fit no integer column: the file loads and they keep their digits."""
+    rows = [(str(2**64 + i), f"sentence {i}", i % 2) for i in range(12)]
+    write_csv(tmp_path / "train.csv", rows, header=("id", "text", "label"))
+    ds = load_files([tmp_path / "train.csv"])
+    assert ds.features["id"].dtype in ("string", "large_string") and ds["id"][:2] == [str(2**64), str(2**64 + 1)]
+    assert load_splits(TrainConfig(dataset=str(tmp_path))).label_names == ["0", "1"]
