@@ -479,12 +479,17 @@ def number_columns(ds: Any) -> Any:
     the ids they were, and a text column of numbers is still refused as the wrong column. An empty or
     whitespace-only cell of such a column is missing."""
     import datasets
+    import pyarrow.compute as pc
 
     kinds = {}
     for name, feature in ds.features.items():
-        # The first rows tell most text columns, without reading every row of them.
-        if getattr(feature, "dtype", None) in ("string", "large_string") and number_kind(ds[:1000][name]):
-            if kind := number_kind(column_values(ds, name)):
+        if getattr(feature, "dtype", None) not in ("string", "large_string"):
+            continue
+        column = ds.data.column(name)  # as loaded: no selection of rows to go through
+        # The first rows tell most text columns, without reading every row of them; the others by their distinct
+        # cells (a 0/1 column of 67k rows holds two), not a Python pass over every row of each.
+        if number_kind(column.slice(0, 1000).to_pylist()):
+            if kind := number_kind(pc.unique(pc.utf8_trim_whitespace(column)).to_pylist()):
                 kinds[name] = kind
     if not kinds:
         return ds
@@ -1217,6 +1222,16 @@ class LabelSpec:
     value_ids: list[list[list[Any]]] = field(default_factory=list)
 
 
+def binaries(values: list[Any]) -> list[float | None]:
+    """Each value of a 0/1 label column as 0.0 or 1.0 (see _binary), None where it is no such value; worked out once
+    per distinct value, as a wide multi-label file holds millions of cells."""
+    try:
+        flags = {v: _binary(v) for v in set(values)}
+    except TypeError:  # a cell that cannot be hashed (a list) is no 0/1 value
+        return [None] * len(values)
+    return [None if (flag := flags[v]) is None else float(flag) for v in values]
+
+
 def _binary(value: Any) -> int | None:
     """0 or 1 for a 0/1 label value (int, bool, float or a csv's "True"/"False"), None for anything else."""
     if isinstance(value, str):
@@ -1359,12 +1374,12 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
         ids = [{maps[0][label_key(x, maps[0])] for x in v} for v in lists]
         encoded = [[1.0 if i in row else 0.0 for i in range(size)] for row in ids]
     else:  # 0/1 columns
-        bad = {c for c, vals in columns.items() if any(_binary(v) is None for v in vals)}
-        if bad:
+        flags = {c: binaries(vals) for c, vals in columns.items()}
+        if bad := {c for c, values in flags.items() if None in values}:
             raise UsageError(
                 f"--multi_label columns must hold 0/1 values; {', '.join(sorted(bad))} in the {split} split do not."
             )
-        encoded = [[float(_binary(v)) for v in row] for row in zip(*columns.values(), strict=True)]
+        encoded = [list(row) for row in zip(*flags.values(), strict=True)]
     # The new fingerprint from the source's and the label maps (what the encoding is a function of): left to
     # datasets, it would hash the whole encoded list, a second on a 67k-row training set.
     from datasets.fingerprint import Hasher
