@@ -916,6 +916,11 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
     if value in keys or not keys:
         return value
     text_keys = isinstance(next(iter(keys)), str)
+    flag = BOOLEAN_TEXT.get(value.strip()) if isinstance(value, str) else None
+    if flag is not None and flag in keys:
+        # Train's ids 0 and 1 (an --input file's map holds them beside the names "0" and "1") and a split's True or
+        # False, as when pandas read those cells as booleans.
+        return flag
     if text_keys and isinstance(value, bool | np.bool_ | str) and (flag := _binary(value)) is not None:
         # True/False however a split spells it (a jsonl's boolean, a csv's "true" read as written) finds the class
         # train spelled another way, as when pandas read every csv boolean as True/False.
@@ -923,9 +928,6 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
         return spelled or (value if isinstance(value, str) else str(bool(value)))
     if text_keys and isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
         return str(int(value))
-    flag = BOOLEAN_TEXT.get(value.strip()) if isinstance(value, str) else None
-    if not text_keys and flag is not None and flag in keys:
-        return flag  # train's ids 0 and 1, and a split's True/False, as when pandas read those cells as booleans
     if (number := whole_number(value)) is not None and (not text_keys or str(number) in keys):
         return number if not text_keys else str(number)  # "1.0" for the id 1, or for train's text "1"
     return value

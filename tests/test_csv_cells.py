@@ -164,10 +164,16 @@ def test_large_integer_labels_that_are_other_numbers_are_not_said_to_spell_one(t
 def test_booleans_of_a_split_find_train_s_integer_ids_0_and_1(tmp_path, flags):
     """Train's labels 1/0 and a split that writes them True/False (pandas writes a bool column so) are one class
     each, as when pandas read the cells as booleans."""
-    write_csv(tmp_path / "train.csv", [(f"row {i}", i % 2) for i in range(12)])
-    write_csv(tmp_path / "validation.csv", [(f"val {i}", flags[i % 2]) for i in range(4)])
-    data = load_splits(TrainConfig(dataset=str(tmp_path)))
+    cfg = TrainConfig(dataset=str(tmp_path / "data"))
+    write_csv(tmp_path / "data" / "train.csv", [(f"row {i}", i % 2) for i in range(12)])
+    write_csv(tmp_path / "data" / "validation.csv", [(f"val {i}", flags[i % 2]) for i in range(4)])
+    data = load_splits(cfg)
     assert data.label_names == ["0", "1"] and data.splits["validation"]["label"][:] == [1, 0, 1, 0]
+    # evaluate.py --input, with the run's data at hand and without it.
+    new = write_csv(tmp_path / "new.csv", [("a new one", flags[0]), ("another", flags[1]), ("no label", None)])
+    rows = load_unlabeled(str(new), cfg, None, ("label",))
+    assert input_labels(rows, data.spec, trained_label_maps(cfg, data.spec.levels)) == [1, 0, None]
+    assert input_labels(rows, data.spec) == [1, 0, None]
 
 
 def test_an_id_column_of_integers_beyond_64_bits_loads_as_text(tmp_path):
