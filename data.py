@@ -1128,20 +1128,24 @@ def number_notes(spec: Any) -> list[str]:
     return notes
 
 
-def conflict_notes(texts: list[tuple[str, ...]], ids: list[int], spec: Any) -> list[str]:
-    """A warning counting the training texts (``texts``: train's row_texts; ``ids``: their labels) given with more
-    than one label, with the first as an example: noise or mistakes, which the model is taught both ways."""
-    if spec.problem_type != "single_label_classification":
+def conflict_notes(texts: list[tuple[str, ...]], ids: list[Any], spec: Any) -> list[str]:
+    """A warning counting the training texts (``texts``: train's row_texts; ``ids``: their labels, an id or a
+    hierarchy's list of level ids) given with more than one label, with the first as an example: noise or mistakes,
+    which the model is taught both ways."""
+    if spec.problem_type not in ("single_label_classification", "hierarchical_classification"):
         return []
-    first: dict[tuple[str, ...], int] = {}
-    mixed: dict[tuple[str, ...], set[int]] = {}  # in the order their second label is met
+    first: dict[tuple[str, ...], tuple[int, ...]] = {}
+    mixed: dict[tuple[str, ...], set[tuple[int, ...]]] = {}  # in the order their second label is met
     for row, label in zip(texts, ids, strict=True):
+        label = tuple(label) if isinstance(label, list) else (label,)
         if (seen := first.setdefault(row, label)) != label:
             mixed.setdefault(row, {seen}).add(label)
     if not mixed:
         return []
     row, labels = next(iter(mixed.items()))
-    names = ", ".join(spec.levels[0]["labels"][i] for i in sorted(labels))
+    # Named at the finest level where they differ: a hierarchy's two fine classes under one coarse class.
+    level = max(i for i in range(len(spec.levels)) if len({label[i] for label in labels}) > 1)
+    names = ", ".join(spec.levels[level]["labels"][i] for i in sorted({label[level] for label in labels}))
     return [
         f"warning: {len(mixed)} training text{'s' * (len(mixed) > 1)} appear{'s' * (len(mixed) == 1)} with more than "
         f"one label (e.g. {shortened(' / '.join(row))!r}: {names}): the model is taught each of them; fix the labels "

@@ -183,3 +183,16 @@ def test_an_id_column_of_integers_beyond_64_bits_loads_as_text(tmp_path):
     ds = load_files([tmp_path / "train.csv"])
     assert ds.features["id"].dtype in ("string", "large_string") and ds["id"][:2] == [str(2**64), str(2**64 + 1)]
     assert load_splits(TrainConfig(dataset=str(tmp_path))).label_names == ["0", "1"]
+
+
+def test_training_texts_given_two_labels_in_a_hierarchy_are_counted(tmp_path):
+    """--label_columns coarse fine: a text given two fine labels (trec's train holds one) is said as in one level."""
+    rows = [(f"text {i}", ["NUM", "LOC"][i % 2], ["NUM:date", "LOC:city"][i % 2]) for i in range(12)]
+    rows += [("when was it", "NUM", "NUM:date"), ("when was it", "NUM", "NUM:period")]
+    for split in ("train", "validation"):
+        write_csv(tmp_path / f"{split}.csv", rows, header=("text", "coarse", "fine"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path), label_columns=["coarse", "fine"]))
+    assert [note for note in data.notes if "more than one label" in note] == [
+        "warning: 1 training text appears with more than one label (e.g. 'when was it': NUM:date, NUM:period): the "
+        "model is taught each of them; fix the labels of those that are mistakes"
+    ]
