@@ -486,11 +486,14 @@ def number_columns(ds: Any) -> Any:
         if getattr(feature, "dtype", None) not in ("string", "large_string"):
             continue
         column = ds.data.column(name)  # as loaded: no selection of rows to go through
-        # The first rows tell most text columns, without reading every row of them; the others by their distinct
-        # cells (a 0/1 column of 67k rows holds two), not a Python pass over every row of each.
-        if number_kind(column.slice(0, 1000).to_pylist()):
-            if kind := number_kind(pc.unique(pc.utf8_trim_whitespace(column)).to_pylist()):
-                kinds[name] = kind
+        # The first rows tell most text columns, without reading every row of them (unless they are all empty: a
+        # file labelled further down); the others by their distinct cells (a 0/1 column of 67k rows holds two), not
+        # a Python pass over every row of each.
+        head = [v for v in column.slice(0, 1000).to_pylist() if v is not None and v.strip()]
+        if head and not number_kind(head):
+            continue
+        if kind := number_kind(pc.unique(pc.utf8_trim_whitespace(column)).to_pylist()):
+            kinds[name] = kind
     if not kinds:
         return ds
     features = ds.features.copy()

@@ -196,3 +196,17 @@ def test_training_texts_given_two_labels_in_a_hierarchy_are_counted(tmp_path):
         "warning: 1 training text appears with more than one label (e.g. 'when was it': NUM:date, NUM:period): the "
         "model is taught each of them; fix the labels of those that are mistakes"
     ]
+
+
+def test_0_1_columns_left_empty_for_their_first_1000_rows_still_score(tmp_path):
+    """An --input file labelled only further down (rows without labels are predicted, not scored): its 0/1 columns
+    are still numbers, not refused as other values."""
+    rows = [(f"row {i}", i % 2, i % 3 == 0) for i in range(12)]
+    for split in ("train", "validation"):
+        write_csv(tmp_path / "data" / f"{split}.csv", rows, header=("text", "sports", "news"))
+    cfg = TrainConfig(dataset=str(tmp_path / "data"), label_columns=["sports", "news"], multi_label=True)
+    data = load_splits(cfg)
+    rows = [(f"new {i}", None, None) for i in range(1000)] + [("scored", 1, 0)]
+    new = write_csv(tmp_path / "new.csv", rows, header=("text", "sports", "news"))
+    labels = input_labels(load_unlabeled(str(new), cfg, None, ("sports", "news")), data.spec)
+    assert labels[-2:] == [None, [1.0, 0.0]]
