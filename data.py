@@ -1531,10 +1531,10 @@ def _as_text(ds: Any, name: str, where: str, column: str, flag: str) -> Any:
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in odd)
     if not numbers or not any(isinstance(v, str) for v in values):
         # A column of numbers only is most often the wrong column (an id, the label); years or product codes meant
-        # as texts can be given, but not through a csv, whose reader types a quoted "1990" as a number too.
+        # as texts can be given, but not as a csv column of numbers only, which is typed as numbers, quoted or not.
         fix = (
             " If these numbers are the texts (years, codes), write them as strings in a jsonl or parquet file (a csv "
-            f"or tsv cell is read as a number, quoted or not), e.g. pandas.read_csv(FILE, dtype={{{column!r}: str}})"
+            f"or tsv column of numbers only is read as numbers, quoted or not), e.g. pandas.read_csv(FILE, dtype={{{column!r}: str}})"
             ".to_json(NEW, orient='records', lines=True)."
             if numbers
             else ""

@@ -1147,8 +1147,8 @@ def test_a_text_column_of_numbers_names_the_way_to_give_numbers_as_text(tmp_path
     assert str(err.value) == (
         "the 'text' column of the train split holds int values, not text (e.g. 1990, 12 rows): check --text_column. "
         "If these numbers are the texts (years, codes), write them as strings in a jsonl or parquet file (a csv or "
-        "tsv cell is read as a number, quoted or not), e.g. pandas.read_csv(FILE, dtype={'text': str}).to_json(NEW, "
-        "orient='records', lines=True)."
+        "tsv column of numbers only is read as numbers, quoted or not), e.g. pandas.read_csv(FILE, dtype={'text': "
+        "str}).to_json(NEW, orient='records', lines=True)."
     )
     (tmp_path / "jsonl").mkdir()
     for split in ("train", "validation"):
