@@ -20,9 +20,12 @@ import csv
 import difflib
 import hashlib
 import json
+import logging
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -224,6 +227,19 @@ def first_mixed_json_column(files: list[Path]) -> tuple[str, Path, int, Any, str
     return None
 
 
+@contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """The logger ``name`` (and its children) silent below CRITICAL for the block: a library's own log line of an
+    error this project reports itself."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def csv_header(path: Path, delimiter: str, quoting: int) -> list[str]:
     """The names on the first line of a csv/tsv file that is not blank; [] where it cannot be read (the loader's own
     error says why)."""
@@ -389,9 +405,11 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     try:
         if FORMATS[suffix] == "csv":
             kwargs["features"] = text_features(files[0], kwargs)
-        ds = datasets.load_dataset(
-            FORMATS[suffix], name=name, data_files=[str(p) for p in files], split="train", **kwargs
-        )
+        # The reader logs its own error before raising it; the error line below says it once, with the fix.
+        with quiet_logger("datasets"):
+            ds = datasets.load_dataset(
+                FORMATS[suffix], name=name, data_files=[str(p) for p in files], split="train", **kwargs
+            )
     except Exception as err:  # pyarrow, pandas and json raise many types; all mean "cannot read this file"
         if "corresponds to no data" in str(err):  # a header-only csv, an empty jsonl
             raise NoRows(

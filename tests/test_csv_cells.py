@@ -210,3 +210,16 @@ def test_0_1_columns_left_empty_for_their_first_1000_rows_still_score(tmp_path):
     new = write_csv(tmp_path / "new.csv", rows, header=("text", "sports", "news"))
     labels = input_labels(load_unlabeled(str(new), cfg, None, ("sports", "news")), data.spec)
     assert labels[-2:] == [None, [1.0, 0.0]]
+
+
+def test_a_malformed_csv_is_one_error_line_without_the_reader_s_own_log(tmp_path, capfd):
+    """An unquoted comma in a text: datasets logged its own 'Failed to read file ... ParserError' line above the
+    error line that says the same."""
+    _labelled(tmp_path, ["pos", "neg"] * 3)
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join([*lines[:3], "prices rose, then fell,pos", *lines[3:]]) + "\n")
+    capfd.readouterr()
+    with pytest.raises(UsageError, match=r"Expected 2 fields in line 4, saw 3\. Check that the file is valid csv\."):
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+    out, err = capfd.readouterr()
+    assert "Failed to read file" not in out + err and "ParserError" not in out + err, out + err
