@@ -250,6 +250,22 @@ def csv_header(path: Path, delimiter: str, quoting: int) -> list[str]:
         return []
 
 
+def other_columns(files: list[Path], delimiter: str, quoting: int) -> str | None:
+    """The refusal of a split's csv/tsv files whose headers name other columns (in any order they may be one
+    split); None when they all name the same ones. The columns are read under one header, so a column only some files
+    have would be dropped, or fail the read without naming the file."""
+    headers = [(p, set(csv_header(p, delimiter, quoting))) for p in files]
+    for path, names in headers[1:]:
+        first, first_names = headers[0]
+        for have, lack, extra in ((first, path, first_names - names), (path, first, names - first_names)):
+            if extra:
+                return (
+                    f"the files of one split have other columns: {have} has {', '.join(map(repr, sorted(extra)))}, "
+                    f"which {lack} lacks; give every file of a split the same header."
+                )
+    return None
+
+
 def duplicate_header(path: Path, delimiter: str, quoting: int) -> str | None:
     """The refusal of a csv/tsv header that names one column twice: pandas reads the second as NAME.1, so the run
     would read the first without a word; None when every name is its own."""
@@ -391,6 +407,8 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     if FORMATS[suffix] == "csv":
         delimiter, quoting = kwargs.get("delimiter", ","), kwargs.get("quoting", csv.QUOTE_MINIMAL)
         if problem := next(filter(None, (duplicate_header(p, delimiter, quoting) for p in files)), None):
+            raise UsageError(problem)
+        if problem := other_columns(files, delimiter, quoting):
             raise UsageError(problem)
         # pandas reads "NA", "None", "null", "N/A", "NaN"... as missing by default: texts vanish and a class named
         # "None" becomes a null label. Only an empty cell is missing here.

@@ -223,3 +223,25 @@ def test_a_malformed_csv_is_one_error_line_without_the_reader_s_own_log(tmp_path
         load_splits(TrainConfig(dataset=str(tmp_path)))
     out, err = capfd.readouterr()
     assert "Failed to read file" not in out + err and "ParserError" not in out + err, out + err
+
+
+def test_shards_of_one_split_with_other_columns_are_refused_naming_both(tmp_path):
+    """Columns are read under the first file's header: a column only a later shard has was dropped without a word,
+    and one only the first has failed as "Field 'note' does not exist in schema"."""
+    rows = [(f"sentence number {i}", ["pos", "neg"][i % 2]) for i in range(8)]
+    write_csv(tmp_path / "validation.csv", rows)
+    first, second = tmp_path / "train-00000-of-00002.csv", tmp_path / "train-00001-of-00002.csv"
+    for extra_in in (first, second):
+        for path in (first, second):
+            header, cells = ("text,label,note", ",x") if path == extra_in else ("text,label", "")
+            path.write_text(header + "\n" + "".join(f"{t},{label}{cells}\n" for t, label in rows))
+        with pytest.raises(UsageError) as err:
+            load_splits(TrainConfig(dataset=str(tmp_path)))
+        assert str(err.value) == (
+            f"the files of one split have other columns: {extra_in} has 'note', which {({first, second} - {extra_in}).pop()} "
+            "lacks; give every file of a split the same header."
+        )
+    # The same columns in another order load, as before.
+    second.write_text("label,text\n" + "".join(f"{label},{t}\n" for t, label in rows))
+    first.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    assert len(load_splits(TrainConfig(dataset=str(tmp_path))).splits["train"]) == 16
