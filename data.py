@@ -1168,26 +1168,38 @@ def number_notes(spec: Any) -> list[str]:
 
 
 def conflict_notes(texts: list[tuple[str, ...]], ids: list[Any], spec: Any) -> list[str]:
-    """A warning counting the training texts (``texts``: train's row_texts; ``ids``: their labels, an id or a
-    hierarchy's list of level ids) given with more than one label, with the first as an example: noise or mistakes,
-    which the model is taught both ways."""
-    if spec.problem_type not in ("single_label_classification", "hierarchical_classification"):
+    """A warning counting the training texts (``texts``: train's row_texts; ``ids``: their labels, an id, a
+    hierarchy's list of level ids or a multi-label row's multi-hot list) given with more than one label, with the
+    first as an example: noise or mistakes, which the model is taught both ways."""
+    if spec.problem_type not in (
+        "single_label_classification",
+        "hierarchical_classification",
+        "multi_label_classification",
+    ):
         return []
-    first: dict[tuple[str, ...], tuple[int, ...]] = {}
-    mixed: dict[tuple[str, ...], set[tuple[int, ...]]] = {}  # in the order their second label is met
+    first: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    mixed: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # in the order their second label is met
     for row, label in zip(texts, ids, strict=True):
         label = tuple(label) if isinstance(label, list) else (label,)
-        if (seen := first.setdefault(row, label)) != label:
-            mixed.setdefault(row, {seen}).add(label)
+        if (seen := first.setdefault(row, label)) != label and label not in (known := mixed.setdefault(row, [seen])):
+            known.append(label)
     if not mixed:
         return []
     row, labels = next(iter(mixed.items()))
-    # Named at the finest level where they differ: a hierarchy's two fine classes under one coarse class.
-    level = max(i for i in range(len(spec.levels)) if len({label[i] for label in labels}) > 1)
-    names = ", ".join(spec.levels[level]["labels"][i] for i in sorted({label[level] for label in labels}))
+    if (
+        spec.problem_type == "multi_label_classification"
+    ):  # multi-hot rows: each set by its class names, in the order met
+        classes = spec.levels[0]["labels"]
+        names = ", ".join("+".join(str(classes[i]) for i, on in enumerate(label) if on) or "none" for label in labels)
+        what = "label set"
+    else:
+        # Named at the finest level where they differ: a hierarchy's two fine classes under one coarse class.
+        level = max(i for i in range(len(spec.levels)) if len({label[i] for label in labels}) > 1)
+        names = ", ".join(spec.levels[level]["labels"][i] for i in sorted({label[level] for label in labels}))
+        what = "label"
     return [
         f"warning: {len(mixed)} training text{'s' * (len(mixed) > 1)} appear{'s' * (len(mixed) == 1)} with more than "
-        f"one label (e.g. {shortened(' / '.join(row))!r}: {names}): the model is taught each of them; fix the labels "
+        f"one {what} (e.g. {shortened(' / '.join(row))!r}: {names}): the model is taught each of them; fix the labels "
         "of those that are mistakes"
     ]
 

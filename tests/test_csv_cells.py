@@ -245,3 +245,16 @@ def test_shards_of_one_split_with_other_columns_are_refused_naming_both(tmp_path
     second.write_text("label,text\n" + "".join(f"{label},{t}\n" for t, label in rows))
     first.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
     assert len(load_splits(TrainConfig(dataset=str(tmp_path))).splits["train"]) == 16
+
+
+def test_training_texts_given_two_label_sets_in_multi_label_are_counted(tmp_path):
+    """--multi_label: a text given two label sets is noise the model is taught both ways, as with one label."""
+    rows = [(f"row {i}", i % 2, int(i % 3 == 0)) for i in range(12)]
+    rows += [("big match news", 1, 1), ("big match news", 1, 0), ("quiet day", 0, 0), ("quiet day", 0, 0)]
+    for split in ("train", "validation"):
+        write_csv(tmp_path / f"{split}.csv", rows, header=("text", "sports", "news"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path), label_columns=["sports", "news"], multi_label=True))
+    assert [note for note in data.notes if "more than one label" in note] == [
+        "warning: 1 training text appears with more than one label set (e.g. 'big match news': sports+news, "
+        "sports): the model is taught each of them; fix the labels of those that are mistakes"
+    ]
