@@ -194,7 +194,11 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         record["data_digest"] = json.dumps(digests, sort_keys=True) if digests else None
         scored = results.get("test") or results.get("validation") or {}
         record["per_class_split"] = "test" if results.get("test") else "validation"
-        record["per_class_f1"] = {name: r.get("f1-score") for name, r in (scored.get("per_class") or {}).items()}
+        # A class without a row in the split has no F1 (scikit-learn's report gives 0): left blank in the plot.
+        record["per_class_f1"] = {
+            name: None if r.get("support") == 0 else r.get("f1-score")
+            for name, r in (scored.get("per_class") or {}).items()
+        }
         record["heldout"] = heldout_scores(run_dir)
         runs.append(record)
     warn_if_unfinished(root)
@@ -935,7 +939,10 @@ def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], ro
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=7)
         splits = sorted({r["per_class_split"] for r in members})
         fig.colorbar(image, ax=ax, label=f"{'/'.join(splits)} F1")
-        ax.set_title(f"{dataset}: per-class F1 by run")
+        title = f"{dataset}: per-class F1 by run"
+        if np.isnan(grid).any():
+            title += f"\n(blank: no {'/'.join(splits)} row of the class)"
+        ax.set_title(title)
         fig.tight_layout()
         path = root / f"per_class_f1_{dataset.replace('/', '_')}.png"
         atomic_savefig(fig, path)

@@ -682,6 +682,38 @@ def test_per_class_plot_shows_the_runs_the_table_averages(tmp_path, monkeypatch,
     assert drawn == {"columns": ["minilm seed 1"], "cells": ["0.90", "0.70"]}, drawn
 
 
+def test_per_class_plot_leaves_blank_a_class_the_split_has_no_row_of(tmp_path, monkeypatch):
+    """A class without test rows (a rare class of 47) has no test F1: its cell is blank, not a 0.00 that reads as a
+    class the model always misses."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    user = {"dataset": "/data/imb", "model_name_or_path": "/m/minilm", "seed": 1}
+    (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+    per_class = {
+        "common": {"f1-score": 0.9, "support": 40.0},
+        "missed": {"f1-score": 0.0, "support": 3.0},
+        "absent": {"f1-score": 0.0, "support": 0.0},
+    }
+    metrics = {"macro_f1": 0.45, "accuracy": 0.9, "per_class": per_class}
+    (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
+    drawn = {}
+
+    def keep_cells(fig, path, dpi=100):
+        if path.name.startswith("per_class_f1"):
+            drawn["rows"] = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+            drawn["cells"] = [text.get_text() for text in fig.axes[0].texts]
+            drawn["title"] = fig.axes[0].get_title()
+
+    monkeypatch.setattr(report, "atomic_savefig", keep_cells)
+    report.main([str(tmp_path)])
+    assert drawn["rows"] == ["common", "missed", "absent"], drawn
+    assert drawn["cells"] == ["0.90", "0.00"], drawn
+    assert "blank: no test row of the class" in drawn["title"], drawn
+
+
 def test_prepare_data_token_length_and_window_percentiles_match_a_hand_computed_case(tiny_bert, tmp_path):
     """report.json's p50/p95 (token lengths, and windows per document) are numpy's linear percentiles of the lengths
     train.py would see: checked on five documents whose figures are computed by hand."""
