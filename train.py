@@ -1655,11 +1655,15 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
             stopper.signal_name,
         )
     test_text = f"test {metric} {results['test'][metric]:.4f}" if results["test"] else "no test split"
+    # Multi-label: the best step was chosen at 0.5, results.json's validation (and test) are at the tuned thresholds.
+    tuned = results.get("validation_at_best_step") and results.get("validation")
+    tuned_text = f" ({tuned[metric]:.4f} at the tuned thresholds, results.json's validation)" if tuned else ""
     logger.info(
-        "done: best validation %s %.4f at step %d; %s; results in %s",
+        "done: best validation %s %.4f at step %d%s; %s; results in %s",
         metric,
         state.best_score,
         state.best_step,
+        tuned_text,
         test_text,
         run_dir / "results.json",
     )

@@ -129,6 +129,10 @@ def test_multi_label_list_column_with_tuned_thresholds(tiny_bert, tmp_path):
         "weather",
     }
     assert results["validation_at_best_step"]["num_samples"] == 20
+    # The log's last line gives results.json's validation score too, not only the best step's at 0.5.
+    done = (out / "train.log").read_text().splitlines()[-1]
+    tuned = f"{val['macro_f1']:.4f} at the tuned thresholds, results.json's validation"
+    assert f"at step {results['best_step']} ({tuned}); test macro_f1" in done, done
     again = evaluate.main(["--split", "validation", "--run_dir", str(out)])
     assert again["macro_f1"] == val["macro_f1"] and again["accuracy"] == val["accuracy"]
     row = json.loads((out / "predictions_validation.jsonl").read_text().splitlines()[1])
