@@ -858,7 +858,8 @@ def plot_curves(run_dir: Path) -> Path | None:
         for ax in (axes[0], axes[3]):  # the other panel's scores at the state best_model/ holds, too
             ax.axvline(best_step, color="red", linestyle=":", linewidth=1)
     axes[0].set_title("loss")
-    axes[3].set_title(f"validation (best_model/ chosen by {metric})")
+    # Two lines, a size smaller: on one line it ran past the figure's edge.
+    axes[3].set_title(f"validation\n(best_model/ chosen by {metric})", fontsize=10)
     axes[3].set_xlabel("step")
     axes[0].legend(fontsize=7)
     axes[3].legend(fontsize=7)

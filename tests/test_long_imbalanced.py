@@ -714,6 +714,29 @@ def test_per_class_plot_leaves_blank_a_class_the_split_has_no_row_of(tmp_path, m
     assert "blank: no test row of the class" in drawn["title"], drawn
 
 
+@pytest.mark.parametrize("metric", ["macro_f1", "macro_precision"])
+def test_curves_titles_fit_in_the_picture(tmp_path, monkeypatch, metric):
+    """curves.png's panel titles are whole: 'validation (best_model/ chosen by macro_f1)' ran past the right edge."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import report
+
+    lines = [{"step": 5, "loss": 0.7, "lr": 1e-4, "grad_norm": 0.2}, {"step": 5, f"eval_{metric}": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "results.json").write_text(json.dumps({"best_step": 5, "metric": metric}))
+    outside = {}
+
+    def keep_titles(fig, path, dpi=100):
+        renderer = fig.canvas.get_renderer()
+        width = fig.bbox.width
+        outside["titles"] = [
+            ax.get_title() for ax in fig.axes if not 0 <= ax.title.get_window_extent(renderer).x1 <= width
+        ]
+
+    monkeypatch.setattr(report, "atomic_savefig", keep_titles)
+    report.plot_curves(tmp_path)
+    assert outside == {"titles": []}, outside
+
+
 def test_prepare_data_token_length_and_window_percentiles_match_a_hand_computed_case(tiny_bert, tmp_path):
     """report.json's p50/p95 (token lengths, and windows per document) are numpy's linear percentiles of the lengths
     train.py would see: checked on five documents whose figures are computed by hand."""
