@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     atomic_write_json(out / "labels.json", {"label": label_names})
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", report_markdown(report))
-    plot_lengths(lengths_by_split, out / "lengths.png", args.tokenizer)
+    plot_lengths(lengths_by_split, out / "lengths.png", args.tokenizer, args.max_seq_length)
     print(report_markdown(report))
     return report
 
@@ -245,16 +245,24 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_lengths(lengths_by_split: dict[str, list[int]], path: Path, tokenizer: str) -> None:
-    """Histogram of token lengths per split."""
+def plot_lengths(
+    lengths_by_split: dict[str, list[int]], path: Path, tokenizer: str, max_seq_length: int | None = None
+) -> None:
+    """Histogram of token lengths per split, on bins the splits share, with ``max_seq_length`` marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
+    # One set of edges for every split: bars of each split's own widths make densities that do not compare.
+    every = [n for lengths in lengths_by_split.values() for n in lengths]
+    edges = np.histogram_bin_edges(every, bins=50) if every else 50
     for split, lengths in lengths_by_split.items():
-        ax.hist(lengths, bins=50, alpha=0.5, label=split, density=True)
+        ax.hist(lengths, bins=edges, histtype="step", linewidth=1.5, label=split, density=True)
+    if max_seq_length:  # past it a text is cut (or windowed)
+        ax.axvline(max_seq_length, color="black", linestyle=":", label=f"--max_seq_length {max_seq_length}")
     ax.set_xlabel(f"tokens ({tokenizer})")
     ax.set_ylabel("density")
     ax.legend()

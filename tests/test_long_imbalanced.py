@@ -737,6 +737,26 @@ def test_curves_titles_fit_in_the_picture(tmp_path, monkeypatch, metric):
     assert outside == {"titles": []}, outside
 
 
+def test_prepare_data_lengths_plot_shares_its_bins_and_marks_max_seq_length(tmp_path, monkeypatch):
+    """lengths.png compares the splits on one set of bins (each split's own 50 bins drew bars of other widths, so
+    the densities did not compare) and marks --max_seq_length, past which a text is cut or windowed."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import prepare_data
+
+    drawn = {}
+
+    def keep(fig, path, dpi=100):
+        ax = fig.axes[0]
+        drawn["edges"] = {tuple(round(x, 6) for x in p.get_xy()[:, 0]) for p in ax.patches}
+        drawn["lines"] = [line.get_xdata()[0] for line in ax.lines]
+
+    monkeypatch.setattr(prepare_data, "atomic_savefig", keep)
+    lengths = {"train": list(range(3, 40)), "test": list(range(20, 300, 7))}
+    prepare_data.plot_lengths(lengths, tmp_path / "lengths.png", "tok", max_seq_length=64)
+    assert len(drawn["edges"]) == 1, "the splits' histograms use other bins"
+    assert drawn["lines"] == [64], drawn["lines"]
+
+
 def test_prepare_data_token_length_and_window_percentiles_match_a_hand_computed_case(tiny_bert, tmp_path):
     """report.json's p50/p95 (token lengths, and windows per document) are numpy's linear percentiles of the lengths
     train.py would see: checked on five documents whose figures are computed by hand."""
