@@ -242,6 +242,12 @@ def class_metrics(
     }
 
 
+def is_report(key: str) -> bool:
+    """Whether a metrics key is a per-class report (``per_class``, a hierarchy level's ``<level>.per_class``), not a
+    number."""
+    return key == "per_class" or key.endswith(".per_class")
+
+
 def tune_thresholds(labels: np.ndarray, logits: np.ndarray, grid: np.ndarray | None = None) -> list[float]:
     """Per label, the sigmoid threshold with the best F1 on these rows (ties: the one closest to 0.5)."""
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if grid is None else grid
@@ -417,12 +423,12 @@ class Hierarchical(Task):
             losses = loss_rows(self.config, labels[:, i], level_logits[i], level=i)
             m = class_metrics(labels[:, i], level_logits[i], level["labels"], preds=preds[i], losses=losses)
             per_level.append(m)
-            metrics |= {f"{level['name']}.{k}": v for k, v in m.items() if k != "per_class"}
+            metrics |= {f"{level['name']}.{k}": v for k, v in m.items()}  # its per_class too
         agree = np.ones(len(labels), dtype=bool)
         for level in range(1, len(levels)):
             agree &= np.asarray(parents[level - 1])[preds[level]] == preds[level - 1]
         finest = per_level[-1]
-        top = {k: v for k, v in finest.items() if k != "per_class"}
+        top = {k: v for k, v in finest.items() if not is_report(k)}
         weights = self.config.level_loss_weights
         top["loss"] = float(sum(w * m["loss"] for w, m in zip(weights, per_level, strict=True)))
         return top | metrics | {"level_consistency": float(agree.mean()), "per_class": finest["per_class"]}
@@ -1320,7 +1326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "%s has labels, but no row has both a label and a text: nothing is scored", cfg.input
                     )
                 drop_stale_input_scores(run_dir, [eval_path, confusion_path])
-            print(json.dumps({k: v for k, v in summary.items() if k != "per_class"}))
+            print(json.dumps({k: v for k, v in summary.items() if not is_report(k)}))
         return summary
 
     split, metrics = cfg.split, metrics[name]
@@ -1341,7 +1347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report_reproduction(
             run_dir, split, tag, metrics, setup_differences(cfg, train_cfg, resolved, accelerator, run_dir)
         )
-        summary = {k: v for k, v in metrics.items() if k != "per_class"}
+        summary = {k: v for k, v in metrics.items() if not is_report(k)}
         print(json.dumps({"split": split, **summary}))
     return metrics
 

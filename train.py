@@ -68,7 +68,7 @@ from data import (
     window_room,
     windowing,
 )
-from evaluate import evaluate, is_better, score_best_model, task_for, write_predictions
+from evaluate import evaluate, is_better, is_report, score_best_model, task_for, write_predictions
 from model import (
     POOLERS,
     WEIGHT_FILES,
@@ -2012,7 +2012,7 @@ def log_plan(run_dir: Path, data: Any, resolved: dict[str, Any]) -> None:
 def eval_record(metrics: dict[str, Any]) -> dict[str, Any]:
     """An evaluation's metrics as ``eval_*`` fields of a metrics.jsonl line; of the per-class report, each class's
     recall (``eval_recall_per_class``: how the rare classes fare as training goes on)."""
-    record = {f"eval_{k}": v for k, v in metrics.items() if k != "per_class"}
+    record = {f"eval_{k}": v for k, v in metrics.items() if not is_report(k)}
     recall = {name: report["recall"] for name, report in (metrics.get("per_class") or {}).items() if "recall" in report}
     if recall:
         record["eval_recall_per_class"] = recall

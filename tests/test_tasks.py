@@ -67,13 +67,16 @@ def test_hierarchical_metrics_consistency_and_consistent_decoding():
     assert m["accuracy"] == m["fine.accuracy"] and m["macro_f1"] == m["fine.macro_f1"]
     assert m["level_consistency"] == 0.75  # row 2 predicts fine b1 under coarse A
     assert m["loss"] == pytest.approx(m["coarse.loss"] + m["fine.loss"])
+    # Each level's per-class report, not only the finest's: coarse B's two rows, one predicted A.
+    assert m["coarse.per_class"]["A"]["recall"] == 1.0 and m["coarse.per_class"]["B"]["recall"] == 0.5
+    assert m["fine.per_class"] == m["per_class"] and set(m["per_class"]) == {"a1", "a2", "b1"}
     task.consistent_decoding = True
     c = evaluate.compute_metrics(labels, logits, ["a1", "a2", "b1"], task)
     assert c["level_consistency"] == 1.0 and c["fine.accuracy"] == 0.75  # row 2 now predicts a2 (best under A)
 
 
 @pytest.mark.parametrize("decoding", [[], ["--consistent_decoding"]])
-def test_hierarchical_run_and_reload_parity(decoding, tiny_bert, tmp_path):
+def test_hierarchical_run_and_reload_parity(decoding, tiny_bert, tmp_path, capsys):
     out = tmp_path / "run"
     flags = ["--label_columns", "label_coarse", "label_fine", "--max_train_samples", "300", "--max_eval_samples", "60"]
     results = train.main(tiny_args(tiny_bert, out, TREC, *flags, "--level_loss_weights", "0.5", "1", *decoding))
@@ -84,8 +87,19 @@ def test_hierarchical_run_and_reload_parity(decoding, tiny_bert, tmp_path):
     assert val["loss"] == pytest.approx(0.5 * val["label_coarse.loss"] + val["label_fine.loss"])
     if decoding:
         assert val["level_consistency"] == 1.0
+    assert set(results["test"]["label_coarse.per_class"]) == {"ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"}
+    # The reports stay out of metrics.jsonl (its recall per class aside) and out of the stdout line of numbers.
+    assert not [
+        k
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        for k in json.loads(line)
+        if "per_class." in k or k.endswith(".per_class")
+    ]
+    capsys.readouterr()
     again = evaluate.main(["--split", "validation", "--run_dir", str(out)])
     assert again["macro_f1"] == val["macro_f1"] and again["label_coarse.macro_f1"] == val["label_coarse.macro_f1"]
+    assert again["label_coarse.per_class"] == val["label_coarse.per_class"]
+    assert "per_class" not in capsys.readouterr().out.splitlines()[-1]
     row = json.loads((out / "predictions_validation.jsonl").read_text().splitlines()[0])
     assert set(row["gold"]) == set(row["pred"]) == {"label_coarse", "label_fine"}
     assert (out / "confusion_validation.png").is_file()
