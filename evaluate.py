@@ -69,6 +69,7 @@ from utils import (
     checkpoint_dirs,
     checkpoint_run,
     counted,
+    drawable_text,
     evaluate_input_source,
     evaluate_outputs,
     fresh_accelerate_state,
@@ -83,6 +84,7 @@ from utils import (
     run_dir_holder,
     setup_logging,
     tune_cpu,
+    undrawable_characters,
 )
 
 
@@ -575,19 +577,30 @@ def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], 
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
+    # A name the fonts cannot draw (Japanese, emoji, on a machine without their fonts) would be a row of empty boxes:
+    # such a class is drawn as its number, and the log says which name each number stands for.
+    numbered = {i: name for i, name in enumerate(label_names) if undrawable_characters(name)}
+    shown = [f"#{i}" if i in numbered else name for i, name in enumerate(label_names)]
+    if numbered:
+        logger.info(
+            "%s numbers %s whose name its fonts cannot draw: %s",
+            path.name,
+            counted(len(numbered), "class"),
+            ", ".join(f"#{i} = {name!r}" for i, name in numbered.items()),
+        )
     size = max(5.0, 0.45 * len(label_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(
         gold,
         preds,
         labels=list(range(len(label_names))),
-        display_labels=label_names,
+        display_labels=shown,
         ax=ax,
         colorbar=False,
         xticks_rotation=90 if len(label_names) > 8 else 45,
         include_values=len(label_names) <= 20,
     )
-    ax.set_title(title)
+    ax.set_title(drawable_text(title))
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
@@ -334,6 +335,31 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+@functools.cache
+def _font_charmaps() -> tuple[frozenset[int], ...]:
+    """The characters of each font matplotlib draws text with (its default family and the fonts it falls back on)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    props = font_manager.FontProperties()
+    find_all = getattr(font_manager.fontManager, "_find_fonts_by_props", None)  # the fallback chain, matplotlib >= 3.6
+    fonts = find_all(props) if find_all else [font_manager.findfont(props)]
+    return tuple(frozenset(FT2Font(str(font)).get_charmap()) for font in fonts)
+
+
+def undrawable_characters(text: str) -> str:
+    """The characters of ``text`` that none of matplotlib's fonts has (a script or emoji without an installed font):
+    a plot draws each as an empty box."""
+    charmaps = _font_charmaps()
+    return "".join(c for c in text if not c.isspace() and not any(ord(c) in m for m in charmaps))
+
+
+def drawable_text(text: str) -> str:
+    """``text`` with each character no font can draw replaced by '?'."""
+    missing = set(undrawable_characters(text))
+    return "".join("?" if c in missing else c for c in text)
 
 
 def atomic_savefig(fig: Any, path: Path, dpi: int = 100) -> None:

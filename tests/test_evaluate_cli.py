@@ -241,3 +241,29 @@ def test_a_run_folder_that_is_not_there_is_named_as_missing(tmp_path):
     with pytest.raises(UsageError) as refused:
         train.resolve_run_dir(cfg)
     assert str(refused.value) == f"{gone} --output_dir RUN to name a run."
+
+
+def test_confusion_numbers_the_classes_whose_names_no_font_can_draw(tmp_path, monkeypatch, caplog):
+    """Label names in a script the plot's fonts lack (Japanese, emoji on a machine without their fonts) were drawn as
+    empty boxes, with a matplotlib warning per character: such a class is numbered, and the log names each number."""
+    import logging
+    import warnings
+
+    import numpy as np
+
+    undrawable = "\U0010fffd\U0010fffc"  # private-use characters: no font has them
+    names = ["joy", f"{undrawable} x", "sadness"]
+    drawn = {}
+
+    def keep(fig, path, dpi=100):
+        ax = fig.axes[0]
+        drawn["ticks"] = [t.get_text() for t in ax.get_yticklabels()]
+        drawn["title"] = ax.get_title()
+
+    monkeypatch.setattr(evaluate, "atomic_savefig", keep)
+    gold, preds = np.array([0, 1, 2]), np.array([0, 2, 2])
+    with warnings.catch_warnings(), caplog.at_level(logging.INFO):
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)"
+        assert evaluate.plot_confusion(gold, preds, names, tmp_path / "confusion_test.png", f"test ({undrawable})")
+    assert drawn == {"ticks": ["joy", "#1", "sadness"], "title": "test (??)"}, drawn
+    assert f"confusion_test.png numbers 1 class whose name its fonts cannot draw: #1 = {names[1]!r}" in caplog.text
