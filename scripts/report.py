@@ -62,6 +62,7 @@ from utils import (  # noqa: E402
     read_run_config,
     run_cli,
     source_key,
+    undrawable_characters,
     unique_names,
 )
 
@@ -930,11 +931,20 @@ def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], ro
             continue
         classes = list(dict.fromkeys(name for r in members for name in r["per_class_f1"]))
         grid = np.array([[r["per_class_f1"].get(c, np.nan) for r in members] for c in classes], dtype=float)
+        path = root / f"per_class_f1_{dataset.replace('/', '_')}.png"
+        # A name the fonts cannot draw (Japanese without a Japanese font) would be empty boxes: drawn as its number.
+        numbered = {i: name for i, name in enumerate(classes) if undrawable_characters(name)}
+        if numbered:
+            print(
+                f"{path.name} numbers {counted(len(numbered), 'class')} whose name its fonts cannot draw: "
+                + ", ".join(f"#{i} = {name!r}" for i, name in numbered.items()),
+                file=sys.stderr,  # stdout is the table
+            )
         labels = [textwrap.fill(run_label(r, rows), 24) for r in members]
         fig, ax = plt.subplots(figsize=(3 + 1.3 * len(members), 1.5 + 0.35 * len(classes)))
         image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(members)), labels, fontsize=7, rotation=30, ha="right")
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_yticks(range(len(classes)), [f"#{i}" if i in numbered else c for i, c in enumerate(classes)], fontsize=8)
         if grid.size <= 400:  # the values themselves while they stay readable
             for i, j in np.argwhere(np.isfinite(grid)):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=7)
@@ -945,7 +955,6 @@ def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], ro
             title += f"\n(blank: no {'/'.join(splits)} row of the class)"
         ax.set_title(title)
         fig.tight_layout()
-        path = root / f"per_class_f1_{dataset.replace('/', '_')}.png"
         atomic_savefig(fig, path)
         plt.close(fig)
         written.append(path)

@@ -714,6 +714,39 @@ def test_per_class_plot_leaves_blank_a_class_the_split_has_no_row_of(tmp_path, m
     assert "blank: no test row of the class" in drawn["title"], drawn
 
 
+def test_per_class_plot_numbers_a_class_whose_name_no_font_draws(tmp_path, monkeypatch, capsys):
+    """A class name in characters no installed font has was a row of empty boxes (and a matplotlib warning per
+    character): it is drawn as its number, which the output names."""
+    import warnings
+
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import report
+
+    name = "\U0010fffd\U0010fffc"  # private-use characters: no font has them
+    run = tmp_path / "run"
+    run.mkdir()
+    user = {"dataset": "/data/jp", "model_name_or_path": "/m/minilm", "seed": 1}
+    (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+    per_class = {"joy": {"f1-score": 0.9, "support": 4.0}, name: {"f1-score": 0.5, "support": 2.0}}
+    metrics = {"macro_f1": 0.7, "accuracy": 0.9, "per_class": per_class}
+    (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
+    drawn = {}
+
+    def keep_rows(fig, path, dpi=100):
+        if path.name.startswith("per_class_f1"):
+            drawn["rows"] = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+
+    monkeypatch.setattr(report, "atomic_savefig", keep_rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)"
+        report.main([str(tmp_path)])
+    assert drawn["rows"] == ["joy", "#1"], drawn
+    assert (
+        f"per_class_f1_jp.png numbers 1 class whose name its fonts cannot draw: #1 = {name!r}"
+        in capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize("metric", ["macro_f1", "macro_precision"])
 def test_curves_titles_fit_in_the_picture(tmp_path, monkeypatch, metric):
     """curves.png's panel titles are whole: 'validation (best_model/ chosen by macro_f1)' ran past the right edge."""
