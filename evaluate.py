@@ -69,12 +69,12 @@ from utils import (
     checkpoint_dirs,
     checkpoint_run,
     counted,
-    drawable_text,
     evaluate_input_source,
     evaluate_outputs,
     fresh_accelerate_state,
     library_versions,
     logger,
+    plot_text,
     read_best_record,
     read_latest_pointer,
     read_run_config,
@@ -580,7 +580,7 @@ def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], 
     # A name the fonts cannot draw (Japanese, emoji, on a machine without their fonts) would be a row of empty boxes:
     # such a class is drawn as its number, and the log says which name each number stands for.
     numbered = {i: name for i, name in enumerate(label_names) if undrawable_characters(name)}
-    shown = [f"#{i}" if i in numbered else name for i, name in enumerate(label_names)]
+    shown = [f"#{i}" if i in numbered else plot_text(name) for i, name in enumerate(label_names)]
     if numbered:
         logger.info(
             "%s numbers %s whose name its fonts cannot draw: %s",
@@ -600,7 +600,7 @@ def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], 
         xticks_rotation=90 if len(label_names) > 8 else 45,
         include_values=len(label_names) <= 20,
     )
-    ax.set_title(drawable_text(title))
+    ax.set_title(plot_text(title))
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

@@ -356,10 +356,11 @@ def undrawable_characters(text: str) -> str:
     return "".join(c for c in text if not c.isspace() and not any(ord(c) in m for m in charmaps))
 
 
-def drawable_text(text: str) -> str:
-    """``text`` with each character no font can draw replaced by '?'."""
+def plot_text(text: str) -> str:
+    """``text`` as a matplotlib label draws it as written: each character no font can draw replaced by '?', and each
+    '$' escaped (between two of them matplotlib reads math: '$10-$20' drew as '10 - 20', '$x^$' raised)."""
     missing = set(undrawable_characters(text))
-    return "".join("?" if c in missing else c for c in text)
+    return "".join("?" if c in missing else c for c in text).replace("$", r"\$")
 
 
 def atomic_savefig(fig: Any, path: Path, dpi: int = 100) -> None:

@@ -59,6 +59,7 @@ from utils import (  # noqa: E402
     atomic_write_text,
     counted,
     label_suffix,
+    plot_text,
     read_run_config,
     run_cli,
     source_key,
@@ -944,7 +945,9 @@ def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], ro
         fig, ax = plt.subplots(figsize=(3 + 1.3 * len(members), 1.5 + 0.35 * len(classes)))
         image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(members)), labels, fontsize=7, rotation=30, ha="right")
-        ax.set_yticks(range(len(classes)), [f"#{i}" if i in numbered else c for i, c in enumerate(classes)], fontsize=8)
+        ax.set_yticks(
+            range(len(classes)), [f"#{i}" if i in numbered else plot_text(c) for i, c in enumerate(classes)], fontsize=8
+        )
         if grid.size <= 400:  # the values themselves while they stay readable
             for i, j in np.argwhere(np.isfinite(grid)):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=7)

@@ -267,3 +267,14 @@ def test_confusion_numbers_the_classes_whose_names_no_font_can_draw(tmp_path, mo
         assert evaluate.plot_confusion(gold, preds, names, tmp_path / "confusion_test.png", f"test ({undrawable})")
     assert drawn == {"ticks": ["joy", "#1", "sadness"], "title": "test (??)"}, drawn
     assert f"confusion_test.png numbers 1 class whose name its fonts cannot draw: #1 = {names[1]!r}" in caplog.text
+
+
+def test_confusion_draws_dollar_signs_of_class_names_as_written(tmp_path):
+    """Matplotlib reads text between two '$' as math: a class '$10-$20' was drawn '10 - 20', and one such as '$x^$'
+    crashed the picture with a mathtext ParseSyntaxException after its predictions were written."""
+    import numpy as np
+
+    names = ["under $10", "$10-$20", "$x^$"]
+    gold, preds = np.array([0, 1, 2]), np.array([0, 1, 1])
+    assert evaluate.plot_confusion(gold, preds, names, tmp_path / "confusion_test.png", "test ($5 run)")
+    assert (tmp_path / "confusion_test.png").stat().st_size > 5000

@@ -727,20 +727,25 @@ def test_per_class_plot_numbers_a_class_whose_name_no_font_draws(tmp_path, monke
     run.mkdir()
     user = {"dataset": "/data/jp", "model_name_or_path": "/m/minilm", "seed": 1}
     (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
-    per_class = {"joy": {"f1-score": 0.9, "support": 4.0}, name: {"f1-score": 0.5, "support": 2.0}}
+    per_class = {
+        "joy": {"f1-score": 0.9, "support": 4.0},
+        name: {"f1-score": 0.5, "support": 2.0},
+        "$x^$": {"f1-score": 0.1, "support": 1.0},  # math to matplotlib: it raised when drawn
+    }
     metrics = {"macro_f1": 0.7, "accuracy": 0.9, "per_class": per_class}
     (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
     drawn = {}
 
     def keep_rows(fig, path, dpi=100):
         if path.name.startswith("per_class_f1"):
+            fig.canvas.draw()
             drawn["rows"] = [label.get_text() for label in fig.axes[0].get_yticklabels()]
 
     monkeypatch.setattr(report, "atomic_savefig", keep_rows)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "Glyph ... missing from font(s)"
         report.main([str(tmp_path)])
-    assert drawn["rows"] == ["joy", "#1"], drawn
+    assert drawn["rows"] == ["joy", "#1", r"\$x^\$"], drawn
     assert (
         f"per_class_f1_jp.png numbers 1 class whose name its fonts cannot draw: #1 = {name!r}"
         in capsys.readouterr().err
