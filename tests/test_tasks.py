@@ -88,6 +88,9 @@ def test_hierarchical_run_and_reload_parity(decoding, tiny_bert, tmp_path, capsy
     if decoding:
         assert val["level_consistency"] == 1.0
     assert set(results["test"]["label_coarse.per_class"]) == {"ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"}
+    # The plan line counts each level's labels ("44 labels" read as the run's only ones).
+    fine = len(json.loads((out / "config.json").read_text())["resolved"]["levels"][1]["labels"])
+    assert f"test rows, 6 label_coarse + {fine} label_fine labels;" in (out / "train.log").read_text()
     # The reports stay out of metrics.jsonl (its recall per class aside) and out of the stdout line of numbers.
     assert not [
         k
