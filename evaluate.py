@@ -71,6 +71,7 @@ from utils import (
     counted,
     evaluate_input_source,
     evaluate_outputs,
+    forget_evaluate_output,
     fresh_accelerate_state,
     library_versions,
     logger,
@@ -1103,6 +1104,7 @@ def drop_stale_input_scores(run_dir: Path, paths: list[Path]) -> None:
     for path in [p for p in paths if p.is_file()]:
         if path.resolve() in ours:
             path.unlink()
+            forget_evaluate_output(run_dir, path)
             logger.info("removed %s: it scored an earlier prediction of this input", path.name)
         else:
             logger.warning("%s is not from these predictions (they are not scored); it was left as it is", path)

@@ -120,6 +120,16 @@ def record_evaluate_output(run_dir: Path, path: Path, source: str | None = None)
     atomic_write_json(run_dir / EVALUATE_MANIFEST, {"files": files, "inputs": sources})
 
 
+def forget_evaluate_output(run_dir: Path, path: Path) -> None:
+    """Take ``path``, removed, off the run's manifest: listed, a file the user later puts under its name would pass
+    for evaluate.py's, to be replaced or deleted as one."""
+    run_dir, name = Path(run_dir).resolve(), Path(path).name
+    names, sources = _read_manifest(run_dir)
+    if name in names:
+        files, inputs = [n for n in names if n != name], {k: v for k, v in sources.items() if k != name}
+        atomic_write_json(run_dir / EVALUATE_MANIFEST, {"files": files, "inputs": inputs})
+
+
 def evaluate_input_source(run_dir: Path, path: Path) -> str | None:
     """The --input file whose predictions ``path`` in the run folder holds, as the manifest recorded it."""
     return _read_manifest(Path(run_dir))[1].get(Path(path).name)

@@ -279,3 +279,21 @@ def test_confusion_draws_dollar_signs_of_class_names_as_written(tmp_path):
     gold, preds = np.array([0, 1, 2]), np.array([0, 1, 1])
     assert evaluate.plot_confusion(gold, preds, names, tmp_path / "confusion_test.png", "test ($5 run)")
     assert (tmp_path / "confusion_test.png").stat().st_size > 5000
+
+
+def test_scores_removed_by_predict_only_leave_the_manifest(tmp_path):
+    """--predict_only removed an input's eval_<name>.json but left it listed as evaluate.py's own: a file the user
+    later put under that name passed for evaluate.py's, for a later evaluate.py to replace and train.py to delete."""
+    from utils import evaluate_outputs, record_evaluate_output
+
+    run = tmp_path / "run"
+    run.mkdir()
+    predictions, scores, picture = run / "predictions_new.jsonl", run / "eval_new.json", run / "confusion_new.png"
+    for path in (predictions, scores, picture):
+        path.write_text("{}")
+        record_evaluate_output(run, path, source=str(tmp_path / "new.csv") if path == predictions else None)
+    evaluate.drop_stale_input_scores(run, [scores, picture])
+    assert not scores.exists() and not picture.exists()
+    scores.write_text('{"mine": 1}')  # the user's own file, under the name evaluate.py once used
+    assert scores not in evaluate_outputs(run)
+    assert json.loads((run / ".evaluate_outputs.json").read_text())["files"] == ["predictions_new.jsonl"]
