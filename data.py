@@ -839,10 +839,10 @@ def headerless(ds: Any) -> str | None:
     return None
 
 
-def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: str) -> None:
+def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: str, taken: tuple[str, ...] = ()) -> None:
     """Raise a UsageError naming each missing column, where it is missing (``split`` of the dataset ``source``, or
     the evaluate.py --input file ``source`` when ``split`` is None) and the flag that names the right one, with close
-    matches from the file's columns."""
+    matches from the file's columns other than ``taken`` (an --input file's gold labels)."""
     missing = {flag: column for flag, column in wanted.items() if column not in ds.column_names}
     if not missing:
         return
@@ -901,7 +901,7 @@ def check_columns(ds: Any, split: str | None, wanted: dict[str, str], source: st
             option = flag.split("[")[0]  # label_columns[1] is the second of --label_columns
             # A column another flag reads already is no guess (the text column for a missing --text_pair_column);
             # quoted, so that a name's spaces show ('text ' for text).
-            others = set(wanted.values()) - {column}
+            others = (set(wanted.values()) | set(taken)) - {column}
             left = [c for c in ds.column_names if c not in others and not PANDAS_FILLER.fullmatch(c)]
             # The one column no other flag reads is the guess where no name is close (columns text, target), in
             # train only: a test file's one other column is its row ids (a competition's id, text), not its labels.
@@ -2106,7 +2106,7 @@ def load_unlabeled(
     text_column, text_pair_column = cfg.text_column, cfg.text_pair_column
     wanted = {"text_column": text_column, **({"text_pair_column": text_pair_column} if text_pair_column else {})}
     named = {label_flag: label_columns[0]} if label_flag and label_columns else {}  # --label_column names one
-    check_columns(ds, None, wanted | named, path)
+    check_columns(ds, None, wanted | named, path, label_columns)
     ds = ds.select_columns(list(wanted.values()) + [c for c in label_columns if c in ds.column_names])
     for flag, column in wanted.items():
         ds = _as_text(ds, column, f"the --input file {path}", column, flag)

@@ -258,3 +258,16 @@ def test_training_texts_given_two_label_sets_in_multi_label_are_counted(tmp_path
         "warning: 1 training text appears with more than one label set (e.g. 'big match news': sports+news, "
         "sports): the model is taught each of them; fix the labels of those that are mistakes"
     ]
+
+
+def test_an_input_file_missing_the_pair_column_is_not_told_to_read_its_labels_as_text(tmp_path):
+    """A pair model's --input with premise and label only: 'Did you mean 'label'?' offered the gold labels as the
+    second text."""
+    new = write_csv(tmp_path / "new.csv", [("a cat sat", "yes"), ("a dog ran", "no")], header=("premise", "label"))
+    cfg = TrainConfig(text_column="premise", text_pair_column="hypothesis")
+    with pytest.raises(UsageError) as err:
+        load_unlabeled(str(new), cfg, None, ("label",))
+    assert str(err.value) == (
+        f"--text_pair_column 'hypothesis' is not a column of the --input file {new} (columns: premise, label). Pass "
+        "the column that holds the second texts with --text_pair_column."
+    )
