@@ -240,6 +240,20 @@ def quiet_logger(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """datasets' progress bars off for the block, as they were after it."""
+    import datasets
+
+    was_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
+
+
 def csv_header(path: Path, delimiter: str, quoting: int) -> list[str]:
     """The names on the first line of a csv/tsv file that is not blank; [] where it cannot be read (the loader's own
     error says why)."""
@@ -423,8 +437,9 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
     try:
         if FORMATS[suffix] == "csv":
             kwargs["features"] = text_features(files[0], kwargs)
-        # The reader logs its own error before raising it; the error line below says it once, with the fix.
-        with quiet_logger("datasets"):
+        # The reader logs its own error before raising it; the error line below says it once, with the fix. Its bar
+        # says "Generating train split" for every file read (load_dataset's split="train"), a test split's too.
+        with quiet_logger("datasets"), no_progress_bars():
             ds = datasets.load_dataset(
                 FORMATS[suffix], name=name, data_files=[str(p) for p in files], split="train", **kwargs
             )

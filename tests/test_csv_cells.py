@@ -271,3 +271,12 @@ def test_an_input_file_missing_the_pair_column_is_not_told_to_read_its_labels_as
         f"--text_pair_column 'hypothesis' is not a column of the --input file {new} (columns: premise, label). Pass "
         "the column that holds the second texts with --text_pair_column."
     )
+
+
+def test_reading_a_file_draws_no_generating_train_split_bar(tmp_path, capfd):
+    """datasets drew 'Generating train split: N examples' for every file read, an --input file or a test split."""
+    new = write_csv(tmp_path / "new.csv", [("a cat sat", "yes"), ("a dog ran", "no")])
+    capfd.readouterr()
+    assert len(load_unlabeled(str(new), TrainConfig(), None)) == 2
+    out, err = capfd.readouterr()
+    assert "Generating" not in out + err, err
