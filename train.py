@@ -2000,7 +2000,7 @@ def log_plan(run_dir: Path, data: Any, resolved: dict[str, Any]) -> None:
         sizes.get("test", "no"),
         # A hierarchy's count per level: its finest level's alone read as the run's only labels.
         " + ".join(f"{len(level['labels'])} {level['name']}" for level in resolved["levels"]) + " labels"
-        if resolved.get("levels")
+        if resolved["problem_type"] == "hierarchical_classification"
         else counted(resolved["num_labels"], "label"),
         counted(resolved["num_processes"], "process"),
         resolved["device"].split(":")[0],  # the main process's cuda:0 stands for every rank's GPU

@@ -50,6 +50,7 @@ def test_run_directory_contract(bert_run):
     config = json.loads((out / "config.json").read_text())
     assert config["user_config"]["eval_steps"] == 3
     assert config["resolved"]["label_names"] == ["food", "sports", "technology", "weather"]
+    assert "48 train / 16 validation / 16 test rows, 4 labels; 1 process on cpu" in (out / "train.log").read_text()
     # The pointer lets `python evaluate.py` find this run without a path.
     assert (out.parent / "runs" / "LATEST").read_text().strip() == str(out.resolve())
 
