@@ -265,19 +265,22 @@ def csv_header(path: Path, delimiter: str, quoting: int) -> list[str]:
 
 
 def other_columns(files: list[Path], delimiter: str, quoting: int) -> str | None:
-    """The refusal of a split's csv/tsv files whose headers name other columns (in any order they may be one
-    split); None when they all name the same ones. The columns are read under one header, so a column only some files
-    have would be dropped, or fail the read without naming the file."""
-    headers = [(p, set(csv_header(p, delimiter, quoting))) for p in files]
-    for path, names in headers[1:]:
-        first, first_names = headers[0]
-        for have, lack, extra in ((first, path, first_names - names), (path, first, names - first_names)):
-            if extra:
-                return (
-                    f"the files of one split have other columns: {have} has {', '.join(map(repr, sorted(extra)))}, "
-                    f"which {lack} lacks; give every file of a split the same header."
-                )
+    """The refusal of a split's csv/tsv files where a later one lacks a column of the first (in any order they may be
+    one split); None otherwise. The columns are read under the first file's header: a column that a later file lacks
+    fails the read without naming the file, while one only a later file has is left out, as the run reads none."""
+    first, first_names = csv_header_set(files[0], delimiter, quoting)
+    for path in files[1:]:
+        if lacks := first_names - csv_header_set(path, delimiter, quoting)[1]:
+            return (
+                f"the files of one split have other columns: {first} has {', '.join(map(repr, sorted(lacks)))}, "
+                f"which {path} lacks; give every file of a split the same header."
+            )
     return None
+
+
+def csv_header_set(path: Path, delimiter: str, quoting: int) -> tuple[Path, set[str]]:
+    """``path`` and the set of its header's names."""
+    return path, set(csv_header(path, delimiter, quoting))
 
 
 def duplicate_header(path: Path, delimiter: str, quoting: int) -> str | None:
@@ -550,15 +553,16 @@ def number_columns(ds: Any) -> Any:
     features = ds.features.copy()
     for name, kind in kinds.items():
         features[name] = datasets.Value("int64" if kind is int else "float64")
-    return ds.map(
-        lambda batch: {
-            name: [kind(v) if isinstance(v, str) and v.strip() else None for v in batch[name]]
-            for name, kind in kinds.items()
-        },
-        batched=True,
-        features=features,
-        desc="csv numbers",
-    )
+    with no_progress_bars():  # a step of reading the file, whose own bar is off too
+        return ds.map(
+            lambda batch: {
+                name: [kind(v) if isinstance(v, str) and v.strip() else None for v in batch[name]]
+                for name, kind in kinds.items()
+            },
+            batched=True,
+            features=features,
+            desc="csv numbers",
+        )
 
 
 def first_bad_json_line(files: list[Path]) -> tuple[Path, int, str] | None:
@@ -1295,13 +1299,22 @@ class LabelSpec:
 
 
 def binaries(values: list[Any]) -> list[float | None]:
-    """Each value of a 0/1 label column as 0.0 or 1.0 (see _binary), None where it is no such value; worked out once
+    """Each value of a 0/1 label column as 0.0 or 1.0 (see _zero_one), None where it is no such value; worked out once
     per distinct value, as a wide multi-label file holds millions of cells."""
     try:
-        flags = {v: _binary(v) for v in set(values)}
+        flags = {v: _zero_one(v) for v in set(values)}
     except TypeError:  # a cell that cannot be hashed (a list) is no 0/1 value
         return [None] * len(values)
     return [None if (flag := flags[v]) is None else float(flag) for v in values]
+
+
+def _zero_one(value: Any) -> int | None:
+    """0 or 1 for a cell of a 0/1 label column: a 0/1 value (see _binary), or one written as a whole number ("1",
+    "1.0", "0"), which a csv column holds as text when its cells spell one number two ways ("1" beside "1.0")."""
+    if (flag := _binary(value)) is not None or not isinstance(value, str):
+        return flag
+    text = value.strip()
+    return int(float(text)) if WHOLE_NUMBER_TEXT.fullmatch(text) and float(text) in (0, 1) else None
 
 
 def _binary(value: Any) -> int | None:
@@ -1349,7 +1362,7 @@ def _label_spec(train: Any, cfg: TrainConfig, names: dict) -> tuple[LabelSpec, l
     if label_columns:  # hierarchical, coarse to fine
         # Several 0/1 columns are one column per label (multi-label), not levels of a hierarchy: training them as
         # levels would fit one binary softmax per label and report hierarchy metrics, without a word.
-        if all({_binary(v) for v in column_values(train, column)} <= {0, 1} for column in label_columns):
+        if all({_zero_one(v) for v in column_values(train, column)} <= {0, 1} for column in label_columns):
             raise UsageError(
                 f"--label_columns {' '.join(label_columns)} all hold 0/1 values: one column per label. Add "
                 "--multi_label to train them as a multi-label task (several columns without it are the coarse-to-fine "
@@ -2245,10 +2258,10 @@ def input_labels(ds: Any, spec: LabelSpec, trained: list[dict[Any, int]] | None 
         for row in zip(*columns, strict=True):
             if any(_missing(v) for v in row):
                 encoded.append(None)
-            elif all(_binary(v) is not None for v in row):
-                encoded.append([float(_binary(v)) for v in row])
+            elif all(_zero_one(v) is not None for v in row):
+                encoded.append([float(_zero_one(v)) for v in row])
             else:
-                bad = next(c for c, v in zip(spec.columns, row, strict=True) if _binary(v) is None)
+                bad = next(c for c, v in zip(spec.columns, row, strict=True) if _zero_one(v) is None)
                 raise UsageError(f"the --input file's {bad!r} column must hold 0/1 values, as in training.")
     if unknown:
         shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))

@@ -226,24 +226,28 @@ def test_a_malformed_csv_is_one_error_line_without_the_reader_s_own_log(tmp_path
 
 
 def test_shards_of_one_split_with_other_columns_are_refused_naming_both(tmp_path):
-    """Columns are read under the first file's header: a column only a later shard has was dropped without a word,
-    and one only the first has failed as "Field 'note' does not exist in schema"."""
+    """Columns are read under the first file's header: one that a later file lacks failed as "Field 'note' does not
+    exist in schema", naming no file; one that only a later file has is left out, as before."""
     rows = [(f"sentence number {i}", ["pos", "neg"][i % 2]) for i in range(8)]
     write_csv(tmp_path / "validation.csv", rows)
     first, second = tmp_path / "train-00000-of-00002.csv", tmp_path / "train-00001-of-00002.csv"
-    for extra_in in (first, second):
-        for path in (first, second):
-            header, cells = ("text,label,note", ",x") if path == extra_in else ("text,label", "")
-            path.write_text(header + "\n" + "".join(f"{t},{label}{cells}\n" for t, label in rows))
-        with pytest.raises(UsageError) as err:
-            load_splits(TrainConfig(dataset=str(tmp_path)))
-        assert str(err.value) == (
-            f"the files of one split have other columns: {extra_in} has 'note', which {({first, second} - {extra_in}).pop()} "
-            "lacks; give every file of a split the same header."
-        )
+
+    def write(path, header, extra=""):
+        path.write_text(header + "\n" + "".join(f"{t},{label}{extra}\n" for t, label in rows))
+
+    write(first, "text,label,note", ",x")
+    write(second, "text,label")
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert str(err.value) == (
+        f"the files of one split have other columns: {first} has 'note', which {second} lacks; give every file of a "
+        "split the same header."
+    )
+    write(first, "text,label")
+    write(second, "text,label,note", ",x")
+    assert load_splits(TrainConfig(dataset=str(tmp_path))).splits["train"].num_rows == 16
     # The same columns in another order load, as before.
     second.write_text("label,text\n" + "".join(f"{label},{t}\n" for t, label in rows))
-    first.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
     assert len(load_splits(TrainConfig(dataset=str(tmp_path))).splits["train"]) == 16
 
 
@@ -275,8 +279,17 @@ def test_an_input_file_missing_the_pair_column_is_not_told_to_read_its_labels_as
 
 def test_reading_a_file_draws_no_generating_train_split_bar(tmp_path, capfd):
     """datasets drew 'Generating train split: N examples' for every file read, an --input file or a test split."""
-    new = write_csv(tmp_path / "new.csv", [("a cat sat", "yes"), ("a dog ran", "no")])
+    new = write_csv(tmp_path / "new.csv", [("a cat sat", 1), ("a dog ran", 0)])
     capfd.readouterr()
-    assert len(load_unlabeled(str(new), TrainConfig(), None)) == 2
+    assert len(load_unlabeled(str(new), TrainConfig(), None)) == 2  # its column of numbers typed as numbers
     out, err = capfd.readouterr()
-    assert "Generating" not in out + err, err
+    assert "Generating" not in out + err and "csv numbers" not in out + err, err
+
+
+def test_a_0_1_column_spelling_1_two_ways_is_still_a_multi_label_column(tmp_path):
+    """'1' beside '1.0' keeps a csv column as text (two spellings of one number): its cells are still 0 and 1."""
+    rows = [(f"row {i}", i % 2, ["1", "1.0", "0"][i % 3]) for i in range(12)]
+    for split in ("train", "validation"):
+        write_csv(tmp_path / f"{split}.csv", rows, header=("text", "a", "b"))
+    data = load_splits(TrainConfig(dataset=str(tmp_path), label_columns=["a", "b"], multi_label=True))
+    assert data.splits["train"]["label"][:3] == [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
