@@ -267,15 +267,20 @@ def entries_grid(grid: dict[str, list[Any]], dataset: Entry, model: Entry) -> di
             f"the datasets entry {dataset.path} and the models entry {model.path} both have a grid over "
             f"{', '.join(both)}: give the values in one of them."
         )
-    merged = grid | dataset.grid | model.grid
+    grids = [("the matrix's grid", grid), (f"the datasets entry {dataset.path}'s own grid", dataset.grid)]
+    grids += [(f"the models entry {model.path}'s own grid", model.grid)]
     for kind, entry in (("datasets", dataset), ("models", model)):
-        if both := sorted(entry.args.keys() & merged.keys()):
-            raise UsageError(
-                f"the {kind} entry {entry.path} sets {', '.join(both)}, which the grid sets too: the grid's values "
-                f"would replace it in every run; for other values on this entry give it its own grid (grid: "
-                f"{{{both[0]}: [...]}})."
-            )
-    return merged
+        # The last grid over a flag is the one its runs take.
+        for name, flags in reversed(grids):
+            if both := sorted(entry.args.keys() & flags.keys()):
+                fix = "set it in one place"
+                if flags is grid:
+                    fix = f"for other values on this entry give it its own grid (grid: {{{both[0]}: [...]}})"
+                raise UsageError(
+                    f"the {kind} entry {entry.path} sets {', '.join(both)}, which {name} sets too: the grid's values "
+                    f"would replace it in every run; {fix}."
+                )
+    return grid | dataset.grid | model.grid
 
 
 def check_set_once(dataset: Entry, model: Entry, variant: str | None, variant_flags: dict[str, Any]) -> None:
@@ -285,12 +290,27 @@ def check_set_once(dataset: Entry, model: Entry, variant: str | None, variant_fl
     sources += [(f"the variant {variant!r}", variant_flags)] if variant else []
     for i, (first, first_args) in enumerate(sources):
         for second, second_args in sources[i + 1 :]:
-            if clash := sorted(k for k in first_args.keys() & second_args.keys() if first_args[k] != second_args[k]):
+            if clash := sorted(
+                k for k in first_args.keys() & second_args.keys() if differ(first_args[k], second_args[k])
+            ):
                 flag = clash[0]
                 raise UsageError(
                     f"{first} and {second} both set {', '.join(clash)} ({first_args[flag]!r} and "
                     f"{second_args[flag]!r}): the runs would take the second without a word; set it in one place."
                 )
+
+
+def differ(a: Any, b: Any) -> bool:
+    """Whether two config values of one flag differ as train.py reads them: YAML reads 5e-5 as a string and 5.0e-5 as
+    a number, one learning rate."""
+    if a == b:
+        return False
+    try:
+        return not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in (a, b)) or float(
+            a
+        ) != float(b)
+    except ValueError:
+        return True
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

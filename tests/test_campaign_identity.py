@@ -709,12 +709,12 @@ def test_a_grid_on_an_entry_is_planned_and_a_flag_set_in_two_places_is_refused(t
         (
             [str(data)],
             [{"path": str(model), "learning_rate": 1e-3}],
-            f"the models entry {model} sets learning_rate, which the grid sets too",
+            f"the models entry {model} sets learning_rate, which the matrix's grid sets too",
         ),
         (
             [{"path": str(data), "learning_rate": 1e-3}],
             [str(model)],
-            f"the datasets entry {data} sets learning_rate, which the grid sets too",
+            f"the datasets entry {data} sets learning_rate, which the matrix's grid sets too",
         ),
         (
             [{"path": str(data), "grid": {"weight_decay": [0.0]}}],
@@ -733,8 +733,17 @@ def test_a_grid_on_an_entry_is_planned_and_a_flag_set_in_two_places_is_refused(t
     variants = {"variants": {"lin": {"head": "linear"}, "mlp": {"head": "mlp"}}, "grid": {}}
     with pytest.raises(run_matrix.UsageError, match=r"the models entry \S+ and the variant 'lin' both set head"):
         points([str(data)], [{"path": str(model), "head": "mlp"}], **variants)
-    # The same value in two places loses nothing.
+    # The same value in two places loses nothing, however YAML typed it (5e-5 a string, 5.0e-5 a number).
     assert len(points([{"path": str(data), "head": "mlp"}], [{"path": str(model), "head": "mlp"}])) == 2
+    same = [{"path": str(data), "warmup_ratio": "5e-2"}], [{"path": str(model), "warmup_ratio": 5.0e-2}]
+    assert len(points(*same)) == 2
+    # The grid that clashes is named, and the fix is one that is not refused in turn.
+    with pytest.raises(run_matrix.UsageError) as err:
+        points([{"path": str(data), "weight_decay": 0.1}], [{"path": str(model), "grid": {"weight_decay": [0.0]}}])
+    assert str(err.value) == (
+        f"the datasets entry {data} sets weight_decay, which the models entry {model}'s own grid sets too: the grid's "
+        "values would replace it in every run; set it in one place."
+    )
 
 
 def test_two_comparisons_whose_names_make_one_file_name_keep_both_reports(tmp_path, capsys):
