@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -682,23 +683,27 @@ def test_per_class_plot_shows_the_runs_the_table_averages(tmp_path, monkeypatch,
     assert drawn == {"columns": ["minilm seed 1"], "cells": ["0.90", "0.70"]}, drawn
 
 
+def finished_run_with_per_class(run: Path, dataset: str, per_class: dict, macro_f1: float) -> None:
+    """A finished run folder of /data/<dataset> whose validation and test scores hold ``per_class``."""
+    run.mkdir()
+    user = {"dataset": f"/data/{dataset}", "model_name_or_path": "/m/minilm", "seed": 1}
+    (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
+    metrics = {"macro_f1": macro_f1, "accuracy": 0.9, "per_class": per_class}
+    (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
+
+
 def test_per_class_plot_leaves_blank_a_class_the_split_has_no_row_of(tmp_path, monkeypatch):
     """A class without test rows (a rare class of 47) has no test F1: its cell is blank, not a 0.00 that reads as a
     class the model always misses."""
     monkeypatch.syspath_prepend(str(REPO / "scripts"))
     import report
 
-    run = tmp_path / "run"
-    run.mkdir()
-    user = {"dataset": "/data/imb", "model_name_or_path": "/m/minilm", "seed": 1}
-    (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
     per_class = {
         "common": {"f1-score": 0.9, "support": 40.0},
         "missed": {"f1-score": 0.0, "support": 3.0},
         "absent": {"f1-score": 0.0, "support": 0.0},
     }
-    metrics = {"macro_f1": 0.45, "accuracy": 0.9, "per_class": per_class}
-    (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
+    finished_run_with_per_class(tmp_path / "run", "imb", per_class, 0.45)
     drawn = {}
 
     def keep_cells(fig, path, dpi=100):
@@ -723,17 +728,12 @@ def test_per_class_plot_numbers_a_class_whose_name_no_font_draws(tmp_path, monke
     import report
 
     name = "\U0010fffd\U0010fffc"  # private-use characters: no font has them
-    run = tmp_path / "run"
-    run.mkdir()
-    user = {"dataset": "/data/jp", "model_name_or_path": "/m/minilm", "seed": 1}
-    (run / "config.json").write_text(json.dumps({"user_config": user, "resolved": {}}))
     per_class = {
         "joy": {"f1-score": 0.9, "support": 4.0},
         name: {"f1-score": 0.5, "support": 2.0},
         "$x^$": {"f1-score": 0.1, "support": 1.0},  # math to matplotlib: it raised when drawn
     }
-    metrics = {"macro_f1": 0.7, "accuracy": 0.9, "per_class": per_class}
-    (run / "results.json").write_text(json.dumps({"best_step": 5, "validation": metrics, "test": metrics}))
+    finished_run_with_per_class(tmp_path / "run", "jp", per_class, 0.7)
     drawn = {}
 
     def keep_rows(fig, path, dpi=100):
