@@ -270,7 +270,7 @@ def test_confusion_numbers_the_classes_whose_names_no_font_can_draw(tmp_path, mo
     assert logged == [f"confusion_test.png numbers 1 class whose name its fonts cannot draw: #1 = {names[1]!r}"]
 
 
-def test_confusion_draws_dollar_signs_of_class_names_as_written(tmp_path):
+def test_confusion_draws_dollar_signs_of_class_names_as_written(tmp_path, monkeypatch):
     """Matplotlib reads text between two '$' as math: a class '$10-$20' was drawn '10 - 20', and one such as '$x^$'
     crashed the picture with a mathtext ParseSyntaxException after its predictions were written."""
     import numpy as np
@@ -279,6 +279,18 @@ def test_confusion_draws_dollar_signs_of_class_names_as_written(tmp_path):
     gold, preds = np.array([0, 1, 2]), np.array([0, 1, 1])
     assert evaluate.plot_confusion(gold, preds, names, tmp_path / "confusion_test.png", "test ($5 run)")
     assert (tmp_path / "confusion_test.png").stat().st_size > 5000
+    drawn = {}
+
+    def keep_labels(fig, path, dpi=100):
+        fig.canvas.draw()
+        drawn["rows"] = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+        drawn["title"] = fig.axes[0].get_title()
+
+    monkeypatch.setattr(evaluate, "atomic_savefig", keep_labels)
+    evaluate.plot_confusion(gold, preds, names, tmp_path / "again.png", "test ($5 run)")
+    # Escaped, each '$' is drawn as a dollar sign, not read as the edge of math.
+    assert drawn["rows"] == [r"under \$10", r"\$10-\$20", r"\$x^\$"], drawn
+    assert drawn["title"] == r"test (\$5 run)", drawn
 
 
 def test_scores_removed_by_predict_only_leave_the_manifest(tmp_path):
