@@ -268,19 +268,14 @@ def other_columns(files: list[Path], delimiter: str, quoting: int) -> str | None
     """The refusal of a split's csv/tsv files where a later one lacks a column of the first (in any order they may be
     one split); None otherwise. The columns are read under the first file's header: a column that a later file lacks
     fails the read without naming the file, while one only a later file has is left out, as the run reads none."""
-    first, first_names = csv_header_set(files[0], delimiter, quoting)
+    first = set(csv_header(files[0], delimiter, quoting))
     for path in files[1:]:
-        if lacks := first_names - csv_header_set(path, delimiter, quoting)[1]:
+        if lacks := first - set(csv_header(path, delimiter, quoting)):
             return (
-                f"the files of one split have other columns: {first} has {', '.join(map(repr, sorted(lacks)))}, "
+                f"the files of one split have other columns: {files[0]} has {', '.join(map(repr, sorted(lacks)))}, "
                 f"which {path} lacks; give every file of a split the same header."
             )
     return None
-
-
-def csv_header_set(path: Path, delimiter: str, quoting: int) -> tuple[Path, set[str]]:
-    """``path`` and the set of its header's names."""
-    return path, set(csv_header(path, delimiter, quoting))
 
 
 def duplicate_header(path: Path, delimiter: str, quoting: int) -> str | None:

@@ -1178,9 +1178,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = compare_pair(runs, args)
         # Appended, not with_suffix: a name with a dot (learning_rate=0.001, bge-small-en-v1.5) has no suffix.
         stem = file_stem(f"compare_{slug(args.a)}_vs_{slug(args.b)}", args)
-        stem = own_stem(out_dir, stem, pair_markdown(result, args).split("\n", 1)[0])
+        text = pair_markdown(result, args)
+        stem = own_stem(out_dir, stem, text.split("\n", 1)[0])
         files = [out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "png")]
-        atomic_write_text(files[0], pair_markdown(result, args))
+        atomic_write_text(files[0], text)
         pair_csv(result, files[1])
         pair_plot(result, args.rope, files[2], scored_data(args))
         if result["per_dataset"]:

@@ -305,11 +305,11 @@ def differ(a: Any, b: Any) -> bool:
     a number, one learning rate."""
     if a == b:
         return False
+    if any(isinstance(v, bool) or not isinstance(v, str | int | float) for v in (a, b)):
+        return True
     try:
-        return not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in (a, b)) or float(
-            a
-        ) != float(b)
-    except ValueError:
+        return float(a) != float(b)
+    except ValueError:  # a text that is no number, unequal to the other value
         return True
 
 
