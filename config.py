@@ -181,8 +181,8 @@ class TrainConfig:
     pooling: str = option(
         "auto",
         "How token vectors become one vector: auto (the checkpoint's own: its sentence-transformers pooling, else "
-        "ModernBERT's classifier_pooling, else its pretrained pooler, else cls) or a name in model.POOLERS (pooler: "
-        "[CLS] through the pretrained dense + tanh, trained).",
+        "ModernBERT's classifier_pooling, else XLNet's last token, else its pretrained pooler, else cls) or a name in "
+        "model.POOLERS (pooler: [CLS] through the pretrained dense + tanh, trained; last: the last real token).",
         model=True,
     )
     head: str = option("linear", "Classifier head on the pooled vector: a name in model.HEADS.", model=True)

@@ -223,6 +223,20 @@ class MaxPooling(nn.Module):
         return masked.max(dim=1).values
 
 
+class LastPooling(nn.Module):
+    """The last real token's vector: where XLNet's tokenizer puts its <cls> (after the text, not before it)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.output_dim = hidden_size
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # The highest position holding a real token, whichever side the rows were padded on.
+        positions = torch.arange(mask.shape[1], device=mask.device)  # (seq,)
+        last = (mask.bool() * positions).argmax(dim=1)  # (batch,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
 class ClsMeanPooling(nn.Module):
     """The first token's vector concatenated with the masked mean: (batch, 2 * hidden)."""
 
@@ -254,6 +268,7 @@ POOLERS: dict[str, type[nn.Module]] = {
     "max": MaxPooling,
     "cls_mean": ClsMeanPooling,
     "pooler": PretrainedPooling,
+    "last": LastPooling,
 }
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -411,7 +426,8 @@ def modernbert_classifier_pooling(model_path: str) -> str | None:
 
 def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
     """The pooling to build on the backbone at ``model_path`` and why, for the log. ``auto``: the checkpoint's
-    sentence-transformers pooling, else ModernBERT's classifier_pooling, else its pretrained pooler, else cls.
+    sentence-transformers pooling, else ModernBERT's classifier_pooling, else XLNet's last token, else its pretrained
+    pooler, else cls.
     ValueError for ``pooler`` on a backbone without pretrained pooler weights."""
     if pooling == "pooler" and not has_pretrained_pooler(model_path):
         raise ValueError(
@@ -435,6 +451,10 @@ def resolve_pooling(model_path: str, pooling: str = "auto") -> tuple[str, str]:
     # ModernBERT-base's own config, where cls would be the fallback below).
     if found := modernbert_classifier_pooling(model_path):
         return found, why + f"ModernBERT's classifier_pooling, {found}"
+    # XLNet's tokenizer appends <cls> after the text, and its own classifier reads that last token (summary_type
+    # "last"): the first position is a word there, not a summary token.
+    if getattr(AutoConfig.from_pretrained(encoder_folder(model_path)), "summary_type", None) == "last":
+        return "last", why + "the checkpoint summarises with its last token (summary_type 'last')"
     if has_pretrained_pooler(model_path):
         return "pooler", why + "the checkpoint's pretrained pooler"
     return "cls", why + "no pretrained pooler weights in the checkpoint"

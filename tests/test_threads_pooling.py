@@ -397,6 +397,22 @@ def test_auto_follows_modernberts_classifier_pooling(tiny_modernbert, tmp_path):
     assert model.resolve_pooling(str(folder))[0] == "cls"
 
 
+def test_auto_reads_xlnets_cls_token_at_the_end(tmp_path):
+    """XLNet's tokenizer puts <cls> after the text (its classifier reads the last token): auto pools that token, for
+    right-padded rows (ours) and left-padded ones (XLNet's own tokenizer), not the first word."""
+    from transformers import XLNetConfig, XLNetModel
+
+    XLNetModel(XLNetConfig(vocab_size=40, d_model=16, n_layer=1, n_head=2, d_inner=32)).save_pretrained(tmp_path)
+    name, why = model.resolve_pooling(str(tmp_path))
+    assert name == "last" and "last token" in why
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)  # (batch, seq, hidden)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    pooler = model.POOLERS["last"](3)
+    assert torch.equal(pooler(hidden, right), torch.stack([hidden[0, 1], hidden[1, 3]]))
+    assert torch.equal(pooler(hidden, left), torch.stack([hidden[0, 3], hidden[1, 3]]))
+
+
 def test_the_minilm_package_resolves_to_mean(minilm_path):
     name, why = model.resolve_pooling(str(minilm_path))
     assert name == "mean" and "sentence-transformers" in why
