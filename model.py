@@ -4,16 +4,16 @@ Adding a pooling or a head is one small ``nn.Module`` plus one line in ``POOLERS
 hyperparameter is one more field in config.py's TrainConfig, marked ``model=True``: it is stored in the model config,
 where the head reads it, and saved with the model)::
 
-    class LastTokenPooling(nn.Module):
+    class MeanSqrtLenPooling(nn.Module):
         def __init__(self, hidden_size: int):
             super().__init__()
             self.output_dim = hidden_size
 
         def forward(self, hidden, mask):  # (batch, seq, hidden), (batch, seq) -> (batch, hidden)
-            last = mask.sum(dim=1) - 1
-            return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+            weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0).sqrt()
 
-    POOLERS["last"] = LastTokenPooling
+    POOLERS["mean_sqrt_len"] = MeanSqrtLenPooling
 
 This file imports only torch and transformers: ``save_pretrained`` copies it into ``best_model/`` so that
 ``AutoModelForSequenceClassification.from_pretrained(best_model, trust_remote_code=True)`` works anywhere.

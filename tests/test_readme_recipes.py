@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 
-import torch
 from torch import nn
 
 import evaluate
@@ -18,7 +17,7 @@ from conftest import REPO, tiny_args
 from model import POOLERS, EncoderClassifier
 
 
-class LastTokenPooling(nn.Module):
+class MeanSqrtLenPooling(nn.Module):
     """The README's example pooling, verbatim."""
 
     def __init__(self, hidden_size: int):
@@ -26,18 +25,18 @@ class LastTokenPooling(nn.Module):
         self.output_dim = hidden_size
 
     def forward(self, hidden, mask):  # (batch, seq, hidden), (batch, seq) -> (batch, hidden)
-        last = mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0).sqrt()
 
 
 def test_a_pooling_is_a_class_and_a_registry_line(tiny_bert, tmp_path, monkeypatch):
-    """README: a new pooling is a module with output_dim and forward(hidden, mask); POOLERS["last"] = ... and
-    --pooling last selects it, saved in best_model/config.json and found again on reload."""
-    monkeypatch.setitem(POOLERS, "last", LastTokenPooling)
+    """README: a new pooling is a module with output_dim and forward(hidden, mask); POOLERS["mean_sqrt_len"] = ...
+    and --pooling mean_sqrt_len selects it, saved in best_model/config.json and found again on reload."""
+    monkeypatch.setitem(POOLERS, "mean_sqrt_len", MeanSqrtLenPooling)
     out = tmp_path / "run"
-    results = train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--pooling", "last"))
-    assert json.loads((out / "best_model" / "config.json").read_text())["pooling"] == "last"
-    assert isinstance(EncoderClassifier.from_pretrained(out / "best_model").pooler, LastTokenPooling)
+    results = train.main(tiny_args(tiny_bert, out, None, "--num_train_epochs", "1", "--pooling", "mean_sqrt_len"))
+    assert json.loads((out / "best_model" / "config.json").read_text())["pooling"] == "mean_sqrt_len"
+    assert isinstance(EncoderClassifier.from_pretrained(out / "best_model").pooler, MeanSqrtLenPooling)
     again = evaluate.main(["--split", "test", "--run_dir", str(out)])
     assert again["macro_f1"] == results["test"]["macro_f1"]
 
