@@ -953,9 +953,12 @@ def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], ro
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=7)
         splits = sorted({r["per_class_split"] for r in members})
         fig.colorbar(image, ax=ax, label=f"{'/'.join(splits)} F1")
-        title = f"{dataset}: per-class F1 by run"
+        # Wrapped to the picture's width (about 7 points a character at the title's 12): a held-out set's long
+        # folder name ran off both edges of a one-run picture.
+        width = max(20, int(fig.get_figwidth() * 72 / 7.5))
+        title = textwrap.fill(f"{dataset}: per-class F1 by run", width)
         if np.isnan(grid).any():
-            title += f"\n(blank: no {'/'.join(splits)} row of the class)"
+            title += "\n" + textwrap.fill(f"(blank: no {'/'.join(splits)} row of the class)", width)
         ax.set_title(title)
         fig.tight_layout()
         atomic_savefig(fig, path)

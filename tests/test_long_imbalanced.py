@@ -816,3 +816,28 @@ def test_prepare_data_token_length_and_window_percentiles_match_a_hand_computed_
     # sorted 1 1 1 1 2: p50 1, p95 1 + 0.8 * (2 - 1) = 1.8.
     assert test["windows_per_document"] == pytest.approx({"mean": 1.2, "p50": 1, "p95": 1.8, "max": 2, "total": 6})
     assert "| test | 5 | 60.0% | 40.0% | 5 | 11 | 12 | 20.0% | 1.20, 2 |" in (out / "report.md").read_text()
+
+
+def test_per_class_plot_title_fits_a_long_dataset_name(tmp_path, monkeypatch):
+    """A long dataset name (a held-out set's folder name) ran off both edges of per_class_f1_<dataset>.png's one-run
+    picture: the title wraps inside the figure and still names the whole dataset."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import report
+
+    dataset = "heldout_sentence_pairs_paraphrase_detection_2026_release_candidate_v2"
+    per_class = {"same": {"f1-score": 0.9, "support": 4.0}, "other": {"f1-score": 0.5, "support": 0.0}}
+    finished_run_with_per_class(tmp_path / "run", dataset, per_class, 0.7)
+    drawn = {}
+
+    def keep_title(fig, path, dpi=100):
+        if path.name.startswith("per_class_f1"):
+            renderer = fig.canvas.get_renderer()
+            box, title = fig.axes[0].title.get_window_extent(renderer), fig.axes[0].get_title()
+            drawn["inside"] = 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+            drawn["title"] = title
+
+    monkeypatch.setattr(report, "atomic_savefig", keep_title)
+    report.main([str(tmp_path)])
+    assert drawn["inside"], drawn
+    assert dataset in drawn["title"].replace("\n", ""), drawn  # a name without spaces is cut, not shortened
+    assert "(blank: no test row of the class)" in drawn["title"].replace("\n", " "), drawn
