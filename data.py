@@ -1166,13 +1166,22 @@ def case_notes(spec: Any) -> list[str]:
 
 def number_notes(spec: Any) -> list[str]:
     """Warnings for label names that spell one number two ways ("01" and "1", "1" and "1.0"): read as text, as
-    written, they are two classes where the user may have meant one."""
+    written, they are two classes where the user may have meant one. Not for decimal codes ("2.1" and "2.10")."""
     notes = []
     for level in spec.levels:
-        spellings: dict[float, list[str]] = {}
-        for name in map(str, level["labels"]):
-            if (number := number_value(name)) is not None:
-                spellings.setdefault(number, []).append(name)
+        numbers = {name: number for name in map(str, level["labels"]) if (number := number_value(name)) is not None}
+        # Section or version numbers ("2.1" and "2.10") are codes: a fraction written with more or fewer digits is
+        # another code, which no writer of numbers would do within one column. Where a column shows that, only
+        # spellings with as many decimals ("02.1" and "2.1") are one code written two ways.
+        digits = {name: n.as_tuple().exponent for name, n in numbers.items()}
+        fractions: dict[Decimal, set[Any]] = {}
+        for name, number in numbers.items():
+            if number != number.to_integral_value():
+                fractions.setdefault(number, set()).add(digits[name])
+        codes = any(len(lengths) > 1 for lengths in fractions.values())
+        spellings: dict[Any, list[str]] = {}
+        for name, number in numbers.items():
+            spellings.setdefault((number, digits[name]) if codes else number, []).append(name)
         for same in (names for names in spellings.values() if len(names) > 1):
             notes.append(
                 f"warning: the labels {' and '.join(map(repr, same))} spell one number two ways: they are trained as "

@@ -1400,3 +1400,29 @@ def test_a_resumed_hierarchy_keeps_the_class_order_of_every_level_its_run_record
     with pytest.raises(UsageError, match="read"):
         train.main(tiny_args(tiny_bert, run, folder, *flags))
     assert read == [[text_order, fine]]
+
+
+@pytest.mark.parametrize(
+    ("labels", "warned"),
+    [
+        # Section numbers: 2.1 and 2.10 are other sections, and so are 2 and 2.0 beside them; no warning.
+        (["2.1", "2.10", "2.2", "3.1", "2", "2.0"], []),
+        # A leading zero is no part of a section number's spelling: still said, among sections too.
+        (["2.1", "2.10", "02.1"], ["'02.1' and '2.1'"]),
+        # Whole numbers spelled two ways in a column of integers: said, as before.
+        (["1", "01", "2", "3"], ["'01' and '1'"]),
+        (["1", "1.0", "2", "0.5"], ["'1' and '1.0'"]),
+    ],
+)
+def test_decimal_codes_are_not_said_to_spell_one_number(tmp_path, labels, warned):
+    """A csv label column of section or version numbers ("2.1", "2.10") is read as text, each code its own class: the
+    warning that two labels spell one number is for integers written two ways ("01" and "1"), not for such codes."""
+    rows = [{"text": f"row {i}", "label": labels[i % len(labels)]} for i in range(4 * len(labels))]
+    data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="csv"))))
+    assert sorted(data.label_names) == sorted(labels)
+    said = [n for n in data.notes if "spell one number" in n]
+    assert said == [
+        f"warning: the labels {pair} spell one number two ways: they are trained as two classes; write them one way "
+        "in every split if they are one"
+        for pair in warned
+    ]
