@@ -1121,16 +1121,26 @@ def number_value(value: Any) -> Decimal | None:
     return number if number is not None and number.is_finite() else None
 
 
-def _check_known(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:
-    """Refuse labels that train never showed: a model cannot predict them and metrics would silently lie."""
+def _check_known(
+    values: list[Any], value_to_id: dict[Any, int], split: str, column: str, names: list[str] | None = None
+) -> None:
+    """Refuse labels that train never showed: a model cannot predict them and metrics would silently lie. ``names``:
+    the labels of the column's level, listed where a hierarchy has several columns of labels to tell apart."""
     unknown = Counter(v for v in values if label_key(v, value_to_id) not in value_to_id)
     if unknown:
         shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
+        if names is not None:
+            shown += f" (train's {column!r} labels: {listed(names)})"
         hint = spelling_hint(list(unknown), list(value_to_id), "in train")
         raise UsageError(
             f"the {split} split has labels not seen in train in {column!r}: {shown}. "
             f"Add examples of them to train or remove those rows.{hint}"
         )
+
+
+def listed(names: list[Any], limit: int = 8) -> str:
+    """The first ``limit`` label names, comma-separated, "..." marking the rest."""
+    return ", ".join(map(str, names[:limit])) + (", ..." if len(names) > limit else "")
 
 
 def _check_hidden(values: list[Any], value_to_id: dict[Any, int], split: str, column: str) -> None:
@@ -1449,9 +1459,9 @@ def _encode(ds: Any, split: str, spec: LabelSpec, maps: list[dict]) -> Any:
         _check_known(columns[spec.columns[0]], maps[0], split, spec.columns[0])
         encoded = [maps[0][label_key(v, maps[0])] for v in columns[spec.columns[0]]]
     elif spec.problem_type == "hierarchical_classification":
-        for column, value_to_id in zip(spec.columns, maps, strict=True):
+        for column, value_to_id, level in zip(spec.columns, maps, spec.levels, strict=True):
             _check_hidden(columns[column], value_to_id, split, column)
-            _check_known(columns[column], value_to_id, split, column)
+            _check_known(columns[column], value_to_id, split, column, level["labels"])
         encoded = [
             [m[label_key(v, m)] for m, v in zip(maps, row, strict=True)] for row in zip(*columns.values(), strict=True)
         ]
@@ -2236,12 +2246,16 @@ def input_labels(ds: Any, spec: LabelSpec, trained: list[dict[Any, int]] | None 
     without a label. ``trained``: the run's own maps per level (see trained_label_maps), where integer names need
     them. Labels the model was not trained on are refused, naming them."""
     columns = [_named_values(ds, c) for c in spec.columns]
-    unknown: Counter = Counter()
+    unknowns: list[Counter] = [Counter() for _ in spec.levels]  # per level: a hierarchy's are told apart
+    unknown = unknowns[0]
     maps = [label_name_map(level["labels"], trained[i] if trained else None) for i, level in enumerate(spec.levels)]
     if spec.problem_type != "multi_label_classification":  # one id per level (one level unless a hierarchy)
         for values, column in zip(columns, spec.columns, strict=True):
             _one_label_each(values, column, "one label per row")
-        per_level = [[_input_label(v, m, unknown) for v in values] for values, m in zip(columns, maps, strict=True)]
+        per_level = [
+            [_input_label(v, m, counted) for v in values]
+            for values, m, counted in zip(columns, maps, unknowns, strict=True)
+        ]
         encoded = [None if None in row else list(row) for row in zip(*per_level, strict=True)]
         if spec.problem_type == "single_label_classification":
             encoded = [None if row is None else row[0] for row in encoded]
@@ -2267,14 +2281,23 @@ def input_labels(ds: Any, spec: LabelSpec, trained: list[dict[Any, int]] | None 
             else:
                 bad = next(c for c, v in zip(spec.columns, row, strict=True) if _zero_one(v) is None)
                 raise UsageError(f"the --input file's {bad!r} column must hold 0/1 values, as in training.")
-    if unknown:
-        shown = ", ".join(f"{v!r} ({n}x)" for v, n in unknown.most_common(5))
-        names = [name for level in spec.levels for name in level["labels"]]
-        hint = spelling_hint(list(unknown), names, "among the model's labels")
+    if any(unknowns):
+        # Each level's unknown values against that level's labels only: a coarse label is no fine one.
+        hierarchy = spec.problem_type == "hierarchical_classification"
+        said, hints = [], []
+        for column, level, counted in zip(spec.columns, spec.levels, unknowns, strict=False):
+            if not counted:
+                continue
+            shown = ", ".join(f"{v!r} ({n}x)" for v, n in counted.most_common(5))
+            whose = f"its {column!r} labels" if hierarchy else "its labels"
+            said.append(
+                f"{column!r} column{' holds labels this model was not trained on' if not said else ''}: "
+                f"{shown} ({whose}: {listed(level['labels'])})"
+            )
+            hints.append(spelling_hint(list(counted), level["labels"], "among the model's labels"))
         raise UsageError(
-            f"the --input file's {'/'.join(map(repr, spec.columns))} column holds labels this model was not trained on: "
-            f"{shown} (its labels: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); write them as the "
-            f"model's label names or ids, or pass --predict_only to predict without scoring.{hint}"
+            f"the --input file's {', and its '.join(said)}; write them as the model's label names or ids, or pass "
+            f"--predict_only to predict without scoring.{next(filter(None, hints), '')}"
         )
     return encoded
 

@@ -1426,3 +1426,50 @@ def test_decimal_codes_are_not_said_to_spell_one_number(tmp_path, labels, warned
         "in every split if they are one"
         for pair in warned
     ]
+
+
+def test_an_unknown_label_of_a_hierarchy_is_named_with_its_level_and_that_level_s_labels(tmp_path):
+    """A hierarchy's test split or --input file with a label the model lacks: the refusal names the level's column,
+    the value and the labels of that level only (a coarse 'ABBR' is not checked against the fine labels)."""
+    from data import LabelSpec, input_labels
+
+    rows = [{"text": f"row {i}", "coarse": ["LOC", "NUM"][i % 2], "fine": ["city", "count"][i % 2]} for i in range(8)]
+    test = [{"text": "how big", "coarse": "NUM", "fine": "size"}, {"text": "where", "coarse": "LOC", "fine": "city"}]
+    cfg = TrainConfig(
+        dataset=str(_splits(tmp_path / "d", rows, test=test, name="csv")), label_columns=["coarse", "fine"]
+    )
+    with pytest.raises(UsageError) as err:
+        load_splits(cfg)
+    assert str(err.value) == (
+        "the test split has labels not seen in train in 'fine': 'size' (1x) (train's 'fine' labels: city, count). "
+        "Add examples of them to train or remove those rows."
+    )
+
+    levels = [{"name": "coarse", "labels": ["LOC", "NUM"]}, {"name": "fine", "labels": ["city", "count", "date"]}]
+    spec = LabelSpec("hierarchical_classification", ["coarse", "fine"], levels)
+    fix = "write them as the model's label names or ids, or pass --predict_only to predict without scoring."
+    for coarse, fine, said in (
+        (
+            "NUM",
+            "size",
+            "the --input file's 'fine' column holds labels this model was not trained on: 'size' (1x) "
+            "(its 'fine' labels: city, count, date)",
+        ),
+        (
+            "HUM",
+            "city",
+            "the --input file's 'coarse' column holds labels this model was not trained on: 'HUM' (1x) "
+            "(its 'coarse' labels: LOC, NUM)",
+        ),
+        (
+            "ABBR",
+            "Date",
+            "the --input file's 'coarse' column holds labels this model was not trained on: 'ABBR' (1x) "
+            "(its 'coarse' labels: LOC, NUM), and its 'fine' column: 'Date' (1x) (its 'fine' labels: city, count, date)",
+        ),
+    ):
+        raw = datasets.Dataset.from_dict({"coarse": ["LOC", coarse], "fine": ["city", fine]})
+        with pytest.raises(UsageError) as err:
+            input_labels(raw, spec)
+        hint = " ('Date' is 'date' among the model's labels: labels are case-sensitive.)" if fine == "Date" else ""
+        assert str(err.value) == f"{said}; {fix}{hint}"
