@@ -403,3 +403,54 @@ def test_numbers_in_a_file_scored_by_a_run_trained_on_names_are_read_as_ids_and_
             if warned
             else []
         )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_input_labels_map_to_the_classes_as_training_spelled_them(tmp_path, fmt):
+    """A csv run keeps "01" and "1" as two classes: an --input file's "01" is the class "01" and its "1" the class
+    "1" (from config.json's label_values, or from the label names where the run recorded none), whatever the file's
+    format; a run whose classes are the ids 0/1/2 (a parquet int column) reads a file's "1" as the id 1."""
+    from config import TrainConfig
+    from data import load_splits, load_unlabeled
+
+    def input_file(name: str, labels: list) -> str:
+        """A file of ``fmt`` holding one row per label of ``labels``."""
+        frame = pd.DataFrame({"text": [f"row {i}" for i in range(len(labels))], "label": labels})
+        path = tmp_path / f"{name}.{fmt}"
+        {"csv": lambda: frame.to_csv(path, index=False), "parquet": lambda: frame.to_parquet(path)}.get(
+            fmt, lambda: frame.to_json(path, orient="records", lines=True)
+        )()
+        return str(path)
+
+    def gold(run: TrainConfig, data, path: str, recorded) -> list:
+        """The gold class names evaluate.py --input reads from ``path`` for ``run``."""
+        cfg = evaluate.EvalConfig(input=path)
+        names = data.label_names
+        levels = [{"name": "label", "labels": names}]
+        spec = type(data.spec)("single_label_classification", ["label"], levels)
+        raw = load_unlabeled(path, run, None, ("label",))
+        return [names[i] for i in evaluate.input_gold(cfg, raw, spec, run, recorded)]
+
+    texts = tmp_path / "texts"
+    write_csv(texts / "train.csv", [(f"text {i}", ["01", "1", "2"][i % 3]) for i in range(12)])
+    run = TrainConfig(dataset=str(texts))
+    data = load_splits(run)
+    assert data.label_names == ["01", "1", "2"]
+    recorded = json.loads(json.dumps(data.spec.value_ids))  # as config.json holds them
+    gone = TrainConfig(dataset=str(tmp_path / "moved"))  # a run without label_values whose data is gone
+    for labels in (["01", "1", "2", "1"], ["1", "2"], ["01", "2"]):
+        path = input_file("held_out", labels)
+        assert gold(run, data, path, recorded) == labels
+        assert gold(gone, data, path, None) == labels
+
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    pd.DataFrame({"text": [f"text {i}" for i in range(12)], "label": [i % 3 for i in range(12)]}).to_parquet(
+        ids / "train.parquet"
+    )
+    run = TrainConfig(dataset=str(ids))
+    data = load_splits(run)
+    assert data.label_names == ["0", "1", "2"]
+    recorded = json.loads(json.dumps(data.spec.value_ids))
+    for labels, classes in ((["1", "2", "0"], ["1", "2", "0"]), ([1, 0], ["1", "0"])):
+        assert gold(run, data, input_file("numbers", labels), recorded) == classes
