@@ -1739,7 +1739,7 @@ def unmatched_files(dataset: str) -> list[str]:
     folder = Path(dataset).expanduser()
     if (folder / "dataset_dict.json").is_file():
         try:
-            names = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+            names = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
         except (ValueError, KeyError, TypeError):  # load_from_disk's own error says what is wrong
             return []
         taken = {alias for aliases in SPLIT_ALIASES.values() for alias in aliases}

@@ -559,7 +559,7 @@ def write_predictions(
 ) -> None:
     """predictions_<split>.jsonl: one line per example in row order (gold, prediction, probabilities, loss)."""
     rows = predictions_rows(raw, out, label_names, task, top_k)
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 # A confusion matrix of more classes is unreadable as a picture, and its figure grows with the square of the count:
@@ -1184,7 +1184,7 @@ def report_reproduction(run_dir: Path, split: str, tag: str, metrics: dict[str, 
     comparing numbers, or a user whose eval_<split>.json no longer matches results.json, is told here rather than
     left to find out)."""
     try:
-        results = json.loads((run_dir / "results.json").read_text())
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):  # unfinished (said above) or damaged: nothing recorded to compare with
         return
     # validation_reloaded: the same reload-and-score path evaluate.py runs, at the end of training.
@@ -1329,7 +1329,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ):
                     rows[row] |= task.gold(gold_row, logit, model_labels) | {"loss": float(loss)}
             replaced = destination.exists()
-            atomic_write_text(destination, "".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write_text(destination, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             record_evaluate_output(run_dir, destination, source)  # so a new model of this run replaces them too
             logger.info("wrote %d predictions to %s%s", len(rows), destination, " (replaced)" if replaced else "")
             if input_metrics is not None:

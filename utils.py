@@ -75,7 +75,7 @@ def checkpoint_name(step: int) -> str:
 def read_best_record(best_dir: Path) -> dict[str, Any] | None:
     """The ``best.json`` of a best_model/ folder, or None when the folder (or its record) is missing."""
     path = Path(best_dir) / BEST_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 # What evaluate.py writes into a run folder: a split's scores, predictions and confusion plot (these names), and
@@ -92,7 +92,7 @@ def _read_manifest(run_dir: Path) -> tuple[list[str], dict[str, str]]:
     """A run's evaluate.py manifest: the file names it lists, and for --input predictions the input each came from
     (none if it is missing or unreadable; an older manifest is a bare list of names)."""
     try:
-        listed = json.loads((run_dir / EVALUATE_MANIFEST).read_text())
+        listed = json.loads((run_dir / EVALUATE_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return [], {}
     files, inputs = (listed.get("files"), listed.get("inputs")) if isinstance(listed, dict) else (listed, {})
@@ -197,7 +197,7 @@ def read_run_config(folder: Path) -> dict[str, Any] | None:
     """A train.py run's config.json (the dict holding its ``user_config``); None where the folder has no config.json
     or another's (a model's). A config.json that is not JSON raises ValueError."""
     try:
-        config = json.loads((Path(folder) / "config.json").read_text())
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
     except OSError:
         return None
     return config if isinstance(config, dict) and isinstance(config.get("user_config"), dict) else None
@@ -312,7 +312,7 @@ def setup_logging(log_file: Path | None = None, is_main_process: bool = True) ->
     console.setFormatter(fmt)
     logger.addHandler(console)
     if log_file is not None:
-        file_handler = logging.FileHandler(log_file)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setFormatter(fmt)
         for record in held:
             file_handler.handle(record)
@@ -330,7 +330,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # whatever the locale: readers read UTF-8
             handle.write(text)
         # mkstemp creates 0600 files; give the final file the permissions a plain open() would have.
         umask = os.umask(0)
@@ -343,8 +343,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Atomically write ``obj`` as indented JSON, in UTF-8 with its text as written ('négatif', not 'n\\u00e9gatif')."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False) + "\n")
 
 
 @functools.cache
@@ -385,8 +385,8 @@ def append_jsonl(path: Path, obj: dict) -> None:
     """Append one JSON object as a line (metrics.jsonl); a NaN or infinite number is written as null."""
     # json.dumps writes NaN/Infinity, which strict readers (jq, JSON.parse, Go, Rust) refuse: a window with a step
     # skipped by --nan_policy skip would make the whole file unreadable to them.
-    line = json.dumps(_finite_or_none(obj), default=_json_default, allow_nan=False)
-    with open(path, "a") as handle:
+    line = json.dumps(_finite_or_none(obj), default=_json_default, allow_nan=False, ensure_ascii=False)
+    with open(path, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
 
 
@@ -486,7 +486,7 @@ def read_latest_pointer(runs_root: Path, flag: str = "--run_dir") -> Path:
     if not pointer.is_file():
         what = "is not a file" if pointer.exists() else "does not exist"
         raise UsageError(f"no run found: {pointer} {what}; train first or pass {flag} RUN.")
-    run_dir = Path(pointer.read_text().strip())
+    run_dir = Path(pointer.read_text(encoding="utf-8").strip())
     if not run_dir.is_dir():
         # The latest run was deleted or moved: "not a run directory (no config.json)" or "no checkpoint in" would
         # speak of a folder that is not there.

@@ -4,13 +4,16 @@ as the run's own test split is scored."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 import evaluate
 import train
-from conftest import SHARED_DATA, tiny_args, write_csv
+from conftest import REPO, SHARED_DATA, tiny_args, write_csv
 
 EMOTION = SHARED_DATA / "emotion"
 TREC = SHARED_DATA / "trec"
@@ -454,3 +457,37 @@ def test_input_labels_map_to_the_classes_as_training_spelled_them(tmp_path, fmt)
     recorded = json.loads(json.dumps(data.spec.value_ids))
     for labels, classes in ((["1", "2", "0"], ["1", "2", "0"]), ([1, 0], ["1", "0"])):
         assert gold(run, data, input_file("numbers", labels), recorded) == classes
+
+
+def test_non_ascii_class_names_are_written_as_utf8_and_read_back_where_the_locale_is_ascii(tiny_bert, tmp_path):
+    """Class names such as 'négatif' or '喜び' stand in the run's JSON files as written (UTF-8), not as \\u00e9
+    escapes, and read back equal; evaluate.py reads and writes them so under a locale that is not UTF-8 (a C locale,
+    or Windows), where a file opened without its encoding would fail or garble them."""
+    names = ["négatif", "positif", "喜び"]
+    data = tmp_path / "data"
+    for split in ("train", "validation"):
+        write_csv(data / f"{split}.csv", [(f"row {i} {names[i % 3]}", names[i % 3]) for i in range(12)])
+    out = tmp_path / "run"
+    train.main(tiny_args(tiny_bert, out, data, "--max_steps", "1"))
+    path = write_csv(tmp_path / "avis.csv", [("row 1 négatif", "négatif"), ("row 2 喜び", "喜び")])
+    ascii_locale = {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), "--run_dir", str(out), "--input", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **ascii_locale},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def written(name: str) -> str:
+        """A file of the run as UTF-8 text, which holds the class names literally."""
+        text = (out / name).read_bytes().decode("utf-8")
+        assert all(n in text for n in ("négatif", "喜び")), name
+        return text
+
+    assert json.loads(written("config.json"))["resolved"]["label_names"] == names
+    assert set(json.loads(written("results.json"))["validation"]["per_class"]) >= set(names)
+    assert json.loads(written("eval_avis.json"))["per_class"]["négatif"]["support"] == 1
+    rows = [json.loads(line) for line in written("predictions_avis.jsonl").splitlines()]
+    assert [r["gold"] for r in rows] == ["négatif", "喜び"] and {r["label"] for r in rows} <= set(names)
+    assert json.loads((out / ".evaluate_outputs.json").read_text(encoding="utf-8"))["inputs"]
