@@ -981,9 +981,21 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
         return spelled or (value if isinstance(value, str) else str(bool(value)))
     if text_keys and isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
         return str(int(value))
-    if (number := whole_number(value)) is not None and (not text_keys or str(number) in keys):
+    if (
+        (number := whole_number(value)) is not None
+        and (not text_keys or str(number) in keys)
+        and not spelled_twice(value, keys)
+    ):
         return number if not text_keys else str(number)  # "1.0" for the id 1, or for train's text "1"
     return value
+
+
+def spelled_twice(value: Any, keys: dict[Any, int]) -> bool:
+    """True for a label written as a whole number ("001", "1.0") that is no key itself, where two or more keys spell
+    its number as text ("01" and "1", two classes of a csv read as written): which of them it means cannot be told."""
+    if not isinstance(value, str) or value in keys or (number := whole_number(value)) is None:
+        return False
+    return sum(isinstance(k, str) and whole_number(k) == number for k in keys) > 1
 
 
 def _by_name_or_id(labels: set[int], names: list[str]) -> str:
@@ -1099,10 +1111,17 @@ def spelling_hint(unknown: list[Any], known: list[Any], where: str) -> str:
     cased = [(v, folded[v.casefold()]) for v in unknown if isinstance(v, str) and v.casefold() in folded]
     if cased:
         return f" ({cased[0][0]!r} is {cased[0][1]!r} {where}: labels are case-sensitive.)"
-    # Train's "007" (a csv's labels are read as written) and a file's 7.
-    numbers = {number_value(k): k for k in reversed(known) if isinstance(k, str)}
-    renumbered = [(v, numbers[number_value(v)]) for v in unknown if number_value(v) in numbers.keys() - {None}]
-    return "".join(f" ({v!r} is {k!r} {where}: write each label one way in every file.)" for v, k in renumbered[:1])
+    # Train's "007" (a csv's labels are read as written) and a file's 7; or "01" and "1", both classes, and a file's "001".
+    numbers: dict[Decimal | None, list[str]] = {}
+    for k in known:
+        if isinstance(k, str) and k not in numbers.get(number_value(k), []):
+            numbers.setdefault(number_value(k), []).append(k)
+    numbers.pop(None, None)
+    renumbered = [(v, numbers[number_value(v)]) for v in unknown if number_value(v) in numbers]
+    return "".join(
+        f" ({v!r} is {' or '.join(map(repr, ks))} {where}: write each label one way in every file.)"
+        for v, ks in renumbered[:1]
+    )
 
 
 def number_value(value: Any) -> Decimal | None:
@@ -2204,7 +2223,11 @@ def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter, hidd
         return None
     if isinstance(value, float | np.floating) and float(value).is_integer():
         value = int(value)  # a csv column with an empty cell is read as floats
-    if value not in value_to_id and (number := whole_number(value)) is not None:
+    if (
+        value not in value_to_id
+        and (number := whole_number(value)) is not None
+        and not spelled_twice(value, value_to_id)
+    ):
         value = number  # an id written as text (a jsonl's "3", or "3.0"), as the run's own splits read one
     key = label_key(value, value_to_id)
     # A hidden label, as GLUE's test files write them (a row's, not one label of a list's), unless the model has a

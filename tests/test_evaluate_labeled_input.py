@@ -491,3 +491,27 @@ def test_non_ascii_class_names_are_written_as_utf8_and_read_back_where_the_local
     rows = [json.loads(line) for line in written("predictions_avis.jsonl").splitlines()]
     assert [r["gold"] for r in rows] == ["négatif", "喜び"] and {r["label"] for r in rows} <= set(names)
     assert json.loads((out / ".evaluate_outputs.json").read_text(encoding="utf-8"))["inputs"]
+
+
+def test_a_label_that_spells_the_number_of_two_classes_is_refused_naming_both(tmp_path):
+    """A run that trained "01" and "1" as two classes cannot tell which of them a file's "001" or "1.0" is: refused,
+    naming both, where it was scored as "1" without a word (in a split, and in an --input file)."""
+    import datasets
+
+    from config import TrainConfig
+    from data import LabelSpec, input_labels, load_splits
+    from utils import UsageError
+
+    spec = LabelSpec("single_label_classification", ["label"], [{"name": "label", "labels": ["01", "1", "2"]}])
+    for trained in ([{"01": 0, "1": 1, "2": 2}], None):
+        for value in ("001", "1.0"):
+            with pytest.raises(UsageError) as err:
+                input_labels(datasets.Dataset.from_dict({"label": ["2", value]}), spec, trained)
+            assert f"not trained on: {value!r} (1x)" in str(err.value)
+            assert str(err.value).endswith(
+                f"({value!r} is '01' or '1' among the model's labels: write each label one way in every file.)"
+            )
+    write_csv(tmp_path / "train.csv", [(f"row {i}", ["01", "1", "2"][i % 3]) for i in range(12)])
+    write_csv(tmp_path / "validation.csv", [("row a", "001"), ("row b", "2")])
+    with pytest.raises(UsageError, match=r"not seen in train in 'label': '001' \(1x\)\. .*\('001' is '01' or '1' in"):
+        load_splits(TrainConfig(dataset=str(tmp_path)))
