@@ -979,7 +979,12 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
         # train spelled another way, as when pandas read every csv boolean as True/False.
         spelled = next((text for text, v in BOOLEAN_TEXT.items() if v == flag and text in keys), None)
         return spelled or (value if isinstance(value, str) else str(bool(value)))
-    if text_keys and isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
+    if (
+        text_keys
+        and isinstance(value, int | float | np.integer | np.floating)
+        and float(value).is_integer()
+        and not spelled_twice(value, keys)
+    ):
         return str(int(value))
     if (
         (number := whole_number(value)) is not None
@@ -991,9 +996,12 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
 
 
 def spelled_twice(value: Any, keys: dict[Any, int]) -> bool:
-    """True for a label written as a whole number ("001", "1.0") that is no key itself, where two or more keys spell
-    its number as text ("01" and "1", two classes of a csv read as written): which of them it means cannot be told."""
-    if not isinstance(value, str) or value in keys or (number := whole_number(value)) is None:
+    """True for a label written as a whole number ("001", "1.0", or 1.0 from a csv column of such numbers) that is no
+    key itself, where two or more keys spell its number as text ("01" and "1", two classes of a csv read as written):
+    which of them it means cannot be told. An integer is not: its writer wrote "1"."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        number = int(value)
+    elif not isinstance(value, str) or value in keys or (number := whole_number(value)) is None:
         return False
     return sum(isinstance(k, str) and whole_number(k) == number for k in keys) > 1
 
@@ -2221,13 +2229,12 @@ def _input_label(value: Any, value_to_id: dict[Any, int], unknown: Counter, hidd
     in ``unknown``."""
     if _missing(value):
         return None
+    if spelled_twice(value, value_to_id):  # checked first: 1.0 would find the int key 1 of a map without the run's
+        unknown[value] += 1
+        return None
     if isinstance(value, float | np.floating) and float(value).is_integer():
-        value = int(value)  # a csv column with an empty cell is read as floats
-    if (
-        value not in value_to_id
-        and (number := whole_number(value)) is not None
-        and not spelled_twice(value, value_to_id)
-    ):
+        value = int(value)  # a float column (a parquet's, or a csv's written "1.0") holds the ids as floats
+    if value not in value_to_id and (number := whole_number(value)) is not None:
         value = number  # an id written as text (a jsonl's "3", or "3.0"), as the run's own splits read one
     key = label_key(value, value_to_id)
     # A hidden label, as GLUE's test files write them (a row's, not one label of a list's), unless the model has a

@@ -504,14 +504,24 @@ def test_a_label_that_spells_the_number_of_two_classes_is_refused_naming_both(tm
 
     spec = LabelSpec("single_label_classification", ["label"], [{"name": "label", "labels": ["01", "1", "2"]}])
     for trained in ([{"01": 0, "1": 1, "2": 2}], None):
-        for value in ("001", "1.0"):
+        for value in ("001", "1.0", 1.0):  # 1.0: a csv column of numbers written "1.0", "2.0" is read as floats
             with pytest.raises(UsageError) as err:
-                input_labels(datasets.Dataset.from_dict({"label": ["2", value]}), spec, trained)
+                input_labels(
+                    datasets.Dataset.from_dict({"label": ["2" if isinstance(value, str) else 2.0, value]}),
+                    spec,
+                    trained,
+                )
             assert f"not trained on: {value!r} (1x)" in str(err.value)
             assert str(err.value).endswith(
                 f"({value!r} is '01' or '1' among the model's labels: write each label one way in every file.)"
             )
     write_csv(tmp_path / "train.csv", [(f"row {i}", ["01", "1", "2"][i % 3]) for i in range(12)])
-    write_csv(tmp_path / "validation.csv", [("row a", "001"), ("row b", "2")])
-    with pytest.raises(UsageError, match=r"not seen in train in 'label': '001' \(1x\)\. .*\('001' is '01' or '1' in"):
-        load_splits(TrainConfig(dataset=str(tmp_path)))
+    for value in ("001", "1.0"):
+        write_csv(tmp_path / "validation.csv", [("row a", value), ("row b", "2")])
+        with pytest.raises(
+            UsageError, match=rf"not seen in train in 'label': '?{value}'? \(1x\)\. .* is '01' or '1' in"
+        ):
+            load_splits(TrainConfig(dataset=str(tmp_path)))
+    # A file's "1" is the class "1", and an int column's 1 too (its writer wrote "1").
+    assert input_labels(datasets.Dataset.from_dict({"label": ["1", "01"]}), spec) == [1, 0]
+    assert input_labels(datasets.Dataset.from_dict({"label": [1, 2]}), spec) == [1, 2]
