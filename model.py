@@ -305,7 +305,7 @@ def sentence_transformers_modules(model_path: str) -> list[dict[str, Any]] | Non
     if (modules := model_file(model_path, "modules.json")) is None:
         return None
     try:
-        found = json.loads(Path(modules).read_text())
+        found = json.loads(Path(modules).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{modules} is not valid JSON ({err})") from err
     return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else None
@@ -330,7 +330,7 @@ def sentence_transformers_modes(model_path: str) -> frozenset[str] | None:
     config = model_file(model_path, f"{found[0]['path']}/config.json") if found and found[0].get("path") else None
     if config is None:
         return None
-    settings = json.loads(Path(config).read_text())
+    settings = json.loads(Path(config).read_text(encoding="utf-8"))
     return frozenset(
         k.removeprefix("pooling_mode_") for k, v in settings.items() if k.startswith("pooling_mode_") and v
     )
@@ -356,7 +356,7 @@ def checkpoint_weight_names(model_path: str) -> set[str]:
         if (file := model_file(model_path, name)) is None:
             continue
         if name.endswith(".index.json"):
-            return set(json.loads(Path(file).read_text())["weight_map"])
+            return set(json.loads(Path(file).read_text(encoding="utf-8"))["weight_map"])
         if name.endswith(".safetensors"):
             with open(file, "rb") as handle:  # 8 bytes of header length, then the JSON header
                 length = int.from_bytes(handle.read(8), "little")

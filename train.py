@@ -297,7 +297,7 @@ def check_model_folder(model_path: str, flag: str) -> None:
         # transformers would blame the tokenizer in a message cut short ("... from one of:") or ask for a model_type.
         raise UsageError(f"{named}: {no_model_config(folder)}")
     try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as err:
         raise UsageError(f"{flag}: {folder / 'config.json'} is not a model config ({err}).") from err
     if model_type == EncoderClassifierConfig.model_type:
@@ -1016,7 +1016,7 @@ def restore_best_model(run_dir: Path, checkpoint: Path, best_step: int | None) -
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics.jsonl records after ``step`` (logged by a run that went on past its last checkpoint)."""
     if path.is_file():
-        lines = path.read_text().splitlines(keepends=True)
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         # A line cut off by a kill mid-write is dropped too: it would fail every later resume, and the next append
         # would run on from it. Each kept line ends with its newline.
         kept = [
@@ -1863,7 +1863,7 @@ def check_resume_loss_weights(checkpoint: Path, meta: dict[str, Any], weights: d
     if (saved := (meta.get("settings") or {}).get("loss_weights")) is None:
         # A checkpoint written before the weights were recorded: its copy of best_model/ holds them in its config.
         try:
-            config = json.loads((checkpoint / BEST_MODEL / "config.json").read_text())
+            config = json.loads((checkpoint / BEST_MODEL / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             config = None
         if not isinstance(config, dict):
@@ -1929,7 +1929,7 @@ def recorded_pooling(checkpoint: Path) -> str | None:
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:
     """A checkpoint's meta.json (step, best score, patience counter, the settings it was written with)."""
-    return json.loads((checkpoint / "meta.json").read_text())
+    return json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
 
 
 def resume(accelerator: Any, run_dir: Path, resume_dir: Path, settings: dict[str, Any]) -> RunState:

@@ -83,7 +83,7 @@ def read_predictions(run_dir: Path, split: str = "test") -> dict[int, tuple[Any,
     if not path.is_file():
         return None
     rows = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
         try:
@@ -100,7 +100,7 @@ def read_predictions(run_dir: Path, split: str = "test") -> dict[int, tuple[Any,
 def label_names(run_dir: Path) -> list[str]:
     """The run's label names from config.json's ``resolved`` (empty when not recorded)."""
     path = Path(run_dir) / "config.json"
-    resolved = (json.loads(path.read_text()).get("resolved") or {}) if path.is_file() else {}
+    resolved = (json.loads(path.read_text(encoding="utf-8")).get("resolved") or {}) if path.is_file() else {}
     return [str(n) for n in resolved.get("label_names") or []]
 
 
@@ -1025,7 +1025,7 @@ def pair_csv(result: dict[str, Any], path: Path) -> None:
         row["seeds"] = len(r["seeds"])
         row["a_grid"], row["b_grid"] = report.grid_text(r["a_grid"]), report.grid_text(r["b_grid"])
         rows.append(row)
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=PAIR_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
@@ -1093,7 +1093,7 @@ def all_markdown(result: dict[str, Any], what: str = "test") -> str:
 def all_csv(result: dict[str, Any], path: Path) -> None:
     """One row per dataset, one column per model's score."""
     models = result["models"]
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["dataset", *models, "val_test_tau", "val_winner_loses_on_test", "versions_differ"])
         for dataset, r in result["per_dataset"].items():

@@ -121,7 +121,9 @@ def make_pairs(cfg: PairsConfig) -> dict[str, int]:
                 pairs.append({"sentence1": row[cfg.text_column], "sentence2": name, "label": int(matches)})
         pq.write_table(pa.Table.from_pylist(pairs), out / f"{split}.parquet")
     label_names = ["different", "same"] if cfg.pairing == "same_label" else ["no", "yes"]
-    (out / "labels.json").write_text(json.dumps({"label": label_names}, indent=2) + "\n")
+    (out / "labels.json").write_text(
+        json.dumps({"label": label_names}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return sizes
 
 

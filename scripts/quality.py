@@ -193,15 +193,15 @@ def run_one(cfg: QualityConfig, recipe: str, dataset: str, seed: int) -> dict[st
     run_dir.mkdir(parents=True, exist_ok=True)
     argv, scores = command(cfg, recipe, dataset, seed, run_dir)
     start = time.perf_counter()
-    with open(run_dir / "output.log", "w") as log:
+    with open(run_dir / "output.log", "w", encoding="utf-8") as log:
         code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})
     seconds = time.perf_counter() - start
     if code.returncode != 0:
         raise UsageError(f"{recipe} on {name} seed {seed} failed; see {run_dir / 'output.log'}: {shlex.join(argv)}")
     if recipe in TRAINER:
-        last = (run_dir / "output.log").read_text().strip().splitlines()[-1]
+        last = (run_dir / "output.log").read_text(encoding="utf-8").strip().splitlines()[-1]
         atomic_write_text(scores, last + "\n")
-    result = json.loads(scores.read_text())
+    result = json.loads(scores.read_text(encoding="utf-8"))
     return {
         "recipe": recipe,
         "dataset": name,
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = out / "runs.jsonl"
-    rows = [json.loads(line) for line in record.read_text().splitlines()] if record.is_file() else []
+    rows = [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()] if record.is_file() else []
     check_recorded(cfg, rows, record)
     done = {(r["recipe"], r["dataset"], r["seed"]) for r in rows}
     for dataset in cfg.datasets:
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     continue
                 row = run_one(cfg, recipe, dataset, seed)
                 rows.append(row)
-                with open(record, "a") as handle:
+                with open(record, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(
                     f"{name} seed {seed} {recipe}: test macro-F1 {row['test_macro_f1']:.4f}, {row['seconds']:.0f} s",

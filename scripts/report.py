@@ -101,8 +101,8 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             )
             continue
         try:
-            results = json.loads(results_path.read_text())
-            config = json.loads(config_path.read_text())
+            results = json.loads(results_path.read_text(encoding="utf-8"))
+            config = json.loads(config_path.read_text(encoding="utf-8"))
             user, resolved = config["user_config"], config.get("resolved") or {}
             entry = read_matrix_entry(run_dir)
             lacking = sorted({"best_step"} - results.keys() | {"dataset", "model_name_or_path", "seed"} - user.keys())
@@ -219,7 +219,7 @@ def heldout_scores(run_dir: Path) -> dict[str, dict[str, Any]]:
         if EVALUATE_SPLIT_FILES.fullmatch(path.name):  # the run's own splits (and their subsets)
             continue
         with contextlib.suppress(OSError, ValueError):
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_text(encoding="utf-8"))
             # Only what evaluate.py --input wrote: a user's own eval_*.json is not a held-out score.
             if isinstance(record, dict) and {"input", "predictions", "unscored_rows"} <= record.keys():
                 scores[path.stem.removeprefix("eval_")] = record
@@ -273,7 +273,7 @@ def read_matrix_entry(run_dir: Path) -> dict[str, Any]:
     """``variant`` (None when the run is no variant), ``grid`` (the grid point's settings, {} without a grid) and
     ``dataset_name`` and ``given_model`` (the names the plan's ``name:`` gave the dataset and the model, else None)."""
     path = run_dir / "matrix.json"
-    entry = json.loads(path.read_text()) if path.is_file() else {}
+    entry = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     # The plan's name: of its dataset (run_matrix.py records it since it did; None for older runs and a plain run).
     given = {"dataset_name": entry.get("dataset"), "given_model": entry.get("model")}
     return {"variant": entry.get("variant"), "grid": entry.get("grid") or {}} | given
@@ -811,7 +811,7 @@ def selection_markdown(runs: list[dict[str, Any]]) -> str:
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     """The table with one numeric column per statistic."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
@@ -829,13 +829,13 @@ def plot_curves(run_dir: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         with contextlib.suppress(ValueError):  # a line cut off by a kill mid-write: the curves go without it
             records.append(json.loads(line))
     records = [r for r in records if isinstance(r, dict)]
     results = {}
     with contextlib.suppress(OSError, ValueError):  # no results.json: the curves go without the best step
-        results = json.loads((run_dir / "results.json").read_text())
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     results = results if isinstance(results, dict) else {}
     metric, best_step = results.get("metric", "macro_f1"), results.get("best_step")
     train = [r for r in records if "loss" in r]

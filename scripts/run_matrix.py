@@ -374,7 +374,7 @@ def flags(args: dict[str, Any]) -> list[str]:
 def json_file(path: Path) -> dict[str, Any]:
     """A JSON object file's content; {} when it is missing, unreadable or no object."""
     try:
-        content = json.loads(path.read_text())
+        content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return content if isinstance(content, dict) else {}
@@ -452,7 +452,7 @@ def planned_settings(argv: list[str], check: str = "error", where: str = "a run"
 def recorded_settings(run_dir: Path) -> dict[str, Any] | None:
     """The user_config a run folder's config.json recorded, or None when there is no readable one."""
     try:
-        return json.loads((run_dir / "config.json").read_text())["user_config"]
+        return json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["user_config"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -670,7 +670,7 @@ def launched_processes(launcher: list[str]) -> int | None:
 def launch_differences(run_dir: Path, launch: dict[str, str]) -> list[str]:
     """Where the launch a run folder's config.json recorded differs from the planned one, one phrase each."""
     try:
-        resolved = json.loads((run_dir / "config.json").read_text())["resolved"]
+        resolved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["resolved"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
     return [
@@ -756,7 +756,7 @@ def settings_clash(run: Run, mine: bool) -> str | None:
         other, how = recorded_settings(run.run_dir), "was trained meanwhile"
     else:
         try:
-            other = json.loads((run.run_dir / CLAIM).read_text()).get("settings")
+            other = json.loads((run.run_dir / CLAIM).read_text(encoding="utf-8")).get("settings")
         except (OSError, ValueError, AttributeError):
             other = None
         how = "is being trained by another process"
@@ -1006,7 +1006,7 @@ def run_logged(
     """Run ``command`` with its output appended to ``log`` (and shown on the console when ``echo``: with several
     runs at once their lines would interleave); returns the exit code, or None when ``stop`` kept it from starting.
     ``scoring`` names the file and run a scoring command scores."""
-    with open(log, "a") as handle:
+    with open(log, "a", encoding="utf-8") as handle:
         proc = stop.start(command, env, scoring)
         if proc is None:
             return None
@@ -1105,7 +1105,11 @@ def accelerate_config(options: dict[str, str]) -> dict[str, Any]:
     if not path.is_file():
         return {}
     with contextlib.suppress(Exception):  # accelerate itself reports an unreadable config
-        config = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        config = (
+            json.loads(path.read_text(encoding="utf-8"))
+            if path.suffix == ".json"
+            else yaml.safe_load(path.read_text(encoding="utf-8"))
+        )
         return config if isinstance(config, dict) else {}
     return {}
 
@@ -1242,7 +1246,7 @@ def scored_from(run_dir: Path, file: str) -> str | None:
     """The input file (its real path) whose scores RUN/eval_<name>.json holds for ``file``'s name (None when there
     are none)."""
     try:
-        record = json.loads((run_dir / f"eval_{input_name(file)}.json").read_text())
+        record = json.loads((run_dir / f"eval_{input_name(file)}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return str(record.get("input")) if isinstance(record, dict) else None
@@ -1368,7 +1372,7 @@ def execute(runs: list[Run], launcher: list[str], slots: list[dict[str, str]], d
         elif code == 0:
             durations.append(time.perf_counter() - start)
             outcome["trained"].append(run.run_dir)
-            results = json.loads((run.run_dir / "results.json").read_text())
+            results = json.loads((run.run_dir / "results.json").read_text(encoding="utf-8"))
             metric = results["metric"]
             test = (results.get("test") or {}).get(metric)
             tested = "no test split" if test is None else f"test {test:.4f}"
@@ -1506,7 +1510,7 @@ class RunTask:
     def start(self, run: Run, command: list[str]) -> int:
         """Run ``command`` with its output appended to the run's output.log; returns its exit code."""
         print(f"start {shlex.join(command)}", flush=True)
-        with open(run.run_dir / OUTPUT, "a") as log:
+        with open(run.run_dir / OUTPUT, "a", encoding="utf-8") as log:
             # Slurm signals every process of the step, and SIGUSR2's default action is to die: the trainer
             # ignores it (an ignored signal stays ignored across exec) and stops on our SIGTERM instead.
             self.proc = subprocess.Popen(
@@ -1652,7 +1656,7 @@ def submit(
     with open(root / f".{JOBS}.lock", "a") as lock:  # two submissions at once must not lose each other's records
         fcntl.flock(lock, fcntl.LOCK_EX)
         path = root / JOBS
-        recorded = json.loads(path.read_text()) if path.is_file() else {}
+        recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         atomic_write_json(path, recorded | records)
     first = jobs[0].job_id.split("_")[0]
     print(
@@ -1746,7 +1750,7 @@ def job_records(root: Path) -> dict[str, dict[str, Any]]:
 def read_json(path: Path) -> Any:
     """A bookkeeping file of the matrix, with its name in the error when it cannot be parsed."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise UsageError(f"{path} cannot be parsed ({err}); delete it (the matrix writes it again).") from None
 
