@@ -330,7 +330,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # whatever the locale: readers read UTF-8
+        # UTF-8 whatever the locale (readers read UTF-8). A lone surrogate (a path's undecodable byte) is written as
+        # its \\udcxx escape, which JSON reads back as the same character, rather than failing the write.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
         # mkstemp creates 0600 files; give the final file the permissions a plain open() would have.
         umask = os.umask(0)
@@ -386,7 +388,7 @@ def append_jsonl(path: Path, obj: dict) -> None:
     # json.dumps writes NaN/Infinity, which strict readers (jq, JSON.parse, Go, Rust) refuse: a window with a step
     # skipped by --nan_policy skip would make the whole file unreadable to them.
     line = json.dumps(_finite_or_none(obj), default=_json_default, allow_nan=False, ensure_ascii=False)
-    with open(path, "a", encoding="utf-8") as handle:
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(line + "\n")
 
 

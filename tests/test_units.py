@@ -516,3 +516,14 @@ def test_a_default_run_folder_stays_under_the_runs_root_whatever_the_dataset_pat
     for dataset, name in (("..", "reviews"), ("../", "reviews"), (".", "run"), ("../work", "work"), ("org/set", "set")):
         run_dir = default_run_dir("outputs", dataset, "m", 1, "20261205-000000")
         assert run_dir == Path("outputs") / name / "m" / "20261205-000000-seed1", dataset
+
+
+def test_json_files_keep_names_as_written_and_survive_an_undecodable_path(tmp_path):
+    """config.json and metrics.jsonl hold names in UTF-8 as written; a path with a byte no encoding decodes (Python
+    keeps it as a lone surrogate) is written as its JSON escape and reads back equal, instead of failing the write."""
+    record = {"dataset": "/data/caf\udce9/train.csv", "classes": ["négatif", "喜び"], "note": "a\\b"}
+    utils.atomic_write_json(tmp_path / "config.json", record)
+    utils.append_jsonl(tmp_path / "metrics.jsonl", record)
+    for name in ("config.json", "metrics.jsonl"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert "négatif" in text and json.loads(text) == record, name
