@@ -331,7 +331,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # UTF-8 whatever the locale (readers read UTF-8). A lone surrogate (a path's undecodable byte) is written as
-        # its \\udcxx escape, which JSON reads back as the same character, rather than failing the write.
+        # its \udcxx escape, which JSON reads back as the same character, rather than failing the write.
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
         # mkstemp creates 0600 files; give the final file the permissions a plain open() would have.
