@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -386,10 +386,10 @@ class NoRows(UsageError):
     """A data file (or every file of a split) that holds no rows: an empty split, or nothing to predict."""
 
 
-def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
+def load_files(files: list[Path], keep_blank_lines: bool = False, labels: Collection[str] = ()) -> Any:
     """Load local files of one format into a ``datasets.Dataset`` (arrow-cached, so later maps are cached too);
     ``keep_blank_lines``: a blank line of a csv is a row (of empty cells), as evaluate.py --input needs one output
-    line per input line."""
+    line per input line; ``labels``: the label columns, whose csv cells are numbers only where they are ids."""
     import datasets
 
     suffixes, original = {p.suffix.lower() for p in files}, files
@@ -477,7 +477,7 @@ def load_files(files: list[Path], keep_blank_lines: bool = False) -> Any:
         raise UsageError(
             f"cannot read {', '.join(map(str, files))}: {first_line}. Check that the file is valid {suffix[1:]}."
         ) from err
-    return number_columns(ds) if FORMATS[suffix] == "csv" else ds
+    return number_columns(ds, labels) if FORMATS[suffix] == "csv" else ds
 
 
 def text_features(path: Path, read_csv: dict[str, Any]) -> Any:
@@ -523,10 +523,17 @@ def number_kind(values: list[Any]) -> type | None:
     return float if cells and len(numbers) == len(cells) else None
 
 
-def number_columns(ds: Any) -> Any:
+def whole_cells(cells: list[Any]) -> bool:
+    """Whether every filled cell of a csv column of numbers spells a whole number ("1", "1.0"): ids, as a float
+    column written by pandas holds them."""
+    return all(float(c).is_integer() for c in cells if isinstance(c, str) and c.strip())
+
+
+def number_columns(ds: Any, labels: Collection[str] = ()) -> Any:
     """A csv split read as text (see load_files) with its columns of numbers typed as numbers: integer labels are
     the ids they were, and a text column of numbers is still refused as the wrong column. An empty or
-    whitespace-only cell of such a column is missing."""
+    whitespace-only cell of such a column is missing. A column of ``labels`` holding numbers that are not all whole
+    (section codes 2.1, 3.1) keeps its text: those are names, whose spelling ("2" beside "2.0") a float loses."""
     import datasets
     import pyarrow.compute as pc
 
@@ -541,7 +548,8 @@ def number_columns(ds: Any) -> Any:
         head = [v for v in column.slice(0, 1000).to_pylist() if v is not None and v.strip()]
         if head and not number_kind(head):
             continue
-        if kind := number_kind(pc.unique(pc.utf8_trim_whitespace(column)).to_pylist()):
+        cells = pc.unique(pc.utf8_trim_whitespace(column)).to_pylist()
+        if (kind := number_kind(cells)) and not (kind is float and name in labels and not whole_cells(cells)):
             kinds[name] = kind
     if not kinds:
         return ds
@@ -633,12 +641,13 @@ def check_cache() -> None:
         ) from err
 
 
-def load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def load_raw_splits(dataset: str, labels: Collection[str] = ()) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The available splits of ``dataset`` as ``datasets.Dataset`` objects, and the label names the source gives
     per column (``labels.json`` or ``ClassLabel`` features; key "" for a plain list). A split whose ``ClassLabel``
-    numbers the classes otherwise than train's holds train's ids for them."""
+    numbers the classes otherwise than train's holds train's ids for them. ``labels``: the label columns (see
+    load_files)."""
     check_cache()
-    splits, names = _load_raw_splits(dataset)
+    splits, names = _load_raw_splits(dataset, labels)
     return _align_class_labels(splits), names
 
 
@@ -685,7 +694,7 @@ def _align_class_labels(splits: dict[str, Any]) -> dict[str, Any]:
     return splits
 
 
-def _load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def _load_raw_splits(dataset: str, labels: Collection[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The splits and label names of ``dataset`` as its source holds them (see load_raw_splits)."""
     path = Path(dataset).expanduser()
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
@@ -712,14 +721,14 @@ def _load_raw_splits(dataset: str) -> tuple[dict[str, Any], dict[str, list[str]]
                 f"--dataset {dataset}: no train file found; expected train.<ext> (ext: {', '.join(FORMATS)}) in that "
                 f"folder{hint}."
             )
-        splits = {split: load_files(paths) for split, paths in files.items()}
+        splits = {split: load_files(paths, labels=labels) for split, paths in files.items()}
         return splits, _labels_json(path) or _class_label_names(splits["train"])
     if path.is_file():
         if path.suffix.lower() not in FORMATS:
             raise UsageError(
                 f"--dataset {dataset}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}."
             )
-        train = load_files([path])
+        train = load_files([path], labels=labels)
         return {"train": train}, _labels_json(path.parent) or _class_label_names(train)
     if path.suffix.lower() in FORMATS or missing_local_path(dataset):
         raise UsageError(f"--dataset {dataset}: no such file or folder.")
@@ -1079,7 +1088,19 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
     # Checked before the set of values is taken: a dict (a nested column's) cannot be in one.
     if not all(_is_integer(v) or isinstance(v, str) for v in train_labels):
         kinds = sorted({type(v).__name__ for v in train_labels})
-        raise UsageError(f"labels must be strings or integers, found {', '.join(kinds)}; check --label_column.")
+        fraction = next((v for v in train_labels if isinstance(v, float | np.floating)), None)
+        # Codes such as 2.1 in a float column (a parquet's, a jsonl's unquoted numbers): their spelling is gone
+        # ("2.10" is 2.1), so they are refused rather than guessed; as strings they are names.
+        fix = (
+            f" If they are names (codes such as {fraction!r}), write the labels as strings (in a jsonl in quotes; "
+            "pandas: the column's .astype(str) before saving)."
+            if fraction is not None
+            else ""
+        )
+        shown = f" (e.g. {fraction!r})" if fraction is not None else ""
+        raise UsageError(
+            f"labels must be strings or integers, found {', '.join(kinds)}{shown}; check --label_column.{fix}"
+        )
     values = sorted(set(train_labels), key=lambda v: (not _is_integer(v), v if _is_integer(v) else str(v)))
     texts = all(isinstance(v, str) for v in values)  # not read as the ids they spell above
     if texts and numbers and None not in numbers.values() and len(set(numbers.values())) == len(numbers):
@@ -1943,7 +1964,7 @@ def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
     """Load, check and normalise the data ``cfg`` describes (source, columns, label kind, validation carve, row
     limits); every bad-input error is raised here, before any model is built. ``class_order``: the class names per
     level a run recorded (resumed or rescored), whose ids the classes keep."""
-    raw, names = load_raw_splits(cfg.dataset)
+    raw, names = load_raw_splits(cfg.dataset, cfg.label_columns or [cfg.label_column])
     notes: list[str] = []
     if ignored := unmatched_files(cfg.dataset):
         notes.append(
@@ -2167,7 +2188,7 @@ def load_unlabeled(
         raise UsageError(f"--input {path}: unsupported file type {file.suffix!r}; use one of {', '.join(FORMATS)}.")
     check_cache()
     try:
-        ds = load_files([file], keep_blank_lines=True)
+        ds = load_files([file], keep_blank_lines=True, labels=label_columns)
     except NoRows as err:  # a split's wording ("an empty split", "remove the file") would not fit a file to predict
         raise UsageError(
             f"--input {path} holds no rows, so there is nothing to predict; give a file with a row per text."
@@ -2193,7 +2214,7 @@ def trained_label_maps(cfg: TrainConfig, levels: list[dict[str, Any]]) -> list[d
     """The maps from label values to ids the run built from its train split (``cfg`` is the run's own config), read
     again from its data; None when that data cannot be read or no longer gives the model's label names ``levels``."""
     try:
-        raw, names = load_raw_splits(cfg.dataset)
+        raw, names = load_raw_splits(cfg.dataset, cfg.label_columns or [cfg.label_column])
         train, _ = _normalise_split(raw["train"], "train", replace(cfg, teacher_column=None))
         spec, maps = _label_spec(train, cfg, names)
         keep_class_order(spec, maps, [level["labels"] for level in levels])

@@ -293,3 +293,31 @@ def test_a_0_1_column_spelling_1_two_ways_is_still_a_multi_label_column(tmp_path
         write_csv(tmp_path / f"{split}.csv", rows, header=("text", "a", "b"))
     data = load_splits(TrainConfig(dataset=str(tmp_path), label_columns=["a", "b"], multi_label=True))
     assert data.splits["train"]["label"][:3] == [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
+
+
+def test_decimal_codes_as_labels_are_classes_as_written_in_every_split_and_an_input_file(tmp_path):
+    """Section or version codes 2.1, 3.1, 4.2 written as plain numbers are labels, not floats to refuse: the classes
+    are the codes as written, a validation split's find them, and evaluate.py --input scores a '2.1' as '2.1'."""
+    cfg = _labelled(tmp_path / "data", ["2.1", "3.1", "4.2", "2"] * 3)
+    data = load_splits(cfg)
+    assert data.label_names == ["2", "2.1", "3.1", "4.2"]
+    assert data.splits["train"]["label"][:4] == [1, 2, 3, 0]
+    assert data.splits["validation"]["label"][:4] == [1, 2, 3, 0]
+    new = write_csv(tmp_path / "new.csv", [("a", "4.2"), ("b", "2.1"), ("c", None), ("d", "2")])
+    rows = load_unlabeled(str(new), cfg, None, ("label",))
+    trained = trained_label_maps(cfg, data.spec.levels)
+    assert input_labels(rows, data.spec, trained) == [3, 1, None, 0]
+
+
+def test_a_parquet_column_of_decimal_labels_is_refused_saying_how_to_write_them(tmp_path):
+    """A float column holds no spelling to keep (2.10 is 2.1): the refusal says to write the labels as strings."""
+    import pandas as pd
+
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [2.1, 3.1, 2.1, 3.1]}).to_parquet(tmp_path / "train.parquet")
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert str(err.value) == (
+        "labels must be strings or integers, found float (e.g. 2.1); check --label_column. If they are names (codes "
+        "such as 2.1), write the labels as strings (in a jsonl in quotes; pandas: the column's .astype(str) before "
+        "saving)."
+    )
