@@ -1140,13 +1140,15 @@ def spelling_hint(unknown: list[Any], known: list[Any], where: str) -> str:
     cased = [(v, folded[v.casefold()]) for v in unknown if isinstance(v, str) and v.casefold() in folded]
     if cased:
         return f" ({cased[0][0]!r} is {cased[0][1]!r} {where}: labels are case-sensitive.)"
-    # Train's "007" (a csv's labels are read as written) and a file's 7; or "01" and "1", both classes, and a file's "001".
-    numbers: dict[Decimal | None, list[str]] = {}
-    for k in known:
-        if isinstance(k, str) and k not in numbers.get(number_value(k), []):
-            numbers.setdefault(number_value(k), []).append(k)
-    numbers.pop(None, None)
-    renumbered = [(v, numbers[number_value(v)]) for v in unknown if number_value(v) in numbers]
+    # Train's "007" (a csv's labels are read as written) and a file's 7; or "01" and "1", both classes, and a file's
+    # "001". Not a file's "2.10" for train's "2.1": together they are decimal codes, two labels (spelled_numbers).
+    texts = [k for k in known if isinstance(k, str)]
+    spelled = spelled_numbers(list(dict.fromkeys(texts + [str(v) for v in unknown if number_value(v) is not None])))
+    numbers: dict[Any, list[str]] = {}
+    for k in dict.fromkeys(texts):
+        if k in spelled:
+            numbers.setdefault(spelled[k], []).append(k)
+    renumbered = [(v, numbers[spelled[str(v)]]) for v in unknown if spelled.get(str(v)) in numbers]
     return "".join(
         f" ({v!r} is {' or '.join(map(repr, ks))} {where}: write each label one way in every file.)"
         for v, ks in renumbered[:1]
@@ -1222,24 +1224,30 @@ def case_notes(spec: Any) -> list[str]:
     return notes
 
 
+def spelled_numbers(names: list[str]) -> dict[str, Any]:
+    """For each of one column's labels ``names`` that spells a number, what tells which number it means: the number
+    ("01" and "1" mean one), or where the column holds decimal codes, the number and its decimals."""
+    numbers = {name: number for name in names if (number := number_value(name)) is not None}
+    # Section or version numbers ("2.1" and "2.10") are codes: a fraction written with more or fewer digits is
+    # another code, which no writer of numbers would do within one column. Where a column shows that, only
+    # spellings with as many decimals ("02.1" and "2.1") are one code written two ways.
+    digits = {name: n.as_tuple().exponent for name, n in numbers.items()}
+    fractions: dict[Decimal, set[Any]] = {}
+    for name, number in numbers.items():
+        if number != number.to_integral_value():
+            fractions.setdefault(number, set()).add(digits[name])
+    codes = any(len(lengths) > 1 for lengths in fractions.values())
+    return {name: (number, digits[name]) if codes else number for name, number in numbers.items()}
+
+
 def number_notes(spec: Any) -> list[str]:
     """Warnings for label names that spell one number two ways ("01" and "1", "1" and "1.0"): read as text, as
     written, they are two classes where the user may have meant one. Not for decimal codes ("2.1" and "2.10")."""
     notes = []
     for level in spec.levels:
-        numbers = {name: number for name in map(str, level["labels"]) if (number := number_value(name)) is not None}
-        # Section or version numbers ("2.1" and "2.10") are codes: a fraction written with more or fewer digits is
-        # another code, which no writer of numbers would do within one column. Where a column shows that, only
-        # spellings with as many decimals ("02.1" and "2.1") are one code written two ways.
-        digits = {name: n.as_tuple().exponent for name, n in numbers.items()}
-        fractions: dict[Decimal, set[Any]] = {}
-        for name, number in numbers.items():
-            if number != number.to_integral_value():
-                fractions.setdefault(number, set()).add(digits[name])
-        codes = any(len(lengths) > 1 for lengths in fractions.values())
         spellings: dict[Any, list[str]] = {}
-        for name, number in numbers.items():
-            spellings.setdefault((number, digits[name]) if codes else number, []).append(name)
+        for name, number in spelled_numbers(list(map(str, level["labels"]))).items():
+            spellings.setdefault(number, []).append(name)
         for same in (names for names in spellings.values() if len(names) > 1):
             notes.append(
                 f"warning: the labels {' and '.join(map(repr, same))} spell one number two ways: they are trained as "

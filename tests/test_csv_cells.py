@@ -321,3 +321,22 @@ def test_a_parquet_column_of_decimal_labels_is_refused_saying_how_to_write_them(
         "such as 2.1), write the labels as strings (in a jsonl in quotes; pandas: the column's .astype(str) before "
         "saving)."
     )
+
+
+def test_a_decimal_code_with_another_number_of_decimals_is_not_said_to_be_train_s(tmp_path):
+    """'2.10' beside train's '2.1' is another section code, not '2.1' written otherwise: the refusal names it
+    without claiming they are one label."""
+    write_csv(tmp_path / "train.csv", [(f"row {i}", ["2.1", "3.1"][i % 2]) for i in range(12)])
+    write_csv(tmp_path / "validation.csv", [(f"val {i}", ["2.10", "3.1"][i % 2]) for i in range(4)])
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert str(err.value) == (
+        "the validation split has labels not seen in train in 'label': '2.10' (2x). Add examples of them to train or "
+        "remove those rows."
+    )
+    new = write_csv(tmp_path / "new.csv", [("a", "2.10"), ("b", "3.1")])
+    cfg = _labelled(tmp_path / "codes", ["2.1", "3.1"] * 4)
+    data = load_splits(cfg)
+    with pytest.raises(UsageError) as err:
+        input_labels(load_unlabeled(str(new), cfg, None, ("label",)), data.spec)
+    assert str(err.value).endswith("pass --predict_only to predict without scoring.")
