@@ -19,6 +19,7 @@ import dataclasses
 import inspect
 import json
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -567,6 +568,26 @@ def write_predictions(
 MAX_CONFUSION_CLASSES = 100
 
 
+def set_title_inside(fig: Any, ax: Any, title: str) -> None:
+    """``title`` over ``ax``, laid out: wrapped to the picture's width and moved sideways to lie inside it. Unwrapped,
+    a long --input file or run folder name ran off both edges; and a matrix pushed right by long class names is
+    centred right of the picture's centre, so a title as wide as the picture, centred over it, ran off the right."""
+    margin = 0.05 * fig.dpi
+    room = fig.bbox.width - 2 * margin
+    width = max(20, int(fig.get_figwidth() * 72 / 7.5))  # characters: about 7 points each at the title's 12
+    for _ in range(2):  # once more, narrower, where its characters are wider than most (capitals)
+        ax.set_title(plot_text(textwrap.fill(title, width)))  # escaped after wrapping: "\$" is never cut in two
+        fig.tight_layout()
+        ax.apply_aspect()  # the matrix's final place: square, as drawing makes it (a whole draw costs seconds)
+        box = ax.title.get_window_extent(fig.canvas.get_renderer())
+        if box.width <= room:
+            break
+        width = max(10, int(width * room / box.width))
+    shift = max(0.0, margin - box.x0) - max(0.0, box.x1 - (fig.bbox.width - margin))
+    if shift:
+        ax.title.set_x(0.5 + shift / ax.get_window_extent(fig.canvas.get_renderer()).width)
+
+
 def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], path: Path, title: str) -> bool:
     """Save a confusion-matrix PNG (rows: gold, columns: predicted); False (nothing saved) above
     MAX_CONFUSION_CLASSES classes."""
@@ -601,8 +622,7 @@ def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], 
         xticks_rotation=90 if len(label_names) > 8 else 45,
         include_values=len(label_names) <= 20,
     )
-    ax.set_title(plot_text(title))
-    fig.tight_layout()
+    set_title_inside(fig, ax, title)
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return True

@@ -525,3 +525,33 @@ def test_a_label_that_spells_the_number_of_two_classes_is_refused_naming_both(tm
     # A file's "1" is the class "1", and an int column's 1 too (its writer wrote "1").
     assert input_labels(datasets.Dataset.from_dict({"label": ["1", "01"]}), spec) == [1, 0]
     assert input_labels(datasets.Dataset.from_dict({"label": [1, 2]}), spec) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("names", "stem"),
+    [
+        (["joy", "sadness"], "heldout_sentence_pairs_paraphrase_detection_2026_release_candidate_v2"),
+        # Long class names push the matrix right of the picture's centre, and the title with it.
+        (["a customer asking for a refund of the order", "praise"], "heldout_reviews_2026_release_candidate_v2"),
+        (["joy", "sadness"], "HELDOUT_SENTENCE_PAIRS_PARAPHRASE_DETECTION_2026_WWW"),  # wider characters
+    ],
+)
+def test_confusion_title_fits_a_long_input_and_run_name(tmp_path, monkeypatch, names, stem):
+    """The title (the scored split or --input file, and the run folder's name) ran off both edges of
+    confusion_<name>.png for a long file or run name: it wraps inside the figure and still names both whole."""
+    import numpy as np
+
+    run = "emotion-minilm-l6-lr2e-5-batch32-warmup0.1-label_smoothing0.1-seed42"
+    drawn = {}
+
+    def keep_title(fig, path, dpi=100):
+        fig.canvas.draw()  # as saved
+        box = fig.axes[0].title.get_window_extent()
+        drawn["inside"] = 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+        drawn["title"] = fig.axes[0].get_title()
+
+    monkeypatch.setattr(evaluate, "atomic_savefig", keep_title)
+    gold = np.array([0, 1, 1])
+    assert evaluate.plot_confusion(gold, gold, names, tmp_path / f"confusion_{stem}.png", f"{stem} ({run})")
+    assert drawn["inside"], drawn
+    assert stem in drawn["title"].replace("\n", "") and run in drawn["title"].replace("\n", ""), drawn
