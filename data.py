@@ -1078,7 +1078,18 @@ def build_label_space(train_labels: list[Any], names: list[str] | None) -> tuple
             # classes too. Integer names are left out: "1" stays the id 1, as label_key reads it.
             by_name = {name: i for i, name in enumerate(names) if not INTEGER_TEXT.fullmatch(name)}
             return names, {i: i for i in range(len(names))} | by_name
-        strange = sorted({repr(v) for v in train_labels if v not in names})
+        odd = {repr(v): v for v in train_labels if v not in names}  # by repr: a nested column's dict is no key
+        # A csv column of ids and a 1.5 is read as written, its ids as text "0", "1": those are ids, and the cells that
+        # are neither are named as the file writes them (1.5, not '1.5').
+        numbers = {shown: number_value(v) for shown, v in odd.items()}
+        strange = sorted(
+            {
+                str(odd[shown]) if n is not None else shown
+                for shown, n in numbers.items()
+                if n is None or n != n.to_integral_value() or not 0 <= n < len(names)
+            }
+            or odd
+        )
         if strange:
             raise UsageError(
                 f"labels {', '.join(strange[:5])} are neither integer ids nor names from the label names given "

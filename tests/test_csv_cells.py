@@ -340,3 +340,16 @@ def test_a_decimal_code_with_another_number_of_decimals_is_not_said_to_be_train_
     with pytest.raises(UsageError) as err:
         input_labels(load_unlabeled(str(new), cfg, None, ("label",)), data.spec)
     assert str(err.value).endswith("pass --predict_only to predict without scoring.")
+
+
+def test_a_non_id_among_ids_named_by_labels_json_is_refused_alone(tmp_path):
+    """Where labels.json names the classes, a csv label column of ids 0, 1 and a 1.5 is kept as written (not whole
+    numbers): the refusal names the 1.5 alone, not the ids beside it."""
+    (tmp_path / "labels.json").write_text('{"label": ["neg", "pos"]}')
+    (tmp_path / "train.csv").write_text("text,label\ngood,1\nbad,0\nodd,1.5\n")
+    with pytest.raises(UsageError) as err:
+        load_splits(TrainConfig(dataset=str(tmp_path)))
+    assert str(err.value) == (
+        "labels 1.5 are neither integer ids nor names from the label names given (neg, pos); fix the labels or "
+        "labels.json."
+    )
