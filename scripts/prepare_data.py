@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"output folder (not the source's) or move {'it' if len(others) == 1 else 'them'}."
         )
 
-    raw, names = load_raw_splits(args.source)
+    raw, names = load_raw_splits(args.source, [args.label_column])
     # Every split read and checked as train.py reads it: missing columns and labels refused, rows without text
     # dropped (and said), label lists written into csv cells read as lists, a split of hidden labels left out.
     cfg = TrainConfig(

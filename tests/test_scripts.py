@@ -765,3 +765,17 @@ def test_a_run_whose_folder_cannot_be_written_is_counted_failed_not_lost(tmp_pat
     argv = ["--datasets", str(REPO / "sample_data"), "--models", "m", "--output_dir", str(tmp_path / "out")]
     assert run_matrix.main(argv) == 1
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"  failed ({why}): {run.run_dir}"
+
+
+def test_prepare_data_keeps_decimal_code_labels_as_written(tmp_path, monkeypatch):
+    """A csv label column of codes (2.1, 3.1) is two classes named as written, as train.py reads it: prepare_data.py
+    read them as floats and stopped ("labels must be strings or integers, found float")."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import prepare_data
+
+    source = tmp_path / "codes.csv"
+    source.write_text("text,label\n" + "".join(f"row {i},{'2.1' if i % 2 else '3.5'}\n" for i in range(40)))
+    out = tmp_path / "prepared"
+    prepare_data.main([str(source), str(out)])
+    assert json.loads((out / "labels.json").read_text())["label"] == ["2.1", "3.5"]
+    assert load_splits(TrainConfig(dataset=str(out))).label_names == ["2.1", "3.5"]

@@ -116,7 +116,9 @@ def test_unknown_pooling_or_head_is_refused_before_anything_is_loaded(tmp_path, 
     import train
 
     monkeypatch.setattr(train, "load_splits", lambda cfg: pytest.fail("data was read"))
-    with pytest.raises(ConfigError, match="--pooling 'attention' is unknown; choose one of: cls, cls_mean, last, max, mean"):
+    with pytest.raises(
+        ConfigError, match="--pooling 'attention' is unknown; choose one of: cls, cls_mean, last, max, mean"
+    ):
         train.main(["--pooling", "attention", "--output_dir", str(tmp_path / "run")])
     with pytest.raises(ConfigError, match="--head 'deep' is unknown; choose one of: linear, mlp"):
         train.main(["--head", "deep", "--output_dir", str(tmp_path / "run")])
