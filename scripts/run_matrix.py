@@ -561,6 +561,45 @@ def plan(cfg: dict[str, Any], extra: list[str], paths: str = "error") -> list[Ru
     return runs
 
 
+# The train.py flags that decide how a dataset is read and checked (data.load_splits): one check per distinct set.
+DATA_FLAGS = (
+    "dataset",
+    "text_column",
+    "text_pair_column",
+    "label_column",
+    "label_columns",
+    "multi_label",
+    "teacher_column",
+    "empty_text",
+    "max_train_samples",
+    "max_eval_samples",
+    "validation_split_ratio",
+    "class_weights",
+    "pos_weight",
+)
+
+
+def check_data(runs: list[Run]) -> None:
+    """--dry_run: read each local dataset of the plan as train.py will, so a missing column or a label train.py
+    refuses is one line now rather than the same failure in every run of it. Hub ids are left to the runs."""
+    try:
+        from data import load_splits
+    except ImportError:  # a login node without torch: each run checks its data at start
+        return
+    checked = set()
+    for run in runs:
+        settings = run.settings
+        key = json.dumps({k: settings.get(k) for k in DATA_FLAGS}, sort_keys=True, default=str)
+        if key in checked or not Path(str(settings["dataset"])).expanduser().exists():
+            continue
+        checked.add(key)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                load_splits(TrainConfig(**settings))
+        except UsageError as err:
+            raise UsageError(f"train.py would refuse the runs of {run.dataset_name} ({run.run_dir}): {err}") from None
+
+
 def check_distinct(runs: list[Run]) -> None:
     """Refuse two planned runs in one folder (one would be skipped as done) or with the same settings (one
     experiment under two labels)."""
@@ -1936,6 +1975,8 @@ def main(argv: list[str] | None = None) -> int:
         described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
         many = f"{len(slots)} runs at once" if len(slots) > 1 else "1 run at a time"
         print(f"local executor: {many} ({described or 'environment as it is'})", flush=True)
+    if args.dry_run:
+        check_data(runs)
     outcome = execute(runs, launcher, slots, args.dry_run)
     if args.dry_run:  # nothing ran: the counts of what would
         print(

@@ -1006,3 +1006,14 @@ def test_a_dry_run_refuses_the_slurm_time_the_submission_would_refuse(tmp_path):
         run_matrix.main([*argv, "--executor", "slurm", "--slurm_time", "4h", "--dry_run"])
     assert str(err.value) == "--slurm_time '4h': use minutes or Slurm's H:M:S / D-H:M:S (e.g. 4:00:00)."
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dry_run_refuses_a_column_the_dataset_lacks_in_one_line(tmp_path, capsys):
+    """A --label_column the dataset lacks passed --dry_run ("2 to train"), then every run failed on it in turn: the
+    dry run reads each local dataset as train.py will and says it once, naming the dataset and train.py's reason."""
+    base = ["--datasets", str(REPO / "sample_data"), "--models", "m", "--seeds", "1", "2"]
+    base += ["--output_dir", str(tmp_path / "m"), "--dry_run"]
+    with pytest.raises(run_matrix.UsageError, match=r"train\.py would refuse the runs of sample_data .*'stars'"):
+        run_matrix.main([*base, "--label_column", "stars"])
+    assert run_matrix.main(base) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("matrix (dry run): 2 to train")

@@ -302,8 +302,10 @@ def test_a_metrics_line_cut_off_by_a_kill_does_not_stop_the_resume(tmp_path):
 def test_matrix_gives_colliding_short_names_their_own_folders(tmp_path):
     models = [str(tmp_path / org / "bert-base") for org in ("org1", "org2")]
     datasets = [str(tmp_path / "data" / v / "reviews") for v in ("v1", "v2")]
-    for path in models + datasets:
+    for path in models:
         Path(path).mkdir(parents=True)
+    for path in datasets:  # a dataset train.py reads: a dry run checks each one
+        shutil.copytree(REPO / "sample_data", path)
     out = tmp_path / "out"
     proc = script(
         "run_matrix.py", "--datasets", *datasets, "--models", *models, "--seeds", "1", "--output_dir", out, "--dry_run"
