@@ -580,8 +580,8 @@ DATA_FLAGS = (
 
 
 def check_data(runs: list[Run]) -> None:
-    """--dry_run: read each local dataset of the plan as train.py will, so a missing column or a label train.py
-    refuses is one line now rather than the same failure in every run of it. Hub ids are left to the runs."""
+    """Read each local dataset of the runs as train.py will, so a missing column or a label train.py refuses is one
+    line before anything starts rather than the same failure in every run of it. Hub ids are left to the runs."""
     try:
         from data import load_splits
     except ImportError:  # a login node without torch: each run checks its data at start
@@ -1934,6 +1934,7 @@ def main(argv: list[str] | None = None) -> int:
     check_existing_runs(runs, launch_settings(launcher))
     check_scored_elsewhere(runs, where)
     warn_if_pooling_resolves_alike(runs)
+    check_data([r for r in runs if not (r.run_dir / "results.json").is_file()])
     if args.executor == "slurm" and not args.dry_run:
         root.mkdir(parents=True, exist_ok=True)
         jobs = submit(runs, root, launcher, args, options)
@@ -1975,8 +1976,6 @@ def main(argv: list[str] | None = None) -> int:
         described = "; ".join(" ".join(f"{k}={v}" for k, v in slot.items()) for slot in slots)
         many = f"{len(slots)} runs at once" if len(slots) > 1 else "1 run at a time"
         print(f"local executor: {many} ({described or 'environment as it is'})", flush=True)
-    if args.dry_run:
-        check_data(runs)
     outcome = execute(runs, launcher, slots, args.dry_run)
     if args.dry_run:  # nothing ran: the counts of what would
         print(

@@ -154,7 +154,7 @@ def test_status_shows_a_failed_run_with_its_log(tiny_bert, tmp_path):
     args = ["--config", str(config), "--output_dir", str(out)]
     before = run_script("run_matrix.py", *args, "--status")
     assert "status: 2 queued of 2 runs" in before
-    # sst2 has no column "tags": that run fails before training, the other one trains.
+    # No room for text at 2 tokens: train.py refuses it once it has the tokenizer, so every run fails at its start.
     proc = subprocess.run(
         [
             sys.executable,
@@ -162,22 +162,22 @@ def test_status_shows_a_failed_run_with_its_log(tiny_bert, tmp_path):
             *args,
             "--executor",
             "local",
-            "--label_column",
-            "tags",
+            "--max_seq_length",
+            "2",
         ],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 1
     status = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *args, "--label_column", "tags", "--status"],
+        [sys.executable, str(REPO / "scripts" / "run_matrix.py"), *args, "--max_seq_length", "2", "--status"],
         capture_output=True,
         text=True,
     ).stdout
     assert "status: 2 failed of 2 runs" in status
     failure = json.loads(next(out.rglob("failed.json")).read_text())
     assert failure["exit_code"] == 2 and failure["log"].endswith("output.log")
-    assert any("error:" in line and "tags" in line for line in failure["tail"])
+    assert any("error:" in line and "--max_seq_length 2" in line for line in failure["tail"])
     assert "error:" in status  # the failed run's last lines, shown by --status
 
 
@@ -1008,12 +1008,15 @@ def test_a_dry_run_refuses_the_slurm_time_the_submission_would_refuse(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_dry_run_refuses_a_column_the_dataset_lacks_in_one_line(tmp_path, capsys):
+def test_a_column_the_dataset_lacks_is_refused_before_any_run_in_one_line(tmp_path, capsys):
     """A --label_column the dataset lacks passed --dry_run ("2 to train"), then every run failed on it in turn: the
-    dry run reads each local dataset as train.py will and says it once, naming the dataset and train.py's reason."""
+    matrix (and its dry run) reads each local dataset as train.py will before any run, and says it once, naming the
+    dataset and train.py's reason."""
     base = ["--datasets", str(REPO / "sample_data"), "--models", "m", "--seeds", "1", "2"]
-    base += ["--output_dir", str(tmp_path / "m"), "--dry_run"]
-    with pytest.raises(run_matrix.UsageError, match=r"train\.py would refuse the runs of sample_data .*'stars'"):
-        run_matrix.main([*base, "--label_column", "stars"])
-    assert run_matrix.main(base) == 0
+    base += ["--output_dir", str(tmp_path / "m")]
+    for mode in (["--dry_run"], []):  # a dry run, and a campaign before its first run
+        with pytest.raises(run_matrix.UsageError, match=r"train\.py would refuse the runs of sample_data .*'stars'"):
+            run_matrix.main([*base, *mode, "--label_column", "stars"])
+    assert not (tmp_path / "m").exists()
+    assert run_matrix.main([*base, "--dry_run"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("matrix (dry run): 2 to train")

@@ -161,15 +161,15 @@ train_args: {{max_train_samples: 64, max_eval_samples: 32, num_train_epochs: 1, 
 
 def test_matrix_keeps_going_after_a_failure_and_reports_it(tiny_bert, tmp_path):
     out = tmp_path / "matrix"
-    (tmp_path / "no_files").mkdir()  # exists, so the plan accepts it; train.py then finds no train file
+    (tmp_path / "no_model").mkdir()  # exists, so the plan accepts it; train.py then finds no model in it
     proc = subprocess.run(
         [
             sys.executable,
             str(SCRIPTS / "run_matrix.py"),
             "--datasets",
-            str(tmp_path / "no_files"),
             str(REPO / "sample_data"),
             "--models",
+            str(tmp_path / "no_model"),
             str(tiny_bert),
             "--output_dir",
             str(out),
