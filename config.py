@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -703,8 +704,15 @@ def file_overrides(argv: list[str] | None, cls: type = TrainConfig) -> str | Non
 HOME_PATHS = frozenset({"output_dir", "runs_root", "resume_from_checkpoint", "run_dir", "input", "output"})
 
 
-def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: str = "") -> Any:
-    """Parse flags (and ``--config FILE``) into a validated ``cls`` instance."""
+def parse_config(
+    argv: list[str] | None,
+    cls: type = TrainConfig,
+    description: str = "",
+    recorded: Callable[[Any], dict[str, Any] | None] | None = None,
+) -> Any:
+    """Parse flags (and ``--config FILE``) into a validated ``cls`` instance. ``recorded``: given the config as
+    parsed (not yet validated), the values that take the place of the defaults of the flags not given (a resumed
+    run's own), or None."""
     parser = build_parser(cls, description or (cls.__doc__ or ""))
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
@@ -726,6 +734,8 @@ def parse_config(argv: list[str] | None, cls: type = TrainConfig, description: s
         if isinstance(value := values.get(name), str) and value.startswith("~"):
             values[name] = os.path.expanduser(value)
     config = cls(**values)
+    if recorded is not None and (base := recorded(config)):
+        config = cls(**({k: v for k, v in base.items() if k in known} | values))
     if hasattr(config, "validate"):
         config.validate()
     return config

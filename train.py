@@ -801,6 +801,34 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
     return owner or output_dir, check_checkpoint_files(checkpoint, spec)
 
 
+# What says where a resume runs rather than what it computes: the command given decides these, not the run's record
+# (a recorded --output_dir may be relative to another folder; an --overwrite_output_dir has no effect on a resume).
+NOT_RECORDED = frozenset({"output_dir", "resume_from_checkpoint", "overwrite_output_dir"})
+
+
+def parse_train_config(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
+    """The run's config and, for a resume, the line saying that the flags not given are the run's recorded ones."""
+    used: list[Path] = []
+
+    def recorded(cfg: TrainConfig) -> dict[str, Any] | None:
+        # The stop line gives `--output_dir RUN --resume_from_checkpoint latest` alone: the run's other flags come from
+        # its config.json, so that command continues the same run. A flag given still has to match the checkpoint's
+        # (check_resume_settings), except those a resume may change (RESUME_FREE).
+        if cfg.resume_from_checkpoint is None:
+            return None
+        try:
+            run_dir = resolve_run_dir(cfg)[0]
+        except UsageError:  # said by prepare_run_dir, after the flags given are validated
+            return None
+        if run_dir is None or (user_config := run_user_config(run_dir)) is None:
+            return None  # a checkpoint copied into a new --output_dir: its flags are given in full
+        used.append(run_dir / "config.json")
+        return {k: v for k, v in user_config.items() if k not in NOT_RECORDED}
+
+    cfg = parse_config(argv, TrainConfig, __doc__, recorded)
+    return cfg, f"resume: every flag not given here is the run's own, from {used[0]}" if used else None
+
+
 def run_folder_given(folder: Path) -> Path | None:
     """The run that ``folder`` is (a train.py run folder, or its checkpoints/ folder), else None."""
     for run in (folder, folder.parent) if folder.name == CHECKPOINTS else (folder,):
@@ -981,7 +1009,8 @@ def check_resume_settings(checkpoint: Path, meta: dict[str, Any], settings: dict
         shown = "; ".join(f"{k}: checkpoint {saved[k]!r:.60}, now {settings.get(k)!r:.60}" for k in changed)
         raise UsageError(
             f"--resume_from_checkpoint {checkpoint} was written with other settings ({shown}); resume with the same "
-            "settings, data, number of processes and precision, or start a new run."
+            "settings (leave a flag out and the run's own is used), data, number of processes and precision, or start "
+            "a new run."
         )
 
 
@@ -1410,11 +1439,13 @@ def drop_unstarted_run_dir(new_folders: list[Path]) -> None:
 
 def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.ExitStack) -> dict[str, Any]:
     """main() under its stop-signal handler ``stopper``; ``held`` keeps the run folder's lock."""
-    cfg = parse_config(argv, TrainConfig, __doc__)
+    cfg, recorded_note = parse_train_config(argv)
     accelerator, trackers, cpu_note = start_accelerator(cfg)
     run_dir, resume_dir = prepare_run_dir(cfg, accelerator)
     stopper.run_dir = run_dir
     setup_logging(None, accelerator.is_main_process)
+    if recorded_note:
+        logger.info(recorded_note)
     if overrides := file_overrides(argv, TrainConfig):
         logger.info(overrides)
     set_seed(cfg.seed)
@@ -1601,7 +1632,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
                 if checkpointed_step != step:
                     checkpoint()
                 logger.error(
-                    "%s received: stopped after step %d with a checkpoint; continue with %s",
+                    "%s received: stopped after step %d with a checkpoint; continue with %s alone (the run's other "
+                    "flags are read from its config.json; launch it as before)",
                     stopper.signal_name or "a stop signal (on another rank)",
                     step,
                     resume_flags(run_dir),
@@ -1827,7 +1859,8 @@ def late_stop_note(
     the signal on, or torch's elastic agent's, ``agent_delay`` s after)."""
     checkpoints = checkpoint_dirs(run_dir)
     again = (
-        f"the command with {resume_flags(run_dir)} trains again from {checkpoints[-1].name} (the same steps) "
+        f"the command with {resume_flags(run_dir)} alone (the run's config.json gives the other flags) trains again "
+        f"from {checkpoints[-1].name} (the same steps) "
         "and writes results.json"
         if checkpoints
         else "the command with --overwrite_output_dir trains the run again for results.json"

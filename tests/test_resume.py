@@ -748,6 +748,7 @@ def test_a_stop_while_the_best_model_is_scored_says_how_to_get_the_results_if_th
         "holds the trained state), then the run ends. accelerate launch kills train.py 5 s after passing the signal "
         f"on: if it does before results.json is written, best_model/ (step {best}) is complete: python evaluate.py "
         f"--run_dir {run} --split test scores it, and the command with --output_dir {run} --resume_from_checkpoint "
-        "latest trains again from step_000002 (the same steps) and writes results.json"
+        "latest alone (the run's config.json gives the other flags) trains again from step_000002 (the same steps) and "
+        "writes results.json"
     ) in log
     assert "the run is finished" in log

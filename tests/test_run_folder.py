@@ -582,5 +582,5 @@ def test_the_way_to_continue_a_stopped_run_names_its_folder(tmp_path):
         f"free space (or make {run} writable) and continue with {resume} (from step_000005)."
     )
     assert train.late_stop_note(run, 4, None).endswith(
-        f"and the command with {resume} trains again from step_000005 (the same steps) and writes results.json"
+        f"and the command with {resume} alone (the run's config.json gives the other flags) trains again from step_000005 (the same steps) and writes results.json"
     )
