@@ -700,6 +700,26 @@ def file_overrides(argv: list[str] | None, cls: type = TrainConfig) -> str | Non
     return "; ".join(lines) or None
 
 
+# The flags naming files and folders that are read (train.py's and evaluate.py's): a relative one in a --config file
+# is read from the current folder, as on the command line.
+READ_PATHS = frozenset({"dataset", "model_name_or_path", "class_weights", "resume_from_checkpoint", "run_dir", "input"})
+
+
+def refuse_paths_beside_config(config_file: str, file_values: dict[str, Any]) -> None:
+    """A relative path in a --config file missing from the current folder but present beside the file: refused with
+    the path that reads it (where paths resolve does not change with the file that names them)."""
+    folder = Path(config_file).expanduser().parent
+    for name in sorted(READ_PATHS & set(file_values)):
+        value = file_values[name]
+        if not isinstance(value, str) or not value or value.startswith("~") or Path(value).is_absolute():
+            continue
+        if not Path(value).exists() and (folder / value).exists():
+            raise ConfigError(
+                f"--config {config_file}: {name} {value}: no such path in the current folder (paths in --config "
+                f"files are read from the current folder; {folder / value} exists: give that path)."
+            )
+
+
 # The flags naming folders and files to write or find runs in (train.py's and evaluate.py's).
 HOME_PATHS = frozenset({"output_dir", "runs_root", "resume_from_checkpoint", "run_dir", "input", "output"})
 
@@ -766,6 +786,7 @@ def parse_config(
         raise ConfigError(f"--config {config_file}: unknown keys: {suggestion}.")
     if config_file:  # command-line values were already converted by argparse; file values get the same treatment
         values |= convert_file_values({k: v for k, v in values.items() if k not in args}, cls, config_file)
+        refuse_paths_beside_config(config_file, {k: v for k, v in values.items() if k not in args})
     # A --config file (or --output_dir=~/runs, which no shell expands) hands "~/..." over as written: the run would
     # make a folder named "~" in the working directory. The dataset and model paths are expanded where they are read.
     for name in HOME_PATHS & known:

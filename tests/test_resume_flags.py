@@ -1,10 +1,12 @@
 """A stopped run continues with the command its stop line gives, `--output_dir RUN --resume_from_checkpoint latest`
-alone: the flags not given are the run's recorded ones; a flag given must still match the run's."""
+alone: the flags not given are the run's recorded ones; a flag given must still match the run's. And --config files:
+a run's own config.json as one, and relative paths in one."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import train_probe
@@ -12,7 +14,7 @@ from test_resume import assert_same_run
 
 import train
 from config import ConfigError
-from conftest import RESUME_FLAGS, tiny_args
+from conftest import REPO, RESUME_FLAGS, tiny_args
 from utils import UsageError
 
 
@@ -87,3 +89,32 @@ def test_a_runs_own_config_json_as_config_gives_its_flags_for_a_new_run(tiny_ber
         match=r"is the config.json of a train.py run, not a file of flags for this command; name the run with --run_dir",
     ):
         evaluate.main(["--config", str(old / "config.json")])
+
+
+def without(args: list[str], flag: str) -> list[str]:
+    """``args`` less ``flag`` and its value."""
+    if flag not in args:
+        return args
+    at = args.index(flag)
+    return args[:at] + args[at + 2 :]
+
+
+@pytest.mark.parametrize("flag", ["dataset", "model_name_or_path", "class_weights"])
+def test_a_relative_path_in_a_config_file_that_exists_beside_the_file_is_named(tiny_bert, tmp_path, monkeypatch, flag):
+    """Paths in a --config file are read from the current folder, as on the command line; one that is missing here
+    but exists beside the file is refused with the path that would read it, before anything loads."""
+    folder = tmp_path / "configs"
+    shutil.copytree(REPO / "sample_data", folder / "data" / "x")
+    (folder / "tiny").symlink_to(tiny_bert)
+    (folder / "weights.json").write_text('{"sports": 2}')
+    beside = {"dataset": "data/x", "model_name_or_path": "tiny", "class_weights": "weights.json"}
+    config = folder / "run.yaml"
+    config.write_text(f"{flag}: {beside[flag]}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train, "load_inputs", lambda *a, **k: pytest.fail("inputs were read"))
+    with pytest.raises(ConfigError) as err:
+        train.main(["--config", str(config), *without(tiny_args(tiny_bert, tmp_path / "run"), f"--{flag}")])
+    assert str(err.value) == (
+        f"--config {config}: {flag} {beside[flag]}: no such path in the current folder (paths in --config files are "
+        f"read from the current folder; {folder / beside[flag]} exists: give that path)."
+    )
