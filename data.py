@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from config import TrainConfig
-from utils import ConfigError, UsageError, missing_local_path
+from utils import ConfigError, UsageError, counted, missing_local_path
 
 # Names a split is taken under only when none of its names above is there: eval.csv beside validation.csv is another
 # file (named in the log as unread), not a second validation split.
@@ -2461,6 +2461,51 @@ def truncated_pairs(tokenizer: Any, texts: list[str], pairs: list[str], max_seq_
     return {row for row, ids in zip(fallback, whole, strict=True) if len(ids) > max_seq_length}
 
 
+def cut_rows(tokenizer: Any, out: Any, texts: list[str], pairs: list[str] | None, max_seq_length: int) -> list[bool]:
+    """Per row of ``out`` (a call of ``tokenizer`` truncating at ``max_seq_length``): whether tokens were cut off, of
+    either text of a pair."""
+    lengths = [len(ids) for ids in out["input_ids"]]
+    full = [i for i, n in enumerate(lengths) if n >= max_seq_length]  # a row shorter than the limit lost nothing
+    cut = [False] * len(lengths)
+    if out.encodings is not None:  # a fast tokenizer keeps what it cut off in each Encoding: no second pass
+        for i in full:
+            cut[i] = bool(out.encodings[i].overflowing)
+    elif full:  # a slow tokenizer keeps nothing: the rows at the limit, tokenized whole
+        whole = tokenizer(
+            [texts[i] for i in full], [pairs[i] for i in full] if pairs is not None else None, verbose=False
+        )["input_ids"]
+        for i, ids in zip(full, whole, strict=True):
+            cut[i] = len(ids) > max_seq_length
+    return cut
+
+
+def cut_counts(tokenized: dict[str, Any]) -> dict[str, int]:
+    """Per split of truncated token ids (``--long_text truncate``): the rows that lost tokens at ``max_seq_length``."""
+    return {
+        split: int(np.asarray(column_values(ds, "cut"), dtype=bool).sum())
+        for split, ds in tokenized.items()
+        if "cut" in ds.column_names
+    }
+
+
+def cut_notes(
+    counts: dict[str, int],
+    sizes: dict[str, int],
+    max_seq_length: int,
+    pairs: bool,
+    fix: str = "--long_text windows reads them whole",
+) -> list[str]:
+    """One line per split whose rows lost tokens at ``max_seq_length`` (``counts``, of ``sizes`` rows), ending with
+    ``fix``: truncation is the default, and otherwise cuts texts without a word."""
+    noun = "pair" if pairs else "text"
+    return [
+        f"{split}: {cut} of {counted(sizes[split], noun)} ({cut / sizes[split]:.1%}) cut at --max_seq_length "
+        f"{max_seq_length}; {fix}"
+        for split, cut in counts.items()
+        if cut
+    ]
+
+
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A hash of what the tokenizer does (the token cache's key): not changed by using it, nor by where it was read
     from, so the run's best_model/ copy and another model with the same vocabulary find the token ids cached."""
@@ -2506,6 +2551,7 @@ def tokenize_splits(
         out = tokenizer(batch["text"], pair, truncation=True, max_length=max_seq_length)
         encoded = {name: out[name] for name in input_names if name in out}
         encoded["length"] = [len(ids) for ids in out["input_ids"]]
+        encoded["cut"] = cut_rows(tokenizer, out, batch["text"], pair, max_seq_length)  # for the log's counts
         return encoded
 
     def encode_windowed(batch: dict[str, list], limit: int | None) -> dict[str, list]:
@@ -2539,7 +2585,8 @@ def tokenize_splits(
     for split, ds in splits.items():
         if windows is None:
             drop = [c for c in ds.column_names if c not in ("label", "idx", "teacher")]
-            key = Hasher.hash((ds._fingerprint, tokenizer_hash, max_seq_length, input_names, "v1"))
+            # v3: rows carry ``cut`` (an earlier cache file lacks it, so the log could not count them).
+            key = Hasher.hash((ds._fingerprint, tokenizer_hash, max_seq_length, input_names, "v3"))
             function, kwargs = encode, {}
         else:
             # A row becomes any number of windows, so every input column is replaced (label, idx and teacher are

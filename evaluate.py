@@ -45,6 +45,8 @@ from data import (
     LabelSpec,
     build_dataloaders,
     column_values,
+    cut_counts,
+    cut_notes,
     input_labels,
     integers_ambiguous,
     load_splits,
@@ -1322,6 +1324,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     # Every window of every document, --split train included (--max_windows_per_doc limits training only).
     tokenized = tokenize_splits({name: raw}, tokenizer, train_cfg.max_seq_length, windowing(train_cfg, every=True))
+    if accelerator.is_main_process:
+        pairs = bool(input_columns(cfg, train_cfg).text_pair_column)
+        counts, fix = cut_counts(tokenized), "the run's limit, which its training texts were cut at too"
+        for note in cut_notes(counts, {name: len(raw)}, train_cfg.max_seq_length, pairs, fix):
+            logger.info(note)
     pad_multiple = resolved.get("pad_to_multiple_of")
     _, loaders = build_dataloaders(
         tokenized, tokenizer, train_cfg, pad_multiple, train=False, eval_batch_size=cfg.batch_size

@@ -62,6 +62,8 @@ from data import (
     DATA_READER,
     LengthGroupedBatchSampler,
     build_dataloaders,
+    cut_counts,
+    cut_notes,
     load_splits,
     loss_weights,
     split_digests,
@@ -1470,6 +1472,10 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
     windows = window_counts(tokenized) if cfg.long_text == "windows" else None
     if windows:
         log_windows(windows, cfg)
+    cut = cut_counts(tokenized)  # --long_text truncate: rows that lost tokens at --max_seq_length
+    sizes = {split: len(ds) for split, ds in tokenized.items()}
+    for note in cut_notes(cut, sizes, cfg.max_seq_length, bool(cfg.text_pair_column)):
+        logger.info(note)
     if balanced_over_windows(cfg):
         data.loss_weights, notes = loss_weights(cfg, data, tokenized["train"])
         for note in notes:
@@ -1495,6 +1501,8 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
     resolved |= describe_run(cfg, model, accelerator, len(train_dl), len(tokenized["train"]), pad_multiple, frozen)
     if windows:
         resolved["windows"] = windows  # per split: documents, windows, documents cut into several
+    else:
+        resolved["cut_at_max_seq_length"] = cut  # per split: rows that lost tokens
     max_steps, steps_per_epoch = resolved["max_steps"], resolved["steps_per_epoch"]
     scheduler = get_linear_schedule_with_warmup(optimizer, resolved["warmup_steps"], max_steps)
     accelerator.register_for_checkpointing(scheduler)

@@ -841,3 +841,28 @@ def test_per_class_plot_title_fits_a_long_dataset_name(tmp_path, monkeypatch):
     assert drawn["inside"], drawn
     assert dataset in drawn["title"].replace("\n", ""), drawn  # a name without spaces is cut, not shortened
     assert "(blank: no test row of the class)" in drawn["title"].replace("\n", " "), drawn
+
+
+def test_texts_cut_at_max_seq_length_are_counted_per_split_also_from_the_token_cache(tiny_bert, tmp_path, capsys):
+    """--long_text truncate (the default) cuts a text longer than --max_seq_length there: the log and config.json say
+    how many rows of each split lost tokens, a pair counted when either text did, and a second run, which reads the
+    token ids from the cache, says it too."""
+    rng = random.Random(7)
+    long_rows = [(filler(40 + rng.randint(0, 9)), "short", ["a", "b"][i % 2]) for i in range(6)]
+    short_rows = [(filler(3 + i % 4), "short", ["a", "b"][i % 2]) for i in range(14)]
+    second_long = [("short", filler(40), "a"), ("short", filler(45), "b")]  # only the second text overflows
+    write_csv(tmp_path / "data" / "train.csv", long_rows + short_rows + second_long, ("q", "p", "label"))
+    write_csv(tmp_path / "data" / "validation.csv", long_rows[:1] + short_rows[:5], ("q", "p", "label"))
+    flags = ["--text_column", "q", "--text_pair_column", "p", "--num_train_epochs", "1"]
+    for run in ("first", "cached"):
+        out = tmp_path / run
+        train.main(tiny_args(tiny_bert, out, tmp_path / "data", *flags))
+        resolved = json.loads((out / "config.json").read_text())["resolved"]
+        assert resolved["cut_at_max_seq_length"] == {"train": 8, "validation": 1}
+        log = (out / "train.log").read_text()
+        assert "train: 8 of 22 pairs (36.4%) cut at --max_seq_length 32; --long_text windows reads them whole" in log
+        assert "validation: 1 of 6 pairs (16.7%) cut at --max_seq_length 32" in log
+        assert log.count("cut at --max_seq_length") == 2
+    capsys.readouterr()
+    evaluate.main(["--run_dir", str(out), "--input", str(tmp_path / "data" / "train.csv")])
+    assert "input: 8 of 22 pairs (36.4%) cut at --max_seq_length 32; the run's limit" in capsys.readouterr().err
