@@ -38,7 +38,7 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from config import METRICS, TrainConfig, file_overrides, option, parse_config
+from config import METRICS, TrainConfig, file_overrides, given_settings, option, parse_config
 from data import (
     DATA_READER,
     SOURCE_ROW,
@@ -679,12 +679,8 @@ class EvalConfig:
                 "--text_column, --text_pair_column, --label_column and --predict_only are about an --input file; add "
                 "--input."
             )
-        if self.input and self.split != type(self).split:
-            # The default split is no choice of the user's; another one beside --input would be ignored.
-            raise ConfigError(
-                f"--split {self.split} scores a split of the run's data; --input predicts a file instead (scored "
-                "where it has labels): give one of them."
-            )
+        if self.input and self.split != type(self).split:  # the default too, where given (check_split_with_input)
+            raise split_with_input(self.split)
         if self.label_column and self.predict_only:
             raise ConfigError("--label_column names the labels to score; --predict_only scores none: drop one.")
         if self.output and not self.input:
@@ -692,6 +688,22 @@ class EvalConfig:
                 f"--output names the file of --input predictions; add --input, or drop --output (a split's "
                 f"eval_{self.split}.json and predictions_{self.split}.jsonl go to the run folder)."
             )
+
+
+def split_with_input(split: str) -> ConfigError:
+    """The refusal of --split beside --input, which would be ignored: the file is scored in its place."""
+    return ConfigError(
+        f"--split {split} scores a split of the run's data; --input predicts a file instead (scored where it has "
+        "labels): give one of them."
+    )
+
+
+def check_split_with_input(cfg: EvalConfig, argv: list[str] | None) -> None:
+    """Refuse --split beside --input also where it names the default split (test), given on the command line or in a
+    --config file: the user asked for the run's test split and would read the file's scores as its."""
+    given, _, in_file = given_settings(argv, EvalConfig)
+    if cfg.input and ("split" in given or "split" in in_file):
+        raise split_with_input(cfg.split)
 
 
 def check_top_k(cfg: EvalConfig, model_config: EncoderClassifierConfig) -> None:
@@ -1237,6 +1249,7 @@ def report_reproduction(run_dir: Path, split: str, tag: str, metrics: dict[str, 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI entry point: evaluate a split (metrics, predictions, confusion matrix) or predict an unlabeled file."""
     cfg: EvalConfig = parse_config(argv, EvalConfig)
+    check_split_with_input(cfg, argv)
     # Before the first line is logged (run_folder's): with no handler yet it would be lost, and after a train.main()
     # in this process it would go to that run's train.log. The launcher's rank until the Accelerator exists (it needs
     # the run's precision; a state made before it would take the launch for one process).

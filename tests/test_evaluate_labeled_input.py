@@ -555,3 +555,16 @@ def test_confusion_title_fits_a_long_input_and_run_name(tmp_path, monkeypatch, n
     assert evaluate.plot_confusion(gold, gold, names, tmp_path / f"confusion_{stem}.png", f"{stem} ({run})")
     assert drawn["inside"], drawn
     assert stem in drawn["title"].replace("\n", "") and run in drawn["title"].replace("\n", ""), drawn
+
+
+@pytest.mark.parametrize("how", ["flag", "config_file"])
+def test_split_test_given_beside_an_input_file_is_refused_though_test_is_the_default(tmp_path, how):
+    """--split test is the default, so asking for it beside --input went unseen: the file was scored and the user read
+    its scores as the run's test split's. Given on the command line or in a --config file, it is refused."""
+    if how == "flag":
+        argv = ["--run_dir", str(tmp_path), "--split", "test", "--input", str(tmp_path / "x.csv")]
+    else:
+        (tmp_path / "eval.json").write_text(json.dumps({"split": "test"}))
+        argv = ["--config", str(tmp_path / "eval.json"), "--run_dir", str(tmp_path), "--input", str(tmp_path / "x.csv")]
+    with pytest.raises(ValueError, match=r"--split test scores a split of the run's data; --input predicts a file"):
+        evaluate.main(argv)
