@@ -1698,7 +1698,7 @@ def _as_text(ds: Any, name: str, where: str, column: str, flag: str) -> Any:
         )
         raise UsageError(
             f"the {column!r} column of {where} holds {type(odd[0]).__name__} values, not text "
-            f"(e.g. {odd[0]!r:.40}, {len(odd)} rows): check --{flag}.{fix}"
+            f"(e.g. {odd[0]!r:.40}, {counted(len(odd), 'row')}): check --{flag}.{fix}"
         )
     import datasets
 
@@ -1746,7 +1746,7 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
         nulls = sum(_missing(v) for v in column_values(ds, label))
         if nulls:
             raise UsageError(
-                f"the {split} split has {nulls} rows with no label in {label!r}; fill or drop them."
+                f"the {split} split has {counted(nulls, 'row')} with no label in {label!r}; fill or drop them."
                 + broken_rows_hint(split_source(cfg.dataset, split))
             )
     renames = {cfg.text_column: "text", **({cfg.text_pair_column: "text_pair"} if cfg.text_pair_column else {})}
@@ -1772,19 +1772,23 @@ def _normalise_split(ds: Any, split: str, cfg: TrainConfig) -> tuple[Any, str | 
     where = ""
     if cfg.text_pair_column:
         counts = {
-            column: filled[c].count(False)
+            column: n
             for c, column in zip(text_cols, [cfg.text_column, cfg.text_pair_column], strict=True)
+            if (n := filled[c].count(False))
         }
-        where = " in " + ", ".join(f"{column!r} ({n})" for column, n in counts.items() if n)
+        # Per column where both have empty cells (a row may have both); one column's count is the rows' count.
+        where = " in " + ", ".join(
+            f"{column!r}" + (f" ({n})" if len(counts) > 1 else "") for column, n in counts.items()
+        )
     if cfg.empty_text == "error":
         raise UsageError(
-            f"the {split} split has {empty} rows with empty or whitespace-only text{where}; remove them or pass "
-            "--empty_text drop."
+            f"the {split} split has {counted(empty, 'row')} with empty or whitespace-only text{where}; remove them or "
+            "pass --empty_text drop."
         )
     ds = ds.select([i for i, ok in enumerate(keep) if ok])
     if len(ds) == 0:
         raise UsageError(f"every row of the {split} split has empty text{where}; check --text_column.")
-    return ds, f"dropped {empty} rows of the {split} split with empty text{where}"
+    return ds, f"dropped {counted(empty, 'row')} of the {split} split with empty text{where}"
 
 
 def _attach_teacher(train: Any, teacher_labels: list[str] | None, label_names: list[str]) -> tuple[Any, str]:
@@ -1883,6 +1887,26 @@ def _overlap_notes(overlap: dict[str, int], splits: dict[str, Any]) -> list[str]
     return notes
 
 
+def copy_notes(texts: list[tuple[str, ...]], labels: list[Any]) -> list[str]:
+    """A line counting the training rows (``texts``: train's row_texts, ``labels``: their labels) that repeat an
+    earlier row's text and label, a warning from OVERLAP_WARNING of the rows on: a file written twice over trains
+    each example twice, without a word."""
+    rows = Counter(
+        (text, tuple(label) if isinstance(label, list) else label) for text, label in zip(texts, labels, strict=True)
+    )
+    copies = len(texts) - len(rows)
+    if not copies:
+        return []
+    (text, _), times = rows.most_common(1)[0]
+    share = copies / len(texts)
+    line = (
+        f"{copies} of the {len(texts)} train rows ({share:.1%}) repeat another row's text and label (e.g. "
+        f"{shortened(' / '.join(text))!r}, {times} times): each copy trains as one more example; drop the copies "
+        "(pandas drop_duplicates) unless they are meant to weigh more"
+    )
+    return [f"warning: {line}" if share >= OVERLAP_WARNING else line]
+
+
 def _class_coverage(splits: dict[str, Any], spec: LabelSpec, cfg: TrainConfig) -> list[str]:
     """After the validation carve and the row limits: warn of a train split left with one class, and say which
     classes validation lacks (its macro-F1, which picks the best state, averages over the classes it holds)."""
@@ -1900,7 +1924,7 @@ def _class_coverage(splits: dict[str, Any], spec: LabelSpec, cfg: TrainConfig) -
             f" (--max_train_samples {cfg.max_train_samples} keeps the first rows)" if cfg.max_train_samples else ""
         )
         notes.append(
-            f"warning: the {len(splits['train'])} rows left for training hold one class "
+            f"warning: the {counted(len(splits['train']), 'row')} left for training hold{'s' * (len(splits['train']) == 1)} one class "
             f"({finest[next(iter(present['train']))]!r}){limited}: the model can only learn to predict it; train on "
             "more rows, or shuffle the train file so that its first rows hold every class"
         )
@@ -2073,18 +2097,21 @@ def load_splits(cfg: TrainConfig, class_order: list[list[str]] | None = None) ->
             # Said, so that a limit above the data (a campaign's one limit over datasets of several sizes) is not
             # read as a run on that many rows.
             flag = "--max_train_samples" if split == "train" else "--max_eval_samples"
-            notes.append(f"{flag} {limit} is above the {len(splits[split])} {split} rows: all of them are used")
+            notes.append(
+                f"{flag} {limit} is above the {counted(len(splits[split]), split + ' row')}: all of them are used"
+            )
     notes += _class_coverage(splits, spec, cfg)
     # The same text with two labels, and validation or test texts that are training texts: both compare train's texts.
     train_texts = row_texts(splits["train"])
-    notes += conflict_notes(train_texts, column_values(splits["train"], "label"), spec)
+    train_labels = column_values(splits["train"], "label")
+    notes += conflict_notes(train_texts, train_labels, spec) + copy_notes(train_texts, train_labels)
     overlap = split_overlap(splits, train_texts)
     notes += _overlap_notes(overlap, splits)
     enough = max(MIN_VALIDATION_ROWS, len(spec.levels[-1]["labels"]))  # and at least one row per class
     if "validation" in splits and (rows := len(splits["validation"])) < enough:
         notes.append(
-            f"warning: the validation split has {rows} rows (fewer than {enough}): the best model is chosen on "
-            f"{rows} examples, which is mostly noise; give a larger validation split, --validation_split_ratio or "
+            f"warning: the validation split has {counted(rows, 'row')} (fewer than {enough}): the best model is chosen on "
+            f"{counted(rows, 'example')}, which is mostly noise; give a larger validation split, --validation_split_ratio or "
             "--max_eval_samples."
         )
     # idx lets evaluation restore the original row order after length-sorted, sharded batching.

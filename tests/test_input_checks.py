@@ -408,7 +408,7 @@ def test_bin_and_sharded_weights_load_as_one_safetensors_file_does(layout, tiny_
         (
             "carriage_return",
             [],
-            r"the train split has 1 rows with no label in 'label'; fill or drop them\. .*train.csv holds a carriage "
+            r"the train split has 1 row with no label in 'label'; fill or drop them\. .*train.csv holds a carriage "
             r"return \(\\r\) inside a line, which pandas reads as the end of a row",
         ),
         # pyarrow writes a table whose columns share a name; reading it names neither the column nor the fix.
@@ -919,7 +919,7 @@ def test_a_nan_label_is_a_missing_label(tmp_path):
     labels[3] = float("nan")
     table = pa.table({"text": [f"row {i}" for i in range(12)], "label": pa.array(labels, pa.float64())})
     pq.write_table(table, tmp_path / "train.parquet")
-    with pytest.raises(UsageError, match="the train split has 1 rows with no label in 'label'; fill or drop them"):
+    with pytest.raises(UsageError, match="the train split has 1 row with no label in 'label'; fill or drop them"):
         load_splits(TrainConfig(dataset=str(tmp_path)))
 
 
@@ -930,7 +930,7 @@ def test_an_empty_string_label_is_a_missing_label(tmp_path):
     data = load_splits(TrainConfig(dataset=str(_splits(tmp_path / "hidden", rows, test=unlabeled))))
     assert set(data.splits) == {"train", "validation"} and data.label_names == ["x", "y"]
     rows[3]["label"] = " "
-    with pytest.raises(UsageError, match="the train split has 1 rows with no label in 'label'; fill or drop them"):
+    with pytest.raises(UsageError, match="the train split has 1 row with no label in 'label'; fill or drop them"):
         load_splits(TrainConfig(dataset=str(_splits(tmp_path / "d", rows, name="parquet"))))
 
 
@@ -1473,3 +1473,41 @@ def test_an_unknown_label_of_a_hierarchy_is_named_with_its_level_and_that_level_
             input_labels(raw, spec)
         hint = " ('Date' is 'date' among the model's labels: labels are case-sensitive.)" if fine == "Date" else ""
         assert str(err.value) == f"{said}; {fix}{hint}"
+
+
+def test_rows_dropped_for_empty_text_are_counted_in_words_and_a_pair_column_count_said_once(tmp_path):
+    """ "dropped 1 rows" read as a slip, and "5 rows ... in 'hypothesis' (5)" said one count twice; where both texts of
+    a pair have empty cells, each column's count is news and stays."""
+    rows = [(f"premise {i}", f"hypothesis {i}", ["yes", "no"][i % 2]) for i in range(12)]
+    train_rows = [(p, "" if i < 5 else h, y) for i, (p, h, y) in enumerate(rows)]
+    validation_rows = [("" if i == 0 else p, "" if i in (1, 2) else h, y) for i, (p, h, y) in enumerate(rows)]
+    write_csv(tmp_path / "train.csv", train_rows, ("premise", "hypothesis", "label"))
+    write_csv(tmp_path / "validation.csv", validation_rows, ("premise", "hypothesis", "label"))
+    write_csv(tmp_path / "test.csv", [("", "h", "yes"), *rows[1:4]], ("premise", "hypothesis", "label"))
+    cfg = TrainConfig(dataset=str(tmp_path), text_column="premise", text_pair_column="hypothesis")
+    notes = load_splits(cfg).notes
+    assert "dropped 5 rows of the train split with empty text in 'hypothesis'" in notes
+    assert "dropped 3 rows of the validation split with empty text in 'premise' (1), 'hypothesis' (2)" in notes
+    assert "dropped 1 row of the test split with empty text in 'premise'" in notes
+    with pytest.raises(
+        UsageError, match=r"the train split has 5 rows with empty or whitespace-only text in 'hypothesis';"
+    ):
+        load_splits(TrainConfig(**{**cfg.__dict__, "empty_text": "error"}))
+
+
+def test_train_rows_that_repeat_another_row_are_counted(tmp_path):
+    """A train file written three times over trains each example three times without a word: the copies (the same
+    text and label) are counted, and a share from 1% on is a warning."""
+    rows = [(f"text number {i}", ["a", "b"][i % 2]) for i in range(40)]
+    write_csv(tmp_path / "train.csv", rows * 3)
+    write_csv(tmp_path / "validation.csv", [(f"other {i}", ["a", "b"][i % 2]) for i in range(10)])
+    notes = load_splits(TrainConfig(dataset=str(tmp_path))).notes
+    said = [n for n in notes if "repeat another row" in n]
+    assert said == [
+        "warning: 80 of the 120 train rows (66.7%) repeat another row's text and label (e.g. 'text number 0', 3 "
+        "times): each copy trains as one more example; drop the copies (pandas drop_duplicates) unless they are "
+        "meant to weigh more"
+    ]
+    # The same text with another label is no copy (the conflicting-labels warning names it), nor are other splits.
+    write_csv(tmp_path / "train.csv", rows + [(text, "b" if label == "a" else "a") for text, label in rows[:3]])
+    assert not [n for n in load_splits(TrainConfig(dataset=str(tmp_path))).notes if "repeat another row" in n]

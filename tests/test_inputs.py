@@ -169,7 +169,7 @@ def test_na_like_strings_in_csv_are_text_and_labels(tmp_path, suffix):
         "the weather is fine",
         "rain again today",
     ]
-    assert "dropped 1 rows of the train split with empty text" in data.notes
+    assert "dropped 1 row of the train split with empty text" in data.notes
 
 
 def test_rows_dropped_for_an_empty_second_text_name_its_column(tmp_path):
@@ -179,7 +179,7 @@ def test_rows_dropped_for_an_empty_second_text_name_its_column(tmp_path):
     write_csv(tmp_path / "train.csv", rows, header=("question", "answer", "label"))
     write_csv(tmp_path / "validation.csv", rows[:1] + rows[2:4], header=("question", "answer", "label"))
     cfg = TrainConfig(dataset=str(tmp_path), text_column="question", text_pair_column="answer")
-    assert "dropped 2 rows of the train split with empty text in 'answer' (2)" in load_splits(cfg).notes
+    assert "dropped 2 rows of the train split with empty text in 'answer'" in load_splits(cfg).notes
     with pytest.raises(UsageError, match=r"the train split has 2 rows with empty or whitespace-only text in 'answer'"):
         load_splits(dataclasses.replace(cfg, empty_text="error"))
 

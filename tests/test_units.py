@@ -227,7 +227,7 @@ def test_folder_with_dev_split_and_empty_text(tmp_path):
     write_csv(tmp_path / "dev.csv", [("nice", "pos"), ("awful", "neg")])
     data = load_splits(TrainConfig(dataset=str(tmp_path)))
     assert len(data.splits["train"]) == 3 and len(data.splits["validation"]) == 2
-    assert "dropped 1 rows of the train split with empty text" in data.notes
+    assert "dropped 1 row of the train split with empty text" in data.notes
 
 
 @pytest.mark.parametrize(
@@ -240,12 +240,12 @@ def test_folder_with_dev_split_and_empty_text(tmp_path):
         ),
         ("unknown_label", [], "the test split has labels not seen in train in .label.: 'neutral' \\(1x\\)"),
         ("missing_path", [], "no such file or folder"),
-        ("null_label", [], "rows with no label"),
+        ("null_label", [], "1 row with no label"),
         ("corrupt", [], "cannot read"),
         ("too_long", ["--max_seq_length", "4096"], "--max_seq_length 4096 exceeds the model's limit of 128"),
         ("no_train", [], "no train file found"),
         ("empty_split", [], "test.csv holds no rows \\(an empty split\\)"),
-        ("blank_text", ["--empty_text", "error"], "the train split has 1 rows with empty or whitespace-only text"),
+        ("blank_text", ["--empty_text", "error"], "the train split has 1 row with empty or whitespace-only text"),
         ("out_of_range", [], "label ids \\[7\\] are out of range for the 2 label names"),
         ("not_an_id", [], "labels .*1.5 are neither integer ids nor names"),
         (
