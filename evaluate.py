@@ -1131,6 +1131,26 @@ def input_scores(
     return scored, labels, metrics, unscored
 
 
+def cut_splits_note(cfg: EvalConfig, train_cfg: TrainConfig, resolved: dict[str, Any], rows: int) -> str | None:
+    """A line saying that the run's validation/test scores are of the first --max_eval_samples rows where the run cut
+    a split so, while the --input file (of ``rows`` rows) is scored whole: the same data scores otherwise."""
+    limit, sizes = train_cfg.max_eval_samples, resolved.get("split_sizes", {})
+    cut = [split for split in ("validation", "test") if limit is not None and sizes.get(split, 0) >= limit]
+    if not cut:
+        return None
+    which = (
+        f"the run's {' and '.join(cut)} splits were cut to their first"
+        if len(cut) > 1
+        else f"the run's {cut[0]} split was cut to its first"
+    )
+    scored = (
+        f"scored on its first {counted(rows, 'row')} (--max_samples {cfg.max_samples})"
+        if cfg.max_samples is not None and cfg.max_samples <= rows
+        else f"scored whole ({counted(rows, 'row')})"
+    )
+    return f"{which} {counted(limit, 'row')} (--max_eval_samples {limit}); {cfg.input} is {scored}"
+
+
 def drop_stale_input_scores(run_dir: Path, paths: list[Path]) -> None:
     """Remove the scores an earlier evaluate.py wrote for an --input that is now not scored (they would describe
     other predictions than the new ones); beside an --output elsewhere, whose files may be the user's, only warn."""
@@ -1375,6 +1395,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if input_metrics is not None:
                 confusion = task.confusion(labels, out["logits"][scored])
                 write_input_scores(cfg, run_dir, destination, input_metrics, unscored, confusion, model_labels)
+                if note := cut_splits_note(cfg, train_cfg, resolved, len(raw)):
+                    logger.info(note)
             else:
                 if gold is not None:
                     logger.warning(

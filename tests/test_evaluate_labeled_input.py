@@ -568,3 +568,17 @@ def test_split_test_given_beside_an_input_file_is_refused_though_test_is_the_def
         argv = ["--config", str(tmp_path / "eval.json"), "--run_dir", str(tmp_path), "--input", str(tmp_path / "x.csv")]
     with pytest.raises(ValueError, match=r"--split test scores a split of the run's data; --input predicts a file"):
         evaluate.main(argv)
+
+
+def test_scoring_a_file_whole_says_the_runs_splits_were_cut_by_max_eval_samples(emotion_run, tmp_path, capsys):
+    """A run trained with --max_eval_samples 40 scored its first 40 test rows; the whole test file given to --input
+    is scored on every row: the two scores differ, and the output says why."""
+    out, _ = emotion_run
+    whole = tmp_path / "test.jsonl"
+    pd.read_parquet(EMOTION / "test.parquet").head(120).to_json(whole, orient="records", lines=True)
+    capsys.readouterr()
+    evaluate.main(["--run_dir", str(out), "--input", str(whole)])
+    said = "the run's validation and test splits were cut to their first 40 rows (--max_eval_samples 40)"
+    assert f"{said}; {whole} is scored whole (120 rows)" in capsys.readouterr().err
+    evaluate.main(["--run_dir", str(out), "--input", str(whole), "--max_samples", "60"])
+    assert f"{said}; {whole} is scored on its first 60 rows (--max_samples 60)" in capsys.readouterr().err
