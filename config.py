@@ -750,9 +750,9 @@ def config_file_values(path: str, cls: type) -> dict[str, Any]:
     )
 
 
-def run_record_note(argv: list[str] | None) -> str | None:
+def run_record_note(argv: list[str] | None, cls: type = TrainConfig) -> str | None:
     """The line saying that ``--config`` is a run's config.json read as flags, or None."""
-    file = given_settings(argv)[1]
+    file = given_settings(argv, cls)[1]
     if not file or run_record_flags(load_config_file(file)) is None:
         return None
     run, *place, last = Path(file).expanduser().parent, *sorted(RUN_PLACE)

@@ -1445,7 +1445,7 @@ def train_run(argv: list[str] | None, stopper: StopRequested, held: contextlib.E
     setup_logging(None, accelerator.is_main_process)
     if recorded_note:
         logger.info(recorded_note)
-    for note in (run_record_note(argv), file_overrides(argv, TrainConfig)):
+    for note in (run_record_note(argv, TrainConfig), file_overrides(argv, TrainConfig)):
         if note:
             logger.info(note)
     set_seed(cfg.seed)
