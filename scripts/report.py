@@ -891,10 +891,17 @@ def plot_heatmap(rows: list[dict[str, Any]], path: Path) -> None:
 
     labels = [textwrap.fill(m, 22) for m in models]
     label_lines = max(label.count("\n") + 1 for label in labels)
-    fig, ax = plt.subplots(figsize=(3 + 2.0 * len(models), 1.5 + 0.6 * len(datasets) + 0.2 * label_lines))
+    # Dataset names wrapped too (a held-out set's long folder name left no room for the picture), the figure wider
+    # by the width of the longest line (about 0.09 inch a character at the ticks' 10 points).
+    names = [textwrap.fill(d, 28) for d in datasets]
+    name_lines = max(name.count("\n") + 1 for name in names)
+    widest = max(len(line) for name in names for line in name.splitlines())
+    fig, ax = plt.subplots(
+        figsize=(3 + 2.0 * len(models) + 0.09 * widest, 1.5 + 0.6 * len(datasets) * name_lines + 0.2 * label_lines)
+    )
     image = ax.imshow(grid, cmap="viridis", vmin=np.nanmin(grid) if np.isfinite(grid).any() else 0, aspect="auto")
     ax.set_xticks(range(len(models)), labels, fontsize=8)
-    ax.set_yticks(range(len(datasets)), datasets)
+    ax.set_yticks(range(len(datasets)), names)
     for i in range(len(datasets)):
         for j in range(len(models)):
             if np.isfinite(grid[i, j]):
