@@ -994,7 +994,8 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
         and float(value).is_integer()
         and not spelled_twice(value, keys)
     ):
-        return str(int(value))
+        # A split of whole codes only (1.0, 2.0) is read as numbers where train's, beside a 1.5, kept them as text.
+        return str(int(value)) if str(int(value)) in keys else one_spelling(int(value), keys) or str(int(value))
     if (
         (number := whole_number(value)) is not None
         and (not text_keys or str(number) in keys)
@@ -1002,6 +1003,13 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
     ):
         return number if not text_keys else str(number)  # "1.0" for the id 1, or for train's text "1"
     return value
+
+
+def one_spelling(number: int, keys: dict[Any, int]) -> str | None:
+    """The one text key that writes ``number`` with zero decimals ("2.0" or "2.00" for 2), or None where none or
+    several do. Not "007" for 7: leading zeros are another label's spelling, refused naming it (spelling_hint)."""
+    found = [k for k in keys if isinstance(k, str) and re.fullmatch(rf"{number}\.0+", k.strip()) is not None]
+    return found[0] if len(found) == 1 else None
 
 
 def spelled_twice(value: Any, keys: dict[Any, int]) -> bool:

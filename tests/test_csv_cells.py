@@ -353,3 +353,19 @@ def test_a_non_id_among_ids_named_by_labels_json_is_refused_alone(tmp_path):
         "labels 1.5 are neither integer ids nor names from the label names given (neg, pos); fix the labels or "
         "labels.json."
     )
+
+
+def test_codes_written_with_zero_decimals_find_train_s_class_in_a_split_of_whole_codes_only(tmp_path):
+    """Train's codes 1.0, 1.5, 2.0 are text (1.5 is no whole number); a validation file holding only 1.0 and 2.0 is read
+    as numbers, and its 2.0 was refused as unseen ("2.0 is '2.0' in train"): it finds train's '2.0', in a split and
+    in an --input file."""
+    folder = tmp_path / "data"
+    write_csv(folder / "train.csv", [(f"sentence {i}", code) for i, code in enumerate(["1.0", "1.5", "2.0"] * 4)])
+    write_csv(folder / "validation.csv", [(f"other {i}", code) for i, code in enumerate(["1.0", "2.0"] * 3)])
+    cfg = TrainConfig(dataset=str(folder))
+    data = load_splits(cfg)
+    assert data.label_names == ["1.0", "1.5", "2.0"]
+    assert data.splits["validation"]["label"] == [0, 2] * 3
+    new = write_csv(tmp_path / "new.csv", [("a", "2.0"), ("b", "1.0")])
+    rows = load_unlabeled(str(new), cfg, None, ("label",))
+    assert input_labels(rows, data.spec, trained_label_maps(cfg, data.spec.levels)) == [2, 0]
