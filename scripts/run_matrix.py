@@ -579,9 +579,10 @@ DATA_FLAGS = (
 )
 
 
-def check_data(runs: list[Run]) -> None:
+def check_data(runs: list[Run], warn: bool = False) -> None:
     """Read each local dataset of the runs as train.py will, so a missing column or a label train.py refuses is one
-    line before anything starts rather than the same failure in every run of it. Hub ids are left to the runs."""
+    line before anything starts rather than the same failure in every run of it. Hub ids are left to the runs; with
+    ``warn`` (Slurm: the compute nodes may see other files and caches than this login node) a refusal is a warning."""
     try:
         from data import load_splits
     except ImportError:  # a login node without torch: each run checks its data at start
@@ -597,7 +598,14 @@ def check_data(runs: list[Run]) -> None:
             with contextlib.redirect_stdout(io.StringIO()):
                 load_splits(TrainConfig(**settings))
         except UsageError as err:
-            raise UsageError(f"train.py would refuse the runs of {run.dataset_name} ({run.run_dir}): {err}") from None
+            message = f"train.py would refuse the runs of {run.dataset_name} ({run.run_dir}): {err}"
+            if not warn:
+                raise UsageError(message) from None
+            print(f"warning: {message}", file=sys.stderr)
+        except Exception as err:  # a reader this machine lacks, say: each run reads its data at start
+            print(
+                f"warning: {run.dataset_name} could not be checked here ({type(err).__name__}: {err})", file=sys.stderr
+            )
 
 
 def check_distinct(runs: list[Run]) -> None:
@@ -1934,7 +1942,7 @@ def main(argv: list[str] | None = None) -> int:
     check_existing_runs(runs, launch_settings(launcher))
     check_scored_elsewhere(runs, where)
     warn_if_pooling_resolves_alike(runs)
-    check_data([r for r in runs if not (r.run_dir / "results.json").is_file()])
+    check_data([r for r in runs if not (r.run_dir / "results.json").is_file()], warn=args.executor == "slurm")
     if args.executor == "slurm" and not args.dry_run:
         root.mkdir(parents=True, exist_ok=True)
         jobs = submit(runs, root, launcher, args, options)

@@ -1020,3 +1020,6 @@ def test_a_column_the_dataset_lacks_is_refused_before_any_run_in_one_line(tmp_pa
     assert not (tmp_path / "m").exists()
     assert run_matrix.main([*base, "--dry_run"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("matrix (dry run): 2 to train")
+    # Slurm's compute nodes may see other files than the machine that submits: a warning there.
+    assert run_matrix.main([*base, "--dry_run", "--executor", "slurm", "--label_column", "stars"]) == 0
+    assert "warning: train.py would refuse the runs of sample_data" in capsys.readouterr().err
