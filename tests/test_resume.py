@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -209,14 +210,14 @@ def test_sigterm_to_the_launcher_checkpoints_and_resume_is_exact(tiny_bert, tmp_
     assert [p.name for p in train.checkpoint_dirs(run)] == [f"step_{stop_at:06d}"]
     assert not (run / "results.json").exists()
 
-    # One launcher resumes by naming the run folder itself (its newest checkpoint), as the README allows.
-    resume = str(run) if mode == "torchrun-2" else "latest"
-    proc = launch(
-        mode,
-        tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", resume),
-        env | {"PROBE_BLOCK_AT": ""},
-        tmp_path,
-    )
+    # One launcher resumes by naming the run folder itself (its newest checkpoint) with the run's flags again, as the
+    # README allows; the others with the stop line's command alone (the run's other flags read from its config.json).
+    if mode == "torchrun-2":
+        resume = tiny_args(tiny_bert, run, None, *flags, "--resume_from_checkpoint", str(run))
+    else:
+        resume = ["--output_dir", str(run), "--resume_from_checkpoint", "latest"]
+        assert f"continue with {shlex.join(resume)} alone" in log
+    proc = launch(mode, resume, env | {"PROBE_BLOCK_AT": ""}, tmp_path)
     out = finish(proc)
     assert proc.returncode == 0, out[-3000:]
     assert_same_run(ref, run, tmp_path / "ref.pt", tmp_path / "run.pt")
