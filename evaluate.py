@@ -19,7 +19,6 @@ import dataclasses
 import inspect
 import json
 import os
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +85,7 @@ from utils import (
     resume_flags,
     run_cli,
     run_dir_holder,
+    set_title_inside,
     setup_logging,
     tune_cpu,
     undrawable_characters,
@@ -568,26 +568,6 @@ def write_predictions(
 # A confusion matrix of more classes is unreadable as a picture, and its figure grows with the square of the count:
 # 1000 classes took 8.6 GB and crashed. Those runs get the per-class report (and predictions) only.
 MAX_CONFUSION_CLASSES = 100
-
-
-def set_title_inside(fig: Any, ax: Any, title: str) -> None:
-    """``title`` over ``ax``, laid out: wrapped to the picture's width and moved sideways to lie inside it. Unwrapped,
-    a long --input file or run folder name ran off both edges; and a matrix pushed right by long class names is
-    centred right of the picture's centre, so a title as wide as the picture, centred over it, ran off the right."""
-    margin = 0.05 * fig.dpi
-    room = fig.bbox.width - 2 * margin
-    width = max(20, int(fig.get_figwidth() * 72 / 7.5))  # characters: about 7 points each at the title's 12
-    for _ in range(2):  # once more, narrower, where its characters are wider than most (capitals)
-        ax.set_title(plot_text(textwrap.fill(title, width)))  # escaped after wrapping: "\$" is never cut in two
-        fig.tight_layout()
-        ax.apply_aspect()  # the matrix's final place: square, as drawing makes it (a whole draw costs seconds)
-        box = ax.title.get_window_extent(fig.canvas.get_renderer())
-        if box.width <= room:
-            break
-        width = max(10, int(width * room / box.width))
-    shift = max(0.0, margin - box.x0) - max(0.0, box.x1 - (fig.bbox.width - margin))
-    if shift:
-        ax.title.set_x(0.5 + shift / ax.get_window_extent(fig.canvas.get_renderer()).width)
 
 
 def plot_confusion(gold: np.ndarray, preds: np.ndarray, label_names: list[str], path: Path, title: str) -> bool:

@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -373,6 +374,28 @@ def plot_text(text: str) -> str:
     '$' escaped (between two of them matplotlib reads math: '$10-$20' drew as '10 - 20', '$x^$' raised)."""
     missing = set(undrawable_characters(text))
     return "".join("?" if c in missing else c for c in text).replace("$", r"\$")
+
+
+def set_title_inside(fig: Any, ax: Any, title: str) -> None:
+    """``title`` over ``ax``, laid out: wrapped to the picture's width and moved sideways to lie inside it. Unwrapped,
+    a long --input file, run folder or dataset name ran off both edges; and axes pushed right by long row names (class
+    names) are centred right of the picture's centre, so a title as wide as the picture, centred over them, ran off
+    the right."""
+    margin = 0.05 * fig.dpi
+    room = fig.bbox.width - 2 * margin
+    width = max(20, int(fig.get_figwidth() * 72 / 7.5))  # characters: about 7 points each at the title's 12
+    for _ in range(2):  # once more, narrower, where its characters are wider than most (capitals)
+        # Line by line (a title's own line breaks stay), escaped after wrapping: "\$" is never cut in two.
+        ax.set_title(plot_text("\n".join(textwrap.fill(line, width) for line in title.splitlines())))
+        fig.tight_layout()
+        ax.apply_aspect()  # the matrix's final place: square, as drawing makes it (a whole draw costs seconds)
+        box = ax.title.get_window_extent(fig.canvas.get_renderer())
+        if box.width <= room:
+            break
+        width = max(10, int(width * room / box.width))
+    shift = max(0.0, margin - box.x0) - max(0.0, box.x1 - (fig.bbox.width - margin))
+    if shift:
+        ax.title.set_x(0.5 + shift / ax.get_window_extent(fig.canvas.get_renderer()).width)
 
 
 def atomic_savefig(fig: Any, path: Path, dpi: int = 100) -> None:

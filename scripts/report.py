@@ -62,6 +62,7 @@ from utils import (  # noqa: E402
     plot_text,
     read_run_config,
     run_cli,
+    set_title_inside,
     source_key,
     undrawable_characters,
     unique_names,
@@ -960,14 +961,11 @@ def plot_per_class_f1(runs: list[dict[str, Any]], rows: list[dict[str, Any]], ro
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=7)
         splits = sorted({r["per_class_split"] for r in members})
         fig.colorbar(image, ax=ax, label=f"{'/'.join(splits)} F1")
-        # Wrapped to the picture's width (about 7 points a character at the title's 12): a held-out set's long
-        # folder name ran off both edges of a one-run picture.
-        width = max(20, int(fig.get_figwidth() * 72 / 7.5))
-        title = textwrap.fill(f"{dataset}: per-class F1 by run", width)
+        title = f"{dataset}: per-class F1 by run"
         if np.isnan(grid).any():
-            title += "\n" + textwrap.fill(f"(blank: no {'/'.join(splits)} row of the class)", width)
-        ax.set_title(title)
-        fig.tight_layout()
+            title += f"\n(blank: no {'/'.join(splits)} row of the class)"
+        # Wrapped inside the picture: a held-out set's long folder name ran off both edges of a one-run picture.
+        set_title_inside(fig, ax, title)
         atomic_savefig(fig, path)
         plt.close(fig)
         written.append(path)
