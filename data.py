@@ -2489,11 +2489,21 @@ def unwindowable_pairs(tokenizer: Any, texts: list[str], max_seq_length: int, st
 def truncated_pairs(tokenizer: Any, texts: list[str], pairs: list[str], max_seq_length: int, stride: int) -> set[int]:
     """The rows of a pair batch that encode_windows truncates instead of windowing and that do not fit whole: text
     of these documents is cut off as under --long_text truncate."""
-    fallback = unwindowable_pairs(tokenizer, texts, max_seq_length, stride)
-    if not fallback:
+    return longer_than(
+        tokenizer, texts, pairs, unwindowable_pairs(tokenizer, texts, max_seq_length, stride), max_seq_length
+    )
+
+
+def longer_than(
+    tokenizer: Any, texts: list[str], pairs: list[str] | None, rows: list[int], max_seq_length: int
+) -> set[int]:
+    """Those of ``rows`` whose text (and pair), tokenized whole, take more than ``max_seq_length`` tokens."""
+    if not rows:
         return set()
-    whole = tokenizer([texts[i] for i in fallback], [pairs[i] for i in fallback], verbose=False)["input_ids"]
-    return {row for row, ids in zip(fallback, whole, strict=True) if len(ids) > max_seq_length}
+    whole = tokenizer([texts[i] for i in rows], [pairs[i] for i in rows] if pairs is not None else None, verbose=False)[
+        "input_ids"
+    ]
+    return {row for row, ids in zip(rows, whole, strict=True) if len(ids) > max_seq_length}
 
 
 def cut_rows(tokenizer: Any, out: Any, texts: list[str], pairs: list[str] | None, max_seq_length: int) -> list[bool]:
@@ -2505,12 +2515,9 @@ def cut_rows(tokenizer: Any, out: Any, texts: list[str], pairs: list[str] | None
     if out.encodings is not None:  # a fast tokenizer keeps what it cut off in each Encoding: no second pass
         for i in full:
             cut[i] = bool(out.encodings[i].overflowing)
-    elif full:  # a slow tokenizer keeps nothing: the rows at the limit, tokenized whole
-        whole = tokenizer(
-            [texts[i] for i in full], [pairs[i] for i in full] if pairs is not None else None, verbose=False
-        )["input_ids"]
-        for i, ids in zip(full, whole, strict=True):
-            cut[i] = len(ids) > max_seq_length
+    else:  # a slow tokenizer keeps nothing: the rows at the limit, tokenized whole
+        for i in longer_than(tokenizer, texts, pairs, full, max_seq_length):
+            cut[i] = True
     return cut
 
 
