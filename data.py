@@ -994,8 +994,9 @@ def label_key(value: Any, keys: dict[Any, int]) -> Any:
         and float(value).is_integer()
         and not spelled_twice(value, keys)
     ):
+        text = str(int(value))
         # A split of whole codes only (1.0, 2.0) is read as numbers where train's, beside a 1.5, kept them as text.
-        return str(int(value)) if str(int(value)) in keys else one_spelling(int(value), keys) or str(int(value))
+        return text if text in keys else one_spelling(int(value), keys) or text
     if (
         (number := whole_number(value)) is not None
         and (not text_keys or str(number) in keys)
